@@ -1,0 +1,78 @@
+// The model's hyper-parameters, read from config.json in one place and
+// printed at start. Everything the forward pass needs to know about the
+// architecture lives here; options mote does not implement are refused by
+// name when the file is read, not discovered half-way through a job.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace mote {
+
+struct YarnScaling {
+  double factor = 1.0;
+  int original_max_position_embeddings = 4096;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double mscale = 1.0;
+  double mscale_all_dim = 0.0;
+};
+
+struct ModelConfig {
+  std::string model_type;
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int intermediate_size = 0;       // dense layers' FFN width
+  int moe_intermediate_size = 0;   // each routed expert's FFN width
+  int num_hidden_layers = 0;
+  int num_attention_heads = 0;
+
+  // MLA. q_lora_rank 0 means queries are projected directly (q_proj).
+  int q_lora_rank = 0;
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
+
+  // MoE and router.
+  int n_routed_experts = 0;
+  int n_shared_experts = 0;
+  int num_experts_per_tok = 0;
+  int n_group = 1;
+  int topk_group = 1;
+  int first_k_dense_replace = 0;
+  int num_nextn_predict_layers = 0;  // multi-token-prediction layers: loaded by nobody, tolerated in the files
+  int moe_layer_freq = 1;
+  double routed_scaling_factor = 1.0;
+  bool norm_topk_prob = true;
+  std::string scoring_func;
+  std::string topk_method;
+
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  int max_position_embeddings = 0;
+  std::optional<YarnScaling> yarn;
+  bool tie_word_embeddings = false;
+  std::vector<int> eos_token_ids;
+  int bos_token_id = -1;
+
+  int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  bool is_moe_layer(int layer) const;
+  // Decoder-layer index of each MoE layer, in order.
+  std::vector<int> moe_layers() const;
+  int experts_per_group() const { return n_routed_experts / n_group; }
+  // Softmax scale of attention, including YaRN's mscale correction.
+  float attention_scale() const;
+
+  std::string summary() const;
+};
+
+// Reads and validates `path` (a config.json). Errors name the file and key.
+ModelConfig load_model_config(const std::filesystem::path& path);
+ModelConfig parse_model_config(const nlohmann::json& json, const std::string& where);
+
+}  // namespace mote

@@ -1,0 +1,62 @@
+// The DeepSeek-V3 forward pass. Each decoder layer reads as its list of ops:
+//
+//   x = rms_norm(h, input_norm);          h += mla_attention(x)
+//   x = rms_norm(h, post_attention_norm); h += dense layer ? ffn(x) : moe(x)
+//
+// and after the last layer, logits = lm_head(rms_norm(h, final_norm)) for
+// the rows that need them. MoE layers route each token, run the routed
+// experts through an ExpertExecutor, and add the shared expert's output.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "mote/model/attention.h"
+#include "mote/model/config.h"
+#include "mote/model/experts.h"
+#include "mote/model/ffn.h"
+#include "mote/model/kv_cache.h"
+#include "mote/model/router.h"
+#include "mote/model/step.h"
+#include "mote/model/weights.h"
+#include "mote/ops/rope.h"
+
+namespace mote {
+
+class DeepseekV3 {
+ public:
+  // `experts` runs the routed experts; null means all of them run here.
+  DeepseekV3(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts = nullptr);
+
+  const ModelConfig& config() const { return c_; }
+  int moe_layer_count() const { return static_cast<int>(moe_layers_.size()); }
+  int top_k() const { return router_.top_k(); }
+
+  // Feeds `rows` through the model, writing their KV entries. For each index
+  // i of `logit_rows` writes vocab logits of rows[logit_rows[i]] to
+  // logits + i * vocab.
+  void forward(std::span<const StepRow> rows, KvCache& cache, std::span<const int32_t> logit_rows, float* logits,
+               const ForwardTaps& taps = {});
+
+ private:
+  void moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows, float* out,
+           const ForwardTaps& taps);
+
+  const ModelConfig& c_;
+  const ModelWeights& w_;
+  Rope rope_;
+  MlaAttention attention_;
+  Router router_;
+  Ffn ffn_;
+  std::unique_ptr<LocalExpertExecutor> local_experts_;
+  ExpertExecutor* experts_;
+  std::vector<int> moe_layers_;
+
+  // Scratch reused across steps; grows to the largest batch seen.
+  std::vector<float> h_, x_, branch_, rope_cos_, rope_sin_, router_logits_, router_scratch_, gate_weights_,
+      expert_out_, shared_out_, final_rows_;
+  std::vector<int32_t> chosen_;
+};
+
+}  // namespace mote

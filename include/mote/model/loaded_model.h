@@ -1,0 +1,28 @@
+// Everything read from a Hugging Face model directory: config.json, the
+// memory-mapped weights, and the tokenizer, checked against each other.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "mote/io/safetensors.h"
+#include "mote/model/config.h"
+#include "mote/model/weights.h"
+#include "mote/tokenizer/tokenizer.h"
+
+namespace mote {
+
+struct LoadedModel {
+  std::filesystem::path dir;
+  ModelConfig config;
+  WeightStore store;
+  ModelWeights weights;
+  Tokenizer tokenizer;
+  std::vector<int32_t> eos_ids;  // generation stops at any of these
+};
+
+// Loads `dir`; `load_expert` picks the routed experts this process holds
+// (all of them when empty).
+std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert = {});
+
+}  // namespace mote

@@ -1,0 +1,27 @@
+// One forward step over a batch of rows: each row is one token of one
+// sequence, fed at its position. Prefill feeds many rows of a sequence in one
+// step; decode feeds one row per active sequence.
+#pragma once
+
+#include <cstdint>
+
+namespace mote {
+
+struct ExpertMask;
+
+struct StepRow {
+  int32_t slot = 0;   // sequence slot in the KV cache
+  int32_t pos = 0;    // position of the token in its sequence
+  int32_t token = 0;  // token id
+  const ExpertMask* mask = nullptr;  // MoTE switches of the row's request, or none
+};
+
+// Tap points the forward pass writes to when they are set.
+struct ForwardTaps {
+  // Routed experts and gate weights per (row, MoE layer, top-k slot), in
+  // selection order; -1 and 0 where fewer than top_k experts were chosen.
+  int32_t* routing_experts = nullptr;
+  float* routing_weights = nullptr;
+};
+
+}  // namespace mote

@@ -1,0 +1,63 @@
+// The weights of a DeepSeek-V3-architecture model, as views into the
+// memory-mapped safetensors files. Matrices keep their file dtype; only the
+// small vectors (norm weights, router bias) are widened to fp32 at load.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "mote/io/safetensors.h"
+#include "mote/model/config.h"
+#include "mote/ops/weight.h"
+
+namespace mote {
+
+// SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
+struct FfnWeights {
+  Weight gate, up, down;
+  bool empty() const { return gate.empty(); }
+};
+
+struct AttentionWeights {
+  Weight q_a;                  // [q_lora_rank, hidden]       (q_lora_rank > 0)
+  std::vector<float> q_a_norm; // [q_lora_rank]
+  Weight q_b;                  // [heads*qk_head_dim, q_lora_rank]
+  Weight q;                    // [heads*qk_head_dim, hidden] (q_lora_rank == 0)
+  Weight kv_a;                 // [kv_lora_rank + qk_rope, hidden]
+  std::vector<float> kv_a_norm;// [kv_lora_rank]
+  Weight kv_b;                 // [heads*(qk_nope + v), kv_lora_rank]
+  Weight o;                    // [hidden, heads*v]
+};
+
+struct RouterWeights {
+  Weight gate;                 // [n_routed, hidden]
+  std::vector<float> bias;     // e_score_correction_bias [n_routed]
+};
+
+struct LayerWeights {
+  std::vector<float> input_norm;
+  std::vector<float> post_attention_norm;
+  AttentionWeights attention;
+  bool is_moe = false;
+  FfnWeights dense;                 // dense layers
+  RouterWeights router;             // MoE layers
+  FfnWeights shared;                // MoE layers with shared experts
+  std::vector<FfnWeights> experts;  // MoE layers; empty entries for experts held elsewhere
+};
+
+struct ModelWeights {
+  Weight embed;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;
+  Weight lm_head;  // [vocab, hidden]
+};
+
+// Which routed experts this process loads, by (MoE-layer index, expert).
+using ExpertFilter = std::function<bool(int moe_layer, int expert)>;
+
+// Looks up and checks every tensor the config implies: present, 2-D or 1-D
+// with the expected shape, dtype F32/F16/BF16. Tensors of layers past the
+// config's layer count are an error (they mean config and weights disagree).
+ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& config, const ExpertFilter& load_expert);
+
+}  // namespace mote

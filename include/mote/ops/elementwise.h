@@ -1,0 +1,26 @@
+// Small per-vector operations of the forward pass, all fp32.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+namespace mote {
+
+// out = x / sqrt(mean(x^2) + eps) * weight, over n values. The mean is
+// accumulated in double so that it does not depend on summation order.
+void rms_norm(const float* x, const float* weight, float eps, float* out, int n);
+
+// out[i] = silu(gate[i]) * up[i], silu(g) = g * sigmoid(g).
+void silu_mul(const float* gate, const float* up, float* out, int n);
+
+// In-place softmax over n values.
+void softmax(float* x, int n);
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// y[i] += x[i]
+void add_in_place(float* y, const float* x, int n);
+// y[i] += a * x[i]
+void add_scaled(float* y, float a, const float* x, int n);
+
+}  // namespace mote

@@ -1,0 +1,27 @@
+// Rotary position embedding of DeepSeek models: pairs (x[2i], x[2i+1]) are
+// rotated by pos * inv_freq[i], with YaRN's frequency blend and magnitude
+// scale when the config asks for it.
+#pragma once
+
+#include <vector>
+
+#include "mote/model/config.h"
+
+namespace mote {
+
+class Rope {
+ public:
+  explicit Rope(const ModelConfig& config);
+  int dim() const { return dim_; }
+  // cos and sin (dim/2 values each) for position `pos`.
+  void angles(int pos, float* cos_out, float* sin_out) const;
+  // Rotates `x` (dim values) in place.
+  void apply(float* x, const float* cos_v, const float* sin_v) const;
+
+ private:
+  int dim_;
+  std::vector<float> inv_freq_;
+  float magnitude_ = 1.0f;
+};
+
+}  // namespace mote

@@ -1,0 +1,35 @@
+// The pre-tokenizer of a tokenizer.json: text -> pieces that BPE encodes
+// separately. Supports Split (a regex with Unicode classes, via PCRE2) and
+// ByteLevel, alone or in a Sequence; other kinds are refused by name.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace mote {
+
+class PreTokenizer {
+ public:
+  PreTokenizer();  // splits nothing
+  PreTokenizer(const nlohmann::json& spec, const std::string& where);
+  ~PreTokenizer();
+  PreTokenizer(PreTokenizer&&) noexcept;
+  PreTokenizer& operator=(PreTokenizer&&) noexcept;
+
+  // Splits valid UTF-8 `text` into pieces: views into `text`, in order,
+  // covering it exactly unless a Split step removes its matches.
+  std::vector<std::string_view> split(std::string_view text) const;
+  // Set when a ByteLevel step asks for a space before text that lacks one.
+  bool add_prefix_space() const { return add_prefix_space_; }
+
+ private:
+  struct Step;
+  std::vector<Step> steps_;
+  bool add_prefix_space_ = false;
+};
+
+}  // namespace mote

@@ -1,0 +1,70 @@
+// The model's tokenizer, read from tokenizer.json (byte-level BPE, its
+// pre-tokenizer, added tokens and post-processor) and tokenizer_config.json
+// (bos/eos). Encoding follows Hugging Face: added tokens written in the text
+// are recognised as such, and the post-processor adds special tokens when
+// asked to.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "mote/tokenizer/bpe.h"
+#include "mote/tokenizer/pretokenizer.h"
+
+namespace mote {
+
+struct AddedToken {
+  int32_t id = 0;
+  std::string content;
+  bool special = false;
+  bool lstrip = false;
+  bool rstrip = false;
+};
+
+class Tokenizer {
+ public:
+  // Reads `dir/tokenizer.json` and, when present, `dir/tokenizer_config.json`.
+  static Tokenizer load(const std::filesystem::path& dir);
+  // Reads a tokenizer.json given as text (`where` names it in errors).
+  static Tokenizer from_json_text(std::string_view text, const std::string& where);
+
+  // Encodes UTF-8 `text` (invalid UTF-8 is an Error naming the byte offset).
+  // With `add_special_tokens`, the post-processor's template is applied
+  // (for DeepSeek models: BOS prepended).
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const;
+  // Decodes ids to text, special tokens kept; byte sequences that are not
+  // valid UTF-8 (a character cut between tokens) become U+FFFD.
+  std::string decode(std::span<const int32_t> ids) const;
+
+  int32_t vocab_size() const { return static_cast<int32_t>(id_to_token_.size()); }
+  int32_t bos_id() const { return bos_id_; }
+  int32_t eos_id() const { return eos_id_; }
+  // Text of the BOS token, for chat formats that write it literally.
+  const std::string& bos_text() const;
+  const std::string& token(int32_t id) const { return id_to_token_.at(static_cast<size_t>(id)); }
+  // Returns the id of an added token by its exact content, or -1.
+  int32_t added_token_id(std::string_view content) const;
+
+ private:
+  void encode_plain(std::string_view text, std::vector<int32_t>& out) const;
+  void apply_config(const std::filesystem::path& config_path);
+
+  std::vector<std::string> id_to_token_;
+  std::unordered_map<std::string, int32_t> token_to_id_;
+  std::vector<AddedToken> added_;       // longest content first, for matching
+  std::vector<bool> is_added_;          // by id
+  std::array<int32_t, 256> byte_ids_{}; // id of each single-byte token
+  BpeMerges merges_;
+  PreTokenizer pre_tokenizer_;
+  std::vector<int32_t> template_prefix_, template_suffix_;
+  int32_t bos_id_ = -1;
+  int32_t eos_id_ = -1;
+};
+
+}  // namespace mote

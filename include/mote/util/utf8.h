@@ -1,0 +1,27 @@
+// UTF-8 checks for text that comes from users (prompt files, tokenizer input)
+// and repair for text that comes from the model (decoded token bytes, which
+// may end in the middle of a character).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mote {
+
+// Byte offset of the first byte that does not start a valid UTF-8 sequence
+// (overlong forms, surrogates and code points past U+10FFFF are invalid), or
+// nullopt when the whole text is valid.
+std::optional<size_t> find_invalid_utf8(std::string_view text);
+
+// Copy of `bytes` in which every invalid sequence is replaced by U+FFFD, the
+// way Hugging Face tokenizers decode byte-level tokens.
+std::string repair_utf8(std::string_view bytes);
+
+// Decodes one code point at `pos` of valid UTF-8 and advances `pos`.
+char32_t next_code_point(std::string_view text, size_t& pos);
+
+// Appends the UTF-8 encoding of `cp`.
+void append_utf8(std::string& out, char32_t cp);
+
+}  // namespace mote

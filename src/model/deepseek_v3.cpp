@@ -1,0 +1,119 @@
+#include "mote/model/deepseek_v3.h"
+
+#include <algorithm>
+
+#include "mote/ops/elementwise.h"
+#include "mote/ops/matmul.h"
+#include "mote/util/error.h"
+
+namespace mote {
+
+DeepseekV3::DeepseekV3(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts)
+    : c_(config),
+      w_(weights),
+      rope_(config),
+      attention_(config, rope_),
+      router_(config),
+      experts_(experts),
+      moe_layers_(config.moe_layers()) {
+  if (experts_ == nullptr) {
+    local_experts_ = std::make_unique<LocalExpertExecutor>(weights, config.hidden_size, config.n_routed_experts);
+    experts_ = local_experts_.get();
+  }
+}
+
+void DeepseekV3::forward(std::span<const StepRow> rows, KvCache& cache, std::span<const int32_t> logit_rows, float* logits,
+                         const ForwardTaps& taps) {
+  const int n = static_cast<int>(rows.size());
+  if (n == 0) return;
+  const int hidden = c_.hidden_size;
+  const size_t hn = static_cast<size_t>(n) * hidden;
+  const int half = c_.qk_rope_head_dim / 2;
+  const auto eps = static_cast<float>(c_.rms_norm_eps);
+  h_.resize(hn);
+  x_.resize(hn);
+  branch_.resize(hn);
+  rope_cos_.resize(static_cast<size_t>(n) * half);
+  rope_sin_.resize(static_cast<size_t>(n) * half);
+
+  for (int r = 0; r < n; ++r) {
+    const StepRow& row = rows[r];
+    if (row.token < 0 || row.token >= c_.vocab_size) fail("token id {} is outside the model's vocabulary ({})", row.token, c_.vocab_size);
+    if (row.pos < 0 || row.pos >= cache.capacity(row.slot)) {
+      fail("position {} is outside the KV cache of slot {} ({} positions)", row.pos, row.slot, cache.capacity(row.slot));
+    }
+    widen_row(w_.embed, row.token, h_.data() + static_cast<size_t>(r) * hidden);
+    rope_.angles(row.pos, rope_cos_.data() + static_cast<size_t>(r) * half, rope_sin_.data() + static_cast<size_t>(r) * half);
+  }
+
+  int moe_layer = 0;
+  for (int l = 0; l < c_.num_hidden_layers; ++l) {
+    const LayerWeights& lw = w_.layers[l];
+    for (int r = 0; r < n; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.input_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
+    attention_.forward(lw.attention, l, x_.data(), rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+    add_in_place(h_.data(), branch_.data(), static_cast<int>(hn));
+
+    for (int r = 0; r < n; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
+    if (lw.is_moe) {
+      moe(lw, l, moe_layer++, x_.data(), rows, branch_.data(), taps);
+    } else {
+      ffn_.forward(lw.dense, x_.data(), n, branch_.data());
+    }
+    add_in_place(h_.data(), branch_.data(), static_cast<int>(hn));
+  }
+
+  if (logit_rows.empty()) return;
+  final_rows_.resize(logit_rows.size() * hidden);
+  for (size_t i = 0; i < logit_rows.size(); ++i) {
+    rms_norm(&h_[static_cast<size_t>(logit_rows[i]) * hidden], w_.final_norm.data(), eps, &final_rows_[i * hidden], hidden);
+  }
+  matmul(final_rows_.data(), static_cast<int>(logit_rows.size()), w_.lm_head, logits);
+}
+
+void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
+                     float* out, const ForwardTaps& taps) {
+  const int n = static_cast<int>(rows.size());
+  const int hidden = c_.hidden_size;
+  const int n_experts = c_.n_routed_experts;
+  const int k = router_.top_k();
+  const int layers = moe_layer_count();
+
+  // Route: logits in fp32 from the router weights, then selection per token.
+  router_logits_.resize(static_cast<size_t>(n) * n_experts);
+  router_scratch_.resize(static_cast<size_t>(router_.scratch_size()));
+  chosen_.assign(static_cast<size_t>(n) * k, -1);
+  gate_weights_.assign(static_cast<size_t>(n) * k, 0.0f);
+  matmul(x, n, w.router.gate, router_logits_.data());
+  for (int r = 0; r < n; ++r) {
+    router_.route(&router_logits_[static_cast<size_t>(r) * n_experts], w.router.bias.data(), moe_layer, rows[r].mask,
+                  &chosen_[static_cast<size_t>(r) * k], &gate_weights_[static_cast<size_t>(r) * k], router_scratch_.data());
+  }
+  if (taps.routing_experts != nullptr) {
+    for (int r = 0; r < n; ++r) {
+      const size_t dst = (static_cast<size_t>(r) * layers + moe_layer) * k;
+      std::copy_n(&chosen_[static_cast<size_t>(r) * k], k, taps.routing_experts + dst);
+      std::copy_n(&gate_weights_[static_cast<size_t>(r) * k], k, taps.routing_weights + dst);
+    }
+  }
+
+  // Routed experts, then the weighted sum in top-k slot order (never in the
+  // order results arrive), then the shared expert.
+  expert_out_.resize(static_cast<size_t>(n) * k * hidden);
+  experts_->run(layer, moe_layer, x, n, chosen_.data(), k, expert_out_.data());
+  if (!w.shared.empty()) {
+    shared_out_.resize(static_cast<size_t>(n) * hidden);
+    ffn_.forward(w.shared, x, n, shared_out_.data());
+  }
+  for (int r = 0; r < n; ++r) {
+    float* y = out + static_cast<size_t>(r) * hidden;
+    std::fill(y, y + hidden, 0.0f);
+    for (int s = 0; s < k; ++s) {
+      const size_t slot = static_cast<size_t>(r) * k + s;
+      if (chosen_[slot] < 0) continue;
+      add_scaled(y, gate_weights_[slot], &expert_out_[slot * hidden], hidden);
+    }
+    if (!w.shared.empty()) add_in_place(y, &shared_out_[static_cast<size_t>(r) * hidden], hidden);
+  }
+}
+
+}  // namespace mote

@@ -1,0 +1,191 @@
+#include "mote/ops/matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define MOTE_AVX2 1
+#endif
+
+namespace mote {
+namespace {
+
+std::atomic<uint64_t> g_weight_bytes{0};
+
+// Below this many multiply-adds a product runs on the calling thread: the
+// fork/join of a parallel region would cost more than it saves.
+constexpr int64_t kParallelThreshold = 1 << 16;
+
+template <DType DT>
+inline float load_scalar(const std::byte* row, int i) {
+  if constexpr (DT == DType::F32) {
+    float f;
+    std::memcpy(&f, row + 4 * static_cast<size_t>(i), 4);
+    return f;
+  } else {
+    uint16_t bits;
+    std::memcpy(&bits, row + 2 * static_cast<size_t>(i), 2);
+    if constexpr (DT == DType::BF16) {
+      const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+      float f;
+      std::memcpy(&f, &wide, 4);
+      return f;
+    } else {
+#ifdef MOTE_AVX2
+      return _cvtsh_ss(bits);
+#else
+      float f;
+      Weight w{DType::F16, 1, 1, reinterpret_cast<const std::byte*>(&bits)};
+      widen_row(w, 0, &f);
+      return f;
+#endif
+    }
+  }
+}
+
+#ifdef MOTE_AVX2
+
+template <DType DT>
+inline __m256 load8(const std::byte* p) {
+  if constexpr (DT == DType::F32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  } else if constexpr (DT == DType::BF16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+}
+
+// Fixed-order horizontal sum of the 8 lanes.
+inline float hsum(__m256 v) {
+  const __m128 lo = _mm256_castps256_ps128(v);
+  const __m128 hi = _mm256_extractf128_ps(v, 1);
+  __m128 s = _mm_add_ps(lo, hi);
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// NT tokens x NR weight rows. Each (token, row) pair owns one accumulator and
+// sees the same sequence of operations whatever NT and NR are.
+template <DType DT, int NT, int NR>
+void micro_kernel(const float* x, size_t xs, const std::byte* w, size_t ws, int cols, float* y, size_t ys) {
+  constexpr size_t esize = DT == DType::F32 ? 4 : 2;
+  __m256 acc[NT][NR];
+  for (int t = 0; t < NT; ++t)
+    for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= cols; i += 8) {
+    __m256 wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = load8<DT>(w + r * ws + static_cast<size_t>(i) * esize);
+    for (int t = 0; t < NT; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x + t * xs + i);
+      for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    for (int r = 0; r < NR; ++r) {
+      float s = hsum(acc[t][r]);
+      for (int j = i; j < cols; ++j) s += x[t * xs + j] * load_scalar<DT>(w + r * ws, j);
+      y[t * ys + r] = s;
+    }
+  }
+}
+
+template <DType DT, int NR>
+void rows_block(const float* x, size_t xs, int n, const std::byte* w, size_t ws, int cols, float* y, size_t ys) {
+  int t = 0;
+  for (; t + 2 <= n; t += 2) micro_kernel<DT, 2, NR>(x + t * xs, xs, w, ws, cols, y + t * ys, ys);
+  if (t < n) micro_kernel<DT, 1, NR>(x + t * xs, xs, w, ws, cols, y + t * ys, ys);
+}
+
+#else  // portable fallback: one accumulator per output, same order for any batch
+
+template <DType DT, int NR>
+void rows_block(const float* x, size_t xs, int n, const std::byte* w, size_t ws, int cols, float* y, size_t ys) {
+  for (int t = 0; t < n; ++t) {
+    for (int r = 0; r < NR; ++r) {
+      float s = 0.0f;
+      for (int j = 0; j < cols; ++j) s += x[t * xs + j] * load_scalar<DT>(w + r * ws, j);
+      y[t * ys + r] = s;
+    }
+  }
+}
+
+#endif
+
+template <DType DT>
+void matmul_typed(const float* x, size_t xs, int n, const Weight& w, float* y, size_t ys) {
+  constexpr int kRowBlock = 4;
+  const size_t ws = w.row_bytes();
+  const int blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+  const bool parallel = static_cast<int64_t>(n) * w.rows * w.cols >= kParallelThreshold && blocks > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int b = 0; b < blocks; ++b) {
+    const int r0 = b * kRowBlock;
+    const std::byte* wr = w.data + static_cast<size_t>(r0) * ws;
+    float* yr = y + r0;
+    switch (std::min(kRowBlock, w.rows - r0)) {
+      case 4: rows_block<DT, 4>(x, xs, n, wr, ws, w.cols, yr, ys); break;
+      case 3: rows_block<DT, 3>(x, xs, n, wr, ws, w.cols, yr, ys); break;
+      case 2: rows_block<DT, 2>(x, xs, n, wr, ws, w.cols, yr, ys); break;
+      default: rows_block<DT, 1>(x, xs, n, wr, ws, w.cols, yr, ys); break;
+    }
+  }
+}
+
+template <DType DT>
+void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, float* y, size_t ys) {
+  const size_t ws = w.row_bytes();
+  for (int t = 0; t < n; ++t) {
+    float* yt = y + t * ys;
+    const float* xt = x + t * xs;
+    int c = 0;
+#ifdef MOTE_AVX2
+    constexpr size_t esize = DT == DType::F32 ? 4 : 2;
+    for (; c + 8 <= w.cols; c += 8) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int r = 0; r < w.rows; ++r) {
+        const __m256 wv = load8<DT>(w.data + r * ws + static_cast<size_t>(c) * esize);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(xt[r]), wv, acc);
+      }
+      _mm256_storeu_ps(yt + c, acc);
+    }
+#endif
+    for (; c < w.cols; ++c) {
+      float s = 0.0f;
+      for (int r = 0; r < w.rows; ++r) s += xt[r] * load_scalar<DT>(w.data + r * ws, c);
+      yt[c] = s;
+    }
+  }
+}
+
+}  // namespace
+
+void matmul(const float* x, size_t x_stride, int n, const Weight& w, float* y, size_t y_stride) {
+  if (n <= 0 || w.rows == 0) return;
+  g_weight_bytes.fetch_add(w.bytes(), std::memory_order_relaxed);
+  switch (w.dtype) {
+    case DType::BF16: matmul_typed<DType::BF16>(x, x_stride, n, w, y, y_stride); break;
+    case DType::F16: matmul_typed<DType::F16>(x, x_stride, n, w, y, y_stride); break;
+    default: matmul_typed<DType::F32>(x, x_stride, n, w, y, y_stride); break;
+  }
+}
+
+void matmul_by_columns(const float* x, size_t x_stride, int n, const Weight& w, float* y, size_t y_stride) {
+  if (n <= 0 || w.cols == 0) return;
+  g_weight_bytes.fetch_add(w.bytes(), std::memory_order_relaxed);
+  switch (w.dtype) {
+    case DType::BF16: matmul_by_columns_typed<DType::BF16>(x, x_stride, n, w, y, y_stride); break;
+    case DType::F16: matmul_by_columns_typed<DType::F16>(x, x_stride, n, w, y, y_stride); break;
+    default: matmul_by_columns_typed<DType::F32>(x, x_stride, n, w, y, y_stride); break;
+  }
+}
+
+uint64_t weight_bytes_streamed() { return g_weight_bytes.load(std::memory_order_relaxed); }
+
+}  // namespace mote

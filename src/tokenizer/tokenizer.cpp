@@ -1,0 +1,302 @@
+#include "mote/tokenizer/tokenizer.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "mote/io/json_file.h"
+#include "mote/tokenizer/byte_level.h"
+#include "mote/util/error.h"
+#include "mote/util/utf8.h"
+
+namespace mote {
+namespace {
+
+using nlohmann::json;
+
+bool is_space_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+// The content of a bos/eos entry of tokenizer_config.json: a string, or an
+// AddedToken object with "content".
+std::string token_content(const json& entry) {
+  if (entry.is_string()) return entry.get<std::string>();
+  if (entry.is_object() && entry.contains("content") && entry["content"].is_string()) return entry["content"].get<std::string>();
+  return {};
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
+  const auto path = dir / "tokenizer.json";
+  Tokenizer t = from_json_text(read_text_file(path), path.string());
+  const auto config = dir / "tokenizer_config.json";
+  std::error_code ec;
+  if (std::filesystem::exists(config, ec)) t.apply_config(config);
+  return t;
+}
+
+Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& where) {
+  const json j = parse_json(text, where);
+  if (!j.is_object()) fail("{}: expected a JSON object", where);
+  Tokenizer t;
+
+  if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+    fail("{}: normalizer '{}' is not supported (only null)", where, j["normalizer"].value("type", "?"));
+  }
+  if (!j.contains("model") || !j["model"].is_object()) fail("{}: missing object 'model'", where);
+  const json& model = j["model"];
+  if (model.value("type", "") != "BPE") fail("{}: model type '{}' is not supported (supported: BPE)", where, model.value("type", ""));
+  if (model.contains("byte_fallback") && model["byte_fallback"].is_boolean() && model["byte_fallback"].get<bool>()) {
+    fail("{}: BPE byte_fallback is not supported (byte-level BPE expected)", where);
+  }
+  if (!model.contains("vocab") || !model["vocab"].is_object()) fail("{}: missing object 'model.vocab'", where);
+
+  // Vocabulary: ids must be dense so that every id decodes.
+  const json& vocab = model["vocab"];
+  std::vector<std::pair<int64_t, std::string>> entries;
+  for (const auto& [tok, id] : vocab.items()) {
+    if (!id.is_number_integer()) fail("{}: model.vocab['{}'] is not an integer id", where, tok);
+    entries.emplace_back(id.get<int64_t>(), tok);
+  }
+  int64_t max_id = -1;
+  for (const auto& [id, tok] : entries) {
+    if (id < 0 || id > (1 << 24)) fail("{}: model.vocab['{}'] = {} is out of range", where, tok, id);
+    max_id = std::max(max_id, id);
+  }
+
+  // Added tokens may extend the vocabulary past model.vocab.
+  std::vector<AddedToken> added;
+  if (j.contains("added_tokens")) {
+    if (!j["added_tokens"].is_array()) fail("{}: 'added_tokens' must be an array", where);
+    for (const auto& a : j["added_tokens"]) {
+      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
+          !a["content"].is_string()) {
+        fail("{}: every added_tokens entry needs an integer 'id' and a string 'content'", where);
+      }
+      AddedToken at;
+      const int64_t id = a["id"].get<int64_t>();
+      if (id < 0 || id > (1 << 24)) fail("{}: added token id {} is out of range", where, id);
+      at.id = static_cast<int32_t>(id);
+      at.content = a["content"].get<std::string>();
+      if (at.content.empty()) fail("{}: added token {} has empty content", where, id);
+      at.special = a.value("special", false);
+      at.lstrip = a.value("lstrip", false);
+      at.rstrip = a.value("rstrip", false);
+      if (a.value("single_word", false)) fail("{}: added token '{}' uses single_word, which is not supported", where, at.content);
+      max_id = std::max(max_id, id);
+      added.push_back(std::move(at));
+    }
+  }
+
+  t.id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
+  std::vector<bool> seen(static_cast<size_t>(max_id + 1), false);
+  for (auto& [id, tok] : entries) {
+    if (seen[id]) fail("{}: id {} is used by two vocabulary entries", where, id);
+    seen[id] = true;
+    t.token_to_id_.emplace(tok, static_cast<int32_t>(id));
+    t.id_to_token_[id] = std::move(tok);
+  }
+  t.is_added_.assign(t.id_to_token_.size(), false);
+  for (const auto& a : added) {
+    if (seen[a.id] && t.id_to_token_[a.id] != a.content) {
+      fail("{}: added token {} '{}' conflicts with vocabulary entry '{}'", where, a.id, a.content, t.id_to_token_[a.id]);
+    }
+    seen[a.id] = true;
+    t.id_to_token_[a.id] = a.content;
+    t.is_added_[a.id] = true;
+  }
+  for (size_t id = 0; id < seen.size(); ++id) {
+    if (!seen[id]) fail("{}: id {} has no token (vocabulary ids must be contiguous)", where, id);
+  }
+  t.added_ = std::move(added);
+  std::stable_sort(t.added_.begin(), t.added_.end(),
+                   [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+
+  for (int b = 0; b < 256; ++b) {
+    std::string ch;
+    append_utf8(ch, byte_to_char(static_cast<uint8_t>(b)));
+    const auto it = t.token_to_id_.find(ch);
+    if (it == t.token_to_id_.end()) fail("{}: byte-level vocabulary lacks the token for byte 0x{:02x}", where, b);
+    t.byte_ids_[b] = it->second;
+  }
+
+  // Merges: "left right" strings or [left, right] pairs, in rank order.
+  if (!model.contains("merges") || !model["merges"].is_array()) fail("{}: missing array 'model.merges'", where);
+  int32_t rank = 0;
+  for (const auto& m : model["merges"]) {
+    std::string left, right;
+    if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const size_t space = s.find(' ');
+      if (space == std::string::npos || space == 0 || space + 1 == s.size()) {
+        fail("{}: merge #{} '{}' is not two tokens separated by a space", where, rank, s);
+      }
+      left = s.substr(0, space);
+      right = s.substr(space + 1);
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      left = m[0].get<std::string>();
+      right = m[1].get<std::string>();
+    } else {
+      fail("{}: merge #{} must be a string or a pair of strings", where, rank);
+    }
+    const auto l = t.token_to_id_.find(left);
+    const auto r = t.token_to_id_.find(right);
+    const auto merged = t.token_to_id_.find(left + right);
+    if (l == t.token_to_id_.end()) fail("{}: merge #{} '{} {}': '{}' is not in the vocabulary", where, rank, left, right, left);
+    if (r == t.token_to_id_.end()) fail("{}: merge #{} '{} {}': '{}' is not in the vocabulary", where, rank, left, right, right);
+    if (merged == t.token_to_id_.end()) {
+      fail("{}: merge #{} '{} {}': the merged token '{}' is not in the vocabulary", where, rank, left, right, left + right);
+    }
+    t.merges_.add(l->second, r->second, merged->second, rank);  // a repeated pair keeps its first (lowest) rank
+    ++rank;
+  }
+
+  t.pre_tokenizer_ = PreTokenizer(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), where);
+
+  if (j.contains("decoder") && !j["decoder"].is_null()) {
+    const std::string type = j["decoder"].value("type", "");
+    if (type != "ByteLevel") fail("{}: decoder type '{}' is not supported (supported: ByteLevel)", where, type);
+  }
+
+  if (j.contains("post_processor") && !j["post_processor"].is_null()) {
+    const json& pp = j["post_processor"];
+    const std::string type = pp.value("type", "");
+    if (type == "TemplateProcessing") {
+      if (!pp.contains("single") || !pp["single"].is_array()) fail("{}: TemplateProcessing needs an array 'single'", where);
+      bool seen_sequence = false;
+      for (const auto& item : pp["single"]) {
+        if (item.contains("Sequence")) {
+          seen_sequence = true;
+        } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id")) {
+          const std::string name = item["SpecialToken"]["id"].get<std::string>();
+          const json* special = nullptr;
+          if (pp.contains("special_tokens") && pp["special_tokens"].contains(name)) special = &pp["special_tokens"][name];
+          if (special == nullptr || !special->contains("ids") || !(*special)["ids"].is_array()) {
+            fail("{}: post_processor special token '{}' is not defined in special_tokens", where, name);
+          }
+          for (const auto& id : (*special)["ids"]) {
+            if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > max_id) {
+              fail("{}: post_processor special token '{}' has an id outside the vocabulary", where, name);
+            }
+            (seen_sequence ? t.template_suffix_ : t.template_prefix_).push_back(id.get<int32_t>());
+          }
+        } else {
+          fail("{}: post_processor template item is neither Sequence nor SpecialToken", where);
+        }
+      }
+    } else if (type != "ByteLevel") {
+      fail("{}: post_processor type '{}' is not supported (supported: TemplateProcessing, ByteLevel)", where, type);
+    }
+  }
+  if (!t.template_prefix_.empty()) t.bos_id_ = t.template_prefix_.front();
+  return t;
+}
+
+void Tokenizer::apply_config(const std::filesystem::path& config_path) {
+  const json c = read_json_file(config_path);
+  if (!c.is_object()) fail("{}: expected a JSON object", config_path.string());
+  const auto lookup = [&](const char* key) -> int32_t {
+    if (!c.contains(key) || c[key].is_null()) return -1;
+    const std::string content = token_content(c[key]);
+    const auto it = token_to_id_.find(content);
+    if (content.empty() || it == token_to_id_.end()) {
+      fail("{}: {} '{}' is not a token of tokenizer.json", config_path.string(), key, content);
+    }
+    return it->second;
+  };
+  if (const int32_t bos = lookup("bos_token"); bos >= 0) bos_id_ = bos;
+  if (const int32_t eos = lookup("eos_token"); eos >= 0) eos_id_ = eos;
+}
+
+const std::string& Tokenizer::bos_text() const {
+  if (bos_id_ < 0) fail("the tokenizer defines no BOS token");
+  return id_to_token_[bos_id_];
+}
+
+int32_t Tokenizer::added_token_id(std::string_view content) const {
+  for (const auto& a : added_) {
+    if (a.content == content) return a.id;
+  }
+  return -1;
+}
+
+void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) const {
+  std::string prefixed;
+  if (pre_tokenizer_.add_prefix_space() && !text.empty() && text.front() != ' ') {
+    prefixed.reserve(text.size() + 1);
+    prefixed.push_back(' ');
+    prefixed.append(text);
+    text = prefixed;
+  }
+  std::vector<int32_t> symbols;
+  for (std::string_view piece : pre_tokenizer_.split(text)) {
+    symbols.clear();
+    for (char c : piece) symbols.push_back(byte_ids_[static_cast<uint8_t>(c)]);
+    merges_.apply(symbols);
+    out.insert(out.end(), symbols.begin(), symbols.end());
+  }
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
+  if (const auto bad = find_invalid_utf8(text)) fail("invalid UTF-8 at byte {} of the text to tokenize", *bad);
+  std::vector<int32_t> ids;
+  if (add_special_tokens) ids = template_prefix_;
+
+  // Split on added tokens (longest match at the earliest position), then
+  // encode the plain runs between them.
+  size_t pos = 0;
+  size_t run_begin = 0;
+  while (pos < text.size()) {
+    const AddedToken* match = nullptr;
+    for (const auto& a : added_) {
+      if (text.compare(pos, a.content.size(), a.content) == 0) {
+        match = &a;
+        break;  // sorted longest first
+      }
+    }
+    if (match == nullptr) {
+      ++pos;
+      continue;
+    }
+    size_t run_end = pos;
+    if (match->lstrip) {
+      while (run_end > run_begin && is_space_byte(text[run_end - 1])) --run_end;
+    }
+    encode_plain(text.substr(run_begin, run_end - run_begin), ids);
+    ids.push_back(match->id);
+    pos += match->content.size();
+    if (match->rstrip) {
+      while (pos < text.size() && is_space_byte(text[pos])) ++pos;
+    }
+    run_begin = pos;
+  }
+  encode_plain(text.substr(run_begin), ids);
+
+  if (add_special_tokens) ids.insert(ids.end(), template_suffix_.begin(), template_suffix_.end());
+  return ids;
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids) const {
+  std::string bytes;
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab_size()) fail("token id {} is outside the vocabulary (size {})", id, vocab_size());
+    const std::string& tok = id_to_token_[id];
+    if (is_added_[id]) {
+      bytes += tok;
+      continue;
+    }
+    size_t pos = 0;
+    while (pos < tok.size()) {
+      const size_t start = pos;
+      const char32_t cp = next_code_point(tok, pos);
+      if (const auto b = char_to_byte(cp)) {
+        bytes += static_cast<char>(*b);
+      } else {
+        bytes.append(tok, start, pos - start);  // not a byte-level character: keep it as written
+      }
+    }
+  }
+  return repair_utf8(bytes);
+}
+
+}  // namespace mote

@@ -1,0 +1,106 @@
+#include "mote/util/utf8.h"
+
+namespace mote {
+namespace {
+
+// Length of the valid sequence starting at `pos`, or 0 when it is invalid.
+size_t valid_sequence_length(std::string_view s, size_t pos) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char b0 = byte(pos);
+  if (b0 < 0x80) return 1;
+  size_t len = 0;
+  char32_t cp = 0;
+  if ((b0 & 0xE0) == 0xC0) {
+    len = 2;
+    cp = b0 & 0x1F;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3;
+    cp = b0 & 0x0F;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    len = 4;
+    cp = b0 & 0x07;
+  } else {
+    return 0;
+  }
+  if (pos + len > s.size()) return 0;
+  for (size_t i = 1; i < len; ++i) {
+    const unsigned char b = byte(pos + i);
+    if ((b & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  static constexpr char32_t kMinForLength[5] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMinForLength[len]) return 0;                 // overlong
+  if (cp >= 0xD800 && cp <= 0xDFFF) return 0;           // surrogate
+  if (cp > 0x10FFFF) return 0;
+  return len;
+}
+
+}  // namespace
+
+std::optional<size_t> find_invalid_utf8(std::string_view text) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t len = valid_sequence_length(text, pos);
+    if (len == 0) return pos;
+    pos += len;
+  }
+  return std::nullopt;
+}
+
+std::string repair_utf8(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    const size_t len = valid_sequence_length(bytes, pos);
+    if (len == 0) {
+      out += "\xEF\xBF\xBD";
+      ++pos;
+    } else {
+      out.append(bytes.substr(pos, len));
+      pos += len;
+    }
+  }
+  return out;
+}
+
+char32_t next_code_point(std::string_view text, size_t& pos) {
+  const auto b0 = static_cast<unsigned char>(text[pos]);
+  size_t len = 1;
+  char32_t cp = b0;
+  if (b0 >= 0xF0) {
+    len = 4;
+    cp = b0 & 0x07;
+  } else if (b0 >= 0xE0) {
+    len = 3;
+    cp = b0 & 0x0F;
+  } else if (b0 >= 0xC0) {
+    len = 2;
+    cp = b0 & 0x1F;
+  }
+  for (size_t i = 1; i < len && pos + i < text.size(); ++i) {
+    cp = (cp << 6) | (static_cast<unsigned char>(text[pos + i]) & 0x3F);
+  }
+  pos += len;
+  return cp;
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+}  // namespace mote
