@@ -1,0 +1,13 @@
+// Subcommands of the `mote` tool. Each takes its own arguments (after the
+// subcommand name) and the full command line for provenance, and returns
+// the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace mote {
+
+int run_generate(const std::vector<std::string>& args, const std::string& command_line);
+
+}  // namespace mote

@@ -1,0 +1,12 @@
+// Log setup shared by the subcommands: spdlog to stderr, so that stdout
+// carries only the generated text.
+#pragma once
+
+#include <string>
+
+namespace mote {
+
+// `level`: trace, debug, info, warn, error or off (an Error otherwise).
+void setup_logging(const std::string& level);
+
+}  // namespace mote

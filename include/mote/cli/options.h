@@ -1,0 +1,35 @@
+// Command-line and job-file options of every subcommand, with
+// Boost.Program_options. A job file (--config FILE) is INI; every option can
+// be given in either place and the command line wins. Errors in a job file
+// name the file, line and key.
+#pragma once
+
+#include <boost/program_options.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mote {
+
+namespace po = boost::program_options;
+
+struct ParsedOptions {
+  po::variables_map values;
+  bool help = false;
+  std::string config_file;  // empty when none was given
+};
+
+// Parses `args` (the subcommand's arguments) against `options`, then the job
+// file named by --config if any. Positional arguments go to `positional`.
+ParsedOptions parse_options(const std::vector<std::string>& args, const po::options_description& options,
+                            const po::positional_options_description* positional = nullptr);
+
+// 1-based line of `key` ("section.key" for keys under [section]) in an INI
+// file, or 0 when it is not found.
+int find_ini_line(const std::filesystem::path& path, const std::string& key);
+
+// The command line as typed, for provenance.
+std::string joined_command_line(int argc, char** argv);
+
+}  // namespace mote

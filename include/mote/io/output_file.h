@@ -1,0 +1,30 @@
+// An HDF5 result file that appears atomically: it is written as
+// "<path>.tmp.<pid>" beside the final path and renamed over it only by
+// commit(). Creating it up front fails early on an unwritable location; a
+// crash or error leaves any earlier file at `path` untouched.
+#pragma once
+
+#include <filesystem>
+
+#include "mote/io/h5.h"
+
+namespace mote {
+
+class OutputFile {
+ public:
+  explicit OutputFile(const std::filesystem::path& path);
+  ~OutputFile();  // removes the temporary file unless committed
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  hid_t root() const { return file_.id(); }
+  const std::filesystem::path& path() const { return path_; }
+  void commit();
+
+ private:
+  std::filesystem::path path_, temp_path_;
+  H5Handle file_;
+  bool committed_ = false;
+};
+
+}  // namespace mote

@@ -1,0 +1,37 @@
+// Prompt files: JSONL with one request per line, or plain text with one
+// prompt per line.
+//
+//   {"id": "q1", "class": "sensitive", "prompt": "raw text"}
+//   {"id": "q2", "class": "neutral", "messages": [{"role": "user", "content": "..."}]}
+//
+// Optional keys: "add_special_tokens" (raw prompts only; default true, the
+// Hugging Face convention) and "mask" (name of a mask set). Plain-text files
+// give ids "1", "2", ... (line numbers) and class "default"; blank lines are
+// skipped. A file is read as JSONL when its name ends in .jsonl or its first
+// non-blank character is '{'.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mote/tokenizer/chat_format.h"
+
+namespace mote {
+
+struct PromptSpec {
+  std::string id;
+  std::string cls = "default";
+  std::optional<std::string> prompt;  // raw text, or
+  std::vector<ChatMessage> messages;  // a conversation in the chat format
+  bool add_special_tokens = true;
+  std::string mask;                   // mask-set name, empty = unsteered
+  int line = 0;                       // 1-based line in the file, for errors
+};
+
+// Reads and validates the whole file: invalid UTF-8, empty prompts, unknown
+// keys and duplicate ids are Errors naming the file and line.
+std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path);
+
+}  // namespace mote

@@ -1,0 +1,36 @@
+// The per-request part of every mote HDF5 file (see docs/hdf5-format.md):
+//
+//   /requests/<i>                 i = index of the request in the prompt file
+//       attrs: id, class, stop_reason, mask
+//       prompt_text, text         scalar UTF-8 strings (text: the decoded
+//                                 generated tokens, special tokens kept)
+//       prompt_tokens             int32 [prompt length]
+//       generated_tokens          int32 [n], a final EOS included
+//       logits                    float32 [positions, vocab]    (--save-logits)
+//       routing/experts           int32 [positions, moe_layers, top_k] (--trace)
+//       routing/weights           float32, same shape
+#pragma once
+
+#include <hdf5.h>
+
+#include <string>
+#include <vector>
+
+#include "mote/runtime/generator.h"
+
+namespace mote {
+
+struct RequestRecord {
+  size_t index = 0;
+  std::string id, cls, mask;
+  std::string prompt_text, text;
+  const std::vector<int32_t>* prompt_tokens = nullptr;
+  const GenerationResult* result = nullptr;
+  int vocab = 0;
+  int moe_layers = 0;
+  int top_k = 0;
+};
+
+void write_request(hid_t requests_group, const RequestRecord& record);
+
+}  // namespace mote

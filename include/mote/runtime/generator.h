@@ -1,0 +1,76 @@
+// Batched generation with continuous batching: up to `batch_size` requests
+// hold KV-cache slots at once; each step feeds pending prompt tokens
+// (chunked to `max_step_tokens`) and one token per decoding request through
+// the model, then samples for every request whose pending tokens are all in.
+// A finished request frees its slot for the next one in the queue. Because
+// the kernels are batch-independent, every request gets the same tokens,
+// logits and routing as it would alone.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mote/model/deepseek_v3.h"
+#include "mote/runtime/sampler.h"
+
+namespace mote {
+
+struct GenerationOptions {
+  int max_new_tokens = 64;
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  bool stop_at_eos = true;
+  bool save_logits = false;  // logits of every fed position
+  bool trace = false;        // routed experts and weights of every fed position
+  int batch_size = 8;
+  int max_step_tokens = 2048;
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  const ExpertMask* mask = nullptr;
+  uint64_t stream = 0;  // random stream; the request's index keeps sampling batch-independent
+};
+
+enum class StopReason { Eos, MaxTokens, ContextFull };
+const char* stop_reason_name(StopReason reason);
+
+struct GenerationResult {
+  std::vector<int32_t> generated;  // includes the final EOS when one was produced
+  StopReason stop = StopReason::MaxTokens;
+  int positions = 0;               // positions fed: prompt + generated tokens fed back
+  std::vector<float> logits;       // [positions, vocab] with save_logits
+  std::vector<int32_t> route_experts;  // [positions, moe_layers, top_k] with trace
+  std::vector<float> route_weights;
+};
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double prefill_seconds = 0;  // steps that fed only prompt tokens
+  double decode_seconds = 0;   // steps that fed generated tokens
+  double total_seconds = 0;
+  uint64_t weight_bytes = 0;   // weights streamed by the kernels
+};
+
+class Generator {
+ public:
+  Generator(DeepseekV3& model, std::vector<int32_t> eos_ids, GenerationOptions options);
+
+  // Runs all requests; `on_done(index, result)` is called as each finishes
+  // (not necessarily in order).
+  void run(std::span<const GenerationRequest> requests, const std::function<void(size_t, GenerationResult&&)>& on_done);
+  const GenerationStats& stats() const { return stats_; }
+
+ private:
+  DeepseekV3& model_;
+  std::vector<int32_t> eos_ids_;
+  GenerationOptions options_;
+  GenerationStats stats_;
+};
+
+}  // namespace mote

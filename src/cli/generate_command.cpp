@@ -1,0 +1,199 @@
+// `mote generate`: prompts in, text out (stdout) and an HDF5 file with
+// tokens, optional logits and routing traces per request.
+#include <omp.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <optional>
+
+#include "mote/cli/commands.h"
+#include "mote/cli/logging.h"
+#include "mote/cli/options.h"
+#include "mote/io/output_file.h"
+#include "mote/io/prompt_file.h"
+#include "mote/io/request_output.h"
+#include "mote/model/deepseek_v3.h"
+#include "mote/model/loaded_model.h"
+#include "mote/runtime/generator.h"
+#include "mote/runtime/prompt_encoding.h"
+#include "mote/util/error.h"
+
+namespace mote {
+namespace {
+
+struct GenerateJob {
+  std::string model_dir;
+  std::string prompts;
+  std::string out;
+  GenerationOptions gen;
+  int threads = 0;
+  std::string log_level;
+
+  std::string summary() const {
+    return fmt::format(
+        "job: model {}, prompts {}, out {}\n"
+        "  max_new_tokens {}, temperature {}, top_p {}, seed {}, stop at EOS {}, save logits {}, trace {}\n"
+        "  batch size {}, max step tokens {}, threads {}",
+        model_dir, prompts, out.empty() ? "(none)" : out, gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p,
+        gen.seed, gen.stop_at_eos, gen.save_logits, gen.trace, gen.batch_size, gen.max_step_tokens, threads);
+  }
+};
+
+po::options_description generate_options(GenerateJob& job) {
+  po::options_description o("Options (also accepted as 'key = value' lines of a --config job file)");
+  o.add_options()
+      ("model", po::value(&job.model_dir)->default_value(MOTE_DEFAULT_MODEL_DIR), "Hugging Face model directory")
+      ("prompts", po::value(&job.prompts)->required(), "prompt file: JSONL requests or plain text, one per line")
+      ("out", po::value(&job.out), "HDF5 file to write (written aside, renamed when complete)")
+      ("max-new-tokens", po::value(&job.gen.max_new_tokens)->default_value(64), "tokens to generate per request at most")
+      ("temperature", po::value(&job.gen.sampling.temperature)->default_value(0.0f, "0"), "sampling temperature; 0 is greedy")
+      ("top-p", po::value(&job.gen.sampling.top_p)->default_value(1.0f, "1"), "nucleus sampling: keep this much probability mass")
+      ("seed", po::value(&job.gen.seed)->default_value(0), "random seed for sampling (each request has its own stream)")
+      ("save-logits", po::bool_switch(&job.gen.save_logits), "store the logits of every position fed")
+      ("trace", po::bool_switch(&job.gen.trace), "store routed experts and gate weights of every position fed")
+      ("ignore-eos", po::bool_switch(), "keep generating after an end-of-sequence token")
+      ("batch-size", po::value(&job.gen.batch_size)->default_value(8), "requests decoded together")
+      ("max-step-tokens", po::value(&job.gen.max_step_tokens)->default_value(2048), "prompt tokens fed per step at most")
+      ("threads", po::value(&job.threads)->default_value(0), "compute threads; 0 uses OMP_NUM_THREADS or all cores")
+      ("log-level", po::value(&job.log_level)->default_value("info"), "trace, debug, info, warn, error or off");
+  return o;
+}
+
+void print_usage(const po::options_description& options) {
+  std::cout << "Usage: mote generate --prompts FILE [options]\n\n"
+               "Generates a continuation of every prompt with the model and prints it. With --out, also\n"
+               "writes an HDF5 file with the tokens of each request (see docs/hdf5-format.md).\n\n"
+               "Prompt files hold one request per line, JSONL or plain text:\n"
+               "  {\"id\": \"q1\", \"class\": \"neutral\", \"prompt\": \"raw text\"}\n"
+               "  {\"id\": \"q2\", \"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}\n"
+               "Raw prompts get the tokenizer's special tokens (BOS) unless \"add_special_tokens\": false;\n"
+               "messages are written in the model's chat format with the assistant prompt appended.\n\n"
+            << options << "  --config FILE                         job file (INI) with any of the options above\n"
+            << "  -h [ --help ]                         this text\n";
+}
+
+void validate(const GenerateJob& job) {
+  const auto& g = job.gen;
+  if (g.max_new_tokens < 0) fail("--max-new-tokens {} must not be negative", g.max_new_tokens);
+  if (!std::isfinite(g.sampling.temperature) || g.sampling.temperature < 0) fail("--temperature {} must be 0 or positive", g.sampling.temperature);
+  if (!(g.sampling.top_p > 0.0f && g.sampling.top_p <= 1.0f)) fail("--top-p {} must be in (0, 1]", g.sampling.top_p);
+  if (g.batch_size < 1) fail("--batch-size {} must be at least 1", g.batch_size);
+  if (g.max_step_tokens < 1) fail("--max-step-tokens {} must be at least 1", g.max_step_tokens);
+  if (job.threads < 0) fail("--threads {} must not be negative", job.threads);
+}
+
+}  // namespace
+
+int run_generate(const std::vector<std::string>& args, const std::string& command_line) {
+  GenerateJob job;
+  const auto options = generate_options(job);
+  const ParsedOptions parsed = parse_options(args, options);
+  if (parsed.help) {
+    print_usage(options);
+    return 0;
+  }
+  job.gen.stop_at_eos = !parsed.values["ignore-eos"].as<bool>();
+  validate(job);
+  setup_logging(job.log_level);
+  if (job.threads > 0) omp_set_num_threads(job.threads);
+  job.threads = omp_get_max_threads();
+
+  // Open the output first: an unwritable path fails before any work.
+  std::optional<OutputFile> out;
+  if (!job.out.empty()) out.emplace(job.out);
+
+  spdlog::info("{}", job.summary());
+  const auto model_files = load_model(job.model_dir);
+  const ModelConfig& config = model_files->config;
+  spdlog::info("model {}", config.summary());
+
+  const auto specs = read_prompt_file(job.prompts);
+  std::vector<EncodedPrompt> encoded;
+  std::vector<GenerationRequest> requests;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const PromptSpec& spec = specs[i];
+    const std::string where = fmt::format("{}:{} (id '{}')", job.prompts, spec.line, spec.id);
+    if (!spec.mask.empty()) fail("{}: names mask set '{}' but no mask sets are defined", where, spec.mask);
+    try {
+      encoded.push_back(encode_prompt(model_files->tokenizer, spec));
+    } catch (const Error& e) {
+      fail("{}: {}", where, e.what());
+    }
+    if (encoded.back().double_bos) {
+      spdlog::warn("{}: the prompt text starts with BOS and another BOS was added; set \"add_special_tokens\": false", where);
+    }
+    if (encoded.back().tokens.size() > static_cast<size_t>(config.max_position_embeddings)) {
+      fail("{}: the prompt has {} tokens but the model takes at most {} positions", where, encoded.back().tokens.size(),
+           config.max_position_embeddings);
+    }
+    requests.push_back({encoded.back().tokens, nullptr, i});
+  }
+  spdlog::info("{} requests from {}", requests.size(), job.prompts);
+
+  DeepseekV3 model(config, model_files->weights);
+  Generator generator(model, model_files->eos_ids, job.gen);
+  std::optional<H5Handle> requests_group;
+  if (out) requests_group.emplace(h5_create_group(out->root(), "requests"));
+
+  // Print in prompt-file order while requests finish in any order.
+  std::map<size_t, GenerationResult> waiting;
+  size_t next_to_print = 0;
+  const auto& tokenizer = model_files->tokenizer;
+  generator.run(requests, [&](size_t index, GenerationResult&& result) {
+    const PromptSpec& spec = specs[index];
+    if (out) {
+      RequestRecord record{index, spec.id, spec.cls, spec.mask, encoded[index].text, tokenizer.decode(result.generated),
+                           &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(), model.top_k()};
+      write_request(requests_group->id(), record);
+    }
+    result.logits.clear();  // printing needs only the tokens
+    waiting.emplace(index, std::move(result));
+    while (!waiting.empty() && waiting.begin()->first == next_to_print) {
+      const auto& done = waiting.begin()->second;
+      std::vector<int32_t> shown = done.generated;
+      if (done.stop == StopReason::Eos) shown.pop_back();
+      const PromptSpec& s = specs[next_to_print];
+      std::cout << "### " << s.id << " (" << s.cls << ")\n"
+                << "> " << (s.prompt ? *s.prompt : s.messages.back().content) << "\n"
+                << tokenizer.decode(shown) << "\n\n" << std::flush;
+      waiting.erase(waiting.begin());
+      ++next_to_print;
+    }
+  });
+
+  const GenerationStats& st = generator.stats();
+  const auto rate = [](double amount, double seconds) { return amount / std::max(seconds, 1e-9); };
+  const double compute_seconds = st.prefill_seconds + st.decode_seconds;
+  const double gigabytes = static_cast<double>(st.weight_bytes) / 1e9;
+  spdlog::info("prefill: {} tokens in {:.3f} s ({:.1f} tokens/s); decode: {} tokens in {:.3f} s ({:.1f} tokens/s)",
+               st.prompt_tokens, st.prefill_seconds, rate(static_cast<double>(st.prompt_tokens), st.prefill_seconds),
+               st.generated_tokens, st.decode_seconds, rate(static_cast<double>(st.generated_tokens), st.decode_seconds));
+  spdlog::info("weights streamed: {:.2f} GB in {:.3f} s of compute ({:.2f} GB/s)", gigabytes, compute_seconds,
+               rate(gigabytes, compute_seconds));
+
+  if (out) {
+    requests_group->reset();
+    const hid_t root = out->root();
+    h5_attr_string(root, "format", "mote");
+    h5_attr_int(root, "format_version", 1);
+    h5_attr_string(root, "job", "generate");
+    h5_attr_string(root, "mote_version", MOTE_VERSION);
+    h5_attr_string(root, "command_line", command_line);
+    h5_attr_string(root, "model", job.model_dir);
+    h5_attr_string(root, "model_type", config.model_type);
+    h5_attr_int(root, "world_size", 1);
+    h5_attr_int(root, "seed", static_cast<int64_t>(job.gen.seed));
+    h5_attr_double(root, "temperature", job.gen.sampling.temperature);
+    h5_attr_double(root, "top_p", job.gen.sampling.top_p);
+    h5_attr_int(root, "max_new_tokens", job.gen.max_new_tokens);
+    h5_attr_int(root, "stop_at_eos", job.gen.stop_at_eos ? 1 : 0);
+    h5_attr_int(root, "request_count", static_cast<int64_t>(specs.size()));
+    out->commit();
+    spdlog::info("wrote {}", job.out);
+  }
+  return 0;
+}
+
+}  // namespace mote

@@ -1,0 +1,21 @@
+#include "mote/cli/logging.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "mote/util/error.h"
+
+namespace mote {
+
+void setup_logging(const std::string& level) {
+  const auto parsed = spdlog::level::from_str(level);
+  if (parsed == spdlog::level::off && level != "off") {
+    fail("--log-level '{}' is not one of trace, debug, info, warn, error, off", level);
+  }
+  auto logger = spdlog::stderr_color_mt("mote");
+  logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  logger->set_level(parsed);
+  spdlog::set_default_logger(logger);
+}
+
+}  // namespace mote

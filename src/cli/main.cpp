@@ -1,0 +1,44 @@
+// The `mote` tool: `mote <command> [options]`.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "mote/cli/commands.h"
+#include "mote/cli/options.h"
+#include "mote/util/error.h"
+
+namespace {
+
+void print_usage() {
+  std::cout << "mote " MOTE_VERSION ": expert-parallel Mixture-of-Experts runtime for fTRI profiling and MoTE steering\n\n"
+               "Usage: mote <command> [options]     (mote <command> --help for the options of one)\n\n"
+               "Commands:\n"
+               "  generate   generate text for a prompt file; optional HDF5 output with logits and routing\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
+    print_usage();
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  if (command == "--version") {
+    std::cout << "mote " MOTE_VERSION "\n";
+    return 0;
+  }
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  const std::string command_line = mote::joined_command_line(argc, argv);
+  try {
+    if (command == "generate") return mote::run_generate(args, command_line);
+    std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
+    return 2;
+  } catch (const mote::Error& e) {
+    std::cerr << "mote " << command << ": error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "mote " << command << ": internal error: " << e.what() << "\n";
+    return 70;
+  }
+}

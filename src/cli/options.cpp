@@ -1,0 +1,86 @@
+#include "mote/cli/options.h"
+
+#include <fstream>
+
+#include "mote/util/error.h"
+
+namespace mote {
+namespace {
+
+std::string trim(std::string s) {
+  const auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return {};
+  const auto e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+int find_ini_line(const std::filesystem::path& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string line, section;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    const std::string t = trim(line);
+    if (t.empty() || t[0] == '#' || t[0] == ';') continue;
+    if (t.front() == '[' && t.back() == ']') {
+      section = trim(t.substr(1, t.size() - 2));
+      continue;
+    }
+    const auto eq = t.find('=');
+    const std::string name = trim(eq == std::string::npos ? t : t.substr(0, eq));
+    if ((section.empty() ? name : section + "." + name) == key) return number;
+  }
+  return 0;
+}
+
+ParsedOptions parse_options(const std::vector<std::string>& args, const po::options_description& options,
+                            const po::positional_options_description* positional) {
+  ParsedOptions parsed;
+  po::options_description all;
+  all.add(options);
+  all.add_options()("config", po::value<std::string>(), "")("help,h", "");
+  try {
+    po::command_line_parser parser(args);
+    parser.options(all);
+    if (positional != nullptr) parser.positional(*positional);
+    po::store(parser.run(), parsed.values);
+  } catch (const po::error& e) {
+    fail("command line: {}", e.what());
+  }
+  parsed.help = parsed.values.count("help") > 0;
+  if (parsed.help) return parsed;  // usage needs no valid options
+  if (parsed.values.count("config") > 0) {
+    parsed.config_file = parsed.values["config"].as<std::string>();
+    std::ifstream in(parsed.config_file);
+    if (!in) fail("{}: cannot open job file", parsed.config_file);
+    try {
+      // Values already stored from the command line are kept: it wins.
+      po::store(po::parse_config_file(in, options, false), parsed.values);
+    } catch (const po::error_with_option_name& e) {
+      const std::string key = e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
+      const int line = find_ini_line(parsed.config_file, key);
+      fail("{}:{}: key '{}': {}", parsed.config_file, line, key, e.what());
+    } catch (const po::error& e) {
+      fail("{}: {}", parsed.config_file, e.what());
+    }
+  }
+  try {
+    po::notify(parsed.values);
+  } catch (const po::error& e) {
+    fail("{}", e.what());
+  }
+  return parsed;
+}
+
+std::string joined_command_line(int argc, char** argv) {
+  std::string out;
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0) out += ' ';
+    out += argv[i];
+  }
+  return out;
+}
+
+}  // namespace mote

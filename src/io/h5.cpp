@@ -1,0 +1,99 @@
+#include "mote/io/h5.h"
+
+#include <algorithm>
+
+#include "mote/util/error.h"
+
+namespace mote {
+namespace {
+
+hid_t check(hid_t id, const char* what, const std::string& name) {
+  if (id < 0) fail("HDF5: cannot {} '{}'", what, name);
+  return id;
+}
+
+H5Handle utf8_string_type() {
+  H5Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.id(), H5T_VARIABLE);
+  H5Tset_cset(type.id(), H5T_CSET_UTF8);
+  return type;
+}
+
+void write_numeric(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, hid_t mem_type, hid_t file_type,
+                   const void* data, bool compress) {
+  H5Handle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), "create dataspace for", name), H5Sclose);
+  H5Handle plist(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  hsize_t total = 1;
+  for (hsize_t d : dims) total *= d;
+  if (compress && total >= 4096 && !dims.empty()) {
+    // Chunks of whole rows, about 1 MiB each.
+    std::vector<hsize_t> chunk = dims;
+    hsize_t row = 1;
+    for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+    chunk[0] = std::clamp<hsize_t>((1u << 18) / std::max<hsize_t>(row, 1), 1, std::max<hsize_t>(dims[0], 1));
+    H5Pset_chunk(plist.id(), static_cast<int>(chunk.size()), chunk.data());
+    H5Pset_shuffle(plist.id());
+    H5Pset_deflate(plist.id(), 4);
+  }
+  H5Handle ds(check(H5Dcreate2(parent, name.c_str(), file_type, space.id(), H5P_DEFAULT, plist.id(), H5P_DEFAULT), "create dataset", name), H5Dclose);
+  if (total > 0 && H5Dwrite(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) fail("HDF5: cannot write dataset '{}'", name);
+}
+
+void write_attr(hid_t obj, const std::string& name, hid_t type, const void* value) {
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle attr(check(H5Acreate2(obj, name.c_str(), type, space.id(), H5P_DEFAULT, H5P_DEFAULT), "create attribute", name), H5Aclose);
+  if (H5Awrite(attr.id(), type, value) < 0) fail("HDF5: cannot write attribute '{}'", name);
+}
+
+}  // namespace
+
+void h5_silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+H5Handle h5_create_group(hid_t parent, const std::string& name) {
+  return H5Handle(check(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group", name), H5Gclose);
+}
+
+void h5_attr_string(hid_t obj, const std::string& name, const std::string& value) {
+  const H5Handle type = utf8_string_type();
+  const char* p = value.c_str();
+  write_attr(obj, name, type.id(), &p);
+}
+
+void h5_attr_int(hid_t obj, const std::string& name, int64_t value) { write_attr(obj, name, H5T_NATIVE_INT64, &value); }
+void h5_attr_double(hid_t obj, const std::string& name, double value) { write_attr(obj, name, H5T_NATIVE_DOUBLE, &value); }
+
+void h5_string_dataset(hid_t parent, const std::string& name, const std::string& value) {
+  const H5Handle type = utf8_string_type();
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle ds(check(H5Dcreate2(parent, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create dataset", name), H5Dclose);
+  const char* p = value.c_str();
+  if (H5Dwrite(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p) < 0) fail("HDF5: cannot write dataset '{}'", name);
+}
+
+void h5_string_list(hid_t parent, const std::string& name, const std::vector<std::string>& values) {
+  const H5Handle type = utf8_string_type();
+  const hsize_t n = values.size();
+  H5Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  H5Handle ds(check(H5Dcreate2(parent, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create dataset", name), H5Dclose);
+  std::vector<const char*> pointers;
+  for (const auto& v : values) pointers.push_back(v.c_str());
+  if (n > 0 && H5Dwrite(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0) {
+    fail("HDF5: cannot write dataset '{}'", name);
+  }
+}
+
+void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, const int32_t* data, bool c) {
+  write_numeric(p, n, d, H5T_NATIVE_INT32, H5T_STD_I32LE, data, c);
+}
+void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, const float* data, bool c) {
+  write_numeric(p, n, d, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, data, c);
+}
+void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, const uint64_t* data, bool c) {
+  write_numeric(p, n, d, H5T_NATIVE_UINT64, H5T_STD_U64LE, data, c);
+}
+void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, const double* data, bool c) {
+  write_numeric(p, n, d, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data, c);
+}
+
+}  // namespace mote

@@ -1,0 +1,44 @@
+#include "mote/io/output_file.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "mote/util/error.h"
+
+namespace mote {
+
+OutputFile::OutputFile(const std::filesystem::path& path) : path_(path) {
+  h5_silence_errors();
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail("{}: output path is a directory", path.string());
+  const auto parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(parent, ec)) fail("{}: output directory {} does not exist", path.string(), parent.string());
+  if (::access(parent.c_str(), W_OK) != 0) fail("{}: output directory {} is not writable: {}", path.string(), parent.string(), std::strerror(errno));
+  temp_path_ = path;
+  temp_path_ += ".tmp." + std::to_string(::getpid());
+  const hid_t id = H5Fcreate(temp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) fail("{}: cannot create HDF5 file", temp_path_.string());
+  file_ = H5Handle(id, H5Fclose);
+}
+
+OutputFile::~OutputFile() {
+  if (committed_) return;
+  file_.reset();
+  std::error_code ec;
+  std::filesystem::remove(temp_path_, ec);
+}
+
+void OutputFile::commit() {
+  if (H5Fflush(file_.id(), H5F_SCOPE_GLOBAL) < 0 || !file_.close()) {
+    fail("{}: cannot write HDF5 file (disk full?)", temp_path_.string());
+  }
+  if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    fail("{}: cannot move finished file into place: {}", path_.string(), std::strerror(errno));
+  }
+  committed_ = true;
+}
+
+}  // namespace mote

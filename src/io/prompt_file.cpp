@@ -1,0 +1,116 @@
+#include "mote/io/prompt_file.h"
+
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "mote/io/json_file.h"
+#include "mote/util/error.h"
+#include "mote/util/utf8.h"
+
+namespace mote {
+namespace {
+
+using nlohmann::json;
+
+std::string json_string(const json& obj, const char* key, const std::string& where) {
+  const auto& v = obj[key];
+  if (!v.is_string()) fail("{}: '{}' must be a string", where, key);
+  return v.get<std::string>();
+}
+
+PromptSpec parse_json_line(std::string_view line, const std::string& where) {
+  const json j = parse_json(line, where);
+  if (!j.is_object()) fail("{}: expected a JSON object", where);
+  PromptSpec spec;
+  for (const auto& [key, value] : j.items()) {
+    if (key == "id") {
+      if (value.is_string()) {
+        spec.id = value.get<std::string>();
+      } else if (value.is_number_integer()) {
+        spec.id = std::to_string(value.get<int64_t>());
+      } else {
+        fail("{}: 'id' must be a string or an integer", where);
+      }
+      if (spec.id.empty()) fail("{}: 'id' is empty", where);
+    } else if (key == "class") {
+      spec.cls = json_string(j, "class", where);
+      if (spec.cls.empty()) fail("{}: 'class' is empty", where);
+    } else if (key == "prompt") {
+      spec.prompt = json_string(j, "prompt", where);
+    } else if (key == "messages") {
+      if (!value.is_array() || value.empty()) fail("{}: 'messages' must be a non-empty array", where);
+      for (const auto& m : value) {
+        if (!m.is_object() || !m.contains("role") || !m.contains("content")) {
+          fail("{}: each message needs 'role' and 'content'", where);
+        }
+        ChatMessage msg{json_string(m, "role", where), json_string(m, "content", where)};
+        if (msg.role != "system" && msg.role != "user" && msg.role != "assistant") {
+          fail("{}: message role '{}' is not one of system, user, assistant", where, msg.role);
+        }
+        spec.messages.push_back(std::move(msg));
+      }
+    } else if (key == "add_special_tokens") {
+      if (!value.is_boolean()) fail("{}: 'add_special_tokens' must be true or false", where);
+      spec.add_special_tokens = value.get<bool>();
+    } else if (key == "mask") {
+      spec.mask = json_string(j, "mask", where);
+    } else {
+      fail("{}: unknown key '{}' (known: id, class, prompt, messages, add_special_tokens, mask)", where, key);
+    }
+  }
+  if (spec.prompt.has_value() == !spec.messages.empty()) fail("{}: give exactly one of 'prompt' and 'messages'", where);
+  if (spec.prompt && spec.prompt->empty()) fail("{}: 'prompt' is empty", where);
+  if (!spec.messages.empty() && j.contains("add_special_tokens")) {
+    fail("{}: 'add_special_tokens' applies to raw prompts only; the chat format writes its own BOS", where);
+  }
+  return spec;
+}
+
+bool looks_like_jsonl(const std::filesystem::path& path, std::string_view text) {
+  if (path.extension() == ".jsonl") return true;
+  for (char c : text) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+    return c == '{';
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
+  const std::string text = read_text_file(path);
+  const bool jsonl = looks_like_jsonl(path, text);
+  std::vector<PromptSpec> specs;
+  std::map<std::string, int> line_of_id;
+  size_t begin = 0;
+  int line_no = 0;
+  while (begin < text.size()) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + begin, end - begin);
+    begin = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const std::string where = fmt::format("{}:{}", path.string(), line_no);
+    if (const auto bad = find_invalid_utf8(line)) fail("{}: invalid UTF-8 at byte {} of the line", where, *bad + 1);
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+
+    PromptSpec spec;
+    if (jsonl) {
+      spec = parse_json_line(line, where);
+      if (spec.id.empty()) spec.id = std::to_string(specs.size());
+    } else {
+      spec.prompt = std::string(line);
+      spec.id = std::to_string(line_no);
+    }
+    spec.line = line_no;
+    const auto [it, inserted] = line_of_id.emplace(spec.id, line_no);
+    if (!inserted) fail("{}: duplicate id '{}' (first used on line {})", where, spec.id, it->second);
+    specs.push_back(std::move(spec));
+  }
+  if (specs.empty()) fail("{}: no prompts in the file", path.string());
+  return specs;
+}
+
+}  // namespace mote

@@ -1,0 +1,30 @@
+#include "mote/io/request_output.h"
+
+#include "mote/io/h5.h"
+
+namespace mote {
+
+void write_request(hid_t requests_group, const RequestRecord& r) {
+  const GenerationResult& res = *r.result;
+  H5Handle g = h5_create_group(requests_group, std::to_string(r.index));
+  h5_attr_string(g.id(), "id", r.id);
+  h5_attr_string(g.id(), "class", r.cls);
+  h5_attr_string(g.id(), "mask", r.mask);
+  h5_attr_string(g.id(), "stop_reason", stop_reason_name(res.stop));
+  h5_string_dataset(g.id(), "prompt_text", r.prompt_text);
+  h5_string_dataset(g.id(), "text", r.text);
+  h5_dataset(g.id(), "prompt_tokens", {r.prompt_tokens->size()}, r.prompt_tokens->data());
+  h5_dataset(g.id(), "generated_tokens", {res.generated.size()}, res.generated.data());
+  const auto positions = static_cast<hsize_t>(res.positions);
+  if (!res.logits.empty()) {
+    h5_dataset(g.id(), "logits", {positions, static_cast<hsize_t>(r.vocab)}, res.logits.data(), true);
+  }
+  if (!res.route_experts.empty()) {
+    H5Handle routing = h5_create_group(g.id(), "routing");
+    const std::vector<hsize_t> dims{positions, static_cast<hsize_t>(r.moe_layers), static_cast<hsize_t>(r.top_k)};
+    h5_dataset(routing.id(), "experts", dims, res.route_experts.data(), true);
+    h5_dataset(routing.id(), "weights", dims, res.route_weights.data(), true);
+  }
+}
+
+}  // namespace mote

@@ -1,0 +1,172 @@
+#include "mote/runtime/generator.h"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+
+#include "mote/ops/matmul.h"
+#include "mote/util/error.h"
+
+namespace mote {
+
+const char* stop_reason_name(StopReason reason) {
+  switch (reason) {
+    case StopReason::Eos: return "eos";
+    case StopReason::MaxTokens: return "max_new_tokens";
+    case StopReason::ContextFull: return "context_full";
+  }
+  return "?";
+}
+
+namespace {
+
+struct Slot {
+  bool active = false;
+  size_t request = 0;
+  std::vector<int32_t> tokens;  // prompt, then generated tokens as they are fed back
+  int fed = 0;                  // positions already in the KV cache
+  size_t prompt_len = 0;
+  std::optional<Rng> rng;
+  GenerationResult result;
+};
+
+}  // namespace
+
+Generator::Generator(DeepseekV3& model, std::vector<int32_t> eos_ids, GenerationOptions options)
+    : model_(model), eos_ids_(std::move(eos_ids)), options_(options) {
+  if (options_.batch_size < 1) fail("batch size must be at least 1");
+  if (options_.max_step_tokens < 1) fail("max step tokens must be at least 1");
+  if (options_.max_new_tokens < 0) fail("max new tokens must not be negative");
+}
+
+void Generator::run(std::span<const GenerationRequest> requests,
+                    const std::function<void(size_t, GenerationResult&&)>& on_done) {
+  const ModelConfig& c = model_.config();
+  const int vocab = c.vocab_size;
+  const int route_width = model_.moe_layer_count() * model_.top_k();
+  const int max_pos = c.max_position_embeddings;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const size_t len = requests[i].prompt.size();
+    if (len == 0) fail("request {}: the prompt has no tokens", i);
+    if (len > static_cast<size_t>(max_pos)) {
+      fail("request {}: the prompt has {} tokens but the model has max_position_embeddings {}", i, len, max_pos);
+    }
+  }
+
+  const int slots = static_cast<int>(std::min<size_t>(static_cast<size_t>(options_.batch_size), std::max<size_t>(requests.size(), 1)));
+  KvCache cache(c, slots);
+  std::vector<Slot> state(static_cast<size_t>(slots));
+  Sampler sampler(options_.sampling);
+  size_t next_request = 0;
+  size_t finished = 0;
+
+  std::vector<StepRow> rows;
+  std::vector<int32_t> row_slot, logit_rows;
+  std::vector<float> logits;
+  std::vector<int32_t> route_experts;
+  std::vector<float> route_weights;
+  const uint64_t bytes_before = weight_bytes_streamed();
+  const auto run_start = std::chrono::steady_clock::now();
+
+  while (finished < requests.size()) {
+    // Admit queued requests into free slots.
+    for (int s = 0; s < slots && next_request < requests.size(); ++s) {
+      Slot& slot = state[s];
+      if (slot.active) continue;
+      const GenerationRequest& req = requests[next_request];
+      slot = Slot{};
+      slot.active = true;
+      slot.request = next_request++;
+      slot.tokens = req.prompt;
+      slot.prompt_len = req.prompt.size();
+      slot.rng.emplace(options_.seed, req.stream);
+      // Positions that will be fed: the prompt and every generated token but the last.
+      const int wanted = static_cast<int>(slot.prompt_len) + std::max(options_.max_new_tokens - 1, 0);
+      cache.reset(s, std::min(wanted, max_pos));
+    }
+
+    // Rows of this step: decoding slots first (one token each), then prompt
+    // chunks within the step budget. Every active slot makes progress.
+    rows.clear();
+    row_slot.clear();
+    logit_rows.clear();
+    bool any_generated = false;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int s = 0; s < slots; ++s) {
+        Slot& slot = state[s];
+        if (!slot.active) continue;
+        const bool decoding = static_cast<size_t>(slot.fed) >= slot.prompt_len;
+        if (decoding != (pass == 0)) continue;
+        const int pending = static_cast<int>(slot.tokens.size()) - slot.fed;
+        const int budget = options_.max_step_tokens - static_cast<int>(rows.size());
+        const int take = decoding ? pending : std::min(pending, std::max(budget, rows.empty() ? 1 : 0));
+        any_generated |= decoding;
+        for (int i = 0; i < take; ++i) {
+          const int pos = slot.fed + i;
+          const bool last = i + 1 == pending;
+          if (last || options_.save_logits) logit_rows.push_back(static_cast<int32_t>(rows.size()));
+          rows.push_back({s, pos, slot.tokens[pos], requests[slot.request].mask});
+          row_slot.push_back(s);
+        }
+      }
+    }
+
+    logits.resize(logit_rows.size() * vocab);
+    ForwardTaps taps;
+    if (options_.trace) {
+      route_experts.resize(rows.size() * route_width);
+      route_weights.resize(rows.size() * route_width);
+      taps = {route_experts.data(), route_weights.data()};
+    }
+    const auto step_start = std::chrono::steady_clock::now();
+    model_.forward(rows, cache, logit_rows, logits.data(), taps);
+    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    (any_generated ? stats_.decode_seconds : stats_.prefill_seconds) += step_seconds;
+
+    // Record, then sample for slots whose pending tokens are all fed.
+    size_t logit_index = 0;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      Slot& slot = state[row_slot[r]];
+      const bool has_logits = logit_index < logit_rows.size() && logit_rows[logit_index] == static_cast<int32_t>(r);
+      const float* row_logits = has_logits ? &logits[logit_index * vocab] : nullptr;
+      if (has_logits) ++logit_index;
+      if (static_cast<size_t>(rows[r].pos) < slot.prompt_len) {
+        ++stats_.prompt_tokens;
+      }
+      if (options_.save_logits) slot.result.logits.insert(slot.result.logits.end(), row_logits, row_logits + vocab);
+      if (options_.trace) {
+        slot.result.route_experts.insert(slot.result.route_experts.end(), &route_experts[r * route_width], &route_experts[(r + 1) * route_width]);
+        slot.result.route_weights.insert(slot.result.route_weights.end(), &route_weights[r * route_width], &route_weights[(r + 1) * route_width]);
+      }
+      ++slot.fed;
+      ++slot.result.positions;
+      if (slot.fed != static_cast<int>(slot.tokens.size())) continue;
+
+      // All fed: choose the next token, unless none is wanted.
+      if (options_.max_new_tokens == 0) {
+        slot.active = false;
+        ++finished;
+        on_done(slot.request, std::move(slot.result));
+        continue;
+      }
+      const int32_t next = sampler.sample(row_logits, vocab, *slot.rng);
+      slot.result.generated.push_back(next);
+      ++stats_.generated_tokens;
+      const bool eos = options_.stop_at_eos && std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
+      const bool full_count = static_cast<int>(slot.result.generated.size()) >= options_.max_new_tokens;
+      const bool no_room = slot.fed >= max_pos;
+      if (eos || full_count || no_room) {
+        slot.result.stop = eos ? StopReason::Eos : full_count ? StopReason::MaxTokens : StopReason::ContextFull;
+        slot.active = false;
+        ++finished;
+        on_done(slot.request, std::move(slot.result));
+      } else {
+        slot.tokens.push_back(next);
+      }
+    }
+  }
+  stats_.total_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+  stats_.weight_bytes += weight_bytes_streamed() - bytes_before;
+}
+
+}  // namespace mote
