@@ -13,7 +13,7 @@ namespace {
 // the family is here and nowhere else.
 struct Names {
   static std::string layer(int l, const char* rest) { return fmt::format("model.layers.{}.{}", l, rest); }
-  static std::string expert(int l, int e, const char* proj) { return fmt::format("model.layers.{}.mlp.experts.{}.{}.weight", l, e, proj); }
+  static std::string expert(int e) { return fmt::format("mlp.experts.{}", e); }
   static constexpr const char* kEmbed = "model.embed_tokens.weight";
   static constexpr const char* kFinalNorm = "model.norm.weight";
   static constexpr const char* kLmHead = "lm_head.weight";
@@ -40,11 +40,11 @@ class Loader {
     return widen_all(Weight{t.dtype, 1, n, t.data});
   }
 
-  FfnWeights ffn(int layer, const char* prefix, int hidden, int width) const {
+  FfnWeights ffn(int layer, const std::string& prefix, int hidden, int width) const {
     FfnWeights f;
-    f.gate = matrix(Names::layer(layer, fmt::format("{}.gate_proj.weight", prefix).c_str()), width, hidden);
-    f.up = matrix(Names::layer(layer, fmt::format("{}.up_proj.weight", prefix).c_str()), width, hidden);
-    f.down = matrix(Names::layer(layer, fmt::format("{}.down_proj.weight", prefix).c_str()), hidden, width);
+    f.gate = matrix(Names::layer(layer, (prefix + ".gate_proj.weight").c_str()), width, hidden);
+    f.up = matrix(Names::layer(layer, (prefix + ".up_proj.weight").c_str()), width, hidden);
+    f.down = matrix(Names::layer(layer, (prefix + ".down_proj.weight").c_str()), hidden, width);
     return f;
   }
 
@@ -61,6 +61,47 @@ class Loader {
 };
 
 }  // namespace
+
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
+  std::vector<TensorSpec> out;
+  const int64_t hidden = c.hidden_size;
+  const int64_t heads = c.num_attention_heads;
+  const auto matrix = [&](std::string name, int64_t rows, int64_t cols) { out.push_back({std::move(name), {rows, cols}}); };
+  const auto norm = [&](std::string name, int64_t n) { out.push_back({std::move(name), {n}, true}); };
+  const auto ffn = [&](int l, const std::string& prefix, int64_t width) {
+    matrix(Names::layer(l, (prefix + ".gate_proj.weight").c_str()), width, hidden);
+    matrix(Names::layer(l, (prefix + ".up_proj.weight").c_str()), width, hidden);
+    matrix(Names::layer(l, (prefix + ".down_proj.weight").c_str()), hidden, width);
+  };
+  matrix(Names::kEmbed, c.vocab_size, hidden);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    norm(Names::layer(l, "input_layernorm.weight"), hidden);
+    norm(Names::layer(l, "post_attention_layernorm.weight"), hidden);
+    const int64_t q_out = heads * c.qk_head_dim();
+    if (c.q_lora_rank > 0) {
+      matrix(Names::layer(l, "self_attn.q_a_proj.weight"), c.q_lora_rank, hidden);
+      norm(Names::layer(l, "self_attn.q_a_layernorm.weight"), c.q_lora_rank);
+      matrix(Names::layer(l, "self_attn.q_b_proj.weight"), q_out, c.q_lora_rank);
+    } else {
+      matrix(Names::layer(l, "self_attn.q_proj.weight"), q_out, hidden);
+    }
+    matrix(Names::layer(l, "self_attn.kv_a_proj_with_mqa.weight"), c.kv_lora_rank + c.qk_rope_head_dim, hidden);
+    norm(Names::layer(l, "self_attn.kv_a_layernorm.weight"), c.kv_lora_rank);
+    matrix(Names::layer(l, "self_attn.kv_b_proj.weight"), heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+    matrix(Names::layer(l, "self_attn.o_proj.weight"), hidden, heads * c.v_head_dim);
+    if (!c.is_moe_layer(l)) {
+      ffn(l, "mlp", c.intermediate_size);
+      continue;
+    }
+    matrix(Names::layer(l, "mlp.gate.weight"), c.n_routed_experts, hidden);
+    out.push_back({Names::layer(l, "mlp.gate.e_score_correction_bias"), {c.n_routed_experts}, false, true});
+    if (c.n_shared_experts > 0) ffn(l, "mlp.shared_experts", static_cast<int64_t>(c.moe_intermediate_size) * c.n_shared_experts);
+    for (int e = 0; e < c.n_routed_experts; ++e) ffn(l, Names::expert(e), c.moe_intermediate_size);
+  }
+  norm(Names::kFinalNorm, hidden);
+  if (!c.tie_word_embeddings) matrix(Names::kLmHead, c.vocab_size, hidden);
+  return out;
+}
 
 ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, const ExpertFilter& load_expert) {
   const Loader load(store);
@@ -120,10 +161,7 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
       lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
       for (int e = 0; e < c.n_routed_experts; ++e) {
         if (!load_expert(moe_index, e)) continue;
-        FfnWeights& f = lw.experts[e];
-        f.gate = load.matrix(Names::expert(l, e, "gate_proj"), c.moe_intermediate_size, hidden);
-        f.up = load.matrix(Names::expert(l, e, "up_proj"), c.moe_intermediate_size, hidden);
-        f.down = load.matrix(Names::expert(l, e, "down_proj"), hidden, c.moe_intermediate_size);
+        lw.experts[e] = load.ffn(l, Names::expert(e), hidden, c.moe_intermediate_size);
       }
       ++moe_index;
     }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "mote/io/safetensors.h"
@@ -51,6 +52,16 @@ struct ModelWeights {
   std::vector<float> final_norm;
   Weight lm_head;  // [vocab, hidden]
 };
+
+// Name, shape and expected role of every tensor a config implies, in file
+// order (used to write synthetic models and to list what a loader expects).
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool is_norm = false;    // 1-D norm weight (ones in synthetic models)
+  bool is_bias = false;    // router bias (kept in F32, as DeepSeek ships it)
+};
+std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 
 // Which routed experts this process loads, by (MoE-layer index, expert).
 using ExpertFilter = std::function<bool(int moe_layer, int expert)>;

@@ -1,0 +1,121 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "mote/model/deepseek_v3.h"
+#include "mote/model/loaded_model.h"
+#include "mote/util/error.h"
+#include "model_files.h"
+
+namespace mote {
+namespace {
+
+using test::rewrite_tensors;
+using test::ScratchDir;
+
+std::vector<float> last_logits(const LoadedModel& m, const std::vector<int32_t>& tokens) {
+  DeepseekV3 model(m.config, m.weights);
+  KvCache cache(m.config, 1);
+  cache.reset(0, static_cast<int>(tokens.size()));
+  std::vector<StepRow> rows;
+  for (size_t i = 0; i < tokens.size(); ++i) rows.push_back({0, static_cast<int32_t>(i), tokens[i], nullptr});
+  std::vector<float> logits(m.config.vocab_size);
+  const int32_t last = static_cast<int32_t>(tokens.size()) - 1;
+  model.forward(rows, cache, {&last, 1}, logits.data());
+  return logits;
+}
+
+TEST(ModelLoader, BundledModelHasExactlyTheExpectedTensors) {
+  const auto m = load_model(test::bundled_model());
+  const auto expected = expected_tensors(m->config);
+  EXPECT_EQ(expected.size(), m->store.all().size());
+  for (const auto& spec : expected) {
+    const TensorView* view = m->store.find(spec.name);
+    ASSERT_NE(view, nullptr) << spec.name;
+    EXPECT_EQ(view->shape, spec.shape) << spec.name;
+  }
+}
+
+TEST(ModelLoader, SyntheticModelRunsWithAndWithoutQueryLowRank) {
+  for (const bool low_rank : {true, false}) {
+    ScratchDir dir;
+    auto config = test::small_config();
+    if (!low_rank) config["q_lora_rank"] = nullptr;
+    test::make_small_model(dir.path(), config);
+    const auto m = load_model(dir.path());
+    EXPECT_EQ(m->config.q_lora_rank, low_rank ? 24 : 0);
+    for (float v : last_logits(*m, {0, 17, 300, 5})) ASSERT_TRUE(std::isfinite(v));
+  }
+}
+
+TEST(ModelLoader, YarnModelRuns) {
+  ScratchDir dir;
+  auto config = test::small_config();
+  config["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32},
+                            {"beta_fast", 32}, {"beta_slow", 1}, {"mscale", 1.0}, {"mscale_all_dim", 1.0}};
+  test::make_small_model(dir.path(), config);
+  const auto m = load_model(dir.path());
+  ASSERT_TRUE(m->config.yarn.has_value());
+  // mscale_all_dim scales the softmax: (0.1 ln 4 + 1)^2 / sqrt(24).
+  EXPECT_NEAR(m->config.attention_scale(), std::pow(0.1 * std::log(4.0) + 1.0, 2) / std::sqrt(24.0), 1e-6);
+  for (float v : last_logits(*m, {0, 17, 300, 5})) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST(ModelLoader, MissingTensorIsNamed) {
+  ScratchDir dir;
+  test::make_small_model(dir.path());
+  rewrite_tensors(dir.path(), [](auto& ts) {
+    std::erase_if(ts, [](const TensorData& t) { return t.name == "model.layers.2.mlp.experts.3.up_proj.weight"; });
+  });
+  EXPECT_ERROR_CONTAINS(load_model(dir.path()), "missing tensor 'model.layers.2.mlp.experts.3.up_proj.weight'");
+}
+
+TEST(ModelLoader, WrongShapeIsNamed) {
+  ScratchDir dir;
+  test::make_small_model(dir.path());
+  rewrite_tensors(dir.path(), [](auto& ts) {
+    for (auto& t : ts) {
+      if (t.name == "model.layers.1.self_attn.o_proj.weight") t.shape = {32, 64};
+    }
+  });
+  EXPECT_ERROR_CONTAINS(load_model(dir.path()), "tensor 'model.layers.1.self_attn.o_proj.weight'");
+  EXPECT_ERROR_CONTAINS(load_model(dir.path()), "shape [32, 64] but config.json implies [64, 32]");
+}
+
+TEST(ModelLoader, WrongDtypeIsNamed) {
+  ScratchDir dir;
+  test::make_small_model(dir.path());
+  rewrite_tensors(dir.path(), [](auto& ts) {
+    for (auto& t : ts) {
+      if (t.name == "model.norm.weight") {
+        t.dtype = DType::I16;  // same byte size as bf16, so the header stays consistent
+      }
+    }
+  });
+  EXPECT_ERROR_CONTAINS(load_model(dir.path()), "tensor 'model.norm.weight'");
+  EXPECT_ERROR_CONTAINS(load_model(dir.path()), "dtype I16 is not supported");
+}
+
+TEST(ModelLoader, LayerCountMismatchIsNamed) {
+  ScratchDir dir;
+  test::make_small_model(dir.path());
+  auto config = test::small_config();
+  config["num_hidden_layers"] = 2;
+  test::write_file(dir / "config.json", config.dump());
+  EXPECT_ERROR_CONTAINS(load_model(dir.path()), "belongs to layer 2 but config.json has num_hidden_layers 2");
+}
+
+TEST(ModelLoader, TokenizerLargerThanVocabularyIsRefused) {
+  ScratchDir dir;
+  auto config = test::small_config();
+  test::make_small_model(dir.path(), config);
+  config["vocab_size"] = 1000;
+  test::write_file(dir / "config.json", config.dump());
+  // The embedding shape check fires first; both name the disagreement.
+  EXPECT_THROW(load_model(dir.path()), Error);
+}
+
+TEST(ModelLoader, NotADirectory) { EXPECT_ERROR_CONTAINS(load_model("/nonexistent/model"), "not a model directory"); }
+
+}  // namespace
+}  // namespace mote

@@ -1,0 +1,186 @@
+// Each op against a plain double-precision reference, with tolerances, and
+// the matmul against OpenBLAS.
+#include <cblas.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
+
+#include "mote/io/safetensors_writer.h"
+#include "mote/ops/elementwise.h"
+#include "mote/ops/matmul.h"
+#include "mote/ops/rope.h"
+#include "mote/runtime/sampler.h"
+
+namespace mote {
+namespace {
+
+struct TestMatrix {
+  std::vector<std::byte> bytes;
+  std::vector<float> widened;  // exact fp32 value of every element
+  Weight weight;
+};
+
+TestMatrix random_matrix(DType dtype, int rows, int cols, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  TestMatrix m;
+  m.bytes.resize(static_cast<size_t>(rows) * cols * dtype_size(dtype) + 1);  // +1: an unaligned start below
+  std::byte* base = m.bytes.data() + 1;
+  for (int i = 0; i < rows * cols; ++i) {
+    const float v = dist(gen);
+    if (dtype == DType::BF16) {
+      const uint16_t b = float_to_bf16(v);
+      std::memcpy(base + 2 * i, &b, 2);
+    } else if (dtype == DType::F16) {
+#ifdef __F16C__
+      const uint16_t h = _cvtss_sh(v, 0);
+#else
+      const uint16_t h = 0x3C00;  // 1.0: without F16C the test still checks the kernel's f16 path
+#endif
+      std::memcpy(base + 2 * i, &h, 2);
+    } else {
+      std::memcpy(base + 4 * i, &v, 4);
+    }
+  }
+  m.weight = {dtype, rows, cols, base};
+  m.widened = widen_all(m.weight);
+  return m;
+}
+
+std::vector<float> random_vector(size_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+class MatmulTest : public testing::TestWithParam<DType> {};
+
+TEST_P(MatmulTest, MatchesOpenBlasAndDoesNotDependOnBatch) {
+  for (const auto& [n, rows, cols] : {std::tuple{1, 7, 13}, std::tuple{5, 33, 64}, std::tuple{16, 130, 257}, std::tuple{3, 256, 512}}) {
+    const TestMatrix w = random_matrix(GetParam(), rows, cols, static_cast<uint32_t>(rows * cols));
+    const auto x = random_vector(static_cast<size_t>(n) * cols, 99);
+    std::vector<float> y(static_cast<size_t>(n) * rows), ref(y.size());
+    matmul(x.data(), n, w.weight, y.data());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x.data(), cols, w.widened.data(), cols, 0.0f,
+                ref.data(), rows);
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-4f * std::sqrt(static_cast<float>(cols)));
+
+    // Every row alone gives the same bits as in the batch.
+    for (int t = 0; t < n; ++t) {
+      std::vector<float> alone(rows);
+      matmul(x.data() + static_cast<size_t>(t) * cols, 1, w.weight, alone.data());
+      for (int r = 0; r < rows; ++r) ASSERT_EQ(alone[r], y[static_cast<size_t>(t) * rows + r]) << "row " << t << " out " << r;
+    }
+  }
+}
+
+TEST_P(MatmulTest, ByColumnsMatchesReference) {
+  const int n = 3, rows = 19, cols = 37;
+  const TestMatrix w = random_matrix(GetParam(), rows, cols, 5);
+  const auto x = random_vector(static_cast<size_t>(n) * rows, 6);
+  std::vector<float> y(static_cast<size_t>(n) * cols);
+  matmul_by_columns(x.data(), rows, n, w.weight, y.data(), cols);
+  for (int t = 0; t < n; ++t) {
+    for (int c = 0; c < cols; ++c) {
+      double ref = 0;
+      for (int r = 0; r < rows; ++r) ref += static_cast<double>(x[t * rows + r]) * w.widened[r * cols + c];
+      EXPECT_NEAR(y[t * cols + c], ref, 1e-4);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, MatmulTest, testing::Values(DType::F32, DType::F16, DType::BF16),
+                         [](const testing::TestParamInfo<DType>& param) { return std::string(dtype_name(param.param)); });
+
+TEST(Ops, RmsNorm) {
+  const auto x = random_vector(100, 1);
+  const auto w = random_vector(100, 2);
+  std::vector<float> out(100);
+  rms_norm(x.data(), w.data(), 1e-6f, out.data(), 100);
+  double ms = 0;
+  for (float v : x) ms += static_cast<double>(v) * v;
+  const double inv = 1.0 / std::sqrt(ms / 100 + 1e-6);
+  for (int i = 0; i < 100; ++i) EXPECT_NEAR(out[i], w[i] * x[i] * inv, 1e-5);
+}
+
+TEST(Ops, SoftmaxAndSiluMul) {
+  std::vector<float> x{1.0f, 2.0f, 3.0f, -1000.0f};
+  softmax(x.data(), 4);
+  const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+  EXPECT_NEAR(x[0], std::exp(1.0) / z, 1e-7);
+  EXPECT_NEAR(x[2], std::exp(3.0) / z, 1e-7);
+  EXPECT_EQ(x[3], 0.0f);
+  const float g[2] = {1.5f, -2.0f}, u[2] = {2.0f, 3.0f};
+  float out[2];
+  silu_mul(g, u, out, 2);
+  EXPECT_NEAR(out[0], 1.5 / (1 + std::exp(-1.5)) * 2.0, 1e-6);
+  EXPECT_NEAR(out[1], -2.0 / (1 + std::exp(2.0)) * 3.0, 1e-6);
+}
+
+TEST(Ops, RopeRotatesPairsByPositionTimesFrequency) {
+  ModelConfig c;
+  c.qk_rope_head_dim = 8;
+  c.rope_theta = 10000.0;
+  const Rope rope(c);
+  float cos_v[4], sin_v[4];
+  rope.angles(7, cos_v, sin_v);
+  std::vector<float> x{1, 0, 0, 1, 1, 1, 2, -1};
+  const auto orig = x;
+  rope.apply(x.data(), cos_v, sin_v);
+  for (int i = 0; i < 4; ++i) {
+    const double angle = 7.0 / std::pow(10000.0, 2.0 * i / 8);
+    EXPECT_NEAR(x[2 * i], orig[2 * i] * std::cos(angle) - orig[2 * i + 1] * std::sin(angle), 1e-5);
+    EXPECT_NEAR(x[2 * i + 1], orig[2 * i] * std::sin(angle) + orig[2 * i + 1] * std::cos(angle), 1e-5);
+  }
+}
+
+TEST(Ops, YarnBlendsFrequenciesAndScalesMagnitude) {
+  ModelConfig c;
+  c.qk_rope_head_dim = 64;
+  c.rope_theta = 10000.0;
+  c.yarn = YarnScaling{40.0, 4096, 32.0, 1.0, 1.0, 1.0};
+  const Rope rope(c);
+  float cos_v[32], sin_v[32];
+  rope.angles(1000, cos_v, sin_v);
+  // High-frequency pairs keep their frequency; the lowest are divided by the factor.
+  EXPECT_NEAR(cos_v[0], std::cos(1000.0), 1e-4);
+  const double slowest = 1.0 / std::pow(10000.0, 62.0 / 64) / 40.0;
+  EXPECT_NEAR(cos_v[31], std::cos(1000.0 * slowest), 1e-4);
+  EXPECT_NEAR(cos_v[5] * cos_v[5] + sin_v[5] * sin_v[5], 1.0, 1e-5);  // mscale == mscale_all_dim: magnitude 1
+}
+
+TEST(Sampler, GreedyAndSeededSampling) {
+  std::vector<float> logits{0.1f, 2.0f, 2.0f, -1.0f};
+  Sampler greedy({0.0f, 1.0f});
+  Rng rng(1, 0);
+  EXPECT_EQ(greedy.sample(logits.data(), 4, rng), 1);  // ties go to the lowest id
+
+  Sampler hot({1.0f, 1.0f});
+  std::vector<int> draws_a, draws_b;
+  Rng a(42, 3), b(42, 3), other(42, 4);
+  for (int i = 0; i < 50; ++i) {
+    draws_a.push_back(hot.sample(logits.data(), 4, a));
+    draws_b.push_back(hot.sample(logits.data(), 4, b));
+  }
+  EXPECT_EQ(draws_a, draws_b);
+  std::vector<int> draws_other;
+  for (int i = 0; i < 50; ++i) draws_other.push_back(hot.sample(logits.data(), 4, other));
+  EXPECT_NE(draws_a, draws_other);
+
+  // top_p 0.5 keeps only the two tied best tokens.
+  Sampler nucleus({1.0f, 0.5f});
+  for (int i = 0; i < 100; ++i) {
+    const int t = nucleus.sample(logits.data(), 4, a);
+    EXPECT_TRUE(t == 1 || t == 2) << t;
+  }
+}
+
+}  // namespace
+}  // namespace mote
