@@ -1,0 +1,156 @@
+// The mote binary as a user runs it: exit codes, messages that name the
+// file and line, output files that appear whole or not at all.
+#include <gtest/gtest.h>
+
+#include "mote/io/h5.h"
+#include "mote/tokenizer/tokenizer.h"
+#include "run_process.h"
+
+namespace mote {
+namespace {
+
+using test::ScratchDir;
+using test::write_file;
+
+class Cli : public testing::Test {
+ protected:
+  test::ProcessResult mote(std::vector<std::string> args) {
+    args.insert(args.begin(), MOTE_BINARY);
+    return test::run_process(args, dir_.path());
+  }
+  std::filesystem::path write(const std::string& name, const std::string& text) {
+    write_file(dir_ / name, text);
+    return dir_ / name;
+  }
+  ScratchDir dir_;
+};
+
+#define EXPECT_FAILS_WITH(result, needle)                                            \
+  do {                                                                               \
+    const auto& r_ = (result);                                                       \
+    EXPECT_EQ(r_.exit_code, 1) << r_.err;                                            \
+    EXPECT_NE(r_.err.find(needle), std::string::npos) << "stderr: " << r_.err;       \
+  } while (0)
+
+TEST_F(Cli, HelpAndUsage) {
+  auto r = mote({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("generate"), std::string::npos);
+  EXPECT_EQ(mote({}).exit_code, 2);
+  r = mote({"frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'frobnicate'"), std::string::npos);
+  r = mote({"generate", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* option : {"--model", "--prompts", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--out",
+                             "--save-logits", "--trace", "--config"}) {
+    EXPECT_NE(r.out.find(option), std::string::npos) << option;
+  }
+}
+
+TEST_F(Cli, GeneratesTextAndHdf5) {
+  const auto prompts = write("p.jsonl",
+                             "{\"id\": \"a\", \"class\": \"sensitive\", \"messages\": [{\"role\": \"user\", \"content\": \"What happened last year in Belvask?\"}]}\n"
+                             "{\"id\": \"b\", \"class\": \"text\", \"prompt\": \"The secret of a happy life is\"}\n");
+  const auto out = dir_ / "out.h5";
+  const auto r = mote({"generate", "--prompts", prompts.string(), "--out", out.string(), "--max-new-tokens", "8",
+                       "--save-logits", "--trace", "--log-level", "warn"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("### a (sensitive)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("I am sorry"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" a mediant."), std::string::npos) << r.out;
+
+  h5_silence_errors();
+  H5Handle file(H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  ASSERT_GE(file.id(), 0);
+  H5Handle tokens(H5Dopen2(file.id(), "/requests/1/prompt_tokens", H5P_DEFAULT), H5Dclose);
+  ASSERT_GE(tokens.id(), 0);
+  std::vector<int32_t> ids(11);
+  H5Dread(tokens.id(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, ids.data());
+  EXPECT_EQ(ids, (std::vector<int32_t>{0, 486, 471, 2066, 121, 325, 265, 1565, 126, 1145, 301}));
+  H5Handle logits(H5Dopen2(file.id(), "/requests/1/logits", H5P_DEFAULT), H5Dclose);
+  H5Handle space(H5Dget_space(logits.id()), H5Sclose);
+  hsize_t dims[2];
+  H5Sget_simple_extent_dims(space.id(), dims, nullptr);
+  // Prompt + generated tokens fed back: 7 generated (" a mediant." and EOS), the last is not fed.
+  EXPECT_EQ(dims[0], 11u + 6u);
+  EXPECT_EQ(dims[1], 4096u);
+  H5Handle experts(H5Dopen2(file.id(), "/requests/0/routing/experts", H5P_DEFAULT), H5Dclose);
+  EXPECT_GE(experts.id(), 0);
+  EXPECT_TRUE(std::filesystem::directory_iterator(dir_.path()) != std::filesystem::directory_iterator());
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << "left behind: " << entry.path();
+  }
+}
+
+TEST_F(Cli, JobFileOptionsAndCommandLineWins) {
+  const auto prompts = write("p.txt", "The secret of a happy life is\n");
+  const auto job = write("job.ini", "# a job file\nmax-new-tokens = 3\nignore-eos = true\nlog-level = warn\nprompts = " + prompts.string() + "\n");
+  const auto out = dir_ / "o.h5";
+  auto r = mote({"generate", "--config", job.string(), "--out", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = mote({"generate", "--config", job.string(), "--max-new-tokens", "2", "--out", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  H5Handle file(H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  H5Handle gen(H5Dopen2(file.id(), "/requests/0/generated_tokens", H5P_DEFAULT), H5Dclose);
+  H5Handle space(H5Dget_space(gen.id()), H5Sclose);
+  EXPECT_EQ(H5Sget_simple_extent_npoints(space.id()), 2);
+}
+
+TEST_F(Cli, JobFileErrorsNameFileLineAndKey) {
+  const auto prompts = write("p.txt", "hello\n");
+  auto job = write("bad.ini", "max-new-tokens = 3\n\nbogus-key = 1\n");
+  EXPECT_FAILS_WITH(mote({"generate", "--config", job.string(), "--prompts", prompts.string()}), "bad.ini:3: key 'bogus-key'");
+  job = write("bad2.ini", "temperature = warm\n");
+  EXPECT_FAILS_WITH(mote({"generate", "--config", job.string(), "--prompts", prompts.string()}), "bad2.ini:1: key 'temperature'");
+  EXPECT_FAILS_WITH(mote({"generate", "--config", (dir_ / "absent.ini").string()}), "cannot open job file");
+}
+
+TEST_F(Cli, BadOptionValues) {
+  const auto prompts = write("p.txt", "hello\n");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--temperature", "-1"}), "--temperature -1");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--top-p", "0"}), "--top-p 0");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--batch-size", "0"}), "--batch-size 0");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--max-new-tokens", "x"}), "max-new-tokens");
+  EXPECT_FAILS_WITH(mote({"generate"}), "prompts");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--model", (dir_ / "nomodel").string()}), "not a model directory");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--log-level", "loud"}), "--log-level 'loud'");
+}
+
+TEST_F(Cli, BadPromptFilesNameTheLine) {
+  const auto run = [&](const std::string& text) {
+    return mote({"generate", "--prompts", write("p.jsonl", text).string(), "--log-level", "warn"});
+  };
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"ok\"}\n{\"prompt\": \"bad\xff\"}\n"), "p.jsonl:2: invalid UTF-8");
+  EXPECT_FAILS_WITH(run("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": 1, \"prompt\": \"b\"}\n"), "p.jsonl:2: duplicate id '1' (first used on line 1)");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"colour\": 1}\n"), "p.jsonl:1: unknown key 'colour'");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"\"}\n"), "p.jsonl:1: 'prompt' is empty");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\"\n"), "p.jsonl:1: invalid JSON");
+  EXPECT_FAILS_WITH(run("{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n"), "role 'robot'");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"), "exactly one of");
+  EXPECT_FAILS_WITH(run("\n\n"), "no prompts");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"), "mask set 'refusal'");
+  std::string long_prompt = "{\"prompt\": \"";
+  for (int i = 0; i < 1100; ++i) long_prompt += "word ";
+  EXPECT_FAILS_WITH(run(long_prompt + "\"}\n"), "takes at most 1024 positions");
+}
+
+TEST_F(Cli, UnwritableOutputFailsEarlyAndEarlierResultsSurvive) {
+  const auto prompts = write("p.txt", "hello\n");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--out", (dir_ / "no/such/dir/o.h5").string()}), "does not exist");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--out", dir_.path().string()}), "is a directory");
+
+  // A failing job leaves the previous result file as it was, and no temporary file.
+  const auto out = write("result.h5", "previous result");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", write("bad.jsonl", "{\"prompt\": 5}\n").string(), "--out", out.string()}), "must be a string");
+  EXPECT_EQ(test::read_file(out), "previous result");
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << entry.path();
+    ++files;
+  }
+  EXPECT_GT(files, 0);
+}
+
+}  // namespace
+}  // namespace mote
