@@ -1,8 +1,10 @@
 // `mote generate`: prompts in, text out (stdout) and an HDF5 file with
 // tokens, optional logits and routing traces per request.
+#include <mpi.h>
 #include <omp.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <map>
@@ -11,6 +13,10 @@
 #include "mote/cli/commands.h"
 #include "mote/cli/logging.h"
 #include "mote/cli/options.h"
+#include "mote/dist/expert_exchange.h"
+#include "mote/dist/mpi_session.h"
+#include "mote/dist/placement.h"
+#include "mote/io/counters_output.h"
 #include "mote/io/output_file.h"
 #include "mote/io/prompt_file.h"
 #include "mote/io/request_output.h"
@@ -30,14 +36,20 @@ struct GenerateJob {
   GenerationOptions gen;
   int threads = 0;
   std::string log_level;
+  std::string placement = "contiguous";
+  std::string placement_file;
+  bool coordinator_experts = true;
+  std::string wire_dtype = "f32";
 
   std::string summary() const {
     return fmt::format(
         "job: model {}, prompts {}, out {}\n"
         "  max_new_tokens {}, temperature {}, top_p {}, seed {}, stop at EOS {}, save logits {}, trace {}\n"
-        "  batch size {}, max step tokens {}, threads {}",
+        "  batch size {}, max step tokens {}, threads per rank {}\n"
+        "  placement {}, coordinator holds experts {}, wire dtype {}",
         model_dir, prompts, out.empty() ? "(none)" : out, gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p,
-        gen.seed, gen.stop_at_eos, gen.save_logits, gen.trace, gen.batch_size, gen.max_step_tokens, threads);
+        gen.seed, gen.stop_at_eos, gen.save_logits, gen.trace, gen.batch_size, gen.max_step_tokens, threads,
+        placement_file.empty() ? placement : "file " + placement_file, coordinator_experts, wire_dtype);
   }
 };
 
@@ -56,15 +68,26 @@ po::options_description generate_options(GenerateJob& job) {
       ("ignore-eos", po::bool_switch(), "keep generating after an end-of-sequence token")
       ("batch-size", po::value(&job.gen.batch_size)->default_value(8), "requests decoded together")
       ("max-step-tokens", po::value(&job.gen.max_step_tokens)->default_value(2048), "prompt tokens fed per step at most")
-      ("threads", po::value(&job.threads)->default_value(0), "compute threads; 0 uses OMP_NUM_THREADS or all cores")
+      ("threads", po::value(&job.threads)->default_value(0), "compute threads per rank; 0 uses OMP_NUM_THREADS or all cores")
+      ("placement", po::value(&job.placement)->default_value("contiguous"),
+       "how routed experts are spread over ranks: contiguous (blocks of experts) or round-robin")
+      ("placement-file", po::value(&job.placement_file),
+       "JSON file {\"owner\": [[rank per expert] per MoE layer]}; overrides --placement")
+      ("coordinator-experts", po::value(&job.coordinator_experts)->default_value(true, "true"),
+       "whether rank 0 (the coordinator) also holds routed experts")
+      ("wire-dtype", po::value(&job.wire_dtype)->default_value("f32"),
+       "precision of hidden states sent to and from expert ranks: f32 or bf16 (rounded the same way on one rank)")
       ("log-level", po::value(&job.log_level)->default_value("info"), "trace, debug, info, warn, error or off");
   return o;
 }
 
 void print_usage(const po::options_description& options) {
-  std::cout << "Usage: mote generate --prompts FILE [options]\n\n"
+  std::cout << "Usage: mote generate --prompts FILE [options]\n"
+               "       mpirun -n N mote generate ...   (or launch/mote-run -n N generate ...)\n\n"
                "Generates a continuation of every prompt with the model and prints it. With --out, also\n"
-               "writes an HDF5 file with the tokens of each request (see docs/hdf5-format.md).\n\n"
+               "writes an HDF5 file with the tokens of each request (see docs/hdf5-format.md).\n"
+               "Under MPI, rank 0 runs attention, routing and sampling and the routed experts are spread\n"
+               "over the ranks (--placement); results are bit-identical for any number of ranks.\n\n"
                "Prompt files hold one request per line, JSONL or plain text:\n"
                "  {\"id\": \"q1\", \"class\": \"neutral\", \"prompt\": \"raw text\"}\n"
                "  {\"id\": \"q2\", \"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}\n"
@@ -86,53 +109,102 @@ void validate(const GenerateJob& job) {
 
 }  // namespace
 
-int run_generate(const std::vector<std::string>& args, const std::string& command_line) {
+int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi) {
   GenerateJob job;
   const auto options = generate_options(job);
   const ParsedOptions parsed = parse_options(args, options);
   if (parsed.help) {
-    print_usage(options);
+    if (mpi.rank() == 0) print_usage(options);
     return 0;
   }
   job.gen.stop_at_eos = !parsed.values["ignore-eos"].as<bool>();
   validate(job);
-  setup_logging(job.log_level);
+  const WireDType wire_dtype = parse_wire_dtype(job.wire_dtype);
+  setup_logging(job.log_level, mpi.rank());
   if (job.threads > 0) omp_set_num_threads(job.threads);
   job.threads = omp_get_max_threads();
+  const bool coordinator = mpi.rank() == 0;
 
   // Open the output first: an unwritable path fails before any work.
   std::optional<OutputFile> out;
-  if (!job.out.empty()) out.emplace(job.out);
+  if (coordinator && !job.out.empty()) out.emplace(job.out);
 
-  spdlog::info("{}", job.summary());
-  const auto model_files = load_model(job.model_dir);
-  const ModelConfig& config = model_files->config;
-  spdlog::info("model {}", config.summary());
+  // Every rank reads the config; each maps only the experts it owns.
+  const ModelConfig config = read_model_dir_config(job.model_dir);
+  const int moe_layers = static_cast<int>(config.moe_layers().size());
+  const Placement placement =
+      job.placement_file.empty()
+          ? Placement::by_rule(job.placement, moe_layers, config.n_routed_experts, mpi.size(), job.coordinator_experts)
+          : Placement::from_file(job.placement_file, moe_layers, config.n_routed_experts, mpi.size(), job.coordinator_experts);
+  const int rank = mpi.rank();
+  const auto model_files = load_model(job.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; });
+  if (coordinator) {
+    spdlog::info("{}", job.summary());
+    spdlog::info("model {}", config.summary());
+    spdlog::info("{} ranks; routed experts per rank: {}", mpi.size(), [&] {
+      std::string list;
+      for (int r = 0; r < mpi.size(); ++r) list += (r ? ", " : "") + std::to_string(placement.count_on(r));
+      return list;
+    }());
+  }
+  mpi.job_started = true;
 
-  const auto specs = read_prompt_file(job.prompts);
+  // The coordinator reads the prompts; the class count sizes everyone's counters.
+  std::vector<PromptSpec> specs;
+  std::vector<std::string> classes;
   std::vector<EncodedPrompt> encoded;
   std::vector<GenerationRequest> requests;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const PromptSpec& spec = specs[i];
-    const std::string where = fmt::format("{}:{} (id '{}')", job.prompts, spec.line, spec.id);
-    if (!spec.mask.empty()) fail("{}: names mask set '{}' but no mask sets are defined", where, spec.mask);
-    try {
-      encoded.push_back(encode_prompt(model_files->tokenizer, spec));
-    } catch (const Error& e) {
-      fail("{}: {}", where, e.what());
+  if (coordinator) {
+    specs = read_prompt_file(job.prompts);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const PromptSpec& spec = specs[i];
+      const std::string where = fmt::format("{}:{} (id '{}')", job.prompts, spec.line, spec.id);
+      if (!spec.mask.empty()) fail("{}: names mask set '{}' but no mask sets are defined", where, spec.mask);
+      try {
+        encoded.push_back(encode_prompt(model_files->tokenizer, spec));
+      } catch (const Error& e) {
+        fail("{}: {}", where, e.what());
+      }
+      if (encoded.back().double_bos) {
+        spdlog::warn("{}: the prompt text starts with BOS and another BOS was added; set \"add_special_tokens\": false", where);
+      }
+      if (encoded.back().tokens.size() > static_cast<size_t>(config.max_position_embeddings)) {
+        fail("{}: the prompt has {} tokens but the model takes at most {} positions", where, encoded.back().tokens.size(),
+             config.max_position_embeddings);
+      }
+      auto cls = std::find(classes.begin(), classes.end(), spec.cls);
+      if (cls == classes.end()) cls = classes.insert(classes.end(), spec.cls);
+      requests.push_back({encoded.back().tokens, nullptr, i, static_cast<int16_t>(cls - classes.begin())});
     }
-    if (encoded.back().double_bos) {
-      spdlog::warn("{}: the prompt text starts with BOS and another BOS was added; set \"add_special_tokens\": false", where);
-    }
-    if (encoded.back().tokens.size() > static_cast<size_t>(config.max_position_embeddings)) {
-      fail("{}: the prompt has {} tokens but the model takes at most {} positions", where, encoded.back().tokens.size(),
-           config.max_position_embeddings);
-    }
-    requests.push_back({encoded.back().tokens, nullptr, i});
+    if (classes.size() > 32767) fail("{}: more than 32767 classes", job.prompts);
+    spdlog::info("{} requests in {} classes from {}", requests.size(), classes.size(), job.prompts);
   }
-  spdlog::info("{} requests from {}", requests.size(), job.prompts);
+  int n_classes = static_cast<int>(classes.size());
+  MPI_Bcast(&n_classes, 1, MPI_INT, 0, MPI_COMM_WORLD);
 
-  DeepseekV3 model(config, model_files->weights);
+  const WireFormat wire{config.hidden_size, config.num_experts_per_tok, wire_dtype};
+  ExpertCounters processed(n_classes, moe_layers, config.n_routed_experts);
+  ExpertWorker worker(model_files->weights, config, placement, rank, wire, &processed);
+  ExpertCounters reduced(n_classes, moe_layers, config.n_routed_experts);
+  const auto reduce_counters = [&] {
+    MPI_Reduce(processed.tokens.data(), reduced.tokens.data(), static_cast<int>(processed.tokens.size()), MPI_UINT64_T, MPI_SUM, 0,
+               MPI_COMM_WORLD);
+    MPI_Reduce(processed.gate_sum.data(), reduced.gate_sum.data(), static_cast<int>(processed.gate_sum.size()), MPI_DOUBLE, MPI_SUM, 0,
+               MPI_COMM_WORLD);
+  };
+
+  if (!coordinator) {
+    ShardServer server(MPI_COMM_WORLD, wire, worker);
+    const int64_t served = server.run();
+    reduce_counters();
+    spdlog::debug("served {} MoE-layer exchanges", served);
+    return 0;
+  }
+
+  MpiExpertExecutor executor(MPI_COMM_WORLD, placement, wire, worker);
+  DeepseekV3 model(config, model_files->weights, &executor);
+  ExpertCounters routed(n_classes, moe_layers, config.n_routed_experts);
+  job.gen.routing_counts = &routed;
   Generator generator(model, model_files->eos_ids, job.gen);
   std::optional<H5Handle> requests_group;
   if (out) requests_group.emplace(h5_create_group(out->root(), "requests"));
@@ -162,6 +234,14 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       ++next_to_print;
     }
   });
+  executor.shutdown();
+
+  // What the experts processed, summed over ranks, must equal what the
+  // router decided, to the last bit.
+  reduce_counters();
+  if (const auto diff = reduced.first_difference(routed)) {
+    fail("expert counters reduced from the ranks disagree with the coordinator's routing record: {}", *diff);
+  }
 
   const GenerationStats& st = generator.stats();
   const auto rate = [](double amount, double seconds) { return amount / std::max(seconds, 1e-9); };
@@ -170,7 +250,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   spdlog::info("prefill: {} tokens in {:.3f} s ({:.1f} tokens/s); decode: {} tokens in {:.3f} s ({:.1f} tokens/s)",
                st.prompt_tokens, st.prefill_seconds, rate(static_cast<double>(st.prompt_tokens), st.prefill_seconds),
                st.generated_tokens, st.decode_seconds, rate(static_cast<double>(st.generated_tokens), st.decode_seconds));
-  spdlog::info("weights streamed: {:.2f} GB in {:.3f} s of compute ({:.2f} GB/s)", gigabytes, compute_seconds,
+  spdlog::info("weights streamed on rank 0: {:.2f} GB in {:.3f} s of compute ({:.2f} GB/s)", gigabytes, compute_seconds,
                rate(gigabytes, compute_seconds));
 
   if (out) {
@@ -183,13 +263,17 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     h5_attr_string(root, "command_line", command_line);
     h5_attr_string(root, "model", job.model_dir);
     h5_attr_string(root, "model_type", config.model_type);
-    h5_attr_int(root, "world_size", 1);
+    h5_attr_int(root, "world_size", mpi.size());
+    h5_attr_string(root, "placement", placement.name());
+    h5_attr_string(root, "placement_table", placement.table());
+    h5_attr_string(root, "wire_dtype", job.wire_dtype);
     h5_attr_int(root, "seed", static_cast<int64_t>(job.gen.seed));
     h5_attr_double(root, "temperature", job.gen.sampling.temperature);
     h5_attr_double(root, "top_p", job.gen.sampling.top_p);
     h5_attr_int(root, "max_new_tokens", job.gen.max_new_tokens);
     h5_attr_int(root, "stop_at_eos", job.gen.stop_at_eos ? 1 : 0);
     h5_attr_int(root, "request_count", static_cast<int64_t>(specs.size()));
+    write_counters(root, reduced, classes, config.moe_layers());
     out->commit();
     spdlog::info("wrote {}", job.out);
   }

@@ -5,6 +5,7 @@
 
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
+#include "mote/dist/mpi_session.h"
 #include "mote/util/error.h"
 
 namespace {
@@ -30,15 +31,25 @@ int main(int argc, char** argv) {
   }
   const std::vector<std::string> args(argv + 2, argv + argc);
   const std::string command_line = mote::joined_command_line(argc, argv);
+  mote::MpiSession mpi(&argc, &argv);
+  // Before the job starts every rank sees the same options and fails the
+  // same way: rank 0 speaks for all and every rank exits. Once it has
+  // started, a failing rank names itself and ends the whole job.
+  const auto report = [&](const char* kind, const char* what, int code) {
+    if (mpi.job_started && mpi.size() > 1) {
+      std::cerr << "mote " << command << ": " << kind << " on rank " << mpi.rank() << ": " << what << std::endl;
+      mpi.abort(code);
+    }
+    if (mpi.rank() == 0) std::cerr << "mote " << command << ": " << kind << ": " << what << std::endl;
+    return code;
+  };
   try {
-    if (command == "generate") return mote::run_generate(args, command_line);
-    std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
+    if (command == "generate") return mote::run_generate(args, command_line, mpi);
+    if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;
   } catch (const mote::Error& e) {
-    std::cerr << "mote " << command << ": error: " << e.what() << "\n";
-    return 1;
+    return report("error", e.what(), 1);
   } catch (const std::exception& e) {
-    std::cerr << "mote " << command << ": internal error: " << e.what() << "\n";
-    return 70;
+    return report("internal error", e.what(), 70);
   }
 }

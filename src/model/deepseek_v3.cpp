@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "mote/dist/expert_counters.h"
 #include "mote/ops/elementwise.h"
 #include "mote/ops/matmul.h"
 #include "mote/util/error.h"
@@ -88,6 +89,14 @@ void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const floa
     router_.route(&router_logits_[static_cast<size_t>(r) * n_experts], w.router.bias.data(), moe_layer, rows[r].mask,
                   &chosen_[static_cast<size_t>(r) * k], &gate_weights_[static_cast<size_t>(r) * k], router_scratch_.data());
   }
+  if (taps.routing_counts != nullptr) {
+    for (int r = 0; r < n; ++r) {
+      for (int s = 0; s < k; ++s) {
+        const size_t slot = static_cast<size_t>(r) * k + s;
+        if (chosen_[slot] >= 0) taps.routing_counts->add(rows[r].cls, rows[r].phase, moe_layer, chosen_[slot], gate_weights_[slot]);
+      }
+    }
+  }
   if (taps.routing_experts != nullptr) {
     for (int r = 0; r < n; ++r) {
       const size_t dst = (static_cast<size_t>(r) * layers + moe_layer) * k;
@@ -99,11 +108,13 @@ void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const floa
   // Routed experts, then the weighted sum in top-k slot order (never in the
   // order results arrive), then the shared expert.
   expert_out_.resize(static_cast<size_t>(n) * k * hidden);
-  experts_->run(layer, moe_layer, x, n, chosen_.data(), k, expert_out_.data());
+  experts_->begin({layer, moe_layer, x, n, chosen_.data(), gate_weights_.data(), k, rows});
   if (!w.shared.empty()) {
+    // Runs while the routed experts' tokens are in flight to their ranks.
     shared_out_.resize(static_cast<size_t>(n) * hidden);
     ffn_.forward(w.shared, x, n, shared_out_.data());
   }
+  experts_->finish(expert_out_.data());
   for (int r = 0; r < n; ++r) {
     float* y = out + static_cast<size_t>(r) * hidden;
     std::fill(y, y + hidden, 0.0f);

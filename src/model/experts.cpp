@@ -9,8 +9,12 @@ namespace mote {
 LocalExpertExecutor::LocalExpertExecutor(const ModelWeights& weights, int hidden, int n_experts)
     : weights_(weights), hidden_(hidden), n_experts_(n_experts) {}
 
-void LocalExpertExecutor::run(int layer, int /*moe_layer*/, const float* x, int n, const int32_t* experts, int top_k,
-                              float* out) {
+void LocalExpertExecutor::finish(float* out) {
+  const int layer = batch_.layer;
+  const float* x = batch_.x;
+  const int n = batch_.n;
+  const int32_t* experts = batch_.experts;
+  const int top_k = batch_.top_k;
   const LayerWeights& lw = weights_.layers[layer];
   const size_t h = static_cast<size_t>(hidden_);
   // Counting sort of (row, slot) pairs by expert, rows in ascending order

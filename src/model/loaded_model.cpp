@@ -9,12 +9,17 @@
 
 namespace mote {
 
-std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert) {
+ModelConfig read_model_dir_config(const std::filesystem::path& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) fail("{}: not a model directory", dir.string());
+  return load_model_config(dir / "config.json");
+}
+
+std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert) {
+  std::error_code ec;
   auto m = std::make_unique<LoadedModel>();
   m->dir = dir;
-  m->config = load_model_config(dir / "config.json");
+  m->config = read_model_dir_config(dir);
   m->store = WeightStore::open_model_dir(dir);
   m->weights = load_model_weights(m->store, m->config, load_expert ? load_expert : [](int, int) { return true; });
   m->tokenizer = Tokenizer::load(dir);

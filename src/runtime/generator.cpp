@@ -105,7 +105,9 @@ void Generator::run(std::span<const GenerationRequest> requests,
           const int pos = slot.fed + i;
           const bool last = i + 1 == pending;
           if (last || options_.save_logits) logit_rows.push_back(static_cast<int32_t>(rows.size()));
-          rows.push_back({s, pos, slot.tokens[pos], requests[slot.request].mask});
+          const GenerationRequest& req = requests[slot.request];
+          const auto phase = static_cast<uint8_t>(static_cast<size_t>(pos) < slot.prompt_len ? kPromptPhase : kGeneratedPhase);
+          rows.push_back({s, pos, slot.tokens[pos], req.mask, req.cls, phase});
           row_slot.push_back(s);
         }
       }
@@ -113,10 +115,12 @@ void Generator::run(std::span<const GenerationRequest> requests,
 
     logits.resize(logit_rows.size() * vocab);
     ForwardTaps taps;
+    taps.routing_counts = options_.routing_counts;
     if (options_.trace) {
       route_experts.resize(rows.size() * route_width);
       route_weights.resize(rows.size() * route_width);
-      taps = {route_experts.data(), route_weights.data()};
+      taps.routing_experts = route_experts.data();
+      taps.routing_weights = route_weights.data();
     }
     const auto step_start = std::chrono::steady_clock::now();
     model_.forward(rows, cache, logit_rows, logits.data(), taps);

@@ -8,6 +8,8 @@
 
 namespace mote {
 
-int run_generate(const std::vector<std::string>& args, const std::string& command_line);
+class MpiSession;
+
+int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 
 }  // namespace mote

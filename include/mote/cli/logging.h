@@ -7,6 +7,7 @@
 namespace mote {
 
 // `level`: trace, debug, info, warn, error or off (an Error otherwise).
-void setup_logging(const std::string& level);
+// Lines of ranks other than 0 carry their rank.
+void setup_logging(const std::string& level, int rank = 0);
 
 }  // namespace mote

@@ -4,29 +4,46 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "mote/model/ffn.h"
+#include "mote/model/step.h"
 #include "mote/model/weights.h"
 
 namespace mote {
 
+// The routed-expert work of one MoE layer for one step.
+struct ExpertBatch {
+  int layer = 0;      // decoder-layer index
+  int moe_layer = 0;  // index among MoE layers
+  const float* x = nullptr;        // [n, hidden] normalised hidden states
+  int n = 0;
+  const int32_t* experts = nullptr;  // [n, top_k] expert ids in slot order, -1 = empty slot
+  const float* weights = nullptr;    // [n, top_k] gate weights
+  int top_k = 0;
+  std::span<const StepRow> rows;     // class and phase of each row
+};
+
 class ExpertExecutor {
  public:
   virtual ~ExpertExecutor() = default;
-  // x: [n, hidden]; experts: [n, top_k] expert ids (-1 = empty slot).
+  // Starts the work; the caller may compute the shared expert before finish().
+  virtual void begin(const ExpertBatch& batch) = 0;
   // Writes out[(row * top_k + slot) * hidden ...] = expert(x[row]),
   // unweighted; empty slots are left untouched.
-  virtual void run(int layer, int moe_layer, const float* x, int n, const int32_t* experts, int top_k, float* out) = 0;
+  virtual void finish(float* out) = 0;
 };
 
 // Computes each expert once over all of its rows: gather, SwiGLU, scatter.
 class LocalExpertExecutor : public ExpertExecutor {
  public:
   LocalExpertExecutor(const ModelWeights& weights, int hidden, int n_experts);
-  void run(int layer, int moe_layer, const float* x, int n, const int32_t* experts, int top_k, float* out) override;
+  void begin(const ExpertBatch& batch) override { batch_ = batch; }
+  void finish(float* out) override;
 
  private:
+  ExpertBatch batch_;
   const ModelWeights& weights_;
   int hidden_;
   int n_experts_;

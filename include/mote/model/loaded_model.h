@@ -21,6 +21,9 @@ struct LoadedModel {
   std::vector<int32_t> eos_ids;  // generation stops at any of these
 };
 
+// Reads `dir/config.json`, after checking that `dir` is a directory.
+ModelConfig read_model_dir_config(const std::filesystem::path& dir);
+
 // Loads `dir`; `load_expert` picks the routed experts this process holds
 // (all of them when empty).
 std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert = {});

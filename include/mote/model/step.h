@@ -8,12 +8,15 @@
 namespace mote {
 
 struct ExpertMask;
+struct ExpertCounters;
 
 struct StepRow {
   int32_t slot = 0;   // sequence slot in the KV cache
   int32_t pos = 0;    // position of the token in its sequence
   int32_t token = 0;  // token id
   const ExpertMask* mask = nullptr;  // MoTE switches of the row's request, or none
+  int16_t cls = 0;    // prompt class of the row's request, for counters
+  uint8_t phase = 0;  // 0: prompt token, 1: generated token fed back
 };
 
 // Tap points the forward pass writes to when they are set.
@@ -22,6 +25,8 @@ struct ForwardTaps {
   // selection order; -1 and 0 where fewer than top_k experts were chosen.
   int32_t* routing_experts = nullptr;
   float* routing_weights = nullptr;
+  // The coordinator's routing record, counted per (class, phase, layer, expert).
+  ExpertCounters* routing_counts = nullptr;
 };
 
 }  // namespace mote

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mote/model/deepseek_v3.h"
+#include "mote/dist/expert_counters.h"
 #include "mote/runtime/sampler.h"
 
 namespace mote {
@@ -28,12 +29,14 @@ struct GenerationOptions {
   bool trace = false;        // routed experts and weights of every fed position
   int batch_size = 8;
   int max_step_tokens = 2048;
+  ExpertCounters* routing_counts = nullptr;  // counts every routing decision when set
 };
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   const ExpertMask* mask = nullptr;
   uint64_t stream = 0;  // random stream; the request's index keeps sampling batch-independent
+  int16_t cls = 0;      // class index, for the counters
 };
 
 enum class StopReason { Eos, MaxTokens, ContextFull };

@@ -1,0 +1,29 @@
+#include "mote/dist/expert_counters.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace mote {
+
+ExpertCounters::ExpertCounters(int n_classes, int n_layers, int n_experts)
+    : classes(n_classes),
+      moe_layers(n_layers),
+      experts(n_experts),
+      tokens(static_cast<size_t>(n_classes) * kPhaseCount * n_layers * n_experts, 0),
+      gate_sum(tokens.size(), 0.0) {}
+
+std::optional<std::string> ExpertCounters::first_difference(const ExpertCounters& o) const {
+  if (tokens.size() != o.tokens.size()) return fmt::format("shapes differ ({} vs {} entries)", tokens.size(), o.tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] != o.tokens[i] || std::memcmp(&gate_sum[i], &o.gate_sum[i], sizeof(double)) != 0) {
+      const size_t e = i % experts, l = i / experts % moe_layers, p = i / experts / moe_layers % kPhaseCount,
+                   c = i / experts / moe_layers / kPhaseCount;
+      return fmt::format("class {} phase {} MoE layer {} expert {}: {} tokens / gate sum {:.17g} vs {} / {:.17g}", c, p, l, e,
+                         tokens[i], gate_sum[i], o.tokens[i], o.gate_sum[i]);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace mote

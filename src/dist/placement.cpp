@@ -1,0 +1,86 @@
+#include "mote/dist/placement.h"
+
+#include <nlohmann/json.hpp>
+
+#include "mote/io/json_file.h"
+#include "mote/util/error.h"
+
+namespace mote {
+
+Placement::Placement(int moe_layers, int experts, int world_size, std::string name)
+    : moe_layers_(moe_layers),
+      experts_(experts),
+      world_size_(world_size),
+      name_(std::move(name)),
+      owner_(static_cast<size_t>(moe_layers) * experts, 0) {}
+
+Placement Placement::by_rule(const std::string& kind, int moe_layers, int experts, int world_size, bool coordinator_experts) {
+  if (world_size < 1) fail("world size {} must be at least 1", world_size);
+  const bool with_zero = coordinator_experts || world_size == 1;
+  std::vector<int> holders;
+  for (int r = with_zero ? 0 : 1; r < world_size; ++r) holders.push_back(r);
+  const int h = static_cast<int>(holders.size());
+  Placement p(moe_layers, experts, world_size, kind);
+  for (int l = 0; l < moe_layers; ++l) {
+    for (int e = 0; e < experts; ++e) {
+      int slot = 0;
+      if (kind == "contiguous") {
+        slot = static_cast<int>(static_cast<int64_t>(e) * h / experts);
+      } else if (kind == "round-robin") {
+        slot = e % h;
+      } else {
+        fail("--placement '{}' is not one of contiguous, round-robin (or give --placement-file)", kind);
+      }
+      p.owner_[static_cast<size_t>(l) * experts + e] = holders[slot];
+    }
+  }
+  return p;
+}
+
+Placement Placement::from_file(const std::filesystem::path& path, int moe_layers, int experts, int world_size,
+                               bool coordinator_experts) {
+  const auto j = read_json_file(path);
+  const std::string where = path.string();
+  if (!j.is_object() || !j.contains("owner") || !j["owner"].is_array()) fail("{}: expected {{\"owner\": [[rank, ...], ...]}}", where);
+  const auto& owner = j["owner"];
+  if (static_cast<int>(owner.size()) != moe_layers) {
+    fail("{}: 'owner' has {} rows but the model has {} MoE layers", where, owner.size(), moe_layers);
+  }
+  Placement p(moe_layers, experts, world_size, "file:" + where);
+  for (int l = 0; l < moe_layers; ++l) {
+    const auto& row = owner[l];
+    if (!row.is_array() || static_cast<int>(row.size()) != experts) {
+      fail("{}: owner[{}] must list {} ranks, one per routed expert", where, l, experts);
+    }
+    for (int e = 0; e < experts; ++e) {
+      if (!row[e].is_number_integer()) fail("{}: owner[{}][{}] is not an integer", where, l, e);
+      const int64_t rank = row[e].get<int64_t>();
+      if (rank < 0 || rank >= world_size) fail("{}: owner[{}][{}] = {} is not a rank of this job (world size {})", where, l, e, rank, world_size);
+      if (rank == 0 && !coordinator_experts && world_size > 1) {
+        fail("{}: owner[{}][{}] = 0 but the coordinator holds no experts (--coordinator-experts false)", where, l, e);
+      }
+      p.owner_[static_cast<size_t>(l) * experts + e] = static_cast<int>(rank);
+    }
+  }
+  return p;
+}
+
+int Placement::count_on(int rank) const {
+  int n = 0;
+  for (int o : owner_) n += o == rank;
+  return n;
+}
+
+std::string Placement::table() const {
+  std::string out;
+  for (int l = 0; l < moe_layers_; ++l) {
+    for (int e = 0; e < experts_; ++e) {
+      if (e > 0) out += ' ';
+      out += std::to_string(owner(l, e));
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace mote
