@@ -25,6 +25,7 @@
 #include "mote/runtime/generator.h"
 #include "mote/runtime/prompt_encoding.h"
 #include "mote/util/error.h"
+#include "mote/util/memory.h"
 
 namespace mote {
 namespace {
@@ -186,6 +187,13 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   ExpertCounters processed(n_classes, moe_layers, config.n_routed_experts);
   ExpertWorker worker(model_files->weights, config, placement, rank, wire, &processed);
   ExpertCounters reduced(n_classes, moe_layers, config.n_routed_experts);
+  // Per-rank memory, gathered on rank 0 at the end: peak RSS and the
+  // resident part of the weight files (falls as 1/N for expert weights).
+  std::vector<uint64_t> rank_memory(2 * static_cast<size_t>(mpi.size()));
+  const auto gather_memory = [&] {
+    const uint64_t mine[2] = {peak_rss_bytes(), mapped_rss_bytes(model_files->store.paths())};
+    MPI_Gather(mine, 2, MPI_UINT64_T, rank_memory.data(), 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  };
   const auto reduce_counters = [&] {
     MPI_Reduce(processed.tokens.data(), reduced.tokens.data(), static_cast<int>(processed.tokens.size()), MPI_UINT64_T, MPI_SUM, 0,
                MPI_COMM_WORLD);
@@ -197,6 +205,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     ShardServer server(MPI_COMM_WORLD, wire, worker);
     const int64_t served = server.run();
     reduce_counters();
+    gather_memory();
     spdlog::debug("served {} MoE-layer exchanges", served);
     return 0;
   }
@@ -239,6 +248,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   // What the experts processed, summed over ranks, must equal what the
   // router decided, to the last bit.
   reduce_counters();
+  gather_memory();
   if (const auto diff = reduced.first_difference(routed)) {
     fail("expert counters reduced from the ranks disagree with the coordinator's routing record: {}", *diff);
   }
@@ -252,6 +262,15 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
                st.generated_tokens, st.decode_seconds, rate(static_cast<double>(st.generated_tokens), st.decode_seconds));
   spdlog::info("weights streamed on rank 0: {:.2f} GB in {:.3f} s of compute ({:.2f} GB/s)", gigabytes, compute_seconds,
                rate(gigabytes, compute_seconds));
+  std::vector<uint64_t> peak_rss, weights_resident;
+  std::string memory_line;
+  for (int r = 0; r < mpi.size(); ++r) {
+    peak_rss.push_back(rank_memory[2 * static_cast<size_t>(r)]);
+    weights_resident.push_back(rank_memory[2 * static_cast<size_t>(r) + 1]);
+    memory_line += fmt::format("{}rank {}: {:.1f} MB peak, {:.1f} MB of weights resident", r ? "; " : "", r,
+                               static_cast<double>(peak_rss.back()) / 1e6, static_cast<double>(weights_resident.back()) / 1e6);
+  }
+  spdlog::info("memory: {}", memory_line);
 
   if (out) {
     requests_group->reset();
@@ -274,6 +293,14 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     h5_attr_int(root, "stop_at_eos", job.gen.stop_at_eos ? 1 : 0);
     h5_attr_int(root, "request_count", static_cast<int64_t>(specs.size()));
     write_counters(root, reduced, classes, config.moe_layers());
+    H5Handle ranks = h5_create_group(root, "ranks");
+    h5_dataset(ranks.id(), "peak_rss_bytes", {peak_rss.size()}, peak_rss.data());
+    h5_dataset(ranks.id(), "weights_resident_bytes", {weights_resident.size()}, weights_resident.data());
+    h5_dataset(ranks.id(), "routed_experts", {static_cast<hsize_t>(mpi.size())}, [&] {
+      std::vector<int32_t> counts;
+      for (int r = 0; r < mpi.size(); ++r) counts.push_back(placement.count_on(r));
+      return counts;
+    }().data());
     out->commit();
     spdlog::info("wrote {}", job.out);
   }

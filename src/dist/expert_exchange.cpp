@@ -125,8 +125,10 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
   // placement, so are the counters' sums.
   for (int e = 0; e < n_experts; ++e) offsets_[e + 1] += offsets_[e];
   order_.resize(result_offset_.size());
-  std::vector<int> cursor(offsets_.begin(), offsets_.end() - 1);
-  std::vector<std::pair<int, int>> entry_pos(result_offset_.size());  // (record, j) of each entry
+  cursor_.assign(offsets_.begin(), offsets_.end() - 1);
+  auto& cursor = cursor_;
+  entry_pos_.resize(result_offset_.size());  // (record, j) of each entry
+  auto& entry_pos = entry_pos_;
   for (int r = 0, entry = 0; r < total_records; ++r) {
     const char* record = recv.data() + static_cast<size_t>(r) * rec;
     const int32_t entries = read_i32(record, 0);
@@ -137,6 +139,7 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
   }
 
   const size_t h = static_cast<size_t>(wire_.hidden);
+  const auto start = std::chrono::steady_clock::now();
   for (int e = 0; e < n_experts; ++e) {
     const int begin = offsets_[e];
     const int count = offsets_[e + 1] - begin;
@@ -158,10 +161,11 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
       put_values(results.data() + result_offset_[order_[begin + i]], computed_.data() + i * h, wire_.hidden, wire_.dtype);
     }
   }
+  compute_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-MpiExpertExecutor::MpiExpertExecutor(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker)
-    : comm_(comm), placement_(placement), wire_(wire), worker_(worker) {
+MpiExpertExecutor::MpiExpertExecutor(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap)
+    : comm_(comm), placement_(placement), wire_(wire), worker_(worker), overlap_(overlap) {
   MPI_Comm_size(comm_, &world_);
 }
 
@@ -182,10 +186,12 @@ void MpiExpertExecutor::begin(const ExpertBatch& b) {
   const int k = b.top_k;
   const size_t rec = wire_.record_bytes();
   send_records_.assign(static_cast<size_t>(world_), 0);
-  entries_.assign(static_cast<size_t>(world_), {});
+  entries_.resize(static_cast<size_t>(world_));
+  for (auto& e : entries_) e.clear();  // keeps capacity: no allocation per layer once warm
 
   // Records per destination: count first, then fill in place.
-  std::vector<uint8_t> has_dest(static_cast<size_t>(world_));
+  has_dest_.resize(static_cast<size_t>(world_));
+  auto& has_dest = has_dest_;
   for (int row = 0; row < b.n; ++row) {
     std::fill(has_dest.begin(), has_dest.end(), 0);
     for (int s = 0; s < k; ++s) {
@@ -199,7 +205,8 @@ void MpiExpertExecutor::begin(const ExpertBatch& b) {
   displacements(send_bytes_, send_displs_);
   send_buf_.resize(static_cast<size_t>(send_displs_.back()) + static_cast<size_t>(send_bytes_.back()));
 
-  std::vector<size_t> fill(send_displs_.begin(), send_displs_.end());
+  fill_.assign(send_displs_.begin(), send_displs_.end());
+  auto& fill = fill_;
   for (int row = 0; row < b.n; ++row) {
     for (int d = 0; d < world_; ++d) {
       char* record = nullptr;
@@ -232,6 +239,7 @@ void MpiExpertExecutor::begin(const ExpertBatch& b) {
   check_mpi(MPI_Ialltoallv(send_buf_.data(), send_bytes_.data(), send_displs_.data(), MPI_BYTE, recv_buf_.data(), recv_bytes_.data(),
                            recv_displs_.data(), MPI_BYTE, comm_, &payload_request_),
             "Ialltoallv (payload)");
+  if (!overlap_) check_mpi(MPI_Wait(&payload_request_, MPI_STATUS_IGNORE), "Wait (payload)");
 }
 
 void MpiExpertExecutor::finish(float* out) {

@@ -200,6 +200,12 @@ const TensorView& WeightStore::get(std::string_view name) const {
   return *view;
 }
 
+std::vector<std::filesystem::path> WeightStore::paths() const {
+  std::vector<std::filesystem::path> out;
+  for (const auto& f : files_) out.push_back(f->path());
+  return out;
+}
+
 std::string WeightStore::describe() const {
   if (files_.empty()) return "(no files)";
   if (files_.size() == 1) return files_.front()->path().string();

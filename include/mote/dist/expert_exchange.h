@@ -15,6 +15,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -53,8 +54,11 @@ class ExpertWorker {
   // (result_counts[src] bytes each, in source order).
   void process(int moe_layer, const std::vector<char>& recv, const std::vector<int>& recv_records, std::vector<char>& results,
                std::vector<int>& result_counts);
+  // Seconds spent in expert GEMMs so far (for benchmarks).
+  double compute_seconds() const { return compute_seconds_; }
 
  private:
+  double compute_seconds_ = 0;
   const ModelWeights& weights_;
   const ModelConfig& config_;
   const Placement& placement_;
@@ -62,8 +66,9 @@ class ExpertWorker {
   WireFormat wire_;
   ExpertCounters* counters_;
   Ffn ffn_;
-  std::vector<int> offsets_, order_;
+  std::vector<int> offsets_, order_, cursor_;
   std::vector<size_t> result_offset_;
+  std::vector<std::pair<int, int>> entry_pos_;
   std::vector<float> gathered_, computed_;
 };
 
@@ -71,7 +76,9 @@ class ExpertWorker {
 // owning their experts (itself included) and waits for the results.
 class MpiExpertExecutor : public ExpertExecutor {
  public:
-  MpiExpertExecutor(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker);
+  // With `overlap`, the payload exchange is left in flight while the caller
+  // computes the shared expert; without, begin() waits for it.
+  MpiExpertExecutor(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap = true);
   void begin(const ExpertBatch& batch) override;
   void finish(float* out) override;
   // Tells every other rank that the job is over.
@@ -84,12 +91,15 @@ class MpiExpertExecutor : public ExpertExecutor {
   const Placement& placement_;
   WireFormat wire_;
   ExpertWorker& worker_;
+  bool overlap_;
   int world_;
   ExpertBatch batch_;
   MPI_Request payload_request_ = MPI_REQUEST_NULL;
   std::vector<int> send_records_, recv_records_, send_bytes_, recv_bytes_, send_displs_, recv_displs_;
   std::vector<char> send_buf_, recv_buf_, results_, returned_;
   std::vector<int> result_counts_, returned_counts_, result_displs_, returned_displs_;
+  std::vector<uint8_t> has_dest_;
+  std::vector<size_t> fill_;
   // For each destination, in record order, the (row * top_k + slot) of each expert entry.
   std::vector<std::vector<int32_t>> entries_;
 };

@@ -61,6 +61,7 @@ class WeightStore {
   const TensorView& get(std::string_view name) const;
   const std::map<std::string, const TensorView*, std::less<>>& all() const { return index_; }
   std::string describe() const;
+  std::vector<std::filesystem::path> paths() const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
