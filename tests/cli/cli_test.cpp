@@ -115,6 +115,11 @@ TEST_F(Cli, BadOptionValues) {
   EXPECT_FAILS_WITH(mote({"generate"}), "prompts");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--model", (dir_ / "nomodel").string()}), "not a model directory");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--log-level", "loud"}), "--log-level 'loud'");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--placement", "scattered"}), "--placement 'scattered'");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--wire-dtype", "fp8"}), "--wire-dtype 'fp8'");
+  const auto placement = write("placement.json", R"({"owner": [[0, 0]]})");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--placement-file", placement.string()}),
+                    "has 1 rows but the model has 5 MoE layers");
 }
 
 TEST_F(Cli, BadPromptFilesNameTheLine) {

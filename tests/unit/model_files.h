@@ -7,6 +7,7 @@
 #include "mote/io/safetensors.h"
 #include "mote/io/safetensors_writer.h"
 #include "mote/model/synthetic_model.h"
+#include "mote/util/error.h"
 #include "test_files.h"
 
 namespace mote::test {

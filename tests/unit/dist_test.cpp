@@ -1,0 +1,73 @@
+// Placement rules and files, and the expert worker's protocol checks
+// (no MPI needed: the worker only sees bytes).
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "mote/dist/expert_exchange.h"
+#include "mote/dist/placement.h"
+#include "mote/model/loaded_model.h"
+#include "model_files.h"
+
+namespace mote {
+namespace {
+
+TEST(Placement, ContiguousAndRoundRobin) {
+  const Placement c = Placement::by_rule("contiguous", 2, 8, 3, true);
+  EXPECT_EQ(c.owner(0, 0), 0);
+  EXPECT_EQ(c.owner(0, 2), 0);
+  EXPECT_EQ(c.owner(0, 3), 1);
+  EXPECT_EQ(c.owner(1, 7), 2);
+  EXPECT_EQ(c.count_on(0) + c.count_on(1) + c.count_on(2), 16);
+  const Placement r = Placement::by_rule("round-robin", 1, 8, 3, false);
+  for (int e = 0; e < 8; ++e) EXPECT_EQ(r.owner(0, e), 1 + e % 2);
+  EXPECT_EQ(r.count_on(0), 0);
+  // One rank holds everything, whatever the coordinator option says.
+  EXPECT_EQ(Placement::by_rule("contiguous", 1, 8, 1, false).count_on(0), 8);
+  EXPECT_ERROR_CONTAINS(Placement::by_rule("random", 1, 8, 2, true), "--placement 'random'");
+}
+
+TEST(Placement, FileIsValidated) {
+  test::ScratchDir dir;
+  const auto path = dir / "p.json";
+  test::write_file(path, R"({"owner": [[0, 1, 1, 0]]})");
+  EXPECT_EQ(Placement::from_file(path, 1, 4, 2, true).owner(0, 1), 1);
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 2, 4, 2, true), "has 1 rows but the model has 2 MoE layers");
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 5, 2, true), "owner[0] must list 5 ranks");
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, false), "owner[0][0] = 0 but the coordinator holds no experts");
+  test::write_file(path, R"({"owner": [[0, 1, 7, 0]]})");
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true), "owner[0][2] = 7 is not a rank of this job");
+  test::write_file(path, R"({"placement": 1})");
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true), "expected {\"owner\"");
+}
+
+TEST(ExpertWorker, RefusesTokensForExpertsItDoesNotOwn) {
+  const auto m = load_model(test::bundled_model());
+  const ModelConfig& c = m->config;
+  const Placement placement = Placement::by_rule("round-robin", 5, c.n_routed_experts, 2, true);  // rank 0: even experts
+  const WireFormat wire{c.hidden_size, c.num_experts_per_tok, WireDType::F32};
+  ExpertCounters counters(1, 5, c.n_routed_experts);
+  ExpertWorker worker(m->weights, c, placement, 0, wire, &counters);
+
+  const auto record = [&](std::vector<int32_t> experts) {
+    std::vector<char> r(wire.record_bytes(), 0);
+    const auto n = static_cast<int32_t>(experts.size());
+    std::memcpy(r.data(), &n, 4);
+    for (size_t j = 0; j < experts.size(); ++j) std::memcpy(r.data() + 4 * (3 + j), &experts[j], 4);
+    return r;
+  };
+  std::vector<char> results;
+  std::vector<int> result_counts;
+  // Experts 2 and 4 are rank 0's: processed and counted.
+  worker.process(0, record({2, 4}), {1}, results, result_counts);
+  EXPECT_EQ(result_counts[0], static_cast<int>(2 * wire.result_bytes()));
+  EXPECT_EQ(counters.tokens[counters.index(0, 0, 0, 2)], 1u);
+  // Expert 3 belongs to rank 1.
+  EXPECT_ERROR_CONTAINS(worker.process(0, record({3}), {1}, results, result_counts),
+                        "protocol error: rank 0 received a token for expert 3 of MoE layer 0");
+  EXPECT_ERROR_CONTAINS(worker.process(0, record({}), {1}, results, result_counts), "record with 0 experts");
+  EXPECT_ERROR_CONTAINS(worker.process(0, record({40}), {1}, results, result_counts), "expert 40");
+}
+
+}  // namespace
+}  // namespace mote
