@@ -1,5 +1,6 @@
 // `mote generate`: prompts in, text out (stdout) and an HDF5 file with
 // tokens, optional logits and routing traces per request.
+#include <cereal/archives/binary.hpp>
 #include <mpi.h>
 #include <omp.h>
 #include <spdlog/spdlog.h>
@@ -9,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <sstream>
 
 #include "mote/cli/commands.h"
 #include "mote/cli/logging.h"
@@ -17,6 +19,8 @@
 #include "mote/dist/mpi_session.h"
 #include "mote/dist/placement.h"
 #include "mote/io/counters_output.h"
+#include "mote/io/mask_file.h"
+#include "mote/io/mask_output.h"
 #include "mote/io/output_file.h"
 #include "mote/io/prompt_file.h"
 #include "mote/io/request_output.h"
@@ -41,6 +45,7 @@ struct GenerateJob {
   std::string placement_file;
   bool coordinator_experts = true;
   std::string wire_dtype = "f32";
+  std::vector<std::string> masks;
 
   std::string summary() const {
     return fmt::format(
@@ -76,6 +81,9 @@ po::options_description generate_options(GenerateJob& job) {
        "JSON file {\"owner\": [[rank per expert] per MoE layer]}; overrides --placement")
       ("coordinator-experts", po::value(&job.coordinator_experts)->default_value(true, "true"),
        "whether rank 0 (the coordinator) also holds routed experts")
+      ("mask", po::value(&job.masks)->composing(),
+       "MoTE mask file (docs/steering.md): FILE applies to every request without a \"mask\" field; NAME=FILE "
+       "defines a mask set that requests pick with \"mask\": \"NAME\" (repeatable)")
       ("wire-dtype", po::value(&job.wire_dtype)->default_value("f32"),
        "precision of hidden states sent to and from expert ranks: f32 or bf16 (rounded the same way on one rank)")
       ("log-level", po::value(&job.log_level)->default_value("info"), "trace, debug, info, warn, error or off");
@@ -113,7 +121,11 @@ void validate(const GenerateJob& job) {
 int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi) {
   GenerateJob job;
   const auto options = generate_options(job);
-  const ParsedOptions parsed = parse_options(args, options);
+  // A job file's [mote] section is its mask: accepted there, not on the command line.
+  po::options_description mask_keys;
+  for (const char* key : {"off", "on", "gain", "include"}) mask_keys.add_options()((std::string("mote.") + key).c_str(), po::value<std::vector<std::string>>()->composing());
+  for (const char* key : {"layer-index", "off-policy", "on-policy", "shared-gain"}) mask_keys.add_options()((std::string("mote.") + key).c_str(), po::value<std::string>());
+  const ParsedOptions parsed = parse_options(args, options, nullptr, &mask_keys);
   if (parsed.help) {
     if (mpi.rank() == 0) print_usage(options);
     return 0;
@@ -150,17 +162,88 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   }
   mpi.job_started = true;
 
+  // Mask sets: read on rank 0, broadcast once to every rank (bitsets and
+  // gains). Id 0 is "unsteered"; requests refer to the others by name.
+  std::vector<ExpertMask> masks(1);
+  masks[0].name = "none";
+  const ExpertMask* default_mask = nullptr;
+  if (coordinator) {
+    const auto add = [&](ExpertMask mask) {
+      for (const auto& m : masks) {
+        if (m.name == mask.name) fail("mask set '{}' is defined twice", mask.name);
+      }
+      mask.id = static_cast<int32_t>(masks.size());
+      masks.push_back(std::move(mask));
+    };
+    if (!parsed.config_file.empty()) {
+      if (auto m = read_job_file_mask(parsed.config_file, config, "default")) add(std::move(*m));
+    }
+    for (const std::string& spec : job.masks) {
+      const auto eq = spec.find('=');
+      if (eq == std::string::npos) {
+        // The command line's unnamed mask replaces a job file's [mote] section.
+        std::erase_if(masks, [](const ExpertMask& m) { return m.name == "default"; });
+        add(read_mask_file(spec, config, "default"));
+      } else {
+        const std::string name = spec.substr(0, eq);
+        if (name.empty() || name == "none" || name == "default") fail("--mask {}: '{}' cannot name a mask set", spec, name);
+        add(read_mask_file(spec.substr(eq + 1), config, name));
+      }
+    }
+    for (size_t i = 0; i < masks.size(); ++i) masks[i].id = static_cast<int32_t>(i);
+  }
+  {
+    std::string blob;
+    if (coordinator) {
+      std::ostringstream os;
+      cereal::BinaryOutputArchive archive(os);
+      archive(masks);
+      blob = std::move(os).str();
+    }
+    uint64_t size = blob.size();
+    MPI_Bcast(&size, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    blob.resize(size);
+    MPI_Bcast(blob.data(), static_cast<int>(size), MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (!coordinator) {
+      std::istringstream is(blob);
+      cereal::BinaryInputArchive archive(is);
+      archive(masks);
+    }
+  }
+  for (const auto& m : masks) {
+    if (m.name == "default") default_mask = &m;
+  }
+  if (coordinator && masks.size() > 1) {
+    for (const auto& m : masks) {
+      if (m.id == 0) continue;
+      spdlog::info("mask set '{}': {} off ({}), {} on ({}), shared gain {}", m.name, m.count_off(), off_policy_name(m.off_policy),
+                   [&] {
+                     int n = 0;
+                     for (int l = 0; l < m.moe_layers; ++l) n += m.count_on(l);
+                     return n;
+                   }(),
+                   on_policy_name(m.on_policy), m.shared_gain);
+    }
+  }
+
   // The coordinator reads the prompts; the class count sizes everyone's counters.
   std::vector<PromptSpec> specs;
   std::vector<std::string> classes;
   std::vector<EncodedPrompt> encoded;
   std::vector<GenerationRequest> requests;
+  std::vector<const ExpertMask*> request_masks;
   if (coordinator) {
     specs = read_prompt_file(job.prompts);
     for (size_t i = 0; i < specs.size(); ++i) {
       const PromptSpec& spec = specs[i];
       const std::string where = fmt::format("{}:{} (id '{}')", job.prompts, spec.line, spec.id);
-      if (!spec.mask.empty()) fail("{}: names mask set '{}' but no mask sets are defined", where, spec.mask);
+      const ExpertMask* mask = default_mask;
+      if (!spec.mask.empty()) {
+        const auto it = std::find_if(masks.begin(), masks.end(), [&](const ExpertMask& m) { return m.name == spec.mask; });
+        if (it == masks.end()) fail("{}: names mask set '{}', which no --mask NAME=FILE defines", where, spec.mask);
+        mask = it->id == 0 ? nullptr : &*it;
+      }
+      request_masks.push_back(mask);
       try {
         encoded.push_back(encode_prompt(model_files->tokenizer, spec));
       } catch (const Error& e) {
@@ -175,7 +258,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       }
       auto cls = std::find(classes.begin(), classes.end(), spec.cls);
       if (cls == classes.end()) cls = classes.insert(classes.end(), spec.cls);
-      requests.push_back({encoded.back().tokens, nullptr, i, static_cast<int16_t>(cls - classes.begin())});
+      requests.push_back({encoded.back().tokens, request_masks.back(), i, static_cast<int16_t>(cls - classes.begin())});
     }
     if (classes.size() > 32767) fail("{}: more than 32767 classes", job.prompts);
     spdlog::info("{} requests in {} classes from {}", requests.size(), classes.size(), job.prompts);
@@ -185,7 +268,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
 
   const WireFormat wire{config.hidden_size, config.num_experts_per_tok, wire_dtype};
   ExpertCounters processed(n_classes, moe_layers, config.n_routed_experts);
-  ExpertWorker worker(model_files->weights, config, placement, rank, wire, &processed);
+  ExpertWorker worker(model_files->weights, config, placement, rank, wire, &processed, &masks);
   ExpertCounters reduced(n_classes, moe_layers, config.n_routed_experts);
   // Per-rank memory, gathered on rank 0 at the end: peak RSS and the
   // resident part of the weight files (falls as 1/N for expert weights).
@@ -225,7 +308,8 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   generator.run(requests, [&](size_t index, GenerationResult&& result) {
     const PromptSpec& spec = specs[index];
     if (out) {
-      RequestRecord record{index, spec.id, spec.cls, spec.mask, encoded[index].text, tokenizer.decode(result.generated),
+      const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
+      RequestRecord record{index, spec.id, spec.cls, mask_name, encoded[index].text, tokenizer.decode(result.generated),
                            &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(), model.top_k()};
       write_request(requests_group->id(), record);
     }
@@ -293,6 +377,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     h5_attr_int(root, "stop_at_eos", job.gen.stop_at_eos ? 1 : 0);
     h5_attr_int(root, "request_count", static_cast<int64_t>(specs.size()));
     write_counters(root, reduced, classes, config.moe_layers());
+    write_masks(root, masks);
     H5Handle ranks = h5_create_group(root, "ranks");
     h5_dataset(ranks.id(), "peak_rss_bytes", {peak_rss.size()}, peak_rss.data());
     h5_dataset(ranks.id(), "weights_resident_bytes", {weights_resident.size()}, weights_resident.data());

@@ -16,7 +16,7 @@ std::string trim(std::string s) {
 
 }  // namespace
 
-int find_ini_line(const std::filesystem::path& path, const std::string& key) {
+int find_ini_line(const std::filesystem::path& path, const std::string& key, int occurrence) {
   std::ifstream in(path);
   std::string line, section;
   int number = 0;
@@ -30,13 +30,13 @@ int find_ini_line(const std::filesystem::path& path, const std::string& key) {
     }
     const auto eq = t.find('=');
     const std::string name = trim(eq == std::string::npos ? t : t.substr(0, eq));
-    if ((section.empty() ? name : section + "." + name) == key) return number;
+    if ((section.empty() ? name : section + "." + name) == key && occurrence-- == 0) return number;
   }
   return 0;
 }
 
 ParsedOptions parse_options(const std::vector<std::string>& args, const po::options_description& options,
-                            const po::positional_options_description* positional) {
+                            const po::positional_options_description* positional, const po::options_description* file_only) {
   ParsedOptions parsed;
   po::options_description all;
   all.add(options);
@@ -57,7 +57,10 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
     if (!in) fail("{}: cannot open job file", parsed.config_file);
     try {
       // Values already stored from the command line are kept: it wins.
-      po::store(po::parse_config_file(in, options, false), parsed.values);
+      po::options_description in_file;
+      in_file.add(options);
+      if (file_only != nullptr) in_file.add(*file_only);
+      po::store(po::parse_config_file(in, in_file, false), parsed.values);
     } catch (const po::error_with_option_name& e) {
       const std::string key = e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
       const int line = find_ini_line(parsed.config_file, key);

@@ -80,8 +80,8 @@ WireDType parse_wire_dtype(const std::string& name) {
 }
 
 ExpertWorker::ExpertWorker(const ModelWeights& weights, const ModelConfig& config, const Placement& placement, int rank,
-                           WireFormat wire, ExpertCounters* counters)
-    : weights_(weights), config_(config), placement_(placement), rank_(rank), wire_(wire), counters_(counters) {}
+                           WireFormat wire, ExpertCounters* counters, const std::vector<ExpertMask>* masks)
+    : weights_(weights), config_(config), placement_(placement), rank_(rank), wire_(wire), counters_(counters), masks_(masks) {}
 
 void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const std::vector<int>& recv_records,
                            std::vector<char>& results, std::vector<int>& result_counts) {
@@ -105,11 +105,23 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
       const char* record = recv.data() + static_cast<size_t>(r) * rec;
       const int32_t entries = read_i32(record, 0);
       if (entries < 1 || entries > k) fail("protocol error: rank {} received a record with {} experts from rank {}", rank_, entries, src);
+      const int32_t mask_id = read_i32(record, 3);
+      const ExpertMask* mask = nullptr;
+      if (mask_id != 0) {
+        if (masks_ == nullptr || mask_id < 0 || static_cast<size_t>(mask_id) >= masks_->size()) {
+          fail("protocol error: rank {} received a token under unknown mask set {} from rank {}", rank_, mask_id, src);
+        }
+        mask = &(*masks_)[static_cast<size_t>(mask_id)];
+      }
       for (int j = 0; j < entries; ++j) {
-        const int32_t e = read_i32(record, 3 + j);
+        const int32_t e = read_i32(record, WireFormat::kMeta + j);
         if (e < 0 || e >= n_experts || placement_.owner(moe_layer, e) != rank_) {
           fail("protocol error: rank {} received a token for expert {} of MoE layer {} from rank {}, which it does not own", rank_, e,
                moe_layer, src);
+        }
+        if (mask != nullptr && mask->is_off(moe_layer, e)) {
+          fail("protocol error: rank {} received a token for expert {} of MoE layer {}, which mask set '{}' switches off", rank_, e,
+               moe_layer, mask->name);
         }
         ++offsets_[static_cast<size_t>(e) + 1];
         result_offset_.push_back(result_total);
@@ -133,7 +145,7 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
     const char* record = recv.data() + static_cast<size_t>(r) * rec;
     const int32_t entries = read_i32(record, 0);
     for (int j = 0; j < entries; ++j, ++entry) {
-      order_[cursor[read_i32(record, 3 + j)]++] = entry;
+      order_[cursor[read_i32(record, WireFormat::kMeta + j)]++] = entry;
       entry_pos[entry] = {r, j};
     }
   }
@@ -152,7 +164,7 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
       get_values(gathered_.data() + i * h, record + wire_.header_bytes(), wire_.hidden, wire_.dtype);
       if (counters_ != nullptr) {
         float weight;
-        std::memcpy(&weight, record + 4 * (3 + k + j), 4);
+        std::memcpy(&weight, record + 4 * (WireFormat::kMeta + k + j), 4);
         counters_->add(read_i32(record, 1), read_i32(record, 2), moe_layer, e, weight);
       }
     }
@@ -218,12 +230,12 @@ void MpiExpertExecutor::begin(const ExpertBatch& b) {
           record = send_buf_.data() + fill[d];
           fill[d] += rec;
           std::memset(record, 0, wire_.header_bytes());
-          const int32_t meta[2] = {b.rows[row].cls, b.rows[row].phase};
-          std::memcpy(record + 4, meta, 8);
+          const int32_t meta[3] = {b.rows[row].cls, b.rows[row].phase, b.rows[row].mask != nullptr ? b.rows[row].mask->id : 0};
+          std::memcpy(record + 4, meta, sizeof meta);
           put_values(record + wire_.header_bytes(), b.x + static_cast<size_t>(row) * wire_.hidden, wire_.hidden, wire_.dtype);
         }
-        std::memcpy(record + 4 * (3 + entries), &e, 4);
-        std::memcpy(record + 4 * (3 + k + entries), &b.weights[row * k + s], 4);
+        std::memcpy(record + 4 * (WireFormat::kMeta + entries), &e, 4);
+        std::memcpy(record + 4 * (WireFormat::kMeta + k + entries), &b.weights[row * k + s], 4);
         ++entries;
         entries_[d].push_back(row * k + s);
       }

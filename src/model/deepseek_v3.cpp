@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "mote/dist/expert_counters.h"
+#include "mote/model/expert_mask.h"
 #include "mote/ops/elementwise.h"
 #include "mote/ops/matmul.h"
 #include "mote/util/error.h"
@@ -84,16 +85,24 @@ void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const floa
   router_scratch_.resize(static_cast<size_t>(router_.scratch_size()));
   chosen_.assign(static_cast<size_t>(n) * k, -1);
   gate_weights_.assign(static_cast<size_t>(n) * k, 0.0f);
+  dispatch_.assign(static_cast<size_t>(n) * k, 0);
   matmul(x, n, w.router.gate, router_logits_.data());
   for (int r = 0; r < n; ++r) {
+    const size_t at = static_cast<size_t>(r) * k;
     router_.route(&router_logits_[static_cast<size_t>(r) * n_experts], w.router.bias.data(), moe_layer, rows[r].mask,
-                  &chosen_[static_cast<size_t>(r) * k], &gate_weights_[static_cast<size_t>(r) * k], router_scratch_.data());
+                  &chosen_[at], &gate_weights_[at], &dispatch_[at], router_scratch_.data());
+  }
+  // Experts that are sent the token: the routed ones minus those switched
+  // off with the zero policy (routed, but contributing nothing).
+  sent_ = chosen_;
+  for (size_t i = 0; i < sent_.size(); ++i) {
+    if (!dispatch_[i]) sent_[i] = -1;
   }
   if (taps.routing_counts != nullptr) {
     for (int r = 0; r < n; ++r) {
       for (int s = 0; s < k; ++s) {
         const size_t slot = static_cast<size_t>(r) * k + s;
-        if (chosen_[slot] >= 0) taps.routing_counts->add(rows[r].cls, rows[r].phase, moe_layer, chosen_[slot], gate_weights_[slot]);
+        if (sent_[slot] >= 0) taps.routing_counts->add(rows[r].cls, rows[r].phase, moe_layer, sent_[slot], gate_weights_[slot]);
       }
     }
   }
@@ -108,7 +117,7 @@ void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const floa
   // Routed experts, then the weighted sum in top-k slot order (never in the
   // order results arrive), then the shared expert.
   expert_out_.resize(static_cast<size_t>(n) * k * hidden);
-  experts_->begin({layer, moe_layer, x, n, chosen_.data(), gate_weights_.data(), k, rows});
+  experts_->begin({layer, moe_layer, x, n, sent_.data(), gate_weights_.data(), k, rows});
   if (!w.shared.empty()) {
     // Runs while the routed experts' tokens are in flight to their ranks.
     shared_out_.resize(static_cast<size_t>(n) * hidden);
@@ -120,10 +129,16 @@ void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const floa
     std::fill(y, y + hidden, 0.0f);
     for (int s = 0; s < k; ++s) {
       const size_t slot = static_cast<size_t>(r) * k + s;
-      if (chosen_[slot] < 0) continue;
+      if (sent_[slot] < 0) continue;
       add_scaled(y, gate_weights_[slot], &expert_out_[slot * hidden], hidden);
     }
-    if (!w.shared.empty()) add_in_place(y, &shared_out_[static_cast<size_t>(r) * hidden], hidden);
+    if (w.shared.empty()) continue;
+    const float shared_gain = rows[r].mask != nullptr ? rows[r].mask->shared_gain : 1.0f;
+    if (shared_gain == 1.0f) {
+      add_in_place(y, &shared_out_[static_cast<size_t>(r) * hidden], hidden);
+    } else if (shared_gain != 0.0f) {
+      add_scaled(y, shared_gain, &shared_out_[static_cast<size_t>(r) * hidden], hidden);
+    }
   }
 }
 

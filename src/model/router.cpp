@@ -1,5 +1,6 @@
 #include "mote/model/router.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -16,8 +17,8 @@ Router::Router(const ModelConfig& c)
       normalize_(c.norm_topk_prob),
       scale_(static_cast<float>(c.routed_scaling_factor)) {}
 
-int Router::route(const float* logits, const float* bias, int moe_layer, const ExpertMask* mask, int32_t* experts,
-                  float* weights, float* scratch) const {
+void Router::route(const float* logits, const float* bias, int moe_layer, const ExpertMask* mask, int32_t* experts,
+                   float* weights, uint8_t* dispatch, float* scratch) const {
   constexpr float kInf = std::numeric_limits<float>::infinity();
   float* score = scratch;                  // s
   float* choice = scratch + n_experts_;    // c, then -inf once taken or outside kept groups
@@ -27,7 +28,8 @@ int Router::route(const float* logits, const float* bias, int moe_layer, const E
     score[e] = sigmoid(logits[e]);
     choice[e] = score[e] + bias[e];
     if (mask != nullptr) {
-      if (mask->is_off(moe_layer, e)) choice[e] = -kInf;
+      // Only rerouting changes selection; drop and zero act after it.
+      if (mask->off_policy == OffPolicy::Reroute && mask->is_off(moe_layer, e)) choice[e] = -kInf;
       if (mask->is_on(moe_layer, e)) choice[e] = kInf;
     }
   }
@@ -78,6 +80,22 @@ int Router::route(const float* logits, const float* bias, int moe_layer, const E
     choice[best] = -kInf;
   }
 
+  // Drop: switched-off experts leave the top-k without replacement.
+  if (mask != nullptr && mask->off_policy == OffPolicy::Drop) {
+    int kept = 0;
+    for (int i = 0; i < chosen; ++i) {
+      if (mask->is_off(moe_layer, experts[i])) continue;
+      experts[kept] = experts[i];
+      weights[kept] = weights[i];
+      ++kept;
+    }
+    chosen = kept;
+  }
+  for (int i = chosen; i < top_k_; ++i) {
+    experts[i] = -1;
+    weights[i] = 0.0f;
+  }
+
   if (normalize_ && top_k_ > 1) {
     float sum = 0.0f;
     for (int i = 0; i < chosen; ++i) sum += weights[i];
@@ -86,7 +104,20 @@ int Router::route(const float* logits, const float* bias, int moe_layer, const E
   } else {
     for (int i = 0; i < chosen; ++i) weights[i] *= scale_;
   }
-  return chosen;
+
+  for (int i = 0; i < top_k_; ++i) dispatch[i] = experts[i] >= 0;
+  if (mask == nullptr) return;
+  if (mask->on_policy == OnPolicy::Max) {
+    float largest = 0.0f;
+    for (int i = 0; i < chosen; ++i) largest = std::max(largest, weights[i]);
+    for (int i = 0; i < chosen; ++i) {
+      if (mask->is_on(moe_layer, experts[i])) weights[i] = largest;
+    }
+  }
+  for (int i = 0; i < chosen; ++i) {
+    weights[i] *= mask->gain(moe_layer, experts[i]);
+    if (mask->off_policy == OffPolicy::Zero && mask->is_off(moe_layer, experts[i])) dispatch[i] = 0;
+  }
 }
 
 }  // namespace mote

@@ -52,7 +52,7 @@ class Golden : public testing::TestWithParam<GoldenCase> {
       const int layer = entry["layer"].get<int>();
       const auto it = std::find(moe.begin(), moe.end(), layer);
       EXPECT_NE(it, moe.end());
-      mask.off[static_cast<size_t>(it - moe.begin()) * c.n_routed_experts + entry["expert"].get<int>()] = 1;
+      mask.set_off(static_cast<int>(it - moe.begin()), entry["expert"].get<int>());
     }
     return mask;
   }

@@ -53,7 +53,7 @@ TEST(ExpertWorker, RefusesTokensForExpertsItDoesNotOwn) {
     std::vector<char> r(wire.record_bytes(), 0);
     const auto n = static_cast<int32_t>(experts.size());
     std::memcpy(r.data(), &n, 4);
-    for (size_t j = 0; j < experts.size(); ++j) std::memcpy(r.data() + 4 * (3 + j), &experts[j], 4);
+    for (size_t j = 0; j < experts.size(); ++j) std::memcpy(r.data() + 4 * (WireFormat::kMeta + j), &experts[j], 4);
     return r;
   };
   std::vector<char> results;

@@ -21,13 +21,15 @@ struct ParsedOptions {
 };
 
 // Parses `args` (the subcommand's arguments) against `options`, then the job
-// file named by --config if any. Positional arguments go to `positional`.
+// file named by --config if any, which may also hold the keys of
+// `file_only` (not shown by --help). Positional arguments go to `positional`.
 ParsedOptions parse_options(const std::vector<std::string>& args, const po::options_description& options,
-                            const po::positional_options_description* positional = nullptr);
+                            const po::positional_options_description* positional = nullptr,
+                            const po::options_description* file_only = nullptr);
 
-// 1-based line of `key` ("section.key" for keys under [section]) in an INI
-// file, or 0 when it is not found.
-int find_ini_line(const std::filesystem::path& path, const std::string& key);
+// 1-based line of the `occurrence`-th (0-based) `key` ("section.key" for
+// keys under [section]) in an INI file, or 0 when it is not found.
+int find_ini_line(const std::filesystem::path& path, const std::string& key, int occurrence = 0);
 
 // The command line as typed, for provenance.
 std::string joined_command_line(int argc, char** argv);

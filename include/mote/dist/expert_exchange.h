@@ -22,6 +22,7 @@
 #include "mote/dist/expert_counters.h"
 #include "mote/dist/placement.h"
 #include "mote/model/config.h"
+#include "mote/model/expert_mask.h"
 #include "mote/model/experts.h"
 #include "mote/model/ffn.h"
 #include "mote/model/weights.h"
@@ -38,7 +39,9 @@ struct WireFormat {
   WireDType dtype = WireDType::F32;
 
   size_t value_bytes() const { return dtype == WireDType::F32 ? 4 : 2; }
-  size_t header_bytes() const { return 4 * (3 + 2 * static_cast<size_t>(top_k)); }
+  // int32 {entries, class, phase, mask set}, int32 experts[top_k], float weights[top_k]
+  static constexpr int kMeta = 4;
+  size_t header_bytes() const { return 4 * (kMeta + 2 * static_cast<size_t>(top_k)); }
   size_t record_bytes() const { return header_bytes() + hidden * value_bytes(); }
   size_t result_bytes() const { return hidden * value_bytes(); }
 };
@@ -47,8 +50,10 @@ struct WireFormat {
 // per projection per expert over all of its tokens, and counts them.
 class ExpertWorker {
  public:
+  // `masks`: the job's mask sets by id (id 0 may be unused); a token for an
+  // expert its request's set switches off is a protocol error.
   ExpertWorker(const ModelWeights& weights, const ModelConfig& config, const Placement& placement, int rank, WireFormat wire,
-               ExpertCounters* counters);
+               ExpertCounters* counters, const std::vector<ExpertMask>* masks = nullptr);
   // recv holds records from each source rank (recv_records[src] of them, in
   // source order); writes the results for each source into `results`
   // (result_counts[src] bytes each, in source order).
@@ -65,6 +70,7 @@ class ExpertWorker {
   int rank_;
   WireFormat wire_;
   ExpertCounters* counters_;
+  const std::vector<ExpertMask>* masks_;
   Ffn ffn_;
   std::vector<int> offsets_, order_, cursor_;
   std::vector<size_t> result_offset_;

@@ -56,7 +56,8 @@ class DeepseekV3 {
   // Scratch reused across steps; grows to the largest batch seen.
   std::vector<float> h_, x_, branch_, rope_cos_, rope_sin_, router_logits_, router_scratch_, gate_weights_,
       expert_out_, shared_out_, final_rows_;
-  std::vector<int32_t> chosen_;
+  std::vector<int32_t> chosen_, sent_;
+  std::vector<uint8_t> dispatch_;
 };
 
 }  // namespace mote

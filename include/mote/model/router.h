@@ -12,22 +12,9 @@
 #include <vector>
 
 #include "mote/model/config.h"
+#include "mote/model/expert_mask.h"
 
 namespace mote {
-
-// Expert switches of one mask set, one entry per (MoE layer, routed expert).
-struct ExpertMask {
-  int moe_layers = 0;
-  int experts = 0;
-  std::vector<uint8_t> off;  // 1 = never select
-  std::vector<uint8_t> on;   // 1 = always select
-
-  ExpertMask() = default;
-  ExpertMask(int layers, int n_experts)
-      : moe_layers(layers), experts(n_experts), off(static_cast<size_t>(layers) * n_experts, 0), on(off) {}
-  bool is_off(int layer, int e) const { return off[static_cast<size_t>(layer) * experts + e] != 0; }
-  bool is_on(int layer, int e) const { return on[static_cast<size_t>(layer) * experts + e] != 0; }
-};
 
 class Router {
  public:
@@ -35,11 +22,13 @@ class Router {
   int top_k() const { return top_k_; }
 
   // Routes one token of MoE layer `moe_layer` from its router logits
-  // (n_routed values). Writes up to top_k experts in selection order (best
-  // first) and their weights; returns how many were chosen (fewer than top_k
-  // only when switches leave fewer selectable experts in the kept groups).
-  int route(const float* logits, const float* bias, int moe_layer, const ExpertMask* mask, int32_t* experts,
-            float* weights, float* scratch) const;
+  // (n_routed values), applying `mask` (may be null). Writes top_k slots in
+  // selection order (best first): expert id (-1 for a slot left empty by
+  // the drop policy or by too few selectable experts), its weight (gain and
+  // on-policy applied), and whether the expert is sent the token (false for
+  // experts switched off with the zero policy: routed, output zero).
+  void route(const float* logits, const float* bias, int moe_layer, const ExpertMask* mask, int32_t* experts,
+             float* weights, uint8_t* dispatch, float* scratch) const;
   // Floats of scratch space route() needs.
   int scratch_size() const { return 2 * n_experts_ + n_group_; }
 

@@ -7,7 +7,7 @@
 
 namespace mote {
 
-struct ExpertMask;
+struct ExpertMask;  // mote/model/expert_mask.h
 struct ExpertCounters;
 
 struct StepRow {

@@ -1,0 +1,35 @@
+// Steering (mask) files: INI in Boost.Program_options syntax, a [mote]
+// section with
+//
+//   layer-index = moe | decoder    how the entries below number layers (required with entries)
+//   off = L:E                      switch expert E of layer L off (repeatable)
+//   on = L:E                       force it on (repeatable)
+//   gain = L:E:G                   scale its weighted output by G >= 0 (repeatable)
+//   off-policy = reroute | drop | zero      (default reroute)
+//   on-policy = natural | max               (default natural)
+//   shared-gain = G                scale the shared expert (0 switches it off)
+//   include = FILE                 add the entries of another mask file (repeatable)
+//
+// Every error names the file, the line and the entry.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "mote/model/config.h"
+#include "mote/model/expert_mask.h"
+
+namespace mote {
+
+// Reads a mask file; any key outside [mote] is an error.
+ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
+
+// Reads the [mote] section of a job file (its other keys belong to the
+// command); nullopt when it has no [mote] keys.
+std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
+
+// The mask in mask-file syntax (MoE-layer numbering), `header` as comments.
+std::string format_mask_file(const ExpertMask& mask, const std::string& header = "");
+
+}  // namespace mote

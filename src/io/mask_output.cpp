@@ -1,0 +1,31 @@
+#include "mote/io/mask_output.h"
+
+#include "mote/io/h5.h"
+
+namespace mote {
+
+void write_masks(hid_t parent, const std::vector<ExpertMask>& masks) {
+  H5Handle group = h5_create_group(parent, "masks");
+  for (const auto& m : masks) {
+    if (m.id == 0) continue;  // "none": unsteered
+    H5Handle g = h5_create_group(group.id(), m.name);
+    h5_attr_int(g.id(), "id", m.id);
+    h5_attr_string(g.id(), "off_policy", off_policy_name(m.off_policy));
+    h5_attr_string(g.id(), "on_policy", on_policy_name(m.on_policy));
+    h5_attr_double(g.id(), "shared_gain", m.shared_gain);
+    h5_attr_string(g.id(), "description", m.description);
+    std::vector<int32_t> off, on;
+    for (int l = 0; l < m.moe_layers; ++l) {
+      for (int e = 0; e < m.experts; ++e) {
+        off.push_back(m.is_off(l, e));
+        on.push_back(m.is_on(l, e));
+      }
+    }
+    const std::vector<hsize_t> dims{static_cast<hsize_t>(m.moe_layers), static_cast<hsize_t>(m.experts)};
+    h5_dataset(g.id(), "off", dims, off.data());
+    h5_dataset(g.id(), "on", dims, on.data());
+    h5_dataset(g.id(), "gain", dims, m.gains.data());
+  }
+}
+
+}  // namespace mote

@@ -1,0 +1,36 @@
+#include "mote/model/expert_mask.h"
+
+namespace mote {
+
+const char* off_policy_name(OffPolicy p) {
+  switch (p) {
+    case OffPolicy::Reroute: return "reroute";
+    case OffPolicy::Drop: return "drop";
+    case OffPolicy::Zero: return "zero";
+  }
+  return "?";
+}
+
+const char* on_policy_name(OnPolicy p) { return p == OnPolicy::Max ? "max" : "natural"; }
+
+ExpertMask::ExpertMask(int layers, int n_experts)
+    : moe_layers(layers),
+      experts(n_experts),
+      off_bits((static_cast<size_t>(layers) * n_experts + 63) / 64, 0),
+      on_bits(off_bits.size(), 0),
+      gains(static_cast<size_t>(layers) * n_experts, 1.0f) {}
+
+int ExpertMask::count_off() const {
+  int n = 0;
+  for (int l = 0; l < moe_layers; ++l)
+    for (int e = 0; e < experts; ++e) n += is_off(l, e);
+  return n;
+}
+
+int ExpertMask::count_on(int layer) const {
+  int n = 0;
+  for (int e = 0; e < experts; ++e) n += is_on(layer, e);
+  return n;
+}
+
+}  // namespace mote
