@@ -14,7 +14,8 @@ void print_usage() {
   std::cout << "mote " MOTE_VERSION ": expert-parallel Mixture-of-Experts runtime for fTRI profiling and MoTE steering\n\n"
                "Usage: mote <command> [options]     (mote <command> --help for the options of one)\n\n"
                "Commands:\n"
-               "  generate   generate text for a prompt file; optional HDF5 output with logits and routing\n";
+               "  generate      generate text for a prompt file, optionally steered by MoTE masks; HDF5 output\n"
+               "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n";
 }
 
 }  // namespace
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   };
   try {
     if (command == "generate") return mote::run_generate(args, command_line, mpi);
+    if (command == "random-mask") return mote::run_random_mask(args, command_line, mpi);
     if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;
   } catch (const mote::Error& e) {

@@ -11,5 +11,6 @@ namespace mote {
 class MpiSession;
 
 int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
+int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 
 }  // namespace mote

@@ -1,0 +1,23 @@
+// The control condition of a MoTE experiment: N random (MoE layer, expert)
+// pairs switched off, excluding a given set, optionally with the same
+// number per layer as a given mask. Seeded and platform-independent.
+#pragma once
+
+#include <cstdint>
+
+#include "mote/model/config.h"
+#include "mote/model/expert_mask.h"
+
+namespace mote {
+
+struct RandomMaskSpec {
+  int count = 0;                      // experts to switch off (ignored with `like`)
+  uint64_t seed = 0;
+  const ExpertMask* exclude = nullptr;  // its off (and on) experts are never chosen
+  const ExpertMask* like = nullptr;     // same number of off experts per MoE layer as this
+  OffPolicy off_policy = OffPolicy::Reroute;
+};
+
+ExpertMask random_mask(const ModelConfig& config, const RandomMaskSpec& spec, const std::string& name);
+
+}  // namespace mote

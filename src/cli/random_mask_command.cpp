@@ -1,0 +1,58 @@
+// `mote random-mask`: writes a mask file with N random experts switched off,
+// the control condition of a MoTE experiment.
+#include <fstream>
+#include <iostream>
+
+#include "mote/cli/commands.h"
+#include "mote/cli/options.h"
+#include "mote/dist/mpi_session.h"
+#include "mote/io/mask_file.h"
+#include "mote/model/loaded_model.h"
+#include "mote/runtime/random_mask.h"
+#include "mote/util/error.h"
+
+namespace mote {
+
+int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi) {
+  std::string model_dir, exclude, like, out, policy = "reroute";
+  int count = 0;
+  uint64_t seed = 0;
+  po::options_description options("Options");
+  options.add_options()
+      ("model", po::value(&model_dir)->default_value(MOTE_DEFAULT_MODEL_DIR), "model directory (for its layer and expert counts)")
+      ("count", po::value(&count), "number of experts to switch off (required unless --like)")
+      ("seed", po::value(&seed)->default_value(0), "random seed")
+      ("exclude", po::value(&exclude), "mask file whose experts are never chosen (e.g. the target mask)")
+      ("like", po::value(&like), "mask file whose number of off experts per MoE layer to match")
+      ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
+      ("out", po::value(&out)->required(), "mask file to write");
+  const ParsedOptions parsed = parse_options(args, options);
+  if (parsed.help) {
+    if (mpi.rank() == 0) {
+      std::cout << "Usage: mote random-mask --out FILE (--count N | --like MASK) [--exclude MASK] [--seed S]\n\n"
+                   "Writes a mask file that switches off randomly chosen routed experts: the control\n"
+                   "condition of a MoTE experiment. The same seed gives the same mask on every machine.\n\n"
+                << options << "  --config FILE                         job file (INI) with any of the options above\n";
+    }
+    return 0;
+  }
+  if (mpi.rank() != 0) return 0;
+  if (parsed.values.count("count") == 0 && like.empty()) fail("give --count N or --like MASK");
+  const ModelConfig config = read_model_dir_config(model_dir);
+  std::optional<ExpertMask> exclude_mask, like_mask;
+  if (!exclude.empty()) exclude_mask = read_mask_file(exclude, config, "exclude");
+  if (!like.empty()) like_mask = read_mask_file(like, config, "like");
+  RandomMaskSpec spec{count, seed, exclude_mask ? &*exclude_mask : nullptr, like_mask ? &*like_mask : nullptr, OffPolicy::Reroute};
+  if (policy == "drop") spec.off_policy = OffPolicy::Drop;
+  else if (policy == "zero") spec.off_policy = OffPolicy::Zero;
+  else if (policy != "reroute") fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
+  const ExpertMask mask = random_mask(config, spec, "random");
+  std::ofstream file(out);
+  if (!file) fail("{}: cannot write", out);
+  file << format_mask_file(mask, "random mask: " + command_line);
+  if (!file) fail("{}: write failed", out);
+  std::cout << "wrote " << out << ": " << mask.count_off() << " experts off\n";
+  return 0;
+}
+
+}  // namespace mote
