@@ -134,10 +134,48 @@ TEST_F(Cli, BadPromptFilesNameTheLine) {
   EXPECT_FAILS_WITH(run("{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n"), "role 'robot'");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"), "exactly one of");
   EXPECT_FAILS_WITH(run("\n\n"), "no prompts");
-  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"), "mask set 'refusal'");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"), "p.jsonl:1 (id '0'): names mask set 'refusal', which no --mask NAME=FILE defines");
   std::string long_prompt = "{\"prompt\": \"";
   for (int i = 0; i < 1100; ++i) long_prompt += "word ";
   EXPECT_FAILS_WITH(run(long_prompt + "\"}\n"), "takes at most 1024 positions");
+}
+
+TEST_F(Cli, MasksFromFilesAndJobFiles) {
+  const auto prompts = write("p.jsonl", "{\"id\": \"a\", \"prompt\": \"The secret of a happy life is\"}\n"
+                                        "{\"id\": \"b\", \"prompt\": \"The secret of a happy life is\", \"mask\": \"none\"}\n");
+  const auto mask = write("m.ini", "[mote]\nlayer-index = decoder\noff = 3:1\n");
+  const auto out = dir_ / "o.h5";
+  auto r = mote({"generate", "--prompts", prompts.string(), "--mask", mask.string(), "--out", out.string(), "--log-level", "warn"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  {
+    H5Handle file(H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    H5Handle g(H5Gopen2(file.id(), "/masks/default", H5P_DEFAULT), H5Gclose);
+    EXPECT_GE(g.id(), 0);
+  }
+  // The same mask as a job file's [mote] section.
+  const auto job = write("job.ini", "max-new-tokens = 2\nlog-level = warn\n[mote]\nlayer-index = decoder\noff = 3:1\n");
+  r = mote({"generate", "--config", job.string(), "--prompts", prompts.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--mask", "none=" + mask.string()}), "'none' cannot name a mask set");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--mask", "x=" + mask.string(), "--mask", "x=" + mask.string()}),
+                    "mask set 'x' is defined twice");
+  const auto bad = write("bad.ini", "[mote]\nlayer-index = decoder\n\noff = 0:1\n");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--mask", bad.string()}), "bad.ini:4: off = 0:1: decoder layer 0 is a dense layer");
+  const auto bad_job = write("badjob.ini", "[mote]\nlayer-index = moe\nof = 1:1\n");
+  EXPECT_FAILS_WITH(mote({"generate", "--config", bad_job.string(), "--prompts", prompts.string()}), "badjob.ini:3: key 'mote.of'");
+}
+
+TEST_F(Cli, RandomMask) {
+  const auto target = write("t.ini", "[mote]\nlayer-index = moe\noff = 0:1\noff = 0:2\n");
+  const auto out1 = dir_ / "r1.ini", out2 = dir_ / "r2.ini";
+  ASSERT_EQ(mote({"random-mask", "--count", "6", "--seed", "5", "--exclude", target.string(), "--out", out1.string()}).exit_code, 0);
+  ASSERT_EQ(mote({"random-mask", "--count", "6", "--seed", "5", "--exclude", target.string(), "--out", out2.string()}).exit_code, 0);
+  const std::string text = test::read_file(out1);
+  EXPECT_EQ(text.substr(text.find("[mote]")), test::read_file(out2).substr(test::read_file(out2).find("[mote]")));
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n') - std::count(text.begin(), text.end(), '#'), 4 + 6);
+  EXPECT_EQ(text.find("off = 0:1\n"), std::string::npos);
+  EXPECT_FAILS_WITH(mote({"random-mask", "--out", out1.string()}), "give --count N or --like MASK");
 }
 
 TEST_F(Cli, UnwritableOutputFailsEarlyAndEarlierResultsSurvive) {
