@@ -46,14 +46,17 @@ struct GenerateJob {
   bool coordinator_experts = true;
   std::string wire_dtype = "f32";
   std::vector<std::string> masks;
+  std::vector<std::string> class_prompts;
+  bool profile = false;
 
   std::string summary() const {
     return fmt::format(
-        "job: model {}, prompts {}, out {}\n"
+        "{} job: model {}, prompts {}{}, out {}\n"
         "  max_new_tokens {}, temperature {}, top_p {}, seed {}, stop at EOS {}, save logits {}, trace {}\n"
         "  batch size {}, max step tokens {}, threads per rank {}\n"
         "  placement {}, coordinator holds experts {}, wire dtype {}",
-        model_dir, prompts, out.empty() ? "(none)" : out, gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p,
+        profile ? "profile" : "generate", model_dir, prompts.empty() ? "-" : prompts,
+        class_prompts.empty() ? "" : fmt::format(" + {} class files", class_prompts.size()), out.empty() ? "(none)" : out, gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p,
         gen.seed, gen.stop_at_eos, gen.save_logits, gen.trace, gen.batch_size, gen.max_step_tokens, threads,
         placement_file.empty() ? placement : "file " + placement_file, coordinator_experts, wire_dtype);
   }
@@ -63,7 +66,9 @@ po::options_description generate_options(GenerateJob& job) {
   po::options_description o("Options (also accepted as 'key = value' lines of a --config job file)");
   o.add_options()
       ("model", po::value(&job.model_dir)->default_value(MOTE_DEFAULT_MODEL_DIR), "Hugging Face model directory")
-      ("prompts", po::value(&job.prompts)->required(), "prompt file: JSONL requests or plain text, one per line")
+      ("prompts", po::value(&job.prompts), "prompt file: JSONL requests or plain text, one per line")
+      ("class-prompts", po::value(&job.class_prompts)->composing(),
+       "CLASS=FILE: a plain-text file of prompts, one per line, all of class CLASS (repeatable; after --prompts)")
       ("out", po::value(&job.out), "HDF5 file to write (written aside, renamed when complete)")
       ("max-new-tokens", po::value(&job.gen.max_new_tokens)->default_value(64), "tokens to generate per request at most")
       ("temperature", po::value(&job.gen.sampling.temperature)->default_value(0.0f, "0"), "sampling temperature; 0 is greedy")
@@ -90,11 +95,18 @@ po::options_description generate_options(GenerateJob& job) {
   return o;
 }
 
-void print_usage(const po::options_description& options) {
-  std::cout << "Usage: mote generate --prompts FILE [options]\n"
-               "       mpirun -n N mote generate ...   (or launch/mote-run -n N generate ...)\n\n"
-               "Generates a continuation of every prompt with the model and prints it. With --out, also\n"
-               "writes an HDF5 file with the tokens of each request (see docs/hdf5-format.md).\n"
+void print_usage(const po::options_description& options, bool profile) {
+  const char* name = profile ? "profile" : "generate";
+  std::cout << "Usage: mote " << name << " --prompts FILE [options]\n"
+            << "       mpirun -n N mote " << name << " ...   (or launch/mote-run -n N " << name << " ...)\n\n";
+  if (profile) {
+    std::cout << "An fTRI profiling job: runs prompt sets built to elicit a behaviour and others that do not,\n"
+                 "and counts which routed experts fire, per class (the prompt file's \"class\", or one file\n"
+                 "per class with --class-prompts) and phase (prompt or generated tokens), into --out.\n"
+                 "Rank the experts afterwards with 'mote rank'. Same options as 'mote generate'.\n\n";
+  }
+  std::cout << "Generates a continuation of every prompt with the model and prints it. With --out, also\n"
+               "writes an HDF5 file with the tokens and expert counts of each request (docs/hdf5-format.md).\n"
                "Under MPI, rank 0 runs attention, routing and sampling and the routed experts are spread\n"
                "over the ranks (--placement); results are bit-identical for any number of ranks.\n\n"
                "Prompt files hold one request per line, JSONL or plain text:\n"
@@ -118,8 +130,9 @@ void validate(const GenerateJob& job) {
 
 }  // namespace
 
-int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi) {
+int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile) {
   GenerateJob job;
+  job.profile = profile;
   const auto options = generate_options(job);
   // A job file's [mote] section is its mask: accepted there, not on the command line.
   po::options_description mask_keys;
@@ -127,9 +140,10 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   for (const char* key : {"layer-index", "off-policy", "on-policy", "shared-gain"}) mask_keys.add_options()((std::string("mote.") + key).c_str(), po::value<std::string>());
   const ParsedOptions parsed = parse_options(args, options, nullptr, &mask_keys);
   if (parsed.help) {
-    if (mpi.rank() == 0) print_usage(options);
+    if (mpi.rank() == 0) print_usage(options, profile);
     return 0;
   }
+  if (job.prompts.empty() && job.class_prompts.empty()) fail("give --prompts FILE or --class-prompts CLASS=FILE");
   job.gen.stop_at_eos = !parsed.values["ignore-eos"].as<bool>();
   validate(job);
   const WireDType wire_dtype = parse_wire_dtype(job.wire_dtype);
@@ -233,10 +247,30 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   std::vector<GenerationRequest> requests;
   std::vector<const ExpertMask*> request_masks;
   if (coordinator) {
-    specs = read_prompt_file(job.prompts);
+    std::vector<std::string> spec_files;
+    if (!job.prompts.empty()) {
+      specs = read_prompt_file(job.prompts);
+      spec_files.assign(specs.size(), job.prompts);
+    }
+    for (const std::string& cp : job.class_prompts) {
+      const auto eq = cp.find('=');
+      if (eq == std::string::npos || eq == 0) fail("--class-prompts {}: expected CLASS=FILE", cp);
+      const std::string cls = cp.substr(0, eq), file = cp.substr(eq + 1);
+      auto more = read_prompt_file(file);
+      for (auto& spec : more) {
+        if (!spec.prompt) fail("{}:{}: --class-prompts files hold plain-text prompts, one per line", file, spec.line);
+        spec.cls = cls;
+        spec.id = cls + ":" + spec.id;
+        for (const auto& earlier : specs) {
+          if (earlier.id == spec.id) fail("{}:{}: duplicate id '{}'", file, spec.line, spec.id);
+        }
+        specs.push_back(std::move(spec));
+        spec_files.push_back(file);
+      }
+    }
     for (size_t i = 0; i < specs.size(); ++i) {
       const PromptSpec& spec = specs[i];
-      const std::string where = fmt::format("{}:{} (id '{}')", job.prompts, spec.line, spec.id);
+      const std::string where = fmt::format("{}:{} (id '{}')", spec_files[i], spec.line, spec.id);
       const ExpertMask* mask = default_mask;
       if (!spec.mask.empty()) {
         const auto it = std::find_if(masks.begin(), masks.end(), [&](const ExpertMask& m) { return m.name == spec.mask; });
@@ -260,8 +294,8 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       if (cls == classes.end()) cls = classes.insert(classes.end(), spec.cls);
       requests.push_back({encoded.back().tokens, request_masks.back(), i, static_cast<int16_t>(cls - classes.begin())});
     }
-    if (classes.size() > 32767) fail("{}: more than 32767 classes", job.prompts);
-    spdlog::info("{} requests in {} classes from {}", requests.size(), classes.size(), job.prompts);
+    if (classes.size() > 32767) fail("more than 32767 classes");
+    spdlog::info("{} requests in {} classes", requests.size(), classes.size());
   }
   int n_classes = static_cast<int>(classes.size());
   MPI_Bcast(&n_classes, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -301,6 +335,11 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   std::optional<H5Handle> requests_group;
   if (out) requests_group.emplace(h5_create_group(out->root(), "requests"));
 
+  // Class totals are summed from the per-request counts in request order, so
+  // they do not depend on batching, world size or interruptions.
+  ExpertCounters class_totals(n_classes, moe_layers, config.n_routed_experts);
+  std::vector<uint64_t> class_tokens(static_cast<size_t>(n_classes) * kPhaseCount, 0);
+
   // Print in prompt-file order while requests finish in any order.
   std::map<size_t, GenerationResult> waiting;
   size_t next_to_print = 0;
@@ -310,13 +349,24 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     if (out) {
       const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
       RequestRecord record{index, spec.id, spec.cls, mask_name, encoded[index].text, tokenizer.decode(result.generated),
-                           &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(), model.top_k()};
+                           &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(), model.top_k(),
+                           config.n_routed_experts};
       write_request(requests_group->id(), record);
     }
-    result.logits.clear();  // printing needs only the tokens
+    result.logits.clear();  // printing and totals need only the tokens and counts
+    result.route_experts.clear();
+    result.route_weights.clear();
     waiting.emplace(index, std::move(result));
     while (!waiting.empty() && waiting.begin()->first == next_to_print) {
       const auto& done = waiting.begin()->second;
+      const int cls = requests[next_to_print].cls;
+      const size_t per_class = done.expert_counts.size();
+      for (size_t i = 0; i < per_class; ++i) {
+        class_totals.tokens[cls * per_class + i] += done.expert_counts[i];
+        class_totals.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
+      }
+      class_tokens[static_cast<size_t>(cls) * kPhaseCount + kPromptPhase] += static_cast<uint64_t>(done.prompt_positions);
+      class_tokens[static_cast<size_t>(cls) * kPhaseCount + kGeneratedPhase] += static_cast<uint64_t>(done.generated_positions);
       std::vector<int32_t> shown = done.generated;
       if (done.stop == StopReason::Eos) shown.pop_back();
       const PromptSpec& s = specs[next_to_print];
@@ -335,6 +385,15 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   gather_memory();
   if (const auto diff = reduced.first_difference(routed)) {
     fail("expert counters reduced from the ranks disagree with the coordinator's routing record: {}", *diff);
+  }
+  // The per-request counts add up to the same totals: token counts exactly,
+  // gate sums up to summation order.
+  for (size_t i = 0; i < reduced.tokens.size(); ++i) {
+    const double a = reduced.gate_sum[i], b = class_totals.gate_sum[i];
+    if (reduced.tokens[i] != class_totals.tokens[i] || std::abs(a - b) > 1e-9 * std::max(1.0, std::abs(a))) {
+      fail("per-request expert counts do not add up to the ranks' counters at entry {}: {} / {} vs {} / {}", i,
+           class_totals.tokens[i], b, reduced.tokens[i], a);
+    }
   }
 
   const GenerationStats& st = generator.stats();
@@ -361,7 +420,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     const hid_t root = out->root();
     h5_attr_string(root, "format", "mote");
     h5_attr_int(root, "format_version", 1);
-    h5_attr_string(root, "job", "generate");
+    h5_attr_string(root, "job", job.profile ? "profile" : "generate");
     h5_attr_string(root, "mote_version", MOTE_VERSION);
     h5_attr_string(root, "command_line", command_line);
     h5_attr_string(root, "model", job.model_dir);
@@ -376,7 +435,8 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     h5_attr_int(root, "max_new_tokens", job.gen.max_new_tokens);
     h5_attr_int(root, "stop_at_eos", job.gen.stop_at_eos ? 1 : 0);
     h5_attr_int(root, "request_count", static_cast<int64_t>(specs.size()));
-    write_counters(root, reduced, classes, config.moe_layers());
+    write_counters(root, class_totals, classes, config.moe_layers());
+    h5_dataset(root, "tokens", {static_cast<hsize_t>(n_classes), kPhaseCount}, class_tokens.data());
     write_masks(root, masks);
     H5Handle ranks = h5_create_group(root, "ranks");
     h5_dataset(ranks.id(), "peak_rss_bytes", {peak_rss.size()}, peak_rss.data());

@@ -15,6 +15,7 @@ void print_usage() {
                "Usage: mote <command> [options]     (mote <command> --help for the options of one)\n\n"
                "Commands:\n"
                "  generate      generate text for a prompt file, optionally steered by MoTE masks; HDF5 output\n"
+               "  profile       fTRI profiling: count which routed experts fire per prompt class into HDF5\n"
                "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n";
 }
 
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   };
   try {
     if (command == "generate") return mote::run_generate(args, command_line, mpi);
+    if (command == "profile") return mote::run_generate(args, command_line, mpi, true);
     if (command == "random-mask") return mote::run_random_mask(args, command_line, mpi);
     if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;

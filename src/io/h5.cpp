@@ -92,6 +92,9 @@ void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, co
 void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, const uint64_t* data, bool c) {
   write_numeric(p, n, d, H5T_NATIVE_UINT64, H5T_STD_U64LE, data, c);
 }
+void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, const uint32_t* data, bool c) {
+  write_numeric(p, n, d, H5T_NATIVE_UINT32, H5T_STD_U32LE, data, c);
+}
 void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, const double* data, bool c) {
   write_numeric(p, n, d, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data, c);
 }

@@ -19,6 +19,11 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
   if (!res.logits.empty()) {
     h5_dataset(g.id(), "logits", {positions, static_cast<hsize_t>(r.vocab)}, res.logits.data(), true);
   }
+  if (!res.expert_counts.empty()) {
+    const std::vector<hsize_t> dims{2, static_cast<hsize_t>(r.moe_layers), static_cast<hsize_t>(r.experts)};
+    h5_dataset(g.id(), "expert_counts", dims, res.expert_counts.data(), true);
+    h5_dataset(g.id(), "expert_gate_sum", dims, res.expert_gate_sum.data(), true);
+  }
   if (!res.route_experts.empty()) {
     H5Handle routing = h5_create_group(g.id(), "routing");
     const std::vector<hsize_t> dims{positions, static_cast<hsize_t>(r.moe_layers), static_cast<hsize_t>(r.top_k)};

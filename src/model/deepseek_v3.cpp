@@ -111,6 +111,9 @@ void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const floa
       const size_t dst = (static_cast<size_t>(r) * layers + moe_layer) * k;
       std::copy_n(&chosen_[static_cast<size_t>(r) * k], k, taps.routing_experts + dst);
       std::copy_n(&gate_weights_[static_cast<size_t>(r) * k], k, taps.routing_weights + dst);
+      if (taps.routing_sent != nullptr) {
+        for (int s = 0; s < k; ++s) taps.routing_sent[dst + s] = sent_[static_cast<size_t>(r) * k + s] >= 0;
+      }
     }
   }
 

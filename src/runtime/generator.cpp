@@ -65,6 +65,11 @@ void Generator::run(std::span<const GenerationRequest> requests,
   std::vector<float> logits;
   std::vector<int32_t> route_experts;
   std::vector<float> route_weights;
+  std::vector<uint8_t> route_sent;
+  const int moe_layers = model_.moe_layer_count();
+  const int n_experts = c.n_routed_experts;
+  const int top_k = model_.top_k();
+  const size_t count_size = static_cast<size_t>(kPhaseCount) * moe_layers * n_experts;
   const uint64_t bytes_before = weight_bytes_streamed();
   const auto run_start = std::chrono::steady_clock::now();
 
@@ -80,6 +85,8 @@ void Generator::run(std::span<const GenerationRequest> requests,
       slot.tokens = req.prompt;
       slot.prompt_len = req.prompt.size();
       slot.rng.emplace(options_.seed, req.stream);
+      slot.result.expert_counts.assign(count_size, 0);
+      slot.result.expert_gate_sum.assign(count_size, 0.0);
       // Positions that will be fed: the prompt and every generated token but the last.
       const int wanted = static_cast<int>(slot.prompt_len) + std::max(options_.max_new_tokens - 1, 0);
       cache.reset(s, std::min(wanted, max_pos));
@@ -114,14 +121,15 @@ void Generator::run(std::span<const GenerationRequest> requests,
     }
 
     logits.resize(logit_rows.size() * vocab);
+    // Routing is always tapped: per-request expert counts need it.
     ForwardTaps taps;
     taps.routing_counts = options_.routing_counts;
-    if (options_.trace) {
-      route_experts.resize(rows.size() * route_width);
-      route_weights.resize(rows.size() * route_width);
-      taps.routing_experts = route_experts.data();
-      taps.routing_weights = route_weights.data();
-    }
+    route_experts.resize(rows.size() * route_width);
+    route_weights.resize(rows.size() * route_width);
+    route_sent.resize(rows.size() * route_width);
+    taps.routing_experts = route_experts.data();
+    taps.routing_weights = route_weights.data();
+    taps.routing_sent = route_sent.data();
     const auto step_start = std::chrono::steady_clock::now();
     model_.forward(rows, cache, logit_rows, logits.data(), taps);
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
@@ -134,11 +142,24 @@ void Generator::run(std::span<const GenerationRequest> requests,
       const bool has_logits = logit_index < logit_rows.size() && logit_rows[logit_index] == static_cast<int32_t>(r);
       const float* row_logits = has_logits ? &logits[logit_index * vocab] : nullptr;
       if (has_logits) ++logit_index;
-      if (static_cast<size_t>(rows[r].pos) < slot.prompt_len) {
+      const int phase = rows[r].phase;
+      if (phase == kPromptPhase) {
         ++stats_.prompt_tokens;
+        ++slot.result.prompt_positions;
+      } else {
+        ++slot.result.generated_positions;
+      }
+      for (int m = 0; m < moe_layers; ++m) {
+        for (int s = 0; s < top_k; ++s) {
+          const size_t at = r * route_width + static_cast<size_t>(m) * top_k + s;
+          if (!route_sent[at]) continue;
+          const size_t i = (static_cast<size_t>(phase) * moe_layers + m) * n_experts + route_experts[at];
+          ++slot.result.expert_counts[i];
+          slot.result.expert_gate_sum[i] += route_weights[at];
+        }
       }
       if (options_.save_logits) slot.result.logits.insert(slot.result.logits.end(), row_logits, row_logits + vocab);
-      if (options_.trace) {
+      if (options_.trace) {  // the routing itself is tapped always; kept only when asked
         slot.result.route_experts.insert(slot.result.route_experts.end(), &route_experts[r * route_width], &route_experts[(r + 1) * route_width]);
         slot.result.route_weights.insert(slot.result.route_weights.end(), &route_weights[r * route_width], &route_weights[(r + 1) * route_width]);
       }

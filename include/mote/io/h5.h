@@ -64,6 +64,7 @@ void h5_string_list(hid_t parent, const std::string& name, const std::vector<std
 void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const int32_t* data, bool compress = false);
 void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const float* data, bool compress = false);
 void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const uint64_t* data, bool compress = false);
+void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const uint32_t* data, bool compress = false);
 void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const double* data, bool compress = false);
 
 }  // namespace mote

@@ -9,6 +9,8 @@
 //       logits                    float32 [positions, vocab]    (--save-logits)
 //       routing/experts           int32 [positions, moe_layers, top_k] (--trace)
 //       routing/weights           float32, same shape
+//       expert_counts             uint32 [phase, moe_layers, experts]: tokens each expert processed
+//       expert_gate_sum           float64, same shape: their gate weights summed
 #pragma once
 
 #include <hdf5.h>
@@ -29,6 +31,7 @@ struct RequestRecord {
   int vocab = 0;
   int moe_layers = 0;
   int top_k = 0;
+  int experts = 0;
 };
 
 void write_request(hid_t requests_group, const RequestRecord& record);

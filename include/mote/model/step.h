@@ -25,6 +25,9 @@ struct ForwardTaps {
   // selection order; -1 and 0 where fewer than top_k experts were chosen.
   int32_t* routing_experts = nullptr;
   float* routing_weights = nullptr;
+  // 1 where the expert of that slot was sent the token (0 for experts
+  // switched off with the zero policy, and for empty slots).
+  uint8_t* routing_sent = nullptr;
   // The coordinator's routing record, counted per (class, phase, layer, expert).
   ExpertCounters* routing_counts = nullptr;
 };

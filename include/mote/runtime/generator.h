@@ -49,6 +49,12 @@ struct GenerationResult {
   std::vector<float> logits;       // [positions, vocab] with save_logits
   std::vector<int32_t> route_experts;  // [positions, moe_layers, top_k] with trace
   std::vector<float> route_weights;
+  // Tokens each routed expert processed for this request, and the sum of
+  // their gate weights: [phase, moe_layer, expert] (always recorded).
+  std::vector<uint32_t> expert_counts;
+  std::vector<double> expert_gate_sum;
+  int prompt_positions = 0;  // positions fed per phase
+  int generated_positions = 0;
 };
 
 struct GenerationStats {
