@@ -12,6 +12,7 @@ class MpiSession;
 
 // `profile` is an fTRI job: the same run, labelled and documented for profiling.
 int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile = false);
+int run_rank(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 
 }  // namespace mote

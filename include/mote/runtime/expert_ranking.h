@@ -1,0 +1,33 @@
+// fTRI expert ranking: scores every (MoE layer, expert) by how much more
+// often it fires on a target class than on a control class.
+//
+//   f = tokens routed to the expert / token positions of the class (and phase)
+//   freq-diff: f_target - f_control        (a risk difference on --phase)
+//   log-odds:  ln((a+s)/(n_t-a+s)) - ln((b+s)/(n_c-b+s)), smoothing s
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mote/io/profile_file.h"
+
+namespace mote {
+
+struct RankingSpec {
+  std::string target, control;
+  std::string score = "freq-diff";  // or log-odds
+  std::string phase = "all";        // all, prompt, generated
+  double smoothing = 0.5;
+  int top = 10;
+  bool per_layer = false;           // top N in every MoE layer instead of overall
+};
+
+struct RankedExpert {
+  int moe_layer = 0, expert = 0;
+  double score = 0, target_frequency = 0, control_frequency = 0;
+};
+
+// Best first; ties go to the lower (layer, expert).
+std::vector<RankedExpert> rank_experts(const ProfileData& data, const RankingSpec& spec);
+
+}  // namespace mote
