@@ -130,7 +130,8 @@ void validate(const GenerateJob& job) {
 
 }  // namespace
 
-int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile) {
+int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile,
+                 const JobFinish& finish) {
   GenerateJob job;
   job.profile = profile;
   const auto options = generate_options(job);
@@ -338,6 +339,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   // Class totals are summed from the per-request counts in request order, so
   // they do not depend on batching, world size or interruptions.
   ExpertCounters class_totals(n_classes, moe_layers, config.n_routed_experts);
+  std::vector<std::string> texts(specs.size());
   std::vector<uint64_t> class_tokens(static_cast<size_t>(n_classes) * kPhaseCount, 0);
 
   // Print in prompt-file order while requests finish in any order.
@@ -369,10 +371,11 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       class_tokens[static_cast<size_t>(cls) * kPhaseCount + kGeneratedPhase] += static_cast<uint64_t>(done.generated_positions);
       std::vector<int32_t> shown = done.generated;
       if (done.stop == StopReason::Eos) shown.pop_back();
+      texts[next_to_print] = tokenizer.decode(shown);
       const PromptSpec& s = specs[next_to_print];
       std::cout << "### " << s.id << " (" << s.cls << ")\n"
                 << "> " << (s.prompt ? *s.prompt : s.messages.back().content) << "\n"
-                << tokenizer.decode(shown) << "\n\n" << std::flush;
+                << texts[next_to_print] << "\n\n" << std::flush;
       waiting.erase(waiting.begin());
       ++next_to_print;
     }
@@ -415,6 +418,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   }
   spdlog::info("memory: {}", memory_line);
 
+  if (finish) finish(out ? out->root() : -1, specs, texts);
   if (out) {
     requests_group->reset();
     const hid_t root = out->root();

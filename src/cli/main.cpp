@@ -16,6 +16,7 @@ void print_usage() {
                "Commands:\n"
                "  generate      generate text for a prompt file, optionally steered by MoTE masks; HDF5 output\n"
                "  profile       fTRI profiling: count which routed experts fire per prompt class into HDF5\n"
+               "  experiment    a behaviour under no mask, a target mask and K random masks of the same size\n"
                "  rank          rank experts of a profile by target vs control class; write the top as a mask\n"
                "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n";
 }
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
     if (command == "profile") return mote::run_generate(args, command_line, mpi, true);
     if (command == "random-mask") return mote::run_random_mask(args, command_line, mpi);
     if (command == "rank") return mote::run_rank(args, command_line, mpi);
+    if (command == "experiment") return mote::run_experiment(args, command_line, mpi);
     if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;
   } catch (const mote::Error& e) {

@@ -3,15 +3,26 @@
 // the process exit code.
 #pragma once
 
+#include <hdf5.h>
+
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace mote {
 
 class MpiSession;
+struct PromptSpec;
+
+// Called on rank 0 when a generation job has finished, before its HDF5 file
+// (root group `root`, or -1 without --out) is committed: the requests and,
+// per request, the generated text up to (not including) a final EOS.
+using JobFinish = std::function<void(hid_t root, const std::vector<PromptSpec>& requests, const std::vector<std::string>& texts)>;
 
 // `profile` is an fTRI job: the same run, labelled and documented for profiling.
-int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile = false);
+int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile = false,
+                 const JobFinish& finish = {});
+int run_experiment(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_rank(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 
