@@ -11,6 +11,8 @@
 #include <iostream>
 #include <numeric>
 
+#include <mpi.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -66,7 +68,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
       ("prompts", po::value(&prompts)->required(), "the prompt set (JSONL or plain text; masks in it are not allowed)")
       ("target-mask", po::value(&target_mask)->required(), "mask file of the condition under test (e.g. from 'mote rank')")
       ("random", po::value(&random_count)->default_value(5), "number of random masks with as many experts off")
-      ("seed", po::value(&seed)->default_value(1), "seed of the random masks (mask k uses seed + k)")
+      ("mask-seed", po::value(&seed)->default_value(1), "seed of the random masks (mask k uses seed + k)")
       ("match-layers", po::bool_switch(&match_layers), "random masks switch off as many experts per MoE layer as the target")
       ("metric-regex", po::value(&metric_regex), "behaviour = response matches this regex (default: the refusal phrases)")
       ("first-token", po::value(&first_token), "behaviour = the first generated token decodes to exactly this text")
@@ -83,9 +85,38 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     passthrough = po::collect_unrecognized(parsed.options, po::include_positional);
     help = std::find(passthrough.begin(), passthrough.end(), "--help") != passthrough.end() ||
            std::find(passthrough.begin(), passthrough.end(), "-h") != passthrough.end();
-    if (!help) po::notify(vm);
   } catch (const po::error& e) {
     fail("command line: {}", e.what());
+  }
+  // A job file holds experiment keys and generation keys: the experiment
+  // keeps its own (the command line wins) and hands the rest to the
+  // generation run as a job file of their own.
+  std::vector<std::pair<std::string, std::string>> generation_keys;
+  std::string job_file;
+  for (size_t i = 0; i + 1 < passthrough.size(); ++i) {
+    if (passthrough[i] == "--config") {
+      job_file = passthrough[i + 1];
+      passthrough.erase(passthrough.begin() + static_cast<std::ptrdiff_t>(i), passthrough.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      break;
+    }
+  }
+  if (!job_file.empty() && !help) {
+    std::ifstream in(job_file);
+    if (!in) fail("{}: cannot open job file", job_file);
+    try {
+      const auto parsed = po::parse_config_file(in, options, true);
+      po::store(parsed, vm);
+      for (const auto& o : parsed.options) {
+        if (o.unregistered) generation_keys.emplace_back(o.string_key, o.value.empty() ? "" : o.value.front());
+      }
+    } catch (const po::error_with_option_name& e) {
+      fail("{}:{}: key '{}': {}", job_file, find_ini_line(job_file, e.get_option_name()), e.get_option_name(), e.what());
+    }
+  }
+  try {
+    if (!help) po::notify(vm);
+  } catch (const po::error& e) {
+    fail("{}", e.what());
   }
   if (help) {
     if (mpi.rank() == 0) {
@@ -147,6 +178,19 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
   }
 
   std::vector<std::string> gen_args = passthrough;
+  if (!generation_keys.empty()) {
+    const auto derived = dir / "generation.ini";
+    if (mpi.rank() == 0) {
+      std::filesystem::create_directories(dir);
+      std::ofstream f(derived);
+      f << "# generation keys of " << job_file << "\n";
+      for (const auto& [key, value] : generation_keys) f << key << " = " << value << "\n";
+      if (!f) fail("{}: cannot write", derived.string());
+    }
+    MPI_Barrier(MPI_COMM_WORLD);  // every rank's generation run reads it
+    gen_args.push_back("--config");
+    gen_args.push_back(derived.string());
+  }
   for (const std::string& a : {std::string("--prompts"), (dir / "requests.jsonl").string(), std::string("--out"), out,
                                std::string("--model"), model_dir}) {
     gen_args.push_back(a);

@@ -52,7 +52,7 @@ grep -q "class 'refusal' is not in the profile (classes: sensitive, neutral)" er
 echo "rank: table, mask file of the top 3, per-layer log-odds; unknown class refused"
 
 "$MOTE_BIN" generate --prompts prompts.jsonl --mask top3.ini --max-new-tokens 4 --log-level warn > /dev/null
-"$MOTE_BIN" experiment --prompts prompts.jsonl --target-mask top3.ini --random 2 --max-new-tokens 10 --out exp.h5 --log-level warn > exp.txt
+"$MOTE_BIN" experiment --prompts prompts.jsonl --target-mask top3.ini --random 2 --mask-seed 3 --max-new-tokens 10 --out exp.h5 --log-level warn > exp.txt
 grep -q "random masks, sensitive: mean" exp.txt
 /usr/bin/python3 - exp.h5 exp.csv <<'PY'
 import csv, sys
