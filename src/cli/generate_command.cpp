@@ -27,6 +27,7 @@
 #include "mote/model/deepseek_v3.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/generator.h"
+#include "mote/runtime/progress.h"
 #include "mote/runtime/prompt_encoding.h"
 #include "mote/util/error.h"
 #include "mote/util/memory.h"
@@ -346,7 +347,9 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   std::map<size_t, GenerationResult> waiting;
   size_t next_to_print = 0;
   const auto& tokenizer = model_files->tokenizer;
+  Progress progress(requests.size());
   generator.run(requests, [&](size_t index, GenerationResult&& result) {
+    progress.request_done(result.generated.size());
     const PromptSpec& spec = specs[index];
     if (out) {
       const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
@@ -380,6 +383,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       ++next_to_print;
     }
   });
+  progress.finish();
   executor.shutdown();
 
   // What the experts processed, summed over ranks, must equal what the
