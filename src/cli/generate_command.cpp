@@ -19,6 +19,7 @@
 #include "mote/dist/mpi_session.h"
 #include "mote/dist/placement.h"
 #include "mote/io/counters_output.h"
+#include "mote/io/json_file.h"
 #include "mote/io/mask_file.h"
 #include "mote/io/mask_output.h"
 #include "mote/io/output_file.h"
@@ -27,6 +28,7 @@
 #include "mote/model/deepseek_v3.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/generator.h"
+#include "mote/runtime/checkpoint.h"
 #include "mote/runtime/progress.h"
 #include "mote/runtime/prompt_encoding.h"
 #include "mote/util/error.h"
@@ -49,6 +51,8 @@ struct GenerateJob {
   std::vector<std::string> masks;
   std::vector<std::string> class_prompts;
   bool profile = false;
+  int checkpoint_every = 0;
+  bool resume = false;
 
   std::string summary() const {
     return fmt::format(
@@ -90,6 +94,10 @@ po::options_description generate_options(GenerateJob& job) {
       ("mask", po::value(&job.masks)->composing(),
        "MoTE mask file (docs/steering.md): FILE applies to every request without a \"mask\" field; NAME=FILE "
        "defines a mask set that requests pick with \"mask\": \"NAME\" (repeatable)")
+      ("checkpoint-every", po::value(&job.checkpoint_every)->default_value(0),
+       "with --out: save finished requests to OUT.checkpoint/ every N requests (0: no checkpoints)")
+      ("resume", po::bool_switch(&job.resume),
+       "continue the same job from OUT.checkpoint/ after a crash; the final file equals an uninterrupted run's")
       ("wire-dtype", po::value(&job.wire_dtype)->default_value("f32"),
        "precision of hidden states sent to and from expert ranks: f32 or bf16 (rounded the same way on one rank)")
       ("log-level", po::value(&job.log_level)->default_value("info"), "trace, debug, info, warn, error or off");
@@ -119,6 +127,17 @@ void print_usage(const po::options_description& options, bool profile) {
             << "  -h [ --help ]                         this text\n";
 }
 
+// FNV-1a: a stable hash of what decides a job's results, to refuse resuming
+// a checkpoint with different prompts, masks, model or options. World size
+// and placement are left out: they do not change the results.
+uint64_t fnv1a(uint64_t h, std::string_view text) {
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
 void validate(const GenerateJob& job) {
   const auto& g = job.gen;
   if (g.max_new_tokens < 0) fail("--max-new-tokens {} must not be negative", g.max_new_tokens);
@@ -127,6 +146,9 @@ void validate(const GenerateJob& job) {
   if (g.batch_size < 1) fail("--batch-size {} must be at least 1", g.batch_size);
   if (g.max_step_tokens < 1) fail("--max-step-tokens {} must be at least 1", g.max_step_tokens);
   if (job.threads < 0) fail("--threads {} must not be negative", job.threads);
+  if (job.checkpoint_every < 0) fail("--checkpoint-every {} must not be negative", job.checkpoint_every);
+  if ((job.checkpoint_every > 0 || job.resume) && job.out.empty()) fail("--checkpoint-every and --resume need --out");
+  if (job.resume && job.checkpoint_every == 0) fail("--resume needs --checkpoint-every N, as the interrupted job had");
 }
 
 }  // namespace
@@ -248,6 +270,8 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   std::vector<EncodedPrompt> encoded;
   std::vector<GenerationRequest> requests;
   std::vector<const ExpertMask*> request_masks;
+  std::optional<Checkpoint> checkpoint;
+  FinishedRequests finished;
   if (coordinator) {
     std::vector<std::string> spec_files;
     if (!job.prompts.empty()) {
@@ -297,6 +321,25 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       requests.push_back({encoded.back().tokens, request_masks.back(), i, static_cast<int16_t>(cls - classes.begin())});
     }
     if (classes.size() > 32767) fail("more than 32767 classes");
+    if (out && job.checkpoint_every > 0) {
+      uint64_t h = 0xcbf29ce484222325ull;
+      for (const auto& e : encoded) h = fnv1a(fnv1a(h, e.text), "\x1f");
+      for (const auto& spec : specs) h = fnv1a(fnv1a(fnv1a(h, spec.id), spec.cls), spec.mask);
+      for (const auto& m : masks) h = fnv1a(fnv1a(h, m.name), m.description);
+      h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", std::filesystem::absolute(job.model_dir).string(), job.gen.max_new_tokens,
+                               job.gen.sampling.temperature, job.gen.sampling.top_p, job.gen.seed, job.gen.stop_at_eos,
+                               job.gen.save_logits, job.gen.trace, job.wire_dtype));
+      const std::filesystem::path dir = job.out + ".checkpoint";
+      std::error_code ec;
+      if (!job.resume && std::filesystem::exists(dir, ec)) {
+        fail("{} holds a checkpoint of an earlier run: continue it with --resume, or remove it", dir.string());
+      }
+      checkpoint.emplace(dir, fmt::format("{:016x}\n", h), job.checkpoint_every);
+      if (job.resume) {
+        finished = checkpoint->load();
+        spdlog::info("resuming: {} of {} requests finished before", finished.size(), requests.size());
+      }
+    }
     spdlog::info("{} requests in {} classes", requests.size(), classes.size());
   }
   int n_classes = static_cast<int>(classes.size());
@@ -347,11 +390,35 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   std::map<size_t, GenerationResult> waiting;
   size_t next_to_print = 0;
   const auto& tokenizer = model_files->tokenizer;
-  Progress progress(requests.size());
-  generator.run(requests, [&](size_t index, GenerationResult&& result) {
+  // Requests finished before a resume are not run again; they wait, in
+  // order, with the new ones for printing and the totals.
+  std::vector<GenerationRequest> todo;
+  std::vector<size_t> todo_index;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (finished.count(i) == 0) {
+      todo.push_back(requests[i]);
+      todo_index.push_back(i);
+    }
+  }
+  ExpertCounters run_totals(n_classes, moe_layers, config.n_routed_experts);  // what this run computed
+  std::vector<bool> ran(requests.size(), false);
+  for (size_t i : todo_index) ran[i] = true;
+  for (auto& [index, result] : finished) waiting.emplace(index, std::move(result));
+  finished.clear();
+
+  Progress progress(todo.size());
+  generator.run(todo, [&](size_t todo_position, GenerationResult&& result) {
+    const size_t index = todo_index[todo_position];
     progress.request_done(result.generated.size());
     const PromptSpec& spec = specs[index];
-    if (out) {
+    if (checkpoint) {
+      const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
+      RequestRecord record{index, spec.id, spec.cls, mask_name, encoded[index].text, tokenizer.decode(result.generated),
+                           &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(), model.top_k(),
+                           config.n_routed_experts};
+      write_request(checkpoint->requests_group(), record);
+      checkpoint->request_written();
+    } else if (out) {
       const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
       RequestRecord record{index, spec.id, spec.cls, mask_name, encoded[index].text, tokenizer.decode(result.generated),
                            &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(), model.top_k(),
@@ -369,6 +436,10 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       for (size_t i = 0; i < per_class; ++i) {
         class_totals.tokens[cls * per_class + i] += done.expert_counts[i];
         class_totals.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
+        if (ran[next_to_print]) {
+          run_totals.tokens[cls * per_class + i] += done.expert_counts[i];
+          run_totals.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
+        }
       }
       class_tokens[static_cast<size_t>(cls) * kPhaseCount + kPromptPhase] += static_cast<uint64_t>(done.prompt_positions);
       class_tokens[static_cast<size_t>(cls) * kPhaseCount + kGeneratedPhase] += static_cast<uint64_t>(done.generated_positions);
@@ -396,10 +467,10 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   // The per-request counts add up to the same totals: token counts exactly,
   // gate sums up to summation order.
   for (size_t i = 0; i < reduced.tokens.size(); ++i) {
-    const double a = reduced.gate_sum[i], b = class_totals.gate_sum[i];
-    if (reduced.tokens[i] != class_totals.tokens[i] || std::abs(a - b) > 1e-9 * std::max(1.0, std::abs(a))) {
+    const double a = reduced.gate_sum[i], b = run_totals.gate_sum[i];
+    if (reduced.tokens[i] != run_totals.tokens[i] || std::abs(a - b) > 1e-9 * std::max(1.0, std::abs(a))) {
       fail("per-request expert counts do not add up to the ranks' counters at entry {}: {} / {} vs {} / {}", i,
-           class_totals.tokens[i], b, reduced.tokens[i], a);
+           run_totals.tokens[i], b, reduced.tokens[i], a);
     }
   }
 
@@ -423,6 +494,10 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   spdlog::info("memory: {}", memory_line);
 
   if (finish) finish(out ? out->root() : -1, specs, texts);
+  if (checkpoint) {
+    checkpoint->flush();
+    checkpoint->copy_into(requests_group->id());
+  }
   if (out) {
     requests_group->reset();
     const hid_t root = out->root();
@@ -433,6 +508,8 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     h5_attr_string(root, "command_line", command_line);
     h5_attr_string(root, "model", job.model_dir);
     h5_attr_string(root, "model_type", config.model_type);
+    h5_attr_string(root, "model_config_fnv1a",
+                   fmt::format("{:016x}", fnv1a(0xcbf29ce484222325ull, read_text_file(std::filesystem::path(job.model_dir) / "config.json"))));
     h5_attr_int(root, "world_size", mpi.size());
     h5_attr_string(root, "placement", placement.name());
     h5_attr_string(root, "placement_table", placement.table());
@@ -455,6 +532,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       return counts;
     }().data());
     out->commit();
+    if (checkpoint) checkpoint->remove();
     spdlog::info("wrote {}", job.out);
   }
   return 0;

@@ -117,6 +117,11 @@ TEST_F(Cli, BadOptionValues) {
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--log-level", "loud"}), "--log-level 'loud'");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--placement", "scattered"}), "--placement 'scattered'");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--wire-dtype", "fp8"}), "--wire-dtype 'fp8'");
+  EXPECT_FAILS_WITH(mote({"profile", "--prompts", prompts.string(), "--checkpoint-every", "5"}), "--checkpoint-every and --resume need --out");
+  EXPECT_FAILS_WITH(mote({"profile", "--prompts", prompts.string(), "--resume", "--out", (dir_ / "x.h5").string()}),
+                    "--resume needs --checkpoint-every N");
+  EXPECT_FAILS_WITH(mote({"profile"}), "give --prompts FILE or --class-prompts CLASS=FILE");
+  EXPECT_FAILS_WITH(mote({"profile", "--class-prompts", "nofile"}), "--class-prompts nofile: expected CLASS=FILE");
   const auto placement = write("placement.json", R"({"owner": [[0, 0]]})");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--placement-file", placement.string()}),
                     "has 1 rows but the model has 5 MoE layers");

@@ -1,0 +1,160 @@
+#include "mote/runtime/checkpoint.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "mote/io/json_file.h"
+#include "mote/util/error.h"
+
+namespace mote {
+namespace {
+
+std::vector<std::filesystem::path> parts_in(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> parts;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return parts;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("part-") && name.ends_with(".h5")) parts.push_back(entry.path());
+  }
+  std::sort(parts.begin(), parts.end());
+  return parts;
+}
+
+template <typename T>
+std::vector<T> read_vector(hid_t group, const char* name, hid_t mem_type, const std::string& where) {
+  H5Handle ds(H5Dopen2(group, name, H5P_DEFAULT), H5Dclose);
+  if (ds.id() < 0) fail("{}: missing dataset '{}'", where, name);
+  H5Handle space(H5Dget_space(ds.id()), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+  std::vector<T> out(static_cast<size_t>(std::max<hssize_t>(n, 0)));
+  if (n > 0 && H5Dread(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) fail("{}: cannot read '{}'", where, name);
+  return out;
+}
+
+std::string read_string_attr(hid_t obj, const char* name) {
+  H5Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  if (attr.id() < 0) return {};
+  H5Handle type(H5Aget_type(attr.id()), H5Tclose);
+  char* value = nullptr;
+  if (H5Aread(attr.id(), type.id(), &value) < 0 || value == nullptr) return {};
+  std::string out(value);
+  H5free_memory(value);
+  return out;
+}
+
+}  // namespace
+
+Checkpoint::Checkpoint(std::filesystem::path dir, std::string fingerprint, int every)
+    : dir_(std::move(dir)), fingerprint_(std::move(fingerprint)), every_(every) {
+  const auto fp_path = dir_ / "job-fingerprint.txt";
+  std::error_code ec;
+  if (std::filesystem::exists(fp_path, ec)) {
+    const std::string existing = read_text_file(fp_path);
+    if (existing != fingerprint_) {
+      fail("{}: the checkpoint belongs to a different job (prompts, model or options changed); remove it or run without --resume",
+           dir_.string());
+    }
+  } else {
+    std::filesystem::create_directories(dir_);
+    std::ofstream(fp_path) << fingerprint_;
+  }
+  // Parts left half-written by a crash are discarded; complete ones are kept.
+  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+    if (entry.path().filename().string().find(".tmp") != std::string::npos) std::filesystem::remove(entry.path(), ec);
+  }
+  const auto parts = parts_in(dir_);
+  next_part_ = static_cast<int>(parts.size());
+}
+
+Checkpoint::~Checkpoint() {
+  part_requests_.reset();
+  part_.reset();
+  std::error_code ec;
+  if (!part_temp_.empty()) std::filesystem::remove(part_temp_, ec);
+}
+
+FinishedRequests Checkpoint::load() const {
+  FinishedRequests done;
+  for (const auto& path : parts_in(dir_)) {
+    const std::string where = path.string();
+    H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    if (file.id() < 0) fail("{}: cannot open checkpoint part", where);
+    H5Handle requests(H5Gopen2(file.id(), "requests", H5P_DEFAULT), H5Gclose);
+    if (requests.id() < 0) fail("{}: no /requests group", where);
+    H5G_info_t info{};
+    H5Gget_info(requests.id(), &info);
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      char name[64] = {};
+      H5Lget_name_by_idx(requests.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+      H5Handle g(H5Gopen2(requests.id(), name, H5P_DEFAULT), H5Gclose);
+      const std::string at = where + ":/requests/" + name;
+      GenerationResult r;
+      r.generated = read_vector<int32_t>(g.id(), "generated_tokens", H5T_NATIVE_INT32, at);
+      r.expert_counts = read_vector<uint32_t>(g.id(), "expert_counts", H5T_NATIVE_UINT32, at);
+      r.expert_gate_sum = read_vector<double>(g.id(), "expert_gate_sum", H5T_NATIVE_DOUBLE, at);
+      const auto prompt = read_vector<int32_t>(g.id(), "prompt_tokens", H5T_NATIVE_INT32, at);
+      const std::string stop = read_string_attr(g.id(), "stop_reason");
+      r.stop = stop == "eos" ? StopReason::Eos : stop == "context_full" ? StopReason::ContextFull : StopReason::MaxTokens;
+      r.prompt_positions = static_cast<int>(prompt.size());
+      r.generated_positions = std::max(static_cast<int>(r.generated.size()) - 1, 0);
+      r.positions = r.prompt_positions + r.generated_positions;
+      done.emplace(static_cast<size_t>(std::stoull(name)), std::move(r));
+    }
+  }
+  return done;
+}
+
+hid_t Checkpoint::requests_group() {
+  if (part_.id() < 0) {
+    part_final_ = dir_ / fmt::format("part-{:06d}.h5", next_part_);
+    part_temp_ = part_final_;
+    part_temp_ += ".tmp";
+    const hid_t id = H5Fcreate(part_temp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (id < 0) fail("{}: cannot create checkpoint part", part_temp_.string());
+    part_ = H5Handle(id, H5Fclose);
+    part_requests_ = h5_create_group(part_.id(), "requests");
+  }
+  return part_requests_.id();
+}
+
+void Checkpoint::request_written() {
+  if (++in_part_ >= every_) flush();
+}
+
+void Checkpoint::flush() {
+  if (part_.id() < 0) return;
+  part_requests_.reset();
+  if (H5Fflush(part_.id(), H5F_SCOPE_GLOBAL) < 0 || !part_.close()) fail("{}: cannot write checkpoint part (disk full?)", part_temp_.string());
+  if (std::rename(part_temp_.c_str(), part_final_.c_str()) != 0) fail("{}: cannot move checkpoint part into place", part_final_.string());
+  part_temp_.clear();
+  ++next_part_;
+  in_part_ = 0;
+}
+
+void Checkpoint::copy_into(hid_t requests_group) const {
+  for (const auto& path : parts_in(dir_)) {
+    H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    H5Handle requests(H5Gopen2(file.id(), "requests", H5P_DEFAULT), H5Gclose);
+    H5G_info_t info{};
+    H5Gget_info(requests.id(), &info);
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      char name[64] = {};
+      H5Lget_name_by_idx(requests.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+      if (H5Ocopy(requests.id(), name, requests_group, name, H5P_DEFAULT, H5P_DEFAULT) < 0) {
+        fail("{}: cannot copy request {} into the result", path.string(), name);
+      }
+    }
+  }
+}
+
+void Checkpoint::remove() const {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+}  // namespace mote
