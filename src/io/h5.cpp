@@ -1,6 +1,7 @@
 #include "mote/io/h5.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "mote/util/error.h"
 
@@ -49,6 +50,28 @@ void write_attr(hid_t obj, const std::string& name, hid_t type, const void* valu
 }  // namespace
 
 void h5_silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+namespace {
+constexpr size_t kMaxVlenBytes = 16u << 20;
+void* capped_alloc(size_t size, void*) { return size > kMaxVlenBytes ? nullptr : std::malloc(size); }
+void capped_free(void* p, void*) { std::free(p); }
+}  // namespace
+
+H5Handle h5_capped_vlen_transfer() {
+  H5Handle plist(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+  H5Pset_vlen_mem_manager(plist.id(), capped_alloc, nullptr, capped_free, nullptr);
+  return plist;
+}
+
+bool h5_read_int_attr(hid_t obj, const char* name, int64_t& value) {
+  if (H5Aexists(obj, name) <= 0) return false;
+  H5Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  if (attr.id() < 0) return false;
+  H5Handle type(H5Aget_type(attr.id()), H5Tclose);
+  H5Handle space(H5Aget_space(attr.id()), H5Sclose);
+  if (H5Tget_class(type.id()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.id()) != 1) return false;
+  return H5Aread(attr.id(), H5T_NATIVE_INT64, &value) >= 0;
+}
 
 H5Handle h5_create_group(hid_t parent, const std::string& name) {
   return H5Handle(check(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group", name), H5Gclose);

@@ -25,6 +25,9 @@ nlohmann::json parse_json(std::string_view text, const std::string& where) {
     return nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}: invalid JSON at byte {}: {}", where, e.byte, e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // For example a number too large for any numeric type.
+    fail("{}: invalid JSON: {}", where, e.what());
   }
 }
 

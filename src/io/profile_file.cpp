@@ -1,5 +1,7 @@
 #include "mote/io/profile_file.h"
 
+#include <cstdlib>
+
 #include "mote/io/h5.h"
 #include "mote/util/checked_math.h"
 #include "mote/util/error.h"
@@ -52,11 +54,13 @@ ProfileData read_profile_file(const std::filesystem::path& path) {
   if (cl.size() != 1 || cl[0] != cd[0]) fail("{}: 'classes' must list one name per class of 'counts'", where);
   H5Handle type(H5Dget_type(classes.id()), H5Tclose);
   if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) <= 0) fail("{}: 'classes' must hold variable-length strings", where);
+  if (cl[0] > (1u << 16)) fail("{}: 'classes' is implausibly large", where);
   std::vector<char*> names(cl[0], nullptr);
-  if (H5Dread(classes.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, names.data()) < 0) fail("{}: cannot read 'classes'", where);
+  const H5Handle transfer = h5_capped_vlen_transfer();
+  if (H5Dread(classes.id(), type.id(), H5S_ALL, H5S_ALL, transfer.id(), names.data()) < 0) fail("{}: cannot read 'classes'", where);
   for (char* n : names) {
     p.classes.emplace_back(n != nullptr ? n : "");
-    H5free_memory(n);
+    std::free(n);  // allocated by the capped allocator (malloc)
   }
 
   H5Handle index = open_dataset(file.id(), "moe_layer_decoder_index", where);

@@ -51,8 +51,12 @@ std::string TensorView::shape_string() const {
 }
 
 SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path) {
-  const std::string where = path.string();
-  const auto bytes = file_.bytes();
+  tensors_ = parse_safetensors(file_.bytes(), path.string(), &file_.path());
+}
+
+std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> bytes, const std::string& where,
+                                                    const std::filesystem::path* file) {
+  std::map<std::string, TensorView> tensors;
   if (bytes.size() < 8) fail("{}: truncated: {} bytes, a safetensors file starts with an 8-byte header length", where, bytes.size());
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
@@ -114,8 +118,8 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
     }
     view.data = bytes.data() + data_start + begin;
     view.nbytes = end - begin;
-    view.file = &file_.path();
-    auto [it, inserted] = tensors_.emplace(name, std::move(view));
+    view.file = file;
+    auto [it, inserted] = tensors.emplace(name, std::move(view));
     extents.push_back({begin, end, &it->first});
   }
 
@@ -132,6 +136,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
            cur.begin, cur.end);
     }
   }
+  return tensors;
 }
 
 WeightStore WeightStore::open_files(const std::vector<std::filesystem::path>& files) {

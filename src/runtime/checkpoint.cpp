@@ -31,21 +31,12 @@ std::vector<T> read_vector(hid_t group, const char* name, hid_t mem_type, const 
   if (ds.id() < 0) fail("{}: missing dataset '{}'", where, name);
   H5Handle space(H5Dget_space(ds.id()), H5Sclose);
   const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+  if (n < 0 || n > (hssize_t{1} << 28)) fail("{}: dataset '{}' has an implausible size", where, name);
   std::vector<T> out(static_cast<size_t>(std::max<hssize_t>(n, 0)));
   if (n > 0 && H5Dread(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) fail("{}: cannot read '{}'", where, name);
   return out;
 }
 
-std::string read_string_attr(hid_t obj, const char* name) {
-  H5Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
-  if (attr.id() < 0) return {};
-  H5Handle type(H5Aget_type(attr.id()), H5Tclose);
-  char* value = nullptr;
-  if (H5Aread(attr.id(), type.id(), &value) < 0 || value == nullptr) return {};
-  std::string out(value);
-  H5free_memory(value);
-  return out;
-}
 
 }  // namespace
 
@@ -89,21 +80,27 @@ FinishedRequests Checkpoint::load() const {
     H5G_info_t info{};
     H5Gget_info(requests.id(), &info);
     for (hsize_t i = 0; i < info.nlinks; ++i) {
-      char name[64] = {};
-      H5Lget_name_by_idx(requests.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+      char name[32] = {};
+      const ssize_t len = H5Lget_name_by_idx(requests.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+      const std::string_view sv(name);
+      if (len <= 0 || len > 12 || sv.find_first_not_of("0123456789") != std::string_view::npos) {
+        fail("{}: /requests holds an entry that is not a request index", where);
+      }
       H5Handle g(H5Gopen2(requests.id(), name, H5P_DEFAULT), H5Gclose);
       const std::string at = where + ":/requests/" + name;
+      if (g.id() < 0) fail("{}: not a group", at);
       GenerationResult r;
       r.generated = read_vector<int32_t>(g.id(), "generated_tokens", H5T_NATIVE_INT32, at);
       r.expert_counts = read_vector<uint32_t>(g.id(), "expert_counts", H5T_NATIVE_UINT32, at);
       r.expert_gate_sum = read_vector<double>(g.id(), "expert_gate_sum", H5T_NATIVE_DOUBLE, at);
       const auto prompt = read_vector<int32_t>(g.id(), "prompt_tokens", H5T_NATIVE_INT32, at);
-      const std::string stop = read_string_attr(g.id(), "stop_reason");
-      r.stop = stop == "eos" ? StopReason::Eos : stop == "context_full" ? StopReason::ContextFull : StopReason::MaxTokens;
+      int64_t stop = -1;
+      if (!h5_read_int_attr(g.id(), "stop_code", stop) || stop < 0 || stop > 2) fail("{}: missing or bad 'stop_code'", at);
+      r.stop = static_cast<StopReason>(stop);
       r.prompt_positions = static_cast<int>(prompt.size());
       r.generated_positions = std::max(static_cast<int>(r.generated.size()) - 1, 0);
       r.positions = r.prompt_positions + r.generated_positions;
-      done.emplace(static_cast<size_t>(std::stoull(name)), std::move(r));
+      done.emplace(static_cast<size_t>(std::stoull(std::string(sv))), std::move(r));
     }
   }
   return done;

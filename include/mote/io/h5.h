@@ -48,6 +48,14 @@ class H5Handle {
 // Turns off HDF5's automatic error printing; our errors carry the context.
 void h5_silence_errors();
 
+// A dataset-transfer property list whose variable-length allocations are
+// capped, so that a corrupt length in an untrusted file fails the read
+// instead of asking for gigabytes.
+H5Handle h5_capped_vlen_transfer();
+
+// Reads an integer scalar attribute; false if it is missing or unreadable.
+bool h5_read_int_attr(hid_t obj, const char* name, int64_t& value);
+
 H5Handle h5_create_group(hid_t parent, const std::string& name);
 
 void h5_attr_string(hid_t obj, const std::string& name, const std::string& value);

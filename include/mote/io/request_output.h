@@ -1,7 +1,7 @@
 // The per-request part of every mote HDF5 file (see docs/hdf5-format.md):
 //
 //   /requests/<i>                 i = index of the request in the prompt file
-//       attrs: id, class, stop_reason, mask
+//       attrs: id, class, stop_reason (and stop_code: 0 eos, 1 max_new_tokens, 2 context_full), mask
 //       prompt_text, text         scalar UTF-8 strings (text: the decoded
 //                                 generated tokens, special tokens kept)
 //       prompt_tokens             int32 [prompt length]

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,11 @@ struct TensorView {
   uint64_t numel() const;
   std::string shape_string() const;
 };
+
+// Parses and validates a whole safetensors file held in `bytes`; `where`
+// names it in errors and `file` is recorded in the views.
+std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> bytes, const std::string& where,
+                                                    const std::filesystem::path* file);
 
 // One .safetensors file, mapped and validated.
 class SafetensorsFile {

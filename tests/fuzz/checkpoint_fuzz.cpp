@@ -1,0 +1,27 @@
+// The readers of mote's own HDF5 files (checkpoint parts for --resume, and
+// profiles for 'mote rank') on arbitrary bytes.
+#include "fuzz_util.h"
+#include "mote/io/profile_file.h"
+#include "mote/runtime/checkpoint.h"
+#include "mote/util/error.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace mote;
+  h5_silence_errors();
+  const auto dir = fuzz::scratch_file("ckpt");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "job-fingerprint.txt") << "fuzz";
+  std::ofstream(dir / "part-000000.h5", std::ios::binary).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  try {
+    const Checkpoint checkpoint(dir, "fuzz", 1);
+    (void)checkpoint.load();
+  } catch (const Error&) {
+  }
+  try {
+    (void)read_profile_file(dir / "part-000000.h5");
+  } catch (const Error&) {
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}
