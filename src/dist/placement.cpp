@@ -38,7 +38,7 @@ Placement Placement::by_rule(const std::string& kind, int moe_layers, int expert
 }
 
 Placement Placement::from_file(const std::filesystem::path& path, int moe_layers, int experts, int world_size,
-                               bool coordinator_experts) {
+                               bool coordinator_experts) try {
   const auto j = read_json_file(path);
   const std::string where = path.string();
   if (!j.is_object() || !j.contains("owner") || !j["owner"].is_array()) fail("{}: expected {{\"owner\": [[rank, ...], ...]}}", where);
@@ -63,6 +63,8 @@ Placement Placement::from_file(const std::filesystem::path& path, int moe_layers
     }
   }
   return p;
+} catch (const nlohmann::json::exception& e) {
+  fail("{}: unexpected structure: {}", path.string(), e.what());
 }
 
 int Placement::count_on(int rank) const {

@@ -98,7 +98,11 @@ std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
 
     PromptSpec spec;
     if (jsonl) {
-      spec = parse_json_line(line, where);
+      try {
+        spec = parse_json_line(line, where);
+      } catch (const nlohmann::json::exception& e) {
+        fail("{}: unexpected structure: {}", where, e.what());
+      }
       if (spec.id.empty()) spec.id = std::to_string(specs.size());
     } else {
       spec.prompt = std::string(line);

@@ -51,7 +51,11 @@ std::string TensorView::shape_string() const {
 }
 
 SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path) {
-  tensors_ = parse_safetensors(file_.bytes(), path.string(), &file_.path());
+  try {
+    tensors_ = parse_safetensors(file_.bytes(), path.string(), &file_.path());
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected header structure: {}", path.string(), e.what());
+  }
 }
 
 std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> bytes, const std::string& where,
@@ -164,6 +168,7 @@ WeightStore WeightStore::open_model_dir(const std::filesystem::path& dir) {
 
   const nlohmann::json index = read_json_file(index_path);
   const std::string where = index_path.string();
+  try {
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
     fail("{}: missing object 'weight_map'", where);
   }
@@ -192,6 +197,9 @@ WeightStore WeightStore::open_model_dir(const std::filesystem::path& dir) {
     }
   }
   return store;
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected structure: {}", where, e.what());
+  }
 }
 
 const TensorView* WeightStore::find(std::string_view name) const {

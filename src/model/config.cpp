@@ -101,7 +101,8 @@ float ModelConfig::attention_scale() const {
   return static_cast<float>(scale);
 }
 
-ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where) {
+// The parse proper; parse_model_config() turns library exceptions into errors.
+static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) fail("{}: expected a JSON object", where);
   const Reader r(j, where);
   ModelConfig c;
@@ -195,6 +196,14 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where
 
 ModelConfig load_model_config(const std::filesystem::path& path) {
   return parse_model_config(read_json_file(path), path.string());
+}
+
+ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where) {
+  try {
+    return parse_model_config_checked(j, where);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected structure: {}", where, e.what());
+  }
 }
 
 std::string ModelConfig::summary() const {

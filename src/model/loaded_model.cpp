@@ -30,7 +30,7 @@ std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const 
 
   // Stop tokens: generation_config.json, else config.json, else the tokenizer's eos.
   const auto gen_path = dir / "generation_config.json";
-  if (std::filesystem::exists(gen_path, ec)) {
+  if (std::filesystem::exists(gen_path, ec)) try {
     const auto gen = read_json_file(gen_path);
     if (gen.is_object() && gen.contains("eos_token_id")) {
       const auto& e = gen["eos_token_id"];
@@ -46,6 +46,8 @@ std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const 
         add(e);
       }
     }
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected structure: {}", gen_path.string(), e.what());
   }
   if (m->eos_ids.empty()) m->eos_ids = m->config.eos_token_ids;
   if (m->eos_ids.empty() && m->tokenizer.eos_id() >= 0) m->eos_ids.push_back(m->tokenizer.eos_id());

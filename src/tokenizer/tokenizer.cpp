@@ -36,7 +36,16 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
 }
 
 Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& where) {
-  const json j = parse_json(text, where);
+  // Any structural surprise (a key of the wrong type, say) is an error in
+  // the file, named as such, whichever access met it.
+  try {
+    return from_json(parse_json(text, where), where);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected structure: {}", where, e.what());
+  }
+}
+
+Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) fail("{}: expected a JSON object", where);
   Tokenizer t;
 
@@ -192,7 +201,7 @@ Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& wh
   return t;
 }
 
-void Tokenizer::apply_config(const std::filesystem::path& config_path) {
+void Tokenizer::apply_config(const std::filesystem::path& config_path) try {
   const json c = read_json_file(config_path);
   if (!c.is_object()) fail("{}: expected a JSON object", config_path.string());
   const auto lookup = [&](const char* key) -> int32_t {
@@ -206,6 +215,8 @@ void Tokenizer::apply_config(const std::filesystem::path& config_path) {
   };
   if (const int32_t bos = lookup("bos_token"); bos >= 0) bos_id_ = bos;
   if (const int32_t eos = lookup("eos_token"); eos >= 0) eos_id_ = eos;
+} catch (const nlohmann::json::exception& e) {
+  fail("{}: unexpected structure: {}", config_path.string(), e.what());
 }
 
 const std::string& Tokenizer::bos_text() const {

@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "mote/tokenizer/bpe.h"
 #include "mote/tokenizer/pretokenizer.h"
 
@@ -52,6 +54,7 @@ class Tokenizer {
   int32_t added_token_id(std::string_view content) const;
 
  private:
+  static Tokenizer from_json(const nlohmann::json& j, const std::string& where);
   void encode_plain(std::string_view text, std::vector<int32_t>& out) const;
   void apply_config(const std::filesystem::path& config_path);
 
