@@ -95,13 +95,20 @@ void h5_string_dataset(hid_t parent, const std::string& name, const std::string&
 }
 
 void h5_string_list(hid_t parent, const std::string& name, const std::vector<std::string>& values) {
-  const H5Handle type = utf8_string_type();
+  // Fixed-length (null-padded) strings: readable by h5py and h5dump, and
+  // read back without HDF5's global heap, which corrupt files can make loop.
+  size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size());
+  H5Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.id(), width);
+  H5Tset_strpad(type.id(), H5T_STR_NULLPAD);
+  H5Tset_cset(type.id(), H5T_CSET_UTF8);
   const hsize_t n = values.size();
   H5Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
   H5Handle ds(check(H5Dcreate2(parent, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create dataset", name), H5Dclose);
-  std::vector<const char*> pointers;
-  for (const auto& v : values) pointers.push_back(v.c_str());
-  if (n > 0 && H5Dwrite(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0) {
+  std::string buffer(width * values.size(), '\0');
+  for (size_t i = 0; i < values.size(); ++i) buffer.replace(i * width, values[i].size(), values[i]);
+  if (n > 0 && H5Dwrite(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0) {
     fail("HDF5: cannot write dataset '{}'", name);
   }
 }

@@ -1,6 +1,6 @@
 #include "mote/io/profile_file.h"
 
-#include <cstdlib>
+#include <string_view>
 
 #include "mote/io/h5.h"
 #include "mote/util/checked_math.h"
@@ -53,14 +53,20 @@ ProfileData read_profile_file(const std::filesystem::path& path) {
   const auto cl = dims_of(classes.id());
   if (cl.size() != 1 || cl[0] != cd[0]) fail("{}: 'classes' must list one name per class of 'counts'", where);
   H5Handle type(H5Dget_type(classes.id()), H5Tclose);
-  if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) <= 0) fail("{}: 'classes' must hold variable-length strings", where);
-  if (cl[0] > (1u << 16)) fail("{}: 'classes' is implausibly large", where);
-  std::vector<char*> names(cl[0], nullptr);
-  const H5Handle transfer = h5_capped_vlen_transfer();
-  if (H5Dread(classes.id(), type.id(), H5S_ALL, H5S_ALL, transfer.id(), names.data()) < 0) fail("{}: cannot read 'classes'", where);
-  for (char* n : names) {
-    p.classes.emplace_back(n != nullptr ? n : "");
-    std::free(n);  // allocated by the capped allocator (malloc)
+  if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) != 0) {
+    fail("{}: 'classes' must hold fixed-length strings", where);
+  }
+  const size_t width = H5Tget_size(type.id());
+  if (width == 0 || width > 4096 || cl[0] > (1u << 16)) fail("{}: 'classes' is implausibly large", where);
+  std::string buffer(width * cl[0], '\0');
+  H5Handle mem(H5Tcopy(type.id()), H5Tclose);  // same width and character set: a plain copy of the bytes
+  H5Tset_strpad(mem.id(), H5T_STR_NULLPAD);
+  if (!buffer.empty() && H5Dread(classes.id(), mem.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0) {
+    fail("{}: cannot read 'classes'", where);
+  }
+  for (size_t i = 0; i < cl[0]; ++i) {
+    const std::string_view slot(buffer.data() + i * width, width);
+    p.classes.emplace_back(slot.substr(0, slot.find('\0')));
   }
 
   H5Handle index = open_dataset(file.id(), "moe_layer_decoder_index", where);

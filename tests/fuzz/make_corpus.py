@@ -73,6 +73,6 @@ with h5py.File(d / "part.h5", "w") as f:
     g["expert_gate_sum"] = np.ones((2, 2, 4), dtype=np.float64)
     f["counts"] = np.ones((1, 2, 2, 4), dtype=np.uint64)
     f["tokens"] = np.ones((1, 2), dtype=np.uint64)
-    f["classes"] = np.array(["a"], dtype=h5py.string_dtype())
+    f["classes"] = np.array([b"a"], dtype="S1")
     f["moe_layer_decoder_index"] = np.array([1, 2], dtype=np.int32)
 print("seed corpora written to", corpus)

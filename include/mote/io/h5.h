@@ -64,7 +64,7 @@ void h5_attr_double(hid_t obj, const std::string& name, double value);
 
 // A scalar variable-length UTF-8 string dataset.
 void h5_string_dataset(hid_t parent, const std::string& name, const std::string& value);
-// A 1-D dataset of variable-length UTF-8 strings.
+// A 1-D dataset of fixed-length (null-padded) UTF-8 strings.
 void h5_string_list(hid_t parent, const std::string& name, const std::vector<std::string>& values);
 
 // N-D numeric datasets; chunked and deflate-compressed when `compress` and
