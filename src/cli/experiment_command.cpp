@@ -200,13 +200,15 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     gen_args.push_back(conditions[i].name + "=" + conditions[i].mask_file);
   }
 
-  const auto finish = [&](hid_t root, const std::vector<PromptSpec>& specs, const std::vector<std::string>& texts) {
+  const auto finish = [&](hid_t root, const std::vector<PromptSpec>& specs, const std::vector<std::string>& texts,
+                          const std::vector<std::string>& errors) {
     const auto model = load_model(model_dir, [](int, int) { return false; });
     for (auto& c : conditions) {
       c.n.assign(classes.size(), 0);
       c.matches.assign(classes.size(), 0);
     }
     for (size_t i = 0; i < specs.size(); ++i) {
+      if (!errors[i].empty()) continue;  // a failed request says nothing about the behaviour
       bool hit = false;
       if (regex) {
         hit = regex->search(texts[i]);

@@ -33,6 +33,7 @@
 #include "mote/runtime/prompt_encoding.h"
 #include "mote/util/error.h"
 #include "mote/util/memory.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 namespace {
@@ -95,9 +96,9 @@ po::options_description generate_options(GenerateJob& job) {
        "MoTE mask file (docs/steering.md): FILE applies to every request without a \"mask\" field; NAME=FILE "
        "defines a mask set that requests pick with \"mask\": \"NAME\" (repeatable)")
       ("checkpoint-every", po::value(&job.checkpoint_every)->default_value(0),
-       "with --out: save finished requests to OUT.checkpoint/ every N requests (0: no checkpoints)")
+       "with --out: save finished requests to OUT.checkpoint/ every N requests (0: only when stopped by SIGTERM or SIGINT)")
       ("resume", po::bool_switch(&job.resume),
-       "continue the same job from OUT.checkpoint/ after a crash; the final file equals an uninterrupted run's")
+       "continue the same job from OUT.checkpoint/ after a crash or a stop; the final file equals an uninterrupted run's")
       ("wire-dtype", po::value(&job.wire_dtype)->default_value("f32"),
        "precision of hidden states sent to and from expert ranks: f32 or bf16 (rounded the same way on one rank)")
       ("log-level", po::value(&job.log_level)->default_value("info"), "trace, debug, info, warn, error or off");
@@ -148,7 +149,6 @@ void validate(const GenerateJob& job) {
   if (job.threads < 0) fail("--threads {} must not be negative", job.threads);
   if (job.checkpoint_every < 0) fail("--checkpoint-every {} must not be negative", job.checkpoint_every);
   if ((job.checkpoint_every > 0 || job.resume) && job.out.empty()) fail("--checkpoint-every and --resume need --out");
-  if (job.resume && job.checkpoint_every == 0) fail("--resume needs --checkpoint-every N, as the interrupted job had");
 }
 
 }  // namespace
@@ -270,6 +270,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   std::vector<EncodedPrompt> encoded;
   std::vector<GenerationRequest> requests;
   std::vector<const ExpertMask*> request_masks;
+  std::vector<std::string> request_errors;  // non-empty: the request cannot run and is recorded as failed
   std::optional<Checkpoint> checkpoint;
   FinishedRequests finished;
   if (coordinator) {
@@ -304,24 +305,34 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
         mask = it->id == 0 ? nullptr : &*it;
       }
       request_masks.push_back(mask);
-      try {
-        encoded.push_back(encode_prompt(model_files->tokenizer, spec));
-      } catch (const Error& e) {
-        fail("{}: {}", where, e.what());
+      // A prompt that cannot run fails alone; the job runs the others.
+      std::string error = spec.error;
+      EncodedPrompt prompt;
+      if (error.empty()) {
+        try {
+          prompt = encode_prompt(model_files->tokenizer, spec);
+        } catch (const Error& e) {
+          error = e.what();
+        }
       }
-      if (encoded.back().double_bos) {
+      if (error.empty() && prompt.tokens.empty()) error = "the prompt encodes to no tokens";
+      if (error.empty() && prompt.tokens.size() > static_cast<size_t>(config.max_position_embeddings)) {
+        error = fmt::format("the prompt has {} tokens but the model takes at most {} positions (max_position_embeddings)",
+                            prompt.tokens.size(), config.max_position_embeddings);
+      }
+      if (!error.empty()) spdlog::warn("{}: request skipped: {}", where, error);
+      if (prompt.double_bos) {
         spdlog::warn("{}: the prompt text starts with BOS and another BOS was added; set \"add_special_tokens\": false", where);
       }
-      if (encoded.back().tokens.size() > static_cast<size_t>(config.max_position_embeddings)) {
-        fail("{}: the prompt has {} tokens but the model takes at most {} positions", where, encoded.back().tokens.size(),
-             config.max_position_embeddings);
-      }
+      if (!error.empty() && prompt.text.empty() && spec.prompt) prompt.text = *spec.prompt;
+      request_errors.push_back(std::move(error));
+      encoded.push_back(std::move(prompt));
       auto cls = std::find(classes.begin(), classes.end(), spec.cls);
       if (cls == classes.end()) cls = classes.insert(classes.end(), spec.cls);
       requests.push_back({encoded.back().tokens, request_masks.back(), i, static_cast<int16_t>(cls - classes.begin())});
     }
     if (classes.size() > 32767) fail("more than 32767 classes");
-    if (out && job.checkpoint_every > 0) {
+    if (out) {
       uint64_t h = 0xcbf29ce484222325ull;
       for (const auto& e : encoded) h = fnv1a(fnv1a(h, e.text), "\x1f");
       for (const auto& spec : specs) h = fnv1a(fnv1a(fnv1a(h, spec.id), spec.cls), spec.mask);
@@ -337,6 +348,10 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       checkpoint.emplace(dir, fmt::format("{:016x}\n", h), job.checkpoint_every);
       if (job.resume) {
         finished = checkpoint->load();
+        for (const auto& [index, result] : finished) {
+          if (index >= requests.size() || !request_errors[index].empty()) fail("{}: holds request {}, which this job does not run", dir.string(), index);
+        }
+        if (checkpoint->parts() == 0) spdlog::warn("--resume: {} holds no checkpoint; starting from the beginning", dir.string());
         spdlog::info("resuming: {} of {} requests finished before", finished.size(), requests.size());
       }
     }
@@ -363,22 +378,31 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
                MPI_COMM_WORLD);
   };
 
+  // How the job ended, decided by the coordinator: 0 complete, else the
+  // stop signal that ended it early. Every rank exits with the same code.
+  int stopped_by = 0;
+  const auto exit_code = [&] { return stopped_by == 0 ? 0 : 128 + stopped_by; };
   if (!coordinator) {
     ShardServer server(MPI_COMM_WORLD, wire, worker);
     const int64_t served = server.run();
+    MPI_Bcast(&stopped_by, 1, MPI_INT, 0, MPI_COMM_WORLD);
     reduce_counters();
     gather_memory();
     spdlog::debug("served {} MoE-layer exchanges", served);
-    return 0;
+    return exit_code();
   }
 
   MpiExpertExecutor executor(MPI_COMM_WORLD, placement, wire, worker);
   DeepseekV3 model(config, model_files->weights, &executor);
   ExpertCounters routed(n_classes, moe_layers, config.n_routed_experts);
   job.gen.routing_counts = &routed;
+  job.gen.stop_requested = [&] { return stop_signal() != 0 || executor.peer_stop_signal() != 0; };
   Generator generator(model, model_files->eos_ids, job.gen);
   std::optional<H5Handle> requests_group;
   if (out) requests_group.emplace(h5_create_group(out->root(), "requests"));
+  // Finished requests go into checkpoint parts when asked for, else straight
+  // into the result file (which becomes a part if the job is stopped).
+  const bool write_parts = checkpoint && job.checkpoint_every > 0;
 
   // Class totals are summed from the per-request counts in request order, so
   // they do not depend on batching, world size or interruptions.
@@ -395,7 +419,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   std::vector<GenerationRequest> todo;
   std::vector<size_t> todo_index;
   for (size_t i = 0; i < requests.size(); ++i) {
-    if (finished.count(i) == 0) {
+    if (finished.count(i) == 0 && request_errors[i].empty()) {
       todo.push_back(requests[i]);
       todo_index.push_back(i);
     }
@@ -403,33 +427,30 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   ExpertCounters run_totals(n_classes, moe_layers, config.n_routed_experts);  // what this run computed
   std::vector<bool> ran(requests.size(), false);
   for (size_t i : todo_index) ran[i] = true;
+  const size_t finished_before = finished.size();
   for (auto& [index, result] : finished) waiting.emplace(index, std::move(result));
   finished.clear();
 
-  Progress progress(todo.size());
-  generator.run(todo, [&](size_t todo_position, GenerationResult&& result) {
-    const size_t index = todo_index[todo_position];
-    progress.request_done(result.generated.size());
-    const PromptSpec& spec = specs[index];
-    if (checkpoint) {
-      const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
-      RequestRecord record{index, spec.id, spec.cls, mask_name, encoded[index].text, tokenizer.decode(result.generated),
-                           &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(), model.top_k(),
-                           config.n_routed_experts};
-      write_request(checkpoint->requests_group(), record);
-      checkpoint->request_written();
-    } else if (out) {
-      const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
-      RequestRecord record{index, spec.id, spec.cls, mask_name, encoded[index].text, tokenizer.decode(result.generated),
-                           &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(), model.top_k(),
-                           config.n_routed_experts};
-      write_request(requests_group->id(), record);
-    }
-    result.logits.clear();  // printing and totals need only the tokens and counts
-    result.route_experts.clear();
-    result.route_weights.clear();
-    waiting.emplace(index, std::move(result));
-    while (!waiting.empty() && waiting.begin()->first == next_to_print) {
+  const auto record_of = [&](size_t index, const GenerationResult& result) {
+    const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
+    return RequestRecord{index, specs[index].id, specs[index].cls, mask_name, encoded[index].text, tokenizer.decode(result.generated),
+                         request_errors[index], &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(),
+                         model.top_k(), config.n_routed_experts};
+  };
+  const auto show = [&](size_t index, const std::string& body) {
+    const PromptSpec& s = specs[index];
+    std::cout << "### " << s.id << " (" << s.cls << ")\n"
+              << "> " << (s.prompt ? *s.prompt : s.messages.back().content) << "\n"
+              << body << "\n\n" << std::flush;
+  };
+  const auto print_ready = [&] {
+    for (;;) {
+      if (next_to_print < specs.size() && !request_errors[next_to_print].empty()) {
+        show(next_to_print, "[request failed: " + request_errors[next_to_print] + "]");
+        ++next_to_print;
+        continue;
+      }
+      if (waiting.empty() || waiting.begin()->first != next_to_print) return;
       const auto& done = waiting.begin()->second;
       const int cls = requests[next_to_print].cls;
       const size_t per_class = done.expert_counts.size();
@@ -446,24 +467,61 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       std::vector<int32_t> shown = done.generated;
       if (done.stop == StopReason::Eos) shown.pop_back();
       texts[next_to_print] = tokenizer.decode(shown);
-      const PromptSpec& s = specs[next_to_print];
-      std::cout << "### " << s.id << " (" << s.cls << ")\n"
-                << "> " << (s.prompt ? *s.prompt : s.messages.back().content) << "\n"
-                << texts[next_to_print] << "\n\n" << std::flush;
+      show(next_to_print, texts[next_to_print]);
       waiting.erase(waiting.begin());
       ++next_to_print;
     }
+  };
+
+  Progress progress(todo.size());
+  size_t finished_now = 0;
+  const bool completed = generator.run(todo, [&](size_t todo_position, GenerationResult&& result) {
+    const size_t index = todo_index[todo_position];
+    progress.request_done(result.generated.size());
+    ++finished_now;
+    if (write_parts) {
+      write_request(checkpoint->requests_group(), record_of(index, result));
+      checkpoint->request_written();
+    } else if (out) {
+      write_request(requests_group->id(), record_of(index, result));
+    }
+    result.logits.clear();  // printing and totals need only the tokens and counts
+    result.route_experts.clear();
+    result.route_weights.clear();
+    waiting.emplace(index, std::move(result));
+    print_ready();
   });
   progress.finish();
   executor.shutdown();
-
-  // What the experts processed, summed over ranks, must equal what the
-  // router decided, to the last bit.
+  if (!completed) stopped_by = stop_signal() != 0 ? stop_signal() : executor.peer_stop_signal();
+  MPI_Bcast(&stopped_by, 1, MPI_INT, 0, MPI_COMM_WORLD);
   reduce_counters();
   gather_memory();
   if (const auto diff = reduced.first_difference(routed)) {
+    // What the experts processed, summed over ranks, must equal what the
+    // router decided, to the last bit.
     fail("expert counters reduced from the ranks disagree with the coordinator's routing record: {}", *diff);
   }
+
+  if (stopped_by != 0) {
+    // Stopped: keep what finished (in-flight requests run again on resume).
+    const size_t saved = finished_before + finished_now;
+    if (!checkpoint) {
+      spdlog::warn("{}: stopped after {} of {} requests; nothing was saved (no --out)", signal_name(stopped_by), saved, requests.size());
+      return exit_code();
+    }
+    if (write_parts) {
+      checkpoint->flush();
+    } else if (finished_now > 0) {
+      requests_group->reset();
+      checkpoint->adopt(*out);
+    }
+    spdlog::warn("{}: stopped after {} of {} requests, saved in {}; run the same command with --resume to finish",
+                 signal_name(stopped_by), saved, requests.size(), checkpoint->dir().string());
+    return exit_code();
+  }
+  print_ready();  // requests all finished before a resume print here
+
   // The per-request counts add up to the same totals: token counts exactly,
   // gate sums up to summation order.
   for (size_t i = 0; i < reduced.tokens.size(); ++i) {
@@ -492,13 +550,27 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
                                static_cast<double>(peak_rss.back()) / 1e6, static_cast<double>(weights_resident.back()) / 1e6);
   }
   spdlog::info("memory: {}", memory_line);
-
-  if (finish) finish(out ? out->root() : -1, specs, texts);
-  if (checkpoint) {
-    checkpoint->flush();
-    checkpoint->copy_into(requests_group->id());
+  const auto failed = static_cast<size_t>(std::count_if(request_errors.begin(), request_errors.end(), [](const auto& e) { return !e.empty(); }));
+  if (failed > 0) {
+    spdlog::warn("{} of {} requests failed and did not run (see the warnings above{})", failed, requests.size(),
+                 out ? ", and the 'error' attribute in /requests" : "");
   }
+
+  if (finish) finish(out ? out->root() : -1, specs, texts, request_errors);
   if (out) {
+    if (write_parts) checkpoint->flush();
+    if (checkpoint->parts() > 0) {
+      // The result holds the parts' requests plus class totals and masks.
+      out->ensure_room(checkpoint->bytes() + checkpoint->bytes() / 8 + (1u << 20));
+      checkpoint->copy_into(requests_group->id());
+    }
+    GenerationResult none;
+    none.stop = StopReason::Error;
+    none.expert_counts.assign(static_cast<size_t>(kPhaseCount) * moe_layers * config.n_routed_experts, 0);
+    none.expert_gate_sum.assign(none.expert_counts.size(), 0.0);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (!request_errors[i].empty()) write_request(requests_group->id(), record_of(i, none));
+    }
     requests_group->reset();
     const hid_t root = out->root();
     h5_attr_string(root, "format", "mote");
@@ -520,6 +592,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     h5_attr_int(root, "max_new_tokens", job.gen.max_new_tokens);
     h5_attr_int(root, "stop_at_eos", job.gen.stop_at_eos ? 1 : 0);
     h5_attr_int(root, "request_count", static_cast<int64_t>(specs.size()));
+    h5_attr_int(root, "failed_request_count", static_cast<int64_t>(failed));
     write_counters(root, class_totals, classes, config.moe_layers());
     h5_dataset(root, "tokens", {static_cast<hsize_t>(n_classes), kPhaseCount}, class_tokens.data());
     write_masks(root, masks);
@@ -531,8 +604,9 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       for (int r = 0; r < mpi.size(); ++r) counts.push_back(placement.count_on(r));
       return counts;
     }().data());
+    ranks.reset();
     out->commit();
-    if (checkpoint) checkpoint->remove();
+    checkpoint->remove();
     spdlog::info("wrote {}", job.out);
   }
   return 0;

@@ -7,6 +7,7 @@
 #include "mote/cli/options.h"
 #include "mote/dist/mpi_session.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 
 namespace {
 
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   const std::string command_line = mote::joined_command_line(argc, argv);
   mote::MpiSession mpi(&argc, &argv);
+  mote::install_stop_handlers();
   // Before the job starts every rank sees the same options and fails the
   // same way: rank 0 speaks for all and every rank exits. Once it has
   // started, a failing rank names itself and ends the whole job.

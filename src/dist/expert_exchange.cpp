@@ -6,6 +6,7 @@
 
 #include "mote/io/safetensors_writer.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 namespace {
@@ -191,6 +192,7 @@ void MpiExpertExecutor::exchange_control(int command, int moe_layer) {
   check_mpi(MPI_Alltoall(send.data(), kControlInts, MPI_INT32_T, recv.data(), kControlInts, MPI_INT32_T, comm_), "Alltoall (control)");
   recv_records_.assign(static_cast<size_t>(world_), 0);
   for (int r = 0; r < world_; ++r) recv_records_[r] = recv[r * kControlInts + 2];
+  for (int r = 1; r < world_ && peer_stop_signal_ == 0; ++r) peer_stop_signal_ = recv[r * kControlInts];
 }
 
 void MpiExpertExecutor::begin(const ExpertBatch& b) {
@@ -295,6 +297,7 @@ int64_t ShardServer::run() {
   char empty = 0;
   int64_t served = 0;
   for (;;) {
+    send[0] = stop_signal();  // to the coordinator, which decides when to stop
     check_mpi(MPI_Alltoall(send.data(), kControlInts, MPI_INT32_T, control.data(), kControlInts, MPI_INT32_T, comm_), "Alltoall (control)");
     // Rank 0 is the coordinator; it decides whether there is a layer or the end.
     const int32_t command = control[0];

@@ -60,7 +60,7 @@ PromptSpec parse_json_line(std::string_view line, const std::string& where) {
     }
   }
   if (spec.prompt.has_value() == !spec.messages.empty()) fail("{}: give exactly one of 'prompt' and 'messages'", where);
-  if (spec.prompt && spec.prompt->empty()) fail("{}: 'prompt' is empty", where);
+  if (spec.prompt && spec.prompt->empty()) spec.error = "the prompt is empty";
   if (!spec.messages.empty() && j.contains("add_special_tokens")) {
     fail("{}: 'add_special_tokens' applies to raw prompts only; the chat format writes its own BOS", where);
   }
@@ -93,8 +93,15 @@ std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     const std::string where = fmt::format("{}:{}", path.string(), line_no);
-    if (const auto bad = find_invalid_utf8(line)) fail("{}: invalid UTF-8 at byte {} of the line", where, *bad + 1);
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    // A line that is not UTF-8 becomes a failed request, not a failed job:
+    // the rest of the line (its id above all) is read from a repaired copy.
+    std::string error, repaired;
+    if (const auto bad = find_invalid_utf8(line)) {
+      error = fmt::format("invalid UTF-8 at byte {} of line {}", *bad + 1, line_no);
+      repaired = repair_utf8(line);
+      line = repaired;
+    }
 
     PromptSpec spec;
     if (jsonl) {
@@ -109,6 +116,7 @@ std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
       spec.id = std::to_string(line_no);
     }
     spec.line = line_no;
+    if (!error.empty()) spec.error = std::move(error);
     const auto [it, inserted] = line_of_id.emplace(spec.id, line_no);
     if (!inserted) fail("{}: duplicate id '{}' (first used on line {})", where, spec.id, it->second);
     specs.push_back(std::move(spec));

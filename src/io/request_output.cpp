@@ -12,6 +12,7 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
   h5_attr_string(g.id(), "mask", r.mask);
   h5_attr_string(g.id(), "stop_reason", stop_reason_name(res.stop));
   h5_attr_int(g.id(), "stop_code", static_cast<int64_t>(res.stop));  // the same, fixed-size for readers of untrusted files
+  if (!r.error.empty()) h5_attr_string(g.id(), "error", r.error);
   h5_string_dataset(g.id(), "prompt_text", r.prompt_text);
   h5_string_dataset(g.id(), "text", r.text);
   h5_dataset(g.id(), "prompt_tokens", {r.prompt_tokens->size()}, r.prompt_tokens->data());

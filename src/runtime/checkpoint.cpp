@@ -42,24 +42,41 @@ std::vector<T> read_vector(hid_t group, const char* name, hid_t mem_type, const 
 
 Checkpoint::Checkpoint(std::filesystem::path dir, std::string fingerprint, int every)
     : dir_(std::move(dir)), fingerprint_(std::move(fingerprint)), every_(every) {
-  const auto fp_path = dir_ / "job-fingerprint.txt";
   std::error_code ec;
+  if (!std::filesystem::is_directory(dir_, ec)) return;  // created with the first part
+  const auto fp_path = dir_ / "job-fingerprint.txt";
   if (std::filesystem::exists(fp_path, ec)) {
     const std::string existing = read_text_file(fp_path);
     if (existing != fingerprint_) {
       fail("{}: the checkpoint belongs to a different job (prompts, model or options changed); remove it or run without --resume",
            dir_.string());
     }
-  } else {
-    std::filesystem::create_directories(dir_);
-    std::ofstream(fp_path) << fingerprint_;
   }
   // Parts left half-written by a crash are discarded; complete ones are kept.
   for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
     if (entry.path().filename().string().find(".tmp") != std::string::npos) std::filesystem::remove(entry.path(), ec);
   }
-  const auto parts = parts_in(dir_);
-  next_part_ = static_cast<int>(parts.size());
+  next_part_ = static_cast<int>(parts_in(dir_).size());
+}
+
+void Checkpoint::ensure_dir() {
+  const auto fp_path = dir_ / "job-fingerprint.txt";
+  std::error_code ec;
+  if (std::filesystem::exists(fp_path, ec)) return;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) fail("{}: cannot create the checkpoint directory: {}", dir_.string(), ec.message());
+  std::ofstream out(fp_path);
+  out << fingerprint_;
+  out.close();
+  if (!out) fail("{}: cannot write", fp_path.string());
+}
+
+std::filesystem::path Checkpoint::next_part_path() const { return dir_ / fmt::format("part-{:06d}.h5", next_part_); }
+
+void Checkpoint::adopt(OutputFile& file) {
+  ensure_dir();
+  file.hand_over(next_part_path());
+  ++next_part_;
 }
 
 Checkpoint::~Checkpoint() {
@@ -108,7 +125,8 @@ FinishedRequests Checkpoint::load() const {
 
 hid_t Checkpoint::requests_group() {
   if (part_.id() < 0) {
-    part_final_ = dir_ / fmt::format("part-{:06d}.h5", next_part_);
+    ensure_dir();
+    part_final_ = next_part_path();
     part_temp_ = part_final_;
     part_temp_ += ".tmp";
     const hid_t id = H5Fcreate(part_temp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -147,6 +165,16 @@ void Checkpoint::copy_into(hid_t requests_group) const {
       }
     }
   }
+}
+
+uint64_t Checkpoint::bytes() const {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& path : parts_in(dir_)) {
+    const auto size = std::filesystem::file_size(path, ec);
+    if (!ec) total += size;
+  }
+  return total;
 }
 
 void Checkpoint::remove() const {

@@ -14,6 +14,7 @@ const char* stop_reason_name(StopReason reason) {
     case StopReason::Eos: return "eos";
     case StopReason::MaxTokens: return "max_new_tokens";
     case StopReason::ContextFull: return "context_full";
+    case StopReason::Error: return "error";
   }
   return "?";
 }
@@ -39,7 +40,7 @@ Generator::Generator(DeepseekV3& model, std::vector<int32_t> eos_ids, Generation
   if (options_.max_new_tokens < 0) fail("max new tokens must not be negative");
 }
 
-void Generator::run(std::span<const GenerationRequest> requests,
+bool Generator::run(std::span<const GenerationRequest> requests,
                     const std::function<void(size_t, GenerationResult&&)>& on_done) {
   const ModelConfig& c = model_.config();
   const int vocab = c.vocab_size;
@@ -73,7 +74,12 @@ void Generator::run(std::span<const GenerationRequest> requests,
   const uint64_t bytes_before = weight_bytes_streamed();
   const auto run_start = std::chrono::steady_clock::now();
 
+  bool completed = true;
   while (finished < requests.size()) {
+    if (options_.stop_requested && options_.stop_requested()) {
+      completed = false;
+      break;
+    }
     // Admit queued requests into free slots.
     for (int s = 0; s < slots && next_request < requests.size(); ++s) {
       Slot& slot = state[s];
@@ -192,6 +198,7 @@ void Generator::run(std::span<const GenerationRequest> requests,
   }
   stats_.total_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   stats_.weight_bytes += weight_bytes_streamed() - bytes_before;
+  return completed;
 }
 
 }  // namespace mote

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 
+#include "mote/util/memory.h"
+
 namespace mote {
 
 Progress::Progress(size_t total, double interval_seconds)
@@ -30,7 +32,9 @@ void Progress::report(bool final) {
     std::fprintf(stderr, "\r%zu/%zu requests, %.1f tokens/s, %.0f s left   %s", done_, total_, rate, left, final ? "\n" : "");
     std::fflush(stderr);
   } else {
-    spdlog::info("progress: {}/{} requests, {:.1f} generated tokens/s, {:.0f} s left", done_, total_, rate, left);
+    // Resident memory in the log line shows a long job's footprint staying flat.
+    spdlog::info("progress: {}/{} requests, {:.1f} generated tokens/s, {:.0f} s left, {:.1f} MB resident", done_, total_, rate, left,
+                 static_cast<double>(current_rss_bytes()) / 1e6);
   }
 }
 

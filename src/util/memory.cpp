@@ -16,6 +16,15 @@ uint64_t peak_rss_bytes() {
   return 0;
 }
 
+uint64_t current_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
 uint64_t mapped_rss_bytes(const std::vector<std::filesystem::path>& files) {
   std::set<std::string> wanted;
   for (const auto& f : files) {

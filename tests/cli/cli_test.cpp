@@ -118,8 +118,6 @@ TEST_F(Cli, BadOptionValues) {
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--placement", "scattered"}), "--placement 'scattered'");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--wire-dtype", "fp8"}), "--wire-dtype 'fp8'");
   EXPECT_FAILS_WITH(mote({"profile", "--prompts", prompts.string(), "--checkpoint-every", "5"}), "--checkpoint-every and --resume need --out");
-  EXPECT_FAILS_WITH(mote({"profile", "--prompts", prompts.string(), "--resume", "--out", (dir_ / "x.h5").string()}),
-                    "--resume needs --checkpoint-every N");
   EXPECT_FAILS_WITH(mote({"profile"}), "give --prompts FILE or --class-prompts CLASS=FILE");
   EXPECT_FAILS_WITH(mote({"profile", "--class-prompts", "nofile"}), "--class-prompts nofile: expected CLASS=FILE");
   const auto placement = write("placement.json", R"({"owner": [[0, 0]]})");
@@ -131,18 +129,56 @@ TEST_F(Cli, BadPromptFilesNameTheLine) {
   const auto run = [&](const std::string& text) {
     return mote({"generate", "--prompts", write("p.jsonl", text).string(), "--log-level", "warn"});
   };
-  EXPECT_FAILS_WITH(run("{\"prompt\": \"ok\"}\n{\"prompt\": \"bad\xff\"}\n"), "p.jsonl:2: invalid UTF-8");
   EXPECT_FAILS_WITH(run("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": 1, \"prompt\": \"b\"}\n"), "p.jsonl:2: duplicate id '1' (first used on line 1)");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"colour\": 1}\n"), "p.jsonl:1: unknown key 'colour'");
-  EXPECT_FAILS_WITH(run("{\"prompt\": \"\"}\n"), "p.jsonl:1: 'prompt' is empty");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\"\n"), "p.jsonl:1: invalid JSON");
   EXPECT_FAILS_WITH(run("{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n"), "role 'robot'");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"), "exactly one of");
   EXPECT_FAILS_WITH(run("\n\n"), "no prompts");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"), "p.jsonl:1 (id '0'): names mask set 'refusal', which no --mask NAME=FILE defines");
-  std::string long_prompt = "{\"prompt\": \"";
+}
+
+// What is wrong with one prompt fails that request alone: the others run,
+// the output records why it failed, and the job succeeds.
+TEST_F(Cli, UnusablePromptsFailAloneAndTheJobContinues) {
+  std::string long_prompt;
   for (int i = 0; i < 1100; ++i) long_prompt += "word ";
-  EXPECT_FAILS_WITH(run(long_prompt + "\"}\n"), "takes at most 1024 positions");
+  const auto prompts = write("p.jsonl", "{\"id\": \"good1\", \"prompt\": \"The secret of a happy life is\"}\n"
+                                        "{\"id\": \"utf8\", \"prompt\": \"bad \xff byte\"}\n"
+                                        "{\"id\": \"empty\", \"prompt\": \"\"}\n"
+                                        "{\"id\": \"long\", \"prompt\": \"" + long_prompt + "\"}\n"
+                                        "{\"id\": \"good2\", \"prompt\": \"Once upon a time\"}\n");
+  const auto out = dir_ / "o.h5";
+  const auto r = mote({"profile", "--prompts", prompts.string(), "--max-new-tokens", "4", "--out", out.string(), "--log-level", "warn"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("p.jsonl:2 (id 'utf8'): request skipped: invalid UTF-8 at byte 31 of line 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p.jsonl:3 (id 'empty'): request skipped: the prompt is empty"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p.jsonl:4 (id 'long'): request skipped: the prompt has 1102 tokens but the model takes at most 1024 positions"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("3 of 5 requests failed"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("### utf8 (default)"), std::string::npos);
+  EXPECT_NE(r.out.find("[request failed: the prompt is empty]"), std::string::npos);
+
+  H5Handle file(H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  ASSERT_GE(file.id(), 0);
+  int64_t failed = -1;
+  ASSERT_TRUE(h5_read_int_attr(file.id(), "failed_request_count", failed));
+  EXPECT_EQ(failed, 3);
+  for (const char* name : {"0", "1", "2", "3", "4"}) {
+    H5Handle g(H5Gopen2(file.id(), (std::string("/requests/") + name).c_str(), H5P_DEFAULT), H5Gclose);
+    ASSERT_GE(g.id(), 0) << name;
+    int64_t stop = -1;
+    ASSERT_TRUE(h5_read_int_attr(g.id(), "stop_code", stop));
+    const bool should_fail = name[0] >= '1' && name[0] <= '3';
+    EXPECT_EQ(stop == 3, should_fail) << name;
+    EXPECT_EQ(H5Aexists(g.id(), "error") > 0, should_fail) << name;
+  }
+  // Failed requests add nothing to the class totals: only the two good prompts' tokens count.
+  H5Handle tokens(H5Dopen2(file.id(), "/tokens", H5P_DEFAULT), H5Dclose);
+  uint64_t per_phase[2] = {0, 0};
+  ASSERT_GE(H5Dread(tokens.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, per_phase), 0);
+  EXPECT_GT(per_phase[0], 0u);
+  EXPECT_EQ(per_phase[1], 2u * 3u);  // 4 tokens generated each, the last never fed back
 }
 
 TEST_F(Cli, MasksFromFilesAndJobFiles) {

@@ -17,7 +17,9 @@ struct PromptSpec;
 // Called on rank 0 when a generation job has finished, before its HDF5 file
 // (root group `root`, or -1 without --out) is committed: the requests and,
 // per request, the generated text up to (not including) a final EOS.
-using JobFinish = std::function<void(hid_t root, const std::vector<PromptSpec>& requests, const std::vector<std::string>& texts)>;
+// errors[i] is non-empty for a request that failed without running.
+using JobFinish = std::function<void(hid_t root, const std::vector<PromptSpec>& requests, const std::vector<std::string>& texts,
+                                     const std::vector<std::string>& errors)>;
 
 // `profile` is an fTRI job: the same run, labelled and documented for profiling.
 int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile = false,

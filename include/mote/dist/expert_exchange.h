@@ -89,6 +89,9 @@ class MpiExpertExecutor : public ExpertExecutor {
   void finish(float* out) override;
   // Tells every other rank that the job is over.
   void shutdown();
+  // A stop signal (SIGTERM, SIGINT) that reached a shard rank, reported in
+  // the control exchange so the coordinator stops the job; 0 if none.
+  int peer_stop_signal() const { return peer_stop_signal_; }
 
  private:
   void exchange_control(int command, int moe_layer);
@@ -99,6 +102,7 @@ class MpiExpertExecutor : public ExpertExecutor {
   ExpertWorker& worker_;
   bool overlap_;
   int world_;
+  int peer_stop_signal_ = 0;
   ExpertBatch batch_;
   MPI_Request payload_request_ = MPI_REQUEST_NULL;
   std::vector<int> send_records_, recv_records_, send_bytes_, recv_bytes_, send_displs_, recv_displs_;

@@ -20,6 +20,12 @@ class OutputFile {
   hid_t root() const { return file_.id(); }
   const std::filesystem::path& path() const { return path_; }
   void commit();
+  // Fails unless the file system (and this process's file-size limit)
+  // leave room for `bytes` more: libhdf5 can crash on a write that fails
+  // half-way, so a known shortage is an error before writing.
+  void ensure_room(uint64_t bytes) const;
+  // Closes the file unfinished and moves it to `dest` instead of `path`.
+  void hand_over(const std::filesystem::path& dest);
 
  private:
   std::filesystem::path path_, temp_path_;

@@ -28,10 +28,15 @@ struct PromptSpec {
   bool add_special_tokens = true;
   std::string mask;                   // mask-set name, empty = unsteered
   int line = 0;                       // 1-based line in the file, for errors
+  // Why this request cannot run (invalid UTF-8, empty prompt); the job
+  // records it as failed and runs the others.
+  std::string error;
 };
 
-// Reads and validates the whole file: invalid UTF-8, empty prompts, unknown
-// keys and duplicate ids are Errors naming the file and line.
+// Reads and validates the whole file. What is wrong with one prompt's text
+// (invalid UTF-8, an empty prompt) marks that request failed; what makes the
+// file itself unreadable (bad JSON, unknown keys, duplicate ids, no prompts)
+// is an Error naming the file and line.
 std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path);
 
 }  // namespace mote

@@ -1,7 +1,8 @@
 // The per-request part of every mote HDF5 file (see docs/hdf5-format.md):
 //
 //   /requests/<i>                 i = index of the request in the prompt file
-//       attrs: id, class, stop_reason (and stop_code: 0 eos, 1 max_new_tokens, 2 context_full), mask
+//       attrs: id, class, stop_reason (and stop_code: 0 eos, 1 max_new_tokens, 2 context_full,
+//              3 error), mask; error (why the request did not run; failed requests only)
 //       prompt_text, text         scalar UTF-8 strings (text: the decoded
 //                                 generated tokens, special tokens kept)
 //       prompt_tokens             int32 [prompt length]
@@ -26,6 +27,7 @@ struct RequestRecord {
   size_t index = 0;
   std::string id, cls, mask;
   std::string prompt_text, text;
+  std::string error;  // non-empty: the request failed without running
   const std::vector<int32_t>* prompt_tokens = nullptr;
   const GenerationResult* result = nullptr;
   int vocab = 0;

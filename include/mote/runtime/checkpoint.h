@@ -15,6 +15,7 @@
 #include <string>
 
 #include "mote/io/h5.h"
+#include "mote/io/output_file.h"
 #include "mote/runtime/generator.h"
 
 namespace mote {
@@ -26,6 +27,7 @@ using FinishedRequests = std::map<size_t, GenerationResult>;
 class Checkpoint {
  public:
   // `fingerprint` identifies the job; resuming with another one is refused.
+  // The directory is created with the first part.
   Checkpoint(std::filesystem::path dir, std::string fingerprint, int every);
   ~Checkpoint();
 
@@ -41,12 +43,20 @@ class Checkpoint {
   void flush();
   // Copies every part's request groups into `requests_group` of the final file.
   void copy_into(hid_t requests_group) const;
+  // Moves an unfinished result file whose /requests holds finished requests
+  // into place as the next part (a job without --checkpoint-every, stopped).
+  void adopt(OutputFile& file);
+  int parts() const { return next_part_; }
+  uint64_t bytes() const;  // size of the complete parts on disk
   void remove() const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
   std::filesystem::path dir_;
   std::string fingerprint_;
+  void ensure_dir();
+  std::filesystem::path next_part_path() const;
+
   int every_;
   int next_part_ = 0;
   int in_part_ = 0;

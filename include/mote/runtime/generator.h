@@ -30,6 +30,9 @@ struct GenerationOptions {
   int batch_size = 8;
   int max_step_tokens = 2048;
   ExpertCounters* routing_counts = nullptr;  // counts every routing decision when set
+  // Polled before every step: when it returns true, run() returns at once,
+  // leaving unfinished requests unreported (a stopped job resumes them).
+  std::function<bool()> stop_requested;
 };
 
 struct GenerationRequest {
@@ -39,7 +42,8 @@ struct GenerationRequest {
   int16_t cls = 0;      // class index, for the counters
 };
 
-enum class StopReason { Eos, MaxTokens, ContextFull };
+// Error: the request never ran (its prompt was unusable); not from the generator.
+enum class StopReason { Eos, MaxTokens, ContextFull, Error };
 const char* stop_reason_name(StopReason reason);
 
 struct GenerationResult {
@@ -71,8 +75,8 @@ class Generator {
   Generator(DeepseekV3& model, std::vector<int32_t> eos_ids, GenerationOptions options);
 
   // Runs all requests; `on_done(index, result)` is called as each finishes
-  // (not necessarily in order).
-  void run(std::span<const GenerationRequest> requests, const std::function<void(size_t, GenerationResult&&)>& on_done);
+  // (not necessarily in order). Returns false if stop_requested ended it early.
+  bool run(std::span<const GenerationRequest> requests, const std::function<void(size_t, GenerationResult&&)>& on_done);
   const GenerationStats& stats() const { return stats_; }
 
  private:

@@ -1,0 +1,46 @@
+#include "mote/util/stop_signal.h"
+
+#include <csignal>
+#include <cstring>
+
+namespace mote {
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int signal) {
+  if (g_stop_signal != 0 && signal == SIGINT) {
+    // Asked twice from a terminal: the user wants out now.
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
+    return;
+  }
+  if (g_stop_signal == 0) g_stop_signal = signal;
+}
+
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction action;
+  std::memset(&action, 0, sizeof action);
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;  // MPI and file calls carry on; the job polls the flag
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGUSR2, &action, nullptr);
+  std::signal(SIGXFSZ, SIG_IGN);
+}
+
+int stop_signal() { return g_stop_signal; }
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGUSR2: return "SIGUSR2";
+    default: return "a signal";
+  }
+}
+
+}  // namespace mote
