@@ -27,3 +27,28 @@ for placement in contiguous round-robin; do
   done
   echo "3 hosts over TCP, $placement placement: bit-identical to one process"
 done
+
+# A node that cannot be reached at start is a clear error within seconds,
+# not a hang: one whose remote shell fails (as ssh does for a host that is
+# down) and one whose network link is down.
+unreachable() {  # unreachable NAME HOSTFILE
+  local start status
+  start=$(date +%s)
+  timeout 120 "$root/launch/mote-run" -n 3 --hostfile "$2" --oversubscribe \
+    --mpirun-arg --mca --mpirun-arg plm_rsh_agent --mpirun-arg "$root/cluster/netns-rsh" \
+    --mpirun-arg --mca --mpirun-arg btl --mpirun-arg tcp,self \
+    --mpirun-arg --mca --mpirun-arg oob_tcp_if_include --mpirun-arg "$MOTE_NETNS_SUBNET.0/24" \
+    --mpirun-arg --map-by --mpirun-arg node \
+    generate "${common[@]}" --out "$work/unreachable.h5" > /dev/null 2> "$work/unreachable.err" && status=0 || status=$?
+  [ "$status" -ne 0 ] || { echo "FAIL: $1: the job succeeded"; exit 1; }
+  [ "$status" -ne 124 ] || { echo "FAIL: $1: the job hung"; exit 1; }
+  grep -q "unable to reliably start one or more daemons" "$work/unreachable.err" || { echo "FAIL: $1: no clear error"; cat "$work/unreachable.err"; exit 1; }
+  [ ! -e "$work/unreachable.h5" ] || { echo "FAIL: $1: an output appeared"; exit 1; }
+  echo "$1: mpirun ended with status $status after $(( $(date +%s) - start )) s, naming the failed daemon start"
+}
+"$root/cluster/netns-hosts" hostfile | head -n 2 > "$work/hosts"
+echo "$MOTE_NETNS_SUBNET.9 slots=1" >> "$work/hosts"
+unreachable "host down (remote shell fails)" "$work/hosts"
+ip netns exec "${MOTE_NETNS_PREFIX}3" ip link set "${MOTE_NETNS_PREFIX}3p" down
+"$root/cluster/netns-hosts" hostfile | head -n 3 > "$work/hosts"
+unreachable "network link of one host down" "$work/hosts"
