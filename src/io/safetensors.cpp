@@ -1,6 +1,11 @@
 #include "mote/io/safetensors.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "mote/io/json_file.h"
@@ -50,30 +55,92 @@ std::string TensorView::shape_string() const {
   return out + "]";
 }
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path) {
+namespace {
+
+uint64_t header_length(std::span<const std::byte> prefix, uint64_t file_size, const std::string& where) {
+  if (file_size < 8 || prefix.size() < 8) {
+    fail("{}: truncated: {} bytes, a safetensors file starts with an 8-byte header length", where, file_size);
+  }
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(prefix[static_cast<size_t>(i)]);
+  if (header_len > file_size - 8) {
+    fail("{}: header length {} runs past the end of the file ({} bytes)", where, header_len, file_size);
+  }
+  if (header_len > kMaxHeaderBytes) fail("{}: header length {} exceeds the 100 MB limit", where, header_len);
+  return header_len;
+}
+
+// Reads the 8-byte length and the header of the file open as `fd`.
+std::vector<std::byte> read_header_bytes(int fd, uint64_t file_size, const std::string& where) {
+  std::vector<std::byte> prefix(8);
+  const auto read_at = [&](std::byte* dst, size_t n, off_t at) {
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t got = ::pread(fd, dst + done, n - done, at + static_cast<off_t>(done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) fail("{}: cannot read the header: {}", where, got < 0 ? std::strerror(errno) : "unexpected end of file");
+      done += static_cast<size_t>(got);
+    }
+  };
+  if (file_size < 8) header_length(prefix, file_size, where);
+  read_at(prefix.data(), 8, 0);
+  const uint64_t header_len = header_length(prefix, file_size, where);
+  prefix.resize(8 + header_len);
+  read_at(prefix.data() + 8, header_len, 8);
+  return prefix;
+}
+
+}  // namespace
+
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path, bool map_now) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail("{}: cannot stat: {}", path.string(), std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail("{}: not a regular file", path.string());
+  size_ = static_cast<uint64_t>(st.st_size);
+  const auto header = read_header_bytes(fd, size_, path.string());
   try {
-    tensors_ = parse_safetensors(file_.bytes(), path.string(), &file_.path());
+    tensors_ = parse_safetensors_header(header, size_, path.string(), &path_);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: unexpected header structure: {}", path.string(), e.what());
   }
+  if (map_now) map();
+}
+
+void SafetensorsFile::map() {
+  if (file_) return;
+  auto file = std::make_unique<MappedFile>(path_);
+  if (file->bytes().size() != size_) {
+    fail("{}: the file changed size since its header was read ({} bytes, then {})", path_.string(), size_, file->bytes().size());
+  }
+  const uint64_t header_len = header_length(file->bytes(), size_, path_.string());
+  for (auto& [name, view] : tensors_) view.data = file->bytes().data() + 8 + header_len + view.offset;
+  file_ = std::move(file);
 }
 
 std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> bytes, const std::string& where,
                                                     const std::filesystem::path* file) {
+  auto tensors = parse_safetensors_header(bytes, bytes.size(), where, file);
+  const uint64_t data_start = 8 + header_length(bytes, bytes.size(), where);
+  for (auto& [name, view] : tensors) view.data = bytes.data() + data_start + view.offset;
+  return tensors;
+}
+
+std::map<std::string, TensorView> parse_safetensors_header(std::span<const std::byte> prefix, uint64_t file_size,
+                                                           const std::string& where, const std::filesystem::path* file) {
   std::map<std::string, TensorView> tensors;
-  if (bytes.size() < 8) fail("{}: truncated: {} bytes, a safetensors file starts with an 8-byte header length", where, bytes.size());
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
-  if (header_len > bytes.size() - 8) {
-    fail("{}: header length {} runs past the end of the file ({} bytes)", where, header_len, bytes.size());
-  }
-  if (header_len > kMaxHeaderBytes) fail("{}: header length {} exceeds the 100 MB limit", where, header_len);
-  const std::string_view header_text(reinterpret_cast<const char*>(bytes.data()) + 8, header_len);
+  const uint64_t header_len = header_length(prefix, file_size, where);
+  if (prefix.size() < 8 + header_len) fail("{}: truncated header", where);
+  const std::string_view header_text(reinterpret_cast<const char*>(prefix.data()) + 8, header_len);
   const nlohmann::json header = parse_json(header_text, where + " (safetensors header)");
   if (!header.is_object()) fail("{}: header is not a JSON object", where);
 
-  const uint64_t data_start = 8 + header_len;
-  const uint64_t data_size = bytes.size() - data_start;
+  const uint64_t data_size = file_size - 8 - header_len;
   struct Extent {
     uint64_t begin, end;
     const std::string* name;
@@ -120,7 +187,7 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
       fail("{}: tensor '{}': {} bytes in the file but shape {} x {} needs {}", where, name, end - begin,
            view.shape_string(), dtype_str, *expected);
     }
-    view.data = bytes.data() + data_start + begin;
+    view.offset = begin;
     view.nbytes = end - begin;
     view.file = file;
     auto [it, inserted] = tensors.emplace(name, std::move(view));
@@ -143,51 +210,67 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
   return tensors;
 }
 
-WeightStore WeightStore::open_files(const std::vector<std::filesystem::path>& files) {
+WeightStore WeightStore::open_files(const std::vector<std::filesystem::path>& files, const TensorFilter& used) {
   WeightStore store;
   for (const auto& path : files) {
-    store.files_.push_back(std::make_unique<SafetensorsFile>(path));
+    store.files_.push_back(std::make_unique<SafetensorsFile>(path, false));
     for (const auto& [name, view] : store.files_.back()->tensors()) {
       auto [it, inserted] = store.index_.emplace(name, &view);
       if (!inserted) fail("tensor '{}' appears in both {} and {}", name, it->second->file->string(), path.string());
     }
   }
+  // Only once every header is known good is anything mapped.
+  for (auto& file : store.files_) {
+    const auto& tensors = file->tensors();
+    if (!used || std::any_of(tensors.begin(), tensors.end(), [&](const auto& entry) { return used(entry.first); })) file->map();
+  }
   return store;
 }
 
-WeightStore WeightStore::open_model_dir(const std::filesystem::path& dir) {
+std::map<std::string, std::string> WeightStore::read_index(const std::filesystem::path& dir) {
   const auto index_path = dir / "model.safetensors.index.json";
   std::error_code ec;
-  if (!std::filesystem::exists(index_path, ec)) {
+  if (!std::filesystem::exists(index_path, ec)) return {};
+  const nlohmann::json index = read_json_file(index_path);
+  const std::string where = index_path.string();
+  std::map<std::string, std::string> out;
+  try {
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+      fail("{}: missing object 'weight_map'", where);
+    }
+    for (const auto& [tensor, shard] : index["weight_map"].items()) {
+      if (!shard.is_string()) fail("{}: weight_map['{}'] is not a file name", where, tensor);
+      const std::string file = shard.get<std::string>();
+      // Shards live beside the index; a name that leaves the directory is refused.
+      const std::filesystem::path rel(file);
+      if (file.empty() || rel.is_absolute() || rel.has_parent_path() || file == "." || file == "..") {
+        fail("{}: weight_map['{}'] = '{}' is not a plain file name in the model directory", where, tensor, file);
+      }
+      out.emplace(tensor, file);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected structure: {}", where, e.what());
+  }
+  if (out.empty()) fail("{}: weight_map is empty", where);
+  return out;
+}
+
+WeightStore WeightStore::open_model_dir(const std::filesystem::path& dir, const TensorFilter& used) {
+  const auto index = read_index(dir);
+  if (index.empty()) {
     const auto single = dir / "model.safetensors";
+    std::error_code ec;
     if (!std::filesystem::exists(single, ec)) {
       fail("{}: no model.safetensors or model.safetensors.index.json in the model directory", dir.string());
     }
-    return open_files({single});
-  }
-
-  const nlohmann::json index = read_json_file(index_path);
-  const std::string where = index_path.string();
-  try {
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
-    fail("{}: missing object 'weight_map'", where);
+    return open_files({single}, used);
   }
   std::map<std::string, std::vector<std::string>> tensors_by_shard;
-  for (const auto& [tensor, shard] : index["weight_map"].items()) {
-    if (!shard.is_string()) fail("{}: weight_map['{}'] is not a file name", where, tensor);
-    const std::string file = shard.get<std::string>();
-    // Shards live beside the index; a name that leaves the directory is refused.
-    const std::filesystem::path rel(file);
-    if (file.empty() || rel.is_absolute() || rel.has_parent_path() || file == "." || file == "..") {
-      fail("{}: weight_map['{}'] = '{}' is not a plain file name in the model directory", where, tensor, file);
-    }
-    tensors_by_shard[file].push_back(tensor);
-  }
-  if (tensors_by_shard.empty()) fail("{}: weight_map is empty", where);
-
+  for (const auto& [tensor, file] : index) tensors_by_shard[file].push_back(tensor);
   std::vector<std::filesystem::path> shard_paths;
   for (const auto& [file, names] : tensors_by_shard) shard_paths.push_back(dir / file);
-  WeightStore store = open_files(shard_paths);
+  WeightStore store = open_files(shard_paths, used);
+  const std::string where = (dir / "model.safetensors.index.json").string();
   for (const auto& [file, names] : tensors_by_shard) {
     for (const auto& name : names) {
       const TensorView* view = store.find(name);
@@ -197,9 +280,6 @@ WeightStore WeightStore::open_model_dir(const std::filesystem::path& dir) {
     }
   }
   return store;
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: unexpected structure: {}", where, e.what());
-  }
 }
 
 const TensorView* WeightStore::find(std::string_view name) const {
@@ -215,8 +295,16 @@ const TensorView& WeightStore::get(std::string_view name) const {
 
 std::vector<std::filesystem::path> WeightStore::paths() const {
   std::vector<std::filesystem::path> out;
-  for (const auto& f : files_) out.push_back(f->path());
+  for (const auto& f : files_) {
+    if (f->mapped()) out.push_back(f->path());
+  }
   return out;
+}
+
+uint64_t WeightStore::mapped_bytes() const {
+  uint64_t total = 0;
+  for (const auto& f : files_) total += f->mapped() ? f->size() : 0;
+  return total;
 }
 
 std::string WeightStore::describe() const {

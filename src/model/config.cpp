@@ -73,6 +73,32 @@ class Reader {
   std::string where_;
 };
 
+// quantization_config: accepted only as DeepSeek ships FP8 checkpoints;
+// anything else is refused by name rather than misread.
+Fp8Quantization parse_quantization(const json& q, const std::string& where) {
+  constexpr const char* kSupported = "supported: quant_method fp8, fmt e4m3, activation_scheme dynamic, weight_block_size [128, 128]";
+  if (!q.is_object()) fail("{}: key 'quantization_config' must be an object", where);
+  const Reader r(q, where + " quantization_config");
+  const std::string method = r.get_string_or("quant_method", "");
+  if (method != "fp8") fail("{}: quantization_config quant_method '{}' is not supported ({})", where, method, kSupported);
+  const std::string fmt_name = r.get_string_or("fmt", "e4m3");
+  if (fmt_name != "e4m3") fail("{}: quantization_config fmt '{}' is not supported ({})", where, fmt_name, kSupported);
+  const std::string scheme = r.get_string_or("activation_scheme", "dynamic");
+  if (scheme != "dynamic") fail("{}: quantization_config activation_scheme '{}' is not supported ({})", where, scheme, kSupported);
+  const json* block = r.find("weight_block_size");
+  if (block == nullptr) fail("{}: quantization_config has no 'weight_block_size' ({})", where, kSupported);
+  if (!block->is_array() || block->size() != 2 || !(*block)[0].is_number_integer() || !(*block)[1].is_number_integer() ||
+      (*block)[0].get<int64_t>() != 128 || (*block)[1].get<int64_t>() != 128) {
+    fail("{}: quantization_config weight_block_size {} is not supported ({})", where, block->dump(), kSupported);
+  }
+  for (const auto& [key, value] : q.items()) {
+    if (key != "quant_method" && key != "fmt" && key != "activation_scheme" && key != "weight_block_size") {
+      fail("{}: quantization_config key '{}' is not supported ({})", where, key, kSupported);
+    }
+  }
+  return {};
+}
+
 double yarn_get_mscale(double scale, double mscale) {
   if (scale <= 1.0) return 1.0;
   return 0.1 * mscale * std::log(scale) + 1.0;
@@ -110,9 +136,7 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
   if (c.model_type != "deepseek_v3") {
     fail("{}: model_type '{}' is not supported (supported: deepseek_v3)", where, c.model_type);
   }
-  if (r.find("quantization_config") != nullptr) {
-    fail("{}: 'quantization_config' is set; quantized (fp8) checkpoints are not supported yet, use a bf16 conversion", where);
-  }
+  if (const auto* q = r.find("quantization_config")) c.fp8 = parse_quantization(*q, where);
   c.vocab_size = r.get_int("vocab_size", 1);
   c.hidden_size = r.get_int("hidden_size", 1);
   c.intermediate_size = r.get_int("intermediate_size", 1);
@@ -162,6 +186,7 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
   }
 
   c.rms_norm_eps = r.get_double_or("rms_norm_eps", 1e-6);
+  if (!(c.rms_norm_eps > 0.0 && c.rms_norm_eps < 1.0)) fail("{}: key 'rms_norm_eps' = {} must be in (0, 1)", where, c.rms_norm_eps);
   c.rope_theta = r.get_double_or("rope_theta", 10000.0);
   if (c.rope_theta <= 1.0) fail("{}: rope_theta must be greater than 1", where);
   c.max_position_embeddings = r.get_int("max_position_embeddings", 1);
@@ -215,6 +240,7 @@ std::string ModelConfig::summary() const {
       hidden_size, num_attention_heads, vocab_size, max_position_embeddings, q_lora_rank == 0 ? std::string("none") : std::to_string(q_lora_rank),
       kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim, n_routed_experts, n_shared_experts,
       moe_intermediate_size, num_experts_per_tok, n_group, topk_group, routed_scaling_factor, norm_topk_prob);
+  if (fp8) out += fmt::format("\n  weights: FP8 e4m3 with {}x{} block scales", fp8->block_rows, fp8->block_cols);
   if (yarn) {
     out += fmt::format("\n  rope: theta {}, yarn factor {} (original {} positions, mscale {}, mscale_all_dim {})", rope_theta,
                        yarn->factor, yarn->original_max_position_embeddings, yarn->mscale, yarn->mscale_all_dim);

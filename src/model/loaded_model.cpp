@@ -20,13 +20,17 @@ std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const 
   auto m = std::make_unique<LoadedModel>();
   m->dir = dir;
   m->config = read_model_dir_config(dir);
-  m->store = WeightStore::open_model_dir(dir);
-  m->weights = load_model_weights(m->store, m->config, load_expert ? load_expert : [](int, int) { return true; });
+  // The small files first, then every safetensors header: a problem anywhere
+  // is found in seconds, before gigabytes are mapped.
   m->tokenizer = Tokenizer::load(dir);
   if (m->tokenizer.vocab_size() > m->config.vocab_size) {
     fail("{}: the tokenizer has {} tokens but config.json has vocab_size {}", dir.string(), m->tokenizer.vocab_size(),
          m->config.vocab_size);
   }
+  const ExpertFilter all = [](int, int) { return true; };
+  const ExpertFilter& experts = load_expert ? load_expert : all;
+  m->store = WeightStore::open_model_dir(dir, [&](std::string_view name) { return tensor_used(m->config, experts, name); });
+  m->weights = load_model_weights(m->store, m->config, experts);
 
   // Stop tokens: generation_config.json, else config.json, else the tokenizer's eos.
   const auto gen_path = dir / "generation_config.json";

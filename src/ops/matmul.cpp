@@ -20,8 +20,15 @@ std::atomic<uint64_t> g_weight_bytes{0};
 constexpr int64_t kParallelThreshold = 1 << 16;
 
 template <DType DT>
+constexpr size_t kElementSize = DT == DType::F32 ? 4 : DT == DType::F8_E4M3 ? 1 : 2;
+
+// Element `i` of a stored row, widened; FP8 values come without their block
+// scale (the callers multiply by it).
+template <DType DT>
 inline float load_scalar(const std::byte* row, int i) {
-  if constexpr (DT == DType::F32) {
+  if constexpr (DT == DType::F8_E4M3) {
+    return e4m3_to_float(static_cast<uint8_t>(row[i]));
+  } else if constexpr (DT == DType::F32) {
     float f;
     std::memcpy(&f, row + 4 * static_cast<size_t>(i), 4);
     return f;
@@ -46,7 +53,33 @@ inline float load_scalar(const std::byte* row, int i) {
   }
 }
 
+// Weight element (row, i) as the reference dequantizes it: FP8 times its
+// block scale in one rounding, other dtypes widened exactly.
+template <DType DT>
+inline float weight_value(const Weight& w, const std::byte* row_data, int row, int i) {
+  if constexpr (DT == DType::F8_E4M3) {
+    return load_scalar<DT>(row_data, i) * w.scale(row, i);
+  } else {
+    return load_scalar<DT>(row_data, i);
+  }
+}
+
 #ifdef MOTE_AVX2
+
+// Eight e4m3 bytes as fp32 times 2^-8, exactly: each byte shifted into the
+// high half of a 16-bit lane is an f16 with the right sign, mantissa and
+// exponent (bias 15 instead of 7) once the sign's copy in bit 14 is
+// cleared, and F16C widens it, subnormals included.
+inline __m256 load8_fp8(const std::byte* p) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m128i high = _mm_unpacklo_epi8(_mm_setzero_si128(), bytes);
+  const __m128i half = _mm_and_si128(_mm_srai_epi16(high, 1), _mm_set1_epi16(static_cast<short>(0xBFFF)));
+  return _mm256_cvtph_ps(half);
+}
+
+// The scale that turns load8_fp8's values into dequantized weights:
+// (q * 2^-8) * (s * 2^8) rounds exactly like q * s.
+inline __m256 fp8_scale(const Weight& w, int row, int col) { return _mm256_set1_ps(w.scale(row, col) * 256.0f); }
 
 template <DType DT>
 inline __m256 load8(const std::byte* p) {
@@ -70,47 +103,64 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// NT tokens x NR weight rows. Each (token, row) pair owns one accumulator and
-// sees the same sequence of operations whatever NT and NR are.
+// NT tokens x NR weight rows (rows `row`.. of `w`, starting at `wp`). Each
+// (token, row) pair owns one accumulator and sees the same sequence of
+// operations whatever NT and NR are. FP8 rows are walked block by block so
+// each 128-column block's scale is loaded once.
 template <DType DT, int NT, int NR>
-void micro_kernel(const float* x, size_t xs, const std::byte* w, size_t ws, int cols, float* y, size_t ys) {
-  constexpr size_t esize = DT == DType::F32 ? 4 : 2;
+void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+  constexpr size_t esize = kElementSize<DT>;
+  const int cols = w.cols;
   __m256 acc[NT][NR];
   for (int t = 0; t < NT; ++t)
     for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_setzero_ps();
   int i = 0;
-  for (; i + 8 <= cols; i += 8) {
-    __m256 wv[NR];
-    for (int r = 0; r < NR; ++r) wv[r] = load8<DT>(w + r * ws + static_cast<size_t>(i) * esize);
-    for (int t = 0; t < NT; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x + t * xs + i);
-      for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
+  const int block = DT == DType::F8_E4M3 ? kFp8Block : cols;
+  for (int block_begin = 0; block_begin < cols; block_begin += block) {
+    const int block_end = std::min(cols, block_begin + block);
+    [[maybe_unused]] __m256 scale[NR];
+    if constexpr (DT == DType::F8_E4M3) {
+      for (int r = 0; r < NR; ++r) scale[r] = fp8_scale(w, row + r, block_begin);
+    }
+    for (; i + 8 <= block_end; i += 8) {
+      __m256 wv[NR];
+      for (int r = 0; r < NR; ++r) {
+        if constexpr (DT == DType::F8_E4M3) {
+          wv[r] = _mm256_mul_ps(load8_fp8(wp + r * ws + static_cast<size_t>(i)), scale[r]);
+        } else {
+          wv[r] = load8<DT>(wp + r * ws + static_cast<size_t>(i) * esize);
+        }
+      }
+      for (int t = 0; t < NT; ++t) {
+        const __m256 xv = _mm256_loadu_ps(x + t * xs + i);
+        for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
+      }
     }
   }
   for (int t = 0; t < NT; ++t) {
     for (int r = 0; r < NR; ++r) {
       float s = hsum(acc[t][r]);
-      for (int j = i; j < cols; ++j) s += x[t * xs + j] * load_scalar<DT>(w + r * ws, j);
+      for (int j = i; j < cols; ++j) s += x[t * xs + j] * weight_value<DT>(w, wp + r * ws, row + r, j);
       y[t * ys + r] = s;
     }
   }
 }
 
 template <DType DT, int NR>
-void rows_block(const float* x, size_t xs, int n, const std::byte* w, size_t ws, int cols, float* y, size_t ys) {
+void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
   int t = 0;
-  for (; t + 2 <= n; t += 2) micro_kernel<DT, 2, NR>(x + t * xs, xs, w, ws, cols, y + t * ys, ys);
-  if (t < n) micro_kernel<DT, 1, NR>(x + t * xs, xs, w, ws, cols, y + t * ys, ys);
+  for (; t + 2 <= n; t += 2) micro_kernel<DT, 2, NR>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
+  if (t < n) micro_kernel<DT, 1, NR>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
 }
 
 #else  // portable fallback: one accumulator per output, same order for any batch
 
 template <DType DT, int NR>
-void rows_block(const float* x, size_t xs, int n, const std::byte* w, size_t ws, int cols, float* y, size_t ys) {
+void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
   for (int t = 0; t < n; ++t) {
     for (int r = 0; r < NR; ++r) {
       float s = 0.0f;
-      for (int j = 0; j < cols; ++j) s += x[t * xs + j] * load_scalar<DT>(w + r * ws, j);
+      for (int j = 0; j < w.cols; ++j) s += x[t * xs + j] * weight_value<DT>(w, wp + r * ws, row + r, j);
       y[t * ys + r] = s;
     }
   }
@@ -130,10 +180,10 @@ void matmul_typed(const float* x, size_t xs, int n, const Weight& w, float* y, s
     const std::byte* wr = w.data + static_cast<size_t>(r0) * ws;
     float* yr = y + r0;
     switch (std::min(kRowBlock, w.rows - r0)) {
-      case 4: rows_block<DT, 4>(x, xs, n, wr, ws, w.cols, yr, ys); break;
-      case 3: rows_block<DT, 3>(x, xs, n, wr, ws, w.cols, yr, ys); break;
-      case 2: rows_block<DT, 2>(x, xs, n, wr, ws, w.cols, yr, ys); break;
-      default: rows_block<DT, 1>(x, xs, n, wr, ws, w.cols, yr, ys); break;
+      case 4: rows_block<DT, 4>(x, xs, n, w, r0, wr, ws, yr, ys); break;
+      case 3: rows_block<DT, 3>(x, xs, n, w, r0, wr, ws, yr, ys); break;
+      case 2: rows_block<DT, 2>(x, xs, n, w, r0, wr, ws, yr, ys); break;
+      default: rows_block<DT, 1>(x, xs, n, w, r0, wr, ws, yr, ys); break;
     }
   }
 }
@@ -146,11 +196,16 @@ void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, 
     const float* xt = x + t * xs;
     int c = 0;
 #ifdef MOTE_AVX2
-    constexpr size_t esize = DT == DType::F32 ? 4 : 2;
+    constexpr size_t esize = kElementSize<DT>;
     for (; c + 8 <= w.cols; c += 8) {
       __m256 acc = _mm256_setzero_ps();
       for (int r = 0; r < w.rows; ++r) {
-        const __m256 wv = load8<DT>(w.data + r * ws + static_cast<size_t>(c) * esize);
+        __m256 wv;
+        if constexpr (DT == DType::F8_E4M3) {
+          wv = _mm256_mul_ps(load8_fp8(w.data + r * ws + static_cast<size_t>(c)), fp8_scale(w, r, c));
+        } else {
+          wv = load8<DT>(w.data + r * ws + static_cast<size_t>(c) * esize);
+        }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(xt[r]), wv, acc);
       }
       _mm256_storeu_ps(yt + c, acc);
@@ -158,7 +213,7 @@ void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, 
 #endif
     for (; c < w.cols; ++c) {
       float s = 0.0f;
-      for (int r = 0; r < w.rows; ++r) s += xt[r] * load_scalar<DT>(w.data + r * ws, c);
+      for (int r = 0; r < w.rows; ++r) s += xt[r] * weight_value<DT>(w, w.data + r * ws, r, c);
       yt[c] = s;
     }
   }
@@ -168,8 +223,9 @@ void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, 
 
 void matmul(const float* x, size_t x_stride, int n, const Weight& w, float* y, size_t y_stride) {
   if (n <= 0 || w.rows == 0) return;
-  g_weight_bytes.fetch_add(w.bytes(), std::memory_order_relaxed);
+  g_weight_bytes.fetch_add(w.bytes() + w.scale_bytes(), std::memory_order_relaxed);
   switch (w.dtype) {
+    case DType::F8_E4M3: matmul_typed<DType::F8_E4M3>(x, x_stride, n, w, y, y_stride); break;
     case DType::BF16: matmul_typed<DType::BF16>(x, x_stride, n, w, y, y_stride); break;
     case DType::F16: matmul_typed<DType::F16>(x, x_stride, n, w, y, y_stride); break;
     default: matmul_typed<DType::F32>(x, x_stride, n, w, y, y_stride); break;
@@ -178,8 +234,9 @@ void matmul(const float* x, size_t x_stride, int n, const Weight& w, float* y, s
 
 void matmul_by_columns(const float* x, size_t x_stride, int n, const Weight& w, float* y, size_t y_stride) {
   if (n <= 0 || w.cols == 0) return;
-  g_weight_bytes.fetch_add(w.bytes(), std::memory_order_relaxed);
+  g_weight_bytes.fetch_add(w.bytes() + w.scale_bytes(), std::memory_order_relaxed);
   switch (w.dtype) {
+    case DType::F8_E4M3: matmul_by_columns_typed<DType::F8_E4M3>(x, x_stride, n, w, y, y_stride); break;
     case DType::BF16: matmul_by_columns_typed<DType::BF16>(x, x_stride, n, w, y, y_stride); break;
     case DType::F16: matmul_by_columns_typed<DType::F16>(x, x_stride, n, w, y, y_stride); break;
     default: matmul_by_columns_typed<DType::F32>(x, x_stride, n, w, y, y_stride); break;

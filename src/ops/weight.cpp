@@ -1,6 +1,8 @@
 #include "mote/ops/weight.h"
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace mote {
 
@@ -42,6 +44,20 @@ float f16_to_float(uint16_t h) {
 
 }  // namespace
 
+float e4m3_to_float(uint8_t byte) {
+  const int exponent = (byte >> 3) & 0xF;
+  const int mantissa = byte & 0x7;
+  float magnitude;
+  if (e4m3_is_nan(byte)) {
+    magnitude = std::numeric_limits<float>::quiet_NaN();
+  } else if (exponent == 0) {
+    magnitude = std::ldexp(static_cast<float>(mantissa), -9);  // subnormal: m/8 * 2^-6
+  } else {
+    magnitude = std::ldexp(static_cast<float>(8 + mantissa), exponent - 10);  // (1 + m/8) * 2^(e-7)
+  }
+  return (byte & 0x80) ? -magnitude : magnitude;
+}
+
 void widen_row(const Weight& w, int row, float* out) {
   const std::byte* p = w.data + static_cast<size_t>(row) * w.row_bytes();
   for (int i = 0; i < w.cols; ++i) {
@@ -61,8 +77,11 @@ void widen_row(const Weight& w, int row, float* out) {
         out[i] = f16_to_float(bits);
         break;
       }
+      case DType::F8_E4M3:
+        out[i] = e4m3_to_float(static_cast<uint8_t>(p[i])) * w.scale(row, i);
+        break;
       default:
-        out[i] = 0.0f;  // the loader admits only the three dtypes above
+        out[i] = 0.0f;  // the loader admits only the dtypes above
     }
   }
 }

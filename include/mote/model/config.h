@@ -22,6 +22,14 @@ struct YarnScaling {
   double mscale_all_dim = 0.0;
 };
 
+// DeepSeek-V3/R1's FP8 weights: e4m3 values with one float32 scale per
+// block of block_rows x block_cols (w = fp8 * scale_inv). The only scheme
+// accepted is the one DeepSeek ships (dynamic activations, 128 x 128).
+struct Fp8Quantization {
+  int block_rows = 128;
+  int block_cols = 128;
+};
+
 struct ModelConfig {
   std::string model_type;
   int vocab_size = 0;
@@ -59,6 +67,7 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   std::vector<int> eos_token_ids;
   int bos_token_id = -1;
+  std::optional<Fp8Quantization> fp8;  // set by quantization_config
 
   int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool is_moe_layer(int layer) const;

@@ -60,6 +60,7 @@ struct TensorSpec {
   std::vector<int64_t> shape;
   bool is_norm = false;    // 1-D norm weight (ones in synthetic models)
   bool is_bias = false;    // router bias (kept in F32, as DeepSeek ships it)
+  bool quantizable = false;  // stored FP8 with block scales in FP8 checkpoints
 };
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 
@@ -67,8 +68,16 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 using ExpertFilter = std::function<bool(int moe_layer, int expert)>;
 
 // Looks up and checks every tensor the config implies: present, 2-D or 1-D
-// with the expected shape, dtype F32/F16/BF16. Tensors of layers past the
-// config's layer count are an error (they mean config and weights disagree).
+// with the expected shape, dtype F32/F16/BF16, or F8_E4M3 paired with its
+// F32 `<name>_scale_inv` of shape [ceil(rows/128), ceil(cols/128)] (finite
+// scales, no NaN bytes). Tensors of layers past the config's layer count
+// (and its multi-token-prediction layers) are an error: they mean config
+// and weights disagree.
 ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& config, const ExpertFilter& load_expert);
+
+// Whether a job that holds the experts `load_expert` accepts uses tensor
+// `name`: false for multi-token-prediction layers and other ranks' experts,
+// whose files then need not be mapped.
+bool tensor_used(const ModelConfig& config, const ExpertFilter& load_expert, std::string_view name);
 
 }  // namespace mote
