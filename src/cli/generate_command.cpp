@@ -188,7 +188,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
           ? Placement::by_rule(job.placement, moe_layers, config.n_routed_experts, mpi.size(), job.coordinator_experts)
           : Placement::from_file(job.placement_file, moe_layers, config.n_routed_experts, mpi.size(), job.coordinator_experts);
   const int rank = mpi.rank();
-  const auto model_files = load_model(job.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; });
+  const auto model_files = load_model(job.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator);
   if (coordinator) {
     spdlog::info("{}", job.summary());
     spdlog::info("model {}", config.summary());

@@ -184,7 +184,7 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   return out;
 }
 
-ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, const ExpertFilter& load_expert) {
+ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, const ExpertFilter& load_expert, bool shared_parts) {
   Loader load(store, c);
   const int hidden = c.hidden_size;
   const int heads = c.num_attention_heads;
@@ -200,6 +200,24 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
   }
 
   ModelWeights w;
+  int moe_index = 0;
+  if (!shared_parts) {
+    // An expert shard holds its routed experts and nothing else.
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+      LayerWeights lw;
+      lw.is_moe = c.is_moe_layer(l);
+      if (lw.is_moe) {
+        lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
+        for (int e = 0; e < c.n_routed_experts; ++e) {
+          if (load_expert(moe_index, e)) lw.experts[e] = load.ffn(l, Names::expert(e), hidden, c.moe_intermediate_size);
+        }
+        ++moe_index;
+      }
+      w.layers.push_back(std::move(lw));
+    }
+    load.check_fp8_values();
+    return w;
+  }
   w.embed = load.matrix(Names::kEmbed, c.vocab_size, hidden);
   w.final_norm = load.vector(Names::kFinalNorm, hidden);
   if (c.tie_word_embeddings && store.find(Names::kLmHead) == nullptr) {
@@ -208,7 +226,6 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
     w.lm_head = load.matrix(Names::kLmHead, c.vocab_size, hidden);
   }
 
-  int moe_index = 0;
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     LayerWeights lw;
     lw.input_norm = load.vector(Names::layer(l, "input_layernorm.weight"), hidden);
@@ -248,13 +265,14 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
   return w;
 }
 
-bool tensor_used(const ModelConfig& c, const ExpertFilter& load_expert, std::string_view name) {
+bool tensor_used(const ModelConfig& c, const ExpertFilter& load_expert, bool shared_parts, std::string_view name) {
   const int layer = layer_of(name);
-  if (layer < 0) return true;
+  if (layer < 0) return shared_parts;
   if (layer >= c.num_hidden_layers) return false;  // multi-token prediction: never used for generation
   const std::string_view experts = ".mlp.experts.";
   const size_t at = name.find(experts);
-  if (at == std::string_view::npos || !load_expert || !c.is_moe_layer(layer)) return true;
+  if (at == std::string_view::npos || !c.is_moe_layer(layer)) return shared_parts;
+  if (!load_expert) return true;
   int expert = 0;
   const char* digits = name.data() + at + experts.size();
   const auto [end, ec] = std::from_chars(digits, name.data() + name.size(), expert);

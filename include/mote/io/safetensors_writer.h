@@ -22,5 +22,8 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
 
 // Rounds fp32 to bf16 (round to nearest even), as PyTorch does.
 uint16_t float_to_bf16(float value);
+// Rounds fp32 to e4m3fn (round to nearest even, saturating at +-448, never
+// NaN for a finite input), as PyTorch's float8_e4m3fn cast does.
+uint8_t float_to_e4m3(float value);
 
 }  // namespace mote

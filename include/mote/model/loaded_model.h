@@ -25,7 +25,10 @@ struct LoadedModel {
 ModelConfig read_model_dir_config(const std::filesystem::path& dir);
 
 // Loads `dir`; `load_expert` picks the routed experts this process holds
-// (all of them when empty).
-std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert = {});
+// (all of them when empty). Without `shared_parts` (an expert shard) only
+// those experts are loaded: no embeddings, attention, dense layers, shared
+// experts or lm_head, and files holding none of its tensors stay unmapped.
+std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert = {},
+                                        bool shared_parts = true);
 
 }  // namespace mote

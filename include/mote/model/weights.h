@@ -73,11 +73,13 @@ using ExpertFilter = std::function<bool(int moe_layer, int expert)>;
 // scales, no NaN bytes). Tensors of layers past the config's layer count
 // (and its multi-token-prediction layers) are an error: they mean config
 // and weights disagree.
-ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& config, const ExpertFilter& load_expert);
+// Without `shared_parts` (an expert shard), only the routed experts are loaded.
+ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& config, const ExpertFilter& load_expert,
+                                bool shared_parts = true);
 
 // Whether a job that holds the experts `load_expert` accepts uses tensor
 // `name`: false for multi-token-prediction layers and other ranks' experts,
 // whose files then need not be mapped.
-bool tensor_used(const ModelConfig& config, const ExpertFilter& load_expert, std::string_view name);
+bool tensor_used(const ModelConfig& config, const ExpertFilter& load_expert, bool shared_parts, std::string_view name);
 
 }  // namespace mote

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The FP8 twin of the bundled model (DeepSeek-R1's weight format) at world
+# sizes 1 and 3: the golden prompts match the reference (tokens, logits,
+# routing, greedy continuation) and the files are bit-identical; with the
+# bundled model's causal refusal mask, 1 and 3 ranks are bit-identical too.
+set -euo pipefail
+root=$1
+run=$root/launch/mote-run
+export MOTE_BIN=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+model=$root/models/tiny-deepseek-v3-mote-fp8
+
+/usr/bin/python3 - "$model" "$work/golden.jsonl" <<'PY'
+import json, sys
+golden = json.load(open(f"{sys.argv[1]}/golden/golden.json", encoding="utf-8"))
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for p in golden["prompts"]:
+        raw = p["kind"] == "raw"
+        f.write(json.dumps({"id": p["name"], "class": p["kind"], "prompt": p["text"] if raw else p["rendered"],
+                            "add_special_tokens": raw}, ensure_ascii=False) + "\n")
+PY
+common=(--model "$model" --prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-logits --trace --log-level warn)
+
+same() {  # same A B: requests (tokens, logits, routing, texts) and counters are bit-identical
+  for object in /requests /counts /gate_sum /classes; do
+    if ! h5diff -q "$1" "$2" "$object" "$object"; then
+      echo "FAIL: $2 differs from $1 in $object"; h5diff -r "$1" "$2" "$object" "$object" | head -20; exit 1
+    fi
+  done
+}
+
+"$MOTE_BIN" generate "${common[@]}" --out "$work/1.h5" > /dev/null
+/usr/bin/python3 - "$model" "$work/1.h5" <<'PY'
+import json, sys
+import h5py
+import numpy as np
+model, path = sys.argv[1], sys.argv[2]
+golden = json.load(open(f"{model}/golden/golden.json", encoding="utf-8"))["prompts"]
+worst = 0.0
+with h5py.File(path, "r") as f:
+    for i, p in enumerate(golden):
+        ref = np.load(f"{model}/golden/{p['name']}.npz")
+        r = f[f"requests/{i}"]
+        n = len(p["input_ids"])
+        assert list(r["prompt_tokens"][()]) == p["input_ids"], p["name"]
+        assert list(r["generated_tokens"][()]) == list(ref["gen_ids"]), p["name"]
+        diff = float(np.max(np.abs(r["logits"][:n] - ref["logits"])))
+        diff = max(diff, float(np.max(np.abs(r["logits"][n - 1:] - ref["gen_logits"][:32]))))
+        worst = max(worst, diff)
+        assert diff <= 1e-4, (p["name"], diff)
+        experts = r["routing/experts"][()]
+        for m in range(ref["experts"].shape[0]):
+            for t in range(n):
+                assert sorted(experts[t, m]) == sorted(ref["experts"][m, t]), (p["name"], m, t)
+print(f"FP8 golden prompts match the reference at world size 1; max |logit diff| {worst:.3g}")
+PY
+"$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --out "$work/3.h5" > /dev/null
+same "$work/1.h5" "$work/3.h5"
+echo "FP8, world size 3: bit-identical to world size 1"
+
+mask=$root/configs/masks/refusal-causal-top4.ini
+"$MOTE_BIN" generate "${common[@]}" --mask "$mask" --out "$work/mask-1.h5" > /dev/null
+"$run" -n 3 --oversubscribe generate "${common[@]}" --mask "$mask" --out "$work/mask-3.h5" > /dev/null
+same "$work/mask-1.h5" "$work/mask-3.h5"
+if h5diff -q "$work/1.h5" "$work/mask-1.h5" /requests/0/routing/experts /requests/0/routing/experts; then
+  echo "FAIL: the causal mask changed no routing"; exit 1
+fi
+echo "FP8 with the causal refusal mask: world size 3 bit-identical to world size 1"
