@@ -396,6 +396,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   DeepseekV3 model(config, model_files->weights, &executor);
   ExpertCounters routed(n_classes, moe_layers, config.n_routed_experts);
   job.gen.routing_counts = &routed;
+  job.gen.sample_vocab = model_files->tokenizer.vocab_size();
   job.gen.stop_requested = [&] { return stop_signal() != 0 || executor.peer_stop_signal() != 0; };
   Generator generator(model, model_files->eos_ids, job.gen);
   std::optional<H5Handle> requests_group;

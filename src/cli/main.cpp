@@ -19,7 +19,8 @@ void print_usage() {
                "  profile       fTRI profiling: count which routed experts fire per prompt class into HDF5\n"
                "  experiment    a behaviour under no mask, a target mask and K random masks of the same size\n"
                "  rank          rank experts of a profile by target vs control class; write the top as a mask\n"
-               "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n";
+               "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n"
+               "  plan          memory per rank of a job (weights by kind, KV cache, buffers) before loading\n";
 }
 
 }  // namespace
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
     if (command == "random-mask") return mote::run_random_mask(args, command_line, mpi);
     if (command == "rank") return mote::run_rank(args, command_line, mpi);
     if (command == "experiment") return mote::run_experiment(args, command_line, mpi);
+    if (command == "plan") return mote::run_plan(args, command_line, mpi);
     if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;
   } catch (const mote::Error& e) {

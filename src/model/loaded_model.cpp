@@ -57,6 +57,10 @@ std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const 
   if (m->eos_ids.empty() && m->tokenizer.eos_id() >= 0) m->eos_ids.push_back(m->tokenizer.eos_id());
   for (int32_t id : m->eos_ids) {
     if (id < 0 || id >= m->config.vocab_size) fail("{}: eos token id {} is outside the vocabulary", dir.string(), id);
+    if (id >= m->tokenizer.vocab_size()) {
+      fail("{}: eos token id {} is a padding row of the vocabulary: the tokenizer has only {} tokens", dir.string(), id,
+           m->tokenizer.vocab_size());
+    }
   }
   return m;
 }

@@ -38,6 +38,9 @@ Generator::Generator(DeepseekV3& model, std::vector<int32_t> eos_ids, Generation
   if (options_.batch_size < 1) fail("batch size must be at least 1");
   if (options_.max_step_tokens < 1) fail("max step tokens must be at least 1");
   if (options_.max_new_tokens < 0) fail("max new tokens must not be negative");
+  if (options_.sample_vocab < 0 || options_.sample_vocab > model_.config().vocab_size) {
+    fail("the sampled vocabulary ({} ids) must be within the model's ({})", options_.sample_vocab, model_.config().vocab_size);
+  }
 }
 
 bool Generator::run(std::span<const GenerationRequest> requests,
@@ -180,7 +183,7 @@ bool Generator::run(std::span<const GenerationRequest> requests,
         on_done(slot.request, std::move(slot.result));
         continue;
       }
-      const int32_t next = sampler.sample(row_logits, vocab, *slot.rng);
+      const int32_t next = sampler.sample(row_logits, options_.sample_vocab > 0 ? options_.sample_vocab : vocab, *slot.rng);
       slot.result.generated.push_back(next);
       ++stats_.generated_tokens;
       const bool eos = options_.stop_at_eos && std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();

@@ -135,3 +135,40 @@ TEST(Generator, SeededSamplingIsReproducibleAndBatchIndependent) {
 
 }  // namespace
 }  // namespace mote
+
+namespace mote {
+namespace {
+
+// A vocabulary padded past the tokenizer (as DeepSeek-V3/R1 ship theirs):
+// the padding rows' logits are the largest here, yet never sampled.
+TEST(Generator, PaddedVocabularyIdsAreNeverSampled) {
+  test::ScratchDir dir;
+  auto config = test::small_config();
+  config["vocab_size"] = 4200;  // the tokenizer has 4096
+  test::make_small_model(dir.path(), config);
+  test::rewrite_tensors(dir.path(), [](std::vector<TensorData>& ts) {
+    for (auto& t : ts) {
+      if (t.name != "lm_head.weight") continue;
+      const size_t row = static_cast<size_t>(t.shape[1]) * 2;
+      std::fill(t.bytes.begin(), t.bytes.begin() + static_cast<std::ptrdiff_t>(4096 * row), std::byte{0});
+    }
+  });
+  const auto m = load_model(dir.path());
+  DeepseekV3 model(m->config, m->weights);
+  const std::vector<GenerationRequest> requests{{{0, 17, 300}, nullptr, 0}};
+  for (const int sample_vocab : {0, 4096}) {
+    GenerationOptions options;
+    options.max_new_tokens = 4;
+    options.sample_vocab = sample_vocab;
+    Generator gen(model, m->eos_ids, options);
+    std::vector<int32_t> generated;
+    gen.run(requests, [&](size_t, GenerationResult&& r) { generated = r.generated; });
+    ASSERT_EQ(generated.size(), 4u);
+    const bool padded = std::any_of(generated.begin(), generated.end(), [](int32_t id) { return id >= 4096; });
+    // Sampling the whole vocabulary picks padding (so the test can fail); the tokenizer's never does.
+    EXPECT_EQ(padded, sample_vocab == 0) << "sample_vocab " << sample_vocab;
+  }
+}
+
+}  // namespace
+}  // namespace mote

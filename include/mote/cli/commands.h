@@ -26,6 +26,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
                  const JobFinish& finish = {});
 int run_experiment(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_rank(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
+int run_plan(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 
 }  // namespace mote

@@ -27,6 +27,10 @@ struct GenerationOptions {
   bool stop_at_eos = true;
   bool save_logits = false;  // logits of every fed position
   bool trace = false;        // routed experts and weights of every fed position
+  // Ids at or above this are never sampled: the padding rows of a vocabulary
+  // larger than the tokenizer's (DeepSeek's 129,280 against ~128.8k
+  // tokens). 0 samples the model's whole vocabulary.
+  int sample_vocab = 0;
   int batch_size = 8;
   int max_step_tokens = 2048;
   ExpertCounters* routing_counts = nullptr;  // counts every routing decision when set

@@ -1,0 +1,224 @@
+#include "mote/runtime/memory_plan.h"
+
+#include <map>
+#include <fstream>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "mote/io/safetensors.h"
+#include "mote/model/loaded_model.h"
+#include "mote/model/weights.h"
+#include "mote/ops/weight.h"
+#include "mote/util/error.h"
+
+namespace mote {
+namespace {
+
+enum class Kind { Embeddings, Attention, Dense, RouterAndNorms, Shared, Routed };
+
+// The kind of a tensor by its DeepSeek-V3 name, and the routed expert's
+// (decoder layer, expert) when it is one.
+Kind kind_of(const std::string& name, const ModelConfig& c, int& layer, int& expert) {
+  layer = -1;
+  expert = -1;
+  if (name.starts_with("model.embed_tokens") || name.starts_with("lm_head")) return Kind::Embeddings;
+  if (!name.starts_with("model.layers.")) return Kind::RouterAndNorms;
+  layer = std::stoi(name.substr(13));
+  if (name.find(".self_attn.") != std::string::npos && name.find("layernorm") == std::string::npos) return Kind::Attention;
+  if (const size_t at = name.find(".mlp.experts."); at != std::string::npos) {
+    expert = std::stoi(name.substr(at + 13));
+    return Kind::Routed;
+  }
+  if (name.find(".mlp.shared_experts.") != std::string::npos) return Kind::Shared;
+  if (name.find(".mlp.gate.") != std::string::npos) return Kind::RouterAndNorms;
+  if (name.find(".mlp.") != std::string::npos && !c.is_moe_layer(layer)) return Kind::Dense;
+  return Kind::RouterAndNorms;
+}
+
+uint64_t& slot(RankPlan& r, Kind k) {
+  switch (k) {
+    case Kind::Embeddings: return r.embeddings;
+    case Kind::Attention: return r.attention;
+    case Kind::Dense: return r.dense;
+    case Kind::Shared: return r.shared;
+    case Kind::Routed: return r.routed;
+    case Kind::RouterAndNorms: break;
+  }
+  return r.router_and_norms;
+}
+
+// Bytes a tensor takes as DeepSeek ships it, for a model not downloaded yet.
+uint64_t derived_bytes(const TensorSpec& spec, const ModelConfig& c, size_t element) {
+  uint64_t n = 1;
+  for (int64_t d : spec.shape) n *= static_cast<uint64_t>(d);
+  if (spec.is_bias) return n * 4;
+  if (c.fp8 && spec.quantizable && spec.shape.size() == 2) {
+    const uint64_t blocks = static_cast<uint64_t>((spec.shape[0] + kFp8Block - 1) / kFp8Block) * ((spec.shape[1] + kFp8Block - 1) / kFp8Block);
+    return n + 4 * blocks;
+  }
+  return n * element;
+}
+
+size_t element_size_of(const std::filesystem::path& config_path) {
+  const auto j = nlohmann::json::parse(std::ifstream(config_path), nullptr, false);
+  const std::string dtype = j.is_object() && j.contains("torch_dtype") && j["torch_dtype"].is_string() ? j["torch_dtype"].get<std::string>() : "bfloat16";
+  return dtype == "float32" ? 4 : 2;
+}
+
+// Sizes print in GB, or in MB for models too small to read in GB.
+double g_unit = 1e9;
+std::string gb(uint64_t bytes) { return fmt::format("{:.2f}", static_cast<double>(bytes) / g_unit); }
+
+}  // namespace
+
+MemoryPlan plan_memory(const PlanRequest& req) {
+  MemoryPlan plan;
+  plan.request = req;
+  plan.config = read_model_dir_config(req.model_dir);
+  const ModelConfig& c = plan.config;
+  const int moe_layers = static_cast<int>(c.moe_layers().size());
+  const Placement placement =
+      req.placement_file.empty()
+          ? Placement::by_rule(req.placement, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts)
+          : Placement::from_file(req.placement_file, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts);
+  plan.placement_name = placement.name();
+  if (req.batch_size < 1 || req.context_tokens < 1 || req.max_step_tokens < 1) fail("batch size, context and step tokens must be at least 1");
+
+  // Sizes from the headers of the files that are present; the index alone
+  // says where the others would be.
+  const auto index = WeightStore::read_index(req.model_dir);
+  std::map<std::string, uint64_t> header_bytes;
+  std::vector<std::filesystem::path> present;
+  size_t missing_files = 0;
+  std::set<std::string> files;
+  if (index.empty()) {
+    files.insert("model.safetensors");
+  } else {
+    for (const auto& [tensor, file] : index) files.insert(file);
+  }
+  for (const auto& file : files) {
+    std::error_code ec;
+    if (std::filesystem::exists(req.model_dir / file, ec)) {
+      present.push_back(req.model_dir / file);
+    } else {
+      ++missing_files;
+    }
+  }
+  if (index.empty() && present.empty()) fail("{}: no model.safetensors or model.safetensors.index.json in the model directory", req.model_dir.string());
+  if (!present.empty()) {
+    const WeightStore store = WeightStore::open_files(present, [](std::string_view) { return false; });
+    for (const auto& [name, view] : store.all()) header_bytes[name] = view->nbytes;
+  }
+  plan.sizes_from = missing_files == 0 ? fmt::format("safetensors headers ({} files)", present.size())
+                    : present.empty()  ? "config.json and the index (no weight files present)"
+                                       : fmt::format("safetensors headers ({} files) and config.json for the {} files not present", present.size(), missing_files);
+
+  const size_t element = element_size_of(req.model_dir / "config.json");
+  const std::vector<int> moe = c.moe_layers();
+  plan.ranks.assign(static_cast<size_t>(req.world_size), RankPlan{});
+  for (const TensorSpec& spec : expected_tensors(c)) {
+    std::vector<std::string> names{spec.name};
+    if (c.fp8 && spec.quantizable && spec.shape.size() == 2) names.push_back(spec.name + "_scale_inv");
+    uint64_t bytes = 0;
+    bool from_header = true;
+    for (const auto& name : names) {
+      if (const auto it = header_bytes.find(name); it != header_bytes.end()) {
+        bytes += it->second;
+        continue;
+      }
+      const auto in_index = index.find(name);
+      const bool file_present = index.empty() || (in_index != index.end() && std::filesystem::exists(req.model_dir / in_index->second));
+      if (!index.empty() && in_index == index.end()) fail("{}: the index does not map tensor '{}'", req.model_dir.string(), name);
+      if (file_present) fail("missing tensor '{}' in {}", name, req.model_dir.string());
+      from_header = false;
+    }
+    if (!from_header) bytes = derived_bytes(spec, c, element);
+    int layer = -1, expert = -1;
+    const Kind kind = kind_of(spec.name, c, layer, expert);
+    if (kind == Kind::Routed) {
+      const int m = static_cast<int>(std::find(moe.begin(), moe.end(), layer) - moe.begin());
+      RankPlan& owner = plan.ranks[static_cast<size_t>(placement.owner(m, expert))];
+      owner.routed += bytes;
+      if (spec.name.ends_with("gate_proj.weight")) ++owner.routed_experts;
+    } else {
+      slot(plan.ranks[0], kind) += bytes;
+    }
+  }
+
+  // KV cache (fp32 latent + rope key per layer and position) and the
+  // largest working buffers of one step, on the coordinator; an expert
+  // shard's buffers are the tokens it may be sent in one step.
+  plan.kv_bytes_per_token = static_cast<uint64_t>(c.num_hidden_layers) * (c.kv_lora_rank + c.qk_rope_head_dim) * 4;
+  const uint64_t rows = static_cast<uint64_t>(std::max(req.max_step_tokens, req.batch_size));
+  const uint64_t hidden = static_cast<uint64_t>(c.hidden_size), heads = static_cast<uint64_t>(c.num_attention_heads);
+  const uint64_t k = static_cast<uint64_t>(c.num_experts_per_tok);
+  const uint64_t widest_ffn = std::max<uint64_t>(c.intermediate_size, static_cast<uint64_t>(c.moe_intermediate_size) * std::max(c.n_shared_experts, 1));
+  const uint64_t coordinator_rows = 4 * rows *
+      (4 * hidden + heads * (c.qk_head_dim() + 2 * c.kv_lora_rank + c.v_head_dim) + c.kv_lora_rank + c.qk_rope_head_dim +
+       c.n_routed_experts + 2 * k * hidden + 2 * widest_ffn);
+  const uint64_t exchange = rows * k * (hidden * 4 + 64) * 2;  // records out and results back
+  const uint64_t shard_work = rows * k * (hidden * 4 * 2 + 2 * 4 * static_cast<uint64_t>(c.moe_intermediate_size) + 64);
+  for (int r = 0; r < req.world_size; ++r) {
+    RankPlan& rp = plan.ranks[static_cast<size_t>(r)];
+    rp.buffers = shard_work + exchange;
+    if (r == 0) {
+      rp.kv_cache = plan.kv_bytes_per_token * static_cast<uint64_t>(req.batch_size) * std::min(req.context_tokens, c.max_position_embeddings);
+      rp.buffers += coordinator_rows + static_cast<uint64_t>(req.batch_size) * c.vocab_size * 4;
+    }
+    if (req.mem_per_rank > 0 && rp.total() > req.mem_per_rank) plan.over_limit.push_back(r);
+  }
+  return plan;
+}
+
+std::string format_plan_text(const MemoryPlan& p) {
+  const ModelConfig& c = p.config;
+  std::string out = fmt::format("model {}: {}\n", p.request.model_dir.string(), c.summary());
+  out += fmt::format("sizes from {}\n", p.sizes_from);
+  out += fmt::format("world size {}, placement {}, coordinator (rank 0) holds experts: {}\n", p.request.world_size, p.placement_name,
+                     p.request.coordinator_experts || p.request.world_size == 1);
+  out += fmt::format("KV cache: {:.1f} KB per token; {} requests x {} tokens = {:.1f} MB on rank 0\n", static_cast<double>(p.kv_bytes_per_token) / 1e3,
+                     p.request.batch_size, std::min(p.request.context_tokens, c.max_position_embeddings),
+                     static_cast<double>(p.ranks[0].kv_cache) / 1e6);
+  uint64_t largest = 0;
+  for (const auto& r : p.ranks) largest = std::max(largest, r.total());
+  g_unit = largest >= 10'000'000'000ull ? 1e9 : 1e6;
+  const char* unit = g_unit == 1e9 ? "GB" : "MB";
+  out += fmt::format("\n{} per rank (1 {} = {} bytes; buffers are an estimate of one step's working memory)\n", unit, unit,
+                     g_unit == 1e9 ? "1e9" : "1e6");
+  out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9}\n", "rank", "experts", "embedding",
+                     "attention", "dense", "router+norms", "shared", "routed", "weights", "kv", "buffers", "total");
+  for (size_t r = 0; r < p.ranks.size(); ++r) {
+    const RankPlan& x = p.ranks[r];
+    out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9}{}\n", r, x.routed_experts, gb(x.embeddings),
+                       gb(x.attention), gb(x.dense), gb(x.router_and_norms), gb(x.shared), gb(x.routed), gb(x.weights()), gb(x.kv_cache),
+                       gb(x.buffers), gb(x.total()),
+                       std::find(p.over_limit.begin(), p.over_limit.end(), static_cast<int>(r)) != p.over_limit.end() ? "  exceeds --mem-per-rank" : "");
+  }
+  if (p.request.mem_per_rank > 0) {
+    out += p.over_limit.empty() ? fmt::format("every rank fits in {} {}\n", gb(p.request.mem_per_rank), unit)
+                                : fmt::format("{} of {} ranks exceed {} {}\n", p.over_limit.size(), p.ranks.size(), gb(p.request.mem_per_rank), unit);
+  }
+  return out;
+}
+
+std::string format_plan_json(const MemoryPlan& p) {
+  nlohmann::json ranks = nlohmann::json::array();
+  for (size_t r = 0; r < p.ranks.size(); ++r) {
+    const RankPlan& x = p.ranks[r];
+    ranks.push_back({{"rank", r}, {"routed_experts", x.routed_experts}, {"embeddings_bytes", x.embeddings}, {"attention_bytes", x.attention},
+                     {"dense_bytes", x.dense}, {"router_and_norms_bytes", x.router_and_norms}, {"shared_bytes", x.shared},
+                     {"routed_bytes", x.routed}, {"weights_bytes", x.weights()}, {"kv_cache_bytes", x.kv_cache},
+                     {"buffers_bytes", x.buffers}, {"total_bytes", x.total()}});
+  }
+  const nlohmann::json j{{"model", p.request.model_dir.string()}, {"model_type", p.config.model_type},
+                         {"fp8", p.config.fp8.has_value()}, {"sizes_from", p.sizes_from}, {"world_size", p.request.world_size},
+                         {"placement", p.placement_name}, {"batch_size", p.request.batch_size},
+                         {"context_tokens", p.request.context_tokens}, {"kv_bytes_per_token", p.kv_bytes_per_token},
+                         {"mem_per_rank_bytes", p.request.mem_per_rank}, {"ranks_over_limit", p.over_limit}, {"ranks", ranks}};
+  return j.dump(2) + "\n";
+}
+
+}  // namespace mote

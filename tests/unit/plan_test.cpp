@@ -1,0 +1,84 @@
+// mote plan: per-rank memory from config.json and the headers, or from
+// config.json and the index alone (a model not downloaded yet).
+#include "mote/runtime/memory_plan.h"
+
+#include <gtest/gtest.h>
+
+#include "mote/io/json_file.h"
+#include "model_files.h"
+
+namespace mote {
+namespace {
+
+TEST(Plan, DeepSeekR1ShapesFromTheIndexAlone) {
+  test::ScratchDir dir;
+  const auto config = read_json_file(std::filesystem::path(MOTE_SOURCE_DIR) / "bench/configs/deepseek-r1.json");
+  write_synthetic_model(dir.path(), config, 1, test::bundled_model(), {.layers_per_shard = 4, .index_only = true});
+  ASSERT_FALSE(std::filesystem::exists(dir / "model-00001-of-00017.safetensors"));
+  PlanRequest req;
+  req.model_dir = dir.path();
+  req.world_size = 8;
+  req.mem_per_rank = 120ull << 30;
+  const MemoryPlan plan = plan_memory(req);
+  EXPECT_EQ(plan.sizes_from, "config.json and the index (no weight files present)");
+  ASSERT_EQ(plan.ranks.size(), 8u);
+  // 58 MoE layers x 32 of the 256 experts per rank; an expert is three
+  // 2048 x 7168 FP8 matrices, each with 16 x 56 float32 block scales.
+  const uint64_t expert = 3 * (2048ull * 7168 + 16 * 56 * 4);
+  for (const auto& r : plan.ranks) {
+    EXPECT_EQ(r.routed_experts, 58 * 32);
+    EXPECT_EQ(r.routed, 58 * 32 * expert);
+  }
+  // Embeddings and lm_head stay bf16: 2 x 129280 x 7168 x 2 bytes, on the coordinator only.
+  EXPECT_EQ(plan.ranks[0].embeddings, 2ull * 129280 * 7168 * 2);
+  EXPECT_EQ(plan.ranks[1].embeddings, 0u);
+  EXPECT_EQ(plan.ranks[1].attention, 0u);
+  // Three dense layers of 18432 and 58 shared experts of 2048, FP8 with scales.
+  EXPECT_EQ(plan.ranks[0].dense, 3 * 3 * (18432ull * 7168 + 144 * 56 * 4));
+  EXPECT_EQ(plan.ranks[0].shared, 58 * expert);
+  // KV cache: 61 layers x (512 + 64) fp32 values per token.
+  EXPECT_EQ(plan.kv_bytes_per_token, 61u * 576 * 4);
+  // 81.8 GB of experts per rank, plus 19 GB more on the coordinator, fit in 120 GiB.
+  EXPECT_TRUE(plan.over_limit.empty());
+  const uint64_t all_weights = [&] {
+    uint64_t t = 0;
+    for (const auto& r : plan.ranks) t += r.weights();
+    return t;
+  }();
+  // R1's 671 B parameters less its 14 B multi-token-prediction layer, mostly one byte each.
+  EXPECT_GT(all_weights, 650e9);
+  EXPECT_LT(all_weights, 690e9);
+  EXPECT_NE(format_plan_text(plan).find("sizes from config.json and the index"), std::string::npos);
+  req.mem_per_rank = 100ull << 30;
+  EXPECT_EQ(plan_memory(req).over_limit, std::vector<int>{0});  // only the coordinator needs more than 100 GiB
+}
+
+TEST(Plan, HeadersOfTheBundledModelAddUpToItsTensors) {
+  PlanRequest req;
+  req.model_dir = test::bundled_model();
+  req.world_size = 3;
+  const MemoryPlan plan = plan_memory(req);
+  EXPECT_NE(plan.sizes_from.find("safetensors headers"), std::string::npos);
+  const SafetensorsFile file(req.model_dir / "model.safetensors", false);
+  uint64_t tensors = 0;
+  for (const auto& [name, view] : file.tensors()) tensors += view.nbytes;
+  uint64_t planned = 0;
+  for (const auto& r : plan.ranks) planned += r.weights();
+  EXPECT_EQ(planned, tensors);
+  EXPECT_EQ(plan.ranks[0].routed_experts + plan.ranks[1].routed_experts + plan.ranks[2].routed_experts, 5 * 32);
+}
+
+TEST(Plan, AnIndexThatLacksATensorIsNamed) {
+  test::ScratchDir dir;
+  auto config = test::small_config();
+  write_synthetic_model(dir.path(), config, 1, test::bundled_model(), {.layers_per_shard = 1, .index_only = true});
+  auto index = read_json_file(dir / "model.safetensors.index.json");
+  index["weight_map"].erase("model.layers.2.mlp.experts.5.down_proj.weight");
+  test::write_file(dir / "model.safetensors.index.json", index.dump());
+  PlanRequest req;
+  req.model_dir = dir.path();
+  EXPECT_ERROR_CONTAINS(plan_memory(req), "the index does not map tensor 'model.layers.2.mlp.experts.5.down_proj.weight'");
+}
+
+}  // namespace
+}  // namespace mote
