@@ -103,11 +103,87 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+#if defined(__AVX512F__)
+// GCC 12's own _mm512_cvtph_ps starts from an undefined register and warns about it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Sixteen e4m3 bytes at once, as load8_fp8 does eight: the widening is what
+// limits FP8 decode, and 512-bit registers halve its instructions.
+inline __m512 load16_fp8(const std::byte* p) {
+  const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 8);
+  return _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBFFF))));
+}
+// The last 8 of a row (upper lanes zero).
+inline __m512 load8_fp8_wide(const std::byte* p) {
+  const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 8);
+  return _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBFFF))));
+}
+
+// The FP8 micro-kernel on 512-bit registers: per (token, row) one
+// accumulator, blocks of 128 columns in 16-wide steps, an 8-wide step for
+// a remainder of 8 or more, scalar for the rest; the same for any NT. With
+// kShared (the NR rows lie in one 128-row block, so share their scales)
+// the block scale multiplies the activations once instead of every weight.
+template <int NT, int NR, bool kShared>
+void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+  const int cols = w.cols;
+  __m512 acc[NT][NR];
+  for (int t = 0; t < NT; ++t)
+    for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_setzero_ps();
+  int i = 0;
+  for (int block_begin = 0; block_begin < cols; block_begin += kFp8Block) {
+    const int block_end = std::min(cols, block_begin + kFp8Block);
+    __m512 scale[NR];
+    for (int r = 0; r < NR; ++r) scale[r] = _mm512_set1_ps(w.scale(row + r, block_begin) * 256.0f);
+    for (; i + 16 <= block_end; i += 16) {
+      __m512 wv[NR];
+      for (int r = 0; r < NR; ++r) {
+        wv[r] = load16_fp8(wp + r * ws + static_cast<size_t>(i));
+        if constexpr (!kShared) wv[r] = _mm512_mul_ps(wv[r], scale[r]);
+      }
+      for (int t = 0; t < NT; ++t) {
+        __m512 xv = _mm512_loadu_ps(x + t * xs + i);
+        if constexpr (kShared) xv = _mm512_mul_ps(xv, scale[0]);
+        for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+      }
+    }
+    if (i + 8 <= block_end) {
+      __m512 wv[NR];
+      for (int r = 0; r < NR; ++r) {
+        wv[r] = load8_fp8_wide(wp + r * ws + static_cast<size_t>(i));
+        if constexpr (!kShared) wv[r] = _mm512_mul_ps(wv[r], scale[r]);
+      }
+      for (int t = 0; t < NT; ++t) {
+        __m512 xv = _mm512_maskz_loadu_ps(0xFF, x + t * xs + i);
+        if constexpr (kShared) xv = _mm512_mul_ps(xv, scale[0]);
+        for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+      }
+      i += 8;
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    for (int r = 0; r < NR; ++r) {
+      // Fixed-order reduction: the two 256-bit halves, then hsum's order.
+      float s = hsum(_mm256_add_ps(_mm512_castps512_ps256(acc[t][r]), _mm512_extractf32x8_ps(acc[t][r], 1)));
+      for (int j = i; j < cols; ++j) s += x[t * xs + j] * weight_value<DType::F8_E4M3>(w, wp + r * ws, row + r, j);
+      y[t * ys + r] = s;
+    }
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
+// Whether rows [row, row + nr) of `w` lie in one 128-row block of scales.
+inline bool rows_share_scales(const Weight& w, int row, int nr) {
+  return (w.scale_row0 + row) / kFp8Block == (w.scale_row0 + row + nr - 1) / kFp8Block;
+}
+
 // NT tokens x NR weight rows (rows `row`.. of `w`, starting at `wp`). Each
 // (token, row) pair owns one accumulator and sees the same sequence of
 // operations whatever NT and NR are. FP8 rows are walked block by block so
 // each 128-column block's scale is loaded once.
-template <DType DT, int NT, int NR>
+template <DType DT, int NT, int NR, bool kShared = false>
 void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
   constexpr size_t esize = kElementSize<DT>;
   const int cols = w.cols;
@@ -126,13 +202,15 @@ void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std
       __m256 wv[NR];
       for (int r = 0; r < NR; ++r) {
         if constexpr (DT == DType::F8_E4M3) {
-          wv[r] = _mm256_mul_ps(load8_fp8(wp + r * ws + static_cast<size_t>(i)), scale[r]);
+          wv[r] = load8_fp8(wp + r * ws + static_cast<size_t>(i));
+          if constexpr (!kShared) wv[r] = _mm256_mul_ps(wv[r], scale[r]);
         } else {
           wv[r] = load8<DT>(wp + r * ws + static_cast<size_t>(i) * esize);
         }
       }
       for (int t = 0; t < NT; ++t) {
-        const __m256 xv = _mm256_loadu_ps(x + t * xs + i);
+        __m256 xv = _mm256_loadu_ps(x + t * xs + i);
+        if constexpr (kShared) xv = _mm256_mul_ps(xv, scale[0]);
         for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
       }
     }
@@ -148,6 +226,22 @@ void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std
 
 template <DType DT, int NR>
 void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+  if constexpr (DT == DType::F8_E4M3) {
+    // The scale is folded into the activations where a row block shares it
+    // (always, but in row slices that start inside a block), else into each weight.
+    const bool shared = rows_share_scales(w, row, NR);
+    int t = 0;
+#if defined(__AVX512F__)
+    const auto kernel2 = shared ? micro_kernel_fp8_512<2, NR, true> : micro_kernel_fp8_512<2, NR, false>;
+    const auto kernel1 = shared ? micro_kernel_fp8_512<1, NR, true> : micro_kernel_fp8_512<1, NR, false>;
+#else
+    const auto kernel2 = shared ? micro_kernel<DT, 2, NR, true> : micro_kernel<DT, 2, NR, false>;
+    const auto kernel1 = shared ? micro_kernel<DT, 1, NR, true> : micro_kernel<DT, 1, NR, false>;
+#endif
+    for (; t + 2 <= n; t += 2) kernel2(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
+    if (t < n) kernel1(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
+    return;
+  }
   int t = 0;
   for (; t + 2 <= n; t += 2) micro_kernel<DT, 2, NR>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
   if (t < n) micro_kernel<DT, 1, NR>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
