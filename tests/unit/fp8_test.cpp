@@ -259,3 +259,28 @@ TEST(Fp8, Fp8WithoutQuantizationConfigAndOrphanScalesAreRefused) {
 
 }  // namespace
 }  // namespace mote
+
+namespace mote {
+namespace {
+
+// Every header of a sharded model is checked before any file is mapped:
+// a corrupt header in the last shard (even the never-used MTP shard) fails
+// the load, naming that file.
+TEST(Fp8, EveryShardHeaderIsValidatedBeforeMapping) {
+  test::ScratchDir dir;
+  json config = fp8_config();
+  config["num_nextn_predict_layers"] = 1;
+  write_synthetic_model(dir.path(), config, 7, test::bundled_model(), {.layers_per_shard = 1});
+  const auto last = dir / "model-00004-of-00004.safetensors";
+  std::string bytes;
+  {
+    std::ifstream in(last, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  bytes[8] = '[';  // the header is no longer a JSON object
+  test::write_file(last, bytes);
+  EXPECT_ERROR_CONTAINS(load_model(dir.path()), last.string() + " (safetensors header): invalid JSON");
+}
+
+}  // namespace
+}  // namespace mote
