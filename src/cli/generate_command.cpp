@@ -176,9 +176,16 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   job.threads = omp_get_max_threads();
   const bool coordinator = mpi.rank() == 0;
 
-  // Open the output first: an unwritable path fails before any work.
+  // Open the output first: an unwritable path fails before any work. It
+  // must not be one of the job's inputs (checked again once the mask
+  // files' includes are known).
   std::optional<OutputFile> out;
-  if (coordinator && !job.out.empty()) out.emplace(job.out);
+  std::vector<std::filesystem::path> inputs{job.prompts, parsed.config_file, job.placement_file};
+  for (const std::string& cp : job.class_prompts) inputs.push_back(cp.substr(cp.find('=') + 1));
+  if (coordinator && parsed.values.count("out") > 0) {
+    out.emplace(job.out);
+    out->refuse_inputs(inputs, job.model_dir);
+  }
 
   // Every rank reads the config; each maps only the experts it owns.
   const ModelConfig config = read_model_dir_config(job.model_dir);
@@ -213,22 +220,38 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       mask.id = static_cast<int32_t>(masks.size());
       masks.push_back(std::move(mask));
     };
+    std::vector<std::filesystem::path> files;
     if (!parsed.config_file.empty()) {
-      if (auto m = read_job_file_mask(parsed.config_file, config, "default")) add(std::move(*m));
+      if (auto m = read_job_file_mask(parsed.config_file, config, "default", &files)) {
+        if (find_ini_line(parsed.config_file, "mask") > 0) {
+          fail("{}:{}: the job file has both 'mask =' and a [mote] section; keep one of them", parsed.config_file,
+               find_ini_line(parsed.config_file, "mask"));
+        }
+        add(std::move(*m));
+      }
+      inputs.insert(inputs.end(), files.begin(), files.end());
     }
     for (const std::string& spec : job.masks) {
       const auto eq = spec.find('=');
       if (eq == std::string::npos) {
         // The command line's unnamed mask replaces a job file's [mote] section.
         std::erase_if(masks, [](const ExpertMask& m) { return m.name == "default"; });
-        add(read_mask_file(spec, config, "default"));
+        add(read_mask_file(spec, config, "default", &files));
       } else {
         const std::string name = spec.substr(0, eq);
         if (name.empty() || name == "none" || name == "default") fail("--mask {}: '{}' cannot name a mask set", spec, name);
-        add(read_mask_file(spec.substr(eq + 1), config, name));
+        add(read_mask_file(spec.substr(eq + 1), config, name, &files));
+      }
+      inputs.insert(inputs.end(), files.begin(), files.end());
+    }
+    for (size_t i = 0; i < masks.size(); ++i) {
+      masks[i].id = static_cast<int32_t>(i);
+      if (i > 0 && masks[i].switches_nothing()) {
+        spdlog::warn("mask set '{}' switches nothing: no expert off or on, no gain, shared gain 1 (recorded in /masks/{})", masks[i].name,
+                     masks[i].name);
       }
     }
-    for (size_t i = 0; i < masks.size(); ++i) masks[i].id = static_cast<int32_t>(i);
+    if (out) out->refuse_inputs(inputs, job.model_dir);
   }
   {
     std::string blob;
@@ -571,6 +594,12 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     none.expert_gate_sum.assign(none.expert_counts.size(), 0.0);
     for (size_t i = 0; i < specs.size(); ++i) {
       if (!request_errors[i].empty()) write_request(requests_group->id(), record_of(i, none));
+    }
+    // Complete or not at all: every request of the job has its group.
+    H5G_info_t info{};
+    if (H5Gget_info(requests_group->id(), &info) < 0 || info.nlinks != specs.size()) {
+      fail("{}: the result holds {} of the job's {} requests; it is not moved into place (the checkpoint is kept)", job.out,
+           info.nlinks, specs.size());
     }
     requests_group->reset();
     const hid_t root = out->root();

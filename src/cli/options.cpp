@@ -1,6 +1,12 @@
 #include "mote/cli/options.h"
 
 #include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "mote/io/json_file.h"
+#include "mote/util/utf8.h"
 
 #include "mote/util/error.h"
 
@@ -16,8 +22,49 @@ std::string trim(std::string s) {
 
 }  // namespace
 
+std::string short_excerpt(std::string_view text, size_t max) {
+  std::string out;
+  size_t shown = 0;
+  for (const char c : text) {
+    if (shown++ == max) return out + "...";
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F && c != '\\') {
+      out += c;
+    } else {
+      out += fmt::format("\\x{:02x}", u);
+    }
+  }
+  return out;
+}
+
+std::string read_ini_file(const std::filesystem::path& path, const char* what) {
+  std::string text = read_input_file(path, what, 1u << 20);
+  if (const auto bad = find_invalid_utf8(text)) fail("{}: invalid UTF-8 at byte {}", path.string(), *bad);
+  std::istringstream in(text);
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::string t = trim(line);
+    if (t.empty() || t[0] == '#' || t[0] == ';') continue;
+    if (t.front() == '[' && t.back() == ']') continue;
+    const auto eq = t.find('=');
+    const std::string key = trim(eq == std::string::npos ? std::string() : t.substr(0, eq));
+    const bool plain = !key.empty() && key.size() <= 64 &&
+                       key.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == std::string::npos;
+    if (!plain) {
+      fail("{}:{}: expected 'key = value', a [section] or a # comment, not '{}'", path.string(), number, short_excerpt(t));
+    }
+  }
+  return text;
+}
+
 int find_ini_line(const std::filesystem::path& path, const std::string& key, int occurrence) {
-  std::ifstream in(path);
+  std::string text;
+  try {
+    text = read_input_file(path, "job file", 1u << 20);
+  } catch (const Error&) {
+    return 0;
+  }
+  std::istringstream in(text);
   std::string line, section;
   int number = 0;
   while (std::getline(in, line)) {
@@ -53,8 +100,7 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
   if (parsed.help) return parsed;  // usage needs no valid options
   if (parsed.values.count("config") > 0) {
     parsed.config_file = parsed.values["config"].as<std::string>();
-    std::ifstream in(parsed.config_file);
-    if (!in) fail("{}: cannot open job file", parsed.config_file);
+    std::istringstream in(read_ini_file(parsed.config_file, "job file"));
     try {
       // Values already stored from the command line are kept: it wins.
       po::options_description in_file;

@@ -1,5 +1,9 @@
 #include "mote/io/json_file.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -9,16 +13,49 @@
 
 namespace mote {
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail("{}: is a directory, expected a file", path.string());
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) fail("{}: read error", path.string());
-  return std::move(buffer).str();
+namespace {
+
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
 }
+
+}  // namespace
+
+std::string read_input_file(const std::filesystem::path& path, const char* what, uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then
+  // decides on the file actually opened.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail("{}: cannot open {}: {}", path.string(), what, std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail("{}: cannot stat: {}", path.string(), std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail("{}: the {} is {}; it must be a regular file", path.string(), what, file_kind(st.st_mode));
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    fail("{}: the {} has {} bytes, more than the {} it may hold", path.string(), what, st.st_size, max_bytes);
+  }
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t got = ::read(fd, text.data() + done, text.size() - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail("{}: read error: {}", path.string(), std::strerror(errno));
+    if (got == 0) break;  // the file shrank while read
+    done += static_cast<size_t>(got);
+  }
+  text.resize(done);
+  if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
+  return text;
+}
+
+std::string read_text_file(const std::filesystem::path& path) { return read_input_file(path, "input", 4ull << 30); }
 
 nlohmann::json parse_json(std::string_view text, const std::string& where) {
   try {

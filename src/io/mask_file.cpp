@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -41,8 +42,8 @@ class MaskReader {
     if (open_.size() >= 16) fail("{}: mask files nested more than 16 deep", path.string());
     open_.insert(id);
 
-    std::ifstream in(path);
-    if (!in) fail("{}: cannot open mask file", path.string());
+    std::istringstream in(read_ini_file(path, allow_other_keys ? "job file" : "mask file"));
+    files_.push_back(path);
     po::variables_map vm;
     try {
       po::store(po::parse_config_file(in, mask_options(), allow_other_keys), vm);
@@ -123,9 +124,16 @@ class MaskReader {
       gain_set_.insert(mask_.index(l, e));
     }
     for (size_t i = 0; const auto& inc : list("include")) {
-      if (inc.empty()) fail("{}:{}: include = (empty)", where, line_of("include", static_cast<int>(i)));
-      read(inc, false);
-      ++i;
+      const int line = line_of("include", static_cast<int>(i++));
+      if (inc.empty()) fail("{}:{}: include = (empty)", where, line);
+      // Relative to the including file, as C, ssh and nginx resolve includes.
+      const std::filesystem::path target = std::filesystem::path(inc).is_absolute() ? std::filesystem::path(inc) : path.parent_path() / inc;
+      try {
+        if (!read(target, false)) fail("{}: holds no [mote] entries (an empty mask file)", target.string());
+      } catch (const Error& e) {
+        if (std::string_view(e.what()).starts_with(where + ":")) throw;
+        fail("{}:{}: include = {}: {}", where, line, short_excerpt(inc, 200), e.what());
+      }
     }
     open_.erase(id);
     return any;
@@ -214,9 +222,14 @@ class MaskReader {
     }
   }
 
+ public:
+  const std::vector<std::filesystem::path>& files() const { return files_; }
+
+ private:
   const ModelConfig& config_;
   std::vector<int> moe_;
   ExpertMask& mask_;
+  std::vector<std::filesystem::path> files_;
   std::set<std::string> open_;
   std::set<size_t> gain_set_;
   std::optional<OffPolicy> off_policy_;
@@ -232,20 +245,24 @@ ExpertMask new_mask(const ModelConfig& config, const std::string& name) {
 
 }  // namespace
 
-ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name) {
+ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name,
+                          std::vector<std::filesystem::path>* files_read) {
   ExpertMask mask = new_mask(config, name);
   MaskReader reader(config, mask);
-  reader.read(path, false);
+  if (!reader.read(path, false)) fail("{}: holds no [mote] entries (an empty mask file)", path.string());
   reader.finish();
+  if (files_read != nullptr) *files_read = reader.files();
   mask.description = format_mask_file(mask);
   return mask;
 }
 
-std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name) {
+std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name,
+                                             std::vector<std::filesystem::path>* files_read) {
   ExpertMask mask = new_mask(config, name);
   MaskReader reader(config, mask);
   if (!reader.read(path, true)) return std::nullopt;
   reader.finish();
+  if (files_read != nullptr) *files_read = reader.files();
   mask.description = format_mask_file(mask);
   return mask;
 }

@@ -14,6 +14,7 @@ void write_masks(hid_t parent, const std::vector<ExpertMask>& masks) {
     h5_attr_string(g.id(), "on_policy", on_policy_name(m.on_policy));
     h5_attr_double(g.id(), "shared_gain", m.shared_gain);
     h5_attr_string(g.id(), "description", m.description);
+    h5_attr_int(g.id(), "switches_nothing", m.switches_nothing() ? 1 : 0);
     std::vector<int32_t> off, on;
     for (int l = 0; l < m.moe_layers; ++l) {
       for (int e = 0; e < m.experts; ++e) {

@@ -1,6 +1,9 @@
 #include "mote/io/output_file.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -8,18 +11,97 @@
 #include <cstdio>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "mote/util/error.h"
 
 namespace mote {
 
-OutputFile::OutputFile(const std::filesystem::path& path) : path_(path) {
+namespace {
+
+const char* kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "?";
+  return name;
+}
+
+}  // namespace
+
+OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested) {
   h5_silence_errors();
+  if (requested.empty()) fail("--out is empty: name the HDF5 file to write");
+  struct stat st {};
+  if (::lstat(requested.c_str(), &st) == 0) {
+    if (S_ISLNK(st.st_mode)) {
+      struct stat target {};
+      if (::stat(requested.c_str(), &target) == 0 && !S_ISREG(target.st_mode)) {
+        fail("{}: output path is a symbolic link to {}; refusing to replace it (name a regular file)", requested.string(),
+             kind_of(target.st_mode));
+      }
+      // A link to a regular file (or to nothing yet): the result replaces its target.
+      std::error_code ec;
+      path_ = std::filesystem::weakly_canonical(requested, ec);
+      if (ec) fail("{}: cannot resolve the symbolic link: {}", requested.string(), ec.message());
+    } else if (!S_ISREG(st.st_mode)) {
+      fail("{}: output path exists and is {}; refusing to replace it (name a regular file)", requested.string(), kind_of(st.st_mode));
+    }
+  }
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail("{}: output path is a directory", path.string());
-  const auto parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  if (!std::filesystem::is_directory(parent, ec)) fail("{}: output directory {} does not exist", path.string(), parent.string());
-  if (::access(parent.c_str(), W_OK) != 0) fail("{}: output directory {} is not writable: {}", path.string(), parent.string(), std::strerror(errno));
-  temp_path_ = path;
+  const auto parent = path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(parent, ec)) fail("{}: output directory {} does not exist", path_.string(), parent.string());
+  if (::access(parent.c_str(), W_OK) != 0) fail("{}: output directory {} is not writable: {}", path_.string(), parent.string(), std::strerror(errno));
+
+  // One job per output: an exclusive lock, released by the kernel when the
+  // job ends however it ends, so a dead job's lock never blocks the next.
+  lock_path_ = path_;
+  lock_path_ += ".lock";
+  // A job that ends removes its lock file; the lock taken must be on the
+  // file still at that path, or it locks nothing another job would see.
+  for (int attempt = 0;; ++attempt) {
+    lock_fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (lock_fd_ < 0) fail("{}: cannot create the output's lock file: {}", lock_path_.string(), std::strerror(errno));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) break;
+    struct stat held {}, now {};
+    if (::fstat(lock_fd_, &held) == 0 && ::stat(lock_path_.c_str(), &now) == 0 && held.st_ino == now.st_ino && held.st_dev == now.st_dev) {
+      break;
+    }
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (attempt == 10) fail("{}: the output's lock file keeps changing; is another job starting and ending?", lock_path_.string());
+  }
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    char holder[256] = {};
+    const ssize_t n = ::pread(lock_fd_, holder, sizeof holder - 1, 0);
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    std::string who(holder, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!who.empty() && (who.back() == '\n' || who.back() == '\0')) who.pop_back();
+    fail("{}: another mote job is writing this output ({}); wait for it to end, or choose another --out", path_.string(),
+         who.empty() ? "its lock is " + lock_path_.string() : who);
+  }
+  const std::string me = fmt::format("pid {} on host {}\n", ::getpid(), host_name());
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
+    fail("{}: cannot write the lock file: {}", lock_path_.string(), std::strerror(errno));
+  }
+  // Holding the lock, any temporary file of this output is a dead job's.
+  const std::string stem = path_.filename().string() + ".tmp.";
+  for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(stem) && entry.is_regular_file(ec)) {
+      std::filesystem::remove(entry.path(), ec);
+      spdlog::warn("{}: removed {}, left by a job that ended without finishing", path_.string(), entry.path().string());
+    }
+  }
+  temp_path_ = path_;
   temp_path_ += ".tmp." + std::to_string(::getpid());
   const hid_t id = H5Fcreate(temp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (id < 0) fail("{}: cannot create HDF5 file", temp_path_.string());
@@ -27,10 +109,31 @@ OutputFile::OutputFile(const std::filesystem::path& path) : path_(path) {
 }
 
 OutputFile::~OutputFile() {
-  if (committed_) return;
-  file_.reset();
+  if (!committed_) {
+    file_.reset();
+    std::error_code ec;
+    std::filesystem::remove(temp_path_, ec);
+  }
+  if (lock_fd_ >= 0) {
+    std::error_code ec;
+    std::filesystem::remove(lock_path_, ec);
+    ::close(lock_fd_);
+  }
+}
+
+void OutputFile::refuse_inputs(const std::vector<std::filesystem::path>& inputs, const std::filesystem::path& model_dir) const {
   std::error_code ec;
-  std::filesystem::remove(temp_path_, ec);
+  const auto same = [&](const std::filesystem::path& input) {
+    return !input.empty() && std::filesystem::exists(input, ec) && std::filesystem::equivalent(path_, input, ec) && !ec;
+  };
+  if (!std::filesystem::exists(path_, ec)) return;  // a new file is no input
+  for (const auto& input : inputs) {
+    if (same(input)) fail("{}: the output is the input file {}; the result would replace it", path_.string(), input.string());
+  }
+  if (model_dir.empty()) return;
+  for (const auto& entry : std::filesystem::directory_iterator(model_dir, ec)) {
+    if (same(entry.path())) fail("{}: the output is {} of the model; the result would replace it", path_.string(), entry.path().string());
+  }
 }
 
 void OutputFile::ensure_room(uint64_t bytes) const {

@@ -27,6 +27,13 @@ int ExpertMask::count_off() const {
   return n;
 }
 
+bool ExpertMask::switches_nothing() const {
+  for (const uint64_t b : off_bits) if (b != 0) return false;
+  for (const uint64_t b : on_bits) if (b != 0) return false;
+  for (const float g : gains) if (g != 1.0f) return false;
+  return shared_gain == 1.0f;
+}
+
 int ExpertMask::count_on(int layer) const {
   int n = 0;
   for (int e = 0; e < experts; ++e) n += is_on(layer, e);

@@ -4,6 +4,9 @@
 
 #include "mote/io/h5.h"
 #include "mote/tokenizer/tokenizer.h"
+#include <sys/file.h>
+#include <sys/stat.h>
+
 #include "run_process.h"
 
 namespace mote {
@@ -234,6 +237,145 @@ TEST_F(Cli, UnwritableOutputFailsEarlyAndEarlierResultsSurvive) {
     ++files;
   }
   EXPECT_GT(files, 0);
+}
+
+}  // namespace
+}  // namespace mote
+
+namespace mote {
+namespace {
+
+class CliSafety : public testing::Test {
+ protected:
+  test::ProcessResult mote(std::vector<std::string> args) {
+    args.insert(args.begin(), MOTE_BINARY);
+    return test::run_process(args, dir_.path());
+  }
+  std::filesystem::path prompts() {
+    write_file(dir_ / "p.txt", "The secret of a happy life is\n");
+    return dir_ / "p.txt";
+  }
+  test::ProcessResult generate(const std::vector<std::string>& extra) {
+    std::vector<std::string> args{"generate", "--prompts", prompts().string(), "--max-new-tokens", "2", "--log-level", "warn"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return mote(args);
+  }
+  ScratchDir dir_;
+};
+
+#define EXPECT_ERROR_MESSAGE(result, message)                                        \
+  do {                                                                               \
+    const auto& r_ = (result);                                                       \
+    EXPECT_EQ(r_.exit_code, 1) << r_.err;                                            \
+    EXPECT_NE(r_.err.find(message), std::string::npos) << "stderr: " << r_.err;      \
+  } while (0)
+
+TEST_F(CliSafety, OutputThatIsNotARegularFileIsRefusedAndLeftAlone) {
+  EXPECT_ERROR_MESSAGE(generate({"--out", "/dev/null"}),
+                       "/dev/null: output path exists and is a character device; refusing to replace it (name a regular file)");
+  struct stat st {};
+  ASSERT_EQ(::stat("/dev/null", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  std::filesystem::create_directory(dir_ / "d");
+  EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "d").string()}), ": output path exists and is a directory; refusing to replace it");
+  ASSERT_EQ(::mkfifo((dir_ / "fifo").c_str(), 0600), 0);
+  EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "fifo").string()}), ": output path exists and is a FIFO; refusing to replace it");
+  std::filesystem::create_symlink("/dev/null", dir_ / "link");
+  EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "link").string()}),
+                       ": output path is a symbolic link to a character device; refusing to replace it");
+  EXPECT_TRUE(std::filesystem::is_symlink(dir_ / "link"));
+  EXPECT_ERROR_MESSAGE(generate({"--out", ""}), "--out is empty: name the HDF5 file to write");
+  // A link to a regular file: the result replaces the target, the link stays.
+  write_file(dir_ / "target.h5", "old");
+  std::filesystem::create_symlink(dir_ / "target.h5", dir_ / "result.h5");
+  const auto r = generate({"--out", (dir_ / "result.h5").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::is_symlink(dir_ / "result.h5"));
+  EXPECT_GT(std::filesystem::file_size(dir_ / "target.h5"), 1000u);
+}
+
+TEST_F(CliSafety, OutputThatIsAnInputIsRefusedBeforeAnyWork) {
+  const auto p = prompts();
+  const std::string before = test::read_file(p);
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", p.string(), "--out", p.string()}),
+                       p.string() + ": the output is the input file " + p.string() + "; the result would replace it");
+  EXPECT_EQ(test::read_file(p), before);
+  // A mask file, its include, the job file and a file of the model, by another name too.
+  write_file(dir_ / "inc.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
+  write_file(dir_ / "mask.ini", "[mote]\ninclude = inc.ini\n");
+  std::filesystem::create_hard_link(dir_ / "inc.ini", dir_ / "alias.h5");
+  EXPECT_ERROR_MESSAGE(generate({"--mask", (dir_ / "mask.ini").string(), "--out", (dir_ / "alias.h5").string()}),
+                       "alias.h5: the output is the input file " + (dir_ / "inc.ini").string());
+  write_file(dir_ / "job.ini", "max-new-tokens = 2\n");
+  EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "job.ini").string(), "--out", (dir_ / "job.ini").string()}),
+                       "the output is the input file");
+  test::ScratchDir model_copy;
+  for (const auto& f : std::filesystem::directory_iterator(MOTE_MODEL_DIR)) {
+    if (f.is_regular_file()) std::filesystem::copy_file(f.path(), model_copy / f.path().filename().string());
+  }
+  EXPECT_ERROR_MESSAGE(generate({"--model", model_copy.path().string(), "--out", (model_copy / "tokenizer.json").string()}),
+                       "tokenizer.json of the model; the result would replace it");
+}
+
+TEST_F(CliSafety, OneOutputOneJob) {
+  // A lock held by another process (here: this test) is named and refused.
+  const auto out = dir_ / "out.h5";
+  const int fd = ::open((out.string() + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "pid 4242 on host elsewhere\n", 27), 27);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  EXPECT_ERROR_MESSAGE(generate({"--out", out.string()}),
+                       out.string() + ": another mote job is writing this output (pid 4242 on host elsewhere); wait for it to end");
+  EXPECT_FALSE(std::filesystem::exists(out));
+  // Released (the holder died): the next job runs, and a dead job's temporary file is removed.
+  ::close(fd);
+  write_file(out.string() + ".tmp.99999", "half a file");
+  const auto r = generate({"--out", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("removed " + out.string() + ".tmp.99999, left by a job that ended without finishing"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out.string() + ".tmp.99999"));
+  EXPECT_FALSE(std::filesystem::exists(out.string() + ".lock"));
+}
+
+TEST_F(CliSafety, SpecialFilesAsInputsAreRefused) {
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", "/dev/zero"}), "/dev/zero: the prompt file is a character device; it must be a regular file");
+  ASSERT_EQ(::mkfifo((dir_ / "fifo").c_str(), 0600), 0);
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "fifo").string()}), ": the prompt file is a FIFO; it must be a regular file");
+  EXPECT_ERROR_MESSAGE(generate({"--config", "/dev/zero"}), "/dev/zero: the job file is a character device; it must be a regular file");
+  EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "fifo").string()}), ": the job file is a FIFO; it must be a regular file");
+}
+
+TEST_F(CliSafety, IncludesCannotBeTurnedAgainstTheUser) {
+  const auto mask = [&](const std::string& text) {
+    write_file(dir_ / "m.ini", text);
+    return generate({"--mask", (dir_ / "m.ini").string()});
+  };
+  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = /dev/zero\n"),
+                       "m.ini:2: include = /dev/zero: /dev/zero: the mask file is a character device; it must be a regular file");
+  ASSERT_EQ(::mkfifo((dir_ / "fifo").c_str(), 0600), 0);
+  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = fifo\n"), "m.ini:2: include = fifo: " + (dir_ / "fifo").string() + ": the mask file is a FIFO");
+  std::filesystem::create_directory(dir_ / "sub");
+  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = sub\n"), "the mask file is a directory; it must be a regular file");
+  write_file(dir_ / "empty.ini", "");
+  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = empty.ini\n"), "m.ini:2: include = empty.ini: " + (dir_ / "empty.ini").string() +
+                                                                 ": holds no [mote] entries (an empty mask file)");
+  EXPECT_ERROR_MESSAGE(mask(""), "m.ini: holds no [mote] entries (an empty mask file)");
+  write_file(dir_ / "big.ini", "[mote]\n" + std::string(2u << 20, '#'));
+  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = big.ini\n"), "more than the 1048576 it may hold");
+  // A secret-looking file is quoted only as a short excerpt.
+  write_file(dir_ / "shadow", "root:$y$j9T$SECRETSECRETSECRETSECRET:19000:0:99999:7:::\n");
+  const auto r = mask("[mote]\ninclude = shadow\n");
+  EXPECT_ERROR_MESSAGE(r, "shadow:1: expected 'key = value', a [section] or a # comment, not 'root:$y$j9T$SECR...'");
+  EXPECT_EQ(r.err.find("SECRETSECRET"), std::string::npos) << r.err;
+  // Relative includes resolve against the including file's directory.
+  write_file(dir_ / "sub" / "inner.ini", "[mote]\nlayer-index = moe\noff = 0:3\n");
+  write_file(dir_ / "sub" / "outer.ini", "[mote]\ninclude = inner.ini\n");
+  const auto ok = generate({"--mask", (dir_ / "sub" / "outer.ini").string()});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  // A mask that switches nothing warns.
+  const auto none = mask("[mote]\noff-policy = drop\n");
+  EXPECT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_NE(none.err.find("mask set 'default' switches nothing"), std::string::npos) << none.err;
 }
 
 }  // namespace

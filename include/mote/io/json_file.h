@@ -9,6 +9,12 @@
 
 namespace mote {
 
+// Reads a whole input file. It must be a regular file (a device, FIFO or
+// socket is refused, never read without end) of at most `max_bytes`; `what`
+// names it in errors ("mask file"). A leading UTF-8 byte-order mark is
+// dropped, so every text input treats one alike.
+std::string read_input_file(const std::filesystem::path& path, const char* what, uint64_t max_bytes);
+// read_input_file() for the larger inputs (configs, tokenizers, prompt files): up to 4 GiB.
 std::string read_text_file(const std::filesystem::path& path);
 nlohmann::json read_json_file(const std::filesystem::path& path);
 nlohmann::json parse_json(std::string_view text, const std::string& where);

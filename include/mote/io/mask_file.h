@@ -8,26 +8,33 @@
 //   off-policy = reroute | drop | zero      (default reroute)
 //   on-policy = natural | max               (default natural)
 //   shared-gain = G                scale the shared expert (0 switches it off)
-//   include = FILE                 add the entries of another mask file (repeatable)
+//   include = FILE                 add the entries of another mask file (repeatable;
+//                                  a relative FILE is relative to the including file)
 //
-// Every error names the file, the line and the entry.
+// Mask and job files are regular files of at most 1 MiB; a file with no
+// [mote] entries is an error. Every error names the file, the line and the
+// entry, and quotes at most a short excerpt of what it could not read.
 #pragma once
 
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mote/model/config.h"
 #include "mote/model/expert_mask.h"
 
 namespace mote {
 
-// Reads a mask file; any key outside [mote] is an error.
-ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
+// Reads a mask file; any key outside [mote] is an error. `files_read`, when
+// given, receives the file and every file it includes.
+ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name,
+                          std::vector<std::filesystem::path>* files_read = nullptr);
 
 // Reads the [mote] section of a job file (its other keys belong to the
 // command); nullopt when it has no [mote] keys.
-std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
+std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name,
+                                             std::vector<std::filesystem::path>* files_read = nullptr);
 
 // The mask in mask-file syntax (MoE-layer numbering), `header` as comments.
 std::string format_mask_file(const ExpertMask& mask, const std::string& header = "");

@@ -2,9 +2,17 @@
 // "<path>.tmp.<pid>" beside the final path and renamed over it only by
 // commit(). Creating it up front fails early on an unwritable location; a
 // crash or error leaves any earlier file at `path` untouched.
+//
+// The path must be new or a regular file: a directory, device, FIFO or
+// socket (or a symbolic link to one) is refused, never replaced; a link to
+// a regular file has its target replaced. One output, one job: the output
+// is locked ("<path>.lock", holding the job's host and pid) for the job's
+// lifetime, which covers its checkpoint directory too, and temporary files
+// left by jobs that died are removed.
 #pragma once
 
 #include <filesystem>
+#include <vector>
 
 #include "mote/io/h5.h"
 
@@ -18,6 +26,9 @@ class OutputFile {
   OutputFile& operator=(const OutputFile&) = delete;
 
   hid_t root() const { return file_.id(); }
+  // Refuses an output that is the same file as one of `inputs`, or as any
+  // file in `model_dir` (when given): it would be replaced by the result.
+  void refuse_inputs(const std::vector<std::filesystem::path>& inputs, const std::filesystem::path& model_dir = {}) const;
   const std::filesystem::path& path() const { return path_; }
   void commit();
   // Fails unless the file system (and this process's file-size limit)
@@ -28,7 +39,8 @@ class OutputFile {
   void hand_over(const std::filesystem::path& dest);
 
  private:
-  std::filesystem::path path_, temp_path_;
+  std::filesystem::path path_, temp_path_, lock_path_;
+  int lock_fd_ = -1;
   H5Handle file_;
   bool committed_ = false;
 };

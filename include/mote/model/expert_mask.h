@@ -51,6 +51,8 @@ struct ExpertMask {
   void set_off(int layer, int expert) { set_bit(off_bits, index(layer, expert)); }
   void set_on(int layer, int expert) { set_bit(on_bits, index(layer, expert)); }
   int count_off() const;
+  // No expert off or on, no gain other than 1, shared gain 1: the mask steers nothing.
+  bool switches_nothing() const;
   int count_on(int layer) const;
 
   template <class Archive>
