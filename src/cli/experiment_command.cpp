@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <sstream>
 
 #include <mpi.h>
 
@@ -80,7 +81,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
   std::vector<std::string> passthrough;
   bool help = false;
   try {
-    const auto parsed = po::command_line_parser(args).options(options).allow_unregistered().run();
+    const auto parsed = po::command_line_parser(args).options(options).style(command_line_style()).allow_unregistered().run();
     po::store(parsed, vm);
     passthrough = po::collect_unrecognized(parsed.options, po::include_positional);
     help = std::find(passthrough.begin(), passthrough.end(), "--help") != passthrough.end() ||
@@ -101,8 +102,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     }
   }
   if (!job_file.empty() && !help) {
-    std::ifstream in(job_file);
-    if (!in) fail("{}: cannot open job file", job_file);
+    std::istringstream in(read_ini_file(job_file, "job file"));
     try {
       const auto parsed = po::parse_config_file(in, options, true);
       po::store(parsed, vm);
@@ -128,7 +128,13 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     }
     return 0;
   }
+  for (const auto& a : passthrough) {
+    if (a == "--mask" || a.starts_with("--mask=")) {
+      fail("--mask is not an option of 'mote experiment': it sets the masks of its conditions itself (give --target-mask)");
+    }
+  }
   if (random_count < 0) fail("--random {} must not be negative", random_count);
+  if (vm.count("metric-regex") > 0 && metric_regex.empty()) fail("--metric-regex is empty: it would match every response");
   if (!metric_regex.empty() && !first_token.empty()) fail("give --metric-regex or --first-token, not both");
   const std::optional<Regex> regex = first_token.empty() ? std::optional<Regex>(Regex(metric_regex.empty() ? kRefusalRegex : metric_regex, "--metric-regex"))
                                                           : std::nullopt;

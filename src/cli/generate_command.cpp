@@ -172,7 +172,14 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   validate(job);
   const WireDType wire_dtype = parse_wire_dtype(job.wire_dtype);
   setup_logging(job.log_level, mpi.rank());
-  if (job.threads > 0) omp_set_num_threads(job.threads);
+  if (job.threads > 0) {
+    const int cores = omp_get_num_procs();
+    if (job.threads > cores) {
+      spdlog::warn("--threads {} is more than the {} cores this rank can use; using {}", job.threads, cores, cores);
+      job.threads = cores;
+    }
+    omp_set_num_threads(job.threads);
+  }
   job.threads = omp_get_max_threads();
   const bool coordinator = mpi.rank() == 0;
 
@@ -458,7 +465,8 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   const auto record_of = [&](size_t index, const GenerationResult& result) {
     const std::string mask_name = request_masks[index] != nullptr ? request_masks[index]->name : "";
     return RequestRecord{index, specs[index].id, specs[index].cls, mask_name, encoded[index].text, tokenizer.decode(result.generated),
-                         request_errors[index], &encoded[index].tokens, &result, config.vocab_size, model.moe_layer_count(),
+                         result.error.empty() ? request_errors[index] : result.error, &encoded[index].tokens, &result,
+                         config.vocab_size, model.moe_layer_count(),
                          model.top_k(), config.n_routed_experts};
   };
   const auto show = [&](size_t index, const std::string& body) {
@@ -491,7 +499,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       std::vector<int32_t> shown = done.generated;
       if (done.stop == StopReason::Eos) shown.pop_back();
       texts[next_to_print] = tokenizer.decode(shown);
-      show(next_to_print, texts[next_to_print]);
+      show(next_to_print, done.error.empty() ? texts[next_to_print] : "[request failed: " + done.error + "]");
       waiting.erase(waiting.begin());
       ++next_to_print;
     }
@@ -499,8 +507,14 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
 
   Progress progress(todo.size());
   size_t finished_now = 0;
+  std::vector<std::string> run_errors(specs.size());  // requests that failed while running
   const bool completed = generator.run(todo, [&](size_t todo_position, GenerationResult&& result) {
     const size_t index = todo_index[todo_position];
+    if (!result.error.empty()) {
+      run_errors[index] = result.error;
+      spdlog::warn("{}:{} (id '{}'): request failed: {}", specs[index].line > 0 ? job.prompts : "-", specs[index].line, specs[index].id,
+                   result.error);
+    }
     progress.request_done(result.generated.size());
     ++finished_now;
     if (write_parts) {
@@ -574,13 +588,17 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
                                static_cast<double>(peak_rss.back()) / 1e6, static_cast<double>(weights_resident.back()) / 1e6);
   }
   spdlog::info("memory: {}", memory_line);
-  const auto failed = static_cast<size_t>(std::count_if(request_errors.begin(), request_errors.end(), [](const auto& e) { return !e.empty(); }));
+  std::vector<std::string> all_errors = request_errors;
+  for (size_t i = 0; i < run_errors.size(); ++i) {
+    if (!run_errors[i].empty()) all_errors[i] = run_errors[i];
+  }
+  const auto failed = static_cast<size_t>(std::count_if(all_errors.begin(), all_errors.end(), [](const auto& e) { return !e.empty(); }));
   if (failed > 0) {
-    spdlog::warn("{} of {} requests failed and did not run (see the warnings above{})", failed, requests.size(),
+    spdlog::warn("{} of {} requests failed (see the warnings above{})", failed, requests.size(),
                  out ? ", and the 'error' attribute in /requests" : "");
   }
 
-  if (finish) finish(out ? out->root() : -1, specs, texts, request_errors);
+  if (finish) finish(out ? out->root() : -1, specs, texts, all_errors);
   if (out) {
     if (write_parts) checkpoint->flush();
     if (checkpoint->parts() > 0) {

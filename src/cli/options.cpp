@@ -82,6 +82,24 @@ int find_ini_line(const std::filesystem::path& path, const std::string& key, int
   return 0;
 }
 
+namespace {
+
+// Seeds are unsigned: Boost would read "-1" as 2^64 - 1 without a word.
+void check_unsigned(const po::parsed_options& parsed, const std::string& where) {
+  for (const auto& o : parsed.options) {
+    if ((o.string_key == "seed" || o.string_key == "mask-seed") && !o.value.empty() && o.value.front().starts_with("-")) {
+      fail("{}: --{} {}: must be a whole number from 0 to 18446744073709551615", where, o.string_key, o.value.front());
+    }
+  }
+}
+
+}  // namespace
+
+int command_line_style() {
+  // No guessing: "--mask" must never silently mean "--mask-seed".
+  return po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+}
+
 ParsedOptions parse_options(const std::vector<std::string>& args, const po::options_description& options,
                             const po::positional_options_description* positional, const po::options_description* file_only) {
   ParsedOptions parsed;
@@ -90,9 +108,11 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
   all.add_options()("config", po::value<std::string>(), "")("help,h", "");
   try {
     po::command_line_parser parser(args);
-    parser.options(all);
+    parser.options(all).style(command_line_style());
     if (positional != nullptr) parser.positional(*positional);
-    po::store(parser.run(), parsed.values);
+    const auto result = parser.run();
+    check_unsigned(result, "command line");
+    po::store(result, parsed.values);
   } catch (const po::error& e) {
     fail("command line: {}", e.what());
   }
@@ -106,7 +126,9 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
       po::options_description in_file;
       in_file.add(options);
       if (file_only != nullptr) in_file.add(*file_only);
-      po::store(po::parse_config_file(in, in_file, false), parsed.values);
+      const auto result = po::parse_config_file(in, in_file, false);
+      check_unsigned(result, parsed.config_file);
+      po::store(result, parsed.values);
     } catch (const po::error_with_option_name& e) {
       const std::string key = e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
       const int line = find_ini_line(parsed.config_file, key);

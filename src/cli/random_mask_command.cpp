@@ -38,6 +38,7 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
   }
   if (mpi.rank() != 0) return 0;
   if (parsed.values.count("count") == 0 && like.empty()) fail("give --count N or --like MASK");
+  if (parsed.values.count("count") > 0 && !like.empty()) fail("give --count N or --like MASK, not both");
   const ModelConfig config = read_model_dir_config(model_dir);
   std::optional<ExpertMask> exclude_mask, like_mask;
   if (!exclude.empty()) exclude_mask = read_mask_file(exclude, config, "exclude");

@@ -1,6 +1,7 @@
 // `mote rank FILE.h5 --target CLASS --control CLASS --top N`: ranks routed
 // experts by how much more they fire on the target class, prints a table
 // and writes the top ones as a mask file.
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -47,7 +48,17 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   if (mpi.rank() != 0) return 0;
   if (file.empty()) fail("give the profile file: mote rank FILE.h5 ...");
   if (policy != "reroute" && policy != "drop" && policy != "zero") fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
+  std::error_code ec;
+  if (!out.empty() && std::filesystem::exists(out, ec) && std::filesystem::equivalent(out, file, ec)) {
+    fail("{}: --out is the profile being ranked; the mask would replace it", out);
+  }
   const ProfileData data = read_profile_file(file);
+  if (!data.masks.empty()) {
+    std::string names;
+    for (const auto& m : data.masks) names += (names.empty() ? "" : ", ") + m;
+    fail("{}: its requests ran under mask sets ({}), so its counts mix steered and unsteered routing; rank a profile run "
+         "without masks (an experiment's file cannot be ranked)", file, names);
+  }
   const auto ranked = rank_experts(data, spec);
 
   std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>10}  {:>10}  {:>10}\n", "rank", "moe_layer", "decoder_layer",

@@ -87,6 +87,18 @@ void h5_attr_int(hid_t obj, const std::string& name, int64_t value) { write_attr
 void h5_attr_double(hid_t obj, const std::string& name, double value) { write_attr(obj, name, H5T_NATIVE_DOUBLE, &value); }
 
 void h5_string_dataset(hid_t parent, const std::string& name, const std::string& value) {
+  if (value.find('\0') != std::string::npos) {
+    // A variable-length string ends at its first NUL: a text holding NULs is
+    // stored whole as a fixed-length string of its exact size.
+    H5Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(type.id(), value.size());
+    H5Tset_strpad(type.id(), H5T_STR_NULLPAD);
+    H5Tset_cset(type.id(), H5T_CSET_UTF8);
+    H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+    H5Handle ds(check(H5Dcreate2(parent, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create dataset", name), H5Dclose);
+    if (H5Dwrite(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, value.data()) < 0) fail("HDF5: cannot write dataset '{}'", name);
+    return;
+  }
   const H5Handle type = utf8_string_type();
   H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   H5Handle ds(check(H5Dcreate2(parent, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create dataset", name), H5Dclose);

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <unordered_set>
+#include <vector>
 
 #include "mote/util/error.h"
 
@@ -58,8 +60,24 @@ std::string read_input_file(const std::filesystem::path& path, const char* what,
 std::string read_text_file(const std::filesystem::path& path) { return read_input_file(path, "input", 4ull << 30); }
 
 nlohmann::json parse_json(std::string_view text, const std::string& where) {
+  // A key given twice in one object would silently keep the last value.
+  std::vector<std::unordered_set<std::string>> keys;
+  std::string duplicate;
+  const nlohmann::json::parser_callback_t check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == nlohmann::json::parse_event_t::object_end) {
+      keys.pop_back();
+    } else if (event == nlohmann::json::parse_event_t::key && !keys.empty()) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (!keys.back().insert(key).second && duplicate.empty()) duplicate = key;
+    }
+    return true;
+  };
   try {
-    return nlohmann::json::parse(text.begin(), text.end());
+    auto j = nlohmann::json::parse(text.begin(), text.end(), check);
+    if (!duplicate.empty()) fail("{}: key '{}' appears twice in one object", where, duplicate);
+    return j;
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}: invalid JSON at byte {}: {}", where, e.byte, e.what());
   } catch (const nlohmann::json::exception& e) {

@@ -69,6 +69,16 @@ ProfileData read_profile_file(const std::filesystem::path& path) {
     p.classes.emplace_back(slot.substr(0, slot.find('\0')));
   }
 
+  if (H5Lexists(file.id(), "masks", H5P_DEFAULT) > 0) {
+    H5Handle masks(H5Gopen2(file.id(), "masks", H5P_DEFAULT), H5Gclose);
+    H5G_info_t info{};
+    if (masks.id() < 0 || H5Gget_info(masks.id(), &info) < 0 || info.nlinks > 100000) fail("{}: cannot read '/masks'", where);
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      char name[256] = {};
+      if (H5Lget_name_by_idx(masks.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) > 0) p.masks.emplace_back(name);
+    }
+  }
+
   H5Handle index = open_dataset(file.id(), "moe_layer_decoder_index", where);
   p.decoder_index.resize(static_cast<size_t>(p.moe_layers));
   if (dims_of(index.id()) != std::vector<hsize_t>{static_cast<hsize_t>(p.moe_layers)} ||

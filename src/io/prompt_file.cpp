@@ -33,9 +33,11 @@ PromptSpec parse_json_line(std::string_view line, const std::string& where) {
         fail("{}: 'id' must be a string or an integer", where);
       }
       if (spec.id.empty()) fail("{}: 'id' is empty", where);
+      if (spec.id.find('\0') != std::string::npos) fail("{}: 'id' contains a NUL character", where);
     } else if (key == "class") {
       spec.cls = json_string(j, "class", where);
       if (spec.cls.empty()) fail("{}: 'class' is empty", where);
+      if (spec.cls.find('\0') != std::string::npos) fail("{}: 'class' contains a NUL character", where);
     } else if (key == "prompt") {
       spec.prompt = json_string(j, "prompt", where);
     } else if (key == "messages") {

@@ -158,6 +158,9 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
   c.first_k_dense_replace = r.get_int_or("first_k_dense_replace", 0, 0);
   c.moe_layer_freq = r.get_int_or("moe_layer_freq", 1, 1);
   c.routed_scaling_factor = r.get_double_or("routed_scaling_factor", 1.0);
+  if (!(c.routed_scaling_factor > 0.0 && c.routed_scaling_factor <= 1e6)) {
+    fail("{}: key 'routed_scaling_factor' = {} must be in (0, 1e6]", where, c.routed_scaling_factor);
+  }
   c.norm_topk_prob = r.get_bool_or("norm_topk_prob", false);
   c.scoring_func = r.get_string_or("scoring_func", "softmax");
   c.topk_method = r.get_string_or("topk_method", "greedy");
@@ -214,6 +217,8 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
     y.beta_slow = s.get_double_or("beta_slow", 1.0);
     y.mscale = s.get_double_or("mscale", 1.0);
     y.mscale_all_dim = s.get_double_or("mscale_all_dim", 0.0);
+    if (!(y.beta_fast > 0.0 && y.beta_slow > 0.0)) fail("{}: rope_scaling beta_fast {} and beta_slow {} must be positive", where, y.beta_fast, y.beta_slow);
+    if (y.mscale < 0.0 || y.mscale_all_dim < 0.0) fail("{}: rope_scaling mscale {} and mscale_all_dim {} must not be negative", where, y.mscale, y.mscale_all_dim);
     c.yarn = y;
   }
   return c;

@@ -112,8 +112,9 @@ FinishedRequests Checkpoint::load() const {
       r.expert_gate_sum = read_vector<double>(g.id(), "expert_gate_sum", H5T_NATIVE_DOUBLE, at);
       const auto prompt = read_vector<int32_t>(g.id(), "prompt_tokens", H5T_NATIVE_INT32, at);
       int64_t stop = -1;
-      if (!h5_read_int_attr(g.id(), "stop_code", stop) || stop < 0 || stop > 2) fail("{}: missing or bad 'stop_code'", at);
+      if (!h5_read_int_attr(g.id(), "stop_code", stop) || stop < 0 || stop > 3) fail("{}: missing or bad 'stop_code'", at);
       r.stop = static_cast<StopReason>(stop);
+      if (r.stop == StopReason::Error) r.error = "the request failed before the resume (its 'error' attribute says why)";
       r.prompt_positions = static_cast<int>(prompt.size());
       r.generated_positions = std::max(static_cast<int>(r.generated.size()) - 1, 0);
       r.positions = r.prompt_positions + r.generated_positions;

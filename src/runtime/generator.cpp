@@ -1,6 +1,9 @@
 #include "mote/runtime/generator.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
 #include <deque>
 #include <optional>
 
@@ -178,6 +181,18 @@ bool Generator::run(std::span<const GenerationRequest> requests,
 
       // All fed: choose the next token, unless none is wanted.
       if (options_.max_new_tokens == 0) {
+        slot.active = false;
+        ++finished;
+        on_done(slot.request, std::move(slot.result));
+        continue;
+      }
+      // Non-finite logits would sample token 0 forever: the request fails,
+      // named, and the others go on.
+      if (const float* bad = std::find_if(row_logits, row_logits + vocab, [](float v) { return !std::isfinite(v); });
+          bad != row_logits + vocab) {
+        slot.result.stop = StopReason::Error;
+        slot.result.error = fmt::format("non-finite logit {} (token {}) after position {}: a NaN or infinity in the model's weights or "
+                                        "activations", *bad, bad - row_logits, slot.fed - 1);
         slot.active = false;
         ++finished;
         on_done(slot.request, std::move(slot.result));

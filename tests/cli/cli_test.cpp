@@ -380,3 +380,108 @@ TEST_F(CliSafety, IncludesCannotBeTurnedAgainstTheUser) {
 
 }  // namespace
 }  // namespace mote
+
+namespace mote {
+namespace {
+
+class CliValues : public CliSafety {};
+
+TEST_F(CliValues, OptionsMeanWhatTheySay) {
+  // No prefix guessing: --mask is not --mask-seed.
+  write_file(dir_ / "t.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
+  const auto r = mote({"experiment", "--prompts", prompts().string(), "--target-mask", (dir_ / "t.ini").string(), "--out",
+                       (dir_ / "e.h5").string(), "--mask", "7"});
+  EXPECT_ERROR_MESSAGE(r, "--mask is not an option of 'mote experiment'");
+  EXPECT_ERROR_MESSAGE(generate({"--max-new", "3"}), "unrecognised option '--max-new'");
+  EXPECT_ERROR_MESSAGE(generate({"--seed", "-1"}), "--seed -1: must be a whole number from 0 to 18446744073709551615");
+  EXPECT_ERROR_MESSAGE(mote({"random-mask", "--count", "3", "--like", (dir_ / "t.ini").string(), "--out", (dir_ / "r.ini").string()}),
+                       "give --count N or --like MASK, not both");
+  EXPECT_ERROR_MESSAGE(mote({"experiment", "--prompts", prompts().string(), "--target-mask", (dir_ / "t.ini").string(), "--out",
+                             (dir_ / "e.h5").string(), "--metric-regex", ""}),
+                       "--metric-regex is empty");
+  write_file(dir_ / "job.ini", "mask = " + (dir_ / "t.ini").string() + "\n[mote]\nlayer-index = moe\noff = 0:2\n");
+  EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "job.ini").string()}),
+                       "job.ini:1: the job file has both 'mask =' and a [mote] section; keep one of them");
+  const auto threads = mote({"generate", "--prompts", prompts().string(), "--max-new-tokens", "2", "--threads", "10000"});
+  EXPECT_EQ(threads.exit_code, 0) << threads.err;
+  EXPECT_NE(threads.err.find("--threads 10000 is more than the"), std::string::npos) << threads.err;
+}
+
+TEST_F(CliValues, BadValuesNeverBecomeSilentGarbage) {
+  write_file(dir_ / "dup.jsonl", "{\"id\": \"a\", \"prompt\": \"x\", \"prompt\": \"y\"}\n");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "dup.jsonl").string()}), "dup.jsonl:1: key 'prompt' appears twice in one object");
+  write_file(dir_ / "nul.jsonl", "{\"id\": \"a\\u0000b\", \"prompt\": \"x\"}\n");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "nul.jsonl").string()}), "nul.jsonl:1: 'id' contains a NUL character");
+  write_file(dir_ / "nulc.jsonl", "{\"id\": \"a\", \"class\": \"x\\u0000\", \"prompt\": \"x\"}\n");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "nulc.jsonl").string()}), "nulc.jsonl:1: 'class' contains a NUL character");
+
+  // A text with a NUL is stored whole; a UTF-8 BOM is not part of the first prompt.
+  write_file(dir_ / "t.jsonl", "{\"id\": \"a\", \"prompt\": \"before\\u0000after\"}\n");
+  auto r = mote({"generate", "--prompts", (dir_ / "t.jsonl").string(), "--max-new-tokens", "1", "--out", (dir_ / "t.h5").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  write_file(dir_ / "bom.txt", "\xEF\xBB\xBFHello\n");
+  r = mote({"generate", "--prompts", (dir_ / "bom.txt").string(), "--max-new-tokens", "1", "--out", (dir_ / "bom.h5").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  h5_silence_errors();
+  for (const auto& [file, expected] : std::vector<std::pair<std::string, std::string>>{{"t.h5", std::string("before\0after", 12)},
+                                                                                       {"bom.h5", "Hello"}}) {
+    H5Handle f(H5Fopen((dir_ / file).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    H5Handle ds(H5Dopen2(f.id(), "/requests/0/prompt_text", H5P_DEFAULT), H5Dclose);
+    H5Handle type(H5Dget_type(ds.id()), H5Tclose);
+    std::string text;
+    if (H5Tis_variable_str(type.id()) > 0) {
+      char* p = nullptr;
+      ASSERT_GE(H5Dread(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), 0);
+      text = p;
+      H5free_memory(p);
+    } else {
+      text.resize(H5Tget_size(type.id()));
+      ASSERT_GE(H5Dread(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), 0);
+    }
+    EXPECT_EQ(text, expected) << file;
+  }
+
+  // A negative epsilon, and a NaN in the weights: named, never NaN logits sampled as token 0.
+  test::ScratchDir model;
+  for (const auto& f : std::filesystem::directory_iterator(MOTE_MODEL_DIR)) {
+    if (f.is_regular_file()) std::filesystem::copy_file(f.path(), model / f.path().filename().string());
+  }
+  std::string config = test::read_file(model / "config.json");
+  const std::string good = config;
+  config.replace(config.find("\"rms_norm_eps\": 1e-06"), 21, "\"rms_norm_eps\": -1e-06");
+  write_file(model / "config.json", config);
+  EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}), "config.json: key 'rms_norm_eps' = -1e-06 must be in (0, 1)");
+  write_file(model / "config.json", good);
+  std::string weights = test::read_file(model / "model.safetensors");
+  const size_t at = weights.find("\"model.norm.weight\"");
+  ASSERT_NE(at, std::string::npos);
+  const size_t offsets = weights.find("data_offsets", at);
+  const size_t begin = std::stoul(weights.substr(weights.find('[', offsets) + 1));
+  uint64_t header = 0;
+  std::memcpy(&header, weights.data(), 8);
+  weights[8 + header + begin] = '\xC0';  // bf16 0x7FC0: NaN
+  weights[8 + header + begin + 1] = '\x7F';
+  write_file(model / "model.safetensors", weights);
+  r = mote({"generate", "--prompts", prompts().string(), "--max-new-tokens", "2", "--model", model.path().string(), "--out",
+            (dir_ / "nan.h5").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("[request failed: non-finite logit nan (token 0) after position 10: a NaN or infinity in the model"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("1 of 1 requests failed"), std::string::npos) << r.err;
+}
+
+TEST_F(CliValues, RankRefusesItsInputAsOutputAndSteeredFiles) {
+  write_file(dir_ / "p.jsonl", "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello\"}\n{\"id\": \"b\", \"class\": \"y\", \"prompt\": \"World\"}\n");
+  auto r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "2", "--out", (dir_ / "p.h5").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_ERROR_MESSAGE(mote({"rank", (dir_ / "p.h5").string(), "--target", "x", "--control", "y", "--out", (dir_ / "p.h5").string()}),
+                       "p.h5: --out is the profile being ranked; the mask would replace it");
+  write_file(dir_ / "m.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
+  r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "2", "--mask", "m=" + (dir_ / "m.ini").string(),
+            "--out", (dir_ / "s.h5").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_ERROR_MESSAGE(mote({"rank", (dir_ / "s.h5").string(), "--target", "x", "--control", "y"}),
+                       "s.h5: its requests ran under mask sets (m), so its counts mix steered and unsteered routing");
+}
+
+}  // namespace
+}  // namespace mote

@@ -41,6 +41,10 @@ int find_ini_line(const std::filesystem::path& path, const std::string& key, int
 // quoting untrusted input in messages.
 std::string short_excerpt(std::string_view text, size_t max = 16);
 
+// Boost's default command-line style without prefix guessing: an option
+// name must be given whole.
+int command_line_style();
+
 // The command line as typed, for provenance.
 std::string joined_command_line(int argc, char** argv);
 

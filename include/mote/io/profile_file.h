@@ -15,6 +15,7 @@ struct ProfileData {
   std::vector<uint64_t> tokens;  // [class, phase]
   std::vector<int32_t> decoder_index;  // [moe_layer]
   std::string model;
+  std::vector<std::string> masks;  // mask sets the file's requests could run under (groups of /masks)
 };
 
 // Reads and checks a profile (or generate) file; errors name the file and dataset.

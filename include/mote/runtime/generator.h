@@ -63,6 +63,9 @@ struct GenerationResult {
   std::vector<double> expert_gate_sum;
   int prompt_positions = 0;  // positions fed per phase
   int generated_positions = 0;
+  // Set (with stop Error) when the request failed while running: its logits
+  // were not finite (a NaN or infinity in the weights, say).
+  std::string error;
 };
 
 struct GenerationStats {
