@@ -6,6 +6,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <cmath>
 #include <iostream>
 #include <map>
@@ -54,6 +57,7 @@ struct GenerateJob {
   bool profile = false;
   int checkpoint_every = 0;
   bool resume = false;
+  std::string resume_from;
 
   std::string summary() const {
     return fmt::format(
@@ -99,6 +103,9 @@ po::options_description generate_options(GenerateJob& job) {
        "with --out: save finished requests to OUT.checkpoint/ every N requests (0: only when stopped by SIGTERM or SIGINT)")
       ("resume", po::bool_switch(&job.resume),
        "continue the same job from OUT.checkpoint/ after a crash or a stop; the final file equals an uninterrupted run's")
+      ("resume-from", po::value(&job.resume_from),
+       "DIR: continue the job from the checkpoint directory DIR (for example OUT.checkpoint on a full disk); its parts are "
+       "copied to this --out's checkpoint first")
       ("wire-dtype", po::value(&job.wire_dtype)->default_value("f32"),
        "precision of hidden states sent to and from expert ranks: f32 or bf16 (rounded the same way on one rank)")
       ("log-level", po::value(&job.log_level)->default_value("info"), "trace, debug, info, warn, error or off");
@@ -139,6 +146,46 @@ uint64_t fnv1a(uint64_t h, std::string_view text) {
   return h;
 }
 
+// What makes a model directory this model: its small files' contents and
+// every tensor's name, dtype, shape and place in its file.
+std::string model_fingerprint(const std::filesystem::path& dir, const WeightStore& store) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const char* name : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(dir / name, ec)) h = fnv1a(fnv1a(h, name), read_text_file(dir / name));
+  }
+  for (const auto& [name, view] : store.all()) {
+    h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}\n", name, dtype_name(view->dtype), view->shape_string(), view->offset, view->nbytes,
+                             view->file->filename().string()));
+  }
+  return fmt::format("{:016x}", h);
+}
+
+// --resume-from: the parts of a checkpoint elsewhere (another disk) are
+// copied into this job's checkpoint directory, which must hold none yet.
+void adopt_checkpoint(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(from / "job-fingerprint.txt", ec)) {
+    fail("--resume-from {}: not a mote checkpoint directory (it has no job-fingerprint.txt)", from.string());
+  }
+  if (std::filesystem::exists(to, ec)) {
+    if (std::filesystem::equivalent(from, to, ec)) return;
+    fail("--resume-from {}: {} already exists; resume with --resume instead, or remove it", from.string(), to.string());
+  }
+  std::filesystem::create_directories(to, ec);
+  if (ec) fail("{}: cannot create the checkpoint directory: {}", to.string(), ec.message());
+  size_t parts = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(from)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "job-fingerprint.txt" || (name.starts_with("part-") && name.ends_with(".h5"))) {
+      std::filesystem::copy_file(entry.path(), to / name, ec);
+      if (ec) fail("--resume-from {}: cannot copy {} to {}: {}", from.string(), name, to.string(), ec.message());
+      parts += name != "job-fingerprint.txt";
+    }
+  }
+  spdlog::info("--resume-from {}: copied {} checkpoint parts to {}", from.string(), parts, to.string());
+}
+
 void validate(const GenerateJob& job) {
   const auto& g = job.gen;
   if (g.max_new_tokens < 0) fail("--max-new-tokens {} must not be negative", g.max_new_tokens);
@@ -148,7 +195,9 @@ void validate(const GenerateJob& job) {
   if (g.max_step_tokens < 1) fail("--max-step-tokens {} must be at least 1", g.max_step_tokens);
   if (job.threads < 0) fail("--threads {} must not be negative", job.threads);
   if (job.checkpoint_every < 0) fail("--checkpoint-every {} must not be negative", job.checkpoint_every);
-  if ((job.checkpoint_every > 0 || job.resume) && job.out.empty()) fail("--checkpoint-every and --resume need --out");
+  if ((job.checkpoint_every > 0 || job.resume || !job.resume_from.empty()) && job.out.empty()) {
+    fail("--checkpoint-every, --resume and --resume-from need --out");
+  }
 }
 
 }  // namespace
@@ -370,8 +419,15 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", std::filesystem::absolute(job.model_dir).string(), job.gen.max_new_tokens,
                                job.gen.sampling.temperature, job.gen.sampling.top_p, job.gen.seed, job.gen.stop_at_eos,
                                job.gen.save_logits, job.gen.trace, job.wire_dtype));
+      // The model itself, not just its path: a directory updated in place
+      // between a crash and the resume is another model.
+      h = fnv1a(h, model_fingerprint(job.model_dir, model_files->store));
       const std::filesystem::path dir = job.out + ".checkpoint";
       std::error_code ec;
+      if (!job.resume_from.empty()) {
+        adopt_checkpoint(job.resume_from, dir);
+        job.resume = true;
+      }
       if (!job.resume && std::filesystem::exists(dir, ec)) {
         fail("{} holds a checkpoint of an earlier run: continue it with --resume, or remove it", dir.string());
       }
@@ -469,11 +525,21 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
                          config.vocab_size, model.moe_layer_count(),
                          model.top_k(), config.n_routed_experts};
   };
+  bool stdout_failed = false;
   const auto show = [&](size_t index, const std::string& body) {
+    if (stdout_failed) return;
     const PromptSpec& s = specs[index];
     std::cout << "### " << s.id << " (" << s.cls << ")\n"
               << "> " << (s.prompt ? *s.prompt : s.messages.back().content) << "\n"
               << body << "\n\n" << std::flush;
+    if (!std::cout) {
+      // The reader went away (SIGPIPE) or the disk behind a redirect is
+      // full: stop cleanly, keeping what finished, as for SIGTERM.
+      stdout_failed = true;
+      const int err = errno;
+      spdlog::error("standard output: write failed ({}); stopping the job", std::strerror(err));
+      request_stop(SIGPIPE);
+    }
   };
   const auto print_ready = [&] {
     for (;;) {

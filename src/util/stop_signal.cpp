@@ -29,16 +29,22 @@ void install_stop_handlers() {
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGUSR2, &action, nullptr);
+  sigaction(SIGPIPE, &action, nullptr);
   std::signal(SIGXFSZ, SIG_IGN);
 }
 
 int stop_signal() { return g_stop_signal; }
+
+void request_stop(int signal) {
+  if (g_stop_signal == 0) g_stop_signal = signal;
+}
 
 const char* signal_name(int signal) {
   switch (signal) {
     case SIGTERM: return "SIGTERM";
     case SIGINT: return "SIGINT";
     case SIGUSR2: return "SIGUSR2";
+    case SIGPIPE: return "SIGPIPE";
     default: return "a signal";
   }
 }
