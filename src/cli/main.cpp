@@ -1,4 +1,6 @@
 // The `mote` tool: `mote <command> [options]`.
+#include <hdf5.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
@@ -26,6 +28,11 @@ void print_usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // libhdf5 1.10 closes at exit whatever files are still open, and crashes
+  // on one whose write failed (a full disk). mote closes every file it
+  // writes itself, so the library's own shutdown is left out: a failed
+  // write ends with its error and status 1, never a segfault.
+  H5dont_atexit();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
     print_usage();
     return argc < 2 ? 2 : 0;

@@ -8,7 +8,7 @@ set -uo pipefail
 root=$1
 export MOTE_BIN=$2
 work=$(mktemp -d)
-trap 'umount "$work/small" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'umount "$work/small" "$work/tiny" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
 { head -n 30 "$root/configs/prompts/refusal-profile.jsonl"; tail -n 18 "$root/configs/prompts/refusal-profile.jsonl"; } > p.jsonl
 common=(--prompts "$work/p.jsonl" --max-new-tokens 40 --ignore-eos --batch-size 4 --log-level warn)
@@ -51,4 +51,18 @@ if mount -t tmpfs -o size=$(( full_kb * 3 / 2 ))k tmpfs small 2> /dev/null; then
   check_kept small $?
 else
   echo "skipped the tmpfs case: cannot mount here (not root)"
+fi
+
+# The disk fills while the result itself is written (no checkpoints): the
+# error, status 1, no crash at exit, nothing left behind.
+mkdir tiny
+if mount -t tmpfs -o size=$(( full_kb / 2 ))k tmpfs tiny 2> /dev/null; then
+  "$MOTE_BIN" profile "${common[@]}" --save-logits --out tiny/out.h5 > /dev/null 2> tiny/err
+  status=$?
+  [ "$status" -eq 1 ] || { echo "FAIL: a write failing mid-job ended with status $status"; cat tiny/err; exit 1; }
+  grep -q "out.h5.tmp.[0-9]*: cannot write HDF5 file (disk full?)" tiny/err || { echo "FAIL: unexpected error"; cat tiny/err; exit 1; }
+  grep -q "Segmentation fault" tiny/err && { echo "FAIL: crashed"; exit 1; }
+  echo "tiny: a write failing mid-job ends with the error and status 1, no crash"
+else
+  echo "skipped the mid-job tmpfs case: cannot mount here (not root)"
 fi
