@@ -177,10 +177,10 @@ void adopt_checkpoint(const std::filesystem::path& from, const std::filesystem::
   size_t parts = 0;
   for (const auto& entry : std::filesystem::directory_iterator(from)) {
     const std::string name = entry.path().filename().string();
-    if (name == "job-fingerprint.txt" || (name.starts_with("part-") && name.ends_with(".h5"))) {
+    if (name == "job-fingerprint.txt" || (name.starts_with("part-") && (name.ends_with(".h5") || name.ends_with(".h5.sum")))) {
       std::filesystem::copy_file(entry.path(), to / name, ec);
       if (ec) fail("--resume-from {}: cannot copy {} to {}: {}", from.string(), name, to.string(), ec.message());
-      parts += name != "job-fingerprint.txt";
+      parts += name.ends_with(".h5");
     }
   }
   spdlog::info("--resume-from {}: copied {} checkpoint parts to {}", from.string(), parts, to.string());

@@ -38,6 +38,59 @@ std::vector<T> read_vector(hid_t group, const char* name, hid_t mem_type, const 
 }
 
 
+// Size and FNV-1a hash of a part, recorded beside it when it is complete
+// and checked before libhdf5 is let near it: a part cut short or damaged
+// since (or any file that was never a part) is refused by name.
+std::string part_summary(const std::filesystem::path& part) {
+  std::ifstream in(part, std::ios::binary);
+  if (!in) fail("{}: cannot read checkpoint part", part.string());
+  uint64_t h = 0xcbf29ce484222325ull, size = 0;
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const auto got = static_cast<size_t>(in.gcount());
+    for (size_t i = 0; i < got; ++i) {
+      h ^= static_cast<unsigned char>(buffer[i]);
+      h *= 0x100000001b3ull;
+    }
+    size += got;
+  }
+  return fmt::format("mote-checkpoint-part {} {:016x}\n", size, h);
+}
+
+std::filesystem::path summary_path(const std::filesystem::path& part) {
+  auto p = part;
+  p += ".sum";
+  return p;
+}
+
+void write_summary(const std::filesystem::path& temp_part, const std::filesystem::path& final_part) {
+  const auto path = summary_path(final_part);
+  std::ofstream out(path);
+  out << part_summary(temp_part);
+  out.close();
+  if (!out) fail("{}: cannot write (disk full?)", path.string());
+}
+
+constexpr uint64_t kMaxPartBytes = 64ull << 30;
+
+void verify_part(const std::filesystem::path& part) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(part, ec);
+  if (ec || size > kMaxPartBytes) fail("{}: not a readable checkpoint part of at most 64 GiB", part.string());
+  std::string expected;
+  try {
+    expected = read_input_file(summary_path(part), "checkpoint summary", 256);
+  } catch (const Error&) {
+    fail("{}: has no readable {} beside it, so it was not completed by mote; remove it to run its requests again", part.string(),
+         summary_path(part).filename().string());
+  }
+  if (part_summary(part) != expected) {
+    fail("{}: does not match {} (cut short or damaged since it was written); remove both to run its requests again", part.string(),
+         summary_path(part).filename().string());
+  }
+}
+
 }  // namespace
 
 Checkpoint::Checkpoint(std::filesystem::path dir, std::string fingerprint, int every)
@@ -75,7 +128,9 @@ std::filesystem::path Checkpoint::next_part_path() const { return dir_ / fmt::fo
 
 void Checkpoint::adopt(OutputFile& file) {
   ensure_dir();
-  file.hand_over(next_part_path());
+  const auto part = next_part_path();
+  file.hand_over(part);
+  write_summary(part, part);
   ++next_part_;
 }
 
@@ -90,6 +145,7 @@ FinishedRequests Checkpoint::load() const {
   FinishedRequests done;
   for (const auto& path : parts_in(dir_)) {
     const std::string where = path.string();
+    verify_part(path);
     H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     if (file.id() < 0) fail("{}: cannot open checkpoint part", where);
     H5Handle requests(H5Gopen2(file.id(), "requests", H5P_DEFAULT), H5Gclose);
@@ -146,6 +202,7 @@ void Checkpoint::flush() {
   if (part_.id() < 0) return;
   part_requests_.reset();
   if (H5Fflush(part_.id(), H5F_SCOPE_GLOBAL) < 0 || !part_.close()) fail("{}: cannot write checkpoint part (disk full?)", part_temp_.string());
+  write_summary(part_temp_, part_final_);
   if (std::rename(part_temp_.c_str(), part_final_.c_str()) != 0) fail("{}: cannot move checkpoint part into place", part_final_.string());
   part_temp_.clear();
   ++next_part_;
@@ -154,6 +211,7 @@ void Checkpoint::flush() {
 
 void Checkpoint::copy_into(hid_t requests_group) const {
   for (const auto& path : parts_in(dir_)) {
+    verify_part(path);
     H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     H5Handle requests(H5Gopen2(file.id(), "requests", H5P_DEFAULT), H5Gclose);
     H5G_info_t info{};

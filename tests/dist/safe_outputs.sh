@@ -29,6 +29,13 @@ set -o pipefail
 grep -q "standard output: write failed (Broken pipe); stopping the job" piped.err || { echo "FAIL: no message"; cat piped.err; exit 1; }
 [ -d piped.h5.checkpoint ] && [ ! -e piped.h5 ] || { echo "FAIL: no checkpoint after SIGPIPE"; exit 1; }
 if ls piped.h5.tmp.* 2> /dev/null; then echo "FAIL: tmp file left"; exit 1; fi
+# A part damaged since it was written never reaches libhdf5.
+cp -r piped.h5.checkpoint damaged.h5.checkpoint
+part=$(ls damaged.h5.checkpoint/part-*.h5 | head -n 1)
+printf 'garbage' | dd of="$part" bs=1 seek=100 conv=notrunc 2> /dev/null
+if "$mote" generate "${common[@]}" --out damaged.h5 --resume > /dev/null 2> damaged.err; then echo "FAIL: damaged part accepted"; exit 1; fi
+grep -q "part-000000.h5: does not match part-000000.h5.sum (cut short or damaged since it was written)" damaged.err \
+  || { echo "FAIL: damaged part message"; cat damaged.err; exit 1; }
 "$mote" generate "${common[@]}" --out piped.h5 --resume > /dev/null
 same full.h5 piped.h5
 echo "SIGPIPE: clean stop (141), checkpoint kept, --resume gives the uninterrupted file"

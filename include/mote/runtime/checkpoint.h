@@ -1,6 +1,9 @@
 // Checkpoints of long jobs: finished requests are written into part files
 // in "<out>.checkpoint/", each written aside and renamed, so a part is
-// either complete or absent whatever happens to the job. Each part holds
+// either complete or absent whatever happens to the job. Beside each part,
+// "part-N.h5.sum" records its size and hash; a part that does not match
+// (cut short, damaged, or never written by mote) is refused before libhdf5
+// reads any of it. Each part holds
 // only the requests finished since the previous one, so a checkpoint costs
 // what it adds. --resume reads the parts back, and the final file copies
 // their request groups, so a resumed job ends with the same file as an
