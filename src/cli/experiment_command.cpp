@@ -60,7 +60,7 @@ Spread spread(const std::vector<double>& v) {
 }  // namespace
 
 int run_experiment(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi) {
-  std::string prompts, target_mask, model_dir = MOTE_DEFAULT_MODEL_DIR, out, csv, metric_regex, first_token;
+  std::string prompts, target_mask, model_dir = default_model_dir(), out, csv, metric_regex, first_token;
   int random_count = 5;
   uint64_t seed = 1;
   bool match_layers = false;
@@ -73,7 +73,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
       ("match-layers", po::bool_switch(&match_layers), "random masks switch off as many experts per MoE layer as the target")
       ("metric-regex", po::value(&metric_regex), "behaviour = response matches this regex (default: the refusal phrases)")
       ("first-token", po::value(&first_token), "behaviour = the first generated token decodes to exactly this text")
-      ("model", po::value(&model_dir)->default_value(MOTE_DEFAULT_MODEL_DIR), "model directory")
+      ("model", po::value(&model_dir)->default_value(default_model_dir()), "model directory")
       ("out", po::value(&out)->required(), "HDF5 file of the whole experiment; masks and requests go to OUT.conditions/")
       ("csv", po::value(&csv), "CSV file of the table (default: OUT with .csv)");
   // Everything else is a generation option, passed through.
@@ -124,7 +124,8 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
                    "Runs the prompts with no mask, with the target mask, and with K random masks switching off the\n"
                    "same number of experts (never the target's), and reports the rate of a behaviour per condition\n"
                    "with the random conditions' mean and spread.\n\n"
-                << options << "\n";
+                << options << "\nGeneration options of the run (as for 'mote generate'; it sets --prompts, --out, --model and --mask itself):\n";
+      print_generation_options(std::cout);
     }
     return 0;
   }

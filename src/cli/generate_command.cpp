@@ -75,7 +75,7 @@ struct GenerateJob {
 po::options_description generate_options(GenerateJob& job) {
   po::options_description o("Options (also accepted as 'key = value' lines of a --config job file)");
   o.add_options()
-      ("model", po::value(&job.model_dir)->default_value(MOTE_DEFAULT_MODEL_DIR), "Hugging Face model directory")
+      ("model", po::value(&job.model_dir)->default_value(default_model_dir()), "Hugging Face model directory")
       ("prompts", po::value(&job.prompts), "prompt file: JSONL requests or plain text, one per line")
       ("class-prompts", po::value(&job.class_prompts)->composing(),
        "CLASS=FILE: a plain-text file of prompts, one per line, all of class CLASS (repeatable; after --prompts)")
@@ -117,20 +117,25 @@ void print_usage(const po::options_description& options, bool profile) {
   std::cout << "Usage: mote " << name << " --prompts FILE [options]\n"
             << "       mpirun -n N mote " << name << " ...   (or launch/mote-run -n N " << name << " ...)\n\n";
   if (profile) {
-    std::cout << "An fTRI profiling job: runs prompt sets built to elicit a behaviour and others that do not,\n"
-                 "and counts which routed experts fire, per class (the prompt file's \"class\", or one file\n"
-                 "per class with --class-prompts) and phase (prompt or generated tokens), into --out.\n"
-                 "Rank the experts afterwards with 'mote rank'. Same options as 'mote generate'.\n\n";
+    std::cout << "An fTRI profiling job: runs prompt sets built to elicit a behaviour and others that do not, and\n"
+                 "counts which routed experts fire, per class (the prompt file's \"class\", or one file per class\n"
+                 "with --class-prompts) and phase (prompt or generated tokens), per request and in total, into\n"
+                 "--out (docs/ftri.md, docs/hdf5-format.md). Rank the experts afterwards with 'mote rank'.\n"
+                 "Under MPI the routed experts are spread over the ranks (--placement); the counts are\n"
+                 "bit-identical for any number of ranks.\n\n";
+  } else {
+    std::cout << "Generates a continuation of every prompt with the model and prints it. With --out, also\n"
+                 "writes an HDF5 file with the tokens and expert counts of each request (docs/hdf5-format.md).\n"
+                 "Under MPI, rank 0 runs attention, routing and sampling and the routed experts are spread\n"
+                 "over the ranks (--placement); results are bit-identical for any number of ranks.\n\n";
   }
-  std::cout << "Generates a continuation of every prompt with the model and prints it. With --out, also\n"
-               "writes an HDF5 file with the tokens and expert counts of each request (docs/hdf5-format.md).\n"
-               "Under MPI, rank 0 runs attention, routing and sampling and the routed experts are spread\n"
-               "over the ranks (--placement); results are bit-identical for any number of ranks.\n\n"
-               "Prompt files hold one request per line, JSONL or plain text:\n"
+  std::cout << "Prompt files hold one request per line, JSONL or plain text:\n"
                "  {\"id\": \"q1\", \"class\": \"neutral\", \"prompt\": \"raw text\"}\n"
                "  {\"id\": \"q2\", \"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}\n"
                "Raw prompts get the tokenizer's special tokens (BOS) unless \"add_special_tokens\": false;\n"
-               "messages are written in the model's chat format with the assistant prompt appended.\n\n"
+               "messages are written in the model's chat format with the assistant prompt appended.\n"
+               "Supported models: model_type deepseek_v3 (DeepSeek-V3, DeepSeek-R1; BF16, F16, F32 or FP8\n"
+               "block-scaled weights). Exit status: 0 done, 1 error, 128 + N stopped by signal N with a checkpoint.\n\n"
             << options << "  --config FILE                         job file (INI) with any of the options above\n"
             << "  -h [ --help ]                         this text\n";
 }
@@ -201,6 +206,11 @@ void validate(const GenerateJob& job) {
 }
 
 }  // namespace
+
+void print_generation_options(std::ostream& out) {
+  GenerateJob job;
+  out << generate_options(job);
+}
 
 int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile,
                  const JobFinish& finish) {

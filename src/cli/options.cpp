@@ -145,6 +145,22 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
   return parsed;
 }
 
+std::string default_model_dir() {
+  constexpr const char* kBundled = "tiny-deepseek-v3-mote";
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::vector<std::filesystem::path> candidates;
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / ".." / "models" / kBundled);
+    candidates.push_back(exe.parent_path() / ".." / "share" / "mote" / "models" / kBundled);
+  }
+  candidates.push_back(std::filesystem::path("models") / kBundled);
+  for (const auto& c : candidates) {
+    if (std::filesystem::is_regular_file(c / "config.json", ec)) return std::filesystem::weakly_canonical(c, ec).string();
+  }
+  return (std::filesystem::path("models") / kBundled).string();
+}
+
 std::string joined_command_line(int argc, char** argv) {
   std::string out;
   for (int i = 0; i < argc; ++i) {

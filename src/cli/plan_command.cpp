@@ -40,11 +40,11 @@ uint64_t parse_bytes(const std::string& text) {
 
 int run_plan(const std::vector<std::string>& args, const std::string&, MpiSession& mpi) {
   PlanRequest req;
-  std::string model = MOTE_DEFAULT_MODEL_DIR, mem;
+  std::string model = default_model_dir(), mem;
   bool json = false;
   po::options_description options("Options");
   options.add_options()
-      ("model", po::value(&model)->default_value(MOTE_DEFAULT_MODEL_DIR),
+      ("model", po::value(&model)->default_value(default_model_dir()),
        "Hugging Face model directory; config.json and model.safetensors.index.json are enough")
       ("ranks,n", po::value(&req.world_size)->default_value(1), "world size (MPI ranks) of the job")
       ("placement", po::value(&req.placement)->default_value("contiguous"), "contiguous or round-robin, as for 'mote generate'")

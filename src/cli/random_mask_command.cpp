@@ -19,7 +19,7 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
   uint64_t seed = 0;
   po::options_description options("Options");
   options.add_options()
-      ("model", po::value(&model_dir)->default_value(MOTE_DEFAULT_MODEL_DIR), "model directory (for its layer and expert counts)")
+      ("model", po::value(&model_dir)->default_value(default_model_dir()), "model directory (for its layer and expert counts)")
       ("count", po::value(&count), "number of experts to switch off (required unless --like)")
       ("seed", po::value(&seed)->default_value(0), "random seed")
       ("exclude", po::value(&exclude), "mask file whose experts are never chosen (e.g. the target mask)")

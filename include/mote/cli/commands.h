@@ -6,6 +6,7 @@
 #include <hdf5.h>
 
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ using JobFinish = std::function<void(hid_t root, const std::vector<PromptSpec>& 
 // `profile` is an fTRI job: the same run, labelled and documented for profiling.
 int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile = false,
                  const JobFinish& finish = {});
+// The options of a generation job, as --help lists them (for commands
+// that pass them through).
+void print_generation_options(std::ostream& out);
 int run_experiment(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_rank(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_plan(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);

@@ -45,6 +45,11 @@ std::string short_excerpt(std::string_view text, size_t max = 16);
 // name must be given whole.
 int command_line_style();
 
+// The bundled model, found beside the tool (BIN/../models/..., as in the
+// build tree, or BIN/../share/mote/models/... when installed) or in the
+// current directory's models/; never a path fixed when mote was built.
+std::string default_model_dir();
+
 // The command line as typed, for provenance.
 std::string joined_command_line(int argc, char** argv);
 
