@@ -695,7 +695,23 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       fail("{}: the result holds {} of the job's {} requests; it is not moved into place (the checkpoint is kept)", job.out,
            info.nlinks, specs.size());
     }
+    // Requests finish in any order; the result lists them in prompt-file
+    // order (a group that tracks creation order, links moved in index order).
     requests_group->reset();
+    if (H5Lmove(out->root(), "requests", out->root(), "requests_unordered", H5P_DEFAULT, H5P_DEFAULT) < 0) {
+      fail("{}: cannot reorder /requests", job.out);
+    }
+    {
+      H5Handle ordered = h5_create_ordered_group(out->root(), "requests");
+      H5Handle unordered(H5Gopen2(out->root(), "requests_unordered", H5P_DEFAULT), H5Gclose);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        const std::string name = std::to_string(i);
+        if (H5Lmove(unordered.id(), name.c_str(), ordered.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
+          fail("{}: cannot move request {} into /requests", job.out, i);
+        }
+      }
+    }
+    H5Ldelete(out->root(), "requests_unordered", H5P_DEFAULT);
     const hid_t root = out->root();
     h5_attr_string(root, "format", "mote");
     h5_attr_int(root, "format_version", 1);
@@ -719,6 +735,10 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     h5_attr_int(root, "failed_request_count", static_cast<int64_t>(failed));
     write_counters(root, class_totals, classes, config.moe_layers());
     h5_dataset(root, "tokens", {static_cast<hsize_t>(n_classes), kPhaseCount}, class_tokens.data());
+    h5_axes(root, "tokens", "class,phase");
+    h5_attr_string(root, "axes_note",
+                   "a moe_layer axis counts MoE layers only, in order (0 = the first MoE layer); /moe_layer_decoder_index gives "
+                   "each one's decoder-layer index; class and phase axes follow /classes and /phases");
     write_masks(root, masks);
     H5Handle ranks = h5_create_group(root, "ranks");
     h5_dataset(ranks.id(), "peak_rss_bytes", {peak_rss.size()}, peak_rss.data());

@@ -77,6 +77,17 @@ H5Handle h5_create_group(hid_t parent, const std::string& name) {
   return H5Handle(check(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group", name), H5Gclose);
 }
 
+H5Handle h5_create_ordered_group(hid_t parent, const std::string& name) {
+  H5Handle plist(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5Pset_link_creation_order(plist.id(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  return H5Handle(check(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, plist.id(), H5P_DEFAULT), "create group", name), H5Gclose);
+}
+
+void h5_axes(hid_t parent, const std::string& name, const std::string& axes) {
+  H5Handle ds(check(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), "open dataset", name), H5Dclose);
+  h5_attr_string(ds.id(), "axes", axes);
+}
+
 void h5_attr_string(hid_t obj, const std::string& name, const std::string& value) {
   const H5Handle type = utf8_string_type();
   const char* p = value.c_str();

@@ -26,6 +26,7 @@ void write_masks(hid_t parent, const std::vector<ExpertMask>& masks) {
     h5_dataset(g.id(), "off", dims, off.data());
     h5_dataset(g.id(), "on", dims, on.data());
     h5_dataset(g.id(), "gain", dims, m.gains.data());
+    for (const char* name : {"off", "on", "gain"}) h5_axes(g.id(), name, "moe_layer,expert");
   }
 }
 

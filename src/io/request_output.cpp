@@ -20,17 +20,22 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
   const auto positions = static_cast<hsize_t>(res.positions);
   if (!res.logits.empty()) {
     h5_dataset(g.id(), "logits", {positions, static_cast<hsize_t>(r.vocab)}, res.logits.data(), true);
+    h5_axes(g.id(), "logits", "position,vocab");
   }
   if (!res.expert_counts.empty()) {
     const std::vector<hsize_t> dims{2, static_cast<hsize_t>(r.moe_layers), static_cast<hsize_t>(r.experts)};
     h5_dataset(g.id(), "expert_counts", dims, res.expert_counts.data(), true);
     h5_dataset(g.id(), "expert_gate_sum", dims, res.expert_gate_sum.data(), true);
+    h5_axes(g.id(), "expert_counts", "phase,moe_layer,expert");
+    h5_axes(g.id(), "expert_gate_sum", "phase,moe_layer,expert");
   }
   if (!res.route_experts.empty()) {
     H5Handle routing = h5_create_group(g.id(), "routing");
     const std::vector<hsize_t> dims{positions, static_cast<hsize_t>(r.moe_layers), static_cast<hsize_t>(r.top_k)};
     h5_dataset(routing.id(), "experts", dims, res.route_experts.data(), true);
     h5_dataset(routing.id(), "weights", dims, res.route_weights.data(), true);
+    h5_axes(routing.id(), "experts", "position,moe_layer,top_k_slot");
+    h5_axes(routing.id(), "weights", "position,moe_layer,top_k_slot");
   }
 }
 

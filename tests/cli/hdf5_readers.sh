@@ -28,5 +28,14 @@ with h5py.File(sys.argv[1], "r") as f:
         assert r["routing/weights"].dtype.name == "float32"
         text = r["text"][()]
         assert isinstance(text.decode("utf-8") if isinstance(text, bytes) else text, str)
+    # Iterating /requests follows the prompt file; every multi-dimensional dataset names its axes.
+    assert list(f["requests"]) == [str(i) for i in range(n)], list(f["requests"])
+    assert f["counts"].attrs["axes"] == "class,phase,moe_layer,expert"
+    assert f["gate_sum"].attrs["axes"] == "class,phase,moe_layer,expert"
+    assert f["tokens"].attrs["axes"] == "class,phase"
+    assert f["requests/0/logits"].attrs["axes"] == "position,vocab"
+    assert f["requests/0/routing/experts"].attrs["axes"] == "position,moe_layer,top_k_slot"
+    assert f["requests/0/expert_counts"].attrs["axes"] == "phase,moe_layer,expert"
+    assert "decoder-layer index" in f.attrs["axes_note"]
     print("h5py read", n, "requests")
 PY

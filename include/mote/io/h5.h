@@ -57,6 +57,13 @@ H5Handle h5_capped_vlen_transfer();
 bool h5_read_int_attr(hid_t obj, const char* name, int64_t& value);
 
 H5Handle h5_create_group(hid_t parent, const std::string& name);
+// A group that records the order its members were created in, so that
+// readers (h5py) list them in that order.
+H5Handle h5_create_ordered_group(hid_t parent, const std::string& name);
+
+// Names the axes of dataset `name` under `parent` in an "axes" attribute,
+// comma-separated ("class,phase,moe_layer,expert").
+void h5_axes(hid_t parent, const std::string& name, const std::string& axes);
 
 void h5_attr_string(hid_t obj, const std::string& name, const std::string& value);
 void h5_attr_int(hid_t obj, const std::string& name, int64_t value);
