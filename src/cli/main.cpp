@@ -22,7 +22,9 @@ void print_usage() {
                "  experiment    a behaviour under no mask, a target mask and K random masks of the same size\n"
                "  rank          rank experts of a profile by target vs control class; write the top as a mask\n"
                "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n"
-               "  plan          memory per rank of a job (weights by kind, KV cache, buffers) before loading\n";
+               "  plan          memory per rank of a job (weights by kind, KV cache, buffers) before loading\n"
+               "  inspect       what a mote HDF5 file or a model directory holds\n"
+               "  diff          per-expert change of activation frequency between two profiles\n";
 }
 
 }  // namespace
@@ -64,6 +66,8 @@ int main(int argc, char** argv) {
     if (command == "rank") return mote::run_rank(args, command_line, mpi);
     if (command == "experiment") return mote::run_experiment(args, command_line, mpi);
     if (command == "plan") return mote::run_plan(args, command_line, mpi);
+    if (command == "inspect") return mote::run_inspect(args, command_line, mpi);
+    if (command == "diff") return mote::run_diff(args, command_line, mpi);
     if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;
   } catch (const mote::Error& e) {

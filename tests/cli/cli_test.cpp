@@ -485,3 +485,34 @@ TEST_F(CliValues, RankRefusesItsInputAsOutputAndSteeredFiles) {
 
 }  // namespace
 }  // namespace mote
+
+namespace mote {
+namespace {
+
+TEST_F(CliValues, InspectAndDiffAnswerTheCommonQuestions) {
+  write_file(dir_ / "p.jsonl", "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello there\"}\n{\"id\": \"b\", \"class\": \"y\", \"prompt\": \"World\"}\n");
+  write_file(dir_ / "m.ini", "[mote]\nlayer-index = moe\noff = 0:1\noff = 0:2\n");
+  ASSERT_EQ(mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "3", "--out", (dir_ / "a.h5").string()}).exit_code, 0);
+  ASSERT_EQ(mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "3", "--mask", (dir_ / "m.ini").string(),
+                  "--out", (dir_ / "b.h5").string()})
+                .exit_code,
+            0);
+  auto r = mote({"inspect", (dir_ / "b.h5").string(), "--top", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* needle : {"a mote profile file (format mote v1)", "5 MoE layers x 32 routed experts", "requests:  2 (0 failed)",
+                             "masks:     default", "top 2 experts of class 'x'", "top 2 experts of class 'y'"}) {
+    EXPECT_NE(r.out.find(needle), std::string::npos) << needle << "\n" << r.out;
+  }
+  r = mote({"inspect", MOTE_MODEL_DIR, "-n", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("deepseek_v3: 6 layers (1 dense, 5 MoE)"), std::string::npos) << r.out;
+  // Switching experts 1 and 2 of MoE layer 0 off moves their tokens: they top the change, at frequency 0 in B.
+  r = mote({"diff", (dir_ / "a.h5").string(), (dir_ / "b.h5").string(), "--top", "40"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("class 'x': token positions"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("          0       1   "), std::string::npos) << r.out;
+  EXPECT_ERROR_MESSAGE(mote({"diff", (dir_ / "a.h5").string()}), "give two profile files: mote diff A.h5 B.h5");
+}
+
+}  // namespace
+}  // namespace mote

@@ -30,6 +30,8 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
 void print_generation_options(std::ostream& out);
 int run_experiment(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_rank(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
+int run_inspect(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
+int run_diff(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_plan(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 
