@@ -89,7 +89,8 @@ po::options_description generate_options(GenerateJob& job) {
       ("ignore-eos", po::bool_switch(), "keep generating after an end-of-sequence token")
       ("batch-size", po::value(&job.gen.batch_size)->default_value(8), "requests decoded together")
       ("max-step-tokens", po::value(&job.gen.max_step_tokens)->default_value(2048), "prompt tokens fed per step at most")
-      ("threads", po::value(&job.threads)->default_value(0), "compute threads per rank; 0 uses OMP_NUM_THREADS or all cores")
+      ("threads", po::value(&job.threads)->default_value(0),
+       "compute threads per rank; 0 uses OMP_NUM_THREADS, else the host's cores shared among the job's ranks on it")
       ("placement", po::value(&job.placement)->default_value("contiguous"),
        "how routed experts are spread over ranks: contiguous (blocks of experts) or round-robin")
       ("placement-file", po::value(&job.placement_file),
@@ -231,6 +232,11 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   validate(job);
   const WireDType wire_dtype = parse_wire_dtype(job.wire_dtype);
   setup_logging(job.log_level, mpi.rank());
+  if (job.threads == 0 && std::getenv("OMP_NUM_THREADS") == nullptr && mpi.local_ranks() > 1) {
+    // Several ranks on this host and nobody said how many threads: share
+    // the host's cores between them rather than each taking all.
+    job.threads = std::max(1, omp_get_num_procs() / mpi.local_ranks());
+  }
   if (job.threads > 0) {
     const int cores = omp_get_num_procs();
     if (job.threads > cores) {

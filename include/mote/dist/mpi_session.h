@@ -14,6 +14,10 @@ class MpiSession {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
+  // Ranks of the job on this host (this one included), from MPI's
+  // shared-memory split: a rank's fair share of the host's cores is
+  // cores / local_ranks().
+  int local_ranks() const { return local_ranks_; }
   // Ends every rank of the job with `code`; mpirun reports which rank asked.
   [[noreturn]] void abort(int code);
 
@@ -24,6 +28,7 @@ class MpiSession {
  private:
   int rank_ = 0;
   int size_ = 1;
+  int local_ranks_ = 1;
 };
 
 }  // namespace mote
