@@ -12,21 +12,9 @@
 #include <vector>
 
 #include "mote/util/error.h"
+#include "mote/util/file_kind.h"
 
 namespace mote {
-
-namespace {
-
-const char* file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
-}  // namespace
 
 std::string read_input_file(const std::filesystem::path& path, const char* what, uint64_t max_bytes) {
   // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then

@@ -14,19 +14,12 @@
 #include <spdlog/spdlog.h>
 
 #include "mote/util/error.h"
+#include "mote/util/file_kind.h"
 
 namespace mote {
 
 namespace {
 
-const char* kind_of(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
 
 std::string host_name() {
   char name[256] = {};
@@ -45,14 +38,14 @@ OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested
       struct stat target {};
       if (::stat(requested.c_str(), &target) == 0 && !S_ISREG(target.st_mode)) {
         fail("{}: output path is a symbolic link to {}; refusing to replace it (name a regular file)", requested.string(),
-             kind_of(target.st_mode));
+             file_kind(target.st_mode));
       }
       // A link to a regular file (or to nothing yet): the result replaces its target.
       std::error_code ec;
       path_ = std::filesystem::weakly_canonical(requested, ec);
       if (ec) fail("{}: cannot resolve the symbolic link: {}", requested.string(), ec.message());
     } else if (!S_ISREG(st.st_mode)) {
-      fail("{}: output path exists and is {}; refusing to replace it (name a regular file)", requested.string(), kind_of(st.st_mode));
+      fail("{}: output path exists and is {}; refusing to replace it (name a regular file)", requested.string(), file_kind(st.st_mode));
     }
   }
   std::error_code ec;
