@@ -24,7 +24,8 @@ void print_usage() {
                "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n"
                "  plan          memory per rank of a job (weights by kind, KV cache, buffers) before loading\n"
                "  inspect       what a mote HDF5 file or a model directory holds\n"
-               "  diff          per-expert change of activation frequency between two profiles\n";
+               "  diff          per-expert change of activation frequency between two profiles\n"
+               "  tokenize      the token ids a job would feed the model, one JSON line per input line\n";
 }
 
 }  // namespace
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
     if (command == "plan") return mote::run_plan(args, command_line, mpi);
     if (command == "inspect") return mote::run_inspect(args, command_line, mpi);
     if (command == "diff") return mote::run_diff(args, command_line, mpi);
+    if (command == "tokenize") return mote::run_tokenize(args, command_line, mpi);
     if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;
   } catch (const mote::Error& e) {

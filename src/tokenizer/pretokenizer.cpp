@@ -1,7 +1,7 @@
 #include "mote/tokenizer/pretokenizer.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include <unicode/uregex.h>
+#include <unicode/utext.h>
 
 #include <nlohmann/json.hpp>
 
@@ -15,68 +15,51 @@ static constexpr std::string_view kGpt2Pattern =
 
 enum class SplitBehavior { Isolated, Removed, MergedWithPrevious, MergedWithNext };
 
+// Split patterns run on ICU's regular expressions: tokenizers' own engine
+// (Oniguruma) classifies characters by a recent Unicode, and ICU's tables
+// (ICU 72: Unicode 15.0) are the newest a Debian library carries; PCRE2
+// 10.42 stops at Unicode 14.
 class RegexSplitter {
  public:
   RegexSplitter(std::string_view pattern, const std::string& where) {
-    int error_code = 0;
-    PCRE2_SIZE error_offset = 0;
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP,
-                          &error_code, &error_offset, nullptr);
-    if (code_ == nullptr) {
-      PCRE2_UCHAR message[256];
-      pcre2_get_error_message(error_code, message, sizeof(message));
-      fail("{}: pre-tokenizer regex does not compile at offset {}: {}", where, error_offset,
-           reinterpret_cast<const char*>(message));
+    UParseError parse_error{};
+    UErrorCode status = U_ZERO_ERROR;
+    UText* source = utext_openUTF8(nullptr, pattern.data(), static_cast<int64_t>(pattern.size()), &status);
+    regex_ = uregex_openUText(source, 0, &parse_error, &status);
+    utext_close(source);
+    if (U_FAILURE(status)) {
+      fail("{}: pre-tokenizer regex does not compile at line {} offset {}: {}", where, parse_error.line, parse_error.offset,
+           u_errorName(status));
     }
-    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
-    context_ = pcre2_match_context_create(nullptr);
     // Bounds backtracking so that a hostile pattern or input fails instead of hanging.
-    pcre2_set_match_limit(context_, 10'000'000);
+    uregex_setTimeLimit(regex_, 20000, &status);
   }
-  ~RegexSplitter() {
-    pcre2_match_context_free(context_);
-    pcre2_code_free(code_);
-  }
+  ~RegexSplitter() { uregex_close(regex_); }
   RegexSplitter(const RegexSplitter&) = delete;
   RegexSplitter& operator=(const RegexSplitter&) = delete;
 
-  // Appends (begin, end, is_match) segments covering `text`.
+  // Appends (begin, end, is_match) segments covering `text` (valid UTF-8).
+  // Not for concurrent use: the compiled pattern holds the match state.
   void segments(std::string_view text, std::vector<std::tuple<size_t, size_t, bool>>& out) const {
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
-    size_t pos = 0;
+    UErrorCode status = U_ZERO_ERROR;
+    UText* ut = utext_openUTF8(nullptr, text.data(), static_cast<int64_t>(text.size()), &status);
+    uregex_setUText(regex_, ut, &status);
     size_t last = 0;
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    while (pos <= text.size()) {
-      // The text was validated as UTF-8 once, up front.
-      const int rc = pcre2_match(code_, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, md, context_);
-      if (rc == PCRE2_ERROR_NOMATCH) break;
-      if (rc < 0) {
-        pcre2_match_data_free(md);
-        PCRE2_UCHAR message[256];
-        pcre2_get_error_message(rc, message, sizeof(message));
-        fail("pre-tokenizer regex failed: {}", reinterpret_cast<const char*>(message));
-      }
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      const size_t begin = ov[0];
-      const size_t end = ov[1];
-      if (end == begin) {
-        // An empty match splits nothing; step over one whole character.
-        if (begin >= text.size()) break;
-        pos = begin + 1;
-        while (pos < text.size() && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80) ++pos;
-        continue;
-      }
+    while (U_SUCCESS(status) && uregex_findNext(regex_, &status)) {
+      const auto begin = static_cast<size_t>(uregex_start64(regex_, 0, &status));
+      const auto end = static_cast<size_t>(uregex_end64(regex_, 0, &status));
+      if (end == begin) continue;  // an empty match splits nothing
       if (begin > last) out.emplace_back(last, begin, false);
       out.emplace_back(begin, end, true);
-      last = pos = end;
+      last = end;
     }
+    utext_close(ut);
+    if (U_FAILURE(status)) fail("pre-tokenizer regex failed: {}", u_errorName(status));
     if (last < text.size()) out.emplace_back(last, text.size(), false);
-    pcre2_match_data_free(md);
   }
 
  private:
-  pcre2_code* code_ = nullptr;
-  pcre2_match_context* context_ = nullptr;
+  URegularExpression* regex_ = nullptr;
 };
 
 struct PreTokenizer::Step {
@@ -120,7 +103,7 @@ PreTokenizer::PreTokenizer(const nlohmann::json& spec, const std::string& where)
       if (pattern->contains("Regex") && (*pattern)["Regex"].is_string()) {
         regex = (*pattern)["Regex"].get<std::string>();
       } else if (pattern->contains("String") && (*pattern)["String"].is_string()) {
-        // A literal string pattern: escape it for PCRE2.
+        // A literal string pattern, quoted.
         regex = "\\Q" + (*pattern)["String"].get<std::string>() + "\\E";
       } else {
         fail("{}: Split pattern needs 'Regex' or 'String'", where);

@@ -50,7 +50,11 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
   Tokenizer t;
 
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-    fail("{}: normalizer '{}' is not supported (only null)", where, j["normalizer"].value("type", "?"));
+    // An empty Sequence normalizes nothing (DeepSeek-V3/R1 ship one).
+    const json& n = j["normalizer"];
+    const bool empty_sequence = n.is_object() && n.value("type", "") == "Sequence" && n.contains("normalizers") &&
+                                n["normalizers"].is_array() && n["normalizers"].empty();
+    if (!empty_sequence) fail("{}: normalizer '{}' is not supported (supported: none, or an empty Sequence)", where, n.value("type", "?"));
   }
   if (!j.contains("model") || !j["model"].is_object()) fail("{}: missing object 'model'", where);
   const json& model = j["model"];
@@ -59,6 +63,7 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
     fail("{}: BPE byte_fallback is not supported (byte-level BPE expected)", where);
   }
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail("{}: missing object 'model.vocab'", where);
+  if (model.contains("ignore_merges") && model["ignore_merges"].is_boolean()) t.ignore_merges_ = model["ignore_merges"].get<bool>();
 
   // Vocabulary: ids must be dense so that every id decodes.
   const json& vocab = model["vocab"];
@@ -118,8 +123,24 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
     if (!seen[id]) fail("{}: id {} has no token (vocabulary ids must be contiguous)", where, id);
   }
   t.added_ = std::move(added);
-  std::stable_sort(t.added_.begin(), t.added_.end(),
-                   [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+  t.trie_.assign(1, TrieNode{});
+  for (size_t i = 0; i < t.added_.size(); ++i) {
+    int32_t node = 0;
+    for (const char c : t.added_[i].content) {
+      const auto byte = static_cast<uint8_t>(c);
+      auto& next = t.trie_[static_cast<size_t>(node)].next;
+      const auto it = std::lower_bound(next.begin(), next.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
+      if (it != next.end() && it->first == byte) {
+        node = it->second;
+      } else {
+        const auto child = static_cast<int32_t>(t.trie_.size());
+        next.insert(it, {byte, child});
+        t.trie_.emplace_back();
+        node = child;
+      }
+    }
+    if (t.trie_[static_cast<size_t>(node)].added < 0) t.trie_[static_cast<size_t>(node)].added = static_cast<int32_t>(i);
+  }
 
   for (int b = 0; b < 256; ++b) {
     std::string ch;
@@ -204,17 +225,32 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
 void Tokenizer::apply_config(const std::filesystem::path& config_path) try {
   const json c = read_json_file(config_path);
   if (!c.is_object()) fail("{}: expected a JSON object", config_path.string());
+  // bos/eos may be vocabulary entries or added tokens only (Qwen3's
+  // <|im_end|>, gpt-oss's <|startoftext|>).
   const auto lookup = [&](const char* key) -> int32_t {
     if (!c.contains(key) || c[key].is_null()) return -1;
     const std::string content = token_content(c[key]);
+    if (content.empty()) fail("{}: '{}' must be a token's text or an AddedToken object with 'content'", config_path.string(), key);
+    if (const int32_t added = added_token_id(content); added >= 0) return added;
     const auto it = token_to_id_.find(content);
-    if (content.empty() || it == token_to_id_.end()) {
-      fail("{}: {} '{}' is not a token of tokenizer.json", config_path.string(), key, content);
+    if (it == token_to_id_.end()) {
+      fail("{}: {} '{}' is neither in the vocabulary nor an added token of tokenizer.json", config_path.string(), key, content);
     }
     return it->second;
   };
   if (const int32_t bos = lookup("bos_token"); bos >= 0) bos_id_ = bos;
   if (const int32_t eos = lookup("eos_token"); eos >= 0) eos_id_ = eos;
+  // transformers' Llama-style tokenizers (DeepSeek's) add BOS and EOS by
+  // these flags when the post-processor does not already.
+  const auto flag = [&](const char* key) { return c.contains(key) && c[key].is_boolean() && c[key].get<bool>(); };
+  if (flag("add_bos_token") && template_prefix_.empty()) {
+    if (bos_id_ < 0) fail("{}: add_bos_token is true but there is no bos_token", config_path.string());
+    template_prefix_.push_back(bos_id_);
+  }
+  if (flag("add_eos_token") && template_suffix_.empty()) {
+    if (eos_id_ < 0) fail("{}: add_eos_token is true but there is no eos_token", config_path.string());
+    template_suffix_.push_back(eos_id_);
+  }
 } catch (const nlohmann::json::exception& e) {
   fail("{}: unexpected structure: {}", config_path.string(), e.what());
 }
@@ -224,11 +260,23 @@ const std::string& Tokenizer::bos_text() const {
   return id_to_token_[bos_id_];
 }
 
-int32_t Tokenizer::added_token_id(std::string_view content) const {
-  for (const auto& a : added_) {
-    if (a.content == content) return a.id;
+const AddedToken* Tokenizer::match_added(std::string_view text, size_t pos) const {
+  const AddedToken* best = nullptr;
+  int32_t node = 0;
+  for (size_t i = pos; i < text.size(); ++i) {
+    const auto& next = trie_[static_cast<size_t>(node)].next;
+    const auto byte = static_cast<uint8_t>(text[i]);
+    const auto it = std::lower_bound(next.begin(), next.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
+    if (it == next.end() || it->first != byte) break;
+    node = it->second;
+    if (const int32_t a = trie_[static_cast<size_t>(node)].added; a >= 0) best = &added_[static_cast<size_t>(a)];
   }
-  return -1;
+  return best;
+}
+
+int32_t Tokenizer::added_token_id(std::string_view content) const {
+  const AddedToken* match = match_added(content, 0);
+  return match != nullptr && match->content.size() == content.size() ? match->id : -1;
 }
 
 void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) const {
@@ -241,6 +289,13 @@ void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) c
   }
   std::vector<int32_t> symbols;
   for (std::string_view piece : pre_tokenizer_.split(text)) {
+    if (ignore_merges_) {
+      // A piece that is a token as a whole is that token (o200k, gpt-oss).
+      if (const auto it = token_to_id_.find(bytes_to_byte_level(piece)); it != token_to_id_.end() && !is_added_[it->second]) {
+        out.push_back(it->second);
+        continue;
+      }
+    }
     symbols.clear();
     for (char c : piece) symbols.push_back(byte_ids_[static_cast<uint8_t>(c)]);
     merges_.apply(symbols);
@@ -258,13 +313,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   size_t pos = 0;
   size_t run_begin = 0;
   while (pos < text.size()) {
-    const AddedToken* match = nullptr;
-    for (const auto& a : added_) {
-      if (text.compare(pos, a.content.size(), a.content) == 0) {
-        match = &a;
-        break;  // sorted longest first
-      }
-    }
+    const AddedToken* match = match_added(text, pos);
     if (match == nullptr) {
       ++pos;
       continue;

@@ -5,6 +5,11 @@
 #include "mote/io/h5.h"
 #include "mote/tokenizer/tokenizer.h"
 #include <sys/file.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
 #include "run_process.h"
@@ -120,7 +125,7 @@ TEST_F(Cli, BadOptionValues) {
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--log-level", "loud"}), "--log-level 'loud'");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--placement", "scattered"}), "--placement 'scattered'");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--wire-dtype", "fp8"}), "--wire-dtype 'fp8'");
-  EXPECT_FAILS_WITH(mote({"profile", "--prompts", prompts.string(), "--checkpoint-every", "5"}), "--checkpoint-every and --resume need --out");
+  EXPECT_FAILS_WITH(mote({"profile", "--prompts", prompts.string(), "--checkpoint-every", "5"}), "--checkpoint-every, --resume and --resume-from need --out");
   EXPECT_FAILS_WITH(mote({"profile"}), "give --prompts FILE or --class-prompts CLASS=FILE");
   EXPECT_FAILS_WITH(mote({"profile", "--class-prompts", "nofile"}), "--class-prompts nofile: expected CLASS=FILE");
   const auto placement = write("placement.json", R"({"owner": [[0, 0]]})");
@@ -512,6 +517,37 @@ TEST_F(CliValues, InspectAndDiffAnswerTheCommonQuestions) {
   EXPECT_NE(r.out.find("class 'x': token positions"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("          0       1   "), std::string::npos) << r.out;
   EXPECT_ERROR_MESSAGE(mote({"diff", (dir_ / "a.h5").string()}), "give two profile files: mote diff A.h5 B.h5");
+}
+
+}  // namespace
+}  // namespace mote
+
+namespace mote {
+namespace {
+
+TEST_F(CliValues, TokenizeFollowsTheReferenceLibrary) {
+  const std::filesystem::path tokenizer = std::filesystem::path(MOTE_TEST_DATA_DIR) / "tokenizers/deepseek_v3";
+  std::ifstream in(tokenizer / "public.jsonl");
+  std::string inputs, line;
+  std::vector<std::vector<int32_t>> expected;
+  for (int i = 0; i < 40 && std::getline(in, line); ++i) {
+    const auto j = nlohmann::json::parse(line);
+    inputs += nlohmann::json{{"text", j["text"]}}.dump() + "\n";
+    expected.push_back(j["ids"].get<std::vector<int32_t>>());
+  }
+  inputs += R"({"messages": [{"role": "user", "content": "Hi"}]})" "\n" R"({"neither": 1})" "\n";
+  write_file(dir_ / "in.jsonl", inputs);
+  const auto r = mote({"tokenize", "--tokenizer", tokenizer.string(), "--input", (dir_ / "in.jsonl").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream out(r.out);
+  for (const auto& ids : expected) {
+    ASSERT_TRUE(std::getline(out, line));
+    EXPECT_EQ(nlohmann::json::parse(line)["ids"].get<std::vector<int32_t>>(), ids);
+  }
+  ASSERT_TRUE(std::getline(out, line));
+  EXPECT_EQ(nlohmann::json::parse(line)["ids"].get<std::vector<int32_t>>(), (std::vector<int32_t>{0, 128803, 23166, 128804}));
+  ASSERT_TRUE(std::getline(out, line));
+  EXPECT_NE(nlohmann::json::parse(line)["error"].get<std::string>().find("expected {\"text\": ...} or {\"messages\": [...]}"), std::string::npos);
 }
 
 }  // namespace

@@ -2,7 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
 #include "mote/io/json_file.h"
+#include "mote/tokenizer/byte_level.h"
 #include "mote/tokenizer/chat_format.h"
 #include "mote/util/error.h"
 #include "model_files.h"
@@ -127,6 +133,99 @@ TEST(Tokenizer, RejectsBrokenVocabulary) {
   EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "id 100 is used by two vocabulary entries");
   EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text("{\"model\": [", "tok.json"), "invalid JSON");
   EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text("[]", "tok.json"), "expected a JSON object");
+}
+
+}  // namespace
+}  // namespace mote
+
+namespace mote {
+namespace {
+
+// DeepSeek-V3's (and R1's) own tokenizer as shipped, against encodings made
+// by the Hugging Face `tokenizers` library (tests/data/tokenizers, from its
+// README): 1,500 strings of many scripts, emoji, code, digits, whitespace
+// and special tokens written literally.
+TEST(RealTokenizers, DeepSeekV3MatchesTheReferenceLibrary) {
+  const std::filesystem::path dir = std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/deepseek_v3";
+  const Tokenizer t = Tokenizer::load(dir);
+  // Characters of Unicode 16.0, which the reference's tables know and ICU
+  // 72's (Unicode 15.0, Debian 12) do not: the only divergence allowed.
+  const std::vector<std::string> unicode16 = {"\U0001FAE9", "\U0001FAC6", "\U0001FA89"};
+  std::ifstream in(dir / "public.jsonl");
+  std::string line;
+  int cases = 0, equal = 0, unicode16_cases = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string text = j["text"].get<std::string>();
+    const auto reference = j["ids"].get<std::vector<int32_t>>();
+    ++cases;
+    const bool newer = std::any_of(unicode16.begin(), unicode16.end(), [&](const std::string& c) { return text.find(c) != std::string::npos; });
+    unicode16_cases += newer;
+    const auto ids = t.encode(text, false);
+    if (ids == reference) {
+      ++equal;
+    } else {
+      EXPECT_TRUE(newer) << "case " << cases << " differs and holds no Unicode 16 character: " << nlohmann::json(text).dump();
+    }
+    ASSERT_EQ(t.decode(reference), text) << "case " << cases;
+  }
+  EXPECT_EQ(cases, 1500);
+  EXPECT_EQ(equal, 1500 - 19);
+  EXPECT_EQ(unicode16_cases, 19);
+  // add_bos_token in tokenizer_config.json: raw prompts get BOS, as transformers gives them.
+  EXPECT_EQ(t.bos_id(), 0);
+  EXPECT_EQ(t.encode("Hello", true), (std::vector<int32_t>{0, 19923}));
+  EXPECT_EQ(t.encode("Hello", false), (std::vector<int32_t>{19923}));
+  EXPECT_EQ(t.eos_id(), 1);
+}
+
+// gpt-oss's o200k-style tokenizer: ignore_merges, and bos/eos that exist
+// only as added tokens; every case matches, Unicode 16 ones included (its
+// pattern's classes do not separate them).
+TEST(RealTokenizers, GptOssMatchesTheReferenceLibrary) {
+  const std::filesystem::path dir = std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/gpt-oss";
+  const Tokenizer t = Tokenizer::load(dir);
+  std::ifstream in(dir / "public.jsonl");
+  std::string line;
+  int cases = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string text = j["text"].get<std::string>();
+    ++cases;
+    ASSERT_EQ(t.encode(text, false), j["ids"].get<std::vector<int32_t>>()) << "case " << cases << ": " << nlohmann::json(text).dump();
+    ASSERT_EQ(t.decode(j["ids"].get<std::vector<int32_t>>()), text) << "case " << cases;
+  }
+  EXPECT_EQ(cases, 1500);
+  EXPECT_EQ(t.bos_id(), t.added_token_id("<|startoftext|>"));
+  EXPECT_EQ(t.eos_id(), t.added_token_id("<|return|>"));
+}
+
+// ignore_merges: a piece that is a vocabulary entry as a whole is that
+// entry, whatever the merges would make of it.
+TEST(RealTokenizers, IgnoreMergesTakesWholePieces) {
+  nlohmann::json vocab = nlohmann::json::object();
+  int32_t next = 0;
+  for (int b = 0; b < 256; ++b) vocab[bytes_to_byte_level(std::string(1, static_cast<char>(b)))] = next++;
+  vocab["ab"] = next++;
+  vocab["abc"] = next++;
+  nlohmann::json j{{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"a b"}}}}};
+  EXPECT_EQ(Tokenizer::from_json_text(j.dump(), "t").encode("abc", false), (std::vector<int32_t>{256, 'c'}));
+  j["model"]["ignore_merges"] = true;
+  EXPECT_EQ(Tokenizer::from_json_text(j.dump(), "t").encode("abc", false), (std::vector<int32_t>{257}));
+}
+
+TEST(RealTokenizers, BosAndEosMayBeAddedTokensOnly) {
+  test::ScratchDir dir;
+  const std::filesystem::path src = std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/deepseek_v3";
+  std::filesystem::copy_file(src / "tokenizer.json", dir / "tokenizer.json");
+  // <｜User｜> exists only among the added tokens.
+  test::write_file(dir / "tokenizer_config.json", R"({"bos_token": "<｜User｜>", "eos_token": {"content": "<｜Assistant｜>"}})");
+  const Tokenizer t = Tokenizer::load(dir.path());
+  EXPECT_EQ(t.bos_id(), t.added_token_id("<｜User｜>"));
+  EXPECT_EQ(t.eos_id(), t.added_token_id("<｜Assistant｜>"));
+  test::write_file(dir / "tokenizer_config.json", R"({"eos_token": "<|im_end|>"})");
+  EXPECT_ERROR_CONTAINS(Tokenizer::load(dir.path()),
+                        "tokenizer_config.json: eos_token '<|im_end|>' is neither in the vocabulary nor an added token of tokenizer.json");
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
 int run_rank(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_inspect(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_diff(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
+int run_tokenize(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_plan(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 

@@ -60,12 +60,22 @@ class Tokenizer {
 
   std::vector<std::string> id_to_token_;
   std::unordered_map<std::string, int32_t> token_to_id_;
-  std::vector<AddedToken> added_;       // longest content first, for matching
+  std::vector<AddedToken> added_;
+  // Byte trie of the added tokens' contents: every text position is tried
+  // once against all of them (DeepSeek has 818), longest match first.
+  struct TrieNode {
+    std::vector<std::pair<uint8_t, int32_t>> next;  // sorted by byte
+    int32_t added = -1;                             // index into added_ of a token ending here
+  };
+  std::vector<TrieNode> trie_;
+  // The longest added token starting at text[pos], or null.
+  const AddedToken* match_added(std::string_view text, size_t pos) const;
   std::vector<bool> is_added_;          // by id
   std::array<int32_t, 256> byte_ids_{}; // id of each single-byte token
   BpeMerges merges_;
   PreTokenizer pre_tokenizer_;
   std::vector<int32_t> template_prefix_, template_suffix_;
+  bool ignore_merges_ = false;  // a pre-tokenized piece that is a vocabulary entry skips the merges
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
 };
