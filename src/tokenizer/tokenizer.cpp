@@ -49,13 +49,7 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
   if (!j.is_object()) fail("{}: expected a JSON object", where);
   Tokenizer t;
 
-  if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-    // An empty Sequence normalizes nothing (DeepSeek-V3/R1 ship one).
-    const json& n = j["normalizer"];
-    const bool empty_sequence = n.is_object() && n.value("type", "") == "Sequence" && n.contains("normalizers") &&
-                                n["normalizers"].is_array() && n["normalizers"].empty();
-    if (!empty_sequence) fail("{}: normalizer '{}' is not supported (supported: none, or an empty Sequence)", where, n.value("type", "?"));
-  }
+  t.normalizer_ = Normalizer(j.contains("normalizer") ? j["normalizer"] : json(), where);
   if (!j.contains("model") || !j["model"].is_object()) fail("{}: missing object 'model'", where);
   const json& model = j["model"];
   if (model.value("type", "") != "BPE") fail("{}: model type '{}' is not supported (supported: BPE)", where, model.value("type", ""));
@@ -280,6 +274,11 @@ int32_t Tokenizer::added_token_id(std::string_view content) const {
 }
 
 void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) const {
+  std::string normalized;
+  if (!normalizer_.empty()) {
+    normalized = normalizer_.apply(text);
+    text = normalized;
+  }
   std::string prefixed;
   if (pre_tokenizer_.add_prefix_space() && !text.empty() && text.front() != ' ') {
     prefixed.reserve(text.size() + 1);

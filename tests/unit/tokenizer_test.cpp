@@ -9,6 +9,7 @@
 
 #include "mote/io/json_file.h"
 #include "mote/tokenizer/byte_level.h"
+#include "mote/tokenizer/normalizer.h"
 #include "mote/tokenizer/chat_format.h"
 #include "mote/util/error.h"
 #include "model_files.h"
@@ -198,6 +199,39 @@ TEST(RealTokenizers, GptOssMatchesTheReferenceLibrary) {
   EXPECT_EQ(cases, 1500);
   EXPECT_EQ(t.bos_id(), t.added_token_id("<|startoftext|>"));
   EXPECT_EQ(t.eos_id(), t.added_token_id("<|return|>"));
+}
+
+// Qwen3's tokenizer: an NFC normalizer (ICU) before the Split regex, and an
+// eos that is an added token only. Decoding gives the normalized text.
+TEST(RealTokenizers, Qwen3MatchesTheReferenceLibrary) {
+  const std::filesystem::path dir = std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/qwen3";
+  const Tokenizer t = Tokenizer::load(dir);
+  const Normalizer nfc(nlohmann::json{{"type", "NFC"}}, "test");
+  std::ifstream in(dir / "public.jsonl");
+  std::string line;
+  int cases = 0, normalized = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string text = j["text"].get<std::string>();
+    ++cases;
+    ASSERT_EQ(t.encode(text, false), j["ids"].get<std::vector<int32_t>>()) << "case " << cases << ": " << nlohmann::json(text).dump();
+    ASSERT_EQ(t.decode(j["ids"].get<std::vector<int32_t>>()), nfc.apply(text)) << "case " << cases;
+    normalized += nfc.apply(text) != text;
+  }
+  EXPECT_EQ(cases, 1500);
+  EXPECT_GT(normalized, 0);  // the corpus has text that NFC changes, so the step is exercised
+  EXPECT_EQ(t.eos_id(), t.added_token_id("<|im_end|>"));
+  EXPECT_EQ(t.bos_id(), -1);  // Qwen3 has none
+}
+
+TEST(RealTokenizers, NormalizersAreRefusedByNameOrApplied) {
+  EXPECT_EQ(Normalizer(nlohmann::json::parse(R"({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "_"},
+                        {"type": "Replace", "pattern": {"String": " "}, "content": "_"}]})"), "t").apply("a b"), "_a_b");
+  EXPECT_EQ(Normalizer(nlohmann::json{{"type", "NFC"}}, "t").apply("e\u0301"), "\u00e9");
+  EXPECT_ERROR_CONTAINS(Normalizer(nlohmann::json{{"type", "Lowercase"}}, "tok.json"),
+                        "tok.json: normalizer 'Lowercase' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)");
+  EXPECT_ERROR_CONTAINS(Normalizer(nlohmann::json::parse(R"({"type": "Replace", "pattern": {"Regex": "x"}, "content": "y"})"), "tok.json"),
+                        "tok.json: Replace normalizer is supported with a literal 'String' pattern only");
 }
 
 // ignore_merges: a piece that is a vocabulary entry as a whole is that

@@ -17,6 +17,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "mote/tokenizer/bpe.h"
+#include "mote/tokenizer/normalizer.h"
 #include "mote/tokenizer/pretokenizer.h"
 
 namespace mote {
@@ -73,6 +74,7 @@ class Tokenizer {
   std::vector<bool> is_added_;          // by id
   std::array<int32_t, 256> byte_ids_{}; // id of each single-byte token
   BpeMerges merges_;
+  Normalizer normalizer_;
   PreTokenizer pre_tokenizer_;
   std::vector<int32_t> template_prefix_, template_suffix_;
   bool ignore_merges_ = false;  // a pre-tokenized piece that is a vocabulary entry skips the merges

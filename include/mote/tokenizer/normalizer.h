@@ -1,0 +1,34 @@
+// The normalizer of a tokenizer.json: text -> the text that is
+// pre-tokenized, applied to each run between added tokens (which are
+// matched on the text as written). Supported: none, NFC (ICU), Prepend,
+// Replace of a literal string, and a Sequence of these; other kinds are
+// refused by name.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace mote {
+
+class Normalizer {
+ public:
+  Normalizer() = default;  // normalizes nothing
+  Normalizer(const nlohmann::json& spec, const std::string& where);
+
+  bool empty() const { return steps_.empty(); }
+  // `text` is valid UTF-8; so is the result.
+  std::string apply(std::string_view text) const;
+
+ private:
+  enum class Kind { Nfc, Prepend, Replace };
+  struct Step {
+    Kind kind;
+    std::string a, b;  // Prepend: a = prefix; Replace: a -> b
+  };
+  std::vector<Step> steps_;
+};
+
+}  // namespace mote
