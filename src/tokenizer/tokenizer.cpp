@@ -14,6 +14,18 @@ namespace {
 
 using nlohmann::json;
 
+// The byte of a "<0xNN>" token, or -1.
+int byte_token_value(std::string_view tok) {
+  if (tok.size() != 6 || !tok.starts_with("<0x") || tok.back() != '>') return -1;
+  int value = 0;
+  for (const char c : tok.substr(3, 2)) {
+    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
 bool is_space_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 // The content of a bos/eos entry of tokenizer_config.json: a string, or an
@@ -53,9 +65,10 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
   if (!j.contains("model") || !j["model"].is_object()) fail("{}: missing object 'model'", where);
   const json& model = j["model"];
   if (model.value("type", "") != "BPE") fail("{}: model type '{}' is not supported (supported: BPE)", where, model.value("type", ""));
-  if (model.contains("byte_fallback") && model["byte_fallback"].is_boolean() && model["byte_fallback"].get<bool>()) {
-    fail("{}: BPE byte_fallback is not supported (byte-level BPE expected)", where);
-  }
+  // Two kinds of BPE: byte-level (GPT-2 style: every byte is a symbol) and
+  // SentencePiece style (characters are symbols; a character outside the
+  // vocabulary falls back to its bytes as <0xNN> tokens).
+  t.byte_fallback_ = model.contains("byte_fallback") && model["byte_fallback"].is_boolean() && model["byte_fallback"].get<bool>();
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail("{}: missing object 'model.vocab'", where);
   if (model.contains("ignore_merges") && model["ignore_merges"].is_boolean()) t.ignore_merges_ = model["ignore_merges"].get<bool>();
 
@@ -138,10 +151,22 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
 
   for (int b = 0; b < 256; ++b) {
     std::string ch;
-    append_utf8(ch, byte_to_char(static_cast<uint8_t>(b)));
+    if (t.byte_fallback_) {
+      ch = fmt::format("<0x{:02X}>", b);
+    } else {
+      append_utf8(ch, byte_to_char(static_cast<uint8_t>(b)));
+    }
     const auto it = t.token_to_id_.find(ch);
-    if (it == t.token_to_id_.end()) fail("{}: byte-level vocabulary lacks the token for byte 0x{:02x}", where, b);
+    if (it == t.token_to_id_.end()) {
+      fail("{}: {} vocabulary lacks the token '{}' for byte 0x{:02x}", where, t.byte_fallback_ ? "byte-fallback" : "byte-level", ch, b);
+    }
     t.byte_ids_[b] = it->second;
+  }
+  // Every byte has a token, so the unknown token is never needed; it must
+  // still be one if named.
+  if (model.contains("unk_token") && model["unk_token"].is_string() &&
+      t.token_to_id_.count(model["unk_token"].get<std::string>()) == 0) {
+    fail("{}: model.unk_token '{}' is not in the vocabulary", where, model["unk_token"].get<std::string>());
   }
 
   // Merges: "left right" strings or [left, right] pairs, in rank order.
@@ -178,8 +203,32 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
   t.pre_tokenizer_ = PreTokenizer(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), where);
 
   if (j.contains("decoder") && !j["decoder"].is_null()) {
-    const std::string type = j["decoder"].value("type", "");
-    if (type != "ByteLevel") fail("{}: decoder type '{}' is not supported (supported: ByteLevel)", where, type);
+    const json& d = j["decoder"];
+    const std::string type = d.value("type", "");
+    if (t.byte_fallback_) {
+      // SentencePiece's decoder chain: Replace ▁ by a space, ByteFallback,
+      // Fuse, and Strip of leading spaces; nothing else is read.
+      if (type != "Sequence" || !d.contains("decoders") || !d["decoders"].is_array()) {
+        fail("{}: decoder '{}' is not supported for a byte-fallback BPE (supported: a Sequence of Replace, ByteFallback, Fuse, Strip)", where, type);
+      }
+      for (const auto& step : d["decoders"]) {
+        const std::string kind = step.is_object() ? step.value("type", "") : "";
+        if (kind == "Replace") {
+          const auto& pattern = step["pattern"];
+          if (!pattern.is_object() || !pattern.contains("String") || !pattern["String"].is_string() || !step["content"].is_string()) {
+            fail("{}: decoder Replace is supported with a literal 'String' pattern only", where);
+          }
+          t.decode_replace_.emplace_back(pattern["String"].get<std::string>(), step["content"].get<std::string>());
+        } else if (kind == "Strip") {
+          if (step.value("content", "") != " " || step.value("stop", 0) != 0) fail("{}: decoder Strip is supported for leading spaces only", where);
+          t.decode_strip_ = step.value("start", 0);
+        } else if (kind != "ByteFallback" && kind != "Fuse") {
+          fail("{}: decoder '{}' is not supported (supported: Replace, ByteFallback, Fuse, Strip)", where, kind);
+        }
+      }
+    } else if (type != "ByteLevel") {
+      fail("{}: decoder type '{}' is not supported (supported: ByteLevel)", where, type);
+    }
   }
 
   if (j.contains("post_processor") && !j["post_processor"].is_null()) {
@@ -296,7 +345,21 @@ void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) c
       }
     }
     symbols.clear();
-    for (char c : piece) symbols.push_back(byte_ids_[static_cast<uint8_t>(c)]);
+    if (byte_fallback_) {
+      // One symbol per character when it is a token, else its bytes.
+      for (size_t pos = 0; pos < piece.size();) {
+        const size_t start = pos;
+        next_code_point(piece, pos);
+        const auto it = token_to_id_.find(std::string(piece.substr(start, pos - start)));
+        if (it != token_to_id_.end()) {
+          symbols.push_back(it->second);
+        } else {
+          for (size_t b = start; b < pos; ++b) symbols.push_back(byte_ids_[static_cast<uint8_t>(piece[b])]);
+        }
+      }
+    } else {
+      for (char c : piece) symbols.push_back(byte_ids_[static_cast<uint8_t>(c)]);
+    }
     merges_.apply(symbols);
     out.insert(out.end(), symbols.begin(), symbols.end());
   }
@@ -344,6 +407,18 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
       bytes += tok;
       continue;
     }
+    if (byte_fallback_) {
+      if (const int byte = byte_token_value(tok); byte >= 0 && byte_ids_[static_cast<size_t>(byte)] == id) {
+        bytes += static_cast<char>(byte);
+        continue;
+      }
+      std::string piece = tok;
+      for (const auto& [from, to] : decode_replace_) {
+        for (size_t at = 0; (at = piece.find(from, at)) != std::string::npos; at += to.size()) piece.replace(at, from.size(), to);
+      }
+      bytes += piece;
+      continue;
+    }
     size_t pos = 0;
     while (pos < tok.size()) {
       const size_t start = pos;
@@ -354,6 +429,11 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
         bytes.append(tok, start, pos - start);  // not a byte-level character: keep it as written
       }
     }
+  }
+  if (byte_fallback_) {
+    size_t strip = 0;
+    while (strip < static_cast<size_t>(decode_strip_) && strip < bytes.size() && bytes[strip] == ' ') ++strip;
+    bytes.erase(0, strip);
   }
   return repair_utf8(bytes);
 }
