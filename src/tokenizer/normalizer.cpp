@@ -37,6 +37,17 @@ std::string nfc(std::string_view text) {
 
 }  // namespace
 
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
+  std::string out;
+  size_t pos = 0;
+  for (size_t hit; (hit = text.find(from, pos)) != std::string_view::npos; pos = hit + from.size()) {
+    out.append(text, pos, hit - pos);
+    out += to;
+  }
+  out.append(text, pos);
+  return out;
+}
+
 Normalizer::Normalizer(const nlohmann::json& spec, const std::string& where) {
   if (spec.is_null()) return;
   if (!spec.is_object()) fail("{}: normalizer must be an object or null", where);
@@ -81,17 +92,9 @@ std::string Normalizer::apply(std::string_view text) const {
       case Kind::Prepend:
         if (!s.empty()) s.insert(0, step.a);
         break;
-      case Kind::Replace: {
-        std::string out;
-        size_t pos = 0;
-        for (size_t hit; (hit = s.find(step.a, pos)) != std::string::npos; pos = hit + step.a.size()) {
-          out.append(s, pos, hit - pos);
-          out += step.b;
-        }
-        out.append(s, pos);
-        s = std::move(out);
+      case Kind::Replace:
+        s = replace_all(s, step.a, step.b);
         break;
-      }
     }
   }
   return s;

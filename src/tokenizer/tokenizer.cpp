@@ -218,6 +218,7 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
           if (!pattern.is_object() || !pattern.contains("String") || !pattern["String"].is_string() || !step["content"].is_string()) {
             fail("{}: decoder Replace is supported with a literal 'String' pattern only", where);
           }
+          if (pattern["String"].get<std::string>().empty()) fail("{}: decoder Replace with an empty pattern", where);
           t.decode_replace_.emplace_back(pattern["String"].get<std::string>(), step["content"].get<std::string>());
         } else if (kind == "Strip") {
           if (step.value("content", "") != " " || step.value("stop", 0) != 0) fail("{}: decoder Strip is supported for leading spaces only", where);
@@ -413,9 +414,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
         continue;
       }
       std::string piece = tok;
-      for (const auto& [from, to] : decode_replace_) {
-        for (size_t at = 0; (at = piece.find(from, at)) != std::string::npos; at += to.size()) piece.replace(at, from.size(), to);
-      }
+      for (const auto& [from, to] : decode_replace_) piece = replace_all(piece, from, to);
       bytes += piece;
       continue;
     }

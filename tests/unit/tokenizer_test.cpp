@@ -260,6 +260,11 @@ TEST(RealTokenizers, NormalizersAreRefusedByNameOrApplied) {
   EXPECT_EQ(Normalizer(nlohmann::json::parse(R"({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "_"},
                         {"type": "Replace", "pattern": {"String": " "}, "content": "_"}]})"), "t").apply("a b"), "_a_b");
   EXPECT_EQ(Normalizer(nlohmann::json{{"type", "NFC"}}, "t").apply("e\u0301"), "\u00e9");
+  EXPECT_EQ(replace_all("a__b_", "_", "--"), "a----b--");
+  // An empty pattern would never advance: refused, in decoders as in normalizers.
+  nlohmann::json sp = nlohmann::json::parse(std::ifstream(std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/mistral-7b-mixtral/tokenizer.json"));
+  sp["decoder"]["decoders"][0]["pattern"]["String"] = "";
+  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(sp.dump(), "sp.json"), "sp.json: decoder Replace with an empty pattern");
   EXPECT_ERROR_CONTAINS(Normalizer(nlohmann::json{{"type", "Lowercase"}}, "tok.json"),
                         "tok.json: normalizer 'Lowercase' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)");
   EXPECT_ERROR_CONTAINS(Normalizer(nlohmann::json::parse(R"({"type": "Replace", "pattern": {"Regex": "x"}, "content": "y"})"), "tok.json"),

@@ -13,6 +13,10 @@
 
 namespace mote {
 
+// `text` with every occurrence of `from` (non-empty) replaced by `to`, left
+// to right; shared by Replace normalizers and Replace decoders.
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to);
+
 class Normalizer {
  public:
   Normalizer() = default;  // normalizes nothing
