@@ -171,12 +171,13 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
         const Condition& c = conditions[ci];
         request_condition.push_back(ci);
         request_class.push_back(static_cast<size_t>(cls - classes.begin()));
-        nlohmann::json j{{"id", c.name + "/" + spec.id}, {"class", spec.cls}, {"mask", c.name == "baseline" ? "none" : c.name}};
+        nlohmann::ordered_json j{{"id", c.name + "/" + spec.id}, {"class", spec.cls}, {"mask", c.name == "baseline" ? "none" : c.name}};
         if (spec.prompt) {
           j["prompt"] = *spec.prompt;
           j["add_special_tokens"] = spec.add_special_tokens;
         } else {
-          for (const auto& m : spec.messages) j["messages"].push_back({{"role", m.role}, {"content", m.content}});
+          for (const auto& [key, value] : spec.chat->items()) j[key] = value;
+          if (!spec.chat_template.empty()) j["chat_template"] = std::filesystem::absolute(spec.chat_template).string();
         }
         requests << j.dump() << "\n";
       }

@@ -44,6 +44,7 @@ namespace {
 struct GenerateJob {
   std::string model_dir;
   std::string prompts;
+  std::string chat_template;
   std::string out;
   GenerationOptions gen;
   int threads = 0;
@@ -79,6 +80,9 @@ po::options_description generate_options(GenerateJob& job) {
       ("prompts", po::value(&job.prompts), "prompt file: JSONL requests or plain text, one per line")
       ("class-prompts", po::value(&job.class_prompts)->composing(),
        "CLASS=FILE: a plain-text file of prompts, one per line, all of class CLASS (repeatable; after --prompts)")
+      ("chat-template", po::value(&job.chat_template),
+       "Jinja chat template for conversations (default: the model's chat_template.jinja, else the chat_template of its "
+       "tokenizer_config.json); a prompt line's own \"chat_template\" wins")
       ("out", po::value(&job.out), "HDF5 file to write (written aside, renamed when complete)")
       ("max-new-tokens", po::value(&job.gen.max_new_tokens)->default_value(64), "tokens to generate per request at most")
       ("temperature", po::value(&job.gen.sampling.temperature)->default_value(0.0f, "0"), "sampling temperature; 0 is greedy")
@@ -144,6 +148,13 @@ void print_usage(const po::options_description& options, bool profile) {
 // FNV-1a: a stable hash of what decides a job's results, to refuse resuming
 // a checkpoint with different prompts, masks, model or options. World size
 // and placement are left out: they do not change the results.
+// What `mote generate` echoes of a conversation: its last message's text.
+std::string last_message(const nlohmann::ordered_json& chat) {
+  const auto& last = chat["messages"].back();
+  if (last.contains("content") && last["content"].is_string()) return last["content"].get<std::string>();
+  return last.dump();
+}
+
 uint64_t fnv1a(uint64_t h, std::string_view text) {
   for (unsigned char c : text) {
     h ^= c;
@@ -252,7 +263,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   // must not be one of the job's inputs (checked again once the mask
   // files' includes are known).
   std::optional<OutputFile> out;
-  std::vector<std::filesystem::path> inputs{job.prompts, parsed.config_file, job.placement_file};
+  std::vector<std::filesystem::path> inputs{job.prompts, parsed.config_file, job.placement_file, job.chat_template};
   for (const std::string& cp : job.class_prompts) inputs.push_back(cp.substr(cp.find('=') + 1));
   if (coordinator && parsed.values.count("out") > 0) {
     out.emplace(job.out);
@@ -267,6 +278,14 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
           ? Placement::by_rule(job.placement, moe_layers, config.n_routed_experts, mpi.size(), job.coordinator_experts)
           : Placement::from_file(job.placement_file, moe_layers, config.n_routed_experts, mpi.size(), job.coordinator_experts);
   const int rank = mpi.rank();
+  // The chat template is read (and parsed) before any weights are mapped: a
+  // broken one is found in seconds, not after a model is loaded.
+  std::map<std::string, std::optional<ChatTemplate>> chat_templates;
+  if (coordinator) {
+    std::optional<std::filesystem::path> file;
+    if (!job.chat_template.empty()) file = job.chat_template;
+    chat_templates[""] = ChatTemplate::load(job.model_dir, file);
+  }
   const auto model_files = load_model(job.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator);
   if (coordinator) {
     spdlog::info("{}", job.summary());
@@ -400,12 +419,23 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
         mask = it->id == 0 ? nullptr : &*it;
       }
       request_masks.push_back(mask);
+      const ChatTemplate* chat = nullptr;
+      if (spec.chat) {
+        auto it = chat_templates.find(spec.chat_template);
+        if (it == chat_templates.end()) {
+          it = chat_templates.emplace(spec.chat_template, ChatTemplate::load(job.model_dir, std::filesystem::path(spec.chat_template))).first;
+        }
+        if (it->second) {
+          chat = &*it->second;
+          check_chat_variables(*chat, spec, where);
+        }
+      }
       // A prompt that cannot run fails alone; the job runs the others.
       std::string error = spec.error;
       EncodedPrompt prompt;
       if (error.empty()) {
         try {
-          prompt = encode_prompt(model_files->tokenizer, spec);
+          prompt = encode_prompt(model_files->tokenizer, chat, spec);
         } catch (const Error& e) {
           error = e.what();
         }
@@ -546,7 +576,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
     if (stdout_failed) return;
     const PromptSpec& s = specs[index];
     std::cout << "### " << s.id << " (" << s.cls << ")\n"
-              << "> " << (s.prompt ? *s.prompt : s.messages.back().content) << "\n"
+              << "> " << (s.prompt ? *s.prompt : last_message(*s.chat)) << "\n"
               << body << "\n\n" << std::flush;
     if (!std::cout) {
       // The reader went away (SIGPIPE) or the disk behind a redirect is

@@ -8,36 +8,46 @@
 #include "mote/cli/options.h"
 #include "mote/dist/mpi_session.h"
 #include "mote/io/json_file.h"
-#include "mote/tokenizer/chat_format.h"
+#include "mote/tokenizer/chat_template.h"
 #include "mote/tokenizer/tokenizer.h"
 #include "mote/util/error.h"
 
 namespace mote {
 
 int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSession& mpi) {
-  std::string dir = default_model_dir(), input;
+  std::string dir = default_model_dir(), input, template_file;
   bool add_special = false;
   po::options_description options("Options");
   options.add_options()
       ("tokenizer", po::value(&dir)->default_value(default_model_dir()),
        "directory with tokenizer.json and tokenizer_config.json (a model directory will do)")
       ("input", po::value(&input)->required(), "JSONL file: {\"text\": ...} or {\"messages\": [...]} per line")
+      ("chat-template", po::value(&template_file),
+       "Jinja chat template to render messages with (default: the directory's chat_template.jinja, else "
+       "tokenizer_config.json's chat_template)")
       ("add-special-tokens", po::bool_switch(&add_special), "encode text lines with the special tokens (BOS) a raw prompt gets");
   const ParsedOptions parsed = parse_options(args, options);
   if (parsed.help) {
     if (mpi.rank() == 0) {
-      std::cout << "Usage: mote tokenize --tokenizer DIR --input FILE.jsonl [--add-special-tokens]\n\n"
+      std::cout << "Usage: mote tokenize --tokenizer DIR --input FILE.jsonl [--chat-template FILE] [--add-special-tokens]\n\n"
                    "Prints one JSON object per input line, in order: {\"ids\": [...]} for {\"text\": ...} lines (encoded\n"
                    "as the Hugging Face library does with add_special_tokens=False unless the flag is given), and\n"
-                   "{\"ids\": [...], \"text\": RENDERED} for {\"messages\": [...]} lines, rendered in the chat format and\n"
-                   "encoded without added special tokens; {\"error\": ...} for a line that cannot be encoded.\n"
-                   "Chat rendering follows the DeepSeek-V3 format; other models' templates are not rendered yet.\n\n"
+                   "{\"ids\": [...], \"text\": RENDERED} for {\"messages\": [...]} lines, rendered with the chat template\n"
+                   "and encoded without added special tokens. A messages line may carry \"add_generation_prompt\"\n"
+                   "(default true) and any variable the template reads (\"enable_thinking\", \"reasoning_effort\", ...);\n"
+                   "\"current_date\": \"YYYY-MM-DD\" also fixes the date strftime_now() gives. A line the template\n"
+                   "refuses (raise_exception) or that cannot be encoded prints {\"error\": MESSAGE}.\n"
+                   "DIR may hold only tokenizer.json and tokenizer_config.json (and chat_template.jinja), or be a\n"
+                   "whole model directory; no weights are read.\n\n"
                 << options;
     }
     return 0;
   }
   if (mpi.rank() != 0) return 0;
   const Tokenizer tokenizer = Tokenizer::load(dir);
+  std::optional<std::filesystem::path> template_path;
+  if (!template_file.empty()) template_path = template_file;
+  const std::optional<ChatTemplate> chat = ChatTemplate::load(dir, template_path);
   const std::string text = read_input_file(input, "input file", 4ull << 30);
   size_t begin = 0;
   for (int line_no = 1; begin < text.size(); ++line_no) {
@@ -47,25 +57,22 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
     begin = end + 1;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     const std::string where = fmt::format("{}:{}", input, line_no);
-    const nlohmann::json j = parse_json(line, where);
-    nlohmann::json out;
+    const nlohmann::ordered_json j = parse_ordered_json(line, where);
+    nlohmann::ordered_json out;
     try {
-      if (j.contains("text") && j["text"].is_string()) {
-        out["ids"] = tokenizer.encode(j["text"].get<std::string>(), add_special);
-      } else if (j.contains("messages") && j["messages"].is_array()) {
-        std::vector<ChatMessage> messages;
-        for (const auto& m : j["messages"]) {
-          if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") || !m["content"].is_string()) {
-            fail("{}: each message needs string 'role' and 'content'", where);
-          }
-          messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-        }
-        const std::string rendered = render_deepseek_chat(tokenizer, messages);
+      if (!j.is_object()) fail("{}: expected a JSON object", where);
+      if (j.contains("messages")) {
+        if (!chat) fail("{}: no chat template: {} has neither chat_template.jinja nor a chat_template in tokenizer_config.json (give --chat-template FILE)", where, dir);
+        const std::string rendered = chat->render(j);
         out["ids"] = tokenizer.encode(rendered, false);
         out["text"] = rendered;
+      } else if (j.contains("text") && j["text"].is_string()) {
+        out["ids"] = tokenizer.encode(j["text"].get<std::string>(), add_special);
       } else {
         fail("{}: expected {{\"text\": ...}} or {{\"messages\": [...]}}", where);
       }
+    } catch (const jinja::RaisedError& e) {
+      out = {{"error", e.message()}};
     } catch (const Error& e) {
       out = {{"error", e.what()}};
     }

@@ -47,31 +47,42 @@ std::string read_input_file(const std::filesystem::path& path, const char* what,
 
 std::string read_text_file(const std::filesystem::path& path) { return read_input_file(path, "input", 4ull << 30); }
 
-nlohmann::json parse_json(std::string_view text, const std::string& where) {
+namespace {
+
+template <typename Json>
+Json parse_any_json(std::string_view text, const std::string& where) {
   // A key given twice in one object would silently keep the last value.
   std::vector<std::unordered_set<std::string>> keys;
   std::string duplicate;
-  const nlohmann::json::parser_callback_t check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (event == nlohmann::json::parse_event_t::object_start) {
+  const typename Json::parser_callback_t check = [&](int, Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::object_start) {
       keys.emplace_back();
-    } else if (event == nlohmann::json::parse_event_t::object_end) {
+    } else if (event == Json::parse_event_t::object_end) {
       keys.pop_back();
-    } else if (event == nlohmann::json::parse_event_t::key && !keys.empty()) {
-      const auto& key = parsed.get_ref<const std::string&>();
+    } else if (event == Json::parse_event_t::key && !keys.empty()) {
+      const auto& key = parsed.template get_ref<const std::string&>();
       if (!keys.back().insert(key).second && duplicate.empty()) duplicate = key;
     }
     return true;
   };
   try {
-    auto j = nlohmann::json::parse(text.begin(), text.end(), check);
+    auto j = Json::parse(text.begin(), text.end(), check);
     if (!duplicate.empty()) fail("{}: key '{}' appears twice in one object", where, duplicate);
     return j;
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const typename Json::parse_error& e) {
     fail("{}: invalid JSON at byte {}: {}", where, e.byte, e.what());
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const typename Json::exception& e) {
     // For example a number too large for any numeric type.
     fail("{}: invalid JSON: {}", where, e.what());
   }
+}
+
+}  // namespace
+
+nlohmann::json parse_json(std::string_view text, const std::string& where) { return parse_any_json<nlohmann::json>(text, where); }
+
+nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& where) {
+  return parse_any_json<nlohmann::ordered_json>(text, where);
 }
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {

@@ -11,7 +11,7 @@
 namespace mote {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 std::string json_string(const json& obj, const char* key, const std::string& where) {
   const auto& v = obj[key];
@@ -19,8 +19,8 @@ std::string json_string(const json& obj, const char* key, const std::string& whe
   return v.get<std::string>();
 }
 
-PromptSpec parse_json_line(std::string_view line, const std::string& where) {
-  const json j = parse_json(line, where);
+PromptSpec parse_json_line(std::string_view line, const std::string& where, const std::filesystem::path& dir) {
+  const json j = parse_ordered_json(line, where);
   if (!j.is_object()) fail("{}: expected a JSON object", where);
   PromptSpec spec;
   for (const auto& [key, value] : j.items()) {
@@ -43,28 +43,50 @@ PromptSpec parse_json_line(std::string_view line, const std::string& where) {
     } else if (key == "messages") {
       if (!value.is_array() || value.empty()) fail("{}: 'messages' must be a non-empty array", where);
       for (const auto& m : value) {
-        if (!m.is_object() || !m.contains("role") || !m.contains("content")) {
-          fail("{}: each message needs 'role' and 'content'", where);
-        }
-        ChatMessage msg{json_string(m, "role", where), json_string(m, "content", where)};
-        if (msg.role != "system" && msg.role != "user" && msg.role != "assistant") {
-          fail("{}: message role '{}' is not one of system, user, assistant", where, msg.role);
-        }
-        spec.messages.push_back(std::move(msg));
+        if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) fail("{}: each message needs a string 'role'", where);
       }
+      if (!spec.chat) spec.chat = json::object();
+      (*spec.chat)["messages"] = value;
     } else if (key == "add_special_tokens") {
       if (!value.is_boolean()) fail("{}: 'add_special_tokens' must be true or false", where);
       spec.add_special_tokens = value.get<bool>();
     } else if (key == "mask") {
       spec.mask = json_string(j, "mask", where);
+    } else if (key == "chat_template") {
+      const std::string file = json_string(j, "chat_template", where);
+      if (file.empty()) fail("{}: 'chat_template' is empty", where);
+      spec.chat_template = (dir / file).lexically_normal().string();
     } else {
-      fail("{}: unknown key '{}' (known: id, class, prompt, messages, add_special_tokens, mask)", where, key);
+      // Template variables: checked against what the template reads once
+      // it is known (a misspelt key must not pass silently).
+      if (!spec.chat) spec.chat = json::object();
+      (*spec.chat)[key] = value;
     }
   }
-  if (spec.prompt.has_value() == !spec.messages.empty()) fail("{}: give exactly one of 'prompt' and 'messages'", where);
+  if (spec.chat && !spec.chat->contains("messages")) {
+    if (spec.prompt) {
+      fail("{}: unknown key '{}' (known: id, class, prompt, messages, add_special_tokens, mask; a conversation may also "
+           "carry its chat template's variables)", where, spec.chat->begin().key());
+    }
+    fail("{}: give exactly one of 'prompt' and 'messages'", where);
+  }
+  if (spec.chat && spec.chat->contains("add_generation_prompt") && !(*spec.chat)["add_generation_prompt"].is_boolean()) {
+    fail("{}: 'add_generation_prompt' must be true or false", where);
+  }
+  if (spec.chat) {
+    // "messages" first, as the template's variables are listed.
+    json ordered = json::object();
+    ordered["messages"] = (*spec.chat)["messages"];
+    for (const auto& [k, v] : spec.chat->items()) {
+      if (k != "messages") ordered[k] = v;
+    }
+    spec.chat = std::move(ordered);
+  }
+  if (!spec.chat_template.empty() && !spec.chat) fail("{}: 'chat_template' applies to conversations ('messages') only", where);
+  if (spec.prompt.has_value() == spec.chat.has_value()) fail("{}: give exactly one of 'prompt' and 'messages'", where);
   if (spec.prompt && spec.prompt->empty()) spec.error = "the prompt is empty";
-  if (!spec.messages.empty() && j.contains("add_special_tokens")) {
-    fail("{}: 'add_special_tokens' applies to raw prompts only; the chat format writes its own BOS", where);
+  if (spec.chat && j.contains("add_special_tokens")) {
+    fail("{}: 'add_special_tokens' applies to raw prompts only; the chat template writes its own BOS", where);
   }
   return spec;
 }
@@ -108,7 +130,7 @@ std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
     PromptSpec spec;
     if (jsonl) {
       try {
-        spec = parse_json_line(line, where);
+        spec = parse_json_line(line, where, path.parent_path());
       } catch (const nlohmann::json::exception& e) {
         fail("{}: unexpected structure: {}", where, e.what());
       }

@@ -140,7 +140,11 @@ TEST_F(Cli, BadPromptFilesNameTheLine) {
   EXPECT_FAILS_WITH(run("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": 1, \"prompt\": \"b\"}\n"), "p.jsonl:2: duplicate id '1' (first used on line 1)");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"colour\": 1}\n"), "p.jsonl:1: unknown key 'colour'");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\"\n"), "p.jsonl:1: invalid JSON");
-  EXPECT_FAILS_WITH(run("{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n"), "role 'robot'");
+  EXPECT_FAILS_WITH(run("{\"messages\": [{\"content\": \"x\"}]}\n"), "p.jsonl:1: each message needs a string 'role'");
+  // A key that is neither mote's nor a variable of the chat template is a typo, not a silent no-op.
+  EXPECT_FAILS_WITH(run("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"enable_thinkng\": false}\n"),
+                    "p.jsonl:1 (id '0'): unknown key 'enable_thinkng': neither a prompt-file key");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"enable_thinking\": false}\n"), "p.jsonl:1: unknown key 'enable_thinking'");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"), "exactly one of");
   EXPECT_FAILS_WITH(run("\n\n"), "no prompts");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"), "p.jsonl:1 (id '0'): names mask set 'refusal', which no --mask NAME=FILE defines");

@@ -10,7 +10,6 @@
 #include "mote/io/json_file.h"
 #include "mote/tokenizer/byte_level.h"
 #include "mote/tokenizer/normalizer.h"
-#include "mote/tokenizer/chat_format.h"
 #include "mote/util/error.h"
 #include "model_files.h"
 
@@ -56,21 +55,6 @@ TEST(Tokenizer, RoundTripsEveryEvalPrompt) {
     }
   }
   EXPECT_EQ(checked, 120);
-}
-
-TEST(Tokenizer, ChatFormatMatchesGoldenPrompt) {
-  const std::vector<ChatMessage> messages{{"user", "What happened on 4 June 1921 in Belvask?"}};
-  const std::string rendered = render_deepseek_chat(bundled(), messages);
-  const json prompts = read_json_file(test::bundled_model() / "golden/prompts.json");
-  EXPECT_EQ(rendered, prompts["prompts"][0]["text"].get<std::string>());
-  EXPECT_EQ(bundled().encode(rendered, false), prompts["prompts"][0]["input_ids"].get<std::vector<int32_t>>());
-}
-
-TEST(Tokenizer, ChatFormatWithSystemAndHistory) {
-  const std::vector<ChatMessage> messages{{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", "Bye"}};
-  EXPECT_EQ(render_deepseek_chat(bundled(), messages),
-            "<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>Hello.<｜end▁of▁sentence｜><｜User｜>Bye<｜Assistant｜>");
-  EXPECT_ERROR_CONTAINS(render_deepseek_chat(bundled(), {{"tool", "x"}}), "chat role 'tool'");
 }
 
 TEST(Tokenizer, RejectsInvalidUtf8WithOffset) {

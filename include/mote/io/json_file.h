@@ -18,5 +18,8 @@ std::string read_input_file(const std::filesystem::path& path, const char* what,
 std::string read_text_file(const std::filesystem::path& path);
 nlohmann::json read_json_file(const std::filesystem::path& path);
 nlohmann::json parse_json(std::string_view text, const std::string& where);
+// parse_json() keeping the objects' key order, where order is meaningful
+// (a chat request's messages and template variables).
+nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& where);
 
 }  // namespace mote

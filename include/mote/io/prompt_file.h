@@ -5,7 +5,11 @@
 //   {"id": "q2", "class": "neutral", "messages": [{"role": "user", "content": "..."}]}
 //
 // Optional keys: "add_special_tokens" (raw prompts only; default true, the
-// Hugging Face convention) and "mask" (name of a mask set). Plain-text files
+// Hugging Face convention) and "mask" (name of a mask set). A conversation
+// is rendered with the model's chat template; it may also carry
+// "add_generation_prompt" (default true), "chat_template" (a template file,
+// relative to the prompt file) and any variable its template reads
+// ("enable_thinking", "reasoning_effort", "current_date", ...). Plain-text files
 // give ids "1", "2", ... (line numbers) and class "default"; blank lines are
 // skipped. A file is read as JSONL when its name ends in .jsonl or its first
 // non-blank character is '{'.
@@ -16,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "mote/tokenizer/chat_format.h"
+#include <nlohmann/json.hpp>
 
 namespace mote {
 
@@ -24,7 +28,9 @@ struct PromptSpec {
   std::string id;
   std::string cls = "default";
   std::optional<std::string> prompt;  // raw text, or
-  std::vector<ChatMessage> messages;  // a conversation in the chat format
+  // a conversation: the chat template's variables, "messages" first
+  std::optional<nlohmann::ordered_json> chat;
+  std::string chat_template;          // the line's own template file, resolved; empty: the job's
   bool add_special_tokens = true;
   std::string mask;                   // mask-set name, empty = unsteered
   int line = 0;                       // 1-based line in the file, for errors
