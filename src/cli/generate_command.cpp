@@ -436,6 +436,10 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       if (error.empty()) {
         try {
           prompt = encode_prompt(model_files->tokenizer, chat, spec);
+        } catch (const jinja::RaisedError& e) {
+          error = fmt::format("the chat template refuses the conversation: {}", e.message());
+        } catch (const jinja::TemplateError&) {
+          throw;  // a broken template (or one past its bounds) fails the job, not each request
         } catch (const Error& e) {
           error = e.what();
         }

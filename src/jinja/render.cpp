@@ -221,6 +221,7 @@ Renderer::Flow Renderer::exec_for(const Node& n, Frame& frame, std::string& out)
   }
   const auto count = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < count; ++i) {
+    step();
     Frame f{{}, &frame};
     bind(f, items[static_cast<size_t>(i)]);
     Dict loop{{"index", Value::from(i + 1)},

@@ -94,19 +94,19 @@ TEST(Tokenizer, RejectsMergeWithUnknownToken) {
 TEST(Tokenizer, RejectsUnsupportedPartsByName) {
   json t = bundled_json();
   t["normalizer"] = {{"type", "NFKC"}};
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "normalizer 'NFKC' is not supported");
+  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "tok.json: normalizer 'NFKC' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)");
   t = bundled_json();
   t["model"]["type"] = "Unigram";
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "model type 'Unigram' is not supported");
+  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "tok.json: model type 'Unigram' is not supported (supported: BPE)");
   t = bundled_json();
   t["pre_tokenizer"] = {{"type", "Metaspace"}};
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "pre-tokenizer type 'Metaspace'");
+  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "tok.json: pre-tokenizer type 'Metaspace' is not supported (supported: Split, ByteLevel, Sequence)");
   t = bundled_json();
   t["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed";
   EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "does not compile");
   t = bundled_json();
   t["decoder"] = {{"type", "WordPiece"}};
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "decoder type 'WordPiece'");
+  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "tok.json: decoder type 'WordPiece' is not supported (supported: ByteLevel)");
 }
 
 TEST(Tokenizer, RejectsBrokenVocabulary) {

@@ -47,7 +47,7 @@ struct RenderOptions {
   // The local time strftime_now() reports; the clock when absent.
   std::optional<std::tm> now;
   size_t max_output_bytes = size_t{64} << 20;
-  uint64_t max_steps = 20'000'000;
+  uint64_t max_steps = 5'000'000;
   int max_call_depth = 64;
 };
 
