@@ -54,7 +54,7 @@ Json parse_any_json(std::string_view text, const std::string& where) {
   // A key given twice in one object would silently keep the last value.
   std::vector<std::unordered_set<std::string>> keys;
   std::string duplicate;
-  const typename Json::parser_callback_t check = [&](int, Json::parse_event_t event, Json& parsed) {
+  const typename Json::parser_callback_t check = [&](int, typename Json::parse_event_t event, Json& parsed) {
     if (event == Json::parse_event_t::object_start) {
       keys.emplace_back();
     } else if (event == Json::parse_event_t::object_end) {

@@ -28,9 +28,9 @@ void check_arity(const CallArgs& args, const std::string& what, size_t max_posit
     fail("{}() takes at most {} positional argument{} ({} given)", what, max_positional, max_positional == 1 ? "" : "s",
          args.positional.size());
   }
-  for (const auto& [k, v] : args.keyword) {
-    if (std::none_of(keywords.begin(), keywords.end(), [&](const char* n) { return k == n; })) {
-      fail("{}() got an unexpected keyword argument '{}'", what, k);
+  for (const auto& kv : args.keyword) {
+    if (std::none_of(keywords.begin(), keywords.end(), [&](const char* n) { return kv.first == n; })) {
+      fail("{}() got an unexpected keyword argument '{}'", what, kv.first);
     }
   }
 }
@@ -456,7 +456,7 @@ const std::map<std::string, FilterFn>& filters() {
     f["count"] = f["length"];
     f["default"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "default", 2, {"default_value", "boolean"});
-      const Value& fallback = arg(a, 0, "default_value", Value::from(""));
+      const Value fallback = arg(a, 0, "default_value", Value::from(""));
       const bool boolean = truthy(arg(a, 1, "boolean", kFalse));
       return v.is_undefined() || (boolean && !truthy(v)) ? fallback : v;
     };
@@ -525,7 +525,7 @@ const std::map<std::string, FilterFn>& filters() {
     };
     f["indent"] = [](Renderer& r, const Value& v, CallArgs& a) {
       check_arity(a, "indent", 3, {"width", "first", "blank"});
-      const Value& w = arg(a, 0, "width", Value::from(4));
+      const Value w = arg(a, 0, "width", Value::from(4));
       std::string pad;
       if (w.kind == Value::Kind::String) {
         pad = w.text;
@@ -592,7 +592,7 @@ const std::map<std::string, FilterFn>& filters() {
       }
       if (attr) {
         const std::string path = need_string(*attr, "the attribute");
-        const Value& fallback = arg(CallArgs{{}, a.keyword}, 99, "default", Value::undefined(""));
+        const Value fallback = arg(a, 99, "default", Value::undefined(""));
         for (const Value& e : iterate(v)) {
           Value x = attribute_path(e, path);
           out.push_back(x.is_undefined() && !fallback.is_undefined() ? fallback : x);
@@ -630,7 +630,7 @@ const std::map<std::string, FilterFn>& filters() {
     f["rejectattr"] = [](Renderer& r, const Value& v, CallArgs& a) { return select_like(r, v, a, true, false); };
     f["replace"] = [](Renderer& r, const Value& v, CallArgs& a) {
       check_arity(a, "replace", 3, {"old", "new", "count"});
-      const Value& count = arg(a, 2, "count", kNone);
+      const Value count = arg(a, 2, "count", kNone);
       return Value::from(pystr::replace(to_str(v), to_str(arg(a, 0, "old", kNone)), to_str(arg(a, 1, "new", kNone)),
                                         count.kind == Value::Kind::None ? -1 : need_int(count, "count"),
                                         r.options().max_output_bytes));
@@ -698,7 +698,7 @@ const std::map<std::string, FilterFn>& filters() {
     f["tojson"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "tojson", 4, {"ensure_ascii", "indent", "separators", "sort_keys"});
       if (truthy(arg(a, 0, "ensure_ascii", kFalse))) outside_subset("tojson(ensure_ascii=True)");
-      const Value& indent = arg(a, 1, "indent", kNone);
+      const Value indent = arg(a, 1, "indent", kNone);
       if (arg(a, 2, "separators", kNone).kind != Value::Kind::None) outside_subset("tojson(separators=...)");
       const int width = indent.kind == Value::Kind::None ? -1 : static_cast<int>(std::clamp<int64_t>(need_int(indent, "indent"), 0, 64));
       return Value::from(to_json(v, width, truthy(arg(a, 3, "sort_keys", kFalse))));
@@ -773,7 +773,7 @@ const std::map<std::string, TestFn>& tests() {
     const auto binary = [](std::function<bool(const Value&, const Value&)> f, const char* name) {
       return [f, name](Renderer&, const Value& v, CallArgs& a) {
         check_arity(a, name, 1, {"other"});
-        const Value& other = arg(a, 0, "other", kNone);
+        const Value other = arg(a, 0, "other", kNone);
         return f(v, other);
       };
     };
@@ -804,7 +804,7 @@ const std::map<std::string, TestFn>& tests() {
     }, "sameas");
     t["in"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "in", 1, {"seq"});
-      const Value& seq = arg(a, 0, "seq", kNone);
+      const Value seq = arg(a, 0, "seq", kNone);
       if (seq.kind == Value::Kind::String) return v.kind == Value::Kind::String && seq.text.find(v.text) != std::string::npos;
       if (seq.kind == Value::Kind::Map) return v.kind == Value::Kind::String && seq.find(v.text) != nullptr;
       const List l = iterate(seq);
@@ -870,10 +870,10 @@ Dict keyword_dict(CallArgs& a, const char* what) {
     if (a.positional[0].kind != Value::Kind::Map) fail("{}() takes a dict or keyword arguments", what);
     d = *a.positional[0].dict;
   }
-  for (auto& [k, v] : a.keyword) {
-    auto it = std::find_if(d.begin(), d.end(), [&](const auto& kv) { return kv.first == k; });
-    if (it != d.end()) it->second = v;
-    else d.emplace_back(k, v);
+  for (const auto& kw : a.keyword) {
+    auto it = std::find_if(d.begin(), d.end(), [&](const auto& kv) { return kv.first == kw.first; });
+    if (it != d.end()) it->second = kw.second;
+    else d.emplace_back(kw.first, kw.second);
   }
   return d;
 }

@@ -299,11 +299,6 @@ void Tokenizer::apply_config(const std::filesystem::path& config_path) try {
   fail("{}: unexpected structure: {}", config_path.string(), e.what());
 }
 
-const std::string& Tokenizer::bos_text() const {
-  if (bos_id_ < 0) fail("the tokenizer defines no BOS token");
-  return id_to_token_[bos_id_];
-}
-
 const AddedToken* Tokenizer::match_added(std::string_view text, size_t pos) const {
   const AddedToken* best = nullptr;
   int32_t node = 0;

@@ -48,8 +48,6 @@ class Tokenizer {
   int32_t vocab_size() const { return static_cast<int32_t>(id_to_token_.size()); }
   int32_t bos_id() const { return bos_id_; }
   int32_t eos_id() const { return eos_id_; }
-  // Text of the BOS token, for chat formats that write it literally.
-  const std::string& bos_text() const;
   const std::string& token(int32_t id) const { return id_to_token_.at(static_cast<size_t>(id)); }
   // Returns the id of an added token by its exact content, or -1.
   int32_t added_token_id(std::string_view content) const;
