@@ -6,72 +6,15 @@
 #include <nlohmann/json.hpp>
 
 #include "mote/io/json_file.h"
+#include "mote/model/family.h"
+#include "config_reader.h"
 #include "mote/util/error.h"
 
 namespace mote {
 namespace {
 
 using nlohmann::json;
-
-class Reader {
- public:
-  Reader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
-
-  const json* find(const char* key) const {
-    const auto it = j_.find(key);
-    return (it == j_.end() || it->is_null()) ? nullptr : &*it;
-  }
-
-  int get_int(const char* key, int min_value) const {
-    const json* v = find(key);
-    if (v == nullptr) fail("{}: missing key '{}'", where_, key);
-    return to_int(*v, key, min_value);
-  }
-  int get_int_or(const char* key, int fallback, int min_value) const {
-    const json* v = find(key);
-    return v == nullptr ? fallback : to_int(*v, key, min_value);
-  }
-  double get_double(const char* key) const {
-    const json* v = find(key);
-    if (v == nullptr) fail("{}: missing key '{}'", where_, key);
-    return to_double(*v, key);
-  }
-  double get_double_or(const char* key, double fallback) const {
-    const json* v = find(key);
-    return v == nullptr ? fallback : to_double(*v, key);
-  }
-  bool get_bool_or(const char* key, bool fallback) const {
-    const json* v = find(key);
-    if (v == nullptr) return fallback;
-    if (!v->is_boolean()) fail("{}: key '{}' must be true or false", where_, key);
-    return v->get<bool>();
-  }
-  std::string get_string_or(const char* key, const std::string& fallback) const {
-    const json* v = find(key);
-    if (v == nullptr) return fallback;
-    if (!v->is_string()) fail("{}: key '{}' must be a string", where_, key);
-    return v->get<std::string>();
-  }
-
-  int to_int(const json& v, const char* key, int min_value) const {
-    if (!v.is_number_integer()) fail("{}: key '{}' must be an integer", where_, key);
-    const auto value = v.get<int64_t>();
-    if (value < min_value || value > (1 << 30)) fail("{}: key '{}' = {} is out of range", where_, key, value);
-    return static_cast<int>(value);
-  }
-  double to_double(const json& v, const char* key) const {
-    if (!v.is_number()) fail("{}: key '{}' must be a number", where_, key);
-    const double value = v.get<double>();
-    if (!std::isfinite(value)) fail("{}: key '{}' must be finite", where_, key);
-    return value;
-  }
-
-  const std::string& where() const { return where_; }
-
- private:
-  const json& j_;
-  std::string where_;
-};
+using Reader = ConfigReader;
 
 // quantization_config: accepted only as DeepSeek ships FP8 checkpoints;
 // anything else is refused by name rather than misread.
@@ -99,6 +42,33 @@ Fp8Quantization parse_quantization(const json& q, const std::string& where) {
   return {};
 }
 
+// Consistency of what every family's reader filled in.
+void check_moe(const ModelConfig& c, const std::string& where) {
+  if (c.num_experts_per_tok > c.n_routed_experts) {
+    fail("{}: num_experts_per_tok {} exceeds the {} routed experts", where, c.num_experts_per_tok, c.n_routed_experts);
+  }
+  if (c.n_routed_experts % c.n_group != 0) {
+    fail("{}: n_routed_experts {} is not a multiple of n_group {}", where, c.n_routed_experts, c.n_group);
+  }
+  if (c.topk_group > c.n_group) fail("{}: topk_group {} exceeds n_group {}", where, c.topk_group, c.n_group);
+  if (c.router == RouterKind::SigmoidGrouped && c.experts_per_group() < 2) {
+    fail("{}: each of the n_group groups needs at least 2 experts for group scores", where);
+  }
+  if (c.num_experts_per_tok > c.topk_group * c.experts_per_group()) {
+    fail("{}: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", where, c.num_experts_per_tok,
+         c.topk_group * c.experts_per_group(), c.topk_group);
+  }
+  if (c.first_k_dense_replace > c.num_hidden_layers) {
+    fail("{}: first_k_dense_replace {} exceeds num_hidden_layers {}", where, c.first_k_dense_replace, c.num_hidden_layers);
+  }
+  if (c.attention == AttentionKind::Gqa) {
+    if (c.num_attention_heads % c.num_key_value_heads != 0) {
+      fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", where, c.num_attention_heads, c.num_key_value_heads);
+    }
+    if (c.head_dim % 2 != 0) fail("{}: head_dim {} must be even for rope", where, c.head_dim);
+  }
+}
+
 double yarn_get_mscale(double scale, double mscale) {
   if (scale <= 1.0) return 1.0;
   return 0.1 * mscale * std::log(scale) + 1.0;
@@ -119,7 +89,7 @@ std::vector<int> ModelConfig::moe_layers() const {
 }
 
 float ModelConfig::attention_scale() const {
-  double scale = 1.0 / std::sqrt(static_cast<double>(qk_head_dim()));
+  double scale = 1.0 / std::sqrt(static_cast<double>(attention == AttentionKind::Mla ? qk_head_dim() : head_dim));
   if (yarn && yarn->mscale_all_dim != 0.0) {
     const double m = yarn_get_mscale(yarn->factor, yarn->mscale_all_dim);
     scale *= m * m;
@@ -133,60 +103,18 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
   const Reader r(j, where);
   ModelConfig c;
   c.model_type = r.get_string_or("model_type", "");
-  if (c.model_type != "deepseek_v3") {
-    fail("{}: model_type '{}' is not supported (supported: deepseek_v3)", where, c.model_type);
-  }
+  const Family* family = find_family(c.model_type);
+  if (family == nullptr) fail("{}: model_type '{}' is not supported (supported: {})", where, c.model_type, supported_families());
   if (const auto* q = r.find("quantization_config")) c.fp8 = parse_quantization(*q, where);
   c.vocab_size = r.get_int("vocab_size", 1);
   c.hidden_size = r.get_int("hidden_size", 1);
-  c.intermediate_size = r.get_int("intermediate_size", 1);
-  c.moe_intermediate_size = r.get_int("moe_intermediate_size", 1);
   c.num_hidden_layers = r.get_int("num_hidden_layers", 1);
   c.num_attention_heads = r.get_int("num_attention_heads", 1);
-  c.q_lora_rank = r.get_int_or("q_lora_rank", 0, 1);
-  c.kv_lora_rank = r.get_int("kv_lora_rank", 1);
-  c.qk_nope_head_dim = r.get_int("qk_nope_head_dim", 1);
-  c.qk_rope_head_dim = r.get_int("qk_rope_head_dim", 2);
-  if (c.qk_rope_head_dim % 2 != 0) fail("{}: key 'qk_rope_head_dim' = {} must be even", where, c.qk_rope_head_dim);
-  c.v_head_dim = r.get_int("v_head_dim", 1);
-
-  c.n_routed_experts = r.get_int("n_routed_experts", 1);
-  c.n_shared_experts = r.get_int_or("n_shared_experts", 0, 0);
-  c.num_experts_per_tok = r.get_int("num_experts_per_tok", 1);
-  c.n_group = r.get_int_or("n_group", 1, 1);
-  c.topk_group = r.get_int_or("topk_group", 1, 1);
-  c.first_k_dense_replace = r.get_int_or("first_k_dense_replace", 0, 0);
-  c.moe_layer_freq = r.get_int_or("moe_layer_freq", 1, 1);
-  c.routed_scaling_factor = r.get_double_or("routed_scaling_factor", 1.0);
-  if (!(c.routed_scaling_factor > 0.0 && c.routed_scaling_factor <= 1e6)) {
-    fail("{}: key 'routed_scaling_factor' = {} must be in (0, 1e6]", where, c.routed_scaling_factor);
-  }
-  c.norm_topk_prob = r.get_bool_or("norm_topk_prob", false);
-  c.scoring_func = r.get_string_or("scoring_func", "softmax");
-  c.topk_method = r.get_string_or("topk_method", "greedy");
-  if (c.scoring_func != "sigmoid") fail("{}: scoring_func '{}' is not supported (supported: sigmoid)", where, c.scoring_func);
-  if (c.topk_method != "noaux_tc") fail("{}: topk_method '{}' is not supported (supported: noaux_tc)", where, c.topk_method);
-  if (c.n_routed_experts % c.n_group != 0) {
-    fail("{}: n_routed_experts {} is not a multiple of n_group {}", where, c.n_routed_experts, c.n_group);
-  }
-  if (c.topk_group > c.n_group) fail("{}: topk_group {} exceeds n_group {}", where, c.topk_group, c.n_group);
-  if (c.experts_per_group() < 2) fail("{}: each of the n_group groups needs at least 2 experts for group scores", where);
-  if (c.num_experts_per_tok > c.topk_group * c.experts_per_group()) {
-    fail("{}: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", where, c.num_experts_per_tok,
-         c.topk_group * c.experts_per_group(), c.topk_group);
-  }
-  if (c.first_k_dense_replace > c.num_hidden_layers) {
-    fail("{}: first_k_dense_replace {} exceeds num_hidden_layers {}", where, c.first_k_dense_replace, c.num_hidden_layers);
-  }
   const std::string act = r.get_string_or("hidden_act", "silu");
   if (act != "silu") fail("{}: hidden_act '{}' is not supported (supported: silu)", where, act);
-  if (r.get_bool_or("attention_bias", false)) fail("{}: attention_bias true is not supported", where);
-  c.num_nextn_predict_layers = r.get_int_or("num_nextn_predict_layers", 0, 0);
-  const int kv_heads = r.get_int_or("num_key_value_heads", c.num_attention_heads, 1);
-  if (kv_heads != c.num_attention_heads) {
-    fail("{}: num_key_value_heads {} differs from num_attention_heads {}; MLA models have one KV head per query head",
-         where, kv_heads, c.num_attention_heads);
-  }
+  if (r.get_bool_or("attention_bias", false)) fail("{}: attention_bias true is not supported ({} has no attention biases)", where, c.model_type);
+  family->read_config(r, c);
+  check_moe(c, where);
 
   c.rms_norm_eps = r.get_double_or("rms_norm_eps", 1e-6);
   if (!(c.rms_norm_eps > 0.0 && c.rms_norm_eps < 1.0)) fail("{}: key 'rms_norm_eps' = {} must be in (0, 1)", where, c.rms_norm_eps);

@@ -15,6 +15,7 @@ DeepseekV3::DeepseekV3(const ModelConfig& config, const ModelWeights& weights, E
       w_(weights),
       rope_(config),
       attention_(config, rope_),
+      gqa_(config, rope_),
       router_(config),
       experts_(experts),
       moe_layers_(config.moe_layers()) {
@@ -30,7 +31,7 @@ void DeepseekV3::forward(std::span<const StepRow> rows, KvCache& cache, std::spa
   if (n == 0) return;
   const int hidden = c_.hidden_size;
   const size_t hn = static_cast<size_t>(n) * hidden;
-  const int half = c_.qk_rope_head_dim / 2;
+  const int half = c_.rope_dim() / 2;
   const auto eps = static_cast<float>(c_.rms_norm_eps);
   h_.resize(hn);
   x_.resize(hn);
@@ -52,7 +53,11 @@ void DeepseekV3::forward(std::span<const StepRow> rows, KvCache& cache, std::spa
   for (int l = 0; l < c_.num_hidden_layers; ++l) {
     const LayerWeights& lw = w_.layers[l];
     for (int r = 0; r < n; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.input_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
-    attention_.forward(lw.attention, l, x_.data(), rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+    if (c_.attention == AttentionKind::Mla) {
+      attention_.forward(lw.attention, l, x_.data(), rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+    } else {
+      gqa_.forward(lw.attention, l, x_.data(), rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+    }
     add_in_place(h_.data(), branch_.data(), static_cast<int>(hn));
 
     for (int r = 0; r < n; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
@@ -89,7 +94,7 @@ void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const floa
   matmul(x, n, w.router.gate, router_logits_.data());
   for (int r = 0; r < n; ++r) {
     const size_t at = static_cast<size_t>(r) * k;
-    router_.route(&router_logits_[static_cast<size_t>(r) * n_experts], w.router.bias.data(), moe_layer, rows[r].mask,
+    router_.route(&router_logits_[static_cast<size_t>(r) * n_experts], w.router.bias.empty() ? nullptr : w.router.bias.data(), moe_layer, rows[r].mask,
                   &chosen_[at], &gate_weights_[at], &dispatch_[at], router_scratch_.data());
   }
   // Experts that are sent the token: the routed ones minus those switched

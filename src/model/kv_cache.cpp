@@ -3,7 +3,7 @@
 namespace mote {
 
 KvCache::KvCache(const ModelConfig& c, int slots)
-    : layers_(c.num_hidden_layers), entry_(c.kv_lora_rank + c.qk_rope_head_dim), storage_(slots), capacity_(slots, 0) {}
+    : layers_(c.num_hidden_layers), entry_(c.kv_entry_size()), storage_(slots), capacity_(slots, 0) {}
 
 void KvCache::reset(int slot, int capacity) {
   capacity_[slot] = capacity;

@@ -7,19 +7,16 @@
 
 #include <fmt/format.h>
 
+#include "mote/model/family.h"
 #include "mote/util/error.h"
 
 namespace mote {
 namespace {
 
-// Hugging Face tensor names of the DeepSeek-V3 family. Every naming quirk of
-// the family is here and nowhere else.
+// Names are the family's table (src/model/families/); these only compose them.
 struct Names {
-  static std::string layer(int l, const char* rest) { return fmt::format("model.layers.{}.{}", l, rest); }
-  static std::string expert(int e) { return fmt::format("mlp.experts.{}", e); }
-  static constexpr const char* kEmbed = "model.embed_tokens.weight";
-  static constexpr const char* kFinalNorm = "model.norm.weight";
-  static constexpr const char* kLmHead = "lm_head.weight";
+  static std::string layer(int l, const std::string& rest) { return fmt::format("model.layers.{}.{}", l, rest); }
+  static std::string expert(const TensorNames& n, int e) { return fmt::format("{}.{}", n.experts, e); }
   static constexpr const char* kLayerPrefix = "model.layers.";
 };
 
@@ -27,7 +24,7 @@ constexpr const char* kScaleSuffix = "_scale_inv";
 
 class Loader {
  public:
-  Loader(const WeightStore& store, const ModelConfig& config) : store_(store), config_(config) {}
+  Loader(const WeightStore& store, const ModelConfig& config) : store_(store), config_(config), names_(family_of(config).names) {}
 
   Weight matrix(const std::string& name, int rows, int cols) {
     const TensorView& t = checked(name);
@@ -105,9 +102,9 @@ class Loader {
 
   FfnWeights ffn(int layer, const std::string& prefix, int hidden, int width) {
     FfnWeights f;
-    f.gate = matrix(Names::layer(layer, (prefix + ".gate_proj.weight").c_str()), width, hidden);
-    f.up = matrix(Names::layer(layer, (prefix + ".up_proj.weight").c_str()), width, hidden);
-    f.down = matrix(Names::layer(layer, (prefix + ".down_proj.weight").c_str()), hidden, width);
+    f.gate = matrix(Names::layer(layer, fmt::format("{}.{}.weight", prefix, names_.gate)), width, hidden);
+    f.up = matrix(Names::layer(layer, fmt::format("{}.{}.weight", prefix, names_.up)), width, hidden);
+    f.down = matrix(Names::layer(layer, fmt::format("{}.{}.weight", prefix, names_.down)), hidden, width);
     return f;
   }
 
@@ -124,6 +121,7 @@ class Loader {
 
   const WeightStore& store_;
   const ModelConfig& config_;
+  const TensorNames& names_;
   std::vector<std::pair<std::string, Weight>> fp8_;
 };
 
@@ -140,6 +138,7 @@ int layer_of(std::string_view name) {
 }  // namespace
 
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
+  const TensorNames& n = family_of(c).names;
   std::vector<TensorSpec> out;
   const int64_t hidden = c.hidden_size;
   const int64_t heads = c.num_attention_heads;
@@ -148,44 +147,60 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   const auto matrix = [&](std::string name, int64_t rows, int64_t cols, bool quantizable = true) {
     out.push_back({std::move(name), {rows, cols}, false, false, quantizable});
   };
-  const auto norm = [&](std::string name, int64_t n) { out.push_back({std::move(name), {n}, true}); };
+  const auto norm = [&](std::string name, int64_t size) { out.push_back({std::move(name), {size}, true}); };
   const auto ffn = [&](int l, const std::string& prefix, int64_t width) {
-    matrix(Names::layer(l, (prefix + ".gate_proj.weight").c_str()), width, hidden);
-    matrix(Names::layer(l, (prefix + ".up_proj.weight").c_str()), width, hidden);
-    matrix(Names::layer(l, (prefix + ".down_proj.weight").c_str()), hidden, width);
+    matrix(Names::layer(l, fmt::format("{}.{}.weight", prefix, n.gate)), width, hidden);
+    matrix(Names::layer(l, fmt::format("{}.{}.weight", prefix, n.up)), width, hidden);
+    matrix(Names::layer(l, fmt::format("{}.{}.weight", prefix, n.down)), hidden, width);
   };
-  matrix(Names::kEmbed, c.vocab_size, hidden, false);
+  matrix(n.embed, c.vocab_size, hidden, false);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    norm(Names::layer(l, "input_layernorm.weight"), hidden);
-    norm(Names::layer(l, "post_attention_layernorm.weight"), hidden);
-    const int64_t q_out = heads * c.qk_head_dim();
-    if (c.q_lora_rank > 0) {
-      matrix(Names::layer(l, "self_attn.q_a_proj.weight"), c.q_lora_rank, hidden);
-      norm(Names::layer(l, "self_attn.q_a_layernorm.weight"), c.q_lora_rank);
-      matrix(Names::layer(l, "self_attn.q_b_proj.weight"), q_out, c.q_lora_rank);
+    norm(Names::layer(l, n.input_norm), hidden);
+    norm(Names::layer(l, n.post_attention_norm), hidden);
+    if (c.attention == AttentionKind::Mla) {
+      const int64_t q_out = heads * c.qk_head_dim();
+      if (c.q_lora_rank > 0) {
+        matrix(Names::layer(l, n.q_a), c.q_lora_rank, hidden);
+        norm(Names::layer(l, n.q_a_norm), c.q_lora_rank);
+        matrix(Names::layer(l, n.q_b), q_out, c.q_lora_rank);
+      } else {
+        matrix(Names::layer(l, n.q), q_out, hidden);
+      }
+      matrix(Names::layer(l, n.kv_a), c.kv_lora_rank + c.qk_rope_head_dim, hidden);
+      norm(Names::layer(l, n.kv_a_norm), c.kv_lora_rank);
+      matrix(Names::layer(l, n.kv_b), heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+      matrix(Names::layer(l, n.o), hidden, heads * c.v_head_dim);
     } else {
-      matrix(Names::layer(l, "self_attn.q_proj.weight"), q_out, hidden);
+      const int64_t q_width = heads * c.head_dim, kv_width = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
+      matrix(Names::layer(l, n.q), q_width, hidden);
+      matrix(Names::layer(l, n.k), kv_width, hidden);
+      matrix(Names::layer(l, n.v), kv_width, hidden);
+      matrix(Names::layer(l, n.o), hidden, q_width);
+      if (c.qk_norm == QkNorm::PerHead) {
+        norm(Names::layer(l, n.q_norm), c.head_dim);
+        norm(Names::layer(l, n.k_norm), c.head_dim);
+      } else if (c.qk_norm == QkNorm::Whole) {
+        norm(Names::layer(l, n.q_norm), q_width);
+        norm(Names::layer(l, n.k_norm), kv_width);
+      }
     }
-    matrix(Names::layer(l, "self_attn.kv_a_proj_with_mqa.weight"), c.kv_lora_rank + c.qk_rope_head_dim, hidden);
-    norm(Names::layer(l, "self_attn.kv_a_layernorm.weight"), c.kv_lora_rank);
-    matrix(Names::layer(l, "self_attn.kv_b_proj.weight"), heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
-    matrix(Names::layer(l, "self_attn.o_proj.weight"), hidden, heads * c.v_head_dim);
     if (!c.is_moe_layer(l)) {
-      ffn(l, "mlp", c.intermediate_size);
+      ffn(l, n.dense, c.intermediate_size);
       continue;
     }
-    matrix(Names::layer(l, "mlp.gate.weight"), c.n_routed_experts, hidden, false);
-    out.push_back({Names::layer(l, "mlp.gate.e_score_correction_bias"), {c.n_routed_experts}, false, true});
-    if (c.n_shared_experts > 0) ffn(l, "mlp.shared_experts", static_cast<int64_t>(c.moe_intermediate_size) * c.n_shared_experts);
-    for (int e = 0; e < c.n_routed_experts; ++e) ffn(l, Names::expert(e), c.moe_intermediate_size);
+    matrix(Names::layer(l, n.router), c.n_routed_experts, hidden, false);
+    if (c.router_bias) out.push_back({Names::layer(l, n.router_bias), {c.n_routed_experts}, false, true});
+    if (c.n_shared_experts > 0) ffn(l, n.shared, static_cast<int64_t>(c.moe_intermediate_size) * c.n_shared_experts);
+    for (int e = 0; e < c.n_routed_experts; ++e) ffn(l, Names::expert(n, e), c.moe_intermediate_size);
   }
-  norm(Names::kFinalNorm, hidden);
-  if (!c.tie_word_embeddings) matrix(Names::kLmHead, c.vocab_size, hidden, false);
+  norm(n.final_norm, hidden);
+  if (!c.tie_word_embeddings) matrix(n.lm_head, c.vocab_size, hidden, false);
   return out;
 }
 
 ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, const ExpertFilter& load_expert, bool shared_parts) {
   Loader load(store, c);
+  const TensorNames& n = family_of(c).names;
   const int hidden = c.hidden_size;
   const int heads = c.num_attention_heads;
 
@@ -209,7 +224,7 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
       if (lw.is_moe) {
         lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
         for (int e = 0; e < c.n_routed_experts; ++e) {
-          if (load_expert(moe_index, e)) lw.experts[e] = load.ffn(l, Names::expert(e), hidden, c.moe_intermediate_size);
+          if (load_expert(moe_index, e)) lw.experts[e] = load.ffn(l, Names::expert(n, e), hidden, c.moe_intermediate_size);
         }
         ++moe_index;
       }
@@ -218,44 +233,57 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
     load.check_fp8_values();
     return w;
   }
-  w.embed = load.matrix(Names::kEmbed, c.vocab_size, hidden);
-  w.final_norm = load.vector(Names::kFinalNorm, hidden);
-  if (c.tie_word_embeddings && store.find(Names::kLmHead) == nullptr) {
+  w.embed = load.matrix(n.embed, c.vocab_size, hidden);
+  w.final_norm = load.vector(n.final_norm, hidden);
+  if (c.tie_word_embeddings && store.find(n.lm_head) == nullptr) {
     w.lm_head = w.embed;
   } else {
-    w.lm_head = load.matrix(Names::kLmHead, c.vocab_size, hidden);
+    w.lm_head = load.matrix(n.lm_head, c.vocab_size, hidden);
   }
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     LayerWeights lw;
-    lw.input_norm = load.vector(Names::layer(l, "input_layernorm.weight"), hidden);
-    lw.post_attention_norm = load.vector(Names::layer(l, "post_attention_layernorm.weight"), hidden);
+    lw.input_norm = load.vector(Names::layer(l, n.input_norm), hidden);
+    lw.post_attention_norm = load.vector(Names::layer(l, n.post_attention_norm), hidden);
 
     AttentionWeights& a = lw.attention;
-    const int q_out = heads * c.qk_head_dim();
-    if (c.q_lora_rank > 0) {
-      a.q_a = load.matrix(Names::layer(l, "self_attn.q_a_proj.weight"), c.q_lora_rank, hidden);
-      a.q_a_norm = load.vector(Names::layer(l, "self_attn.q_a_layernorm.weight"), c.q_lora_rank);
-      a.q_b = load.matrix(Names::layer(l, "self_attn.q_b_proj.weight"), q_out, c.q_lora_rank);
+    if (c.attention == AttentionKind::Mla) {
+      const int q_out = heads * c.qk_head_dim();
+      if (c.q_lora_rank > 0) {
+        a.q_a = load.matrix(Names::layer(l, n.q_a), c.q_lora_rank, hidden);
+        a.q_a_norm = load.vector(Names::layer(l, n.q_a_norm), c.q_lora_rank);
+        a.q_b = load.matrix(Names::layer(l, n.q_b), q_out, c.q_lora_rank);
+      } else {
+        a.q = load.matrix(Names::layer(l, n.q), q_out, hidden);
+      }
+      a.kv_a = load.matrix(Names::layer(l, n.kv_a), c.kv_lora_rank + c.qk_rope_head_dim, hidden);
+      a.kv_a_norm = load.vector(Names::layer(l, n.kv_a_norm), c.kv_lora_rank);
+      a.kv_b = load.matrix(Names::layer(l, n.kv_b), heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+      a.o = load.matrix(Names::layer(l, n.o), hidden, heads * c.v_head_dim);
     } else {
-      a.q = load.matrix(Names::layer(l, "self_attn.q_proj.weight"), q_out, hidden);
+      const int q_width = heads * c.head_dim, kv_width = c.num_key_value_heads * c.head_dim;
+      a.q = load.matrix(Names::layer(l, n.q), q_width, hidden);
+      a.k = load.matrix(Names::layer(l, n.k), kv_width, hidden);
+      a.v = load.matrix(Names::layer(l, n.v), kv_width, hidden);
+      a.o = load.matrix(Names::layer(l, n.o), hidden, q_width);
+      if (c.qk_norm != QkNorm::None) {
+        const bool per_head = c.qk_norm == QkNorm::PerHead;
+        a.q_norm = load.vector(Names::layer(l, n.q_norm), per_head ? c.head_dim : q_width);
+        a.k_norm = load.vector(Names::layer(l, n.k_norm), per_head ? c.head_dim : kv_width);
+      }
     }
-    a.kv_a = load.matrix(Names::layer(l, "self_attn.kv_a_proj_with_mqa.weight"), c.kv_lora_rank + c.qk_rope_head_dim, hidden);
-    a.kv_a_norm = load.vector(Names::layer(l, "self_attn.kv_a_layernorm.weight"), c.kv_lora_rank);
-    a.kv_b = load.matrix(Names::layer(l, "self_attn.kv_b_proj.weight"), heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
-    a.o = load.matrix(Names::layer(l, "self_attn.o_proj.weight"), hidden, heads * c.v_head_dim);
 
     lw.is_moe = c.is_moe_layer(l);
     if (!lw.is_moe) {
-      lw.dense = load.ffn(l, "mlp", hidden, c.intermediate_size);
+      lw.dense = load.ffn(l, n.dense, hidden, c.intermediate_size);
     } else {
-      lw.router.gate = load.matrix(Names::layer(l, "mlp.gate.weight"), c.n_routed_experts, hidden);
-      lw.router.bias = load.vector(Names::layer(l, "mlp.gate.e_score_correction_bias"), c.n_routed_experts);
-      if (c.n_shared_experts > 0) lw.shared = load.ffn(l, "mlp.shared_experts", hidden, c.moe_intermediate_size * c.n_shared_experts);
+      lw.router.gate = load.matrix(Names::layer(l, n.router), c.n_routed_experts, hidden);
+      if (c.router_bias) lw.router.bias = load.vector(Names::layer(l, n.router_bias), c.n_routed_experts);
+      if (c.n_shared_experts > 0) lw.shared = load.ffn(l, n.shared, hidden, c.moe_intermediate_size * c.n_shared_experts);
       lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
       for (int e = 0; e < c.n_routed_experts; ++e) {
         if (!load_expert(moe_index, e)) continue;
-        lw.experts[e] = load.ffn(l, Names::expert(e), hidden, c.moe_intermediate_size);
+        lw.experts[e] = load.ffn(l, Names::expert(n, e), hidden, c.moe_intermediate_size);
       }
       ++moe_index;
     }
@@ -269,7 +297,7 @@ bool tensor_used(const ModelConfig& c, const ExpertFilter& load_expert, bool sha
   const int layer = layer_of(name);
   if (layer < 0) return shared_parts;
   if (layer >= c.num_hidden_layers) return false;  // multi-token prediction: never used for generation
-  const std::string_view experts = ".mlp.experts.";
+  const std::string experts = fmt::format(".{}.", family_of(c).names.experts);
   const size_t at = name.find(experts);
   if (at == std::string_view::npos || !c.is_moe_layer(layer)) return shared_parts;
   if (!load_expert) return true;

@@ -17,7 +17,7 @@ double correction_dim(double rotations, int dim, double base, int max_pos) {
 
 }  // namespace
 
-Rope::Rope(const ModelConfig& c) : dim_(c.qk_rope_head_dim), inv_freq_(static_cast<size_t>(dim_ / 2)) {
+Rope::Rope(const ModelConfig& c) : dim_(c.rope_dim()), neox_(c.rope_neox), inv_freq_(static_cast<size_t>(dim_ / 2)) {
   // Reference implementations compute the frequencies in fp32.
   const auto base = static_cast<float>(c.rope_theta);
   for (int i = 0; i < dim_ / 2; ++i) {
@@ -49,7 +49,17 @@ void Rope::angles(int pos, float* cos_out, float* sin_out) const {
 }
 
 void Rope::apply(float* x, const float* cos_v, const float* sin_v) const {
-  for (int i = 0; i < dim_ / 2; ++i) {
+  const int half = dim_ / 2;
+  if (neox_) {
+    for (int i = 0; i < half; ++i) {
+      const float a = x[i];
+      const float b = x[i + half];
+      x[i] = a * cos_v[i] - b * sin_v[i];
+      x[i + half] = b * cos_v[i] + a * sin_v[i];
+    }
+    return;
+  }
+  for (int i = 0; i < half; ++i) {
     const float a = x[2 * i];
     const float b = x[2 * i + 1];
     x[2 * i] = a * cos_v[i] - b * sin_v[i];

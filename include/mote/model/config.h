@@ -30,14 +30,33 @@ struct Fp8Quantization {
   int block_cols = 128;
 };
 
+// How a family is put together from the shared parts (filled in by the
+// family's file in src/model/families/).
+enum class AttentionKind { Mla, Gqa };           // latent attention, or grouped-query/multi-head
+enum class QkNorm { None, PerHead, Whole };      // GQA: RMSNorm of q and k per head, or over the whole projection
+enum class RouterKind {
+  SigmoidGrouped,   // DeepSeek-V3: sigmoid + bias, groups scored by their top-2 sum, top-k
+  SoftmaxTopk,      // softmax over all experts, top-k (DeepSeek-V2 greedy, Qwen3-MoE, OLMoE)
+  SoftmaxGroupMax,  // DeepSeek-V2 group_limited_greedy: groups scored by their best softmax score
+  TopkSoftmax,      // Mixtral: top-k of the logits, softmax over the chosen k
+};
+
 struct ModelConfig {
   std::string model_type;
+  AttentionKind attention = AttentionKind::Mla;
+  RouterKind router = RouterKind::SigmoidGrouped;
+  QkNorm qk_norm = QkNorm::None;
+  bool rope_neox = false;     // rotate halves (i, i + d/2); DeepSeek rotates interleaved pairs (2i, 2i+1)
+  bool router_bias = false;   // e_score_correction_bias present (selection only)
   int vocab_size = 0;
   int hidden_size = 0;
   int intermediate_size = 0;       // dense layers' FFN width
   int moe_intermediate_size = 0;   // each routed expert's FFN width
   int num_hidden_layers = 0;
   int num_attention_heads = 0;
+  // GQA/MHA: key-value heads and the width of every head.
+  int num_key_value_heads = 0;
+  int head_dim = 0;
 
   // MLA. q_lora_rank 0 means queries are projected directly (q_proj).
   int q_lora_rank = 0;
@@ -70,6 +89,12 @@ struct ModelConfig {
   std::optional<Fp8Quantization> fp8;  // set by quantization_config
 
   int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  // Dimensions rope rotates: MLA's rope part, or a whole GQA head.
+  int rope_dim() const { return attention == AttentionKind::Mla ? qk_rope_head_dim : head_dim; }
+  // Floats per token, layer and sequence in the KV cache.
+  int kv_entry_size() const {
+    return attention == AttentionKind::Mla ? kv_lora_rank + qk_rope_head_dim : 2 * num_key_value_heads * head_dim;
+  }
   bool is_moe_layer(int layer) const;
   // Decoder-layer index of each MoE layer, in order.
   std::vector<int> moe_layers() const;

@@ -16,6 +16,7 @@
 #include "mote/model/config.h"
 #include "mote/model/experts.h"
 #include "mote/model/ffn.h"
+#include "mote/model/gqa_attention.h"
 #include "mote/model/kv_cache.h"
 #include "mote/model/router.h"
 #include "mote/model/step.h"
@@ -47,6 +48,7 @@ class DeepseekV3 {
   const ModelWeights& w_;
   Rope rope_;
   MlaAttention attention_;
+  GqaAttention gqa_;
   Router router_;
   Ffn ffn_;
   std::unique_ptr<LocalExpertExecutor> local_experts_;

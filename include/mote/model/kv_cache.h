@@ -1,6 +1,7 @@
-// MLA's KV cache: per sequence slot, layer and position, the normalised
-// compressed latent (kv_lora_rank values) and the rotated rope key
-// (qk_rope_head_dim values), not full per-head keys and values.
+// The KV cache: per sequence slot, layer and position, for MLA the
+// normalised compressed latent (kv_lora_rank values) and the rotated rope
+// key (qk_rope_head_dim values), not full per-head keys and values; for GQA
+// the rotated keys then the values of every KV head.
 #pragma once
 
 #include <vector>

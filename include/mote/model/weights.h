@@ -1,4 +1,4 @@
-// The weights of a DeepSeek-V3-architecture model, as views into the
+// The weights of a model of any supported family, as views into the
 // memory-mapped safetensors files. Matrices keep their file dtype; only the
 // small vectors (norm weights, router bias) are widened to fp32 at load.
 #pragma once
@@ -23,7 +23,9 @@ struct AttentionWeights {
   Weight q_a;                  // [q_lora_rank, hidden]       (q_lora_rank > 0)
   std::vector<float> q_a_norm; // [q_lora_rank]
   Weight q_b;                  // [heads*qk_head_dim, q_lora_rank]
-  Weight q;                    // [heads*qk_head_dim, hidden] (q_lora_rank == 0)
+  Weight q;                    // MLA: [heads*qk_head_dim, hidden] (q_lora_rank == 0); GQA: [heads*head_dim, hidden]
+  Weight k, v;                 // GQA: [kv_heads*head_dim, hidden]
+  std::vector<float> q_norm, k_norm;  // GQA q/k RMSNorm: [head_dim] per head, or the whole projection's width
   Weight kv_a;                 // [kv_lora_rank + qk_rope, hidden]
   std::vector<float> kv_a_norm;// [kv_lora_rank]
   Weight kv_b;                 // [heads*(qk_nope + v), kv_lora_rank]
@@ -32,7 +34,7 @@ struct AttentionWeights {
 
 struct RouterWeights {
   Weight gate;                 // [n_routed, hidden]
-  std::vector<float> bias;     // e_score_correction_bias [n_routed]
+  std::vector<float> bias;     // e_score_correction_bias [n_routed]; empty where the family has none
 };
 
 struct LayerWeights {

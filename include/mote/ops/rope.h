@@ -1,6 +1,7 @@
-// Rotary position embedding of DeepSeek models: pairs (x[2i], x[2i+1]) are
-// rotated by pos * inv_freq[i], with YaRN's frequency blend and magnitude
-// scale when the config asks for it.
+// Rotary position embedding: pairs (x[2i], x[2i+1]) (DeepSeek's
+// interleaved layout) or (x[i], x[i + d/2]) (neox's rotate_half, the other
+// families) are rotated by pos * inv_freq[i], with YaRN's frequency blend
+// and magnitude scale when the config asks for it.
 #pragma once
 
 #include <vector>
@@ -20,6 +21,7 @@ class Rope {
 
  private:
   int dim_;
+  bool neox_;
   std::vector<float> inv_freq_;
   float magnitude_ = 1.0f;
 };

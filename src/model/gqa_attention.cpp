@@ -1,0 +1,83 @@
+#include "mote/model/gqa_attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "mote/ops/elementwise.h"
+#include "mote/ops/matmul.h"
+
+namespace mote {
+
+GqaAttention::GqaAttention(const ModelConfig& config, const Rope& rope) : c_(config), rope_(rope), scale_(config.attention_scale()) {}
+
+void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x, std::span<const StepRow> rows,
+                           const float* rope_cos, const float* rope_sin, KvCache& cache, float* out) {
+  const int n = static_cast<int>(rows.size());
+  const int heads = c_.num_attention_heads;
+  const int kv_heads = c_.num_key_value_heads;
+  const int d = c_.head_dim;
+  const int half = d / 2;
+  const int q_width = heads * d, kv_width = kv_heads * d;
+  const int group = heads / kv_heads;
+  const auto eps = static_cast<float>(c_.rms_norm_eps);
+  const size_t un = static_cast<size_t>(n);
+
+  q_.resize(un * q_width);
+  k_.resize(un * kv_width);
+  v_.resize(un * kv_width);
+  matmul(x, n, w.q, q_.data());
+  matmul(x, n, w.k, k_.data());
+  matmul(x, n, w.v, v_.data());
+
+  // Norms before rope, then the new keys and values into the cache.
+  for (int r = 0; r < n; ++r) {
+    float* q = q_.data() + static_cast<size_t>(r) * q_width;
+    float* k = k_.data() + static_cast<size_t>(r) * kv_width;
+    if (c_.qk_norm == QkNorm::Whole) {
+      rms_norm(q, w.q_norm.data(), eps, q, q_width);
+      rms_norm(k, w.k_norm.data(), eps, k, kv_width);
+    } else if (c_.qk_norm == QkNorm::PerHead) {
+      for (int h = 0; h < heads; ++h) rms_norm(q + h * d, w.q_norm.data(), eps, q + h * d, d);
+      for (int h = 0; h < kv_heads; ++h) rms_norm(k + h * d, w.k_norm.data(), eps, k + h * d, d);
+    }
+    for (int h = 0; h < heads; ++h) rope_.apply(q + h * d, rope_cos + r * half, rope_sin + r * half);
+    for (int h = 0; h < kv_heads; ++h) rope_.apply(k + h * d, rope_cos + r * half, rope_sin + r * half);
+    float* entry = cache.entry(rows[r].slot, layer, rows[r].pos);
+    std::copy(k, k + kv_width, entry);
+    const float* v = v_.data() + static_cast<size_t>(r) * kv_width;
+    std::copy(v, v + kv_width, entry + kv_width);
+  }
+
+  // Scores and weighted values, one (row, head) per task.
+  int max_context = 0;
+  for (const auto& row : rows) max_context = std::max(max_context, row.pos + 1);
+  const int threads = omp_get_max_threads();
+  scores_.resize(static_cast<size_t>(threads) * max_context);
+  attn_.resize(un * q_width);
+  const int tasks = n * heads;
+  const bool parallel = static_cast<long>(tasks) * max_context * d > 65536;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int task = 0; task < tasks; ++task) {
+    const int r = task / heads;
+    const int h = task % heads;
+    const int kv = h / group;
+    const StepRow& row = rows[r];
+    float* scores = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * max_context;
+    const float* q = q_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
+    const int context = row.pos + 1;
+    for (int s = 0; s < context; ++s) {
+      const float* key = cache.entry(row.slot, layer, s) + static_cast<size_t>(kv) * d;
+      float dot = 0.0f;
+      for (int i = 0; i < d; ++i) dot += q[i] * key[i];
+      scores[s] = dot * scale_;
+    }
+    softmax(scores, context);
+    float* o = attn_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
+    std::fill(o, o + d, 0.0f);
+    for (int s = 0; s < context; ++s) add_scaled(o, scores[s], cache.entry(row.slot, layer, s) + kv_width + static_cast<size_t>(kv) * d, d);
+  }
+  matmul(attn_.data(), n, w.o, out);
+}
+
+}  // namespace mote

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The model families' fixtures through `mote generate` at world sizes 1 and
+# 3: the golden prompts match the reference (tokens, logits within 1e-3 of
+# the prompt's largest logit, routed experts where the routing margin
+# exceeds 1e-3, greedy continuation), 1 and 3 ranks are bit-identical, and
+# with a mask (each off policy, an expert forced on, a gain) 1 and 3 ranks
+# are bit-identical and a switched-off expert is never sent a token.
+set -euo pipefail
+root=$1
+run=$root/launch/mote-run
+export MOTE_BIN=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+same() {  # same A B: requests (tokens, logits, routing, texts) and counters are bit-identical
+  for object in /requests /counts /gate_sum /classes; do
+    if ! h5diff -q "$1" "$2" "$object" "$object"; then
+      echo "FAIL: $2 differs from $1 in $object"; h5diff -r "$1" "$2" "$object" "$object" | head -20; exit 1
+    fi
+  done
+}
+
+check() {  # check NAME MODEL_DIR GOLDEN_DIR
+  local name=$1 model=$2 golden=$3 n_gen
+  n_gen=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['n_gen'])" "$golden/golden.json")
+  /usr/bin/python3 - "$golden" "$work/$name.jsonl" <<'PY'
+import json, sys
+golden = json.load(open(f"{sys.argv[1]}/golden.json", encoding="utf-8"))
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for p in golden["prompts"]:
+        raw = p["kind"] == "raw"
+        f.write(json.dumps({"id": p["name"], "class": p["kind"], "prompt": p["text"] if raw else p["rendered"],
+                            "add_special_tokens": raw}, ensure_ascii=False) + "\n")
+PY
+  local common=(--model "$model" --prompts "$work/$name.jsonl" --max-new-tokens "$n_gen" --ignore-eos --save-logits --trace --log-level warn)
+  "$MOTE_BIN" generate "${common[@]}" --out "$work/$name-1.h5" > /dev/null
+  /usr/bin/python3 - "$golden" "$work/$name-1.h5" "$name" <<'PY'
+import json, sys
+import h5py
+import numpy as np
+golden_dir, path, name = sys.argv[1:4]
+golden = json.load(open(f"{golden_dir}/golden.json", encoding="utf-8"))["prompts"]
+worst = 0.0
+with h5py.File(path, "r") as f:
+    for i, p in enumerate(golden):
+        ref = np.load(f"{golden_dir}/{p['name']}.npz")
+        r = f[f"requests/{i}"]
+        n = len(p["input_ids"])
+        assert list(r["prompt_tokens"][()]) == p["input_ids"], p["name"]
+        gen = len(ref["gen_ids"])
+        assert list(r["generated_tokens"][()]) == list(ref["gen_ids"]), p["name"]
+        tolerance = 1e-3 * float(np.max(np.abs(ref["logits"])))
+        diff = float(np.max(np.abs(r["logits"][:n] - ref["logits"])))
+        diff = max(diff, float(np.max(np.abs(r["logits"][n - 1:n - 1 + gen] - ref["gen_logits"]))))
+        worst = max(worst, diff / tolerance)
+        assert diff <= tolerance, (p["name"], diff, tolerance)
+        experts = r["routing/experts"][()]
+        k = ref["experts"].shape[2]
+        for m in range(ref["experts"].shape[0]):
+            for t in range(n):
+                u = np.sort(ref["router_logits"][m, t])[::-1]
+                if k < len(u) and u[k - 1] - u[k] <= 1e-3:
+                    continue
+                assert sorted(experts[t, m]) == sorted(ref["experts"][m, t]), (p["name"], m, t)
+print(f"{name}: golden prompts match the reference at world size 1 (worst logit diff {worst:.3g} of the tolerance)")
+PY
+  "$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --out "$work/$name-3.h5" > /dev/null
+  same "$work/$name-1.h5" "$work/$name-3.h5"
+  for policy in reroute drop zero; do
+    printf '[mote]\nlayer-index = moe\noff-policy = %s\noff = 0:1\noff = 1:0\non = 2:3\ngain = 1:2:1.5\n' "$policy" > "$work/mask.ini"
+    "$MOTE_BIN" generate "${common[@]}" --mask "$work/mask.ini" --out "$work/$name-m1.h5" > /dev/null
+    "$run" -n 3 --oversubscribe generate "${common[@]}" --mask "$work/mask.ini" --out "$work/$name-m3.h5" > /dev/null
+    same "$work/$name-m1.h5" "$work/$name-m3.h5"
+    /usr/bin/python3 - "$work/$name-m1.h5" "$work/$name-1.h5" "$policy" <<'PY'
+import sys
+import h5py
+import numpy as np
+with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "r") as base:
+    counts = f["counts"][()]
+    assert counts[..., 0, 1].sum() == 0 and counts[..., 1, 0].sum() == 0, "a switched-off expert was sent tokens"
+    assert counts[..., 2, 3].sum() == f["tokens"][()].sum(), "the forced expert missed tokens"
+    assert not np.array_equal(counts, base["counts"][()]), "the mask changed nothing"
+PY
+  done
+  echo "$name: world size 3 bit-identical to 1, unmasked and with reroute, drop and zero masks"
+}
+
+check qwen3-moe "$root/models/tiny-qwen3-moe" "$root/models/tiny-qwen3-moe/golden"
+check mixtral "$root/models/tiny-mixtral" "$root/models/tiny-mixtral/golden"
+check olmoe "$root/models/tiny-olmoe" "$root/models/tiny-olmoe/golden"
+check deepseek-v2-lite "$root/models/tiny-deepseek-v2-lite" "$root/models/tiny-deepseek-v2-lite/golden"
+# DeepSeek-V2's group-limited routing: the same weights under config_override.json.
+v2=$root/models/tiny-deepseek-v2-lite
+mkdir "$work/v2-group-limited"
+for f in "$v2"/*; do [ -f "$f" ] && [ "$(basename "$f")" != config.json ] && ln -s "$f" "$work/v2-group-limited/"; done
+/usr/bin/python3 -c "
+import json, sys
+c = json.load(open(sys.argv[1])); c.update(json.load(open(sys.argv[2])))
+json.dump(c, open(sys.argv[3], 'w'), indent=2)" "$v2/config.json" "$v2/golden/group_limited/config_override.json" "$work/v2-group-limited/config.json"
+check deepseek-v2-group-limited "$work/v2-group-limited" "$v2/golden/group_limited"

@@ -1,0 +1,185 @@
+// The model families' fixtures (models/tiny-*: random weights, reference
+// outputs of an independent implementation, see each golden/README.md):
+// token ids, logits at every prompt position within 1e-3 of the prompt's
+// largest logit, routed experts per token and MoE layer wherever the
+// reference's routing margin exceeds 1e-3 (and their weights within 1e-4),
+// and the greedy continuation through the KV cache, token for token.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <cmath>
+#include <numeric>
+
+#include "../support/npz.h"
+#include "mote/io/json_file.h"
+#include "mote/model/deepseek_v3.h"
+#include "mote/model/loaded_model.h"
+
+namespace mote {
+namespace {
+
+const std::filesystem::path kModels = MOTE_MODELS_DIR;
+constexpr float kRelativeLogitTolerance = 1e-3f;
+constexpr float kRouteMargin = 1e-3f;
+constexpr float kWeightTolerance = 1e-4f;
+
+struct FamilyCase {
+  std::string model;   // directory under models/
+  std::string golden;  // "golden" or "golden/group_limited"
+  std::string prompt;
+};
+
+std::string case_name(const testing::TestParamInfo<FamilyCase>& info) {
+  std::string name = info.param.model + "_" + info.param.golden + "_" + info.param.prompt;
+  for (char& ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  }
+  return name;
+}
+
+std::vector<FamilyCase> all_cases() {
+  std::vector<FamilyCase> cases;
+  for (const auto& [model, golden] : std::vector<std::pair<std::string, std::string>>{
+           {"tiny-qwen3-moe", "golden"}, {"tiny-mixtral", "golden"}, {"tiny-olmoe", "golden"},
+           {"tiny-deepseek-v2-lite", "golden"}, {"tiny-deepseek-v2-lite", "golden/group_limited"}}) {
+    const auto g = read_json_file(kModels / model / golden / "golden.json");
+    for (const auto& p : g["prompts"]) cases.push_back({model, golden, p["name"].get<std::string>()});
+  }
+  return cases;
+}
+
+// The model of a case: its directory, or for a golden set with a
+// config_override.json a copy of the config with the override applied
+// beside links to the other files.
+std::unique_ptr<LoadedModel> load_case_model(const FamilyCase& fc) {
+  const auto dir = kModels / fc.model;
+  const auto override_path = dir / fc.golden / "config_override.json";
+  if (!std::filesystem::exists(override_path)) return load_model(dir);
+  const auto copy = std::filesystem::temp_directory_path() / ("mote-family-" + fc.model + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(copy);
+  std::filesystem::create_directories(copy);
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.is_regular_file() && entry.path().filename() != "config.json") {
+      std::filesystem::create_symlink(entry.path(), copy / entry.path().filename());
+    }
+  }
+  auto config = read_json_file(dir / "config.json");
+  const auto override_json = read_json_file(override_path);
+  for (const auto& [key, value] : override_json.items()) config[key] = value;
+  std::ofstream(copy / "config.json") << config.dump(2);
+  auto model = load_model(copy);
+  std::filesystem::remove_all(copy);  // the mapped files stay readable through their links' targets
+  return model;
+}
+
+class FamilyGolden : public testing::TestWithParam<FamilyCase> {};
+
+TEST_P(FamilyGolden, MatchesReference) {
+  const FamilyCase& fc = GetParam();
+  const auto model_files = load_case_model(fc);
+  const auto dir = kModels / fc.model / fc.golden;
+  nlohmann::json golden;
+  const auto all = read_json_file(dir / "golden.json");
+  for (const auto& p : all["prompts"]) {
+    if (p["name"] == fc.prompt) golden = p;
+  }
+  const auto arrays = test::read_npz(dir / (fc.prompt + ".npz"));
+  const auto ref_logits = arrays.at("logits").as<float>();
+  const auto gen_ids = arrays.at("gen_ids").as<int32_t>();
+  const auto gen_logits = arrays.at("gen_logits").as<float>();
+  const auto ref_experts = arrays.at("experts").as<int32_t>();
+  const auto ref_weights = arrays.at("expert_weights").as<float>();
+  const auto router_logits = arrays.at("router_logits").as<float>();
+  const ModelConfig& c = model_files->config;
+  const int vocab = c.vocab_size;
+
+  // Raw prompts get BOS from the tokenizer; chat prompts carry it in the rendered text.
+  const bool raw = golden["kind"] == "raw";
+  const auto ids = model_files->tokenizer.encode(golden[raw ? "text" : "rendered"].get<std::string>(), raw);
+  ASSERT_EQ(ids, golden["input_ids"].get<std::vector<int32_t>>());
+  const int n = static_cast<int>(ids.size());
+  const int new_tokens = static_cast<int>(gen_ids.size());
+
+  DeepseekV3 model(c, model_files->weights);
+  KvCache cache(c, 1);
+  cache.reset(0, n + new_tokens);
+  std::vector<StepRow> rows;
+  for (int p = 0; p < n; ++p) rows.push_back({0, p, ids[p]});
+  std::vector<int32_t> all_rows(n);
+  std::iota(all_rows.begin(), all_rows.end(), 0);
+  std::vector<float> logits(static_cast<size_t>(n) * vocab);
+  const int layers = model.moe_layer_count();
+  const int k = model.top_k();
+  std::vector<int32_t> experts(static_cast<size_t>(n) * layers * k);
+  std::vector<float> weights(experts.size());
+  model.forward(rows, cache, all_rows, logits.data(), {experts.data(), weights.data()});
+
+  float max_abs_ref = 0.0f, max_diff = 0.0f;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    max_abs_ref = std::max(max_abs_ref, std::abs(ref_logits[i]));
+    max_diff = std::max(max_diff, std::abs(logits[i] - ref_logits[i]));
+  }
+  const float tolerance = kRelativeLogitTolerance * max_abs_ref;
+  EXPECT_LE(max_diff, tolerance);
+
+  // Routing: compare (expert, weight) sets where the reference's k-th and
+  // (k+1)-th router logits are more than kRouteMargin apart.
+  float max_weight_diff = 0.0f;
+  int compared = 0, near_ties = 0;
+  const int n_experts = c.n_routed_experts;
+  for (int m = 0; m < layers; ++m) {
+    for (int p = 0; p < n; ++p) {
+      std::vector<float> u(router_logits.begin() + (static_cast<ptrdiff_t>(m) * n + p) * n_experts,
+                           router_logits.begin() + (static_cast<ptrdiff_t>(m) * n + p + 1) * n_experts);
+      std::sort(u.begin(), u.end(), std::greater<>());
+      if (k < n_experts && u[k - 1] - u[k] <= kRouteMargin) {
+        ++near_ties;
+        continue;
+      }
+      std::vector<std::pair<int32_t, float>> ours, ref;
+      for (int s = 0; s < k; ++s) {
+        const size_t at = (static_cast<size_t>(p) * layers + m) * k + s;
+        const size_t ref_at = (static_cast<size_t>(m) * n + p) * k + s;
+        ours.emplace_back(experts[at], weights[at]);
+        ref.emplace_back(ref_experts[ref_at], ref_weights[ref_at]);
+      }
+      std::sort(ours.begin(), ours.end());
+      std::sort(ref.begin(), ref.end());
+      for (int s = 0; s < k; ++s) {
+        ASSERT_EQ(ours[s].first, ref[s].first) << "MoE layer " << m << " position " << p;
+        max_weight_diff = std::max(max_weight_diff, std::abs(ours[s].second - ref[s].second));
+      }
+      ++compared;
+    }
+  }
+  EXPECT_LE(max_weight_diff, kWeightTolerance);
+  EXPECT_GT(compared, (n * layers) / 2);
+
+  // The greedy continuation through the KV cache.
+  std::vector<float> step_logits(vocab);
+  const std::vector<int32_t> first_row{0};
+  float max_step_diff = 0.0f;
+  const float* current = &logits[static_cast<size_t>(n - 1) * vocab];
+  for (int i = 0; i < new_tokens; ++i) {
+    const float* ref = &gen_logits[static_cast<size_t>(i) * vocab];
+    for (int v = 0; v < vocab; ++v) max_step_diff = std::max(max_step_diff, std::abs(current[v] - ref[v]));
+    ASSERT_EQ(std::max_element(current, current + vocab) - current, gen_ids[i]) << "greedy step " << i;
+    if (i + 1 == new_tokens) break;
+    const StepRow step{0, n + i, gen_ids[i]};
+    model.forward({&step, 1}, cache, first_row, step_logits.data());
+    current = step_logits.data();
+  }
+  EXPECT_LE(max_step_diff, tolerance);
+  std::printf("%s %s %s: max |logit diff| %.3g (prompt), %.3g (greedy), tolerance %.3g; routing %d compared, %d near ties, "
+              "max |weight diff| %.3g\n",
+              fc.model.c_str(), fc.golden.c_str(), fc.prompt.c_str(), max_diff, max_step_diff, tolerance, compared, near_ties,
+              max_weight_diff);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, FamilyGolden, testing::ValuesIn(all_cases()), case_name);
+
+}  // namespace
+}  // namespace mote
