@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
     std::vector<double> prefill, decode, bandwidth;
     GenerationStats last;
     const double total = bench::median_seconds(reps, [&] {
-      DeepseekV3 model(m->config, m->weights);
+      MoeTransformer model(m->config, m->weights);
       Generator g(model, m->eos_ids, o);
       g.run(requests, [](size_t, GenerationResult&&) {});
       last = g.stats();

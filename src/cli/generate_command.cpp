@@ -28,7 +28,7 @@
 #include "mote/io/output_file.h"
 #include "mote/io/prompt_file.h"
 #include "mote/io/request_output.h"
-#include "mote/model/deepseek_v3.h"
+#include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/generator.h"
 #include "mote/runtime/checkpoint.h"
@@ -140,8 +140,9 @@ void print_usage(const po::options_description& options, bool profile) {
                "Raw prompts get the tokenizer's special tokens (BOS) unless \"add_special_tokens\": false;\n"
                "messages are rendered with the model's chat template (docs/chat-templates.md), which writes its own\n"
                "BOS; a conversation may carry \"add_generation_prompt\", \"chat_template\" and the template's variables.\n"
-               "Supported models: model_type deepseek_v3 (DeepSeek-V3, DeepSeek-R1; BF16, F16, F32 or FP8\n"
-               "block-scaled weights). Exit status: 0 done, 1 error, 128 + N stopped by signal N with a checkpoint.\n\n"
+               "Supported models (config.json model_type): deepseek_v3 (DeepSeek-V3, DeepSeek-R1; BF16, F16, F32\n"
+               "or FP8 block-scaled weights), deepseek_v2 (DeepSeek-V2, V2-Lite), qwen3_moe (Qwen3-MoE), mixtral\n"
+               "(Mixtral) and olmoe (OLMoE). Exit status: 0 done, 1 error, 128 + N stopped by signal N with a checkpoint.\n\n"
             << options << "  --config FILE                         job file (INI) with any of the options above\n"
             << "  -h [ --help ]                         this text\n";
 }
@@ -530,7 +531,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   }
 
   MpiExpertExecutor executor(MPI_COMM_WORLD, placement, wire, worker);
-  DeepseekV3 model(config, model_files->weights, &executor);
+  MoeTransformer model(config, model_files->weights, &executor);
   ExpertCounters routed(n_classes, moe_layers, config.n_routed_experts);
   job.gen.routing_counts = &routed;
   job.gen.sample_vocab = model_files->tokenizer.vocab_size();

@@ -165,20 +165,28 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where
 }
 
 std::string ModelConfig::summary() const {
-  std::string out = fmt::format(
-      "{}: {} layers ({} dense, {} MoE), hidden {}, heads {}, vocab {}, max positions {}\n"
-      "  MLA: q_lora_rank {}, kv_lora_rank {}, qk_nope {}, qk_rope {}, v {}\n"
-      "  MoE: {} routed + {} shared experts of width {}, top-{} of {} groups (keep {}), scale {}, norm_topk_prob {}",
-      model_type, num_hidden_layers, num_hidden_layers - static_cast<int>(moe_layers().size()), moe_layers().size(),
-      hidden_size, num_attention_heads, vocab_size, max_position_embeddings, q_lora_rank == 0 ? std::string("none") : std::to_string(q_lora_rank),
-      kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim, n_routed_experts, n_shared_experts,
-      moe_intermediate_size, num_experts_per_tok, n_group, topk_group, routed_scaling_factor, norm_topk_prob);
+  static const char* const kRouters[] = {"sigmoid + bias, groups by top-2 sum", "softmax, top-k", "softmax, groups by best score",
+                                         "top-k logits, softmax over them"};
+  std::string out = fmt::format("{}: {} layers ({} dense, {} MoE), hidden {}, heads {}, vocab {}, max positions {}\n", model_type,
+                                num_hidden_layers, num_hidden_layers - static_cast<int>(moe_layers().size()), moe_layers().size(),
+                                hidden_size, num_attention_heads, vocab_size, max_position_embeddings);
+  if (attention == AttentionKind::Mla) {
+    out += fmt::format("  MLA: q_lora_rank {}, kv_lora_rank {}, qk_nope {}, qk_rope {}, v {}\n",
+                       q_lora_rank == 0 ? std::string("none") : std::to_string(q_lora_rank), kv_lora_rank, qk_nope_head_dim,
+                       qk_rope_head_dim, v_head_dim);
+  } else {
+    out += fmt::format("  attention: {} query / {} key-value heads of {}, q/k norm {}\n", num_attention_heads, num_key_value_heads,
+                       head_dim, qk_norm == QkNorm::None ? "none" : qk_norm == QkNorm::PerHead ? "per head" : "over the projection");
+  }
+  out += fmt::format("  MoE: {} routed + {} shared experts of width {}, router {}, top-{} of {} groups (keep {}), scale {}, norm_topk_prob {}",
+                     n_routed_experts, n_shared_experts, moe_intermediate_size, kRouters[static_cast<int>(router)], num_experts_per_tok,
+                     n_group, topk_group, routed_scaling_factor, norm_topk_prob);
   if (fp8) out += fmt::format("\n  weights: FP8 e4m3 with {}x{} block scales", fp8->block_rows, fp8->block_cols);
   if (yarn) {
     out += fmt::format("\n  rope: theta {}, yarn factor {} (original {} positions, mscale {}, mscale_all_dim {})", rope_theta,
                        yarn->factor, yarn->original_max_position_embeddings, yarn->mscale, yarn->mscale_all_dim);
   } else {
-    out += fmt::format("\n  rope: theta {}, no scaling", rope_theta);
+    out += fmt::format("\n  rope: theta {}, {} layout, no scaling", rope_theta, rope_neox ? "neox" : "interleaved");
   }
   return out;
 }

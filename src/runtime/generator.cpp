@@ -36,7 +36,7 @@ struct Slot {
 
 }  // namespace
 
-Generator::Generator(DeepseekV3& model, std::vector<int32_t> eos_ids, GenerationOptions options)
+Generator::Generator(MoeTransformer& model, std::vector<int32_t> eos_ids, GenerationOptions options)
     : model_(model), eos_ids_(std::move(eos_ids)), options_(options) {
   if (options_.batch_size < 1) fail("batch size must be at least 1");
   if (options_.max_step_tokens < 1) fail("max step tokens must be at least 1");

@@ -148,16 +148,19 @@ MemoryPlan plan_memory(const PlanRequest& req) {
     }
   }
 
-  // KV cache (fp32 latent + rope key per layer and position) and the
+  // KV cache (fp32: MLA's latent + rope key, or GQA's keys and values, per
+  // layer and position) and the
   // largest working buffers of one step, on the coordinator; an expert
   // shard's buffers are the tokens it may be sent in one step.
-  plan.kv_bytes_per_token = static_cast<uint64_t>(c.num_hidden_layers) * (c.kv_lora_rank + c.qk_rope_head_dim) * 4;
+  plan.kv_bytes_per_token = static_cast<uint64_t>(c.num_hidden_layers) * c.kv_entry_size() * 4;
   const uint64_t rows = static_cast<uint64_t>(std::max(req.max_step_tokens, req.batch_size));
   const uint64_t hidden = static_cast<uint64_t>(c.hidden_size), heads = static_cast<uint64_t>(c.num_attention_heads);
   const uint64_t k = static_cast<uint64_t>(c.num_experts_per_tok);
   const uint64_t widest_ffn = std::max<uint64_t>(c.intermediate_size, static_cast<uint64_t>(c.moe_intermediate_size) * std::max(c.n_shared_experts, 1));
   const uint64_t coordinator_rows = 4 * rows *
-      (4 * hidden + heads * (c.qk_head_dim() + 2 * c.kv_lora_rank + c.v_head_dim) + c.kv_lora_rank + c.qk_rope_head_dim +
+      (4 * hidden +
+       (c.attention == AttentionKind::Mla ? heads * (c.qk_head_dim() + 2 * c.kv_lora_rank + c.v_head_dim) + c.kv_lora_rank + c.qk_rope_head_dim
+                                          : 2 * heads * c.head_dim + 2 * static_cast<uint64_t>(c.kv_entry_size())) +
        c.n_routed_experts + 2 * k * hidden + 2 * widest_ffn);
   const uint64_t exchange = rows * k * (hidden * 4 + 64) * 2;  // records out and results back
   const uint64_t shard_work = rows * k * (hidden * 4 * 2 + 2 * 4 * static_cast<uint64_t>(c.moe_intermediate_size) + 64);

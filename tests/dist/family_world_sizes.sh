@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The model families' fixtures through `mote generate` at world sizes 1 and
-# 3: the golden prompts match the reference (tokens, logits within 1e-3 of
+# 3: the golden prompts (chat ones rendered by each fixture's own chat
+# template) match the reference (tokens, logits within 1e-3 of
 # the prompt's largest logit, routed experts where the routing margin
 # exceeds 1e-3, greedy continuation), 1 and 3 ranks are bit-identical, and
 # with a mask (each off policy, an expert forced on, a gain) 1 and 3 ranks
@@ -28,9 +29,10 @@ import json, sys
 golden = json.load(open(f"{sys.argv[1]}/golden.json", encoding="utf-8"))
 with open(sys.argv[2], "w", encoding="utf-8") as f:
     for p in golden["prompts"]:
-        raw = p["kind"] == "raw"
-        f.write(json.dumps({"id": p["name"], "class": p["kind"], "prompt": p["text"] if raw else p["rendered"],
-                            "add_special_tokens": raw}, ensure_ascii=False) + "\n")
+        # Chat prompts go in as conversations: the fixture's own chat template renders them.
+        line = {"id": p["name"], "class": p["kind"]}
+        line.update({"prompt": p["text"]} if p["kind"] == "raw" else {"messages": p["messages"]})
+        f.write(json.dumps(line, ensure_ascii=False) + "\n")
 PY
   local common=(--model "$model" --prompts "$work/$name.jsonl" --max-new-tokens "$n_gen" --ignore-eos --save-logits --trace --log-level warn)
   "$MOTE_BIN" generate "${common[@]}" --out "$work/$name-1.h5" > /dev/null

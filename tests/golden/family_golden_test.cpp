@@ -15,7 +15,7 @@
 
 #include "../support/npz.h"
 #include "mote/io/json_file.h"
-#include "mote/model/deepseek_v3.h"
+#include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
 
 namespace mote {
@@ -103,7 +103,7 @@ TEST_P(FamilyGolden, MatchesReference) {
   const int n = static_cast<int>(ids.size());
   const int new_tokens = static_cast<int>(gen_ids.size());
 
-  DeepseekV3 model(c, model_files->weights);
+  MoeTransformer model(c, model_files->weights);
   KvCache cache(c, 1);
   cache.reset(0, n + new_tokens);
   std::vector<StepRow> rows;

@@ -9,7 +9,7 @@
 #include <numeric>
 
 #include "mote/io/json_file.h"
-#include "mote/model/deepseek_v3.h"
+#include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
 
 namespace mote {
@@ -73,7 +73,7 @@ TEST_P(Golden, MatchesReference) {
 
   const ExpertMask mask = golden_mask();
   const ExpertMask* row_mask = gc.run == "masked" ? &mask : nullptr;
-  DeepseekV3 model(c, model_->weights);
+  MoeTransformer model(c, model_->weights);
   KvCache cache(c, 1);
   cache.reset(0, n + new_tokens);
 

@@ -29,7 +29,7 @@ std::vector<GenerationRequest> golden_requests() {
 }
 
 std::vector<GenerationResult> run(GenerationOptions options, const std::vector<GenerationRequest>& requests) {
-  DeepseekV3 model(model_files().config, model_files().weights);
+  MoeTransformer model(model_files().config, model_files().weights);
   Generator gen(model, model_files().eos_ids, options);
   std::vector<GenerationResult> results(requests.size());
   gen.run(requests, [&](size_t i, GenerationResult&& r) { results[i] = std::move(r); });
@@ -154,7 +154,7 @@ TEST(Generator, PaddedVocabularyIdsAreNeverSampled) {
     }
   });
   const auto m = load_model(dir.path());
-  DeepseekV3 model(m->config, m->weights);
+  MoeTransformer model(m->config, m->weights);
   const std::vector<GenerationRequest> requests{{{0, 17, 300}, nullptr, 0}};
   for (const int sample_vocab : {0, 4096}) {
     GenerationOptions options;

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "mote/model/deepseek_v3.h"
+#include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
 #include "mote/util/error.h"
 #include "model_files.h"
@@ -14,7 +14,7 @@ using test::rewrite_tensors;
 using test::ScratchDir;
 
 std::vector<float> last_logits(const LoadedModel& m, const std::vector<int32_t>& tokens) {
-  DeepseekV3 model(m.config, m.weights);
+  MoeTransformer model(m.config, m.weights);
   KvCache cache(m.config, 1);
   cache.reset(0, static_cast<int>(tokens.size()));
   std::vector<StepRow> rows;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "mote/model/deepseek_v3.h"
+#include "mote/model/moe_transformer.h"
 #include "mote/dist/expert_counters.h"
 #include "mote/runtime/sampler.h"
 
@@ -79,7 +79,7 @@ struct GenerationStats {
 
 class Generator {
  public:
-  Generator(DeepseekV3& model, std::vector<int32_t> eos_ids, GenerationOptions options);
+  Generator(MoeTransformer& model, std::vector<int32_t> eos_ids, GenerationOptions options);
 
   // Runs all requests; `on_done(index, result)` is called as each finishes
   // (not necessarily in order). Returns false if stop_requested ended it early.
@@ -87,7 +87,7 @@ class Generator {
   const GenerationStats& stats() const { return stats_; }
 
  private:
-  DeepseekV3& model_;
+  MoeTransformer& model_;
   std::vector<int32_t> eos_ids_;
   GenerationOptions options_;
   GenerationStats stats_;

@@ -1,6 +1,7 @@
-// The DeepSeek-V3 forward pass. Each decoder layer reads as its list of ops:
+// The forward pass of every supported family (the config says which parts:
+// see include/mote/model/family.h). Each decoder layer reads as its list of ops:
 //
-//   x = rms_norm(h, input_norm);          h += mla_attention(x)
+//   x = rms_norm(h, input_norm);          h += attention(x)      MLA or GQA
 //   x = rms_norm(h, post_attention_norm); h += dense layer ? ffn(x) : moe(x)
 //
 // and after the last layer, logits = lm_head(rms_norm(h, final_norm)) for
@@ -25,10 +26,10 @@
 
 namespace mote {
 
-class DeepseekV3 {
+class MoeTransformer {
  public:
   // `experts` runs the routed experts; null means all of them run here.
-  DeepseekV3(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts = nullptr);
+  MoeTransformer(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts = nullptr);
 
   const ModelConfig& config() const { return c_; }
   int moe_layer_count() const { return static_cast<int>(moe_layers_.size()); }

@@ -1,4 +1,4 @@
-#include "mote/model/deepseek_v3.h"
+#include "mote/model/moe_transformer.h"
 
 #include <algorithm>
 
@@ -10,7 +10,7 @@
 
 namespace mote {
 
-DeepseekV3::DeepseekV3(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts)
+MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts)
     : c_(config),
       w_(weights),
       rope_(config),
@@ -25,7 +25,7 @@ DeepseekV3::DeepseekV3(const ModelConfig& config, const ModelWeights& weights, E
   }
 }
 
-void DeepseekV3::forward(std::span<const StepRow> rows, KvCache& cache, std::span<const int32_t> logit_rows, float* logits,
+void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std::span<const int32_t> logit_rows, float* logits,
                          const ForwardTaps& taps) {
   const int n = static_cast<int>(rows.size());
   if (n == 0) return;
@@ -77,7 +77,7 @@ void DeepseekV3::forward(std::span<const StepRow> rows, KvCache& cache, std::spa
   matmul(final_rows_.data(), static_cast<int>(logit_rows.size()), w_.lm_head, logits);
 }
 
-void DeepseekV3::moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
+void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
                      float* out, const ForwardTaps& taps) {
   const int n = static_cast<int>(rows.size());
   const int hidden = c_.hidden_size;
