@@ -78,11 +78,7 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     const int context = row.pos + 1;
     for (int s = 0; s < context; ++s) {
       const float* entry = cache.entry(row.slot, layer, s);
-      float dot = 0.0f;
-      for (int i = 0; i < rank; ++i) dot += q_lat[i] * entry[i];
-      float dot_rope = 0.0f;
-      for (int i = 0; i < rope_dim; ++i) dot_rope += q_rope[i] * entry[rank + i];
-      scores[s] = (dot + dot_rope) * scale_;
+      scores[s] = (dot(q_lat, entry, rank) + dot(q_rope, entry + rank, rope_dim)) * scale_;
     }
     softmax(scores, context);
     float* o_lat = out_latent_.data() + static_cast<size_t>(task) * rank;

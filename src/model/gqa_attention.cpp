@@ -67,10 +67,7 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     const float* q = q_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
     const int context = row.pos + 1;
     for (int s = 0; s < context; ++s) {
-      const float* key = cache.entry(row.slot, layer, s) + static_cast<size_t>(kv) * d;
-      float dot = 0.0f;
-      for (int i = 0; i < d; ++i) dot += q[i] * key[i];
-      scores[s] = dot * scale_;
+      scores[s] = dot(q, cache.entry(row.slot, layer, s) + static_cast<size_t>(kv) * d, d) * scale_;
     }
     softmax(scores, context);
     float* o = attn_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;

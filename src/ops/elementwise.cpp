@@ -32,6 +32,20 @@ void add_in_place(float* y, const float* x, int n) {
   for (int i = 0; i < n; ++i) y[i] += x[i];
 }
 
+float dot(const float* a, const float* b, int n) {
+  constexpr int kLanes = 16;
+  float part[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) part[l] += a[i + l] * b[i + l];
+  }
+  for (int l = 0; i < n; ++i, ++l) part[l] += a[i] * b[i];
+  for (int width = kLanes / 2; width > 0; width /= 2) {
+    for (int l = 0; l < width; ++l) part[l] += part[l + width];
+  }
+  return part[0];
+}
+
 void add_scaled(float* y, float a, const float* x, int n) {
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }

@@ -18,6 +18,11 @@ void softmax(float* x, int n);
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
+// sum_i a[i] * b[i], summed in 16 interleaved partial sums combined in a
+// fixed order: vectorised, and the same result whatever the SIMD width, the
+// batch or the thread.
+float dot(const float* a, const float* b, int n);
+
 // y[i] += x[i]
 void add_in_place(float* y, const float* x, int n);
 // y[i] += a * x[i]
