@@ -1,5 +1,7 @@
 #include "mote/ops/elementwise.h"
 
+#include <cstring>
+
 #include <cmath>
 
 namespace mote {
@@ -32,18 +34,38 @@ void add_in_place(float* y, const float* x, int n) {
   for (int i = 0; i < n; ++i) y[i] += x[i];
 }
 
+namespace {
+// GCC/Clang vector extensions: 8 floats, lowered to whatever SIMD the
+// target has, with the same lane arithmetic everywhere.
+typedef float Vec8 __attribute__((vector_size(32)));
+typedef float Vec4 __attribute__((vector_size(16)));
+
+inline Vec8 load8(const float* p) {
+  Vec8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+}  // namespace
+
 float dot(const float* a, const float* b, int n) {
-  constexpr int kLanes = 16;
-  float part[kLanes] = {};
+  // Two 8-lane accumulators (16 partial sums) kept in registers, folded in a
+  // fixed order; the tail is summed on its own and added last.
+  Vec8 acc0 = {}, acc1 = {};
   int i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) part[l] += a[i + l] * b[i + l];
+  for (; i + 16 <= n; i += 16) {
+    acc0 += load8(a + i) * load8(b + i);
+    acc1 += load8(a + i + 8) * load8(b + i + 8);
   }
-  for (int l = 0; i < n; ++i, ++l) part[l] += a[i] * b[i];
-  for (int width = kLanes / 2; width > 0; width /= 2) {
-    for (int l = 0; l < width; ++l) part[l] += part[l + width];
+  if (i + 8 <= n) {
+    acc0 += load8(a + i) * load8(b + i);
+    i += 8;
   }
-  return part[0];
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  const Vec8 sum8 = acc0 + acc1;
+  const Vec4 sum4 = __builtin_shufflevector(sum8, sum8, 0, 1, 2, 3) + __builtin_shufflevector(sum8, sum8, 4, 5, 6, 7);
+  const float sum2a = sum4[0] + sum4[2], sum2b = sum4[1] + sum4[3];
+  return (sum2a + sum2b) + tail;
 }
 
 void add_scaled(float* y, float a, const float* x, int n) {

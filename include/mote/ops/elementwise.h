@@ -18,9 +18,9 @@ void softmax(float* x, int n);
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
-// sum_i a[i] * b[i], summed in 16 interleaved partial sums combined in a
-// fixed order: vectorised, and the same result whatever the SIMD width, the
-// batch or the thread.
+// sum_i a[i] * b[i], summed in 16 interleaved partial sums (two 8-lane
+// vectors) folded in a fixed order: vectorised, and the same result
+// whatever the batch or the thread.
 float dot(const float* a, const float* b, int n);
 
 // y[i] += x[i]
