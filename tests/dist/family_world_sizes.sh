@@ -36,36 +36,7 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
 PY
   local common=(--model "$model" --prompts "$work/$name.jsonl" --max-new-tokens "$n_gen" --ignore-eos --save-logits --trace --log-level warn)
   "$MOTE_BIN" generate "${common[@]}" --out "$work/$name-1.h5" > /dev/null
-  /usr/bin/python3 - "$golden" "$work/$name-1.h5" "$name" <<'PY'
-import json, sys
-import h5py
-import numpy as np
-golden_dir, path, name = sys.argv[1:4]
-golden = json.load(open(f"{golden_dir}/golden.json", encoding="utf-8"))["prompts"]
-worst = 0.0
-with h5py.File(path, "r") as f:
-    for i, p in enumerate(golden):
-        ref = np.load(f"{golden_dir}/{p['name']}.npz")
-        r = f[f"requests/{i}"]
-        n = len(p["input_ids"])
-        assert list(r["prompt_tokens"][()]) == p["input_ids"], p["name"]
-        gen = len(ref["gen_ids"])
-        assert list(r["generated_tokens"][()]) == list(ref["gen_ids"]), p["name"]
-        tolerance = 1e-3 * float(np.max(np.abs(ref["logits"])))
-        diff = float(np.max(np.abs(r["logits"][:n] - ref["logits"])))
-        diff = max(diff, float(np.max(np.abs(r["logits"][n - 1:n - 1 + gen] - ref["gen_logits"]))))
-        worst = max(worst, diff / tolerance)
-        assert diff <= tolerance, (p["name"], diff, tolerance)
-        experts = r["routing/experts"][()]
-        k = ref["experts"].shape[2]
-        for m in range(ref["experts"].shape[0]):
-            for t in range(n):
-                u = np.sort(ref["router_logits"][m, t])[::-1]
-                if k < len(u) and u[k - 1] - u[k] <= 1e-3:
-                    continue
-                assert sorted(experts[t, m]) == sorted(ref["experts"][m, t]), (p["name"], m, t)
-print(f"{name}: golden prompts match the reference at world size 1 (worst logit diff {worst:.3g} of the tolerance)")
-PY
+  /usr/bin/python3 "$root/tests/dist/check_npz_golden.py" "$golden" "$work/$name-1.h5" "$name, world size 1" --relative 1e-3 --route-margin 1e-3
   "$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --out "$work/$name-3.h5" > /dev/null
   same "$work/$name-1.h5" "$work/$name-3.h5"
   for policy in reroute drop zero; do

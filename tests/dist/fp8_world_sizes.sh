@@ -31,30 +31,7 @@ same() {  # same A B: requests (tokens, logits, routing, texts) and counters are
 }
 
 "$MOTE_BIN" generate "${common[@]}" --out "$work/1.h5" > /dev/null
-/usr/bin/python3 - "$model" "$work/1.h5" <<'PY'
-import json, sys
-import h5py
-import numpy as np
-model, path = sys.argv[1], sys.argv[2]
-golden = json.load(open(f"{model}/golden/golden.json", encoding="utf-8"))["prompts"]
-worst = 0.0
-with h5py.File(path, "r") as f:
-    for i, p in enumerate(golden):
-        ref = np.load(f"{model}/golden/{p['name']}.npz")
-        r = f[f"requests/{i}"]
-        n = len(p["input_ids"])
-        assert list(r["prompt_tokens"][()]) == p["input_ids"], p["name"]
-        assert list(r["generated_tokens"][()]) == list(ref["gen_ids"]), p["name"]
-        diff = float(np.max(np.abs(r["logits"][:n] - ref["logits"])))
-        diff = max(diff, float(np.max(np.abs(r["logits"][n - 1:] - ref["gen_logits"][:32]))))
-        worst = max(worst, diff)
-        assert diff <= 1e-4, (p["name"], diff)
-        experts = r["routing/experts"][()]
-        for m in range(ref["experts"].shape[0]):
-            for t in range(n):
-                assert sorted(experts[t, m]) == sorted(ref["experts"][m, t]), (p["name"], m, t)
-print(f"FP8 golden prompts match the reference at world size 1; max |logit diff| {worst:.3g}")
-PY
+/usr/bin/python3 "$root/tests/dist/check_npz_golden.py" "$model/golden" "$work/1.h5" "FP8, world size 1" --tolerance 1e-4
 "$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --out "$work/3.h5" > /dev/null
 same "$work/1.h5" "$work/3.h5"
 echo "FP8, world size 3: bit-identical to world size 1"

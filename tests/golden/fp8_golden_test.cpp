@@ -11,6 +11,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "../support/golden_checks.h"
 #include "../support/npz.h"
 #include "mote/io/json_file.h"
 #include "mote/model/moe_transformer.h"
@@ -66,16 +67,12 @@ TEST_P(Fp8Golden, MatchesReference) {
   MoeTransformer model(c, model_->weights);
   KvCache cache(c, 1);
   cache.reset(0, n + new_tokens);
-  std::vector<StepRow> rows;
-  for (int p = 0; p < n; ++p) rows.push_back({0, p, ids[p]});
-  std::vector<int32_t> all_rows(n);
-  std::iota(all_rows.begin(), all_rows.end(), 0);
-  std::vector<float> logits(static_cast<size_t>(n) * vocab);
-  const int layers = model.moe_layer_count();
-  const int k = model.top_k();
-  std::vector<int32_t> experts(static_cast<size_t>(n) * layers * k);
-  std::vector<float> weights(experts.size());
-  model.forward(rows, cache, all_rows, logits.data(), {experts.data(), weights.data()});
+  const test::Prefill pre = test::prefill(model, cache, ids, vocab);
+  const std::vector<float>& logits = pre.logits;
+  const std::vector<int32_t>& experts = pre.experts;
+  const std::vector<float>& weights = pre.weights;
+  const int layers = pre.layers;
+  const int k = pre.k;
 
   float max_diff = 0.0f;
   for (size_t i = 0; i < logits.size(); ++i) max_diff = std::max(max_diff, std::abs(logits[i] - ref_logits[i]));
@@ -83,44 +80,14 @@ TEST_P(Fp8Golden, MatchesReference) {
 
   // Routing: the reference lists experts by descending weight, mote in
   // selection order; compare (expert, weight) sets.
-  float max_weight_diff = 0.0f;
-  for (int m = 0; m < layers; ++m) {
-    for (int p = 0; p < n; ++p) {
-      std::vector<std::pair<int32_t, float>> ours, ref;
-      for (int s = 0; s < k; ++s) {
-        const size_t at = (static_cast<size_t>(p) * layers + m) * k + s;
-        const size_t ref_at = (static_cast<size_t>(m) * n + p) * k + s;
-        ours.emplace_back(experts[at], weights[at]);
-        ref.emplace_back(ref_experts[ref_at], ref_weights[ref_at]);
-      }
-      std::sort(ours.begin(), ours.end());
-      std::sort(ref.begin(), ref.end());
-      for (int s = 0; s < k; ++s) {
-        ASSERT_EQ(ours[s].first, ref[s].first) << "MoE layer " << m << " position " << p;
-        max_weight_diff = std::max(max_weight_diff, std::abs(ours[s].second - ref[s].second));
-      }
-    }
-  }
-  EXPECT_LE(max_weight_diff, kWeightTolerance);
+  const test::RoutingCheck routing = test::compare_routing(experts, weights, ref_experts, ref_weights, n, layers, k);
+  EXPECT_LE(routing.max_weight_diff, kWeightTolerance);
 
-  // The greedy continuation through the KV cache: each step's logits against
-  // the reference row, and the token chosen against the reference's.
-  std::vector<float> step_logits(vocab);
-  const std::vector<int32_t> first_row{0};
-  float max_step_diff = 0.0f;
-  const float* current = &logits[static_cast<size_t>(n - 1) * vocab];
-  for (int i = 0; i < new_tokens; ++i) {
-    const float* ref = &gen_logits[static_cast<size_t>(i) * vocab];
-    for (int v = 0; v < vocab; ++v) max_step_diff = std::max(max_step_diff, std::abs(current[v] - ref[v]));
-    EXPECT_EQ(std::max_element(current, current + vocab) - current, gen_ids[i]) << "greedy step " << i;
-    if (i + 1 == new_tokens) break;
-    const StepRow step{0, n + i, gen_ids[i]};
-    model.forward({&step, 1}, cache, first_row, step_logits.data());
-    current = step_logits.data();
-  }
+  // The greedy continuation through the KV cache (teacher-forced).
+  const float max_step_diff = test::follow_greedy(model, cache, &logits[static_cast<size_t>(n - 1) * vocab], n, gen_ids, gen_logits, vocab);
   EXPECT_LE(max_step_diff, kLogitTolerance);
   std::printf("%s: max |logit diff| %.3g (prompt), %.3g (greedy steps), max |gate weight diff| %.3g\n", name.c_str(), max_diff,
-              max_step_diff, max_weight_diff);
+              max_step_diff, routing.max_weight_diff);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPrompts, Fp8Golden, testing::ValuesIn(all_prompts()));

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "../support/golden_checks.h"
 #include "mote/io/json_file.h"
 #include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
@@ -78,16 +79,12 @@ TEST_P(Golden, MatchesReference) {
   cache.reset(0, n + new_tokens);
 
   // Prefill with logits and routing at every position.
-  std::vector<StepRow> rows;
-  for (int p = 0; p < n; ++p) rows.push_back({0, p, ids[p], row_mask});
-  std::vector<int32_t> all_rows(n);
-  std::iota(all_rows.begin(), all_rows.end(), 0);
-  std::vector<float> logits(static_cast<size_t>(n) * vocab);
-  const int layers = model.moe_layer_count();
-  const int k = model.top_k();
-  std::vector<int32_t> experts(static_cast<size_t>(n) * layers * k);
-  std::vector<float> weights(experts.size());
-  model.forward(rows, cache, all_rows, logits.data(), {experts.data(), weights.data()});
+  const test::Prefill pre = test::prefill(model, cache, ids, vocab, row_mask);
+  const std::vector<float>& logits = pre.logits;
+  const std::vector<int32_t>& experts = pre.experts;
+  const std::vector<float>& weights = pre.weights;
+  const int layers = pre.layers;
+  const int k = pre.k;
 
   float max_diff = 0.0f;
   const auto& last = golden["last_logits"];
