@@ -673,7 +673,7 @@ const std::map<std::string, FilterFn>& filters() {
       check_arity(a, "string", 0, {});
       return Value::from(to_str(v));
     };
-    f["sum"] = [](Renderer& r, const Value& v, CallArgs& a) {
+    f["sum"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "sum", 2, {"attribute", "start"});
       const auto attr = optional_string(arg(a, 0, "attribute", kNone), "the attribute");
       Value total = arg(a, 1, "start", Value::from(0));
@@ -692,7 +692,6 @@ const std::map<std::string, FilterFn>& filters() {
           total = Value::from(s);
         }
       }
-      (void)r;
       return total;
     };
     f["tojson"] = [](Renderer&, const Value& v, CallArgs& a) {

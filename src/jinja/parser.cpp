@@ -450,12 +450,12 @@ class Parser {
     return pieces_[i_];
   }
 
-  void simple_end(const std::string& kw) {
+  // Consumes a closing statement ({% endif %}, {% else %}, ...), which takes no arguments.
+  void simple_end() {
     const Piece& p = pieces_[i_];
     ExprParser e(p.tokens, name_);
     ++e.i_;
     e.expect_end();
-    (void)kw;
     ++i_;
   }
 
@@ -486,7 +486,7 @@ class Parser {
         if (k == "else") {
           n.else_body = block({"endif"});
           expect_closing("if", n.line, {"endif"});
-          simple_end("endif");
+          simple_end();
         }
         break;
       }
@@ -510,11 +510,11 @@ class Parser {
       --loop_depth_;
       const Piece& q = expect_closing("for", n.line, {"endfor"});
       if (keyword(q) == "else") {
-        simple_end("else");
+        simple_end();
         n.else_body = block({"endfor"});
         expect_closing("for", n.line, {"endfor"});
       }
-      simple_end("endfor");
+      simple_end();
     } else if (kw == "set") {
       n.targets.push_back(e.expect_name("a variable name"));
       if (e.at_op(".")) {
@@ -540,7 +540,7 @@ class Parser {
         ++i_;
         n.bodies.push_back(block({"endset"}));
         expect_closing("set", n.line, {"endset"});
-        simple_end("endset");
+        simple_end();
       }
     } else if (kw == "macro") {
       n.kind = NodeKind::Macro;
@@ -563,7 +563,7 @@ class Parser {
       ++i_;
       n.bodies.push_back(block({"endmacro"}));
       expect_closing("macro", n.line, {"endmacro"});
-      simple_end("endmacro");
+      simple_end();
     } else if (kw == "break" || kw == "continue") {
       if (loop_depth_ == 0) e.error(fmt::format("'{}' outside a loop", kw));
       n.kind = kw == "break" ? NodeKind::Break : NodeKind::Continue;
@@ -576,7 +576,7 @@ class Parser {
       ++i_;
       n.bodies.push_back(block({"endgeneration"}));
       expect_closing("generation", n.line, {"endgeneration"});
-      simple_end("endgeneration");
+      simple_end();
     } else if (kw.empty()) {
       syntax_error(name_, p.line, "expected a statement name after '{%'");
     } else {

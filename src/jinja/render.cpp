@@ -156,7 +156,7 @@ Renderer::Flow Renderer::exec(const std::vector<Node>& body, Frame& frame, std::
         frame.set(n.targets[0], Value::from(std::move(captured)));
         break;
       }
-      case NodeKind::Macro: frame.set(n.text, make_macro(n, frame)); break;
+      case NodeKind::Macro: frame.set(n.text, make_macro(n)); break;
       case NodeKind::Break: return Flow::Break;
       case NodeKind::Continue: return Flow::Continue;
       case NodeKind::Generation:
@@ -245,7 +245,7 @@ Renderer::Flow Renderer::exec_for(const Node& n, Frame& frame, std::string& out)
   return Flow::Normal;
 }
 
-Value Renderer::make_macro(const Node& n, Frame&) {
+Value Renderer::make_macro(const Node& n) {
   const Node* node = &n;
   return Value::make_function(n.text, [node](Renderer& r, CallArgs& a) {
     if (r.call_depth_ >= r.options_.max_call_depth) {

@@ -37,7 +37,8 @@ class Renderer {
   Value binary(const std::string& op, const Value& a, const Value& b);
   bool contains(const Value& container, const Value& item);
   CallArgs arguments(const detail::Expr& e, Frame& frame, size_t first);
-  Value make_macro(const detail::Node& n, Frame& frame);
+  // A macro's body, callable; it runs in a frame of its own over the template's top level.
+  Value make_macro(const detail::Node& n);
   void emit(std::string& out, std::string_view text);
   void step();
 

@@ -24,7 +24,6 @@ struct Piece {
   int line = 0;
 };
 
-struct Limits;
 // Splits the source as Jinja2 does with trim_blocks and lstrip_blocks, the
 // settings transformers renders chat templates with.
 std::vector<Piece> lex(std::string_view source, const std::string& name);

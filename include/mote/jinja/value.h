@@ -63,7 +63,6 @@ struct Value {
   }
   static Value from_json(const nlohmann::ordered_json& j);
 
-  bool is(Kind k) const { return kind == k; }
   bool is_undefined() const { return kind == Kind::Undefined; }
   bool is_number() const { return kind == Kind::Int || kind == Kind::Float || kind == Kind::Bool; }
   // A dict key's value, or null.
