@@ -243,11 +243,11 @@ TEST(ChatTemplates, BundledModelGoldenChatPrompts) {
 TEST(ChatTemplates, FamilyFixturesGoldenChatPrompts) {
   int checked = 0;
   for (const char* family : {"tiny-qwen3-moe", "tiny-mixtral", "tiny-olmoe", "tiny-deepseek-v2-lite"}) {
-    const auto dir = std::filesystem::path(MOTE_TEST_DATA) / "fixture-templates" / family;
+    const auto dir = std::filesystem::path(MOTE_SOURCE_DIR) / "models" / family;
     const Tokenizer tokenizer = Tokenizer::load(dir);
     const auto chat = ChatTemplate::load(dir, std::nullopt);
     ASSERT_TRUE(chat.has_value()) << family;
-    const auto golden = read_json_file(dir / "golden.json");
+    const auto golden = read_json_file(dir / "golden/golden.json");
     for (const auto& p : golden["prompts"]) {
       if (p["kind"] != "chat") continue;
       ordered_json request{{"messages", ordered_json::parse(p["messages"].dump())}, {"add_generation_prompt", true}};
