@@ -13,13 +13,7 @@ export MOTE_BIN=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-same() {  # same A B: requests (tokens, logits, routing, texts) and counters are bit-identical
-  for object in /requests /counts /gate_sum /classes; do
-    if ! h5diff -q "$1" "$2" "$object" "$object"; then
-      echo "FAIL: $2 differs from $1 in $object"; h5diff -r "$1" "$2" "$object" "$object" | head -20; exit 1
-    fi
-  done
-}
+source "$root/tests/dist/same_results.sh"
 
 check() {  # check NAME MODEL_DIR GOLDEN_DIR
   local name=$1 model=$2 golden=$3 n_gen

@@ -22,13 +22,7 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
 PY
 common=(--model "$model" --prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-logits --trace --log-level warn)
 
-same() {  # same A B: requests (tokens, logits, routing, texts) and counters are bit-identical
-  for object in /requests /counts /gate_sum /classes; do
-    if ! h5diff -q "$1" "$2" "$object" "$object"; then
-      echo "FAIL: $2 differs from $1 in $object"; h5diff -r "$1" "$2" "$object" "$object" | head -20; exit 1
-    fi
-  done
-}
+source "$root/tests/dist/same_results.sh"
 
 "$MOTE_BIN" generate "${common[@]}" --out "$work/1.h5" > /dev/null
 /usr/bin/python3 "$root/tests/dist/check_npz_golden.py" "$model/golden" "$work/1.h5" "FP8, world size 1" --tolerance 1e-4

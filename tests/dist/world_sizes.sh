@@ -16,13 +16,7 @@ common=(--prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-l
 "$MOTE_BIN" generate "${common[@]}" --out "$work/single.h5" > /dev/null
 /usr/bin/python3 "$root/tests/dist/check_golden.py" "$model" "$work/single.h5" base
 
-same() {  # same A B: requests (tokens, logits, routing, texts) and counters are bit-identical
-  for object in /requests /counts /gate_sum /classes; do
-    if ! h5diff -q "$1" "$2" "$object" "$object"; then
-      echo "FAIL: $2 differs from $1 in $object"; h5diff -r "$1" "$2" "$object" "$object" | head -20; exit 1
-    fi
-  done
-}
+source "$root/tests/dist/same_results.sh"
 
 for n in 1 2 3 4; do
   for placement in contiguous round-robin; do
