@@ -60,30 +60,94 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
                       q_latent_.data() + static_cast<size_t>(h) * rank, static_cast<size_t>(heads) * rank);
   }
 
-  // Scores and weighted latent sums, one (row, head) per task.
+  // Scores and weighted latent sums. Queries that read the same cache
+  // entries (heads of one row, rows of one sequence) go together in tiles,
+  // and each tile walks the cache in short runs of positions that stay in
+  // L1 while every query of the tile reads them: one pass over the cache per
+  // tile instead of one per (row, head). Each query's arithmetic is the
+  // same in any tile: dot products in position order, then its softmax, then
+  // the weighted sum in position order.
+  tiles_.clear();
+  const int threads = omp_get_max_threads();
+  for (int r0 = 0; r0 < n;) {
+    int r1 = r0 + 1;
+    while (r1 < n && r1 - r0 < kTileRows && rows[r1].slot == rows[r0].slot) ++r1;
+    tiles_.push_back({r0, r1, 0, heads});
+    r0 = r1;
+  }
+  // Few tiles (decode of few sequences): split heads so every thread has work.
+  for (int split = 2; static_cast<int>(tiles_.size()) < 2 * threads && heads % split == 0 && split <= heads; split *= 2) {
+    std::vector<QueryTile> finer;
+    for (const QueryTile& t : tiles_) {
+      const int mid = (t.h0 + t.h1) / 2;
+      finer.push_back({t.r0, t.r1, t.h0, mid});
+      finer.push_back({t.r0, t.r1, mid, t.h1});
+    }
+    tiles_.swap(finer);
+  }
   int max_context = 0;
   for (const auto& row : rows) max_context = std::max(max_context, row.pos + 1);
-  const int threads = omp_get_max_threads();
-  scores_.resize(static_cast<size_t>(threads) * max_context);
+  const size_t tile_scores = static_cast<size_t>(kTileRows) * heads * max_context;
+  scores_.resize(static_cast<size_t>(threads) * tile_scores);
   out_latent_.resize(un * heads * rank);
-  const int tasks = n * heads;
-  const bool parallel = static_cast<long>(tasks) * max_context * rank > 65536;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int task = 0; task < tasks; ++task) {
-    const int r = task / heads;
-    const StepRow& row = rows[r];
-    float* scores = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * max_context;
-    const float* q_lat = q_latent_.data() + static_cast<size_t>(task) * rank;
-    const float* q_rope = q_.data() + static_cast<size_t>(task) * qk + nope;
-    const int context = row.pos + 1;
-    for (int s = 0; s < context; ++s) {
-      const float* entry = cache.entry(row.slot, layer, s);
-      scores[s] = (dot(q_lat, entry, rank) + dot(q_rope, entry + rank, rope_dim)) * scale_;
+  const int tile_count = static_cast<int>(tiles_.size());
+  const bool parallel = static_cast<long>(n) * heads * max_context * rank > 65536;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (int ti = 0; ti < tile_count; ++ti) {
+    const QueryTile tile = tiles_[static_cast<size_t>(ti)];
+    const int slot = rows[tile.r0].slot;
+    const int tile_heads = tile.h1 - tile.h0;
+    float* scores = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * tile_scores;
+    const auto task_of = [&](int q) { return (tile.r0 + q / tile_heads) * heads + tile.h0 + q % tile_heads; };
+    const int queries = (tile.r1 - tile.r0) * tile_heads;
+    int tile_context = 0;
+    for (int r = tile.r0; r < tile.r1; ++r) tile_context = std::max(tile_context, rows[r].pos + 1);
+    for (int s0 = 0; s0 < tile_context; s0 += kTilePositions) {
+      const int s1 = std::min(tile_context, s0 + kTilePositions);
+      for (int q = 0; q < queries; ++q) {
+        const int task = task_of(q);
+        const int end = std::min(s1, rows[task / heads].pos + 1);
+        const float* q_lat = q_latent_.data() + static_cast<size_t>(task) * rank;
+        const float* q_rope = q_.data() + static_cast<size_t>(task) * qk + nope;
+        float* sq = scores + static_cast<size_t>(q) * max_context;
+        int s = s0;
+        for (; s + 4 <= end; s += 4) {
+          const float* entries[4] = {cache.entry(slot, layer, s), cache.entry(slot, layer, s + 1), cache.entry(slot, layer, s + 2),
+                                     cache.entry(slot, layer, s + 3)};
+          const float* ropes[4] = {entries[0] + rank, entries[1] + rank, entries[2] + rank, entries[3] + rank};
+          float lat[4], rot[4];
+          dot4(q_lat, entries, rank, lat);
+          dot4(q_rope, ropes, rope_dim, rot);
+          for (int k = 0; k < 4; ++k) sq[s + k] = (lat[k] + rot[k]) * scale_;
+        }
+        for (; s < end; ++s) {
+          const float* entry = cache.entry(slot, layer, s);
+          sq[s] = (dot(q_lat, entry, rank) + dot(q_rope, entry + rank, rope_dim)) * scale_;
+        }
+      }
     }
-    softmax(scores, context);
-    float* o_lat = out_latent_.data() + static_cast<size_t>(task) * rank;
-    std::fill(o_lat, o_lat + rank, 0.0f);
-    for (int s = 0; s < context; ++s) add_scaled(o_lat, scores[s], cache.entry(row.slot, layer, s), rank);
+    for (int q = 0; q < queries; ++q) {
+      const int task = task_of(q);
+      softmax(scores + static_cast<size_t>(q) * max_context, rows[task / heads].pos + 1);
+      float* o_lat = out_latent_.data() + static_cast<size_t>(task) * rank;
+      std::fill(o_lat, o_lat + rank, 0.0f);
+    }
+    for (int s0 = 0; s0 < tile_context; s0 += kTilePositions) {
+      const int s1 = std::min(tile_context, s0 + kTilePositions);
+      for (int q = 0; q < queries; ++q) {
+        const int task = task_of(q);
+        const int end = std::min(s1, rows[task / heads].pos + 1);
+        const float* sq = scores + static_cast<size_t>(q) * max_context;
+        float* o_lat = out_latent_.data() + static_cast<size_t>(task) * rank;
+        int s = s0;
+        for (; s + 4 <= end; s += 4) {
+          const float* entries[4] = {cache.entry(slot, layer, s), cache.entry(slot, layer, s + 1), cache.entry(slot, layer, s + 2),
+                                     cache.entry(slot, layer, s + 3)};
+          add_scaled4(o_lat, sq + s, entries, rank);
+        }
+        for (; s < end; ++s) add_scaled(o_lat, sq[s], cache.entry(slot, layer, s), rank);
+      }
+    }
   }
 
   // Value up-projection per head, then the output projection.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -18,6 +19,9 @@ std::atomic<uint64_t> g_weight_bytes{0};
 // Below this many multiply-adds a product runs on the calling thread: the
 // fork/join of a parallel region would cost more than it saves.
 constexpr int64_t kParallelThreshold = 1 << 16;
+
+// Tokens per register tile of the 512-bit kernel.
+constexpr int kTokenTile = 6;
 
 template <DType DT>
 constexpr size_t kElementSize = DT == DType::F32 ? 4 : DT == DType::F8_E4M3 ? 1 : 2;
@@ -174,6 +178,96 @@ void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, c
 #pragma GCC diagnostic pop
 #endif
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define MOTE_AVX512 1
+// GCC 12's 512-bit conversions start from an undefined register and warn about it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The 16-bit and fp32 micro-kernel on 512-bit registers: NT tokens x NR
+// rows, one accumulator per (token, row), 16-column steps with the last one
+// masked (its zero lanes add nothing), then a fixed-order reduction. Wide
+// tiles matter for prefill: each widened weight vector feeds NT products and
+// each activation vector NR, where 2x4 on 256 bits spent most of its
+// instructions on loads and widening.
+template <DType DT>
+inline __m512 load16(const std::byte* p, __mmask16 m) {
+  if constexpr (DT == DType::F32) {
+    return _mm512_maskz_loadu_ps(m, p);
+  } else if constexpr (DT == DType::BF16) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+  } else {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
+}
+
+// Columns [k0, k1) of an NT x NR tile. The accumulators live in `spill`
+// between column chunks (raw vectors, so each lane sums the same products
+// in the same order as one pass over the row would); the last chunk reduces
+// them into y.
+template <DType DT, int NT, int NR>
+void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byte* wp, size_t ws, int k0, int k1, float* spill,
+                      float* y, size_t ys) {
+  constexpr size_t esize = kElementSize<DT>;
+  // Every loop over the tile is unrolled explicitly: otherwise GCC keeps the
+  // accumulator array in memory and stores all of it on every step.
+  __m512 acc[NT][NR];
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[t][r] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(spill + 16 * (t * NR + r));
+  // One 16-column step; masked for the row's last columns.
+#define MOTE_STEP_512(I, M)                                                                    \
+  {                                                                                            \
+    __m512 wv[NR];                                                                             \
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) wv[r] = load16<DT>(wp + r * ws + static_cast<size_t>(I) * esize, M); \
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; ++t) {                                     \
+      const __m512 xv = _mm512_maskz_loadu_ps(M, x + t * xs + (I));                            \
+      _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]); \
+    }                                                                                          \
+  }
+  int i = k0;
+  for (; i + 16 <= k1; i += 16) MOTE_STEP_512(i, static_cast<__mmask16>(0xFFFF))
+  if (i < k1) MOTE_STEP_512(i, static_cast<__mmask16>((1u << (k1 - i)) - 1))
+#undef MOTE_STEP_512
+  if (k1 < w.cols) {
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) _mm512_storeu_ps(spill + 16 * (t * NR + r), acc[t][r]);
+    return;
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r)
+      y[t * ys + r] = hsum(_mm256_add_ps(_mm512_castps512_ps256(acc[t][r]), _mm512_extractf32x8_ps(acc[t][r], 1)));
+}
+
+// Columns per chunk: one chunk of the row block's weights stays in L1 while
+// every token tile of the block passes over it. A multiple of 16.
+constexpr int kColumnChunk = 512;
+
+template <DType DT, int NR, int NT>
+inline void tokens_512(const float* x, size_t xs, int n, const Weight& w, const std::byte* wp, size_t ws, int k0, int k1,
+                       float* spill, float* y, size_t ys) {
+  int t = 0;
+  for (; t + NT <= n; t += NT, spill += 16 * NT * NR) micro_kernel_512<DT, NT, NR>(x + t * xs, xs, w, wp, ws, k0, k1, spill, y + t * ys, ys);
+  if constexpr (NT > 1) {
+    if (t < n) tokens_512<DT, NR, NT - 1>(x + t * xs, xs, n - t, w, wp, ws, k0, k1, spill, y + t * ys, ys);
+  }
+}
+
+template <DType DT, int NR>
+void rows_block_512(const float* x, size_t xs, int n, const Weight& w, const std::byte* wp, size_t ws, float* y, size_t ys) {
+  thread_local std::vector<float> spill;
+  spill.resize(static_cast<size_t>(n + kTokenTile) * NR * 16);
+  for (int k0 = 0; k0 < w.cols; k0 += kColumnChunk)
+    tokens_512<DT, NR, kTokenTile>(x, xs, n, w, wp, ws, k0, std::min(w.cols, k0 + kColumnChunk), spill.data(), y, ys);
+}
+#pragma GCC diagnostic pop
+#endif
+
 // Whether rows [row, row + nr) of `w` lie in one 128-row block of scales.
 inline bool rows_share_scales(const Weight& w, int row, int nr) {
   return (w.scale_row0 + row) / kFp8Block == (w.scale_row0 + row + nr - 1) / kFp8Block;
@@ -242,9 +336,13 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
     if (t < n) kernel1(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
     return;
   }
+#ifdef MOTE_AVX512
+  rows_block_512<DT, NR>(x, xs, n, w, wp, ws, y, ys);
+#else
   int t = 0;
   for (; t + 2 <= n; t += 2) micro_kernel<DT, 2, NR>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
   if (t < n) micro_kernel<DT, 1, NR>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
+#endif
 }
 
 #else  // portable fallback: one accumulator per output, same order for any batch
@@ -262,22 +360,47 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
 
 #endif
 
+// Tokens per cache block: the activations of one block (block x cols fp32)
+// stay in the core's L2 while every row block of the thread's share of the
+// weights passes over them, instead of streaming all tokens' activations from
+// L3 once per 4 weight rows. A multiple of the register tile.
+int token_block(int cols) {
+  constexpr int kBlockBytes = 384 << 10;
+  const int fit = kBlockBytes / (4 * std::max(cols, 1));
+  return std::clamp(fit / kTokenTile * kTokenTile, 2 * kTokenTile, 16 * kTokenTile);
+}
+
 template <DType DT>
 void matmul_typed(const float* x, size_t xs, int n, const Weight& w, float* y, size_t ys) {
   constexpr int kRowBlock = 4;
   const size_t ws = w.row_bytes();
   const int blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+  const int tokens_per_block = token_block(w.cols);
   const bool parallel = static_cast<int64_t>(n) * w.rows * w.cols >= kParallelThreshold && blocks > 1;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int b = 0; b < blocks; ++b) {
-    const int r0 = b * kRowBlock;
-    const std::byte* wr = w.data + static_cast<size_t>(r0) * ws;
-    float* yr = y + r0;
-    switch (std::min(kRowBlock, w.rows - r0)) {
-      case 4: rows_block<DT, 4>(x, xs, n, w, r0, wr, ws, yr, ys); break;
-      case 3: rows_block<DT, 3>(x, xs, n, w, r0, wr, ws, yr, ys); break;
-      case 2: rows_block<DT, 2>(x, xs, n, w, r0, wr, ws, yr, ys); break;
-      default: rows_block<DT, 1>(x, xs, n, w, r0, wr, ws, yr, ys); break;
+  // Each thread owns a fixed range of row blocks and walks the token blocks
+  // over it; every output element is still one accumulation over the full
+  // row, whatever the blocking and thread count.
+#pragma omp parallel if (parallel)
+  {
+    const int threads = omp_get_num_threads();
+    const int me = omp_get_thread_num();
+    const int b_begin = static_cast<int>(static_cast<int64_t>(blocks) * me / threads);
+    const int b_end = static_cast<int>(static_cast<int64_t>(blocks) * (me + 1) / threads);
+    for (int t0 = 0; t0 < n; t0 += tokens_per_block) {
+      const int nt = std::min(tokens_per_block, n - t0);
+      const float* xt = x + static_cast<size_t>(t0) * xs;
+      const size_t xts = xs;
+      for (int b = b_begin; b < b_end; ++b) {
+        const int r0 = b * kRowBlock;
+        const std::byte* wr = w.data + static_cast<size_t>(r0) * ws;
+        float* yr = y + static_cast<size_t>(t0) * ys + r0;
+        switch (std::min(kRowBlock, w.rows - r0)) {
+          case 4: rows_block<DT, 4>(xt, xts, nt, w, r0, wr, ws, yr, ys); break;
+          case 3: rows_block<DT, 3>(xt, xts, nt, w, r0, wr, ws, yr, ys); break;
+          case 2: rows_block<DT, 2>(xt, xts, nt, w, r0, wr, ws, yr, ys); break;
+          default: rows_block<DT, 1>(xt, xts, nt, w, r0, wr, ws, yr, ys); break;
+        }
+      }
     }
   }
 }

@@ -63,7 +63,9 @@ std::vector<float> random_vector(size_t n, uint32_t seed) {
 class MatmulTest : public testing::TestWithParam<DType> {};
 
 TEST_P(MatmulTest, MatchesOpenBlasAndDoesNotDependOnBatch) {
-  for (const auto& [n, rows, cols] : {std::tuple{1, 7, 13}, std::tuple{5, 33, 64}, std::tuple{16, 130, 257}, std::tuple{3, 256, 512}}) {
+  for (const auto& [n, rows, cols] : {std::tuple{1, 7, 13}, std::tuple{5, 33, 64}, std::tuple{16, 130, 257}, std::tuple{3, 256, 512},
+                                    // several token blocks and column chunks, each with a remainder
+                                    std::tuple{200, 37, 1100}}) {
     const TestMatrix w = random_matrix(GetParam(), rows, cols, static_cast<uint32_t>(rows * cols));
     const auto x = random_vector(static_cast<size_t>(n) * cols, 99);
     std::vector<float> y(static_cast<size_t>(n) * rows), ref(y.size());
@@ -208,6 +210,30 @@ TEST(Ops, DotMatchesADoubleSumAtEveryLength) {
     std::copy_n(a.begin(), n, a2.begin() + 3);
     std::copy_n(b.begin(), n, b2.begin() + 5);
     EXPECT_EQ(dot(a2.data() + 3, b2.data() + 5, n), got) << "n = " << n;
+  }
+}
+
+
+// The four-at-once forms are the one-at-a-time ones, bit for bit, at every
+// length around their steps: attention uses either, depending on how many
+// positions a query has left.
+TEST(Ops, FourAtOnceMatchOneAtATimeBitForBit) {
+  constexpr int kMax = 200;
+  std::vector<float> a(kMax), b(4 * kMax);
+  for (int i = 0; i < kMax; ++i) a[i] = std::sin(0.37f * static_cast<float>(i)) * 3.0f;
+  for (int i = 0; i < 4 * kMax; ++i) b[i] = std::cos(0.11f * static_cast<float>(i)) - 0.25f;
+  const float* rows[4] = {b.data(), b.data() + kMax, b.data() + 2 * kMax, b.data() + 3 * kMax};
+  const float weights[4] = {0.3f, -1.7f, 2.9e-3f, 0.61f};
+  for (int n = 0; n <= kMax; ++n) {
+    float together[4];
+    dot4(a.data(), rows, n, together);
+    std::vector<float> y1(a.begin(), a.begin() + n), y4 = y1;
+    for (int k = 0; k < 4; ++k) {
+      EXPECT_EQ(together[k], dot(a.data(), rows[k], n)) << "n = " << n << ", k = " << k;
+      add_scaled(y1.data(), weights[k], rows[k], n);
+    }
+    add_scaled4(y4.data(), weights, rows, n);
+    EXPECT_EQ(y4, y1) << "n = " << n;
   }
 }
 

@@ -31,6 +31,14 @@ class MlaAttention {
   const Rope& rope_;
   float scale_;
   std::vector<float> q_a_, q_, kv_, q_latent_, out_latent_, attn_v_, scores_;
+
+  // Rows [r0, r1) of one sequence x heads [h0, h1): queries that read the same cache entries.
+  struct QueryTile {
+    int r0, r1, h0, h1;
+  };
+  static constexpr int kTileRows = 4;
+  static constexpr int kTilePositions = 8;  // cache entries read by every query of a tile while in L1
+  std::vector<QueryTile> tiles_;
 };
 
 }  // namespace mote

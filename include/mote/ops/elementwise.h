@@ -22,10 +22,14 @@ inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 // vectors) folded in a fixed order: vectorised, and the same result
 // whatever the batch or the thread.
 float dot(const float* a, const float* b, int n);
+// out[k] = dot(a, b[k], n) for k < 4, bit for bit, computed together.
+void dot4(const float* a, const float* const b[4], int n, float out[4]);
 
 // y[i] += x[i]
 void add_in_place(float* y, const float* x, int n);
 // y[i] += a * x[i]
 void add_scaled(float* y, float a, const float* x, int n);
+// add_scaled(y, a[k], x[k], n) for k = 0..3 in turn, bit for bit, in one pass over y.
+void add_scaled4(float* y, const float a[4], const float* const x[4], int n);
 
 }  // namespace mote

@@ -1,0 +1,126 @@
+// Prefill and decode speed of one model at the thread count of the run
+// (OMP_NUM_THREADS), as llama-bench measures it:
+//   model_bench MODEL_DIR [--prompt P] [--gen G] [--reps R] [--batch B]
+// pp: one P-token prompt; tg_d0: G tokens decoded from a 1-token prompt;
+// tg_dP: G tokens decoded after the P-token prompt; and, with --batch B,
+// B sequences of P/4 tokens prefilled and decoded together. Prints one JSON
+// object: medians over R runs, the bytes of weights and KV cache each
+// decode step reads, and the peak RSS against weights + KV cache.
+#include <omp.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <cstdlib>
+#include <string>
+
+#include "bench_util.h"
+#include "mote/model/kv_cache.h"
+#include "mote/model/loaded_model.h"
+#include "mote/ops/matmul.h"
+#include "mote/runtime/generator.h"
+#include "mote/util/memory.h"
+
+namespace {
+
+using namespace mote;
+
+struct Run {
+  double prefill_tps = 0, decode_tps = 0;
+  double bytes_per_step = 0;  // weights streamed per fed position
+};
+
+// Deterministic prompt ids inside the tokenizer's range, away from the specials.
+std::vector<int32_t> prompt_ids(int n, int salt, int vocab) {
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = 16 + static_cast<int32_t>((i * 7919 + salt * 104729) % (vocab - 32));
+  return ids;
+}
+
+Run run_once(const LoadedModel& m, const std::vector<GenerationRequest>& requests, int gen, int batch) {
+  GenerationOptions o;
+  o.max_new_tokens = gen;
+  o.stop_at_eos = false;
+  o.batch_size = batch;
+  o.max_step_tokens = 1 << 20;
+  MoeTransformer model(m.config, m.weights);
+  Generator g(model, m.eos_ids, o);
+  const uint64_t before = weight_bytes_streamed();
+  g.run(requests, [](size_t, GenerationResult&&) {});
+  const GenerationStats& s = g.stats();
+  Run r;
+  r.prefill_tps = s.prefill_seconds > 0 ? static_cast<double>(s.prompt_tokens) / s.prefill_seconds : 0;
+  // Every step after the prompt's feeds one generated token per sequence.
+  const double steps = s.generated_tokens > 0 ? static_cast<double>(s.generated_tokens - static_cast<int64_t>(requests.size())) : 0;
+  r.decode_tps = s.decode_seconds > 0 ? steps / s.decode_seconds : 0;
+  r.bytes_per_step = static_cast<double>(weight_bytes_streamed() - before);
+  return r;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = MOTE_DEFAULT_MODEL_DIR;
+  int prompt = 512, gen = 128, reps = 3, batch = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
+    if (a == "--prompt") prompt = next();
+    else if (a == "--gen") gen = next();
+    else if (a == "--reps") reps = next();
+    else if (a == "--batch") batch = next();
+    else dir = a;
+  }
+  if (prompt < 4 || gen < 2 || reps < 1) {
+    std::fprintf(stderr, "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B]\n");
+    return 2;
+  }
+  const auto m = load_model(dir);
+  const int vocab = static_cast<int>(m->tokenizer.vocab_size());
+  const std::vector<GenerationRequest> long_prompt{{prompt_ids(prompt, 1, vocab), nullptr, 0}};
+  const std::vector<GenerationRequest> one_token{{prompt_ids(1, 2, vocab), nullptr, 0}};
+  std::vector<GenerationRequest> many;
+  for (int b = 0; b < batch; ++b) many.push_back({prompt_ids(prompt / 4, 3 + b, vocab), nullptr, static_cast<uint64_t>(b)});
+
+  std::vector<double> pp, tg0, tgp, bpp, ppb, tgb;
+  double bytes_per_step = 0;
+  for (int r = 0; r < reps + 1; ++r) {  // the first run warms the page cache and is dropped
+    const Run d0 = run_once(*m, one_token, gen, 1);
+    const Run dp = run_once(*m, long_prompt, gen, 1);
+    Run bt;
+    if (batch > 0) bt = run_once(*m, many, gen / 4, batch);
+    if (r == 0) continue;
+    tg0.push_back(d0.decode_tps);
+    pp.push_back(dp.prefill_tps);
+    tgp.push_back(dp.decode_tps);
+    ppb.push_back(bt.prefill_tps);
+    tgb.push_back(bt.decode_tps * batch);
+    // The 1-token prompt is one more step reading the same weights as a decode step.
+    bytes_per_step = d0.bytes_per_step / gen;
+  }
+  const ModelConfig& c = m->config;
+  // Positions read from the cache per step, averaged over the G steps.
+  const double kv_entry_bytes = static_cast<double>(c.num_hidden_layers) * KvCache(c, 1).entry_size() * sizeof(float);
+  const double kv_d0 = kv_entry_bytes * gen / 2, kv_dp = kv_entry_bytes * (prompt + gen / 2.0);
+  double weights = 0;  // bytes of the weight files, all mapped and read
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors") weights += static_cast<double>(e.file_size());
+  const double kv_cache = kv_entry_bytes * (prompt + gen) * std::max(batch, 1);
+  std::printf(
+      "{\"bench\": \"model\", \"model\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
+      "\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, \"decode_d%d_tokens_per_s\": %.2f, "
+      "\"decode_d%d_vs_d0_ratio\": %.3f, \"decode_bytes_per_token\": %.0f, \"decode_effective_gbs\": %.2f, "
+      "\"decode_effective_gbs_d%d\": %.2f",
+      dir.c_str(), omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
+      median(tgp) / median(tg0), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
+      (bytes_per_step + kv_dp) * median(tgp) / 1e9);
+  if (batch > 0)
+    std::printf(", \"batch\": %d, \"batch_prefill_tokens_per_s\": %.2f, \"batch_decode_tokens_per_s\": %.2f", batch, median(ppb),
+                median(tgb));
+  std::printf(", \"weights_bytes\": %.0f, \"kv_cache_bytes\": %.0f, \"peak_rss_bytes\": %llu}\n", weights, kv_cache,
+              static_cast<unsigned long long>(peak_rss_bytes()));
+}
