@@ -153,14 +153,16 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
 
   const size_t h = static_cast<size_t>(wire_.hidden);
   const auto start = std::chrono::steady_clock::now();
+  const size_t entries = order_.size();
+  gathered_.resize(entries * h);
+  computed_.resize(entries * h);
+  jobs_.clear();
   for (int e = 0; e < n_experts; ++e) {
     const int begin = offsets_[e];
     const int count = offsets_[e + 1] - begin;
     if (count == 0) continue;
-    gathered_.resize(static_cast<size_t>(count) * h);
-    computed_.resize(static_cast<size_t>(count) * h);
-    for (int i = 0; i < count; ++i) {
-      const auto [r, j] = entry_pos[order_[begin + i]];
+    for (int i = begin; i < begin + count; ++i) {
+      const auto [r, j] = entry_pos[order_[i]];
       const char* record = recv.data() + static_cast<size_t>(r) * rec;
       get_values(gathered_.data() + i * h, record + wire_.header_bytes(), wire_.hidden, wire_.dtype);
       if (counters_ != nullptr) {
@@ -169,10 +171,11 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
         counters_->add(read_i32(record, 1), read_i32(record, 2), moe_layer, e, weight);
       }
     }
-    ffn_.forward(lw.experts[e], gathered_.data(), count, computed_.data());
-    for (int i = 0; i < count; ++i) {
-      put_values(results.data() + result_offset_[order_[begin + i]], computed_.data() + i * h, wire_.hidden, wire_.dtype);
-    }
+    jobs_.push_back({&lw.experts[e], gathered_.data() + begin * h, count, computed_.data() + begin * h});
+  }
+  ffn_.forward_many(jobs_);
+  for (size_t i = 0; i < entries; ++i) {
+    put_values(results.data() + result_offset_[order_[i]], computed_.data() + i * h, wire_.hidden, wire_.dtype);
   }
   compute_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }

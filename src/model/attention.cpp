@@ -152,11 +152,15 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
 
   // Value up-projection per head, then the output projection.
   attn_v_.resize(un * heads * v_dim);
+  head_weights_.clear();
+  for (int h = 0; h < heads; ++h) head_weights_.push_back(w.kv_b.row_slice(h * kv_b_rows_per_head + nope, v_dim));
+  head_products_.clear();
   for (int h = 0; h < heads; ++h) {
-    const Weight w_v = w.kv_b.row_slice(h * kv_b_rows_per_head + nope, v_dim);
-    matmul(out_latent_.data() + static_cast<size_t>(h) * rank, static_cast<size_t>(heads) * rank, n, w_v,
-           attn_v_.data() + static_cast<size_t>(h) * v_dim, static_cast<size_t>(heads) * v_dim);
+    head_products_.push_back({out_latent_.data() + static_cast<size_t>(h) * rank, static_cast<size_t>(heads) * rank, n,
+                              &head_weights_[static_cast<size_t>(h)], attn_v_.data() + static_cast<size_t>(h) * v_dim,
+                              static_cast<size_t>(heads) * v_dim});
   }
+  matmul_group(head_products_);
   matmul(attn_v_.data(), n, w.o, out);
 }
 

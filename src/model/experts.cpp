@@ -32,22 +32,27 @@ void LocalExpertExecutor::finish(float* out) {
   for (int e = n_experts_; e > 0; --e) cursor[e] = cursor[e - 1];
   cursor[0] = 0;
 
+  // Every routed expert's tokens gathered in expert order, then all the
+  // experts' feed-forwards as one group.
+  const size_t entries = order_.size();
+  gathered_.resize(entries * h);
+  results_.resize(entries * h);
+  jobs_.clear();
   for (int e = 0; e < n_experts_; ++e) {
     const int begin = offsets_[e];
     const int count = offsets_[e + 1] - begin;
     if (count == 0) continue;
     const FfnWeights& f = lw.experts[e];
     if (f.empty()) fail("layer {}: expert {} was routed a token but its weights are not loaded here", layer, e);
-    gathered_.resize(static_cast<size_t>(count) * h);
-    results_.resize(static_cast<size_t>(count) * h);
-    for (int j = 0; j < count; ++j) {
-      const int row = order_[begin + j] / top_k;
+    for (int j = begin; j < begin + count; ++j) {
+      const int row = order_[j] / top_k;
       std::copy(x + row * h, x + (row + 1) * h, gathered_.data() + j * h);
     }
-    ffn_.forward(f, gathered_.data(), count, results_.data());
-    for (int j = 0; j < count; ++j) {
-      std::copy(results_.data() + j * h, results_.data() + (j + 1) * h, out + static_cast<size_t>(order_[begin + j]) * h);
-    }
+    jobs_.push_back({&f, gathered_.data() + begin * h, count, results_.data() + begin * h});
+  }
+  ffn_.forward_many(jobs_);
+  for (size_t j = 0; j < entries; ++j) {
+    std::copy(results_.data() + j * h, results_.data() + (j + 1) * h, out + static_cast<size_t>(order_[j]) * h);
   }
 }
 

@@ -20,8 +20,9 @@ std::atomic<uint64_t> g_weight_bytes{0};
 // fork/join of a parallel region would cost more than it saves.
 constexpr int64_t kParallelThreshold = 1 << 16;
 
-// Tokens per register tile of the 512-bit kernel.
+// Tokens per register tile of the 512-bit kernel, and weight rows per tile.
 constexpr int kTokenTile = 6;
+constexpr int kRowBlock = 4;
 
 template <DType DT>
 constexpr size_t kElementSize = DT == DType::F32 ? 4 : DT == DType::F8_E4M3 ? 1 : 2;
@@ -221,6 +222,10 @@ void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byt
   {                                                                                            \
     __m512 wv[NR];                                                                             \
     _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) wv[r] = load16<DT>(wp + r * ws + static_cast<size_t>(I) * esize, M); \
+    if constexpr (NT <= 2) {                                                                   \
+      _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r)                                     \
+        _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(I) * esize), _MM_HINT_T0); \
+    }                                                                                          \
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; ++t) {                                     \
       const __m512 xv = _mm512_maskz_loadu_ps(M, x + t * xs + (I));                            \
       _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]); \
@@ -370,38 +375,38 @@ int token_block(int cols) {
   return std::clamp(fit / kTokenTile * kTokenTile, 2 * kTokenTile, 16 * kTokenTile);
 }
 
+// Row blocks [b_begin, b_end) of one product, token block by token block:
+// every output element is still one accumulation over its full row,
+// whatever the blocking and the thread that runs it.
 template <DType DT>
-void matmul_typed(const float* x, size_t xs, int n, const Weight& w, float* y, size_t ys) {
-  constexpr int kRowBlock = 4;
+void product_rows(const MatmulJob& job, int b_begin, int b_end) {
+  const Weight& w = *job.w;
   const size_t ws = w.row_bytes();
-  const int blocks = (w.rows + kRowBlock - 1) / kRowBlock;
   const int tokens_per_block = token_block(w.cols);
-  const bool parallel = static_cast<int64_t>(n) * w.rows * w.cols >= kParallelThreshold && blocks > 1;
-  // Each thread owns a fixed range of row blocks and walks the token blocks
-  // over it; every output element is still one accumulation over the full
-  // row, whatever the blocking and thread count.
-#pragma omp parallel if (parallel)
-  {
-    const int threads = omp_get_num_threads();
-    const int me = omp_get_thread_num();
-    const int b_begin = static_cast<int>(static_cast<int64_t>(blocks) * me / threads);
-    const int b_end = static_cast<int>(static_cast<int64_t>(blocks) * (me + 1) / threads);
-    for (int t0 = 0; t0 < n; t0 += tokens_per_block) {
-      const int nt = std::min(tokens_per_block, n - t0);
-      const float* xt = x + static_cast<size_t>(t0) * xs;
-      const size_t xts = xs;
-      for (int b = b_begin; b < b_end; ++b) {
-        const int r0 = b * kRowBlock;
-        const std::byte* wr = w.data + static_cast<size_t>(r0) * ws;
-        float* yr = y + static_cast<size_t>(t0) * ys + r0;
-        switch (std::min(kRowBlock, w.rows - r0)) {
-          case 4: rows_block<DT, 4>(xt, xts, nt, w, r0, wr, ws, yr, ys); break;
-          case 3: rows_block<DT, 3>(xt, xts, nt, w, r0, wr, ws, yr, ys); break;
-          case 2: rows_block<DT, 2>(xt, xts, nt, w, r0, wr, ws, yr, ys); break;
-          default: rows_block<DT, 1>(xt, xts, nt, w, r0, wr, ws, yr, ys); break;
-        }
+  for (int t0 = 0; t0 < job.n; t0 += tokens_per_block) {
+    const int nt = std::min(tokens_per_block, job.n - t0);
+    const float* xt = job.x + static_cast<size_t>(t0) * job.x_stride;
+    for (int b = b_begin; b < b_end; ++b) {
+      const int r0 = b * kRowBlock;
+      const std::byte* wr = w.data + static_cast<size_t>(r0) * ws;
+      float* yr = job.y + static_cast<size_t>(t0) * job.y_stride + r0;
+      const size_t xs = job.x_stride, ys = job.y_stride;
+      switch (std::min(kRowBlock, w.rows - r0)) {
+        case 4: rows_block<DT, 4>(xt, xs, nt, w, r0, wr, ws, yr, ys); break;
+        case 3: rows_block<DT, 3>(xt, xs, nt, w, r0, wr, ws, yr, ys); break;
+        case 2: rows_block<DT, 2>(xt, xs, nt, w, r0, wr, ws, yr, ys); break;
+        default: rows_block<DT, 1>(xt, xs, nt, w, r0, wr, ws, yr, ys); break;
       }
     }
+  }
+}
+
+void product_rows(const MatmulJob& job, int b_begin, int b_end) {
+  switch (job.w->dtype) {
+    case DType::F8_E4M3: product_rows<DType::F8_E4M3>(job, b_begin, b_end); break;
+    case DType::BF16: product_rows<DType::BF16>(job, b_begin, b_end); break;
+    case DType::F16: product_rows<DType::F16>(job, b_begin, b_end); break;
+    default: product_rows<DType::F32>(job, b_begin, b_end); break;
   }
 }
 
@@ -438,15 +443,48 @@ void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, 
 
 }  // namespace
 
-void matmul(const float* x, size_t x_stride, int n, const Weight& w, float* y, size_t y_stride) {
-  if (n <= 0 || w.rows == 0) return;
-  g_weight_bytes.fetch_add(w.bytes() + w.scale_bytes(), std::memory_order_relaxed);
-  switch (w.dtype) {
-    case DType::F8_E4M3: matmul_typed<DType::F8_E4M3>(x, x_stride, n, w, y, y_stride); break;
-    case DType::BF16: matmul_typed<DType::BF16>(x, x_stride, n, w, y, y_stride); break;
-    case DType::F16: matmul_typed<DType::F16>(x, x_stride, n, w, y, y_stride); break;
-    default: matmul_typed<DType::F32>(x, x_stride, n, w, y, y_stride); break;
+void matmul_group(std::span<const MatmulJob> jobs) {
+  // Work is split by multiply-adds, not by rows: thread t takes the row
+  // blocks whose cumulative work starts in its share [t, t+1) / threads.
+  // One parallel region for all the products (the experts of a layer, say)
+  // instead of one each: fewer waits at region ends, and a thread that
+  // finishes one product goes on to the next.
+  int64_t total = 0;
+  for (const MatmulJob& j : jobs) {
+    if (j.n <= 0 || j.w->rows == 0) continue;
+    g_weight_bytes.fetch_add(j.w->bytes() + j.w->scale_bytes(), std::memory_order_relaxed);
+    total += static_cast<int64_t>(j.n) * j.w->rows * j.w->cols;
   }
+  if (total == 0) return;
+  int64_t blocks_total = 0;
+  for (const MatmulJob& j : jobs) blocks_total += j.n > 0 ? (j.w->rows + kRowBlock - 1) / kRowBlock : 0;
+  const bool parallel = total >= kParallelThreshold && blocks_total > 1;
+#pragma omp parallel if (parallel)
+  {
+    const int64_t threads = omp_get_num_threads(), me = omp_get_thread_num();
+    const int64_t share_begin = total * me / threads, share_end = total * (me + 1) / threads;
+    int64_t done = 0;  // work before the current product
+    for (const MatmulJob& j : jobs) {
+      if (j.n <= 0 || j.w->rows == 0) continue;
+      const int blocks = (j.w->rows + kRowBlock - 1) / kRowBlock;
+      const int64_t per_block = static_cast<int64_t>(j.n) * kRowBlock * j.w->cols;
+      const int64_t work = static_cast<int64_t>(j.n) * j.w->rows * j.w->cols;
+      if (done + work > share_begin && done < share_end) {
+        // Blocks whose start falls in [share_begin, share_end).
+        const auto first_at_or_after = [&](int64_t point) {
+          return static_cast<int>(std::clamp<int64_t>((point - done + per_block - 1) / per_block, 0, blocks));
+        };
+        const int b_begin = first_at_or_after(share_begin), b_end = first_at_or_after(share_end);
+        if (b_begin < b_end) product_rows(j, b_begin, b_end);
+      }
+      done += work;
+    }
+  }
+}
+
+void matmul(const float* x, size_t x_stride, int n, const Weight& w, float* y, size_t y_stride) {
+  const MatmulJob job{x, x_stride, n, &w, y, y_stride};
+  matmul_group({&job, 1});
 }
 
 void matmul_by_columns(const float* x, size_t x_stride, int n, const Weight& w, float* y, size_t y_stride) {

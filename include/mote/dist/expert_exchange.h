@@ -76,6 +76,7 @@ class ExpertWorker {
   std::vector<size_t> result_offset_;
   std::vector<std::pair<int, int>> entry_pos_;
   std::vector<float> gathered_, computed_;
+  std::vector<FfnJob> jobs_;
 };
 
 // The coordinator's side: an ExpertExecutor that ships tokens to the ranks

@@ -13,6 +13,7 @@
 #include "mote/model/kv_cache.h"
 #include "mote/model/step.h"
 #include "mote/model/weights.h"
+#include "mote/ops/matmul.h"
 #include "mote/ops/rope.h"
 
 namespace mote {
@@ -39,6 +40,8 @@ class MlaAttention {
   static constexpr int kTileRows = 4;
   static constexpr int kTilePositions = 8;  // cache entries read by every query of a tile while in L1
   std::vector<QueryTile> tiles_;
+  std::vector<Weight> head_weights_;
+  std::vector<MatmulJob> head_products_;
 };
 
 }  // namespace mote

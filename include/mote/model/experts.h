@@ -50,6 +50,7 @@ class LocalExpertExecutor : public ExpertExecutor {
   Ffn ffn_;
   std::vector<int> offsets_, order_;
   std::vector<float> gathered_, results_;
+  std::vector<FfnJob> jobs_;
 };
 
 }  // namespace mote

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "mote/ops/weight.h"
 
@@ -21,6 +22,20 @@ void matmul(const float* x, size_t x_stride, int n, const Weight& w, float* y, s
 inline void matmul(const float* x, int n, const Weight& w, float* y) {
   matmul(x, static_cast<size_t>(w.cols), n, w, y, static_cast<size_t>(w.rows));
 }
+
+// One product y = x W^T of a group.
+struct MatmulJob {
+  const float* x;
+  size_t x_stride;
+  int n;
+  const Weight* w;
+  float* y;
+  size_t y_stride;
+};
+
+// Several independent products in one parallel region (the same results as
+// calling matmul for each): the experts of a layer, or gate and up.
+void matmul_group(std::span<const MatmulJob> jobs);
 
 // y[t, c] = sum_r x[t, r] * w[r, c] for t < n, c < w.cols (y = x W), used by
 // MLA to fold the key up-projection into the query.
