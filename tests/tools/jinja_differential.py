@@ -17,16 +17,18 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 CONVERSATIONS = [
-    {"messages": [{"role": "user", "content": "Hi"}]},
+    {"messages": [{"role": "user", "content": "Hi"}], "current_date": "2026-02-28"},
     {"messages": [{"role": "system", "content": " Be brief.\n"}, {"role": "user", "content": "Hi <think>\nx</think>\n ünï ΣΑΣ ß"},
                   {"role": "assistant", "content": "Hello.", "reasoning_content": "r"}, {"role": "user", "content": "Bye\t"}],
      "current_date": "2026-11-29"},
     {"messages": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "<think>\nR\n</think>\n\nA1"},
-                  {"role": "user", "content": "Q2\r\nmore"}], "add_generation_prompt": False, "enable_thinking": False},
+                  {"role": "user", "content": "Q2\r\nmore"}], "add_generation_prompt": False, "enable_thinking": False,
+     "current_date": "2024-12-31"},
     {"messages": [{"role": "system", "content": ""}, {"role": "user", "content": "  \u00a0x\u3000 "},
                   {"role": "assistant", "content": "Sure: 1/2 = 0.5", "thinking": "t"}], "add_generation_prompt": False,
      "current_date": "2025-01-05"},
-    {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "developer", "content": "d"}]},
+    {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "developer", "content": "d"}],
+     "current_date": "2026-11-29"},
 ]
 
 
@@ -43,7 +45,8 @@ def render_jinja2(source, request):
     def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
-    date = datetime.strptime(request.get("current_date", "2026-11-29"), "%Y-%m-%d")
+    # Every conversation pins the date: a render must not depend on the day the test runs.
+    date = datetime.strptime(request["current_date"], "%Y-%m-%d")
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: date.strftime(fmt)
