@@ -36,6 +36,7 @@
 #include "mote/runtime/prompt_encoding.h"
 #include "mote/util/error.h"
 #include "mote/util/memory.h"
+#include "mote/util/parallel.h"
 #include "mote/util/stop_signal.h"
 
 namespace mote {
@@ -256,9 +257,10 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
       spdlog::warn("--threads {} is more than the {} cores this rank can use; using {}", job.threads, cores, cores);
       job.threads = cores;
     }
-    omp_set_num_threads(job.threads);
+    omp_set_num_threads(job.threads);  // loading's loops
+    set_parallel_threads(job.threads);
   }
-  job.threads = omp_get_max_threads();
+  job.threads = parallel_threads();
   const bool coordinator = mpi.rank() == 0;
 
   // Open the output first: an unwritable path fails before any work. It

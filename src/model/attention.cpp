@@ -1,11 +1,11 @@
 #include "mote/model/attention.h"
 
-#include <omp.h>
 
 #include <algorithm>
 
 #include "mote/ops/elementwise.h"
 #include "mote/ops/matmul.h"
+#include "mote/util/parallel.h"
 
 namespace mote {
 
@@ -68,7 +68,7 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
   // same in any tile: dot products in position order, then its softmax, then
   // the weighted sum in position order.
   tiles_.clear();
-  const int threads = omp_get_max_threads();
+  const int threads = parallel_threads();
   for (int r0 = 0; r0 < n;) {
     int r1 = r0 + 1;
     while (r1 < n && r1 - r0 < kTileRows && rows[r1].slot == rows[r0].slot) ++r1;
@@ -92,12 +92,11 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
   out_latent_.resize(un * heads * rank);
   const int tile_count = static_cast<int>(tiles_.size());
   const bool parallel = static_cast<long>(n) * heads * max_context * rank > 65536;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (int ti = 0; ti < tile_count; ++ti) {
+  const auto one_tile = [&](int ti, int thread) {
     const QueryTile tile = tiles_[static_cast<size_t>(ti)];
     const int slot = rows[tile.r0].slot;
     const int tile_heads = tile.h1 - tile.h0;
-    float* scores = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * tile_scores;
+    float* scores = scores_.data() + static_cast<size_t>(thread) * tile_scores;
     const auto task_of = [&](int q) { return (tile.r0 + q / tile_heads) * heads + tile.h0 + q % tile_heads; };
     const int queries = (tile.r1 - tile.r0) * tile_heads;
     int tile_context = 0;
@@ -148,6 +147,11 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
         for (; s < end; ++s) add_scaled(o_lat, sq[s], cache.entry(slot, layer, s), rank);
       }
     }
+  };
+  if (parallel) {
+    parallel_for(tile_count, one_tile);
+  } else {
+    for (int ti = 0; ti < tile_count; ++ti) one_tile(ti, 0);
   }
 
   // Value up-projection per head, then the output projection.

@@ -1,11 +1,11 @@
 #include "mote/model/gqa_attention.h"
 
-#include <omp.h>
 
 #include <algorithm>
 
 #include "mote/ops/elementwise.h"
 #include "mote/ops/matmul.h"
+#include "mote/util/parallel.h"
 
 namespace mote {
 
@@ -52,18 +52,17 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
   // Scores and weighted values, one (row, head) per task.
   int max_context = 0;
   for (const auto& row : rows) max_context = std::max(max_context, row.pos + 1);
-  const int threads = omp_get_max_threads();
+  const int threads = parallel_threads();
   scores_.resize(static_cast<size_t>(threads) * max_context);
   attn_.resize(un * q_width);
   const int tasks = n * heads;
   const bool parallel = static_cast<long>(tasks) * max_context * d > 65536;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int task = 0; task < tasks; ++task) {
+  const auto one_task = [&](int task, int thread) {
     const int r = task / heads;
     const int h = task % heads;
     const int kv = h / group;
     const StepRow& row = rows[r];
-    float* scores = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * max_context;
+    float* scores = scores_.data() + static_cast<size_t>(thread) * max_context;
     const float* q = q_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
     const int context = row.pos + 1;
     for (int s = 0; s < context; ++s) {
@@ -73,6 +72,11 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     float* o = attn_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
     std::fill(o, o + d, 0.0f);
     for (int s = 0; s < context; ++s) add_scaled(o, scores[s], cache.entry(row.slot, layer, s) + kv_width + static_cast<size_t>(kv) * d, d);
+  };
+  if (parallel) {
+    parallel_for(tasks, one_task);
+  } else {
+    for (int task = 0; task < tasks; ++task) one_task(task, 0);
   }
   matmul(attn_.data(), n, w.o, out);
 }

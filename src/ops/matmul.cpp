@@ -1,10 +1,10 @@
 #include "mote/ops/matmul.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
+
+#include "mote/util/parallel.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -444,11 +444,11 @@ void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, 
 }  // namespace
 
 void matmul_group(std::span<const MatmulJob> jobs) {
-  // Work is split by multiply-adds, not by rows: thread t takes the row
-  // blocks whose cumulative work starts in its share [t, t+1) / threads.
-  // One parallel region for all the products (the experts of a layer, say)
-  // instead of one each: fewer waits at region ends, and a thread that
-  // finishes one product goes on to the next.
+  // Work is split by multiply-adds, not by rows: chunk c holds the row
+  // blocks whose cumulative work starts in [c, c+1) / chunks. One parallel
+  // loop for all the products (the experts of a layer, say) instead of one
+  // each: fewer waits at loop ends, and a thread that finishes one product
+  // goes on to the next.
   int64_t total = 0;
   for (const MatmulJob& j : jobs) {
     if (j.n <= 0 || j.w->rows == 0) continue;
@@ -458,11 +458,11 @@ void matmul_group(std::span<const MatmulJob> jobs) {
   if (total == 0) return;
   int64_t blocks_total = 0;
   for (const MatmulJob& j : jobs) blocks_total += j.n > 0 ? (j.w->rows + kRowBlock - 1) / kRowBlock : 0;
-  const bool parallel = total >= kParallelThreshold && blocks_total > 1;
-#pragma omp parallel if (parallel)
-  {
-    const int64_t threads = omp_get_num_threads(), me = omp_get_thread_num();
-    const int64_t share_begin = total * me / threads, share_end = total * (me + 1) / threads;
+  // Several chunks per thread, so a thread that runs slower (another
+  // process on its core) takes fewer of them.
+  const int64_t chunks = total >= kParallelThreshold ? std::min<int64_t>(blocks_total, 4 * parallel_threads()) : 1;
+  parallel_for(static_cast<int>(chunks), [&](int chunk, int) {
+    const int64_t share_begin = total * chunk / chunks, share_end = total * (chunk + 1) / chunks;
     int64_t done = 0;  // work before the current product
     for (const MatmulJob& j : jobs) {
       if (j.n <= 0 || j.w->rows == 0) continue;
@@ -479,7 +479,7 @@ void matmul_group(std::span<const MatmulJob> jobs) {
       }
       done += work;
     }
-  }
+  });
 }
 
 void matmul(const float* x, size_t x_stride, int n, const Weight& w, float* y, size_t y_stride) {
