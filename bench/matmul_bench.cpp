@@ -54,7 +54,9 @@ int main(int argc, char** argv) {
   // Weight rows x columns (y = x W^T).
   const Shape shapes[] = {{"tiny.expert_up", 128, 256},   {"tiny.lm_head", 4096, 256},    {"tiny.dense_down", 256, 512},
                           {"v2lite.expert_up", 1408, 2048}, {"v2lite.expert_down", 2048, 1408}, {"v2lite.q_proj", 3072, 2048},
-                          {"v2lite.o_proj", 2048, 2048},   {"r1.expert_up", 2048, 7168},   {"r1.expert_down", 7168, 2048}};
+                          {"v2lite.o_proj", 2048, 2048},   {"r1.expert_up", 2048, 7168},   {"r1.expert_down", 7168, 2048},
+                          // 128 MB, larger than the caches: decode's streaming against the read bandwidth
+                          {"stream.large", 16384, 4096}};
   std::mt19937 gen(1);
   std::normal_distribution<float> dist(0.0f, 0.02f);
   for (const Shape& s : shapes) {

@@ -5,7 +5,8 @@
 // tg_dP: G tokens decoded after the P-token prompt; and, with --batch B,
 // B sequences of P/4 tokens prefilled and decoded together. Prints one JSON
 // object: medians over R runs, the bytes of weights and KV cache each
-// decode step reads, and the peak RSS against weights + KV cache.
+// decode step reads, and the peak RSS (after the single-sequence runs, and
+// at the end).
 #include <omp.h>
 
 #include <cstdio>
@@ -88,9 +89,11 @@ int main(int argc, char** argv) {
 
   std::vector<double> pp, tg0, tgp, bpp, ppb, tgb;
   double bytes_per_step = 0;
+  uint64_t rss_single = 0;
   for (int r = 0; r < reps + 1; ++r) {  // the first run warms the page cache and is dropped
     const Run d0 = run_once(*m, one_token, gen, 1);
     const Run dp = run_once(*m, long_prompt, gen, 1);
+    if (r == 0) rss_single = peak_rss_bytes();  // before the batch's larger step buffers
     Run bt;
     if (batch > 0) bt = run_once(*m, many, gen / 4, batch);
     if (r == 0) continue;
@@ -98,7 +101,7 @@ int main(int argc, char** argv) {
     pp.push_back(dp.prefill_tps);
     tgp.push_back(dp.decode_tps);
     ppb.push_back(bt.prefill_tps);
-    tgb.push_back(bt.decode_tps * batch);
+    tgb.push_back(bt.decode_tps);  // already summed over the batch's sequences
     // The 1-token prompt is one more step reading the same weights as a decode step.
     bytes_per_step = d0.bytes_per_step / gen;
   }
@@ -109,7 +112,6 @@ int main(int argc, char** argv) {
   double weights = 0;  // bytes of the weight files, all mapped and read
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.path().extension() == ".safetensors") weights += static_cast<double>(e.file_size());
-  const double kv_cache = kv_entry_bytes * (prompt + gen) * std::max(batch, 1);
   std::printf(
       "{\"bench\": \"model\", \"model\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
       "\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, \"decode_d%d_tokens_per_s\": %.2f, "
@@ -121,6 +123,8 @@ int main(int argc, char** argv) {
   if (batch > 0)
     std::printf(", \"batch\": %d, \"batch_prefill_tokens_per_s\": %.2f, \"batch_decode_tokens_per_s\": %.2f", batch, median(ppb),
                 median(tgb));
-  std::printf(", \"weights_bytes\": %.0f, \"kv_cache_bytes\": %.0f, \"peak_rss_bytes\": %llu}\n", weights, kv_cache,
+  // Peak RSS of the single-sequence runs (one P-token step's buffers) and of the whole run.
+  std::printf(", \"weights_bytes\": %.0f, \"kv_cache_bytes\": %.0f, \"peak_rss_single_bytes\": %llu, \"peak_rss_bytes\": %llu}\n",
+              weights, kv_entry_bytes * (prompt + gen), static_cast<unsigned long long>(rss_single),
               static_cast<unsigned long long>(peak_rss_bytes()));
 }

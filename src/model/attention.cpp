@@ -54,10 +54,15 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
   // Fold each head's key up-projection into its query: q_latent = q_nope W_k.
   const int kv_b_rows_per_head = nope + v_dim;
   q_latent_.resize(un * heads * rank);
-  for (int h = 0; h < heads; ++h) {
+  const auto fold_head = [&](int h, int) {
     const Weight w_k = w.kv_b.row_slice(h * kv_b_rows_per_head, nope);
     matmul_by_columns(q_.data() + static_cast<size_t>(h) * qk, static_cast<size_t>(heads) * qk, n, w_k,
                       q_latent_.data() + static_cast<size_t>(h) * rank, static_cast<size_t>(heads) * rank);
+  };
+  if (static_cast<long>(n) * heads * nope * rank > 65536) {
+    parallel_for(heads, fold_head);
+  } else {
+    for (int h = 0; h < heads; ++h) fold_head(h, 0);
   }
 
   // Scores and weighted latent sums. Queries that read the same cache

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -29,6 +30,25 @@ constexpr uint64_t pack(uint64_t gen, uint64_t tasks, uint64_t next) { return ge
 // enough to catch the next product of a decode step without a wake-up,
 // short enough not to take a core from another process for long.
 constexpr auto kSpin = std::chrono::microseconds(100);
+
+// With OMP_PLACES and OMP_PROC_BIND set, the OpenMP runtime binds the
+// calling thread to the first place, and a thread it creates would inherit
+// that one place: worker i goes to the i-th place after it instead, as
+// OMP_PROC_BIND=close places OpenMP's own threads.
+void bind_to_place(std::thread& worker, int index) {
+  const int places = omp_get_num_places();
+  if (places <= 0 || omp_get_proc_bind() == omp_proc_bind_false) return;
+  const int place = (std::max(omp_get_place_num(), 0) + index) % places;
+  std::vector<int> ids(static_cast<size_t>(omp_get_place_num_procs(place)));
+  if (ids.empty()) return;
+  omp_get_place_proc_ids(place, ids.data());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (const int id : ids) {
+    if (id >= 0 && id < CPU_SETSIZE) CPU_SET(id, &set);
+  }
+  pthread_setaffinity_np(worker.native_handle(), sizeof set, &set);
+}
 
 // Sleep while *word == expected / wake every sleeper: the kernel's futex on
 // the 32-bit wake counter.
@@ -58,7 +78,10 @@ class Pool {
     // The wake count as of now, not as of when a new thread first runs: a
     // stop or a loop published before then must still wake it.
     const uint32_t seen = wake_.load(std::memory_order_seq_cst);
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, seen] { work(i, seen); });
+    for (int i = 1; i < threads; ++i) {
+      workers_.emplace_back([this, i, seen] { work(i, seen); });
+      bind_to_place(workers_.back(), i);
+    }
   }
 
   void run(int tasks, const std::function<void(int, int)>& fn) {
