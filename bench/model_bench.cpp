@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   std::vector<GenerationRequest> many;
   for (int b = 0; b < batch; ++b) many.push_back({prompt_ids(prompt / 4, 3 + b, vocab), nullptr, static_cast<uint64_t>(b)});
 
-  std::vector<double> pp, tg0, tgp, bpp, ppb, tgb;
+  std::vector<double> pp, tg0, tgp, bpp, ppb, tgb, depth_ratio;
   double bytes_per_step = 0;
   uint64_t rss_single = 0;
   for (int r = 0; r < reps + 1; ++r) {  // the first run warms the page cache and is dropped
@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
     tg0.push_back(d0.decode_tps);
     pp.push_back(dp.prefill_tps);
     tgp.push_back(dp.decode_tps);
+    depth_ratio.push_back(dp.decode_tps / d0.decode_tps);  // a pair run back to back: less exposed to load changes
     ppb.push_back(bt.prefill_tps);
     tgb.push_back(bt.decode_tps);  // already summed over the batch's sequences
     // The 1-token prompt is one more step reading the same weights as a decode step.
@@ -118,7 +119,7 @@ int main(int argc, char** argv) {
       "\"decode_d%d_vs_d0_ratio\": %.3f, \"decode_bytes_per_token\": %.0f, \"decode_effective_gbs\": %.2f, "
       "\"decode_effective_gbs_d%d\": %.2f",
       dir.c_str(), omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
-      median(tgp) / median(tg0), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
+      median(depth_ratio), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
       (bytes_per_step + kv_dp) * median(tgp) / 1e9);
   if (batch > 0)
     std::printf(", \"batch\": %d, \"batch_prefill_tokens_per_s\": %.2f, \"batch_decode_tokens_per_s\": %.2f", batch, median(ppb),
