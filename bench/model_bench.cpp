@@ -3,7 +3,7 @@
 //   model_bench MODEL_DIR [--prompt P] [--gen G] [--reps R] [--batch B]
 // pp: one P-token prompt; tg_d0: G tokens decoded from a 1-token prompt;
 // tg_dP: G tokens decoded after the P-token prompt; and, with --batch B,
-// B sequences of P/4 tokens prefilled and decoded together. Prints one JSON
+// B sequences of P/4 tokens prefilled together, then G tokens each decoded together. Prints one JSON
 // object: medians over R runs, the bytes of weights and KV cache each
 // decode step reads, and the peak RSS (after the single-sequence runs, and
 // at the end).
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     const Run dp = run_once(*m, long_prompt, gen, 1);
     if (r == 0) rss_single = peak_rss_bytes();  // before the batch's larger step buffers
     Run bt;
-    if (batch > 0) bt = run_once(*m, many, gen / 4, batch);
+    if (batch > 0) bt = run_once(*m, many, gen, batch);
     if (r == 0) continue;
     tg0.push_back(d0.decode_tps);
     pp.push_back(dp.prefill_tps);
