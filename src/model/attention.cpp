@@ -1,6 +1,5 @@
 #include "mote/model/attention.h"
 
-
 #include <algorithm>
 
 #include "mote/ops/elementwise.h"
@@ -59,11 +58,7 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     matmul_by_columns(q_.data() + static_cast<size_t>(h) * qk, static_cast<size_t>(heads) * qk, n, w_k,
                       q_latent_.data() + static_cast<size_t>(h) * rank, static_cast<size_t>(heads) * rank);
   };
-  if (static_cast<long>(n) * heads * nope * rank > 65536) {
-    parallel_for(heads, fold_head);
-  } else {
-    for (int h = 0; h < heads; ++h) fold_head(h, 0);
-  }
+  parallel_for(heads, fold_head, static_cast<long>(n) * heads * nope * rank > 65536);
 
   // Scores and weighted latent sums. Queries that read the same cache
   // entries (heads of one row, rows of one sequence) go together in tiles,
@@ -153,11 +148,7 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
       }
     }
   };
-  if (parallel) {
-    parallel_for(tile_count, one_tile);
-  } else {
-    for (int ti = 0; ti < tile_count; ++ti) one_tile(ti, 0);
-  }
+  parallel_for(tile_count, one_tile, parallel);
 
   // Value up-projection per head, then the output projection.
   attn_v_.resize(un * heads * v_dim);

@@ -1,6 +1,5 @@
 #include "mote/model/gqa_attention.h"
 
-
 #include <algorithm>
 
 #include "mote/ops/elementwise.h"
@@ -73,11 +72,7 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     std::fill(o, o + d, 0.0f);
     for (int s = 0; s < context; ++s) add_scaled(o, scores[s], cache.entry(row.slot, layer, s) + kv_width + static_cast<size_t>(kv) * d, d);
   };
-  if (parallel) {
-    parallel_for(tasks, one_task);
-  } else {
-    for (int task = 0; task < tasks; ++task) one_task(task, 0);
-  }
+  parallel_for(tasks, one_task, parallel);
   matmul(attn_.data(), n, w.o, out);
 }
 

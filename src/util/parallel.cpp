@@ -8,11 +8,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <climits>
-
+#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <memory>
+#include <climits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -61,8 +60,6 @@ void futex_wake_all(std::atomic<uint32_t>& word) {
 
 class Pool {
  public:
-  ~Pool() { resize(1); }
-
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   void resize(int threads) {
@@ -84,9 +81,9 @@ class Pool {
     }
   }
 
-  void run(int tasks, const std::function<void(int, int)>& fn) {
+  void run(int tasks, const std::function<void(int, int)>& fn, bool parallel) {
     bool expected = false;
-    if (in_task_ || workers_.empty() || tasks <= 1 || tasks > static_cast<int>(kTaskMask) ||
+    if (!parallel || in_task_ || workers_.empty() || tasks <= 1 || tasks > static_cast<int>(kTaskMask) ||
         !busy_.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
       for (int t = 0; t < tasks; ++t) fn(t, 0);
       return;
@@ -177,7 +174,7 @@ Pool& pool() {
 
 }  // namespace
 
-void parallel_for(int tasks, const std::function<void(int, int)>& fn) { pool().run(tasks, fn); }
+void parallel_for(int tasks, const std::function<void(int, int)>& fn, bool parallel) { pool().run(tasks, fn, parallel); }
 
 int parallel_threads() { return pool().threads(); }
 

@@ -19,9 +19,10 @@ namespace mote {
 
 // Runs fn(task, thread) for every task in [0, tasks), thread < parallel_threads()
 // naming the thread that runs it (for per-thread scratch). Runs on the
-// calling thread alone when there is one thread, one task, or when called
-// from inside a task or while another thread's loop is running.
-void parallel_for(int tasks, const std::function<void(int task, int thread)>& fn);
+// calling thread alone when `parallel` is false (too little work to share),
+// when there is one thread or one task, or when called from inside a task or
+// while another thread's loop is running.
+void parallel_for(int tasks, const std::function<void(int task, int thread)>& fn, bool parallel = true);
 
 // Threads a loop may use, the caller included. The default is
 // OMP_NUM_THREADS if set, else the cores this process may run on.
