@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   std::vector<GenerationRequest> many;
   for (int b = 0; b < batch; ++b) many.push_back({prompt_ids(prompt / 4, 3 + b, vocab), nullptr, static_cast<uint64_t>(b)});
 
-  std::vector<double> pp, tg0, tgp, bpp, ppb, tgb, depth_ratio;
+  std::vector<double> pp, tg0, tgp, ppb, tgb, depth_ratio;
   double bytes_per_step = 0;
   uint64_t rss_single = 0;
   for (int r = 0; r < reps + 1; ++r) {  // the first run warms the page cache and is dropped

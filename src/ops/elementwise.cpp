@@ -45,9 +45,6 @@ inline Vec8 load8(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-}  // namespace
-
-namespace {
 
 // The 16 partial sums of dot() folded in its fixed order, plus its tail.
 inline float fold(Vec8 acc0, Vec8 acc1, float tail) {

@@ -449,15 +449,14 @@ void matmul_group(std::span<const MatmulJob> jobs) {
   // loop for all the products (the experts of a layer, say) instead of one
   // each: fewer waits at loop ends, and a thread that finishes one product
   // goes on to the next.
-  int64_t total = 0;
+  int64_t total = 0, blocks_total = 0;
   for (const MatmulJob& j : jobs) {
     if (j.n <= 0 || j.w->rows == 0) continue;
     g_weight_bytes.fetch_add(j.w->bytes() + j.w->scale_bytes(), std::memory_order_relaxed);
     total += static_cast<int64_t>(j.n) * j.w->rows * j.w->cols;
+    blocks_total += (j.w->rows + kRowBlock - 1) / kRowBlock;
   }
   if (total == 0) return;
-  int64_t blocks_total = 0;
-  for (const MatmulJob& j : jobs) blocks_total += j.n > 0 ? (j.w->rows + kRowBlock - 1) / kRowBlock : 0;
   // Several chunks per thread, so a thread that runs slower (another
   // process on its core) takes fewer of them.
   const int64_t chunks = total >= kParallelThreshold ? std::min<int64_t>(blocks_total, 4 * parallel_threads()) : 1;
