@@ -13,7 +13,7 @@
 #include <random>
 
 #include "bench_util.h"
-#include "mote/dist/expert_exchange.h"
+#include "mote/expert_parallel/expert_exchange.h"
 #include "mote/io/json_file.h"
 #include "mote/model/loaded_model.h"
 #include "mote/model/synthetic_model.h"

@@ -19,7 +19,7 @@
 
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
-#include "mote/dist/mpi_session.h"
+#include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/h5.h"
 #include "mote/io/mask_file.h"
 #include "mote/io/prompt_file.h"

@@ -7,7 +7,7 @@
 
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
-#include "mote/dist/mpi_session.h"
+#include "mote/expert_parallel/mpi_session.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
 

@@ -9,7 +9,7 @@
 
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
-#include "mote/dist/mpi_session.h"
+#include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/mask_file.h"
 #include "mote/runtime/expert_ranking.h"
 #include "mote/util/error.h"

@@ -6,7 +6,7 @@
 
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
-#include "mote/dist/mpi_session.h"
+#include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/json_file.h"
 #include "mote/tokenizer/chat_template.h"
 #include "mote/tokenizer/tokenizer.h"

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "mote/dist/expert_counters.h"
+#include "mote/expert_parallel/expert_counters.h"
 #include "mote/model/expert_mask.h"
 #include "mote/ops/elementwise.h"
 #include "mote/ops/matmul.h"

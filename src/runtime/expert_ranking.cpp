@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "mote/dist/expert_counters.h"
+#include "mote/expert_parallel/expert_counters.h"
 #include "mote/util/error.h"
 
 namespace mote {

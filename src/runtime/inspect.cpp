@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "mote/dist/expert_counters.h"
+#include "mote/expert_parallel/expert_counters.h"
 #include "mote/io/h5.h"
 #include "mote/io/profile_file.h"
 #include "mote/model/loaded_model.h"

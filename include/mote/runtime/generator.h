@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "mote/model/moe_transformer.h"
-#include "mote/dist/expert_counters.h"
+#include "mote/expert_parallel/expert_counters.h"
 #include "mote/runtime/sampler.h"
 
 namespace mote {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "mote/dist/placement.h"
+#include "mote/expert_parallel/placement.h"
 #include "mote/model/config.h"
 
 namespace mote {

@@ -17,7 +17,7 @@ if ! "$root/cluster/netns-hosts" up 3 > "$work/netns.log" 2>&1; then
   echo "SKIP: cannot create network-namespace hosts here: $(tail -n 1 "$work/netns.log")"; exit 77
 fi
 
-/usr/bin/python3 "$root/tests/dist/golden_prompts.py" "$root/models/tiny-deepseek-v3-mote" "$work/golden.jsonl"
+/usr/bin/python3 "$root/tests/jobs/golden_prompts.py" "$root/models/tiny-deepseek-v3-mote" "$work/golden.jsonl"
 common=(--prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-logits --trace --log-level warn)
 "$MOTE_BIN" generate "${common[@]}" --out "$work/single.h5" > /dev/null
 for placement in contiguous round-robin; do

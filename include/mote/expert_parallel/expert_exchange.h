@@ -19,8 +19,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "mote/dist/expert_counters.h"
-#include "mote/dist/placement.h"
+#include "mote/expert_parallel/expert_counters.h"
+#include "mote/expert_parallel/placement.h"
 #include "mote/model/config.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/experts.h"

@@ -1,4 +1,4 @@
-#include "mote/dist/placement.h"
+#include "mote/expert_parallel/placement.h"
 
 #include <nlohmann/json.hpp>
 

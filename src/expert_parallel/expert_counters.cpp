@@ -1,4 +1,4 @@
-#include "mote/dist/expert_counters.h"
+#include "mote/expert_parallel/expert_counters.h"
 
 #include <cstring>
 

@@ -4,8 +4,8 @@
 
 #include <cstring>
 
-#include "mote/dist/expert_exchange.h"
-#include "mote/dist/placement.h"
+#include "mote/expert_parallel/expert_exchange.h"
+#include "mote/expert_parallel/placement.h"
 #include "mote/model/loaded_model.h"
 #include "model_files.h"
 

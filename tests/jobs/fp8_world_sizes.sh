@@ -22,10 +22,10 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
 PY
 common=(--model "$model" --prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-logits --trace --log-level warn)
 
-source "$root/tests/dist/same_results.sh"
+source "$root/tests/jobs/same_results.sh"
 
 "$MOTE_BIN" generate "${common[@]}" --out "$work/1.h5" > /dev/null
-/usr/bin/python3 "$root/tests/dist/check_npz_golden.py" "$model/golden" "$work/1.h5" "FP8, world size 1" --tolerance 1e-4
+/usr/bin/python3 "$root/tests/jobs/check_npz_golden.py" "$model/golden" "$work/1.h5" "FP8, world size 1" --tolerance 1e-4
 "$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --out "$work/3.h5" > /dev/null
 same "$work/1.h5" "$work/3.h5"
 echo "FP8, world size 3: bit-identical to world size 1"

@@ -1,4 +1,4 @@
-#include "mote/dist/expert_exchange.h"
+#include "mote/expert_parallel/expert_exchange.h"
 
 #include <algorithm>
 #include <cstring>

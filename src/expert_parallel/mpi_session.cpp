@@ -1,4 +1,4 @@
-#include "mote/dist/mpi_session.h"
+#include "mote/expert_parallel/mpi_session.h"
 
 #include <mpi.h>
 

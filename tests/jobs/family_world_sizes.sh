@@ -13,7 +13,7 @@ export MOTE_BIN=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-source "$root/tests/dist/same_results.sh"
+source "$root/tests/jobs/same_results.sh"
 
 check() {  # check NAME MODEL_DIR GOLDEN_DIR
   local name=$1 model=$2 golden=$3 n_gen
@@ -30,7 +30,7 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
 PY
   local common=(--model "$model" --prompts "$work/$name.jsonl" --max-new-tokens "$n_gen" --ignore-eos --save-logits --trace --log-level warn)
   "$MOTE_BIN" generate "${common[@]}" --out "$work/$name-1.h5" > /dev/null
-  /usr/bin/python3 "$root/tests/dist/check_npz_golden.py" "$golden" "$work/$name-1.h5" "$name, world size 1" --relative 1e-3 --route-margin 1e-3
+  /usr/bin/python3 "$root/tests/jobs/check_npz_golden.py" "$golden" "$work/$name-1.h5" "$name, world size 1" --relative 1e-3 --route-margin 1e-3
   "$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --out "$work/$name-3.h5" > /dev/null
   same "$work/$name-1.h5" "$work/$name-3.h5"
   for policy in reroute drop zero; do

@@ -10,13 +10,13 @@ export MOTE_BIN=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 model=$root/models/tiny-deepseek-v3-mote
-/usr/bin/python3 "$root/tests/dist/golden_prompts.py" "$model" "$work/golden.jsonl"
+/usr/bin/python3 "$root/tests/jobs/golden_prompts.py" "$model" "$work/golden.jsonl"
 common=(--prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-logits --trace --log-level warn)
 
 "$MOTE_BIN" generate "${common[@]}" --out "$work/single.h5" > /dev/null
-/usr/bin/python3 "$root/tests/dist/check_golden.py" "$model" "$work/single.h5" base
+/usr/bin/python3 "$root/tests/jobs/check_golden.py" "$model" "$work/single.h5" base
 
-source "$root/tests/dist/same_results.sh"
+source "$root/tests/jobs/same_results.sh"
 
 for n in 1 2 3 4; do
   for placement in contiguous round-robin; do
