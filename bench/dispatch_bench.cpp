@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
       const ModelConfig& c = m->config;
       const Placement placement = Placement::by_rule("round-robin", 1, c.n_routed_experts, world, true);
       const WireFormat wire{hidden, c.num_experts_per_tok, WireDType::F32};
-      ExpertWorker worker(m->weights, c, placement, rank, wire, nullptr);
+      ExpertWorker worker(m->weights, c, placement, rank, wire, nullptr);  // counts nothing
       // A shared expert of DeepSeek-V3's proportions for this hidden size.
       FfnWeights shared = m->weights.layers[1].shared;
       std::vector<uint16_t> shared_storage;
@@ -104,17 +104,16 @@ int main(int argc, char** argv) {
         for (const int mode : {0, 1, 2}) {
           const bool overlap = mode == 1;
           const double compute_before = worker.compute_seconds();
+          ExpertExchange exchange(MPI_COMM_WORLD, placement, wire, worker, overlap);
           if (rank == 0) {
-            MpiExpertExecutor exec(MPI_COMM_WORLD, placement, wire, worker, overlap);
             Ffn ffn;
             mote_s[mode] = bench::median_seconds(reps, [&] {
-              exec.begin({1, 0, x.data(), tokens, experts.data(), weights.data(), 8, rows});
+              exchange.begin({1, 0, x.data(), tokens, experts.data(), weights.data(), 8, rows});
               if (mode != 2) ffn.forward(shared, x.data(), tokens, sh.data());
-              exec.finish(out.data());
+              exchange.finish(out.data());
             });
-            exec.shutdown();
-          } else {
-            ShardServer(MPI_COMM_WORLD, wire, worker).run();
+          }
+          while (exchange.serve(true)) {
           }
           if (mode == 2) mode_compute = worker.compute_seconds() - compute_before;
         }

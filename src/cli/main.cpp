@@ -23,6 +23,7 @@ void print_usage() {
                "  rank          rank experts of a profile by target vs control class; write the top as a mask\n"
                "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n"
                "  plan          memory per rank of a job (weights by kind, KV cache, buffers) before loading\n"
+               "  place         a placement balancing each rank's expected expert load, from a profile\n"
                "  inspect       what a mote HDF5 file or a model directory holds\n"
                "  diff          per-expert change of activation frequency between two profiles\n"
                "  tokenize      the token ids a job would feed the model, one JSON line per input line\n";
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
     if (command == "rank") return mote::run_rank(args, command_line, mpi);
     if (command == "experiment") return mote::run_experiment(args, command_line, mpi);
     if (command == "plan") return mote::run_plan(args, command_line, mpi);
+    if (command == "place") return mote::run_place(args, command_line, mpi);
     if (command == "inspect") return mote::run_inspect(args, command_line, mpi);
     if (command == "diff") return mote::run_diff(args, command_line, mpi);
     if (command == "tokenize") return mote::run_tokenize(args, command_line, mpi);

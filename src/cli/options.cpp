@@ -170,4 +170,29 @@ std::string joined_command_line(int argc, char** argv) {
   return out;
 }
 
+// "512G", "96GiB", "1.5T", "800000000": bytes, with K, M, G, T as powers of 1024.
+uint64_t parse_byte_size(const std::string& text, const char* option) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) unit.pop_back();
+  double scale = 1;
+  if (unit == "K" || unit == "k") scale = 1024.0;
+  else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
+  else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "t") scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty()) used = 0;
+  if (used == 0 || !(value > 0) || value * scale > 1e18) {
+    fail("{} '{}': expected a size such as 512G, 96GiB or 800000000 (bytes)", option, text);
+  }
+  return static_cast<uint64_t>(value * scale);
+}
+
+
 }  // namespace mote

@@ -10,33 +10,6 @@
 #include "mote/util/error.h"
 
 namespace mote {
-namespace {
-
-// "512G", "96GiB", "1.5T", "800000000": bytes, with K, M, G, T as powers of 1024.
-uint64_t parse_bytes(const std::string& text) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  std::string unit = text.substr(used);
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-  if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) unit.pop_back();
-  double scale = 1;
-  if (unit == "K" || unit == "k") scale = 1024.0;
-  else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
-  else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
-  else if (unit == "T" || unit == "t") scale = 1024.0 * 1024 * 1024 * 1024;
-  else if (!unit.empty()) used = 0;
-  if (used == 0 || !(value > 0) || value * scale > 1e18) {
-    fail("--mem-per-rank '{}': expected a size such as 512G, 96GiB or 800000000 (bytes)", text);
-  }
-  return static_cast<uint64_t>(value * scale);
-}
-
-}  // namespace
 
 int run_plan(const std::vector<std::string>& args, const std::string&, MpiSession& mpi) {
   PlanRequest req;
@@ -71,7 +44,7 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
   if (mpi.rank() != 0) return 0;
   if (req.world_size < 1) fail("-n {} must be at least 1", req.world_size);
   req.model_dir = model;
-  if (!mem.empty()) req.mem_per_rank = parse_bytes(mem);
+  if (!mem.empty()) req.mem_per_rank = parse_byte_size(mem, "--mem-per-rank");
   const MemoryPlan plan = plan_memory(req);
   std::cout << (json ? format_plan_json(plan) : format_plan_text(plan));
   return plan.over_limit.empty() ? 0 : 3;

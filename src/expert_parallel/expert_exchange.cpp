@@ -11,8 +11,13 @@
 namespace mote {
 namespace {
 
-enum Command : int32_t { kIdle = 0, kLayer = 1, kStop = 2 };
-constexpr int kControlInts = 3;  // {command, moe_layer, records}
+// What a rank tells the others at the start of a round.
+enum State : int32_t {
+  kWork = 1,  // it sends tokens of one MoE layer in this round
+  kIdle = 2,  // it sends none now, but may later
+  kDone = 3,  // it will send none again
+};
+constexpr int kControlInts = 4;  // {state, moe_layer, records, stop signal}
 
 void check_mpi(int rc, const char* what) {
   if (rc != MPI_SUCCESS) {
@@ -81,27 +86,34 @@ WireDType parse_wire_dtype(const std::string& name) {
 }
 
 ExpertWorker::ExpertWorker(const ModelWeights& weights, const ModelConfig& config, const Placement& placement, int rank,
-                           WireFormat wire, ExpertCounters* counters, const std::vector<ExpertMask>* masks)
+                           WireFormat wire, std::vector<ExpertCounters>* counters, const std::vector<ExpertMask>* masks)
     : weights_(weights), config_(config), placement_(placement), rank_(rank), wire_(wire), counters_(counters), masks_(masks) {}
 
-void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const std::vector<int>& recv_records,
+void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>& recv_records, const std::vector<int>& recv_layers,
                            std::vector<char>& results, std::vector<int>& result_counts) {
   const int sources = static_cast<int>(recv_records.size());
   const int n_experts = config_.n_routed_experts;
+  const int moe_layers = placement_.moe_layers();
   const int k = wire_.top_k;
   const size_t rec = wire_.record_bytes();
-  const int layer = config_.moe_layers()[static_cast<size_t>(moe_layer)];
-  const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
 
   // Validate every record and lay out the results: per source, per record,
-  // one hidden vector per expert entry, in entry order.
+  // one hidden vector per expert entry, in entry order. Entries are keyed
+  // by (MoE layer, expert): sources may be at different layers.
   int total_records = 0;
   for (int c : recv_records) total_records += c;
   result_counts.assign(static_cast<size_t>(sources), 0);
   result_offset_.clear();  // byte offset of each (record, entry) result
-  offsets_.assign(static_cast<size_t>(n_experts) + 1, 0);
+  entry_key_.clear();
+  offsets_.assign(static_cast<size_t>(moe_layers) * n_experts + 1, 0);
   size_t result_total = 0;
   for (int src = 0, r = 0; src < sources; ++src) {
+    if (recv_records[src] == 0) continue;
+    const int moe_layer = recv_layers[src];
+    if (moe_layer < 0 || moe_layer >= moe_layers) fail("protocol error: rank {} received tokens for MoE layer {} from rank {}", rank_, moe_layer, src);
+    if (counters_ != nullptr && src >= static_cast<int>(counters_->size())) {
+      fail("protocol error: rank {} received tokens from rank {}, which is not a coordinator", rank_, src);
+    }
     for (int i = 0; i < recv_records[src]; ++i, ++r) {
       const char* record = recv.data() + static_cast<size_t>(r) * rec;
       const int32_t entries = read_i32(record, 0);
@@ -124,7 +136,9 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
           fail("protocol error: rank {} received a token for expert {} of MoE layer {}, which mask set '{}' switches off", rank_, e,
                moe_layer, mask->name);
         }
-        ++offsets_[static_cast<size_t>(e) + 1];
+        const int key = moe_layer * n_experts + e;
+        ++offsets_[static_cast<size_t>(key) + 1];
+        entry_key_.push_back(key);
         result_offset_.push_back(result_total);
         result_total += wire_.result_bytes();
       }
@@ -133,22 +147,26 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
   }
   results.resize(result_total);
 
-  // Counting sort of the entries by expert, keeping arrival order within an
-  // expert (source rank, then record order): that order is the same for any
-  // placement, so are the counters' sums.
-  for (int e = 0; e < n_experts; ++e) offsets_[e + 1] += offsets_[e];
+  // Counting sort of the entries by (layer, expert), keeping arrival order
+  // within an expert (source rank, then record order): within one source
+  // that is the source's own row order, whatever the placement.
+  const int keys = moe_layers * n_experts;
+  for (int key = 0; key < keys; ++key) offsets_[key + 1] += offsets_[key];
   order_.resize(result_offset_.size());
   cursor_.assign(offsets_.begin(), offsets_.end() - 1);
-  auto& cursor = cursor_;
   entry_pos_.resize(result_offset_.size());  // (record, j) of each entry
-  auto& entry_pos = entry_pos_;
   for (int r = 0, entry = 0; r < total_records; ++r) {
     const char* record = recv.data() + static_cast<size_t>(r) * rec;
     const int32_t entries = read_i32(record, 0);
     for (int j = 0; j < entries; ++j, ++entry) {
-      order_[cursor[read_i32(record, WireFormat::kMeta + j)]++] = entry;
-      entry_pos[entry] = {r, j};
+      order_[cursor_[entry_key_[entry]]++] = entry;
+      entry_pos_[entry] = {r, j};
     }
+  }
+  // Source rank of each record, for the counters.
+  source_of_.clear();
+  if (counters_ != nullptr) {
+    for (int src = 0; src < sources; ++src) source_of_.insert(source_of_.end(), static_cast<size_t>(recv_records[src]), src);
   }
 
   const size_t h = static_cast<size_t>(wire_.hidden);
@@ -157,20 +175,23 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
   gathered_.resize(entries * h);
   computed_.resize(entries * h);
   jobs_.clear();
-  for (int e = 0; e < n_experts; ++e) {
-    const int begin = offsets_[e];
-    const int count = offsets_[e + 1] - begin;
+  for (int key = 0; key < keys; ++key) {
+    const int begin = offsets_[key];
+    const int count = offsets_[key + 1] - begin;
     if (count == 0) continue;
+    const int moe_layer = key / n_experts, e = key % n_experts;
     for (int i = begin; i < begin + count; ++i) {
-      const auto [r, j] = entry_pos[order_[i]];
+      const auto [r, j] = entry_pos_[order_[i]];
       const char* record = recv.data() + static_cast<size_t>(r) * rec;
       get_values(gathered_.data() + i * h, record + wire_.header_bytes(), wire_.hidden, wire_.dtype);
       if (counters_ != nullptr) {
         float weight;
         std::memcpy(&weight, record + 4 * (WireFormat::kMeta + k + j), 4);
-        counters_->add(read_i32(record, 1), read_i32(record, 2), moe_layer, e, weight);
+        (*counters_)[static_cast<size_t>(source_of_[static_cast<size_t>(r)])].add(read_i32(record, 1), read_i32(record, 2), moe_layer, e,
+                                                                                  weight);
       }
     }
+    const LayerWeights& lw = weights_.layers[static_cast<size_t>(config_.moe_layers()[static_cast<size_t>(moe_layer)])];
     jobs_.push_back({&lw.experts[e], gathered_.data() + begin * h, count, computed_.data() + begin * h});
   }
   ffn_.forward_many(jobs_);
@@ -180,50 +201,106 @@ void ExpertWorker::process(int moe_layer, const std::vector<char>& recv, const s
   compute_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-MpiExpertExecutor::MpiExpertExecutor(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap)
+ExpertExchange::ExpertExchange(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap)
     : comm_(comm), placement_(placement), wire_(wire), worker_(worker), overlap_(overlap) {
   MPI_Comm_size(comm_, &world_);
+  entries_.resize(static_cast<size_t>(world_));
+  send_records_.assign(static_cast<size_t>(world_), 0);
 }
 
-void MpiExpertExecutor::exchange_control(int command, int moe_layer) {
-  std::vector<int32_t> send(static_cast<size_t>(world_) * kControlInts), recv(send.size());
+bool ExpertExchange::exchange_control(int state, int moe_layer) {
+  if (before_round) before_round();
+  ++rounds_;
+  const auto start = std::chrono::steady_clock::now();
+  control_send_.resize(static_cast<size_t>(world_) * kControlInts);
+  control_recv_.resize(control_send_.size());
+  const int signal = mote::stop_signal();
   for (int r = 0; r < world_; ++r) {
-    send[r * kControlInts] = command;
-    send[r * kControlInts + 1] = moe_layer;
-    send[r * kControlInts + 2] = command == kLayer ? send_records_[r] : 0;
+    int32_t* c = &control_send_[static_cast<size_t>(r) * kControlInts];
+    c[0] = state;
+    c[1] = moe_layer;
+    c[2] = state == kWork ? send_records_[r] : 0;
+    c[3] = signal;
   }
-  check_mpi(MPI_Alltoall(send.data(), kControlInts, MPI_INT32_T, recv.data(), kControlInts, MPI_INT32_T, comm_), "Alltoall (control)");
+  check_mpi(MPI_Alltoall(control_send_.data(), kControlInts, MPI_INT32_T, control_recv_.data(), kControlInts, MPI_INT32_T, comm_),
+            "Alltoall (control)");
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   recv_records_.assign(static_cast<size_t>(world_), 0);
-  for (int r = 0; r < world_; ++r) recv_records_[r] = recv[r * kControlInts + 2];
-  for (int r = 1; r < world_ && peer_stop_signal_ == 0; ++r) peer_stop_signal_ = recv[r * kControlInts];
+  recv_layers_.assign(static_cast<size_t>(world_), -1);
+  bool all_done = true;
+  for (int r = 0; r < world_; ++r) {
+    const int32_t* c = &control_recv_[static_cast<size_t>(r) * kControlInts];
+    if (c[0] != kWork && c[0] != kIdle && c[0] != kDone) fail("protocol error: unknown state {} from rank {}", c[0], r);
+    if (c[2] < 0 || (c[0] != kWork && c[2] != 0)) fail("protocol error: rank {} announced {} records in state {}", r, c[2], c[0]);
+    all_done &= c[0] == kDone;
+    recv_records_[r] = c[2];
+    recv_layers_[r] = c[1];
+    if (stop_signal_ == 0 && c[3] != 0) stop_signal_ = c[3];
+  }
+  return !all_done;
 }
 
-void MpiExpertExecutor::begin(const ExpertBatch& b) {
+void ExpertExchange::post_payload() {
+  const size_t rec = wire_.record_bytes();
+  recv_bytes_.resize(static_cast<size_t>(world_));
+  for (int s = 0; s < world_; ++s) recv_bytes_[s] = to_count(static_cast<size_t>(recv_records_[s]) * rec);
+  displacements(recv_bytes_, recv_displs_);
+  recv_buf_.resize(static_cast<size_t>(recv_displs_.back()) + static_cast<size_t>(recv_bytes_.back()) + 1);
+  send_bytes_.resize(static_cast<size_t>(world_));
+  for (int d = 0; d < world_; ++d) send_bytes_[d] = to_count(static_cast<size_t>(send_records_[d]) * rec);
+  displacements(send_bytes_, send_displs_);
+  if (send_buf_.empty()) send_buf_.resize(1);
+  check_mpi(MPI_Ialltoallv(send_buf_.data(), send_bytes_.data(), send_displs_.data(), MPI_BYTE, recv_buf_.data(), recv_bytes_.data(),
+                           recv_displs_.data(), MPI_BYTE, comm_, &payload_request_),
+            "Ialltoallv (payload)");
+}
+
+// Runs this rank's experts over what it received and sends the results
+// back; what comes back to this rank lands in returned_.
+void ExpertExchange::exchange_results() {
+  {
+    const auto start = std::chrono::steady_clock::now();
+    check_mpi(MPI_Wait(&payload_request_, MPI_STATUS_IGNORE), "Wait (payload)");
+    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_);
+  displacements(result_counts_, result_displs_);
+  returned_counts_.resize(static_cast<size_t>(world_));
+  for (int d = 0; d < world_; ++d) returned_counts_[d] = to_count(entries_[d].size() * wire_.result_bytes());
+  displacements(returned_counts_, returned_displs_);
+  returned_.resize(static_cast<size_t>(returned_displs_.back()) + static_cast<size_t>(returned_counts_.back()) + 1);
+  if (results_.empty()) results_.resize(1);
+  const auto start = std::chrono::steady_clock::now();
+  check_mpi(MPI_Alltoallv(results_.data(), result_counts_.data(), result_displs_.data(), MPI_BYTE, returned_.data(),
+                          returned_counts_.data(), returned_displs_.data(), MPI_BYTE, comm_),
+            "Alltoallv (results)");
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void ExpertExchange::begin(const ExpertBatch& b) {
   batch_ = b;
   const int k = b.top_k;
   const size_t rec = wire_.record_bytes();
   send_records_.assign(static_cast<size_t>(world_), 0);
-  entries_.resize(static_cast<size_t>(world_));
   for (auto& e : entries_) e.clear();  // keeps capacity: no allocation per layer once warm
 
   // Records per destination: count first, then fill in place.
   has_dest_.resize(static_cast<size_t>(world_));
-  auto& has_dest = has_dest_;
   for (int row = 0; row < b.n; ++row) {
-    std::fill(has_dest.begin(), has_dest.end(), 0);
+    std::fill(has_dest_.begin(), has_dest_.end(), 0);
     for (int s = 0; s < k; ++s) {
       const int32_t e = b.experts[row * k + s];
-      if (e >= 0) has_dest[placement_.owner(b.moe_layer, e)] = 1;
+      if (e >= 0) has_dest_[placement_.owner(b.moe_layer, e)] = 1;
     }
-    for (int d = 0; d < world_; ++d) send_records_[d] += has_dest[d];
+    for (int d = 0; d < world_; ++d) send_records_[d] += has_dest_[d];
   }
-  send_bytes_.resize(static_cast<size_t>(world_));
-  for (int d = 0; d < world_; ++d) send_bytes_[d] = to_count(static_cast<size_t>(send_records_[d]) * rec);
-  displacements(send_bytes_, send_displs_);
-  send_buf_.resize(static_cast<size_t>(send_displs_.back()) + static_cast<size_t>(send_bytes_.back()));
-
-  fill_.assign(send_displs_.begin(), send_displs_.end());
-  auto& fill = fill_;
+  size_t total = 0;
+  fill_.resize(static_cast<size_t>(world_));
+  for (int d = 0; d < world_; ++d) {
+    fill_[d] = total;
+    total += static_cast<size_t>(send_records_[d]) * rec;
+  }
+  send_buf_.resize(total + 1);
   for (int row = 0; row < b.n; ++row) {
     for (int d = 0; d < world_; ++d) {
       char* record = nullptr;
@@ -232,8 +309,8 @@ void MpiExpertExecutor::begin(const ExpertBatch& b) {
         const int32_t e = b.experts[row * k + s];
         if (e < 0 || placement_.owner(b.moe_layer, e) != d) continue;
         if (record == nullptr) {
-          record = send_buf_.data() + fill[d];
-          fill[d] += rec;
+          record = send_buf_.data() + fill_[d];
+          fill_[d] += rec;
           std::memset(record, 0, wire_.header_bytes());
           const int32_t meta[3] = {b.rows[row].cls, b.rows[row].phase, b.rows[row].mask != nullptr ? b.rows[row].mask->id : 0};
           std::memcpy(record + 4, meta, sizeof meta);
@@ -248,31 +325,17 @@ void MpiExpertExecutor::begin(const ExpertBatch& b) {
     }
   }
 
-  exchange_control(kLayer, b.moe_layer);
-  recv_bytes_.resize(static_cast<size_t>(world_));
-  for (int s = 0; s < world_; ++s) recv_bytes_[s] = to_count(static_cast<size_t>(recv_records_[s]) * rec);
-  displacements(recv_bytes_, recv_displs_);
-  recv_buf_.resize(static_cast<size_t>(recv_displs_.back()) + static_cast<size_t>(recv_bytes_.back()));
-  check_mpi(MPI_Ialltoallv(send_buf_.data(), send_bytes_.data(), send_displs_.data(), MPI_BYTE, recv_buf_.data(), recv_bytes_.data(),
-                           recv_displs_.data(), MPI_BYTE, comm_, &payload_request_),
-            "Ialltoallv (payload)");
-  if (!overlap_) check_mpi(MPI_Wait(&payload_request_, MPI_STATUS_IGNORE), "Wait (payload)");
+  exchange_control(kWork, b.moe_layer);
+  post_payload();
+  if (!overlap_) {
+    const auto start = std::chrono::steady_clock::now();
+    check_mpi(MPI_Wait(&payload_request_, MPI_STATUS_IGNORE), "Wait (payload)");
+    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
 }
 
-void MpiExpertExecutor::finish(float* out) {
-  check_mpi(MPI_Wait(&payload_request_, MPI_STATUS_IGNORE), "Wait (payload)");
-  worker_.process(batch_.moe_layer, recv_buf_, recv_records_, results_, result_counts_);
-  displacements(result_counts_, result_displs_);
-
-  // What comes back from each destination: one vector per entry sent there.
-  returned_counts_.resize(static_cast<size_t>(world_));
-  for (int d = 0; d < world_; ++d) returned_counts_[d] = to_count(entries_[d].size() * wire_.result_bytes());
-  displacements(returned_counts_, returned_displs_);
-  returned_.resize(static_cast<size_t>(returned_displs_.back()) + static_cast<size_t>(returned_counts_.back()));
-  check_mpi(MPI_Alltoallv(results_.data(), result_counts_.data(), result_displs_.data(), MPI_BYTE, returned_.data(),
-                          returned_counts_.data(), returned_displs_.data(), MPI_BYTE, comm_),
-            "Alltoallv (results)");
-
+void ExpertExchange::finish(float* out) {
+  exchange_results();
   const size_t h = static_cast<size_t>(wire_.hidden);
   for (int d = 0; d < world_; ++d) {
     const char* src = returned_.data() + returned_displs_[d];
@@ -283,50 +346,13 @@ void MpiExpertExecutor::finish(float* out) {
   }
 }
 
-void MpiExpertExecutor::shutdown() {
+bool ExpertExchange::serve(bool done) {
   send_records_.assign(static_cast<size_t>(world_), 0);
-  exchange_control(kStop, 0);
-}
-
-ShardServer::ShardServer(MPI_Comm comm, WireFormat wire, ExpertWorker& worker) : comm_(comm), wire_(wire), worker_(worker) {}
-
-int64_t ShardServer::run() {
-  int world = 0;
-  MPI_Comm_size(comm_, &world);
-  std::vector<int32_t> send(static_cast<size_t>(world) * kControlInts, 0), control(send.size());
-  std::vector<int> zeros(static_cast<size_t>(world), 0), recv_records(static_cast<size_t>(world)), recv_bytes(static_cast<size_t>(world)),
-      recv_displs, result_counts, result_displs;
-  std::vector<char> recv, results;
-  char empty = 0;
-  int64_t served = 0;
-  for (;;) {
-    send[0] = stop_signal();  // to the coordinator, which decides when to stop
-    check_mpi(MPI_Alltoall(send.data(), kControlInts, MPI_INT32_T, control.data(), kControlInts, MPI_INT32_T, comm_), "Alltoall (control)");
-    // Rank 0 is the coordinator; it decides whether there is a layer or the end.
-    const int32_t command = control[0];
-    if (command == kStop) return served;
-    if (command != kLayer) fail("protocol error: unknown command {} from the coordinator", command);
-    const int moe_layer = control[1];
-    for (int s = 0; s < world; ++s) {
-      recv_records[s] = control[s * kControlInts + 2];
-      recv_bytes[s] = to_count(static_cast<size_t>(recv_records[s]) * wire_.record_bytes());
-    }
-    displacements(recv_bytes, recv_displs);
-    recv.resize(static_cast<size_t>(recv_displs.back()) + static_cast<size_t>(recv_bytes.back()));
-    // The coordinator posts the payload as a non-blocking collective, which
-    // only a non-blocking one may match.
-    MPI_Request request = MPI_REQUEST_NULL;
-    check_mpi(MPI_Ialltoallv(&empty, zeros.data(), zeros.data(), MPI_BYTE, recv.data(), recv_bytes.data(), recv_displs.data(), MPI_BYTE,
-                             comm_, &request),
-              "Ialltoallv (payload)");
-    check_mpi(MPI_Wait(&request, MPI_STATUS_IGNORE), "Wait (payload)");
-    worker_.process(moe_layer, recv, recv_records, results, result_counts);
-    displacements(result_counts, result_displs);
-    check_mpi(MPI_Alltoallv(results.data(), result_counts.data(), result_displs.data(), MPI_BYTE, &empty, zeros.data(), zeros.data(),
-                            MPI_BYTE, comm_),
-              "Alltoallv (results)");
-    ++served;
-  }
+  for (auto& e : entries_) e.clear();
+  if (!exchange_control(done ? kDone : kIdle, -1)) return false;
+  post_payload();
+  exchange_results();
+  return true;
 }
 
 }  // namespace mote

@@ -14,11 +14,16 @@ Placement::Placement(int moe_layers, int experts, int world_size, std::string na
       name_(std::move(name)),
       owner_(static_cast<size_t>(moe_layers) * experts, 0) {}
 
-Placement Placement::by_rule(const std::string& kind, int moe_layers, int experts, int world_size, bool coordinator_experts) {
+Placement Placement::by_rule(const std::string& kind, int moe_layers, int experts, int world_size, bool coordinator_experts,
+                             int coordinators) {
   if (world_size < 1) fail("world size {} must be at least 1", world_size);
-  const bool with_zero = coordinator_experts || world_size == 1;
+  if (coordinators < 1 || coordinators > world_size) fail("{} coordinators cannot be among {} ranks", coordinators, world_size);
+  if (!coordinator_experts && coordinators == world_size && world_size > 1) {
+    fail("every rank is a coordinator and coordinators hold no experts (--coordinator-experts false): no rank would hold them");
+  }
+  const bool with_coordinators = coordinator_experts || world_size == 1;
   std::vector<int> holders;
-  for (int r = with_zero ? 0 : 1; r < world_size; ++r) holders.push_back(r);
+  for (int r = with_coordinators ? 0 : coordinators; r < world_size; ++r) holders.push_back(r);
   const int h = static_cast<int>(holders.size());
   Placement p(moe_layers, experts, world_size, kind);
   for (int l = 0; l < moe_layers; ++l) {
@@ -38,7 +43,7 @@ Placement Placement::by_rule(const std::string& kind, int moe_layers, int expert
 }
 
 Placement Placement::from_file(const std::filesystem::path& path, int moe_layers, int experts, int world_size,
-                               bool coordinator_experts) try {
+                               bool coordinator_experts, int coordinators) try {
   const auto j = read_json_file(path);
   const std::string where = path.string();
   if (!j.is_object() || !j.contains("owner") || !j["owner"].is_array()) fail("{}: expected {{\"owner\": [[rank, ...], ...]}}", where);
@@ -56,8 +61,8 @@ Placement Placement::from_file(const std::filesystem::path& path, int moe_layers
       if (!row[e].is_number_integer()) fail("{}: owner[{}][{}] is not an integer", where, l, e);
       const int64_t rank = row[e].get<int64_t>();
       if (rank < 0 || rank >= world_size) fail("{}: owner[{}][{}] = {} is not a rank of this job (world size {})", where, l, e, rank, world_size);
-      if (rank == 0 && !coordinator_experts && world_size > 1) {
-        fail("{}: owner[{}][{}] = 0 but the coordinator holds no experts (--coordinator-experts false)", where, l, e);
+      if (rank < coordinators && !coordinator_experts && world_size > 1) {
+        fail("{}: owner[{}][{}] = {} is a coordinator, but coordinators hold no experts (--coordinator-experts false)", where, l, e, rank);
       }
       p.owner_[static_cast<size_t>(l) * experts + e] = static_cast<int>(rank);
     }

@@ -26,7 +26,9 @@ namespace {
 
 struct Slot {
   bool active = false;
-  size_t request = 0;
+  size_t request = 0;  // the id on_done reports
+  const ExpertMask* mask = nullptr;
+  int16_t cls = 0;
   std::vector<int32_t> tokens;  // prompt, then generated tokens as they are fed back
   int fed = 0;                  // positions already in the KV cache
   size_t prompt_len = 0;
@@ -46,26 +48,40 @@ Generator::Generator(MoeTransformer& model, std::vector<int32_t> eos_ids, Genera
   }
 }
 
+namespace {
+
+class ListSource : public RequestSource {
+ public:
+  explicit ListSource(std::span<const GenerationRequest> requests) : requests_(requests) {}
+  void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) override {
+    for (; free_slots > 0 && next_ < requests_.size(); --free_slots, ++next_) out.emplace_back(next_, requests_[next_]);
+  }
+  bool exhausted() const override { return next_ == requests_.size(); }
+
+ private:
+  std::span<const GenerationRequest> requests_;
+  size_t next_ = 0;
+};
+
+}  // namespace
+
 bool Generator::run(std::span<const GenerationRequest> requests,
                     const std::function<void(size_t, GenerationResult&&)>& on_done) {
+  ListSource source(requests);
+  return run(source, on_done);
+}
+
+bool Generator::run(RequestSource& source, const std::function<void(size_t, GenerationResult&&)>& on_done) {
   const ModelConfig& c = model_.config();
   const int vocab = c.vocab_size;
   const int route_width = model_.moe_layer_count() * model_.top_k();
   const int max_pos = c.max_position_embeddings;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    const size_t len = requests[i].prompt.size();
-    if (len == 0) fail("request {}: the prompt has no tokens", i);
-    if (len > static_cast<size_t>(max_pos)) {
-      fail("request {}: the prompt has {} tokens but the model has max_position_embeddings {}", i, len, max_pos);
-    }
-  }
 
-  const int slots = static_cast<int>(std::min<size_t>(static_cast<size_t>(options_.batch_size), std::max<size_t>(requests.size(), 1)));
-  KvCache cache(c, slots);
+  const int slots = options_.batch_size;
+  KvCache cache(c, slots);  // a slot's memory is allocated when a request takes it
   std::vector<Slot> state(static_cast<size_t>(slots));
   Sampler sampler(options_.sampling);
-  size_t next_request = 0;
-  size_t finished = 0;
+  std::vector<std::pair<size_t, GenerationRequest>> taken;
 
   std::vector<StepRow> rows;
   std::vector<int32_t> row_slot, logit_rows;
@@ -81,27 +97,46 @@ bool Generator::run(std::span<const GenerationRequest> requests,
   const auto run_start = std::chrono::steady_clock::now();
 
   bool completed = true;
-  while (finished < requests.size()) {
+  int active = 0;
+  for (;;) {
     if (options_.stop_requested && options_.stop_requested()) {
       completed = false;
       break;
     }
-    // Admit queued requests into free slots.
-    for (int s = 0; s < slots && next_request < requests.size(); ++s) {
+    // Admit requests into free slots.
+    taken.clear();
+    if (active < slots && !source.exhausted()) source.take(slots - active, taken);
+    if (active == 0 && taken.empty()) {
+      if (source.exhausted()) break;
+      source.wait();
+      continue;
+    }
+    if (static_cast<int>(taken.size()) > slots - active) fail("the request source gave {} requests for {} free slots", taken.size(), slots - active);
+    for (auto& [id, req] : taken) {
+      const size_t len = req.prompt.size();
+      if (len == 0) fail("request {}: the prompt has no tokens", id);
+      if (len > static_cast<size_t>(max_pos)) {
+        fail("request {}: the prompt has {} tokens but the model has max_position_embeddings {}", id, len, max_pos);
+      }
+    }
+    for (auto& [id, req] : taken) {
+      int s = 0;
+      while (state[s].active) ++s;
       Slot& slot = state[s];
-      if (slot.active) continue;
-      const GenerationRequest& req = requests[next_request];
       slot = Slot{};
       slot.active = true;
-      slot.request = next_request++;
-      slot.tokens = req.prompt;
-      slot.prompt_len = req.prompt.size();
+      slot.request = id;
+      slot.mask = req.mask;
+      slot.cls = req.cls;
+      slot.tokens = std::move(req.prompt);
+      slot.prompt_len = slot.tokens.size();
       slot.rng.emplace(options_.seed, req.stream);
       slot.result.expert_counts.assign(count_size, 0);
       slot.result.expert_gate_sum.assign(count_size, 0.0);
       // Positions that will be fed: the prompt and every generated token but the last.
       const int wanted = static_cast<int>(slot.prompt_len) + std::max(options_.max_new_tokens - 1, 0);
       cache.reset(s, std::min(wanted, max_pos));
+      ++active;
     }
 
     // Rows of this step: decoding slots first (one token each), then prompt
@@ -124,9 +159,8 @@ bool Generator::run(std::span<const GenerationRequest> requests,
           const int pos = slot.fed + i;
           const bool last = i + 1 == pending;
           if (last || options_.save_logits) logit_rows.push_back(static_cast<int32_t>(rows.size()));
-          const GenerationRequest& req = requests[slot.request];
           const auto phase = static_cast<uint8_t>(static_cast<size_t>(pos) < slot.prompt_len ? kPromptPhase : kGeneratedPhase);
-          rows.push_back({s, pos, slot.tokens[pos], req.mask, req.cls, phase});
+          rows.push_back({s, pos, slot.tokens[pos], slot.mask, slot.cls, phase});
           row_slot.push_back(s);
         }
       }
@@ -182,7 +216,7 @@ bool Generator::run(std::span<const GenerationRequest> requests,
       // All fed: choose the next token, unless none is wanted.
       if (options_.max_new_tokens == 0) {
         slot.active = false;
-        ++finished;
+        --active;
         on_done(slot.request, std::move(slot.result));
         continue;
       }
@@ -194,7 +228,7 @@ bool Generator::run(std::span<const GenerationRequest> requests,
         slot.result.error = fmt::format("non-finite logit {} (token {}) after position {}: a NaN or infinity in the model's weights or "
                                         "activations", *bad, bad - row_logits, slot.fed - 1);
         slot.active = false;
-        ++finished;
+        --active;
         on_done(slot.request, std::move(slot.result));
         continue;
       }
@@ -207,7 +241,7 @@ bool Generator::run(std::span<const GenerationRequest> requests,
       if (eos || full_count || no_room) {
         slot.result.stop = eos ? StopReason::Eos : full_count ? StopReason::MaxTokens : StopReason::ContextFull;
         slot.active = false;
-        ++finished;
+        --active;
         on_done(slot.request, std::move(slot.result));
       } else {
         slot.tokens.push_back(next);

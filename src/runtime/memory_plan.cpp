@@ -82,8 +82,9 @@ MemoryPlan plan_memory(const PlanRequest& req) {
   const int moe_layers = static_cast<int>(c.moe_layers().size());
   const Placement placement =
       req.placement_file.empty()
-          ? Placement::by_rule(req.placement, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts)
-          : Placement::from_file(req.placement_file, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts);
+          ? Placement::by_rule(req.placement, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts, req.coordinators)
+          : Placement::from_file(req.placement_file, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts,
+                                 req.coordinators);
   plan.placement_name = placement.name();
   if (req.batch_size < 1 || req.context_tokens < 1 || req.max_step_tokens < 1) fail("batch size, context and step tokens must be at least 1");
 
@@ -144,7 +145,7 @@ MemoryPlan plan_memory(const PlanRequest& req) {
       owner.routed += bytes;
       if (spec.name.ends_with("gate_proj.weight")) ++owner.routed_experts;
     } else {
-      slot(plan.ranks[0], kind) += bytes;
+      for (int r = 0; r < req.coordinators; ++r) slot(plan.ranks[static_cast<size_t>(r)], kind) += bytes;
     }
   }
 
@@ -167,7 +168,7 @@ MemoryPlan plan_memory(const PlanRequest& req) {
   for (int r = 0; r < req.world_size; ++r) {
     RankPlan& rp = plan.ranks[static_cast<size_t>(r)];
     rp.buffers = shard_work + exchange;
-    if (r == 0) {
+    if (r < req.coordinators) {
       rp.kv_cache = plan.kv_bytes_per_token * static_cast<uint64_t>(req.batch_size) * std::min(req.context_tokens, c.max_position_embeddings);
       rp.buffers += coordinator_rows + static_cast<uint64_t>(req.batch_size) * c.vocab_size * 4;
     }
@@ -180,9 +181,10 @@ std::string format_plan_text(const MemoryPlan& p) {
   const ModelConfig& c = p.config;
   std::string out = fmt::format("model {}: {}\n", p.request.model_dir.string(), c.summary());
   out += fmt::format("sizes from {}\n", p.sizes_from);
-  out += fmt::format("world size {}, placement {}, coordinator (rank 0) holds experts: {}\n", p.request.world_size, p.placement_name,
+  out += fmt::format("world size {}, {} coordinator{}, placement {}, coordinators hold experts: {}\n", p.request.world_size,
+                     p.request.coordinators, p.request.coordinators == 1 ? "" : "s", p.placement_name,
                      p.request.coordinator_experts || p.request.world_size == 1);
-  out += fmt::format("KV cache: {:.1f} KB per token; {} requests x {} tokens = {:.1f} MB on rank 0\n", static_cast<double>(p.kv_bytes_per_token) / 1e3,
+  out += fmt::format("KV cache: {:.1f} KB per token; {} requests x {} tokens = {:.1f} MB on each coordinator\n", static_cast<double>(p.kv_bytes_per_token) / 1e3,
                      p.request.batch_size, std::min(p.request.context_tokens, c.max_position_embeddings),
                      static_cast<double>(p.ranks[0].kv_cache) / 1e6);
   uint64_t largest = 0;
@@ -218,7 +220,7 @@ std::string format_plan_json(const MemoryPlan& p) {
   }
   const nlohmann::json j{{"model", p.request.model_dir.string()}, {"model_type", p.config.model_type},
                          {"fp8", p.config.fp8.has_value()}, {"sizes_from", p.sizes_from}, {"world_size", p.request.world_size},
-                         {"placement", p.placement_name}, {"batch_size", p.request.batch_size},
+                         {"coordinators", p.request.coordinators}, {"placement", p.placement_name}, {"batch_size", p.request.batch_size},
                          {"context_tokens", p.request.context_tokens}, {"kv_bytes_per_token", p.kv_bytes_per_token},
                          {"mem_per_rank_bytes", p.request.mem_per_rank}, {"ranks_over_limit", p.over_limit}, {"ranks", ranks}};
   return j.dump(2) + "\n";

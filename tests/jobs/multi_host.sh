@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The golden prompts over three network-namespace hosts, TCP only, one rank
-# per host: bit-identical to the single-process run. Skipped (exit 77) where
+# per host, with 1, 2 and 3 coordinators: bit-identical to the single-process run. Skipped (exit 77) where
 # network namespaces cannot be created (not root, no CAP_NET_ADMIN).
 set -euo pipefail
 root=$1
@@ -26,6 +26,13 @@ for placement in contiguous round-robin; do
     h5diff -q "$work/single.h5" "$work/cluster.h5" "$object" "$object" || { echo "FAIL: $object differs ($placement)"; exit 1; }
   done
   echo "3 hosts over TCP, $placement placement: bit-identical to one process"
+done
+for k in 2 3; do
+  "$root/cluster/run-local-cluster" 3 generate "${common[@]}" --coordinators "$k" --out "$work/cluster.h5" > /dev/null
+  for object in /requests /counts /gate_sum; do
+    h5diff -q "$work/single.h5" "$work/cluster.h5" "$object" "$object" || { echo "FAIL: $object differs ($k coordinators)"; exit 1; }
+  done
+  echo "3 hosts over TCP, $k coordinators: bit-identical to one process"
 done
 
 # A node that cannot be reached at start is a clear error within seconds,

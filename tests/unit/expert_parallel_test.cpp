@@ -34,7 +34,7 @@ TEST(Placement, FileIsValidated) {
   EXPECT_EQ(Placement::from_file(path, 1, 4, 2, true).owner(0, 1), 1);
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 2, 4, 2, true), "has 1 rows but the model has 2 MoE layers");
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 5, 2, true), "owner[0] must list 5 ranks");
-  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, false), "owner[0][0] = 0 but the coordinator holds no experts");
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, false), "owner[0][0] = 0 is a coordinator, but coordinators hold no experts");
   test::write_file(path, R"({"owner": [[0, 1, 7, 0]]})");
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true), "owner[0][2] = 7 is not a rank of this job");
   test::write_file(path, R"({"placement": 1})");
@@ -46,8 +46,9 @@ TEST(ExpertWorker, RefusesTokensForExpertsItDoesNotOwn) {
   const ModelConfig& c = m->config;
   const Placement placement = Placement::by_rule("round-robin", 5, c.n_routed_experts, 2, true);  // rank 0: even experts
   const WireFormat wire{c.hidden_size, c.num_experts_per_tok, WireDType::F32};
-  ExpertCounters counters(1, 5, c.n_routed_experts);
-  ExpertWorker worker(m->weights, c, placement, 0, wire, &counters);
+  std::vector<ExpertCounters> per_source(1, ExpertCounters(1, 5, c.n_routed_experts));
+  const ExpertCounters& counters = per_source[0];
+  ExpertWorker worker(m->weights, c, placement, 0, wire, &per_source);
 
   const auto record = [&](std::vector<int32_t> experts) {
     std::vector<char> r(wire.record_bytes(), 0);
@@ -59,14 +60,14 @@ TEST(ExpertWorker, RefusesTokensForExpertsItDoesNotOwn) {
   std::vector<char> results;
   std::vector<int> result_counts;
   // Experts 2 and 4 are rank 0's: processed and counted.
-  worker.process(0, record({2, 4}), {1}, results, result_counts);
+  worker.process(record({2, 4}), {1}, {0}, results, result_counts);
   EXPECT_EQ(result_counts[0], static_cast<int>(2 * wire.result_bytes()));
   EXPECT_EQ(counters.tokens[counters.index(0, 0, 0, 2)], 1u);
   // Expert 3 belongs to rank 1.
-  EXPECT_ERROR_CONTAINS(worker.process(0, record({3}), {1}, results, result_counts),
+  EXPECT_ERROR_CONTAINS(worker.process(record({3}), {1}, {0}, results, result_counts),
                         "protocol error: rank 0 received a token for expert 3 of MoE layer 0");
-  EXPECT_ERROR_CONTAINS(worker.process(0, record({}), {1}, results, result_counts), "record with 0 experts");
-  EXPECT_ERROR_CONTAINS(worker.process(0, record({40}), {1}, results, result_counts), "expert 40");
+  EXPECT_ERROR_CONTAINS(worker.process(record({}), {1}, {0}, results, result_counts), "record with 0 experts");
+  EXPECT_ERROR_CONTAINS(worker.process(record({40}), {1}, {0}, results, result_counts), "expert 40");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -49,6 +50,10 @@ int command_line_style();
 // build tree, or BIN/../share/mote/models/... when installed) or in the
 // current directory's models/; never a path fixed when mote was built.
 std::string default_model_dir();
+
+// "512G", "96GiB", "1.5T", "800000000": bytes, with K, M, G, T as powers
+// of 1024; anything else is an error naming `option`.
+uint64_t parse_byte_size(const std::string& text, const char* option);
 
 // The command line as typed, for provenance.
 std::string joined_command_line(int argc, char** argv);

@@ -1,22 +1,31 @@
-// Expert-parallel dispatch over MPI. Per MoE layer and step, every rank
-// takes part in exactly three collectives:
+// Expert-parallel dispatch over MPI. The job proceeds in rounds; in each
+// round every rank takes part in exactly three collectives:
 //
-//   MPI_Alltoall   control: {command, MoE layer, records} per rank pair
+//   MPI_Alltoall   control: {state, MoE layer, records, stop signal} per rank pair
 //   MPI_Alltoallv  payload: one record per (token, destination rank)
 //   MPI_Alltoallv  results: one hidden vector per (record, expert)
 //
+// A coordinator's MoE layer is one round in which it sends its tokens; a
+// rank with no tokens to send (an expert shard, or a coordinator waiting
+// for requests or finished) still takes part, serving the tokens others
+// send to its experts. Coordinators need not be at the same MoE layer in
+// the same round: each source's records carry their layer in its control
+// message. The round in which every rank reports that it will send nothing
+// again is the job's last.
+//
 // A record carries the token's hidden state once, however many of its top-k
 // experts the destination owns, with their ids and gate weights and the
-// token's class and phase (for the counters). Any rank can send tokens and
-// any rank can own experts, so several coordinators fit the same protocol.
-// The coordinator combines results in top-k slot order, never in arrival
-// order, so results are bit-identical for any world size and placement.
+// token's class, phase and mask set (for the counters and the mask check).
+// A coordinator combines results in top-k slot order, never in arrival
+// order, so results are bit-identical for any world size, number of
+// coordinators and placement.
 #pragma once
 
 #include <mpi.h>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "mote/expert_parallel/expert_counters.h"
@@ -50,15 +59,19 @@ struct WireFormat {
 // per projection per expert over all of its tokens, and counts them.
 class ExpertWorker {
  public:
-  // `masks`: the job's mask sets by id (id 0 may be unused); a token for an
-  // expert its request's set switches off is a protocol error.
+  // `counters[src]` counts the tokens that source rank `src` sent (a token
+  // from a rank beyond them is a protocol error); null counts nothing.
+  // Kept per source so that each coordinator's counts can be checked
+  // against its own routing record to the last bit. `masks`: the job's
+  // mask sets by id (id 0 may be unused); a token for an expert its
+  // request's set switches off is a protocol error.
   ExpertWorker(const ModelWeights& weights, const ModelConfig& config, const Placement& placement, int rank, WireFormat wire,
-               ExpertCounters* counters, const std::vector<ExpertMask>* masks = nullptr);
+               std::vector<ExpertCounters>* counters, const std::vector<ExpertMask>* masks = nullptr);
   // recv holds records from each source rank (recv_records[src] of them, in
-  // source order); writes the results for each source into `results`
-  // (result_counts[src] bytes each, in source order).
-  void process(int moe_layer, const std::vector<char>& recv, const std::vector<int>& recv_records, std::vector<char>& results,
-               std::vector<int>& result_counts);
+  // source order, for MoE layer recv_layers[src]); writes the results for
+  // each source into `results` (result_counts[src] bytes each, in source order).
+  void process(const std::vector<char>& recv, const std::vector<int>& recv_records, const std::vector<int>& recv_layers,
+               std::vector<char>& results, std::vector<int>& result_counts);
   // Seconds spent in expert GEMMs so far (for benchmarks).
   double compute_seconds() const { return compute_seconds_; }
 
@@ -69,33 +82,45 @@ class ExpertWorker {
   const Placement& placement_;
   int rank_;
   WireFormat wire_;
-  ExpertCounters* counters_;
+  std::vector<ExpertCounters>* counters_;
   const std::vector<ExpertMask>* masks_;
   Ffn ffn_;
-  std::vector<int> offsets_, order_, cursor_;
+  std::vector<int> offsets_, order_, cursor_, entry_key_, source_of_;
   std::vector<size_t> result_offset_;
   std::vector<std::pair<int, int>> entry_pos_;
   std::vector<float> gathered_, computed_;
   std::vector<FfnJob> jobs_;
 };
 
-// The coordinator's side: an ExpertExecutor that ships tokens to the ranks
-// owning their experts (itself included) and waits for the results.
-class MpiExpertExecutor : public ExpertExecutor {
+// Every rank's side of the rounds. A coordinator's model runs its MoE
+// layers through begin()/finish() (an ExpertExecutor); between its own
+// steps, and after its last, it calls serve().
+class ExpertExchange : public ExpertExecutor {
  public:
   // With `overlap`, the payload exchange is left in flight while the caller
   // computes the shared expert; without, begin() waits for it.
-  MpiExpertExecutor(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap = true);
+  ExpertExchange(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap = true);
+  // A round that sends this rank's tokens of one MoE layer.
   void begin(const ExpertBatch& batch) override;
   void finish(float* out) override;
-  // Tells every other rank that the job is over.
-  void shutdown();
-  // A stop signal (SIGTERM, SIGINT) that reached a shard rank, reported in
-  // the control exchange so the coordinator stops the job; 0 if none.
-  int peer_stop_signal() const { return peer_stop_signal_; }
+  // A round without tokens of this rank's own, serving the others'.
+  // `done`: this rank will send no tokens again. Returns false when every
+  // rank reported done: that round was the job's last, and none follows.
+  bool serve(bool done);
+  // Called at the start of every round (the request queue answers there).
+  std::function<void()> before_round;
+  // The first stop signal (SIGTERM, SIGINT ...) any rank reported, in rank
+  // order, 0 if none: the same on every rank after the same round.
+  int stop_signal() const { return stop_signal_; }
+  int64_t rounds() const { return rounds_; }
+  // Seconds spent waiting in collectives (the exchange and other ranks).
+  double wait_seconds() const { return wait_seconds_; }
 
  private:
-  void exchange_control(int command, int moe_layer);
+  // Returns false when every rank reported done.
+  bool exchange_control(int state, int moe_layer);
+  void post_payload();
+  void exchange_results();
 
   MPI_Comm comm_;
   const Placement& placement_;
@@ -103,30 +128,19 @@ class MpiExpertExecutor : public ExpertExecutor {
   ExpertWorker& worker_;
   bool overlap_;
   int world_;
-  int peer_stop_signal_ = 0;
+  int stop_signal_ = 0;
+  int64_t rounds_ = 0;
+  double wait_seconds_ = 0;
   ExpertBatch batch_;
   MPI_Request payload_request_ = MPI_REQUEST_NULL;
-  std::vector<int> send_records_, recv_records_, send_bytes_, recv_bytes_, send_displs_, recv_displs_;
+  std::vector<int32_t> control_send_, control_recv_;
+  std::vector<int> send_records_, recv_records_, recv_layers_, send_bytes_, recv_bytes_, send_displs_, recv_displs_;
   std::vector<char> send_buf_, recv_buf_, results_, returned_;
   std::vector<int> result_counts_, returned_counts_, result_displs_, returned_displs_;
   std::vector<uint8_t> has_dest_;
   std::vector<size_t> fill_;
   // For each destination, in record order, the (row * top_k + slot) of each expert entry.
   std::vector<std::vector<int32_t>> entries_;
-};
-
-// A rank without a prompt queue: serves its experts until the coordinator
-// says the job is over.
-class ShardServer {
- public:
-  ShardServer(MPI_Comm comm, WireFormat wire, ExpertWorker& worker);
-  // Returns the number of MoE-layer exchanges served.
-  int64_t run();
-
- private:
-  MPI_Comm comm_;
-  WireFormat wire_;
-  ExpertWorker& worker_;
 };
 
 }  // namespace mote

@@ -11,13 +11,15 @@ namespace mote {
 
 class Placement {
  public:
-  // `kind`: "contiguous" or "round-robin". Rank 0 holds experts only when
-  // `coordinator_experts` is set (always, with one rank).
-  static Placement by_rule(const std::string& kind, int moe_layers, int experts, int world_size, bool coordinator_experts);
+  // `kind`: "contiguous" or "round-robin". The coordinators (ranks
+  // 0..coordinators-1) hold experts only when `coordinator_experts` is set;
+  // some rank must hold them.
+  static Placement by_rule(const std::string& kind, int moe_layers, int experts, int world_size, bool coordinator_experts,
+                           int coordinators = 1);
   // A JSON file {"owner": [[rank, ...] per expert] per MoE layer}; every
-  // rank must be in [0, world_size), and 0 only with `coordinator_experts`.
+  // rank must be in [0, world_size), and a coordinator only with `coordinator_experts`.
   static Placement from_file(const std::filesystem::path& path, int moe_layers, int experts, int world_size,
-                             bool coordinator_experts);
+                             bool coordinator_experts, int coordinators = 1);
 
   int owner(int moe_layer, int expert) const { return owner_[static_cast<size_t>(moe_layer) * experts_ + expert]; }
   int world_size() const { return world_size_; }

@@ -77,13 +77,31 @@ struct GenerationStats {
   uint64_t weight_bytes = 0;   // weights streamed by the kernels
 };
 
+// Where a generator's requests come from: a list, or (with several
+// coordinators) a queue shared with the other coordinators.
+class RequestSource {
+ public:
+  virtual ~RequestSource() = default;
+  // Appends at most `free_slots` requests to start now, each with the id
+  // that on_done reports; may append none.
+  virtual void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) = 0;
+  // True once no request will come any more.
+  virtual bool exhausted() const = 0;
+  // Called when nothing runs and take() gave nothing though more may come.
+  virtual void wait() {}
+};
+
 class Generator {
  public:
   Generator(MoeTransformer& model, std::vector<int32_t> eos_ids, GenerationOptions options);
 
   // Runs all requests; `on_done(index, result)` is called as each finishes
   // (not necessarily in order). Returns false if stop_requested ended it early.
+  // The id passed to on_done is the request's index.
   bool run(std::span<const GenerationRequest> requests, const std::function<void(size_t, GenerationResult&&)>& on_done);
+  // Runs requests as `source` hands them out, until it is exhausted and all
+  // have finished (true) or stop_requested ended it (false).
+  bool run(RequestSource& source, const std::function<void(size_t, GenerationResult&&)>& on_done);
   const GenerationStats& stats() const { return stats_; }
 
  private:

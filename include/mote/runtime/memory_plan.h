@@ -17,6 +17,7 @@ namespace mote {
 struct PlanRequest {
   std::filesystem::path model_dir;
   int world_size = 1;
+  int coordinators = 1;           // ranks 0..K-1 hold the non-expert weights and KV caches
   std::string placement = "contiguous";
   std::string placement_file;
   bool coordinator_experts = true;
@@ -26,9 +27,9 @@ struct PlanRequest {
   uint64_t mem_per_rank = 0;      // bytes; 0 = no limit to check
 };
 
-// Bytes one rank holds. Weights are split as mote loads them: the
-// coordinator (rank 0) holds everything but other ranks' routed experts; an
-// expert shard holds only its own.
+// Bytes one rank holds. Weights are split as mote loads them: a
+// coordinator holds everything but other ranks' routed experts; an expert
+// shard holds only its own.
 struct RankPlan {
   int routed_experts = 0;  // (layer, expert) pairs held
   uint64_t embeddings = 0, attention = 0, dense = 0, router_and_norms = 0, shared = 0, routed = 0;

@@ -1,0 +1,62 @@
+// A generation or fTRI profiling job over the ranks of an MPI world: what
+// `mote generate`, `mote profile` and `mote experiment` run once their
+// options are parsed. Ranks 0..K-1 are coordinators (each holds the
+// non-expert weights, its own KV cache and a share of the requests); every
+// rank may hold routed experts. Rank 0 also reads the inputs, hands out the
+// requests and writes the output. src/runtime/job.cpp reads as the list of
+// steps every rank takes.
+#pragma once
+
+#include <hdf5.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mote/runtime/generator.h"
+
+namespace mote {
+
+class MpiSession;
+struct PromptSpec;
+
+struct JobOptions {
+  std::string model_dir;
+  std::string prompts;
+  std::vector<std::string> class_prompts;  // CLASS=FILE
+  std::string chat_template;
+  std::string out;
+  std::string config_file;   // the --config job file (its [mote] section is a mask)
+  std::string command_line;  // for provenance
+  GenerationOptions gen;
+  int threads = 0;
+  int coordinators = 1;
+  std::string log_level = "info";
+  std::string placement = "contiguous";
+  std::string placement_file;
+  bool coordinator_experts = true;
+  std::string wire_dtype = "f32";
+  std::vector<std::string> masks;  // FILE or NAME=FILE
+  bool profile = false;
+  int checkpoint_every = 0;
+  bool resume = false;
+  std::string resume_from;
+
+  std::string summary() const;
+};
+
+// Refuses options that cannot make a job, naming the option.
+void validate(const JobOptions& options);
+
+// Called on rank 0 when a job has finished, before its HDF5 file (root
+// group `root`, or -1 without --out) is committed: the requests and, per
+// request, the generated text up to (not including) a final EOS.
+// errors[i] is non-empty for a request that failed.
+using JobFinish = std::function<void(hid_t root, const std::vector<PromptSpec>& requests, const std::vector<std::string>& texts,
+                                     const std::vector<std::string>& errors)>;
+
+// Runs the job on this rank; every rank of the world calls it. Returns the
+// process exit code: 0 done, 128 + N stopped by signal N (a checkpoint kept).
+int run_job(JobOptions& options, MpiSession& mpi, const JobFinish& finish = {});
+
+}  // namespace mote

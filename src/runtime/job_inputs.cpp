@@ -1,0 +1,277 @@
+// A job's inputs: the model as this rank holds it, the mask sets, the
+// requests, and the checkpoint of an earlier run.
+#include <cereal/archives/binary.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "job_steps.h"
+#include "mote/io/json_file.h"
+#include "mote/io/mask_file.h"
+#include "mote/jinja/template.h"
+#include "mote/util/error.h"
+
+namespace mote {
+
+uint64_t fnv1a(uint64_t h, std::string_view text) {
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+namespace {
+
+// What makes a model directory this model: its small files' contents and
+// every tensor's name, dtype, shape and place in its file.
+std::string model_fingerprint(const std::filesystem::path& dir, const WeightStore& store) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const char* name : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(dir / name, ec)) h = fnv1a(fnv1a(h, name), read_text_file(dir / name));
+  }
+  for (const auto& [name, view] : store.all()) {
+    h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}\n", name, dtype_name(view->dtype), view->shape_string(), view->offset, view->nbytes,
+                             view->file->filename().string()));
+  }
+  return fmt::format("{:016x}", h);
+}
+
+// --resume-from: the parts of a checkpoint elsewhere (another disk) are
+// copied into this job's checkpoint directory, which must hold none yet.
+void adopt_checkpoint(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(from / "job-fingerprint.txt", ec)) {
+    fail("--resume-from {}: not a mote checkpoint directory (it has no job-fingerprint.txt)", from.string());
+  }
+  if (std::filesystem::exists(to, ec)) {
+    if (std::filesystem::equivalent(from, to, ec)) return;
+    fail("--resume-from {}: {} already exists; resume with --resume instead, or remove it", from.string(), to.string());
+  }
+  std::filesystem::create_directories(to, ec);
+  if (ec) fail("{}: cannot create the checkpoint directory: {}", to.string(), ec.message());
+  size_t parts = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(from)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "job-fingerprint.txt" || (name.starts_with("part-") && (name.ends_with(".h5") || name.ends_with(".h5.sum")))) {
+      std::filesystem::copy_file(entry.path(), to / name, ec);
+      if (ec) fail("--resume-from {}: cannot copy {} to {}: {}", from.string(), name, to.string(), ec.message());
+      parts += name.ends_with(".h5");
+    }
+  }
+  spdlog::info("--resume-from {}: copied {} checkpoint parts to {}", from.string(), parts, to.string());
+}
+
+}  // namespace
+
+JobModel load_job_model(const JobOptions& options, int rank, int world_size) {
+  JobModel m;
+  // Every rank reads the config; each maps only the experts it owns.
+  m.config = read_model_dir_config(options.model_dir);
+  const int moe_layers = m.moe_layers(), experts = m.config.n_routed_experts;
+  m.placement.emplace(options.placement_file.empty()
+                          ? Placement::by_rule(options.placement, moe_layers, experts, world_size, options.coordinator_experts,
+                                               options.coordinators)
+                          : Placement::from_file(options.placement_file, moe_layers, experts, world_size, options.coordinator_experts,
+                                                 options.coordinators));
+  const bool coordinator = rank < options.coordinators;
+  if (rank == 0) {
+    std::optional<std::filesystem::path> file;
+    if (!options.chat_template.empty()) file = options.chat_template;
+    m.chat_templates[""] = ChatTemplate::load(options.model_dir, file);
+  }
+  const Placement& placement = *m.placement;
+  m.files = load_model(options.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator);
+  return m;
+}
+
+MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool reader, std::vector<std::filesystem::path>& inputs) {
+  MaskSets m;
+  m.sets.resize(1);
+  m.sets[0].name = "none";
+  if (reader) {
+    const auto add = [&](ExpertMask mask) {
+      for (const auto& other : m.sets) {
+        if (other.name == mask.name) fail("mask set '{}' is defined twice", mask.name);
+      }
+      m.sets.push_back(std::move(mask));
+    };
+    std::vector<std::filesystem::path> files;
+    if (!options.config_file.empty()) {
+      if (auto mask = read_job_file_mask(options.config_file, config, "default", &files)) add(std::move(*mask));
+      inputs.insert(inputs.end(), files.begin(), files.end());
+    }
+    for (const std::string& spec : options.masks) {
+      const auto eq = spec.find('=');
+      if (eq == std::string::npos) {
+        // The command line's unnamed mask replaces a job file's [mote] section.
+        std::erase_if(m.sets, [](const ExpertMask& mask) { return mask.name == "default"; });
+        add(read_mask_file(spec, config, "default", &files));
+      } else {
+        const std::string name = spec.substr(0, eq);
+        if (name.empty() || name == "none" || name == "default") fail("--mask {}: '{}' cannot name a mask set", spec, name);
+        add(read_mask_file(spec.substr(eq + 1), config, name, &files));
+      }
+      inputs.insert(inputs.end(), files.begin(), files.end());
+    }
+    for (size_t i = 0; i < m.sets.size(); ++i) {
+      m.sets[i].id = static_cast<int32_t>(i);
+      if (i > 0 && m.sets[i].switches_nothing()) {
+        spdlog::warn("mask set '{}' switches nothing: no expert off or on, no gain, shared gain 1 (recorded in /masks/{})", m.sets[i].name,
+                     m.sets[i].name);
+      }
+    }
+  }
+  // Bitsets and gains, broadcast once.
+  std::string blob;
+  if (reader) {
+    std::ostringstream os;
+    cereal::BinaryOutputArchive archive(os);
+    archive(m.sets);
+    blob = std::move(os).str();
+  }
+  uint64_t size = blob.size();
+  MPI_Bcast(&size, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  blob.resize(size);
+  MPI_Bcast(blob.data(), static_cast<int>(size), MPI_BYTE, 0, MPI_COMM_WORLD);
+  if (!reader) {
+    std::istringstream is(blob);
+    cereal::BinaryInputArchive archive(is);
+    archive(m.sets);
+  }
+  for (const auto& mask : m.sets) {
+    if (mask.name == "default") m.default_mask = &mask;
+  }
+  if (reader && m.sets.size() > 1) {
+    for (const auto& mask : m.sets) {
+      if (mask.id == 0) continue;
+      int on = 0;
+      for (int l = 0; l < mask.moe_layers; ++l) on += mask.count_on(l);
+      spdlog::info("mask set '{}': {} off ({}), {} on ({}), shared gain {}", mask.name, mask.count_off(), off_policy_name(mask.off_policy),
+                   on, on_policy_name(mask.on_policy), mask.shared_gain);
+    }
+  }
+  return m;
+}
+
+JobRequests read_requests(const JobOptions& options, JobModel& model, const MaskSets& masks) {
+  JobRequests r;
+  const ModelConfig& config = model.config;
+  std::vector<std::string> spec_files;
+  if (!options.prompts.empty()) {
+    r.specs = read_prompt_file(options.prompts);
+    spec_files.assign(r.specs.size(), options.prompts);
+  }
+  for (const std::string& cp : options.class_prompts) {
+    const auto eq = cp.find('=');
+    if (eq == std::string::npos || eq == 0) fail("--class-prompts {}: expected CLASS=FILE", cp);
+    const std::string cls = cp.substr(0, eq), file = cp.substr(eq + 1);
+    auto more = read_prompt_file(file);
+    for (auto& spec : more) {
+      if (!spec.prompt) fail("{}:{}: --class-prompts files hold plain-text prompts, one per line", file, spec.line);
+      spec.cls = cls;
+      spec.id = cls + ":" + spec.id;
+      for (const auto& earlier : r.specs) {
+        if (earlier.id == spec.id) fail("{}:{}: duplicate id '{}'", file, spec.line, spec.id);
+      }
+      r.specs.push_back(std::move(spec));
+      spec_files.push_back(file);
+    }
+  }
+  const Tokenizer& tokenizer = model.files->tokenizer;
+  for (size_t i = 0; i < r.specs.size(); ++i) {
+    const PromptSpec& spec = r.specs[i];
+    const std::string where = fmt::format("{}:{} (id '{}')", spec_files[i], spec.line, spec.id);
+    const ExpertMask* mask = masks.default_mask;
+    if (!spec.mask.empty()) {
+      const auto it = std::find_if(masks.sets.begin(), masks.sets.end(), [&](const ExpertMask& m) { return m.name == spec.mask; });
+      if (it == masks.sets.end()) fail("{}: names mask set '{}', which no --mask NAME=FILE defines", where, spec.mask);
+      mask = it->id == 0 ? nullptr : &*it;
+    }
+    r.masks.push_back(mask);
+    const ChatTemplate* chat = nullptr;
+    if (spec.chat) {
+      auto it = model.chat_templates.find(spec.chat_template);
+      if (it == model.chat_templates.end()) {
+        it = model.chat_templates.emplace(spec.chat_template, ChatTemplate::load(options.model_dir, std::filesystem::path(spec.chat_template)))
+                 .first;
+      }
+      if (it->second) {
+        chat = &*it->second;
+        check_chat_variables(*chat, spec, where);
+      }
+    }
+    // A prompt that cannot run fails alone; the job runs the others.
+    std::string error = spec.error;
+    EncodedPrompt prompt;
+    if (error.empty()) {
+      try {
+        prompt = encode_prompt(tokenizer, chat, spec);
+      } catch (const jinja::RaisedError& e) {
+        error = fmt::format("the chat template refuses the conversation: {}", e.message());
+      } catch (const jinja::TemplateError&) {
+        throw;  // a broken template (or one past its bounds) fails the job, not each request
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    }
+    if (error.empty() && prompt.tokens.empty()) error = "the prompt encodes to no tokens";
+    if (error.empty() && prompt.tokens.size() > static_cast<size_t>(config.max_position_embeddings)) {
+      error = fmt::format("the prompt has {} tokens but the model takes at most {} positions (max_position_embeddings)",
+                          prompt.tokens.size(), config.max_position_embeddings);
+    }
+    if (!error.empty()) spdlog::warn("{}: request skipped: {}", where, error);
+    if (prompt.double_bos) {
+      spdlog::warn("{}: the prompt text starts with BOS and another BOS was added; set \"add_special_tokens\": false", where);
+    }
+    if (!error.empty() && prompt.text.empty() && spec.prompt) prompt.text = *spec.prompt;
+    r.errors.push_back(std::move(error));
+    r.encoded.push_back(std::move(prompt));
+    auto cls = std::find(r.classes.begin(), r.classes.end(), spec.cls);
+    if (cls == r.classes.end()) cls = r.classes.insert(r.classes.end(), spec.cls);
+    r.requests.push_back({r.encoded.back().tokens, r.masks.back(), i, static_cast<int16_t>(cls - r.classes.begin())});
+  }
+  if (r.classes.size() > 32767) fail("more than 32767 classes");
+  spdlog::info("{} requests in {} classes", r.requests.size(), r.classes.size());
+  return r;
+}
+
+void open_checkpoint(JobOptions& options, const JobModel& model, const JobRequests& requests, const MaskSets& masks,
+                     std::optional<Checkpoint>& checkpoint, FinishedRequests& finished) {
+  if (options.out.empty()) return;
+  // A stable hash of what decides the job's results, to refuse resuming a
+  // checkpoint with different prompts, masks, model or options. World
+  // size, coordinators and placement are left out: they do not change the results.
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const auto& e : requests.encoded) h = fnv1a(fnv1a(h, e.text), "\x1f");
+  for (const auto& spec : requests.specs) h = fnv1a(fnv1a(fnv1a(h, spec.id), spec.cls), spec.mask);
+  for (const auto& m : masks.sets) h = fnv1a(fnv1a(h, m.name), m.description);
+  const auto& g = options.gen;
+  h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", std::filesystem::absolute(options.model_dir).string(), g.max_new_tokens,
+                           g.sampling.temperature, g.sampling.top_p, g.seed, g.stop_at_eos, g.save_logits, g.trace, options.wire_dtype));
+  // The model itself, not just its path: a directory updated in place
+  // between a crash and the resume is another model.
+  h = fnv1a(h, model_fingerprint(options.model_dir, model.files->store));
+  const std::filesystem::path dir = options.out + ".checkpoint";
+  std::error_code ec;
+  if (!options.resume_from.empty()) {
+    adopt_checkpoint(options.resume_from, dir);
+    options.resume = true;
+  }
+  if (!options.resume && std::filesystem::exists(dir, ec)) {
+    fail("{} holds a checkpoint of an earlier run: continue it with --resume, or remove it", dir.string());
+  }
+  checkpoint.emplace(dir, fmt::format("{:016x}\n", h), options.checkpoint_every);
+  if (options.resume) {
+    finished = checkpoint->load();
+    for (const auto& [index, result] : finished) {
+      if (index >= requests.size() || !requests.errors[index].empty()) fail("{}: holds request {}, which this job does not run", dir.string(), index);
+    }
+    if (checkpoint->parts() == 0) spdlog::warn("--resume: {} holds no checkpoint; starting from the beginning", dir.string());
+    spdlog::info("resuming: {} of {} requests finished before", finished.size(), requests.size());
+  }
+}
+
+}  // namespace mote

@@ -1,0 +1,260 @@
+// Rank 0's side of finished requests: the output file (or checkpoint
+// parts), printing in prompt-file order, and the class totals.
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <iostream>
+
+#include "job_steps.h"
+#include "mote/expert_parallel/mpi_session.h"
+#include "mote/io/counters_output.h"
+#include "mote/io/json_file.h"
+#include "mote/io/mask_output.h"
+#include "mote/io/request_output.h"
+#include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
+
+namespace mote {
+namespace {
+
+// What `mote generate` echoes of a conversation: its last message's text.
+std::string last_message(const nlohmann::ordered_json& chat) {
+  const auto& last = chat["messages"].back();
+  if (last.contains("content") && last["content"].is_string()) return last["content"].get<std::string>();
+  return last.dump();
+}
+
+}  // namespace
+
+ResultCollector::ResultCollector(const JobOptions& options, const JobModel& model, const JobRequests& requests, OutputFile* out,
+                                 Checkpoint* checkpoint, FinishedRequests finished, const std::vector<size_t>& todo)
+    : options_(options),
+      model_(model),
+      requests_(requests),
+      out_(out),
+      checkpoint_(checkpoint),
+      // Finished requests go into checkpoint parts when asked for, else
+      // straight into the result file (which becomes a part if the job is stopped).
+      write_parts_(checkpoint != nullptr && options.checkpoint_every > 0),
+      ran_(requests.size(), false),
+      class_totals_(static_cast<int>(requests.classes.size()), model.moe_layers(), model.config.n_routed_experts),
+      run_totals_(class_totals_),
+      class_tokens_(requests.classes.size() * kPhaseCount, 0),
+      texts_(requests.size()),
+      run_errors_(requests.size()),
+      progress_(todo.size()) {
+  if (out_ != nullptr) requests_group_.emplace(h5_create_group(out_->root(), "requests"));
+  for (size_t i : todo) ran_[i] = true;
+  finished_before_ = finished.size();
+  // Requests finished before a resume are not run again; they wait, in
+  // order, with the new ones for printing and the totals.
+  for (auto& [index, result] : finished) waiting_.emplace(index, std::move(result));
+}
+
+void ResultCollector::write(hid_t group, size_t index, const GenerationResult& result) const {
+  const auto& tokenizer = model_.files->tokenizer;
+  const std::string mask_name = requests_.masks[index] != nullptr ? requests_.masks[index]->name : "";
+  write_request(group, RequestRecord{index, requests_.specs[index].id, requests_.specs[index].cls, mask_name, requests_.encoded[index].text,
+                                     tokenizer.decode(result.generated), result.error.empty() ? requests_.errors[index] : result.error,
+                                     &requests_.encoded[index].tokens, &result, model_.config.vocab_size, model_.moe_layers(),
+                                     model_.config.num_experts_per_tok, model_.config.n_routed_experts});
+}
+
+void ResultCollector::operator()(size_t index, GenerationResult&& result) {
+  if (index >= requests_.size() || !ran_[index] || waiting_.count(index) > 0 || index < next_to_print_) {
+    fail("protocol error: a result for request {}, which is not running", index);
+  }
+  if (!result.error.empty()) {
+    run_errors_[index] = result.error;
+    const PromptSpec& spec = requests_.specs[index];
+    spdlog::warn("{}:{} (id '{}'): request failed: {}", spec.line > 0 ? options_.prompts : "-", spec.line, spec.id, result.error);
+  }
+  progress_.request_done(result.generated.size());
+  ++finished_now_;
+  if (write_parts_) {
+    write(checkpoint_->requests_group(), index, result);
+    checkpoint_->request_written();
+  } else if (out_ != nullptr) {
+    write(requests_group_->id(), index, result);
+  }
+  result.logits.clear();  // printing and totals need only the tokens and counts
+  result.route_experts.clear();
+  result.route_weights.clear();
+  waiting_.emplace(index, std::move(result));
+  print_ready();
+}
+
+void ResultCollector::show(size_t index, const std::string& body) {
+  if (stdout_failed_) return;
+  const PromptSpec& s = requests_.specs[index];
+  std::cout << "### " << s.id << " (" << s.cls << ")\n"
+            << "> " << (s.prompt ? *s.prompt : last_message(*s.chat)) << "\n"
+            << body << "\n\n"
+            << std::flush;
+  if (!std::cout) {
+    // The reader went away (SIGPIPE) or the disk behind a redirect is
+    // full: stop cleanly, keeping what finished, as for SIGTERM.
+    stdout_failed_ = true;
+    const int err = errno;
+    spdlog::error("standard output: write failed ({}); stopping the job", std::strerror(err));
+    request_stop(SIGPIPE);
+  }
+}
+
+void ResultCollector::print_ready() {
+  const auto& tokenizer = model_.files->tokenizer;
+  for (;;) {
+    if (next_to_print_ < requests_.size() && !requests_.errors[next_to_print_].empty()) {
+      show(next_to_print_, "[request failed: " + requests_.errors[next_to_print_] + "]");
+      ++next_to_print_;
+      continue;
+    }
+    if (waiting_.empty() || waiting_.begin()->first != next_to_print_) return;
+    const auto& done = waiting_.begin()->second;
+    const size_t cls = static_cast<size_t>(requests_.requests[next_to_print_].cls);
+    const size_t per_class = done.expert_counts.size();
+    for (size_t i = 0; i < per_class; ++i) {
+      class_totals_.tokens[cls * per_class + i] += done.expert_counts[i];
+      class_totals_.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
+      if (ran_[next_to_print_]) {
+        run_totals_.tokens[cls * per_class + i] += done.expert_counts[i];
+        run_totals_.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
+      }
+    }
+    class_tokens_[cls * kPhaseCount + kPromptPhase] += static_cast<uint64_t>(done.prompt_positions);
+    class_tokens_[cls * kPhaseCount + kGeneratedPhase] += static_cast<uint64_t>(done.generated_positions);
+    std::vector<int32_t> shown = done.generated;
+    if (done.stop == StopReason::Eos) shown.pop_back();
+    texts_[next_to_print_] = tokenizer.decode(shown);
+    show(next_to_print_, done.error.empty() ? texts_[next_to_print_] : "[request failed: " + done.error + "]");
+    waiting_.erase(waiting_.begin());
+    ++next_to_print_;
+  }
+}
+
+const std::vector<std::string>& ResultCollector::errors() {
+  all_errors_ = requests_.errors;
+  for (size_t i = 0; i < run_errors_.size(); ++i) {
+    if (!run_errors_[i].empty()) all_errors_[i] = run_errors_[i];
+  }
+  return all_errors_;
+}
+
+bool ResultCollector::save_checkpoint() {
+  progress_.finish();
+  if (checkpoint_ == nullptr) return false;
+  if (write_parts_) {
+    checkpoint_->flush();
+  } else if (finished_now_ > 0) {
+    requests_group_->reset();
+    checkpoint_->adopt(*out_);
+  }
+  return true;
+}
+
+void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks, const std::vector<uint64_t>& rank_memory,
+                                   const JobFinish& finish) {
+  progress_.finish();
+  print_ready();  // requests all finished before a resume print here
+  const ModelConfig& config = model_.config;
+  const Placement& placement = *model_.placement;
+  std::vector<uint64_t> peak_rss, weights_resident;
+  std::string memory_line;
+  for (int r = 0; r < mpi.size(); ++r) {
+    peak_rss.push_back(rank_memory[2 * static_cast<size_t>(r)]);
+    weights_resident.push_back(rank_memory[2 * static_cast<size_t>(r) + 1]);
+    memory_line += fmt::format("{}rank {}: {:.1f} MB peak, {:.1f} MB of weights resident", r ? "; " : "", r,
+                               static_cast<double>(peak_rss.back()) / 1e6, static_cast<double>(weights_resident.back()) / 1e6);
+  }
+  spdlog::info("memory: {}", memory_line);
+  const auto& all_errors = errors();
+  const auto failed = static_cast<size_t>(std::count_if(all_errors.begin(), all_errors.end(), [](const auto& e) { return !e.empty(); }));
+  if (failed > 0) {
+    spdlog::warn("{} of {} requests failed (see the warnings above{})", failed, requests_.size(),
+                 out_ != nullptr ? ", and the 'error' attribute in /requests" : "");
+  }
+
+  if (finish) finish(out_ != nullptr ? out_->root() : -1, requests_.specs, texts_, all_errors);
+  if (out_ == nullptr) return;
+  OutputFile& out = *out_;
+  if (write_parts_) checkpoint_->flush();
+  if (checkpoint_->parts() > 0) {
+    // The result holds the parts' requests plus class totals and masks.
+    out.ensure_room(checkpoint_->bytes() + checkpoint_->bytes() / 8 + (1u << 20));
+    checkpoint_->copy_into(requests_group_->id());
+  }
+  GenerationResult none;
+  none.stop = StopReason::Error;
+  none.expert_counts.assign(static_cast<size_t>(kPhaseCount) * model_.moe_layers() * config.n_routed_experts, 0);
+  none.expert_gate_sum.assign(none.expert_counts.size(), 0.0);
+  for (size_t i = 0; i < requests_.size(); ++i) {
+    if (!requests_.errors[i].empty()) write(requests_group_->id(), i, none);
+  }
+  // Complete or not at all: every request of the job has its group.
+  H5G_info_t info{};
+  if (H5Gget_info(requests_group_->id(), &info) < 0 || info.nlinks != requests_.size()) {
+    fail("{}: the result holds {} of the job's {} requests; it is not moved into place (the checkpoint is kept)", options_.out,
+         info.nlinks, requests_.size());
+  }
+  // Requests finish in any order; the result lists them in prompt-file
+  // order (a group that tracks creation order, links moved in index order).
+  requests_group_->reset();
+  if (H5Lmove(out.root(), "requests", out.root(), "requests_unordered", H5P_DEFAULT, H5P_DEFAULT) < 0) {
+    fail("{}: cannot reorder /requests", options_.out);
+  }
+  {
+    H5Handle ordered = h5_create_ordered_group(out.root(), "requests");
+    H5Handle unordered(H5Gopen2(out.root(), "requests_unordered", H5P_DEFAULT), H5Gclose);
+    for (size_t i = 0; i < requests_.size(); ++i) {
+      const std::string name = std::to_string(i);
+      if (H5Lmove(unordered.id(), name.c_str(), ordered.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
+        fail("{}: cannot move request {} into /requests", options_.out, i);
+      }
+    }
+  }
+  H5Ldelete(out.root(), "requests_unordered", H5P_DEFAULT);
+  const hid_t root = out.root();
+  const auto& gen = options_.gen;
+  h5_attr_string(root, "format", "mote");
+  h5_attr_int(root, "format_version", 1);
+  h5_attr_string(root, "job", options_.profile ? "profile" : "generate");
+  h5_attr_string(root, "mote_version", MOTE_VERSION);
+  h5_attr_string(root, "command_line", options_.command_line);
+  h5_attr_string(root, "model", options_.model_dir);
+  h5_attr_string(root, "model_type", config.model_type);
+  h5_attr_string(root, "model_config_fnv1a",
+                 fmt::format("{:016x}", fnv1a(0xcbf29ce484222325ull, read_text_file(std::filesystem::path(options_.model_dir) / "config.json"))));
+  h5_attr_int(root, "world_size", mpi.size());
+  h5_attr_int(root, "coordinators", options_.coordinators);
+  h5_attr_string(root, "placement", placement.name());
+  h5_attr_string(root, "placement_table", placement.table());
+  h5_attr_string(root, "wire_dtype", options_.wire_dtype);
+  h5_attr_int(root, "seed", static_cast<int64_t>(gen.seed));
+  h5_attr_double(root, "temperature", gen.sampling.temperature);
+  h5_attr_double(root, "top_p", gen.sampling.top_p);
+  h5_attr_int(root, "max_new_tokens", gen.max_new_tokens);
+  h5_attr_int(root, "stop_at_eos", gen.stop_at_eos ? 1 : 0);
+  h5_attr_int(root, "request_count", static_cast<int64_t>(requests_.size()));
+  h5_attr_int(root, "failed_request_count", static_cast<int64_t>(failed));
+  write_counters(root, class_totals_, requests_.classes, config.moe_layers());
+  h5_dataset(root, "tokens", {static_cast<hsize_t>(requests_.classes.size()), kPhaseCount}, class_tokens_.data());
+  h5_axes(root, "tokens", "class,phase");
+  h5_attr_string(root, "axes_note",
+                 "a moe_layer axis counts MoE layers only, in order (0 = the first MoE layer); /moe_layer_decoder_index gives "
+                 "each one's decoder-layer index; class and phase axes follow /classes and /phases");
+  write_masks(root, masks.sets);
+  H5Handle ranks = h5_create_group(root, "ranks");
+  h5_dataset(ranks.id(), "peak_rss_bytes", {peak_rss.size()}, peak_rss.data());
+  h5_dataset(ranks.id(), "weights_resident_bytes", {weights_resident.size()}, weights_resident.data());
+  std::vector<int32_t> counts;
+  for (int r = 0; r < mpi.size(); ++r) counts.push_back(placement.count_on(r));
+  h5_dataset(ranks.id(), "routed_experts", {static_cast<hsize_t>(mpi.size())}, counts.data());
+  ranks.reset();
+  out.commit();
+  checkpoint_->remove();
+  spdlog::info("wrote {}", options_.out);
+}
+
+}  // namespace mote
