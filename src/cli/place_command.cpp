@@ -80,10 +80,14 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
       held += r.routed_experts;
     }
     const uint64_t per_expert = routed / std::max(held, 1);
-    for (const auto& r : plan.ranks) {
-      const uint64_t other = r.total() - r.routed;
+    std::string room;
+    for (size_t r = 0; r < plan.ranks.size(); ++r) {
+      const uint64_t other = plan.ranks[r].total() - plan.ranks[r].routed;
       spec.capacity.push_back(req.mem_per_rank > other ? static_cast<int64_t>((req.mem_per_rank - other) / std::max<uint64_t>(per_expert, 1)) : 0);
+      room += fmt::format("{}rank {}: {:.1f} MB besides experts, room for {} experts", r ? "; " : "", r, static_cast<double>(other) / 1e6,
+                          spec.capacity.back());
     }
+    std::cout << fmt::format("--mem-per-rank {} ({:.2f} MB per routed expert): {}\n", mem, static_cast<double>(per_expert) / 1e6, room);
   }
   const LoadPlacement placement = place_by_load(profile, spec);
 

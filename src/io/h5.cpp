@@ -1,5 +1,7 @@
 #include "mote/io/h5.h"
 
+#include <cstring>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -71,6 +73,25 @@ bool h5_read_int_attr(hid_t obj, const char* name, int64_t& value) {
   H5Handle space(H5Aget_space(attr.id()), H5Sclose);
   if (H5Tget_class(type.id()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.id()) != 1) return false;
   return H5Aread(attr.id(), H5T_NATIVE_INT64, &value) >= 0;
+}
+
+bool h5_read_string_attr(hid_t obj, const char* name, std::string& value) {
+  if (H5Aexists(obj, name) <= 0) return false;
+  H5Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  if (attr.id() < 0) return false;
+  H5Handle type(H5Aget_type(attr.id()), H5Tclose);
+  H5Handle space(H5Aget_space(attr.id()), H5Sclose);
+  if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) <= 0 || H5Sget_simple_extent_npoints(space.id()) != 1) {
+    return false;
+  }
+  H5Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(mem.id(), H5T_VARIABLE);
+  H5Tset_cset(mem.id(), H5T_CSET_UTF8);
+  char* text = nullptr;
+  if (H5Aread(attr.id(), mem.id(), &text) < 0 || text == nullptr) return false;
+  value.assign(text, strnlen(text, 4096));
+  H5free_memory(text);
+  return true;
 }
 
 H5Handle h5_create_group(hid_t parent, const std::string& name) {

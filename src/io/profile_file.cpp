@@ -69,6 +69,7 @@ ProfileData read_profile_file(const std::filesystem::path& path) {
     p.classes.emplace_back(slot.substr(0, slot.find('\0')));
   }
 
+  h5_read_string_attr(file.id(), "model", p.model);
   if (H5Lexists(file.id(), "masks", H5P_DEFAULT) > 0) {
     H5Handle masks(H5Gopen2(file.id(), "masks", H5P_DEFAULT), H5Gclose);
     H5G_info_t info{};

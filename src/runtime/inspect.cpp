@@ -18,18 +18,8 @@ namespace {
 
 // A root string attribute, or "?" (read only when it is a short string).
 std::string root_string(hid_t file, const char* name) {
-  if (H5Aexists(file, name) <= 0) return "?";
-  H5Handle attr(H5Aopen(file, name, H5P_DEFAULT), H5Aclose);
-  H5Handle type(H5Aget_type(attr.id()), H5Tclose);
-  if (attr.id() < 0 || H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) <= 0) return "?";
-  H5Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(mem.id(), H5T_VARIABLE);
-  H5Tset_cset(mem.id(), H5T_CSET_UTF8);
-  char* value = nullptr;
-  if (H5Aread(attr.id(), mem.id(), &value) < 0 || value == nullptr) return "?";
-  std::string out(value, strnlen(value, 4096));
-  H5free_memory(value);
-  return out;
+  std::string value;
+  return h5_read_string_attr(file, name, value) ? value : "?";
 }
 
 int64_t root_int(hid_t file, const char* name) {

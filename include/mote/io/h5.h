@@ -55,6 +55,9 @@ H5Handle h5_capped_vlen_transfer();
 
 // Reads an integer scalar attribute; false if it is missing or unreadable.
 bool h5_read_int_attr(hid_t obj, const char* name, int64_t& value);
+// A scalar variable-length string attribute (at most 4096 bytes kept);
+// false when it is absent or of another kind.
+bool h5_read_string_attr(hid_t obj, const char* name, std::string& value);
 
 H5Handle h5_create_group(hid_t parent, const std::string& name);
 // A group that records the order its members were created in, so that

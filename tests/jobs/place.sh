@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# mote place: from the bundled model's refusal profile, a placement for 4
+# expert ranks that lowers the busiest rank's expected tokens below the
+# contiguous rule's in every MoE layer; the same file every time; the placed
+# job (also with 2 coordinators) bit-identical to the contiguous one; memory
+# limits respected; bad inputs refused by name.
+set -uo pipefail
+root=$1
+export MOTE_BIN=$2
+run=$root/launch/mote-run
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+source "$root/tests/jobs/same_results.sh"
+
+common=(--prompts "$root/configs/prompts/refusal-profile.jsonl" --max-new-tokens 16 --ignore-eos --log-level warn)
+"$MOTE_BIN" profile "${common[@]}" --out profile.h5 > /dev/null || { echo "FAIL: profile"; exit 1; }
+"$MOTE_BIN" place --profile profile.h5 -n 4 --out placement.json > place.txt || { echo "FAIL: place"; cat place.txt; exit 1; }
+cat place.txt
+/usr/bin/python3 - placement.json <<'PY' || exit 1
+import json, sys
+p = json.load(open(sys.argv[1]))
+owner, before, after = p["owner"], p["max_over_mean_tokens_contiguous"], p["max_over_mean_tokens"]
+assert len(owner) == 5 and all(len(row) == 32 for row in owner), "shape"
+for l, row in enumerate(owner):
+    counts = [row.count(r) for r in range(4)]
+    assert counts == [8, 8, 8, 8], f"layer {l}: experts per rank {counts}, expected 8 each (even memory)"
+    assert after[l] < before[l], f"layer {l}: placed {after[l]} not below contiguous {before[l]}"
+    assert after[l] < 1.05, f"layer {l}: placed load {after[l]} is not balanced"
+print("placement: 8 experts per rank per layer; busiest/mean lower than contiguous in every layer")
+PY
+"$MOTE_BIN" place --profile profile.h5 -n 4 --out again.json > /dev/null
+cmp -s placement.json again.json || { echo "FAIL: two runs wrote different placements"; exit 1; }
+echo "deterministic: the same file twice"
+
+"$run" -n 4 --oversubscribe profile "${common[@]}" --out contiguous.h5 > /dev/null || { echo "FAIL: contiguous run"; exit 1; }
+"$run" -n 4 --oversubscribe profile "${common[@]}" --placement-file placement.json --out placed.h5 > /dev/null \
+  || { echo "FAIL: placed run"; exit 1; }
+same contiguous.h5 placed.h5
+same profile.h5 placed.h5
+"$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 2 --out placement-k2.json > /dev/null || { echo "FAIL: place K=2"; exit 1; }
+"$run" -n 4 --oversubscribe profile "${common[@]}" --coordinators 2 --placement-file placement-k2.json --out placed-k2.h5 > /dev/null \
+  || { echo "FAIL: placed run with 2 coordinators"; exit 1; }
+same profile.h5 placed-k2.h5
+echo "placed runs (1 and 2 coordinators, 4 ranks): bit-identical to the contiguous and single-process runs"
+
+# Memory: coordinators hold the rest of the model, so with a limit that
+# leaves them no room every expert goes to ranks 2 and 3.
+"$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 2 --mem-per-rank 60M --out tight.json > tight.txt || { cat tight.txt; exit 1; }
+/usr/bin/python3 -c "
+import json; o = json.load(open('tight.json'))['owner']
+assert all(set(row) <= {2, 3} for row in o), 'an expert on a rank without room'
+print('--mem-per-rank: experts only on the ranks with room')" || exit 1
+"$run" -n 4 --oversubscribe profile "${common[@]}" --coordinators 2 --placement-file tight.json --out tight.h5 > /dev/null || exit 1
+same profile.h5 tight.h5
+
+expect_error() {  # expect_error MESSAGE ARGS...
+  local message=$1; shift
+  if "$@" > /dev/null 2> err.txt; then echo "FAIL: accepted: $*"; exit 1; fi
+  grep -q -- "$message" err.txt || { echo "FAIL: expected '$message' from: $*"; cat err.txt; exit 1; }
+}
+expect_error "do not fit" "$MOTE_BIN" place --profile profile.h5 -n 4 --mem-per-rank 20M --out x.json
+expect_error "--out is the profile" "$MOTE_BIN" place --profile profile.h5 -n 4 --out profile.h5
+expect_error "no class 'nope'" "$MOTE_BIN" place --profile profile.h5 -n 4 --class nope --out x.json
+expect_error "--phase 'first'" "$MOTE_BIN" place --profile profile.h5 -n 4 --phase first --out x.json
+expect_error "--coordinators 5 must be between 1 and the world size 4" "$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 5 --out x.json
+expect_error "not an HDF5 file\|cannot open\|No such file" "$MOTE_BIN" place --profile missing.h5 -n 4 --out x.json
+[ ! -e x.json ] || { echo "FAIL: a refused run wrote its output"; exit 1; }
+h5diff -q profile.h5 profile.h5 || { echo "FAIL: the profile was touched"; exit 1; }
+echo "bad inputs refused by name; nothing written"
