@@ -209,7 +209,6 @@ ExpertExchange::ExpertExchange(MPI_Comm comm, const Placement& placement, WireFo
 }
 
 bool ExpertExchange::exchange_control(int state, int moe_layer) {
-  if (before_round) before_round();
   ++rounds_;
   const auto start = std::chrono::steady_clock::now();
   control_send_.resize(static_cast<size_t>(world_) * kControlInts);

@@ -103,9 +103,14 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
       completed = false;
       break;
     }
-    // Admit requests into free slots.
+    // Admit requests into free slots. The source hears from every step,
+    // even one without room (a shared queue counts its coordinators' steps).
     taken.clear();
-    if (active < slots && !source.exhausted()) source.take(slots - active, taken);
+    source.take(source.exhausted() ? 0 : slots - active, taken);
+    if (options_.stop_requested && options_.stop_requested()) {
+      completed = false;
+      break;
+    }
     if (active == 0 && taken.empty()) {
       if (source.exhausted()) break;
       source.wait();

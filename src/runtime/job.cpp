@@ -166,65 +166,59 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   std::vector<ExpertCounters> processed(static_cast<size_t>(coordinators), ExpertCounters(n_classes, moe_layers, experts));
   ExpertWorker worker(model.files->weights, config, placement, rank, wire, &processed, &masks.sets);
   ExpertExchange exchange(MPI_COMM_WORLD, placement, wire, worker);
-  MPI_Comm queue_comm = MPI_COMM_NULL;  // the request queue's own messages
-  MPI_Comm_dup(MPI_COMM_WORLD, &queue_comm);
+  // The coordinators' own communicator, for handing out requests.
+  MPI_Comm coordinators_comm = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, coordinator ? 0 : MPI_UNDEFINED, rank, &coordinators_comm);
   ExpertCounters routed(n_classes, moe_layers, experts);  // this coordinator's routing decisions
-  const auto stop_requested = [&] { return stop_signal() != 0 || exchange.stop_signal() != 0; };
   GenerationOptions gen = job.gen;
   gen.routing_counts = &routed;
-  gen.stop_requested = stop_requested;
   if (coordinator) gen.sample_vocab = model.files->tokenizer.vocab_size();
 
   std::optional<ResultCollector> collector;
-  std::vector<size_t> todo_index;
   size_t todo_count = 0;
   GenerationStats stats;
+  int stop_decided = 0;
   const auto run_start = std::chrono::steady_clock::now();
-  if (reader) {
+  if (coordinator) {
     std::vector<std::pair<size_t, GenerationRequest>> todo;
-    for (size_t i = 0; i < requests.size(); ++i) {
-      if (finished.count(i) == 0 && requests.errors[i].empty()) {
-        todo.emplace_back(i, requests.requests[i]);
-        todo_index.push_back(i);
+    if (reader) {
+      std::vector<size_t> todo_index;
+      for (size_t i = 0; i < requests.size(); ++i) {
+        if (finished.count(i) == 0 && requests.errors[i].empty()) {
+          todo.emplace_back(i, requests.requests[i]);
+          todo_index.push_back(i);
+        }
       }
+      todo_count = todo.size();
+      collector.emplace(job, model, requests, out ? &*out : nullptr, checkpoint ? &*checkpoint : nullptr, std::move(finished), todo_index);
     }
-    todo_count = todo.size();
-    collector.emplace(job, model, requests, out ? &*out : nullptr, checkpoint ? &*checkpoint : nullptr, std::move(finished), todo_index);
-    RequestQueue queue(queue_comm, coordinators, std::move(todo), masks.sets, std::ref(*collector), stop_requested);
-    exchange.before_round = [&] { queue.serve(); };
+    RequestQueue queue(coordinators_comm, exchange, moe_layers, masks.sets, std::move(todo),
+                       reader ? ResultHandler(std::ref(*collector)) : ResultHandler());
+    gen.stop_requested = [&] { return queue.stopped(); };
     MoeTransformer transformer(config, model.files->weights, &exchange);
     Generator generator(transformer, model.files->eos_ids, gen);
-    generator.run(queue, std::ref(*collector));
+    generator.run(queue, [&](size_t id, GenerationResult&& result) { queue.done(id, std::move(result)); });
     stats = generator.stats();
-    while (exchange.serve(true)) {
-    }
-    queue.drain();
-    if (coordinators > 1) {
+    queue.finish();
+    stop_decided = queue.stop_signal();
+    if (reader && coordinators > 1) {
       std::string shares;
       for (int c = 0; c < coordinators; ++c) shares += (c ? ", " : "") + std::to_string(queue.ran_by()[static_cast<size_t>(c)]);
       spdlog::info("requests run per coordinator: {}", shares);
     }
-  } else if (coordinator) {
-    RemoteRequests source(queue_comm, masks.sets, exchange);
-    MoeTransformer transformer(config, model.files->weights, &exchange);
-    Generator generator(transformer, model.files->eos_ids, gen);
-    generator.run(source, [&](size_t id, GenerationResult&& result) { source.send_result(id, std::move(result)); });
-    stats = generator.stats();
-    source.finish();
-    while (exchange.serve(true)) {
-    }
-  } else {
-    while (exchange.serve(true)) {
-    }
+    MPI_Comm_free(&coordinators_comm);
+  }
+  while (exchange.serve(true)) {
   }
   const double wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-  spdlog::debug("{} exchange rounds, {:.3f} s waiting in them", exchange.rounds(), exchange.wait_seconds());
+  spdlog::debug("rank {}: {} exchange rounds, {:.3f} s waiting in them, {:.3f} s computing experts, {:.3f} s in all", rank,
+                exchange.rounds(), exchange.wait_seconds(), worker.compute_seconds(), wall_seconds);
 
   // How the job ended, decided by rank 0: 0 complete, else the stop signal
   // that ended it early. Every rank exits with the same code.
   int stopped_by = 0;
   if (reader && collector->finished_now() < todo_count) {
-    stopped_by = stop_signal() != 0 ? stop_signal() : exchange.stop_signal();
+    stopped_by = stop_decided;
     if (stopped_by == 0) fail("the job ended with {} of {} requests unfinished and no stop signal", collector->finished_now(), todo_count);
   }
   MPI_Bcast(&stopped_by, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -268,7 +262,6 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     MPI_Gather(&mine, sizeof mine, MPI_BYTE, every.data(), sizeof mine, MPI_BYTE, 0, MPI_COMM_WORLD);
     std::copy(every.begin(), every.begin() + coordinators, all_stats.begin());
   }
-  MPI_Comm_free(&queue_comm);
   if (!reader) return exit_code();
 
   ExpertCounters run_routed(n_classes, moe_layers, experts);

@@ -2,12 +2,14 @@
 
 #include <cereal/archives/binary.hpp>
 #include <cereal/types/string.hpp>
+#include <cereal/types/utility.hpp>
 #include <cereal/types/vector.hpp>
 
 #include <limits>
 #include <sstream>
 
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 
@@ -21,12 +23,10 @@ void serialize(Archive& ar, GenerationResult& r) {
 
 namespace {
 
-enum Tag : int {
-  kAsk = 1,       // coordinator -> 0: int32 free slots
-  kGive = 2,      // 0 -> coordinator: int64 {count, then per request: id, stream, class, mask id, length, tokens...}
-  kResult = 3,    // coordinator -> 0: a result, cereal-encoded, after its int64 id
-  kFinished = 4,  // coordinator -> 0: int64 results sent in all
-};
+// What a coordinator reports at a block start.
+enum Report { kFreeSlots, kFinished, kSignal, kResultBytes, kReportSize };
+// What rank 0 answers, before the requests: {stop signal, exhausted, all done, count}.
+enum Answer { kStop, kExhausted, kAllDone, kCount, kAnswerHead };
 
 void check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) fail("MPI {} failed (request queue)", what);
@@ -39,207 +39,172 @@ int to_count(size_t n, const char* what) {
   return static_cast<int>(n);
 }
 
+std::vector<int> displacements(const std::vector<int>& counts) {
+  std::vector<int> d(counts.size(), 0);
+  size_t total = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    d[i] = to_count(total, "the requests' results");
+    total += static_cast<size_t>(counts[i]);
+  }
+  to_count(total, "the requests' results");
+  return d;
+}
+
 }  // namespace
 
-RequestQueue::RequestQueue(MPI_Comm comm, int coordinators, std::vector<std::pair<size_t, GenerationRequest>> todo,
-                           const std::vector<ExpertMask>& masks, ResultHandler on_done, std::function<bool()> stopped)
+RequestQueue::RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers, const std::vector<ExpertMask>& masks,
+                           std::vector<std::pair<size_t, GenerationRequest>> todo, ResultHandler on_done)
     : comm_(comm),
-      coordinators_(coordinators),
-      pending_(std::make_move_iterator(todo.begin()), std::make_move_iterator(todo.end())),
+      exchange_(exchange),
+      moe_layers_(moe_layers),
       masks_(masks),
-      on_done_(std::move(on_done)),
-      stopped_(std::move(stopped)),
-      told_exhausted_(static_cast<size_t>(coordinators), 0),
-      finished_(static_cast<size_t>(coordinators), 0),
-      ran_by_(static_cast<size_t>(coordinators), 0) {}
+      pending_(std::make_move_iterator(todo.begin()), std::make_move_iterator(todo.end())),
+      on_done_(std::move(on_done)) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &coordinators_);
+  coordinator_done_.assign(static_cast<size_t>(coordinators_), 0);
+  ran_by_.assign(static_cast<size_t>(coordinators_), 0);
+  in_flight_.assign(static_cast<size_t>(coordinators_), 0);
+}
 
-size_t RequestQueue::share() const {
-  // A coordinator takes no more than its fair part of what is left, so a
-  // small job still spreads over every coordinator.
-  size_t open = 0;
-  for (int c = 0; c < coordinators_; ++c) open += told_exhausted_[c] == 0;
+size_t RequestQueue::share(int c) const {
+  // Each block lasts as long as the largest step in it, so every
+  // coordinator should run about as many requests as the others: its fair
+  // part of what is queued and running, less what it runs already.
+  size_t open = 0, running = 0;
+  for (int i = 0; i < coordinators_; ++i) {
+    open += coordinator_done_[i] == 0;
+    running += in_flight_[i];
+  }
   open = std::max<size_t>(open, 1);
-  return std::max<size_t>(1, (pending_.size() + open - 1) / open);
+  const size_t fair = (pending_.size() + running + open - 1) / open;
+  return std::max<size_t>(fair > in_flight_[c] ? fair - in_flight_[c] : 0, in_flight_[c] == 0 ? 1 : 0);
 }
 
-bool RequestQueue::exhausted() const { return pending_.empty() || (stopped_ && stopped_()); }
+void RequestQueue::serve_rest_of_block() {
+  if (block_rounds_ < 0) return;
+  while (exchange_.rounds() - block_rounds_ < moe_layers_) exchange_.serve(false);
+}
 
-void RequestQueue::take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) {
-  serve();
-  if (exhausted()) return;
-  const size_t n = std::min({static_cast<size_t>(free_slots), share(), pending_.size()});
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(std::move(pending_.front()));
-    pending_.pop_front();
+void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::pair<size_t, GenerationRequest>>& out) {
+  if (block_rounds_ >= 0 && exchange_.rounds() - block_rounds_ != moe_layers_) {
+    fail("internal error: a block of {} exchange rounds where the model has {} MoE layers", exchange_.rounds() - block_rounds_, moe_layers_);
   }
-  ran_by_[0] += n;
-}
-
-void RequestQueue::complete_sends() {
-  while (!sends_.empty()) {
-    int done = 0;
-    check(MPI_Test(&sends_.front().first, &done, MPI_STATUS_IGNORE), "Test");
-    if (!done) return;
-    sends_.pop_front();
+  std::string results;
+  {
+    std::ostringstream os;
+    {
+      cereal::BinaryOutputArchive archive(os);
+      archive(finished_);
+    }
+    results = std::move(os).str();
   }
-}
+  finished_.clear();
+  const int64_t report[kReportSize] = {free_slots, finished ? 1 : 0, mote::stop_signal(), static_cast<int64_t>(results.size())};
+  std::vector<int64_t> reports(rank_ == 0 ? static_cast<size_t>(coordinators_) * kReportSize : 0);
+  check(MPI_Gather(report, kReportSize, MPI_INT64_T, reports.data(), kReportSize, MPI_INT64_T, 0, comm_), "Gather");
+  std::vector<int> result_counts(static_cast<size_t>(coordinators_), 0), result_displs;
+  std::vector<char> all_results;
+  if (rank_ == 0) {
+    for (int c = 0; c < coordinators_; ++c) result_counts[c] = to_count(static_cast<size_t>(reports[c * kReportSize + kResultBytes]), "results");
+    result_displs = displacements(result_counts);
+    all_results.resize(static_cast<size_t>(result_displs.back()) + static_cast<size_t>(result_counts.back()) + 1);
+  }
+  check(MPI_Gatherv(results.data(), to_count(results.size(), "results"), MPI_BYTE, all_results.data(), result_counts.data(),
+                    rank_ == 0 ? result_displs.data() : nullptr, MPI_BYTE, 0, comm_),
+        "Gatherv");
 
-void RequestQueue::receive(const MPI_Status& status) {
-  const int src = status.MPI_SOURCE;
-  if (src <= 0 || src >= coordinators_) fail("protocol error: rank {} sent a request-queue message but is not a coordinator", src);
-  int bytes = 0;
-  MPI_Get_count(&status, MPI_BYTE, &bytes);
-  std::vector<char> message(static_cast<size_t>(bytes) + 1);
-  check(MPI_Recv(message.data(), bytes, MPI_BYTE, src, status.MPI_TAG, comm_, MPI_STATUS_IGNORE), "Recv");
-  if (status.MPI_TAG == kAsk) {
-    int32_t free_slots = 0;
-    if (bytes != 4) fail("protocol error: a malformed request from rank {}", src);
-    std::memcpy(&free_slots, message.data(), 4);
-    std::vector<int64_t> give{0};
-    if (!exhausted()) {
-      const size_t n = std::min({static_cast<size_t>(std::max(free_slots, 0)), share(), pending_.size()});
+  std::vector<int64_t> answers;
+  std::vector<int> answer_counts(static_cast<size_t>(coordinators_), 0), answer_displs;
+  if (rank_ == 0) {
+    // Every coordinator's results, in coordinator order.
+    for (int c = 0; c < coordinators_; ++c) {
+      std::vector<std::pair<size_t, GenerationResult>> theirs;
+      std::istringstream is(std::string(all_results.data() + result_displs[c], static_cast<size_t>(result_counts[c])));
+      cereal::BinaryInputArchive archive(is);
+      archive(theirs);
+      for (auto& [id, result] : theirs) {
+        if (in_flight_[c] == 0) fail("protocol error: coordinator {} returned request {}, which it was not given", c, id);
+        --in_flight_[c];
+        on_done_(id, std::move(result));
+      }
+    }
+    // The stop decision: a signal to this rank, to any rank in the
+    // exchange's rounds, or to any coordinator.
+    if (stop_signal_ == 0) stop_signal_ = mote::stop_signal();
+    if (stop_signal_ == 0) stop_signal_ = exchange_.stop_signal();
+    for (int c = 0; c < coordinators_ && stop_signal_ == 0; ++c) stop_signal_ = static_cast<int>(reports[c * kReportSize + kSignal]);
+    bool all_done = true;
+    for (int c = 0; c < coordinators_; ++c) {
+      coordinator_done_[c] = reports[c * kReportSize + kFinished] != 0;
+      all_done &= coordinator_done_[c] != 0;
+    }
+    std::vector<std::vector<int64_t>> each(static_cast<size_t>(coordinators_));
+    for (int c = 0; c < coordinators_; ++c) {
+      const int64_t free = std::max<int64_t>(reports[c * kReportSize + kFreeSlots], 0);
+      const size_t n = coordinator_done_[c] || stop_signal_ != 0 ? 0 : std::min({static_cast<size_t>(free), share(c), pending_.size()});
+      auto& a = each[static_cast<size_t>(c)];
+      a = {stop_signal_, 0, all_done ? 1 : 0, static_cast<int64_t>(n)};
       for (size_t i = 0; i < n; ++i) {
         auto& [id, req] = pending_.front();
-        give.insert(give.end(), {static_cast<int64_t>(id), static_cast<int64_t>(req.stream), req.cls,
-                                 req.mask != nullptr ? req.mask->id : 0, static_cast<int64_t>(req.prompt.size())});
-        give.insert(give.end(), req.prompt.begin(), req.prompt.end());
+        a.insert(a.end(), {static_cast<int64_t>(id), static_cast<int64_t>(req.stream), req.cls, req.mask != nullptr ? req.mask->id : 0,
+                           static_cast<int64_t>(req.prompt.size())});
+        a.insert(a.end(), req.prompt.begin(), req.prompt.end());
         pending_.pop_front();
       }
-      give[0] = static_cast<int64_t>(n);
-      ran_by_[static_cast<size_t>(src)] += n;
+      ran_by_[c] += n;
+      in_flight_[c] += n;
     }
-    // None given means none will come: the coordinator finishes.
-    if (give[0] == 0) told_exhausted_[static_cast<size_t>(src)] = 1;
-    sends_.emplace_back(MPI_REQUEST_NULL, std::move(give));
-    auto& [request, data] = sends_.back();
-    check(MPI_Isend(data.data(), to_count(data.size() * 8, "a batch of requests"), MPI_BYTE, src, kGive, comm_, &request), "Isend");
-  } else if (status.MPI_TAG == kResult) {
-    if (bytes < 8) fail("protocol error: a malformed result from rank {}", src);
-    int64_t id = 0;
-    std::memcpy(&id, message.data(), 8);
-    GenerationResult result;
-    std::istringstream is(std::string(message.data() + 8, static_cast<size_t>(bytes) - 8));
-    cereal::BinaryInputArchive archive(is);
-    archive(result);
-    on_done_(static_cast<size_t>(id), std::move(result));
-  } else if (status.MPI_TAG == kFinished) {
-    finished_[static_cast<size_t>(src)] = 1;
-  } else {
-    fail("protocol error: unknown request-queue message {} from rank {}", status.MPI_TAG, src);
-  }
-}
-
-void RequestQueue::serve() {
-  complete_sends();
-  for (;;) {
-    int flag = 0;
-    MPI_Status status;
-    check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &status), "Iprobe");
-    if (!flag) break;
-    receive(status);
-  }
-}
-
-void RequestQueue::drain() {
-  for (int c = 1; c < coordinators_; ++c) {
-    while (!finished_[static_cast<size_t>(c)]) {
-      MPI_Status status;
-      check(MPI_Probe(c, MPI_ANY_TAG, comm_, &status), "Probe");
-      receive(status);
+    for (int c = 0; c < coordinators_; ++c) {
+      each[static_cast<size_t>(c)][kExhausted] = pending_.empty() ? 1 : 0;
+      answer_counts[c] = to_count(each[static_cast<size_t>(c)].size(), "a batch of requests");
+      answers.insert(answers.end(), each[static_cast<size_t>(c)].begin(), each[static_cast<size_t>(c)].end());
     }
+    answer_displs = displacements(answer_counts);
   }
-  while (!sends_.empty()) {
-    check(MPI_Wait(&sends_.front().first, MPI_STATUS_IGNORE), "Wait");
-    sends_.pop_front();
-  }
-}
-
-RemoteRequests::RemoteRequests(MPI_Comm comm, const std::vector<ExpertMask>& masks, ExpertExchange& exchange)
-    : comm_(comm), masks_(masks), exchange_(exchange) {}
-
-void RemoteRequests::poll() {
-  while (!sends_.empty()) {
-    int done = 0;
-    check(MPI_Test(&sends_.front().first, &done, MPI_STATUS_IGNORE), "Test");
-    if (!done) break;
-    sends_.pop_front();
-  }
-  if (!asked_) return;
-  int flag = 0;
-  MPI_Status status;
-  check(MPI_Iprobe(0, kGive, comm_, &flag, &status), "Iprobe");
-  if (!flag) return;
-  int bytes = 0;
-  MPI_Get_count(&status, MPI_BYTE, &bytes);
-  if (bytes < 8 || bytes % 8 != 0) fail("protocol error: a malformed batch of requests from rank 0");
-  std::vector<int64_t> give(static_cast<size_t>(bytes) / 8);
-  check(MPI_Recv(give.data(), bytes, MPI_BYTE, 0, kGive, comm_, MPI_STATUS_IGNORE), "Recv");
-  asked_ = false;
-  if (give[0] == 0) exhausted_ = true;
-  size_t at = 1;
-  for (int64_t i = 0; i < give[0]; ++i) {
-    if (at + 5 > give.size()) fail("protocol error: a truncated batch of requests from rank 0");
+  int mine = 0;
+  check(MPI_Scatter(answer_counts.data(), 1, MPI_INT, &mine, 1, MPI_INT, 0, comm_), "Scatter");
+  if (mine < kAnswerHead) fail("protocol error: a malformed answer from rank 0");
+  std::vector<int64_t> answer(static_cast<size_t>(mine));
+  check(MPI_Scatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_INT64_T, answer.data(), mine,
+                     MPI_INT64_T, 0, comm_),
+        "Scatterv");
+  stop_signal_ = static_cast<int>(answer[kStop]);
+  exhausted_ = answer[kExhausted] != 0;
+  all_done_ = answer[kAllDone] != 0;
+  size_t at = kAnswerHead;
+  for (int64_t i = 0; i < answer[kCount]; ++i) {
+    if (at + 5 > answer.size()) fail("protocol error: a truncated batch of requests from rank 0");
     GenerationRequest req;
-    const auto id = static_cast<size_t>(give[at]);
-    req.stream = static_cast<uint64_t>(give[at + 1]);
-    req.cls = static_cast<int16_t>(give[at + 2]);
-    const int64_t mask = give[at + 3], length = give[at + 4];
+    const auto id = static_cast<size_t>(answer[at]);
+    req.stream = static_cast<uint64_t>(answer[at + 1]);
+    req.cls = static_cast<int16_t>(answer[at + 2]);
+    const int64_t mask = answer[at + 3], length = answer[at + 4];
     at += 5;
-    if (mask < 0 || static_cast<size_t>(mask) >= masks_.size() || length < 0 || at + static_cast<size_t>(length) > give.size()) {
+    if (mask < 0 || static_cast<size_t>(mask) >= masks_.size() || length < 0 || at + static_cast<size_t>(length) > answer.size()) {
       fail("protocol error: a malformed request {} from rank 0", id);
     }
     req.mask = mask == 0 ? nullptr : &masks_[static_cast<size_t>(mask)];
-    req.prompt.assign(give.begin() + static_cast<std::ptrdiff_t>(at), give.begin() + static_cast<std::ptrdiff_t>(at + length));
+    req.prompt.assign(answer.begin() + static_cast<std::ptrdiff_t>(at), answer.begin() + static_cast<std::ptrdiff_t>(at + length));
     at += static_cast<size_t>(length);
-    given_.emplace_back(id, std::move(req));
+    out.emplace_back(id, std::move(req));
   }
+  block_rounds_ = exchange_.rounds();
 }
 
-void RemoteRequests::take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) {
-  poll();
-  if (given_.empty() && !asked_ && !exhausted_ && free_slots > 0) {
-    static thread_local int32_t ask = 0;  // must outlive the send; one ask is in flight at a time
-    ask = free_slots;
-    MPI_Request request;
-    check(MPI_Isend(&ask, 4, MPI_BYTE, 0, kAsk, comm_, &request), "Isend");
-    check(MPI_Request_free(&request), "Request_free");
-    asked_ = true;
-    poll();
-  }
-  for (; free_slots > 0 && !given_.empty(); --free_slots) {
-    out.push_back(std::move(given_.front()));
-    given_.pop_front();
-  }
-}
+void RequestQueue::take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) { block_start(free_slots, false, out); }
 
-void RemoteRequests::wait() {
-  exchange_.serve(false);
-  poll();
-}
+void RequestQueue::wait() { serve_rest_of_block(); }
 
-void RemoteRequests::send_result(size_t id, GenerationResult&& result) {
-  std::ostringstream os;
-  const int64_t id64 = static_cast<int64_t>(id);
-  os.write(reinterpret_cast<const char*>(&id64), 8);
-  {
-    cereal::BinaryOutputArchive archive(os);
-    archive(result);
+void RequestQueue::done(size_t id, GenerationResult&& result) { finished_.emplace_back(id, std::move(result)); }
+
+void RequestQueue::finish() {
+  std::vector<std::pair<size_t, GenerationRequest>> none;
+  while (!all_done_) {
+    serve_rest_of_block();
+    block_start(0, true, none);
+    if (!none.empty()) fail("protocol error: requests given to a coordinator that has finished");
   }
-  const std::string bytes = std::move(os).str();
-  sends_.emplace_back(MPI_REQUEST_NULL, std::vector<char>(bytes.begin(), bytes.end()));
-  auto& [request, data] = sends_.back();
-  check(MPI_Isend(data.data(), to_count(data.size(), "a request's result"), MPI_BYTE, 0, kResult, comm_, &request), "Isend");
-  ++results_sent_;
-}
-
-void RemoteRequests::finish() {
-  // An unanswered question (a stop came while asking) and results not yet
-  // taken in: keep serving rounds, in which rank 0 answers and receives.
-  for (poll(); asked_ || !sends_.empty(); poll()) exchange_.serve(false);
-  static thread_local int64_t sent = 0;
-  sent = results_sent_;
-  check(MPI_Isend(&sent, 8, MPI_BYTE, 0, kFinished, comm_, &finished_request_), "Isend");
-  check(MPI_Request_free(&finished_request_), "Request_free");
 }
 
 }  // namespace mote

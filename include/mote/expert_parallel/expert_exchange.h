@@ -25,7 +25,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <vector>
 
 #include "mote/expert_parallel/expert_counters.h"
@@ -107,8 +106,6 @@ class ExpertExchange : public ExpertExecutor {
   // `done`: this rank will send no tokens again. Returns false when every
   // rank reported done: that round was the job's last, and none follows.
   bool serve(bool done);
-  // Called at the start of every round (the request queue answers there).
-  std::function<void()> before_round;
   // The first stop signal (SIGTERM, SIGINT ...) any rank reported, in rank
   // order, 0 if none: the same on every rank after the same round.
   int stop_signal() const { return stop_signal_; }

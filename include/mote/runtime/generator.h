@@ -82,12 +82,14 @@ struct GenerationStats {
 class RequestSource {
  public:
   virtual ~RequestSource() = default;
-  // Appends at most `free_slots` requests to start now, each with the id
-  // that on_done reports; may append none.
+  // Called before every step: appends at most `free_slots` (possibly 0)
+  // requests to start now, each with the id that on_done reports; may
+  // append none.
   virtual void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) = 0;
   // True once no request will come any more.
   virtual bool exhausted() const = 0;
-  // Called when nothing runs and take() gave nothing though more may come.
+  // Called instead of a step when nothing runs and take() gave nothing
+  // though more may come.
   virtual void wait() {}
 };
 

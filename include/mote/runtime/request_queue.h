@@ -1,10 +1,16 @@
 // Hands a job's requests to its coordinators as they free up, so long and
-// short prompts balance over them. Rank 0 holds the queue and runs requests
-// itself (RequestQueue); coordinators 1..K-1 ask it for requests and send
-// their results back (RemoteRequests). The messages travel point to point
-// on a communicator of their own, beside the exchange's rounds; neither
-// side ever blocks on them while another rank may be waiting for it in a
-// round, so the two cannot deadlock.
+// short prompts balance over them, and brings every result back to rank 0.
+//
+// Coordinators advance in blocks: a step of one coordinator's generator
+// passes every MoE layer once, so it is exactly one exchange round per MoE
+// layer, and a coordinator with nothing to run serves the same number of
+// rounds. Every block starts with a collective among the coordinators, in
+// which each reports its free slots, its finished results and any stop
+// signal it received, and rank 0 answers with new requests, the job's stop
+// decision and whether every coordinator is done. Blocks thus stay aligned:
+// the coordinators' MoE layers meet in the same rounds, and a coordinator
+// waits only for a larger step of another, never for a question to be
+// answered.
 #pragma once
 
 #include <mpi.h>
@@ -22,68 +28,51 @@ namespace mote {
 
 using ResultHandler = std::function<void(size_t, GenerationResult&&)>;
 
-// Rank 0's side.
 class RequestQueue : public RequestSource {
  public:
-  // `todo`: the requests to run, with the ids results are reported under;
-  // `masks`: the job's mask sets, which every rank holds (requests travel
-  // with their set's id); `on_done` takes every result, rank 0's own and
-  // those sent back; once `stopped` returns true, nothing more is handed out.
-  RequestQueue(MPI_Comm comm, int coordinators, std::vector<std::pair<size_t, GenerationRequest>> todo,
-               const std::vector<ExpertMask>& masks, ResultHandler on_done, std::function<bool()> stopped);
+  // On every coordinator, with `comm` holding exactly the coordinators
+  // (rank 0 of the job first). Rank 0's `todo` holds the requests to run,
+  // with the ids results are reported under, and its `on_done` takes every
+  // result; other coordinators pass none. `masks`: the job's mask sets,
+  // which every rank holds (requests travel with their set's id).
+  RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers, const std::vector<ExpertMask>& masks,
+               std::vector<std::pair<size_t, GenerationRequest>> todo = {}, ResultHandler on_done = {});
+  // A block starts: reports and receives (a collective among coordinators).
   void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) override;
-  bool exhausted() const override;
-  // Answers the other coordinators and takes in their results, without
-  // waiting; called before every round and every step.
-  void serve();
-  // After the job's last round: waits for everything the other
-  // coordinators still send, until each has said it has finished.
-  void drain();
-  // Requests run by each coordinator, for the summary.
+  bool exhausted() const override { return exhausted_ || stop_signal_ != 0; }
+  // A block with nothing to run: one round per MoE layer, serving the others.
+  void wait() override;
+  // The job's stop decision, the same on every coordinator after the same
+  // block start: the signal that stopped it, 0 while it runs.
+  bool stopped() const { return stop_signal_ != 0; }
+  int stop_signal() const { return stop_signal_; }
+  // A result of this coordinator's generator.
+  void done(size_t id, GenerationResult&& result);
+  // Once this coordinator's generator has returned: completes its block,
+  // then takes part in block starts, serving rounds, until every
+  // coordinator is done; its last results reach rank 0 on the way.
+  void finish();
+  // Requests run by each coordinator (rank 0 only), for the summary.
   const std::vector<size_t>& ran_by() const { return ran_by_; }
 
  private:
-  size_t share() const;  // the most one coordinator may take now
-  void receive(const MPI_Status& status);
-  void complete_sends();
+  void block_start(int free_slots, bool finished, std::vector<std::pair<size_t, GenerationRequest>>& out);
+  void serve_rest_of_block();
+  size_t share(int c) const;
 
   MPI_Comm comm_;
-  int coordinators_;
-  std::deque<std::pair<size_t, GenerationRequest>> pending_;
-  const std::vector<ExpertMask>& masks_;
-  ResultHandler on_done_;
-  std::function<bool()> stopped_;
-  std::vector<uint8_t> told_exhausted_, finished_;
-  std::vector<size_t> ran_by_;
-  std::deque<std::pair<MPI_Request, std::vector<int64_t>>> sends_;
-};
-
-// The side of coordinators 1..K-1.
-class RemoteRequests : public RequestSource {
- public:
-  RemoteRequests(MPI_Comm comm, const std::vector<ExpertMask>& masks, ExpertExchange& exchange);
-  void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) override;
-  bool exhausted() const override { return exhausted_ && given_.empty(); }
-  // One round serving the other ranks' tokens, then a look for an answer.
-  void wait() override;
-  // The result of a request this coordinator ran, sent to rank 0.
-  void send_result(size_t id, GenerationResult&& result);
-  // When this coordinator's generator has returned: serves rounds until its
-  // questions are answered and its results delivered, then tells rank 0 it
-  // has finished.
-  void finish();
-
- private:
-  void poll();
-
-  MPI_Comm comm_;
-  const std::vector<ExpertMask>& masks_;
+  int rank_ = 0, coordinators_ = 1;
   ExpertExchange& exchange_;
-  bool asked_ = false, exhausted_ = false;
-  int64_t results_sent_ = 0;
-  std::deque<std::pair<size_t, GenerationRequest>> given_;
-  std::deque<std::pair<MPI_Request, std::vector<char>>> sends_;
-  MPI_Request finished_request_ = MPI_REQUEST_NULL;
+  int moe_layers_;
+  const std::vector<ExpertMask>& masks_;
+  std::deque<std::pair<size_t, GenerationRequest>> pending_;  // rank 0
+  ResultHandler on_done_;
+  std::vector<std::pair<size_t, GenerationResult>> finished_;  // since the last block start
+  std::vector<uint8_t> coordinator_done_;
+  std::vector<size_t> ran_by_, in_flight_;
+  bool exhausted_ = false, all_done_ = false;
+  int stop_signal_ = 0;
+  int64_t block_rounds_ = -1;  // exchange rounds when the current block started; -1 before the first
 };
 
 }  // namespace mote
