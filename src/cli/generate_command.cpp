@@ -68,13 +68,14 @@ void print_usage(const po::options_description& options, bool profile) {
                  "counts which routed experts fire, per class (the prompt file's \"class\", or one file per class\n"
                  "with --class-prompts) and phase (prompt or generated tokens), per request and in total, into\n"
                  "--out (docs/ftri.md, docs/hdf5-format.md). Rank the experts afterwards with 'mote rank'.\n"
-                 "Under MPI the routed experts are spread over the ranks (--placement); the counts are\n"
-                 "bit-identical for any number of ranks.\n\n";
+                 "Under MPI the routed experts are spread over the ranks (--placement) and ranks 0..K-1 run\n"
+                 "the requests (--coordinators K); the counts are bit-identical for any number of ranks and K.\n\n";
   } else {
     std::cout << "Generates a continuation of every prompt with the model and prints it. With --out, also\n"
                  "writes an HDF5 file with the tokens and expert counts of each request (docs/hdf5-format.md).\n"
-                 "Under MPI, rank 0 runs attention, routing and sampling and the routed experts are spread\n"
-                 "over the ranks (--placement); results are bit-identical for any number of ranks.\n\n";
+                 "Under MPI, ranks 0..K-1 (--coordinators K) run attention, routing and sampling for their\n"
+                 "share of the requests and the routed experts are spread over the ranks (--placement);\n"
+                 "results are bit-identical for any number of ranks and coordinators (docs/distributed.md).\n\n";
   }
   std::cout << "Prompt files hold one request per line, JSONL or plain text:\n"
                "  {\"id\": \"q1\", \"class\": \"neutral\", \"prompt\": \"raw text\"}\n"

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 
+#include "mote/expert_parallel/mpi_wait.h"
 #include "mote/io/safetensors_writer.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
@@ -221,8 +222,10 @@ bool ExpertExchange::exchange_control(int state, int moe_layer) {
     c[2] = state == kWork ? send_records_[r] : 0;
     c[3] = signal;
   }
-  check_mpi(MPI_Alltoall(control_send_.data(), kControlInts, MPI_INT32_T, control_recv_.data(), kControlInts, MPI_INT32_T, comm_),
-            "Alltoall (control)");
+  MPI_Request control = MPI_REQUEST_NULL;
+  check_mpi(MPI_Ialltoall(control_send_.data(), kControlInts, MPI_INT32_T, control_recv_.data(), kControlInts, MPI_INT32_T, comm_, &control),
+            "Ialltoall (control)");
+  wait_for(control, "Ialltoall (control)");
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   recv_records_.assign(static_cast<size_t>(world_), 0);
   recv_layers_.assign(static_cast<size_t>(world_), -1);
@@ -259,7 +262,7 @@ void ExpertExchange::post_payload() {
 void ExpertExchange::exchange_results() {
   {
     const auto start = std::chrono::steady_clock::now();
-    check_mpi(MPI_Wait(&payload_request_, MPI_STATUS_IGNORE), "Wait (payload)");
+    wait_for(payload_request_, "Ialltoallv (payload)");
     wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_);
@@ -270,9 +273,11 @@ void ExpertExchange::exchange_results() {
   returned_.resize(static_cast<size_t>(returned_displs_.back()) + static_cast<size_t>(returned_counts_.back()) + 1);
   if (results_.empty()) results_.resize(1);
   const auto start = std::chrono::steady_clock::now();
-  check_mpi(MPI_Alltoallv(results_.data(), result_counts_.data(), result_displs_.data(), MPI_BYTE, returned_.data(),
-                          returned_counts_.data(), returned_displs_.data(), MPI_BYTE, comm_),
-            "Alltoallv (results)");
+  MPI_Request results = MPI_REQUEST_NULL;
+  check_mpi(MPI_Ialltoallv(results_.data(), result_counts_.data(), result_displs_.data(), MPI_BYTE, returned_.data(),
+                           returned_counts_.data(), returned_displs_.data(), MPI_BYTE, comm_, &results),
+            "Ialltoallv (results)");
+  wait_for(results, "Ialltoallv (results)");
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -328,7 +333,7 @@ void ExpertExchange::begin(const ExpertBatch& b) {
   post_payload();
   if (!overlap_) {
     const auto start = std::chrono::steady_clock::now();
-    check_mpi(MPI_Wait(&payload_request_, MPI_STATUS_IGNORE), "Wait (payload)");
+    wait_for(payload_request_, "Ialltoallv (payload)");
     wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 }

@@ -201,6 +201,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     stats = generator.stats();
     queue.finish();
     stop_decided = queue.stop_signal();
+    spdlog::debug("rank {}: {:.3f} s in the coordinators' block starts", rank, queue.block_seconds());
     if (reader && coordinators > 1) {
       std::string shares;
       for (int c = 0; c < coordinators; ++c) shares += (c ? ", " : "") + std::to_string(queue.ran_by()[static_cast<size_t>(c)]);

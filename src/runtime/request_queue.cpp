@@ -5,9 +5,11 @@
 #include <cereal/types/utility.hpp>
 #include <cereal/types/vector.hpp>
 
+#include <chrono>
 #include <limits>
 #include <sstream>
 
+#include "mote/expert_parallel/mpi_wait.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
 
@@ -87,6 +89,7 @@ void RequestQueue::serve_rest_of_block() {
 }
 
 void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::pair<size_t, GenerationRequest>>& out) {
+  const auto start = std::chrono::steady_clock::now();
   if (block_rounds_ >= 0 && exchange_.rounds() - block_rounds_ != moe_layers_) {
     fail("internal error: a block of {} exchange rounds where the model has {} MoE layers", exchange_.rounds() - block_rounds_, moe_layers_);
   }
@@ -102,7 +105,9 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
   finished_.clear();
   const int64_t report[kReportSize] = {free_slots, finished ? 1 : 0, mote::stop_signal(), static_cast<int64_t>(results.size())};
   std::vector<int64_t> reports(rank_ == 0 ? static_cast<size_t>(coordinators_) * kReportSize : 0);
-  check(MPI_Gather(report, kReportSize, MPI_INT64_T, reports.data(), kReportSize, MPI_INT64_T, 0, comm_), "Gather");
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Igather(report, kReportSize, MPI_INT64_T, reports.data(), kReportSize, MPI_INT64_T, 0, comm_, &request), "Igather");
+  wait_for(request, "Igather (request queue)");
   std::vector<int> result_counts(static_cast<size_t>(coordinators_), 0), result_displs;
   std::vector<char> all_results;
   if (rank_ == 0) {
@@ -110,9 +115,10 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
     result_displs = displacements(result_counts);
     all_results.resize(static_cast<size_t>(result_displs.back()) + static_cast<size_t>(result_counts.back()) + 1);
   }
-  check(MPI_Gatherv(results.data(), to_count(results.size(), "results"), MPI_BYTE, all_results.data(), result_counts.data(),
-                    rank_ == 0 ? result_displs.data() : nullptr, MPI_BYTE, 0, comm_),
-        "Gatherv");
+  check(MPI_Igatherv(results.data(), to_count(results.size(), "results"), MPI_BYTE, all_results.data(), result_counts.data(),
+                     rank_ == 0 ? result_displs.data() : nullptr, MPI_BYTE, 0, comm_, &request),
+        "Igatherv");
+  wait_for(request, "Igatherv (request queue)");
 
   std::vector<int64_t> answers;
   std::vector<int> answer_counts(static_cast<size_t>(coordinators_), 0), answer_displs;
@@ -163,12 +169,14 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
     answer_displs = displacements(answer_counts);
   }
   int mine = 0;
-  check(MPI_Scatter(answer_counts.data(), 1, MPI_INT, &mine, 1, MPI_INT, 0, comm_), "Scatter");
+  check(MPI_Iscatter(answer_counts.data(), 1, MPI_INT, &mine, 1, MPI_INT, 0, comm_, &request), "Iscatter");
+  wait_for(request, "Iscatter (request queue)");
   if (mine < kAnswerHead) fail("protocol error: a malformed answer from rank 0");
   std::vector<int64_t> answer(static_cast<size_t>(mine));
-  check(MPI_Scatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_INT64_T, answer.data(), mine,
-                     MPI_INT64_T, 0, comm_),
-        "Scatterv");
+  check(MPI_Iscatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_INT64_T, answer.data(), mine,
+                      MPI_INT64_T, 0, comm_, &request),
+        "Iscatterv");
+  wait_for(request, "Iscatterv (request queue)");
   stop_signal_ = static_cast<int>(answer[kStop]);
   exhausted_ = answer[kExhausted] != 0;
   all_done_ = answer[kAllDone] != 0;
@@ -190,6 +198,7 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
     out.emplace_back(id, std::move(req));
   }
   block_rounds_ = exchange_.rounds();
+  block_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 void RequestQueue::take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) { block_start(free_slots, false, out); }

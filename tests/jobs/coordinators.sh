@@ -52,14 +52,6 @@ for nk in "2 2" "3 3" "4 3"; do
   echo "profile job ($total requests), world size $1, $2 coordinators: bit-identical file, same printed output"
 done
 
-wait_for_output() {  # wait_for_output FILE N: until N requests were printed
-  for _ in $(seq 1 600); do
-    [ "$(grep -c '^### ' "$1" 2>/dev/null)" -ge "$2" ] && return 0
-    sleep 0.05
-  done
-  echo "FAIL: the job printed fewer than $2 requests"; exit 1
-}
-
 # Stopped at K = 2 over 3 ranks (SIGTERM to mpirun), resumed at K = 1 over
 # 2 ranks; stopped at K = 1, resumed at K = 3.
 stop_and_resume() {  # stop_and_resume NAME RANKS K RESUME_RANKS RESUME_K
@@ -116,11 +108,6 @@ status=$?
 echo "coordinator 2 killed: mpirun ended the job with status $status after $(( $(date +%s) - start )) s, no result file"
 
 # Bad values, named.
-expect_error() {  # expect_error MESSAGE ARGS...
-  local message=$1; shift
-  if "$@" > /dev/null 2> err.txt; then echo "FAIL: accepted: $*"; exit 1; fi
-  grep -q -- "$message" err.txt || { echo "FAIL: expected '$message' from: $*"; cat err.txt; exit 1; }
-}
 expect_error "--coordinators 0 must be at least 1" "$MOTE_BIN" generate "${golden[@]}" --coordinators 0
 expect_error "--coordinators 3 is more than the job's 2 ranks" "$run" -n 2 --oversubscribe generate "${golden[@]}" --coordinators 3
 expect_error "every rank is a coordinator and coordinators hold no experts" \

@@ -11,19 +11,12 @@ export MOTE_BIN=$2
 work=$(mktemp -d)
 trap 'pkill -9 -f "$MOTE_BIN profile --prompts $work" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
+source "$root/tests/jobs/same_results.sh"
 for _ in 1 2; do cat "$root/configs/prompts/refusal-profile.jsonl"; done | awk '{ sub(/"id": *"[^"]*"/, "\"id\": \"r" NR "\""); print }' > p.jsonl
 base=(--ignore-eos --batch-size 4 --log-level warn)
 common=(--prompts "$work/p.jsonl" --max-new-tokens 40 "${base[@]}")
 total=$(wc -l < p.jsonl)
 "$MOTE_BIN" profile "${common[@]}" --out full.h5 > /dev/null || { echo "FAIL: uninterrupted run"; exit 1; }
-
-wait_for_output() {  # wait_for_output FILE N: until N requests were printed
-  for _ in $(seq 1 600); do
-    [ "$(grep -c '^### ' "$1" 2>/dev/null)" -ge "$2" ] && return 0
-    sleep 0.05
-  done
-  echo "FAIL: the job printed fewer than $2 requests"; exit 1
-}
 
 check_stopped() {  # check_stopped NAME STATUS EXPECTED_STATUS
   local name=$1 status=$2 expected=$3

@@ -54,11 +54,6 @@ print('--mem-per-rank: experts only on the ranks with room')" || exit 1
 "$run" -n 4 --oversubscribe profile "${common[@]}" --coordinators 2 --placement-file tight.json --out tight.h5 > /dev/null || exit 1
 same profile.h5 tight.h5
 
-expect_error() {  # expect_error MESSAGE ARGS...
-  local message=$1; shift
-  if "$@" > /dev/null 2> err.txt; then echo "FAIL: accepted: $*"; exit 1; fi
-  grep -q -- "$message" err.txt || { echo "FAIL: expected '$message' from: $*"; cat err.txt; exit 1; }
-}
 expect_error "do not fit" "$MOTE_BIN" place --profile profile.h5 -n 4 --mem-per-rank 20M --out x.json
 expect_error "--out is the profile" "$MOTE_BIN" place --profile profile.h5 -n 4 --out profile.h5
 expect_error "no class 'nope'" "$MOTE_BIN" place --profile profile.h5 -n 4 --class nope --out x.json

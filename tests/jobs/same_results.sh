@@ -1,4 +1,4 @@
-# Sourced by the world-size tests.
+# Sourced by the job tests.
 # same A B: requests (tokens, logits, routing, texts) and counters are bit-identical.
 same() {
   for object in /requests /counts /gate_sum /classes; do
@@ -6,4 +6,18 @@ same() {
       echo "FAIL: $2 differs from $1 in $object"; h5diff -r "$1" "$2" "$object" "$object" | head -20; exit 1
     fi
   done
+}
+
+wait_for_output() {  # wait_for_output FILE N: until N requests were printed
+  for _ in $(seq 1 600); do
+    [ "$(grep -c '^### ' "$1" 2>/dev/null)" -ge "$2" ] && return 0
+    sleep 0.05
+  done
+  echo "FAIL: the job printed fewer than $2 requests"; exit 1
+}
+
+expect_error() {  # expect_error MESSAGE ARGS...
+  local message=$1; shift
+  if "$@" > /dev/null 2> err.txt; then echo "FAIL: accepted: $*"; exit 1; fi
+  grep -q -- "$message" err.txt || { echo "FAIL: expected '$message' from: $*"; cat err.txt; exit 1; }
 }

@@ -2,10 +2,12 @@
 // (no MPI needed: the worker only sees bytes).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/placement.h"
+#include "mote/runtime/load_placement.h"
 #include "mote/model/loaded_model.h"
 #include "model_files.h"
 
@@ -68,6 +70,69 @@ TEST(ExpertWorker, RefusesTokensForExpertsItDoesNotOwn) {
                         "protocol error: rank 0 received a token for expert 3 of MoE layer 0");
   EXPECT_ERROR_CONTAINS(worker.process(record({}), {1}, {0}, results, result_counts), "record with 0 experts");
   EXPECT_ERROR_CONTAINS(worker.process(record({40}), {1}, {0}, results, result_counts), "expert 40");
+}
+
+}  // namespace
+}  // namespace mote
+
+namespace mote {
+namespace {
+
+// A profile of one class, prompt phase only, with the given tokens per (layer, expert).
+ProfileData profile_with(int layers, int experts, const std::vector<uint64_t>& load) {
+  ProfileData p;
+  p.classes = {"all"};
+  p.moe_layers = layers;
+  p.experts = experts;
+  p.counts.assign(static_cast<size_t>(kPhaseCount) * layers * experts, 0);
+  std::copy(load.begin(), load.end(), p.counts.begin());  // phase 0 = prompt
+  return p;
+}
+
+TEST(LoadPlacement, BalancesExpectedTokensDeterministically) {
+  // Experts 0-3 are hot: the contiguous rule puts all of them on rank 0.
+  const ProfileData p = profile_with(1, 8, {100, 90, 80, 70, 10, 10, 10, 10});
+  LoadPlacementSpec spec;
+  spec.world_size = 2;
+  const LoadPlacement placed = place_by_load(p, spec);
+  std::vector<double> load(2, 0.0);
+  std::vector<int> held(2, 0);
+  for (int e = 0; e < 8; ++e) {
+    load[placed.owner[e]] += static_cast<double>(p.counts[e]);
+    ++held[placed.owner[e]];
+  }
+  EXPECT_EQ(held, (std::vector<int>{4, 4}));  // memory stays even by default
+  EXPECT_EQ(load[0], load[1]);                // 190 each
+  EXPECT_NEAR(placed.before[0], 340.0 / 190.0, 1e-12);
+  EXPECT_NEAR(placed.after[0], 1.0, 1e-12);
+  const LoadPlacement again = place_by_load(p, spec);
+  EXPECT_EQ(again.owner, placed.owner);
+  // The generated phase alone has no tokens: any balanced split will do, and it is still even in memory.
+  spec.phase = "generated";
+  EXPECT_EQ(place_by_load(p, spec).after[0], 1.0);
+  spec.phase = "first";
+  EXPECT_ERROR_CONTAINS(place_by_load(p, spec), "--phase 'first'");
+}
+
+TEST(LoadPlacement, RespectsCoordinatorsAndCapacity) {
+  const ProfileData p = profile_with(2, 6, {5, 4, 3, 2, 1, 1, 6, 5, 4, 3, 2, 1});
+  LoadPlacementSpec spec;
+  spec.world_size = 4;
+  spec.coordinators = 2;
+  spec.coordinator_experts = false;
+  const LoadPlacement placed = place_by_load(p, spec);
+  for (int o : placed.owner) EXPECT_GE(o, 2);  // only ranks 2 and 3 hold experts
+  // Room for 8 experts over 2 layers on rank 2, 4 on rank 3: 4 and 2 per layer.
+  spec.capacity = {0, 0, 8, 4};
+  const LoadPlacement tight = place_by_load(p, spec);
+  for (int l = 0; l < 2; ++l) {
+    EXPECT_EQ(std::count(tight.owner.begin() + l * 6, tight.owner.begin() + (l + 1) * 6, 3), 2);
+  }
+  spec.capacity = {0, 0, 4, 2};
+  EXPECT_ERROR_CONTAINS(place_by_load(p, spec), "do not fit");
+  spec.classes = {"nope"};
+  spec.capacity.clear();
+  EXPECT_ERROR_CONTAINS(place_by_load(p, spec), "no class 'nope'");
 }
 
 }  // namespace

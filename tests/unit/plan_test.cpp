@@ -1,6 +1,7 @@
 // mote plan: per-rank memory from config.json and the headers, or from
 // config.json and the index alone (a model not downloaded yet).
 #include "mote/runtime/memory_plan.h"
+#include "mote/runtime/throughput_model.h"
 
 #include <gtest/gtest.h>
 
@@ -78,6 +79,78 @@ TEST(Plan, AnIndexThatLacksATensorIsNamed) {
   PlanRequest req;
   req.model_dir = dir.path();
   EXPECT_ERROR_CONTAINS(plan_memory(req), "the index does not map tensor 'model.layers.2.mlp.experts.5.down_proj.weight'");
+}
+
+}  // namespace
+}  // namespace mote
+
+namespace mote {
+namespace {
+
+// R1 as an index-only directory, planned for `n` ranks and `k` coordinators.
+MemoryPlan r1_plan(const test::ScratchDir& dir, int n, int k) {
+  if (!std::filesystem::exists(dir / "config.json")) {
+    const auto config = read_json_file(std::filesystem::path(MOTE_SOURCE_DIR) / "bench/configs/deepseek-r1.json");
+    write_synthetic_model(dir.path(), config, 1, test::bundled_model(), {.layers_per_shard = 4, .index_only = true});
+  }
+  PlanRequest req;
+  req.model_dir = dir.path();
+  req.world_size = n;
+  req.coordinators = k;
+  return plan_memory(req);
+}
+
+TEST(Plan, EveryCoordinatorHoldsTheNonExpertWeightsAndAKvCache) {
+  test::ScratchDir dir;
+  const MemoryPlan one = r1_plan(dir, 4, 1), two = r1_plan(dir, 4, 2);
+  EXPECT_EQ(two.ranks[1].attention, one.ranks[0].attention);
+  EXPECT_EQ(two.ranks[1].kv_cache, one.ranks[0].kv_cache);
+  EXPECT_EQ(two.ranks[2].attention, 0u);
+  EXPECT_EQ(two.ranks[1].routed, one.ranks[1].routed);  // experts stay where the placement puts them
+}
+
+NodeFigures node() { return {.gemm_gflops = 3500, .bandwidth_gbs = 400, .latency_us = 10, .network_gbs = 12.5}; }
+
+TEST(ThroughputModel, CoordinatorsScaleWhatOneRankWouldDoAlone) {
+  test::ScratchDir dir;
+  ThroughputRequest req;
+  req.node = node();
+  const auto k1 = predict_throughput(r1_plan(dir, 8, 1), req), k8 = predict_throughput(r1_plan(dir, 8, 8), req);
+  // One coordinator: attention stays on rank 0 whatever the world size, so
+  // prefill is bounded by it; eight share it.
+  EXPECT_GT(k8.prefill_tokens_per_s, 3.5 * k1.prefill_tokens_per_s);
+  EXPECT_GT(k8.decode_tokens_per_s, 2 * k1.decode_tokens_per_s);
+  // With one coordinator the expert ranks wait during attention; with
+  // eight every rank works but during the exchange.
+  EXPECT_GT(k1.prefill_layer.idle, 0.5 * k1.prefill_layer.attention);
+  EXPECT_NEAR(k8.prefill_layer.idle, k8.prefill_layer.exchange, 1e-12);
+  // Attention per coordinator is the same; experts per rank grow with the tokens sent to them.
+  EXPECT_DOUBLE_EQ(k1.prefill_layer.attention, k8.prefill_layer.attention);
+  EXPECT_NEAR(k8.prefill_layer.experts, 8 * k1.prefill_layer.experts, 1e-9 * k8.prefill_layer.experts);
+  // One rank alone: no exchange, no idle time.
+  const auto alone = predict_throughput(r1_plan(dir, 1, 1), req);
+  EXPECT_EQ(alone.prefill_layer.exchange, 0.0);
+  EXPECT_NEAR(alone.prefill_layer.idle, 0.0, 1e-12);
+  // Twice the product rate halves a compute-bound prefill step.
+  ThroughputRequest faster = req;
+  faster.node.gemm_gflops *= 2;
+  EXPECT_NEAR(predict_throughput(r1_plan(dir, 1, 1), faster).prefill_step_seconds, alone.prefill_step_seconds / 2, 1e-9);
+  // Load imbalance slows only the experts.
+  ThroughputRequest skewed = req;
+  skewed.load_imbalance = 1.5;
+  const auto s = predict_throughput(r1_plan(dir, 8, 8), skewed);
+  EXPECT_NEAR(s.prefill_layer.experts, 1.5 * k8.prefill_layer.experts, 1e-9);
+  EXPECT_DOUBLE_EQ(s.prefill_layer.attention, k8.prefill_layer.attention);
+  // Oversubscribed: 4 ranks of 1 thread on a 2-core node run experts at half speed.
+  ThroughputRequest crowded = req;
+  crowded.ranks_per_node = 4;
+  crowded.node_cores = 2;
+  const auto c = predict_throughput(r1_plan(dir, 4, 1), crowded), spread = predict_throughput(r1_plan(dir, 4, 1), req);
+  EXPECT_NEAR(c.prefill_layer.experts, 2 * spread.prefill_layer.experts, 1e-9);
+  EXPECT_DOUBLE_EQ(c.prefill_layer.attention, spread.prefill_layer.attention);  // one coordinator: a core of its own
+  ThroughputRequest none = req;
+  none.node.gemm_gflops = 0;
+  EXPECT_ERROR_CONTAINS(predict_throughput(r1_plan(dir, 1, 1), none), "needs --gemm-gflops");
 }
 
 }  // namespace

@@ -52,6 +52,9 @@ class RequestQueue : public RequestSource {
   // then takes part in block starts, serving rounds, until every
   // coordinator is done; its last results reach rank 0 on the way.
   void finish();
+  // Seconds in block starts: waiting for the other coordinators, and on
+  // rank 0 taking in the results.
+  double block_seconds() const { return block_seconds_; }
   // Requests run by each coordinator (rank 0 only), for the summary.
   const std::vector<size_t>& ran_by() const { return ran_by_; }
 
@@ -72,6 +75,7 @@ class RequestQueue : public RequestSource {
   std::vector<size_t> ran_by_, in_flight_;
   bool exhausted_ = false, all_done_ = false;
   int stop_signal_ = 0;
+  double block_seconds_ = 0;
   int64_t block_rounds_ = -1;  // exchange rounds when the current block started; -1 before the first
 };
 
