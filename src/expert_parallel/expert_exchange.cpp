@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <limits>
 
-#include "mote/expert_parallel/mpi_wait.h"
+#include "mote/expert_parallel/mpi_calls.h"
 #include "mote/io/safetensors_writer.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
@@ -20,31 +19,12 @@ enum State : int32_t {
 };
 constexpr int kControlInts = 4;  // {state, moe_layer, records, stop signal}
 
-void check_mpi(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) {
-    char text[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(rc, text, &len);
-    fail("MPI {} failed: {}", what, std::string(text, static_cast<size_t>(len)));
-  }
-}
+constexpr const char* kExchange = "one exchange to a rank";
+constexpr const char* kRemedy = "lower --max-step-tokens";
 
-int to_count(size_t bytes) {
-  if (bytes > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    fail("one exchange would move {} bytes to a rank, more than MPI counts allow; lower --max-step-tokens", bytes);
-  }
-  return static_cast<int>(bytes);
-}
+int to_count(size_t bytes) { return mpi_count(bytes, kExchange, kRemedy); }
 
-void displacements(const std::vector<int>& counts, std::vector<int>& displs) {
-  displs.assign(counts.size(), 0);
-  size_t total = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    displs[i] = to_count(total);
-    total += static_cast<size_t>(counts[i]);
-  }
-  to_count(total);
-}
+void displacements(const std::vector<int>& counts, std::vector<int>& displs) { mpi_displacements(counts, displs, kExchange, kRemedy); }
 
 // Values travel as fp32 or bf16; both ends of every path (the local one
 // included) round the same way, so the world size never changes the bits.
@@ -209,9 +189,14 @@ ExpertExchange::ExpertExchange(MPI_Comm comm, const Placement& placement, WireFo
   send_records_.assign(static_cast<size_t>(world_), 0);
 }
 
+void ExpertExchange::wait(MPI_Request& request, const char* what) {
+  const auto start = std::chrono::steady_clock::now();
+  wait_for(request, what);
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 bool ExpertExchange::exchange_control(int state, int moe_layer) {
   ++rounds_;
-  const auto start = std::chrono::steady_clock::now();
   control_send_.resize(static_cast<size_t>(world_) * kControlInts);
   control_recv_.resize(control_send_.size());
   const int signal = mote::stop_signal();
@@ -225,8 +210,7 @@ bool ExpertExchange::exchange_control(int state, int moe_layer) {
   MPI_Request control = MPI_REQUEST_NULL;
   check_mpi(MPI_Ialltoall(control_send_.data(), kControlInts, MPI_INT32_T, control_recv_.data(), kControlInts, MPI_INT32_T, comm_, &control),
             "Ialltoall (control)");
-  wait_for(control, "Ialltoall (control)");
-  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  wait(control, "Ialltoall (control)");
   recv_records_.assign(static_cast<size_t>(world_), 0);
   recv_layers_.assign(static_cast<size_t>(world_), -1);
   bool all_done = true;
@@ -260,11 +244,7 @@ void ExpertExchange::post_payload() {
 // Runs this rank's experts over what it received and sends the results
 // back; what comes back to this rank lands in returned_.
 void ExpertExchange::exchange_results() {
-  {
-    const auto start = std::chrono::steady_clock::now();
-    wait_for(payload_request_, "Ialltoallv (payload)");
-    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
+  wait(payload_request_, "Ialltoallv (payload)");
   worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_);
   displacements(result_counts_, result_displs_);
   returned_counts_.resize(static_cast<size_t>(world_));
@@ -272,13 +252,11 @@ void ExpertExchange::exchange_results() {
   displacements(returned_counts_, returned_displs_);
   returned_.resize(static_cast<size_t>(returned_displs_.back()) + static_cast<size_t>(returned_counts_.back()) + 1);
   if (results_.empty()) results_.resize(1);
-  const auto start = std::chrono::steady_clock::now();
   MPI_Request results = MPI_REQUEST_NULL;
   check_mpi(MPI_Ialltoallv(results_.data(), result_counts_.data(), result_displs_.data(), MPI_BYTE, returned_.data(),
                            returned_counts_.data(), returned_displs_.data(), MPI_BYTE, comm_, &results),
             "Ialltoallv (results)");
-  wait_for(results, "Ialltoallv (results)");
-  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  wait(results, "Ialltoallv (results)");
 }
 
 void ExpertExchange::begin(const ExpertBatch& b) {
@@ -331,11 +309,7 @@ void ExpertExchange::begin(const ExpertBatch& b) {
 
   exchange_control(kWork, b.moe_layer);
   post_payload();
-  if (!overlap_) {
-    const auto start = std::chrono::steady_clock::now();
-    wait_for(payload_request_, "Ialltoallv (payload)");
-    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
+  if (!overlap_) wait(payload_request_, "Ialltoallv (payload)");
 }
 
 void ExpertExchange::finish(float* out) {

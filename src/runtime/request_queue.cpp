@@ -6,10 +6,9 @@
 #include <cereal/types/vector.hpp>
 
 #include <chrono>
-#include <limits>
 #include <sstream>
 
-#include "mote/expert_parallel/mpi_wait.h"
+#include "mote/expert_parallel/mpi_calls.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
 
@@ -30,27 +29,9 @@ enum Report { kFreeSlots, kFinished, kSignal, kResultBytes, kReportSize };
 // What rank 0 answers, before the requests: {stop signal, exhausted, all done, count}.
 enum Answer { kStop, kExhausted, kAllDone, kCount, kAnswerHead };
 
-void check(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) fail("MPI {} failed (request queue)", what);
-}
+constexpr const char* kRemedy = "lower --batch-size or drop --save-logits";
 
-int to_count(size_t n, const char* what) {
-  if (n > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    fail("{} of {} bytes is more than one MPI message carries; lower --batch-size or drop --save-logits", what, n);
-  }
-  return static_cast<int>(n);
-}
-
-std::vector<int> displacements(const std::vector<int>& counts) {
-  std::vector<int> d(counts.size(), 0);
-  size_t total = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    d[i] = to_count(total, "the requests' results");
-    total += static_cast<size_t>(counts[i]);
-  }
-  to_count(total, "the requests' results");
-  return d;
-}
+int to_count(size_t bytes, const char* what) { return mpi_count(bytes, what, kRemedy); }
 
 }  // namespace
 
@@ -106,16 +87,16 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
   const int64_t report[kReportSize] = {free_slots, finished ? 1 : 0, mote::stop_signal(), static_cast<int64_t>(results.size())};
   std::vector<int64_t> reports(rank_ == 0 ? static_cast<size_t>(coordinators_) * kReportSize : 0);
   MPI_Request request = MPI_REQUEST_NULL;
-  check(MPI_Igather(report, kReportSize, MPI_INT64_T, reports.data(), kReportSize, MPI_INT64_T, 0, comm_, &request), "Igather");
+  check_mpi(MPI_Igather(report, kReportSize, MPI_INT64_T, reports.data(), kReportSize, MPI_INT64_T, 0, comm_, &request), "Igather");
   wait_for(request, "Igather (request queue)");
   std::vector<int> result_counts(static_cast<size_t>(coordinators_), 0), result_displs;
   std::vector<char> all_results;
   if (rank_ == 0) {
     for (int c = 0; c < coordinators_; ++c) result_counts[c] = to_count(static_cast<size_t>(reports[c * kReportSize + kResultBytes]), "results");
-    result_displs = displacements(result_counts);
+    mpi_displacements(result_counts, result_displs, "the requests' results", kRemedy);
     all_results.resize(static_cast<size_t>(result_displs.back()) + static_cast<size_t>(result_counts.back()) + 1);
   }
-  check(MPI_Igatherv(results.data(), to_count(results.size(), "results"), MPI_BYTE, all_results.data(), result_counts.data(),
+  check_mpi(MPI_Igatherv(results.data(), to_count(results.size(), "results"), MPI_BYTE, all_results.data(), result_counts.data(),
                      rank_ == 0 ? result_displs.data() : nullptr, MPI_BYTE, 0, comm_, &request),
         "Igatherv");
   wait_for(request, "Igatherv (request queue)");
@@ -166,14 +147,14 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
       answer_counts[c] = to_count(each[static_cast<size_t>(c)].size(), "a batch of requests");
       answers.insert(answers.end(), each[static_cast<size_t>(c)].begin(), each[static_cast<size_t>(c)].end());
     }
-    answer_displs = displacements(answer_counts);
+    mpi_displacements(answer_counts, answer_displs, "a batch of requests", kRemedy);
   }
   int mine = 0;
-  check(MPI_Iscatter(answer_counts.data(), 1, MPI_INT, &mine, 1, MPI_INT, 0, comm_, &request), "Iscatter");
+  check_mpi(MPI_Iscatter(answer_counts.data(), 1, MPI_INT, &mine, 1, MPI_INT, 0, comm_, &request), "Iscatter");
   wait_for(request, "Iscatter (request queue)");
   if (mine < kAnswerHead) fail("protocol error: a malformed answer from rank 0");
   std::vector<int64_t> answer(static_cast<size_t>(mine));
-  check(MPI_Iscatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_INT64_T, answer.data(), mine,
+  check_mpi(MPI_Iscatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_INT64_T, answer.data(), mine,
                       MPI_INT64_T, 0, comm_, &request),
         "Iscatterv");
   wait_for(request, "Iscatterv (request queue)");

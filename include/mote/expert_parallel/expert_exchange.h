@@ -1,9 +1,10 @@
 // Expert-parallel dispatch over MPI. The job proceeds in rounds; in each
-// round every rank takes part in exactly three collectives:
+// round every rank takes part in exactly three collectives (non-blocking,
+// completed by wait_for in mpi_calls.h):
 //
-//   MPI_Alltoall   control: {state, MoE layer, records, stop signal} per rank pair
-//   MPI_Alltoallv  payload: one record per (token, destination rank)
-//   MPI_Alltoallv  results: one hidden vector per (record, expert)
+//   MPI_Ialltoall   control: {state, MoE layer, records, stop signal} per rank pair
+//   MPI_Ialltoallv  payload: one record per (token, destination rank)
+//   MPI_Ialltoallv  results: one hidden vector per (record, expert)
 //
 // A coordinator's MoE layer is one round in which it sends its tokens; a
 // rank with no tokens to send (an expert shard, or a coordinator waiting
@@ -114,6 +115,8 @@ class ExpertExchange : public ExpertExecutor {
   double wait_seconds() const { return wait_seconds_; }
 
  private:
+  // Completes `request`, counting the time in wait_seconds().
+  void wait(MPI_Request& request, const char* what);
   // Returns false when every rank reported done.
   bool exchange_control(int state, int moe_layer);
   void post_payload();
