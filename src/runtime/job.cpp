@@ -227,26 +227,27 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
 
   // 6. Counters, per coordinator: what the experts processed (on whichever
   // ranks own them) against what that coordinator's router decided.
-  const size_t one = routed.tokens.size();
-  std::vector<uint64_t> tokens_all(one * coordinators, 0), routed_tokens(tokens_all.size(), 0), sum_tokens(tokens_all.size()),
-      sum_routed_tokens(tokens_all.size());
-  std::vector<double> gate_all(tokens_all.size(), 0.0), routed_gate(tokens_all.size(), 0.0), sum_gate(tokens_all.size()),
-      sum_routed_gate(tokens_all.size());
-  for (int c = 0; c < coordinators; ++c) {
-    std::copy(processed[c].tokens.begin(), processed[c].tokens.end(), tokens_all.begin() + static_cast<std::ptrdiff_t>(c * one));
-    std::copy(processed[c].gate_sum.begin(), processed[c].gate_sum.end(), gate_all.begin() + static_cast<std::ptrdiff_t>(c * one));
-  }
-  if (coordinator) {
-    std::copy(routed.tokens.begin(), routed.tokens.end(), routed_tokens.begin() + static_cast<std::ptrdiff_t>(rank * one));
-    std::copy(routed.gate_sum.begin(), routed.gate_sum.end(), routed_gate.begin() + static_cast<std::ptrdiff_t>(rank * one));
-  }
   // Each entry has one nonzero contributor (the expert's owner, or the
   // coordinator), so the sums are exact.
-  const int count = static_cast<int>(tokens_all.size());
-  MPI_Reduce(tokens_all.data(), sum_tokens.data(), count, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
-  MPI_Reduce(gate_all.data(), sum_gate.data(), count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-  MPI_Reduce(routed_tokens.data(), sum_routed_tokens.data(), count, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
-  MPI_Reduce(routed_gate.data(), sum_routed_gate.data(), count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+  const auto sum_into_rank0 = [&](const ExpertCounters& mine, ExpertCounters& total) {
+    const int count = static_cast<int>(mine.tokens.size());
+    MPI_Reduce(mine.tokens.data(), total.tokens.data(), count, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(mine.gate_sum.data(), total.gate_sum.data(), count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+  };
+  const ExpertCounters none(n_classes, moe_layers, experts);
+  ExpertCounters run_routed(n_classes, moe_layers, experts), done(none), decided(none);
+  for (int c = 0; c < coordinators; ++c) {
+    sum_into_rank0(processed[static_cast<size_t>(c)], done);
+    sum_into_rank0(rank == c ? routed : none, decided);
+    if (!reader) continue;
+    if (const auto diff = done.first_difference(decided)) {
+      fail("expert counters reduced from the ranks disagree with coordinator {}'s routing record: {}", c, *diff);
+    }
+    for (size_t i = 0; i < run_routed.tokens.size(); ++i) {
+      run_routed.tokens[i] += decided.tokens[i];
+      run_routed.gate_sum[i] += decided.gate_sum[i];
+    }
+  }
   std::vector<uint64_t> rank_memory(2 * static_cast<size_t>(world));
   {
     // Per-rank memory: peak RSS and the resident part of the weight files
@@ -265,23 +266,6 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   }
   if (!reader) return exit_code();
 
-  ExpertCounters run_routed(n_classes, moe_layers, experts);
-  for (int c = 0; c < coordinators; ++c) {
-    ExpertCounters done(n_classes, moe_layers, experts), decided(n_classes, moe_layers, experts);
-    const auto at = static_cast<std::ptrdiff_t>(c * one);
-    std::copy(sum_tokens.begin() + at, sum_tokens.begin() + at + static_cast<std::ptrdiff_t>(one), done.tokens.begin());
-    std::copy(sum_gate.begin() + at, sum_gate.begin() + at + static_cast<std::ptrdiff_t>(one), done.gate_sum.begin());
-    std::copy(sum_routed_tokens.begin() + at, sum_routed_tokens.begin() + at + static_cast<std::ptrdiff_t>(one), decided.tokens.begin());
-    std::copy(sum_routed_gate.begin() + at, sum_routed_gate.begin() + at + static_cast<std::ptrdiff_t>(one), decided.gate_sum.begin());
-    if (const auto diff = done.first_difference(decided)) {
-      fail("expert counters reduced from the ranks disagree with coordinator {}'s routing record: {}", c, *diff);
-    }
-    for (size_t i = 0; i < one; ++i) {
-      run_routed.tokens[i] += decided.tokens[i];
-      run_routed.gate_sum[i] += decided.gate_sum[i];
-    }
-  }
-
   // 7. The result.
   if (stopped_by != 0) {
     // Stopped: keep what finished (in-flight requests run again on resume).
@@ -298,7 +282,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   // gate sums up to summation order.
   collector->print_ready();
   const ExpertCounters& per_request = collector->run_totals();
-  for (size_t i = 0; i < one; ++i) {
+  for (size_t i = 0; i < run_routed.tokens.size(); ++i) {
     const double a = run_routed.gate_sum[i], b = per_request.gate_sum[i];
     if (run_routed.tokens[i] != per_request.tokens[i] || std::abs(a - b) > 1e-9 * std::max(1.0, std::abs(a))) {
       fail("per-request expert counts do not add up to the ranks' counters at entry {}: {} / {} vs {} / {}", i, per_request.tokens[i], b,
