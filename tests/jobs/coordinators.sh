@@ -81,9 +81,7 @@ stop_and_resume k1-to-k3 2 1 3 3
 "$run" -n 3 --oversubscribe profile "${profile[@]}" --coordinators 2 --checkpoint-every 4 --out int.h5 > int.out 2> int.err &
 job=$!
 wait_for_output int.out 8
-for pid in $(pgrep -f "$MOTE_BIN profile --prompts $work"); do
-  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then kill -INT "$pid"; fi
-done
+for pid in $(rank_pids 1 "$MOTE_BIN profile --prompts $work"); do kill -INT "$pid"; done
 wait "$job"
 status=$?
 [ "$status" -eq 130 ] || { echo "FAIL: SIGINT to coordinator 1: exit status $status, expected 130"; cat int.err; exit 1; }
@@ -98,9 +96,7 @@ echo "SIGINT to coordinator 1 only: stopped with status 130; resumed in one proc
 job=$!
 wait_for_output kill.out 4
 start=$(date +%s)
-for pid in $(pgrep -f "$MOTE_BIN profile --prompts $work"); do
-  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=2"; then kill -9 "$pid"; fi
-done
+for pid in $(rank_pids 2 "$MOTE_BIN profile --prompts $work"); do kill -9 "$pid"; done
 wait "$job"
 status=$?
 [ "$status" -ne 0 ] || { echo "FAIL: the job with a killed coordinator exited 0"; exit 1; }

@@ -57,8 +57,6 @@ check_stopped mpi $? 143 --checkpoint-every 4
 "$root/launch/mote-run" -n 3 --oversubscribe profile "${common[@]}" --checkpoint-every 4 --out shard.h5 > shard.out 2> shard.err &
 job=$!
 wait_for_output shard.out 6
-for pid in $(pgrep -f "$MOTE_BIN profile --prompts $work"); do
-  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=2"; then kill -INT "$pid"; fi
-done
+for pid in $(rank_pids 2 "$MOTE_BIN profile --prompts $work"); do kill -INT "$pid"; done
 wait "$job"
 check_stopped shard $? 130 --checkpoint-every 4

@@ -19,10 +19,8 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 grep -q '^###' "$work/stdout.txt" || { echo "FAIL: the job produced no text"; cat "$work/stderr.txt"; exit 1; }
-victim=""
-for pid in $(pgrep -f "$MOTE_BIN generate"); do
-  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then victim=$pid; fi
-done
+source "$root/tests/jobs/same_results.sh"
+victim=$(rank_pids 1 "$MOTE_BIN generate" | tail -n 1)
 [ -n "$victim" ] || { echo "FAIL: rank 1 not found"; exit 1; }
 kill -9 "$victim"
 start=$(date +%s%N)

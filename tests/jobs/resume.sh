@@ -9,6 +9,7 @@ export MOTE_BIN=$2
 work=$(mktemp -d)
 trap 'pkill -9 -f "$MOTE_BIN profile --prompts $work" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
+source "$root/tests/jobs/same_results.sh"
 { head -n 30 "$root/configs/prompts/refusal-profile.jsonl"; tail -n 18 "$root/configs/prompts/refusal-profile.jsonl"; } > p.jsonl
 base=(--ignore-eos --batch-size 4 --log-level warn)
 common=(--prompts "$work/p.jsonl" --max-new-tokens 40 "${base[@]}")
@@ -23,9 +24,7 @@ crash_and_resume() {  # crash_and_resume RANK_TO_KILL NAME
     sleep 0.1
   done
   local killed=""
-  for pid in $(pgrep -f "$MOTE_BIN profile --prompts $work"); do
-    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$victim_rank"; then kill -9 "$pid"; killed=$pid; fi
-  done
+  for pid in $(rank_pids "$victim_rank" "$MOTE_BIN profile --prompts $work"); do kill -9 "$pid"; killed=$pid; done
   wait "$job" 2> /dev/null
   local status=$?
   [ -n "$killed" ] || { echo "FAIL: rank $victim_rank not found (the job ended before two checkpoints?)"; exit 1; }

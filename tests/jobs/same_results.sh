@@ -1,4 +1,4 @@
-# Sourced by the job tests.
+# Sourced by the job tests: comparing results, waiting for output, expected errors, finding a rank.
 # same A B: requests (tokens, logits, routing, texts) and counters are bit-identical.
 same() {
   for object in /requests /counts /gate_sum /classes; do
@@ -20,4 +20,11 @@ expect_error() {  # expect_error MESSAGE ARGS...
   local message=$1; shift
   if "$@" > /dev/null 2> err.txt; then echo "FAIL: accepted: $*"; exit 1; fi
   grep -q -- "$message" err.txt || { echo "FAIL: expected '$message' from: $*"; cat err.txt; exit 1; }
+}
+
+rank_pids() {  # rank_pids RANK PATTERN: pids of the processes matching PATTERN that run MPI rank RANK
+  local pid
+  for pid in $(pgrep -f "$2"); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then echo "$pid"; fi
+  done
 }
