@@ -194,5 +194,4 @@ uint64_t parse_byte_size(const std::string& text, const char* option) {
   return static_cast<uint64_t>(value * scale);
 }
 
-
 }  // namespace mote

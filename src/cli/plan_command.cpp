@@ -26,7 +26,7 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
       ("coordinators", po::value(&req.coordinators)->default_value(1), "coordinators of the job (--coordinators)")
       ("placement", po::value(&req.placement)->default_value("contiguous"), "contiguous or round-robin, as for 'mote generate'")
       ("placement-file", po::value(&req.placement_file), "JSON placement file; overrides --placement")
-      ("coordinator-experts", po::value(&req.coordinator_experts)->default_value(true, "true"), "whether rank 0 also holds routed experts")
+      ("coordinator-experts", po::value(&req.coordinator_experts)->default_value(true, "true"), "whether the coordinators also hold routed experts")
       ("batch-size", po::value(&req.batch_size)->default_value(8), "requests decoded together (KV cache slots)")
       ("context", po::value(&req.context_tokens)->default_value(2048), "prompt + generated tokens per request")
       ("max-step-tokens", po::value(&req.max_step_tokens)->default_value(2048), "prompt tokens fed per step at most")

@@ -99,12 +99,9 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
   bool completed = true;
   int active = 0;
   for (;;) {
-    if (options_.stop_requested && options_.stop_requested()) {
-      completed = false;
-      break;
-    }
     // Admit requests into free slots. The source hears from every step,
-    // even one without room (a shared queue counts its coordinators' steps).
+    // even one without room (a shared queue counts its coordinators' steps,
+    // and decides there whether the job stops).
     taken.clear();
     source.take(source.exhausted() ? 0 : slots - active, taken);
     if (options_.stop_requested && options_.stop_requested()) {

@@ -87,7 +87,7 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
     const double on_node = std::max(1.0, static_cast<double>(busy) * req.ranks_per_node / n);
     return std::min(1.0, cores / (on_node * req.threads_per_rank));
   };
-  const double attention_share = share(k_coord), expert_share = share(holders), dense_share = share(k_coord);
+  const double coordinator_share = share(k_coord), expert_share = share(holders);
 
   ThroughputPrediction p;
   // Prefill: a coordinator's step feeds up to step_tokens of its requests' prompts.
@@ -96,7 +96,7 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
     const double rows_with_logits = std::max(1.0, t / req.prompt_tokens);  // the last token of each prompt
     const double pos = req.prompt_tokens / 2.0;
     LayerTime& l = p.prefill_layer;
-    l.attention = seconds_for(t * (attention_macs(c, pos) + router_macs + shared_macs), node.gemm_gflops * attention_share);
+    l.attention = seconds_for(t * (attention_macs(c, pos) + router_macs + shared_macs), node.gemm_gflops * coordinator_share);
     l.experts = seconds_for(k_coord * t * top_k * expert_macs * busiest_share, node.gemm_gflops * expert_share);
     l.exchange = exchange_seconds(t);
     // Ranks idle while others work: a coordinator without experts during
@@ -104,9 +104,9 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
     const double coordinator_busy = l.attention + (coordinators_hold ? l.experts : 0);
     const double shard_busy = l.experts;
     l.idle = ((l.total() - coordinator_busy) * k_coord + (l.total() - shard_busy) * (n - k_coord)) / n;
-    const double dense = seconds_for(t * (attention_macs(c, pos) + dense_macs), node.gemm_gflops * dense_share);
+    const double dense = seconds_for(t * (attention_macs(c, pos) + dense_macs), node.gemm_gflops * coordinator_share);
     p.prefill_step_seconds =
-        dense_layers * dense + moe_layers * l.total() + seconds_for(rows_with_logits * head_macs, node.gemm_gflops * dense_share);
+        dense_layers * dense + moe_layers * l.total() + seconds_for(rows_with_logits * head_macs, node.gemm_gflops * coordinator_share);
     p.prefill_tokens_per_s = k_coord * t / p.prefill_step_seconds;
   }
   // Decode: one token per request of the batch; weights are read once per
@@ -119,7 +119,7 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
     const double kv_bytes = b * pos * c.kv_entry_size() * 4.0;
     LayerTime& l = p.decode_layer;
     l.attention = std::max(seconds_for_bytes(per_layer_bytes + kv_bytes, node.bandwidth_gbs),
-                           seconds_for(b * (attention_macs(c, pos) + router_macs + shared_macs), node.gemm_gflops * attention_share));
+                           seconds_for(b * (attention_macs(c, pos) + router_macs + shared_macs), node.gemm_gflops * coordinator_share));
     const double tokens = k_coord * b;
     const double hit = experts > 0 ? 1 - std::pow(1 - top_k / experts, tokens) : 0;  // chance an expert gets some token
     const double busiest_experts = experts * busiest_share;
