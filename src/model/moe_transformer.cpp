@@ -39,34 +39,72 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
   rope_cos_.resize(static_cast<size_t>(n) * half);
   rope_sin_.resize(static_cast<size_t>(n) * half);
 
+  // Rows resuming at a later layer come after those that start earlier, so
+  // the rows that take part in any op are a prefix of the step's.
   for (int r = 0; r < n; ++r) {
     const StepRow& row = rows[r];
     if (row.token < 0 || row.token >= c_.vocab_size) fail("token id {} is outside the model's vocabulary ({})", row.token, c_.vocab_size);
     if (row.pos < 0 || row.pos >= cache.capacity(row.slot)) {
       fail("position {} is outside the KV cache of slot {} ({} positions)", row.pos, row.slot, cache.capacity(row.slot));
     }
-    widen_row(w_.embed, row.token, h_.data() + static_cast<size_t>(r) * hidden);
+    if (row.resume_layer >= 0) {
+      if (row.resume_layer >= c_.num_hidden_layers || !w_.layers[row.resume_layer].is_moe || row.resume_h == nullptr) {
+        fail("row {} resumes at decoder layer {}, which is not a MoE layer of the model, or without its residual", r, row.resume_layer);
+      }
+    } else {
+      widen_row(w_.embed, row.token, h_.data() + static_cast<size_t>(r) * hidden);
+    }
+    if (r > 0 && row.resume_layer < rows[r - 1].resume_layer) fail("the rows of a step are not ordered by the layer they resume at");
     rope_.angles(row.pos, rope_cos_.data() + static_cast<size_t>(r) * half, rope_sin_.data() + static_cast<size_t>(r) * half);
   }
+  const bool resuming = rows[n - 1].resume_layer >= 0;
+  if (resuming && taps.routing_experts != nullptr) {
+    // Rows that skip a MoE layer have no routing there.
+    const size_t width = static_cast<size_t>(n) * moe_layer_count() * router_.top_k();
+    std::fill_n(taps.routing_experts, width, -1);
+    std::fill_n(taps.routing_weights, width, 0.0f);
+    if (taps.routing_sent != nullptr) std::fill_n(taps.routing_sent, width, uint8_t{0});
+  }
+  // Rows taking part in layer l's attention (resumed before l) and in its
+  // feed-forward (resumed at or before l).
+  int attending = n, feeding = n;
+  const auto count_resumed_before = [&](int l) {
+    if (!resuming) return n;
+    return static_cast<int>(std::partition_point(rows.begin(), rows.end(), [&](const StepRow& row) { return row.resume_layer < l; }) - rows.begin());
+  };
 
   int moe_layer = 0;
   for (int l = 0; l < c_.num_hidden_layers; ++l) {
     const LayerWeights& lw = w_.layers[l];
-    for (int r = 0; r < n; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.input_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
-    if (c_.attention == AttentionKind::Mla) {
-      attention_.forward(lw.attention, l, x_.data(), rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
-    } else {
-      gqa_.forward(lw.attention, l, x_.data(), rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+    attending = count_resumed_before(l);
+    feeding = count_resumed_before(l + 1);
+    const std::span<const StepRow> att_rows = rows.first(static_cast<size_t>(attending));
+    const int an = attending * hidden;
+    if (attending > 0) {
+      for (int r = 0; r < attending; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.input_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
+      if (c_.attention == AttentionKind::Mla) {
+        attention_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+      } else {
+        gqa_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+      }
+      add_in_place(h_.data(), branch_.data(), an);
     }
-    add_in_place(h_.data(), branch_.data(), static_cast<int>(hn));
-
-    for (int r = 0; r < n; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
+    for (int r = attending; r < feeding; ++r) std::copy_n(rows[r].resume_h, hidden, &h_[static_cast<size_t>(r) * hidden]);
     if (lw.is_moe) {
-      moe(lw, l, moe_layer++, x_.data(), rows, branch_.data(), taps);
-    } else {
-      ffn_.forward(lw.dense, x_.data(), n, branch_.data());
+      for (int r = 0; r < feeding; ++r) {
+        if (rows[r].capture != nullptr) std::copy_n(&h_[static_cast<size_t>(r) * hidden], hidden, rows[r].capture + static_cast<size_t>(moe_layer) * hidden);
+      }
     }
-    add_in_place(h_.data(), branch_.data(), static_cast<int>(hn));
+
+    const std::span<const StepRow> ffn_rows = rows.first(static_cast<size_t>(feeding));
+    for (int r = 0; r < feeding; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
+    if (lw.is_moe) {
+      // A MoE layer is one exchange round even when no row reaches it yet.
+      moe(lw, l, moe_layer++, x_.data(), ffn_rows, branch_.data(), taps);
+    } else if (feeding > 0) {
+      ffn_.forward(lw.dense, x_.data(), feeding, branch_.data());
+    }
+    add_in_place(h_.data(), branch_.data(), feeding * hidden);
   }
 
   if (logit_rows.empty()) return;

@@ -32,9 +32,23 @@ struct Slot {
   std::vector<int32_t> tokens;  // prompt, then generated tokens as they are fed back
   int fed = 0;                  // positions already in the KV cache
   size_t prompt_len = 0;
+  int score_from = -1;
+  bool capture = false;
+  int resume_layer = -1;  // decoder layer
+  std::vector<float> resume_h;
   std::optional<Rng> rng;
   GenerationResult result;
 };
+
+// Log-probabilities of `ids` under the softmax of the first `vocab` logits,
+// accumulated in double in id order (the same for any batch).
+void log_probabilities(const float* logits, int vocab, std::span<const int32_t> ids, std::vector<double>& out) {
+  const float top = *std::max_element(logits, logits + vocab);
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - top);
+  const double log_norm = top + std::log(sum);
+  for (const int32_t id : ids) out.push_back(static_cast<double>(logits[id]) - log_norm);
+}
 
 }  // namespace
 
@@ -45,6 +59,13 @@ Generator::Generator(MoeTransformer& model, std::vector<int32_t> eos_ids, Genera
   if (options_.max_new_tokens < 0) fail("max new tokens must not be negative");
   if (options_.sample_vocab < 0 || options_.sample_vocab > model_.config().vocab_size) {
     fail("the sampled vocabulary ({} ids) must be within the model's ({})", options_.sample_vocab, model_.config().vocab_size);
+  }
+  const int scored_vocab = options_.sample_vocab > 0 ? options_.sample_vocab : model_.config().vocab_size;
+  for (size_t i = 0; i < options_.score_ids.size(); ++i) {
+    const int32_t id = options_.score_ids[i];
+    if (id < 0 || id >= scored_vocab || (i > 0 && id <= options_.score_ids[i - 1])) {
+      fail("scored token ids must be sorted, unique and within the vocabulary ({} ids); {} is not", scored_vocab, id);
+    }
   }
 }
 
@@ -76,6 +97,9 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
   const int vocab = c.vocab_size;
   const int route_width = model_.moe_layer_count() * model_.top_k();
   const int max_pos = c.max_position_embeddings;
+  const int scored_vocab = options_.sample_vocab > 0 ? options_.sample_vocab : vocab;
+  const std::vector<int> moe_decoder_layers = c.moe_layers();
+  const int hidden = c.hidden_size;
 
   const int slots = options_.batch_size;
   KvCache cache(c, slots);  // a slot's memory is allocated when a request takes it
@@ -85,6 +109,7 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
 
   std::vector<StepRow> rows;
   std::vector<int32_t> row_slot, logit_rows;
+  std::vector<int> slot_order;
   std::vector<float> logits;
   std::vector<int32_t> route_experts;
   std::vector<float> route_weights;
@@ -120,6 +145,15 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
       if (len > static_cast<size_t>(max_pos)) {
         fail("request {}: the prompt has {} tokens but the model has max_position_embeddings {}", id, len, max_pos);
       }
+      if (req.score_from >= static_cast<int>(len)) fail("request {}: scoring from position {} of a {}-token prompt", id, req.score_from, len);
+      if (req.score_from >= 0 && options_.score_ids.empty()) fail("request {}: scoring needs the ids to score", id);
+      if (req.resume_moe_layer >= 0) {
+        if (options_.max_new_tokens != 0) fail("request {}: a request resumed at a MoE layer cannot generate", id);
+        if (req.resume_moe_layer >= model_.moe_layer_count() || req.resume_h.size() != len * static_cast<size_t>(hidden)) {
+          fail("request {}: resumes at MoE layer {} with {} values for {} positions of {}", id, req.resume_moe_layer, req.resume_h.size(), len,
+               hidden);
+        }
+      }
     }
     for (auto& [id, req] : taken) {
       int s = 0;
@@ -132,6 +166,11 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
       slot.cls = req.cls;
       slot.tokens = std::move(req.prompt);
       slot.prompt_len = slot.tokens.size();
+      slot.score_from = req.score_from;
+      slot.capture = req.capture;
+      slot.resume_layer = req.resume_moe_layer >= 0 ? moe_decoder_layers[static_cast<size_t>(req.resume_moe_layer)] : -1;
+      slot.resume_h = std::move(req.resume_h);
+      if (slot.capture) slot.result.moe_inputs.assign(slot.prompt_len * moe_layers * hidden, 0.0f);
       slot.rng.emplace(options_.seed, req.stream);
       slot.result.expert_counts.assign(count_size, 0);
       slot.result.expert_gate_sum.assign(count_size, 0.0);
@@ -143,12 +182,18 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
 
     // Rows of this step: decoding slots first (one token each), then prompt
     // chunks within the step budget. Every active slot makes progress.
+    // Prompts resumed at a later layer come last, so that the rows taking
+    // part in each layer are a prefix of the step's (a decoding request
+    // never resumes).
+    slot_order.clear();
+    for (int s = 0; s < slots; ++s) slot_order.push_back(s);
+    std::stable_sort(slot_order.begin(), slot_order.end(), [&](int a, int b) { return state[a].resume_layer < state[b].resume_layer; });
     rows.clear();
     row_slot.clear();
     logit_rows.clear();
     bool any_generated = false;
     for (int pass = 0; pass < 2; ++pass) {
-      for (int s = 0; s < slots; ++s) {
+      for (const int s : slot_order) {
         Slot& slot = state[s];
         if (!slot.active) continue;
         const bool decoding = static_cast<size_t>(slot.fed) >= slot.prompt_len;
@@ -160,9 +205,17 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
         for (int i = 0; i < take; ++i) {
           const int pos = slot.fed + i;
           const bool last = i + 1 == pending;
-          if (last || options_.save_logits) logit_rows.push_back(static_cast<int32_t>(rows.size()));
-          const auto phase = static_cast<uint8_t>(static_cast<size_t>(pos) < slot.prompt_len ? kPromptPhase : kGeneratedPhase);
-          rows.push_back({s, pos, slot.tokens[pos], slot.mask, slot.cls, phase});
+          const bool scored = slot.score_from >= 0 && pos >= slot.score_from && static_cast<size_t>(pos) < slot.prompt_len;
+          // Logits only where they are used: sampling, scoring, or kept.
+          if ((last && options_.max_new_tokens > 0) || scored || options_.save_logits) logit_rows.push_back(static_cast<int32_t>(rows.size()));
+          const bool prompt = static_cast<size_t>(pos) < slot.prompt_len;
+          StepRow row{s, pos, slot.tokens[pos], slot.mask, slot.cls, static_cast<uint8_t>(prompt ? kPromptPhase : kGeneratedPhase)};
+          if (slot.resume_layer >= 0) {
+            row.resume_layer = static_cast<int16_t>(slot.resume_layer);
+            row.resume_h = &slot.resume_h[static_cast<size_t>(pos) * hidden];
+          }
+          if (slot.capture && prompt) row.capture = &slot.result.moe_inputs[static_cast<size_t>(pos) * moe_layers * hidden];
+          rows.push_back(row);
           row_slot.push_back(s);
         }
       }
@@ -207,6 +260,13 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
         }
       }
       if (options_.save_logits) slot.result.logits.insert(slot.result.logits.end(), row_logits, row_logits + vocab);
+      if (slot.score_from >= 0 && rows[r].pos >= slot.score_from && phase == kPromptPhase) {
+        if (std::any_of(row_logits, row_logits + scored_vocab, [](float v) { return !std::isfinite(v); }) && slot.result.error.empty()) {
+          slot.result.error = fmt::format("non-finite logits at scored position {}: a NaN or infinity in the model's weights or activations",
+                                          rows[r].pos);
+        }
+        log_probabilities(row_logits, scored_vocab, options_.score_ids, slot.result.scores);
+      }
       if (options_.trace) {  // the routing itself is tapped always; kept only when asked
         slot.result.route_experts.insert(slot.result.route_experts.end(), &route_experts[r * route_width], &route_experts[(r + 1) * route_width]);
         slot.result.route_weights.insert(slot.result.route_weights.end(), &route_weights[r * route_width], &route_weights[(r + 1) * route_width]);
@@ -217,6 +277,7 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
 
       // All fed: choose the next token, unless none is wanted.
       if (options_.max_new_tokens == 0) {
+        if (!slot.result.error.empty()) slot.result.stop = StopReason::Error;
         slot.active = false;
         --active;
         on_done(slot.request, std::move(slot.result));

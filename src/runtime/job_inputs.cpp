@@ -231,7 +231,11 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
     r.encoded.push_back(std::move(prompt));
     auto cls = std::find(r.classes.begin(), r.classes.end(), spec.cls);
     if (cls == r.classes.end()) cls = r.classes.insert(r.classes.end(), spec.cls);
-    r.requests.push_back({r.encoded.back().tokens, r.masks.back(), i, static_cast<int16_t>(cls - r.classes.begin())});
+    GenerationRequest& req = r.requests.emplace_back();
+    req.prompt = r.encoded.back().tokens;
+    req.mask = r.masks.back();
+    req.stream = i;
+    req.cls = static_cast<int16_t>(cls - r.classes.begin());
   }
   if (r.classes.size() > 32767) fail("more than 32767 classes");
   spdlog::info("{} requests in {} classes", r.requests.size(), r.classes.size());

@@ -17,6 +17,16 @@ struct StepRow {
   const ExpertMask* mask = nullptr;  // MoTE switches of the row's request, or none
   int16_t cls = 0;    // prompt class of the row's request, for counters
   uint8_t phase = 0;  // 0: prompt token, 1: generated token fed back
+  // Prefix reuse: a row may enter at the feed-forward of decoder layer
+  // `resume_layer` (a MoE layer) with `resume_h`, the residual stream there
+  // as an earlier run recorded it; nothing before that point is computed
+  // for it. -1: the row starts from its token's embedding. Rows of a step
+  // are ordered by resume_layer (ascending).
+  int16_t resume_layer = -1;
+  const float* resume_h = nullptr;
+  // When set, receives the residual stream just before every MoE layer's
+  // feed-forward, [moe_layer, hidden]: what a later run resumes from.
+  float* capture = nullptr;
 };
 
 // Tap points the forward pass writes to when they are set.

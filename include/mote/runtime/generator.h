@@ -31,6 +31,10 @@ struct GenerationOptions {
   // larger than the tokenizer's (DeepSeek's 129,280 against ~128.8k
   // tokens). 0 samples the model's whole vocabulary.
   int sample_vocab = 0;
+  // Vocabulary ids whose log-probabilities a request with score_from >= 0
+  // keeps (sorted, unique): all a metric such as token-prob needs, instead
+  // of whole logits rows.
+  std::vector<int32_t> score_ids;
   int batch_size = 8;
   int max_step_tokens = 2048;
   ExpertCounters* routing_counts = nullptr;  // counts every routing decision when set
@@ -44,6 +48,20 @@ struct GenerationRequest {
   const ExpertMask* mask = nullptr;
   uint64_t stream = 0;  // random stream; the request's index keeps sampling batch-independent
   int16_t cls = 0;      // class index, for the counters
+  // Scoring (needs max_new_tokens 0): the log-probabilities of the score_ids
+  // after every position from score_from to the end of the prompt. Only
+  // those rows go through the output head. -1: none.
+  int32_t score_from = -1;
+  // Keep the residual stream before every MoE layer's feed-forward, for
+  // every prompt position (GenerationResult::moe_inputs).
+  bool capture = false;
+  // Prefix reuse (needs max_new_tokens 0): start at MoE layer
+  // resume_moe_layer's feed-forward from resume_h [prompt position, hidden],
+  // the residual a capture recorded under the same switches up to that
+  // layer. Nothing before that point changes, so the result is bit-identical
+  // to running the whole prompt. -1: from the embeddings.
+  int32_t resume_moe_layer = -1;
+  std::vector<float> resume_h;
 };
 
 // Error: the request never ran (its prompt was unusable); not from the generator.
@@ -61,6 +79,10 @@ struct GenerationResult {
   // their gate weights: [phase, moe_layer, expert] (always recorded).
   std::vector<uint32_t> expert_counts;
   std::vector<double> expert_gate_sum;
+  // With score_from: [scored position, score_ids] log-probabilities.
+  std::vector<double> scores;
+  // With capture: [prompt position, moe_layer, hidden].
+  std::vector<float> moe_inputs;
   int prompt_positions = 0;  // positions fed per phase
   int generated_positions = 0;
   // Set (with stop Error) when the request failed while running: its logits
