@@ -10,9 +10,8 @@
 #include "mote/util/error.h"
 
 namespace mote {
-namespace {
 
-po::options_description generate_options(JobOptions& job) {
+po::options_description job_options(JobOptions& job) {
   po::options_description o("Options (also accepted as 'key = value' lines of a --config job file)");
   o.add_options()
       ("model", po::value(&job.model_dir)->default_value(default_model_dir()), "Hugging Face model directory")
@@ -59,6 +58,33 @@ po::options_description generate_options(JobOptions& job) {
   return o;
 }
 
+namespace {
+
+const std::vector<std::string> kMaskListKeys{"off", "on", "gain", "include"}, kMaskSingleKeys{"layer-index", "off-policy", "on-policy", "shared-gain"};
+
+}  // namespace
+
+po::options_description job_file_mask_keys() {
+  po::options_description mask_keys;
+  for (const auto& key : kMaskListKeys) mask_keys.add_options()(("mote." + key).c_str(), po::value<std::vector<std::string>>()->composing());
+  for (const auto& key : kMaskSingleKeys) mask_keys.add_options()(("mote." + key).c_str(), po::value<std::string>());
+  return mask_keys;
+}
+
+void check_job_file_mask(const ParsedOptions& parsed) {
+  if (parsed.config_file.empty() || find_ini_line(parsed.config_file, "mask") == 0) return;
+  std::vector<std::string> keys = kMaskListKeys;
+  keys.insert(keys.end(), kMaskSingleKeys.begin(), kMaskSingleKeys.end());
+  for (const auto& key : keys) {
+    if (parsed.values.count("mote." + key) > 0) {
+      fail("{}:{}: the job file has both 'mask =' and a [mote] section; keep one of them", parsed.config_file,
+           find_ini_line(parsed.config_file, "mask"));
+    }
+  }
+}
+
+namespace {
+
 void print_usage(const po::options_description& options, bool profile) {
   const char* name = profile ? "profile" : "generate";
   std::cout << "Usage: mote " << name << " --prompts FILE [options]\n"
@@ -94,7 +120,7 @@ void print_usage(const po::options_description& options, bool profile) {
 
 void print_generation_options(std::ostream& out) {
   JobOptions job;
-  out << generate_options(job);
+  out << job_options(job);
 }
 
 int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile,
@@ -102,12 +128,9 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   JobOptions job;
   job.profile = profile;
   job.command_line = command_line;
-  const auto options = generate_options(job);
+  const auto options = job_options(job);
   // A job file's [mote] section is its mask: accepted there, not on the command line.
-  po::options_description mask_keys;
-  const std::vector<std::string> list_keys{"off", "on", "gain", "include"}, single_keys{"layer-index", "off-policy", "on-policy", "shared-gain"};
-  for (const auto& key : list_keys) mask_keys.add_options()(("mote." + key).c_str(), po::value<std::vector<std::string>>()->composing());
-  for (const auto& key : single_keys) mask_keys.add_options()(("mote." + key).c_str(), po::value<std::string>());
+  const po::options_description mask_keys = job_file_mask_keys();
   const ParsedOptions parsed = parse_options(args, options, nullptr, &mask_keys);
   if (parsed.help) {
     if (mpi.rank() == 0) print_usage(options, profile);
@@ -116,16 +139,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   job.config_file = parsed.config_file;
   job.gen.stop_at_eos = !parsed.values["ignore-eos"].as<bool>();
   if (parsed.values.count("out") > 0 && job.out.empty()) fail("--out is empty: name the HDF5 file to write");
-  if (!job.config_file.empty() && find_ini_line(job.config_file, "mask") > 0) {
-    std::vector<std::string> keys = list_keys;
-    keys.insert(keys.end(), single_keys.begin(), single_keys.end());
-    for (const auto& key : keys) {
-      if (parsed.values.count("mote." + key) > 0) {
-        fail("{}:{}: the job file has both 'mask =' and a [mote] section; keep one of them", job.config_file,
-             find_ini_line(job.config_file, "mask"));
-      }
-    }
-  }
+  check_job_file_mask(parsed);
   validate(job);
   parse_wire_dtype(job.wire_dtype);
   setup_logging(job.log_level, mpi.rank());

@@ -20,7 +20,8 @@ void print_usage() {
                "  generate      generate text for a prompt file, optionally steered by MoTE masks; HDF5 output\n"
                "  profile       fTRI profiling: count which routed experts fire per prompt class into HDF5\n"
                "  experiment    a behaviour under no mask, a target mask and K random masks of the same size\n"
-               "  rank          rank experts of a profile by target vs control class; write the top as a mask\n"
+               "  scan          causal fTRI: switch experts off one at a time and measure a behaviour's change\n"
+               "  rank          rank experts of a profile (target vs control class) or of a scan; write the top as a mask\n"
                "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n"
                "  plan          memory per rank of a job (weights by kind, KV cache, buffers) before loading\n"
                "  place         a placement balancing each rank's expected expert load, from a profile\n"
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
     if (command == "generate") return mote::run_generate(args, command_line, mpi);
     if (command == "profile") return mote::run_generate(args, command_line, mpi, true);
     if (command == "random-mask") return mote::run_random_mask(args, command_line, mpi);
+    if (command == "scan") return mote::run_scan(args, command_line, mpi);
     if (command == "rank") return mote::run_rank(args, command_line, mpi);
     if (command == "experiment") return mote::run_experiment(args, command_line, mpi);
     if (command == "plan") return mote::run_plan(args, command_line, mpi);

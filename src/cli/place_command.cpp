@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "mote/cli/commands.h"
+#include "mote/io/text_output.h"
 #include "mote/cli/options.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/h5.h"
@@ -105,21 +106,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   std::cout << fmt::format("busiest rank's tokens over the mean, averaged over MoE layers: {:.3f} contiguous, {:.3f} placed\n",
                            mean(placement.before), mean(placement.after));
 
-  const std::string temp = out + fmt::format(".tmp.{}", getpid());
-  {
-    std::ofstream file(temp);
-    file << placement.json();
-    file.close();
-    if (!file) {
-      std::filesystem::remove(temp, ec);
-      fail("{}: cannot write", out);
-    }
-  }
-  std::filesystem::rename(temp, out, ec);
-  if (ec) {
-    std::filesystem::remove(temp, ec);
-    fail("{}: cannot move the placement into place", out);
-  }
+  write_text_output(out, placement.json(), "--out");
   std::cout << "wrote " << out << "\n";
   return 0;
 }

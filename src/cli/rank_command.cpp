@@ -1,6 +1,9 @@
 // `mote rank FILE.h5 --target CLASS --control CLASS --top N`: ranks routed
-// experts by how much more they fire on the target class, prints a table
-// and writes the top ones as a mask file.
+// experts by how much more they fire on the target class (a profile), or
+// `mote rank --by effect SCAN.h5`: by their knockout effect (a scan); prints
+// a table and writes the top ones as a mask file.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -11,19 +14,24 @@
 #include "mote/cli/options.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/mask_file.h"
+#include "mote/io/scan_file.h"
+#include "mote/io/text_output.h"
 #include "mote/runtime/expert_ranking.h"
 #include "mote/util/error.h"
 
 namespace mote {
 
 int run_rank(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi) {
-  std::string file, out, policy = "reroute";
+  std::string file, out, policy = "reroute", by = "frequency";
   RankingSpec spec;
   po::options_description options("Options");
   options.add_options()
-      ("file", po::value(&file), "profile HDF5 file (also the first positional argument)")
-      ("target", po::value(&spec.target)->required(), "class whose experts to find (e.g. sensitive)")
-      ("control", po::value(&spec.control)->required(), "class to compare against (e.g. neutral)")
+      ("file", po::value(&file), "profile or scan HDF5 file (also the first positional argument)")
+      ("by", po::value(&by)->default_value("frequency"),
+       "frequency: how much more often an expert fires on --target than on --control (a profile); effect: how much "
+       "switching it off lowers the scan's metric (a file of 'mote scan')")
+      ("target", po::value(&spec.target), "class whose experts to find (e.g. sensitive)")
+      ("control", po::value(&spec.control), "class to compare against (e.g. neutral)")
       ("top", po::value(&spec.top)->default_value(10), "number of experts to keep (per layer with --per-layer)")
       ("score", po::value(&spec.score)->default_value("freq-diff"),
        "freq-diff (difference of per-token activation frequency) or log-odds (smoothed)")
@@ -37,10 +45,13 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   const ParsedOptions parsed = parse_options(args, options, &positional);
   if (parsed.help) {
     if (mpi.rank() == 0) {
-      std::cout << "Usage: mote rank FILE.h5 --target CLASS --control CLASS [--top N] [--out MASK.ini]\n\n"
+      std::cout << "Usage: mote rank FILE.h5 --target CLASS --control CLASS [--top N] [--out MASK.ini]\n"
+                   "       mote rank --by effect SCAN.h5 [--top N] [--out MASK.ini]\n\n"
                    "Scores every (MoE layer, routed expert) of a profile by how much more often it fires on the\n"
-                   "target class than on the control class, prints the best, and writes them as a mask file\n"
-                   "that 'mote generate --mask' and 'mote profile --mask' accept.\n\n"
+                   "target class than on the control class, or of a scan by how much switching it off lowers the\n"
+                   "scan's metric; prints the best, and writes them as a mask file that 'mote generate --mask',\n"
+                   "'mote profile --mask' and 'mote experiment --target-mask' accept. Frequency and effect often\n"
+                   "disagree: an expert can fire with a behaviour without causing it (docs/ftri.md).\n\n"
                 << options << "  --config FILE                         job file (INI) with any of the options above\n";
     }
     return 0;
@@ -52,30 +63,65 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   if (!out.empty() && std::filesystem::exists(out, ec) && std::filesystem::equivalent(out, file, ec)) {
     fail("{}: --out is the profile being ranked; the mask would replace it", out);
   }
-  const ProfileData data = read_profile_file(file);
-  if (!data.masks.empty()) {
-    std::string names;
-    for (const auto& m : data.masks) names += (names.empty() ? "" : ", ") + m;
-    fail("{}: its requests ran under mask sets ({}), so its counts mix steered and unsteered routing; rank a profile run "
-         "without masks (an experiment's file cannot be ranked)", file, names);
-  }
-  const auto ranked = rank_experts(data, spec);
-
-  std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>10}  {:>10}  {:>10}\n", "rank", "moe_layer", "decoder_layer",
-                           "expert", spec.score, "f_" + spec.target, "f_" + spec.control);
-  for (size_t i = 0; i < ranked.size(); ++i) {
-    const auto& r = ranked[i];
-    std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>10.5f}  {:>10.5f}  {:>10.5f}\n", i + 1, r.moe_layer,
-                             data.decoder_index[r.moe_layer], r.expert, r.score, r.target_frequency, r.control_frequency);
+  std::vector<RankedExpert> ranked;
+  std::vector<int32_t> decoder_index;
+  std::string what;
+  if (by == "effect") {
+    if (!spec.target.empty() || !spec.control.empty()) fail("--target and --control rank a profile; --by effect ranks a scan");
+    const ScanData scan = read_scan_file(file);
+    for (int l = 0; l < scan.moe_layers; ++l) {
+      for (int e = 0; e < scan.experts; ++e) {
+        const double v = scan.effect[static_cast<size_t>(l) * scan.experts + e];
+        if (!std::isnan(v)) ranked.push_back({l, e, v, scan.effect_sd[static_cast<size_t>(l) * scan.experts + e], 0});
+      }
+    }
+    if (ranked.empty()) fail("{}: the scan holds no effect (every entry of /scan/effect is NaN)", file);
+    std::stable_sort(ranked.begin(), ranked.end(), [](const RankedExpert& a, const RankedExpert& b) { return a.score > b.score; });
+    if (spec.per_layer) {
+      std::vector<RankedExpert> kept;
+      std::vector<int> taken(static_cast<size_t>(scan.moe_layers), 0);
+      for (const auto& r : ranked) {
+        if (taken[static_cast<size_t>(r.moe_layer)]++ < spec.top) kept.push_back(r);
+      }
+      ranked = std::move(kept);
+    } else if (ranked.size() > static_cast<size_t>(std::max(spec.top, 0))) {
+      ranked.resize(static_cast<size_t>(std::max(spec.top, 0)));
+    }
+    decoder_index = scan.decoder_index;
+    what = fmt::format("knockout effect on {} of {}", scan.metric, scan.metric_spec);
+    std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12}  {:>12}\n", "rank", "moe_layer", "decoder_layer", "expert", "effect", "effect_sd");
+    for (size_t i = 0; i < ranked.size(); ++i) {
+      const auto& r = ranked[i];
+      std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12.6f}  {:>12.6f}\n", i + 1, r.moe_layer, decoder_index[static_cast<size_t>(r.moe_layer)],
+                               r.expert, r.score, r.target_frequency);
+    }
+  } else if (by == "frequency") {
+    if (spec.target.empty() || spec.control.empty()) fail("give --target CLASS and --control CLASS (or --by effect for a scan)");
+    const ProfileData data = read_profile_file(file);
+    if (!data.masks.empty()) {
+      std::string names;
+      for (const auto& m : data.masks) names += (names.empty() ? "" : ", ") + m;
+      fail("{}: its requests ran under mask sets ({}), so its counts mix steered and unsteered routing; rank a profile run "
+           "without masks (an experiment's file cannot be ranked)", file, names);
+    }
+    ranked = rank_experts(data, spec);
+    decoder_index = data.decoder_index;
+    what = fmt::format("{} of '{}' over '{}' (phase {})", spec.score, spec.target, spec.control, spec.phase);
+    std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>10}  {:>10}  {:>10}\n", "rank", "moe_layer", "decoder_layer",
+                             "expert", spec.score, "f_" + spec.target, "f_" + spec.control);
+    for (size_t i = 0; i < ranked.size(); ++i) {
+      const auto& r = ranked[i];
+      std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>10.5f}  {:>10.5f}  {:>10.5f}\n", i + 1, r.moe_layer,
+                               decoder_index[static_cast<size_t>(r.moe_layer)], r.expert, r.score, r.target_frequency, r.control_frequency);
+    }
+  } else {
+    fail("--by '{}' is not one of frequency, effect", by);
   }
   if (!out.empty()) {
-    std::string text = fmt::format("# {} experts ranked by {} of '{}' over '{}' (phase {}) in {}\n# {}\n[mote]\nlayer-index = moe\noff-policy = {}\n",
-                                   ranked.size(), spec.score, spec.target, spec.control, spec.phase, file, command_line, policy);
+    std::string text = fmt::format("# {} experts ranked by {} in {}\n# {}\n[mote]\nlayer-index = moe\noff-policy = {}\n", ranked.size(), what,
+                                   file, command_line, policy);
     for (const auto& r : ranked) text += fmt::format("off = {}:{}\n", r.moe_layer, r.expert);
-    std::ofstream f(out);
-    if (!f) fail("{}: cannot write", out);
-    f << text;
-    if (!f) fail("{}: write failed", out);
+    write_text_output(out, text, "--out");
     std::cout << "wrote " << out << "\n";
   }
   return 0;

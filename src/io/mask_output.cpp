@@ -25,7 +25,10 @@ void write_masks(hid_t parent, const std::vector<ExpertMask>& masks) {
     const std::vector<hsize_t> dims{static_cast<hsize_t>(m.moe_layers), static_cast<hsize_t>(m.experts)};
     h5_dataset(g.id(), "off", dims, off.data());
     h5_dataset(g.id(), "on", dims, on.data());
-    h5_dataset(g.id(), "gain", dims, m.gains.data());
+    std::vector<float> gains(static_cast<size_t>(m.moe_layers) * m.experts);
+    for (int l = 0; l < m.moe_layers; ++l)
+      for (int e = 0; e < m.experts; ++e) gains[m.index(l, e)] = m.gain(l, e);
+    h5_dataset(g.id(), "gain", dims, gains.data());
     for (const char* name : {"off", "on", "gain"}) h5_axes(g.id(), name, "moe_layer,expert");
   }
 }

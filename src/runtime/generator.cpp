@@ -191,7 +191,6 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
     rows.clear();
     row_slot.clear();
     logit_rows.clear();
-    bool any_generated = false;
     for (int pass = 0; pass < 2; ++pass) {
       for (const int s : slot_order) {
         Slot& slot = state[s];
@@ -201,7 +200,6 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
         const int pending = static_cast<int>(slot.tokens.size()) - slot.fed;
         const int budget = options_.max_step_tokens - static_cast<int>(rows.size());
         const int take = decoding ? pending : std::min(pending, std::max(budget, rows.empty() ? 1 : 0));
-        any_generated |= decoding;
         for (int i = 0; i < take; ++i) {
           const int pos = slot.fed + i;
           const bool last = i + 1 == pending;
@@ -234,7 +232,20 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
     const auto step_start = std::chrono::steady_clock::now();
     model_.forward(rows, cache, logit_rows, logits.data(), taps);
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
-    (any_generated ? stats_.decode_seconds : stats_.prefill_seconds) += step_seconds;
+    int64_t prompt_rows = 0;
+    for (const StepRow& row : rows) prompt_rows += row.phase == kPromptPhase;
+    const auto generated_rows = static_cast<int64_t>(rows.size()) - prompt_rows;
+    if (generated_rows == 0) {
+      stats_.prefill_seconds += step_seconds;
+      stats_.prefill_tokens += prompt_rows;
+    } else if (prompt_rows == 0) {
+      stats_.decode_seconds += step_seconds;
+      stats_.decode_tokens += generated_rows;
+    } else {
+      stats_.mixed_seconds += step_seconds;
+      stats_.mixed_prompt_tokens += prompt_rows;
+      stats_.mixed_generated_tokens += generated_rows;
+    }
 
     // Record, then sample for slots whose pending tokens are all fed.
     size_t logit_index = 0;

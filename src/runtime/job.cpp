@@ -59,8 +59,6 @@ void validate(const JobOptions& job) {
   }
 }
 
-namespace {
-
 void set_threads(JobOptions& job, const MpiSession& mpi) {
   if (job.threads == 0 && std::getenv("OMP_NUM_THREADS") == nullptr && mpi.local_ranks() > 1) {
     // Several ranks on this host and nobody said how many threads: share
@@ -79,48 +77,12 @@ void set_threads(JobOptions& job, const MpiSession& mpi) {
   job.threads = parallel_threads();
 }
 
-// What one coordinator's generator did, gathered on rank 0 for the summary.
-struct CoordinatorStats {
-  double prompt_tokens = 0, generated_tokens = 0, prefill_seconds = 0, decode_seconds = 0, weight_bytes = 0, wait_seconds = 0;
-};
-
-void log_throughput(const std::vector<CoordinatorStats>& stats, double wall_seconds) {
-  CoordinatorStats sum;
-  double prefill = 0, decode = 0;
-  for (const auto& s : stats) {
-    sum.prompt_tokens += s.prompt_tokens;
-    sum.generated_tokens += s.generated_tokens;
-    sum.weight_bytes += s.weight_bytes;
-    // Coordinators run at the same time: the job took as long as the longest.
-    prefill = std::max(prefill, s.prefill_seconds);
-    decode = std::max(decode, s.decode_seconds);
-  }
-  const auto rate = [](double amount, double seconds) { return seconds > 0 ? amount / seconds : 0.0; };
-  spdlog::info("prefill: {} tokens in {:.3f} s ({:.1f} tokens/s); decode: {} tokens in {:.3f} s ({:.1f} tokens/s)",
-               static_cast<int64_t>(sum.prompt_tokens), prefill, rate(sum.prompt_tokens, prefill),
-               static_cast<int64_t>(sum.generated_tokens), decode, rate(sum.generated_tokens, decode));
-  spdlog::info("job: {} prompt and {} generated tokens in {:.3f} s ({:.1f} prompt tokens/s, {:.1f} tokens/s in all) on {} coordinator{}",
-               static_cast<int64_t>(sum.prompt_tokens), static_cast<int64_t>(sum.generated_tokens), wall_seconds,
-               rate(sum.prompt_tokens, wall_seconds), rate(sum.prompt_tokens + sum.generated_tokens, wall_seconds), stats.size(),
-               stats.size() == 1 ? "" : "s");
-  const double gigabytes = stats[0].weight_bytes / 1e9, compute = stats[0].prefill_seconds + stats[0].decode_seconds;
-  spdlog::info("weights streamed on rank 0: {:.2f} GB in {:.3f} s of compute ({:.2f} GB/s)", gigabytes, compute, rate(gigabytes, compute));
-  if (stats.size() > 1) {
-    for (size_t c = 0; c < stats.size(); ++c) {
-      spdlog::info("coordinator {}: {} prompt and {} generated tokens; {:.3f} s waiting in exchanges", c,
-                   static_cast<int64_t>(stats[c].prompt_tokens), static_cast<int64_t>(stats[c].generated_tokens), stats[c].wait_seconds);
-    }
-  }
-}
-
-}  // namespace
-
 int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   validate(job);
   set_threads(job, mpi);
   const int rank = mpi.rank(), world = mpi.size(), coordinators = job.coordinators;
   if (coordinators > world) fail("--coordinators {} is more than the job's {} ranks", coordinators, world);
-  const bool reader = rank == 0, coordinator = rank < coordinators;
+  const bool reader = rank == 0;
 
   // 1. The output. It must not be one of the job's inputs (checked again
   // once the mask files' includes are known).
@@ -136,7 +98,6 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   JobModel model = load_job_model(job, rank, world);
   const ModelConfig& config = model.config;
   const Placement& placement = *model.placement;
-  const int moe_layers = model.moe_layers(), experts = config.n_routed_experts;
   if (reader) {
     spdlog::info("{}", job.summary());
     spdlog::info("model {}", config.summary());
@@ -161,59 +122,23 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   int n_classes = static_cast<int>(requests.classes.size());
   MPI_Bcast(&n_classes, 1, MPI_INT, 0, MPI_COMM_WORLD);
 
-  // 5. Run. Expert counters are kept per coordinator that sent the tokens.
-  const WireFormat wire{config.hidden_size, config.num_experts_per_tok, parse_wire_dtype(job.wire_dtype)};
-  std::vector<ExpertCounters> processed(static_cast<size_t>(coordinators), ExpertCounters(n_classes, moe_layers, experts));
-  ExpertWorker worker(model.files->weights, config, placement, rank, wire, &processed, &masks.sets);
-  ExpertExchange exchange(MPI_COMM_WORLD, placement, wire, worker);
-  // The coordinators' own communicator, for handing out requests.
-  MPI_Comm coordinators_comm = MPI_COMM_NULL;
-  MPI_Comm_split(MPI_COMM_WORLD, coordinator ? 0 : MPI_UNDEFINED, rank, &coordinators_comm);
-  ExpertCounters routed(n_classes, moe_layers, experts);  // this coordinator's routing decisions
-  GenerationOptions gen = job.gen;
-  gen.routing_counts = &routed;
-  if (coordinator) gen.sample_vocab = model.files->tokenizer.vocab_size();
-
+  // 5. Run.
+  JobRun job_run(job, mpi, model, masks.sets, n_classes);
   std::optional<ResultCollector> collector;
   size_t todo_count = 0;
-  GenerationStats stats;
-  int stop_decided = 0;
-  const auto run_start = std::chrono::steady_clock::now();
-  if (coordinator) {
-    std::vector<std::pair<size_t, GenerationRequest>> todo;
-    if (reader) {
-      std::vector<size_t> todo_index;
-      for (size_t i = 0; i < requests.size(); ++i) {
-        if (finished.count(i) == 0 && requests.errors[i].empty()) {
-          todo.emplace_back(i, requests.requests[i]);
-          todo_index.push_back(i);
-        }
+  std::vector<std::pair<size_t, GenerationRequest>> todo;
+  if (reader) {
+    std::vector<size_t> todo_index;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (finished.count(i) == 0 && requests.errors[i].empty()) {
+        todo.emplace_back(i, requests.requests[i]);
+        todo_index.push_back(i);
       }
-      todo_count = todo.size();
-      collector.emplace(job, model, requests, out ? &*out : nullptr, checkpoint ? &*checkpoint : nullptr, std::move(finished), todo_index);
     }
-    RequestQueue queue(coordinators_comm, exchange, moe_layers, masks.sets, std::move(todo),
-                       reader ? ResultHandler(std::ref(*collector)) : ResultHandler());
-    gen.stop_requested = [&] { return queue.stopped(); };
-    MoeTransformer transformer(config, model.files->weights, &exchange);
-    Generator generator(transformer, model.files->eos_ids, gen);
-    generator.run(queue, [&](size_t id, GenerationResult&& result) { queue.done(id, std::move(result)); });
-    stats = generator.stats();
-    queue.finish();
-    stop_decided = queue.stop_signal();
-    spdlog::debug("rank {}: {:.3f} s in the coordinators' block starts", rank, queue.block_seconds());
-    if (reader && coordinators > 1) {
-      std::string shares;
-      for (int c = 0; c < coordinators; ++c) shares += (c ? ", " : "") + std::to_string(queue.ran_by()[static_cast<size_t>(c)]);
-      spdlog::info("requests run per coordinator: {}", shares);
-    }
-    MPI_Comm_free(&coordinators_comm);
+    todo_count = todo.size();
+    collector.emplace(job, model, requests, out ? &*out : nullptr, checkpoint ? &*checkpoint : nullptr, std::move(finished), todo_index);
   }
-  while (exchange.serve(true)) {
-  }
-  const double wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-  spdlog::debug("rank {}: {} exchange rounds, {:.3f} s waiting in them, {:.3f} s computing experts, {:.3f} s in all", rank,
-                exchange.rounds(), exchange.wait_seconds(), worker.compute_seconds(), wall_seconds);
+  const int stop_decided = job_run.run(std::move(todo), reader ? ResultHandler(std::ref(*collector)) : ResultHandler());
 
   // How the job ended, decided by rank 0: 0 complete, else the stop signal
   // that ended it early. Every rank exits with the same code.
@@ -225,29 +150,9 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   MPI_Bcast(&stopped_by, 1, MPI_INT, 0, MPI_COMM_WORLD);
   const auto exit_code = [&] { return stopped_by == 0 ? 0 : 128 + stopped_by; };
 
-  // 6. Counters, per coordinator: what the experts processed (on whichever
-  // ranks own them) against what that coordinator's router decided.
-  // Each entry has one nonzero contributor (the expert's owner, or the
-  // coordinator), so the sums are exact.
-  const auto sum_into_rank0 = [&](const ExpertCounters& mine, ExpertCounters& total) {
-    const int count = static_cast<int>(mine.tokens.size());
-    MPI_Reduce(mine.tokens.data(), total.tokens.data(), count, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
-    MPI_Reduce(mine.gate_sum.data(), total.gate_sum.data(), count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-  };
-  const ExpertCounters none(n_classes, moe_layers, experts);
-  ExpertCounters run_routed(n_classes, moe_layers, experts), done(none), decided(none);
-  for (int c = 0; c < coordinators; ++c) {
-    sum_into_rank0(processed[static_cast<size_t>(c)], done);
-    sum_into_rank0(rank == c ? routed : none, decided);
-    if (!reader) continue;
-    if (const auto diff = done.first_difference(decided)) {
-      fail("expert counters reduced from the ranks disagree with coordinator {}'s routing record: {}", c, *diff);
-    }
-    for (size_t i = 0; i < run_routed.tokens.size(); ++i) {
-      run_routed.tokens[i] += decided.tokens[i];
-      run_routed.gate_sum[i] += decided.gate_sum[i];
-    }
-  }
+  // 6. Counters, per coordinator: what the experts processed against
+  // what that coordinator's router decided.
+  const ExpertCounters run_routed = job_run.check_counters();
   std::vector<uint64_t> rank_memory(2 * static_cast<size_t>(world));
   {
     // Per-rank memory: peak RSS and the resident part of the weight files
@@ -255,15 +160,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     const uint64_t mine[2] = {peak_rss_bytes(), mapped_rss_bytes(model.files->store.paths())};
     MPI_Gather(mine, 2, MPI_UINT64_T, rank_memory.data(), 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
   }
-  std::vector<CoordinatorStats> all_stats(static_cast<size_t>(coordinators));
-  {
-    const CoordinatorStats mine{static_cast<double>(stats.prompt_tokens),   static_cast<double>(stats.generated_tokens),
-                                stats.prefill_seconds,                      stats.decode_seconds,
-                                static_cast<double>(stats.weight_bytes),    exchange.wait_seconds()};
-    std::vector<CoordinatorStats> every(static_cast<size_t>(world));
-    MPI_Gather(&mine, sizeof mine, MPI_BYTE, every.data(), sizeof mine, MPI_BYTE, 0, MPI_COMM_WORLD);
-    std::copy(every.begin(), every.begin() + coordinators, all_stats.begin());
-  }
+  job_run.report_throughput();
   if (!reader) return exit_code();
 
   // 7. The result.
@@ -289,7 +186,6 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
            run_routed.tokens[i], a);
     }
   }
-  log_throughput(all_stats, wall_seconds);
   collector->write_result(mpi, masks, rank_memory, finish);
   return 0;
 }

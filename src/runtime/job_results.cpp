@@ -154,6 +154,30 @@ bool ResultCollector::save_checkpoint() {
   return true;
 }
 
+void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement, int world_size,
+                          const char* job) {
+  const auto& gen = options.gen;
+  h5_attr_string(root, "format", "mote");
+  h5_attr_int(root, "format_version", 1);
+  h5_attr_string(root, "job", job);
+  h5_attr_string(root, "mote_version", MOTE_VERSION);
+  h5_attr_string(root, "command_line", options.command_line);
+  h5_attr_string(root, "model", options.model_dir);
+  h5_attr_string(root, "model_type", config.model_type);
+  h5_attr_string(root, "model_config_fnv1a",
+                 fmt::format("{:016x}", fnv1a(0xcbf29ce484222325ull, read_text_file(std::filesystem::path(options.model_dir) / "config.json"))));
+  h5_attr_int(root, "world_size", world_size);
+  h5_attr_int(root, "coordinators", options.coordinators);
+  h5_attr_string(root, "placement", placement.name());
+  h5_attr_string(root, "placement_table", placement.table());
+  h5_attr_string(root, "wire_dtype", options.wire_dtype);
+  h5_attr_int(root, "seed", static_cast<int64_t>(gen.seed));
+  h5_attr_double(root, "temperature", gen.sampling.temperature);
+  h5_attr_double(root, "top_p", gen.sampling.top_p);
+  h5_attr_int(root, "max_new_tokens", gen.max_new_tokens);
+  h5_attr_int(root, "stop_at_eos", gen.stop_at_eos ? 1 : 0);
+}
+
 void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks, const std::vector<uint64_t>& rank_memory,
                                    const JobFinish& finish) {
   progress_.finish();
@@ -216,26 +240,7 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   }
   H5Ldelete(out.root(), "requests_unordered", H5P_DEFAULT);
   const hid_t root = out.root();
-  const auto& gen = options_.gen;
-  h5_attr_string(root, "format", "mote");
-  h5_attr_int(root, "format_version", 1);
-  h5_attr_string(root, "job", options_.profile ? "profile" : "generate");
-  h5_attr_string(root, "mote_version", MOTE_VERSION);
-  h5_attr_string(root, "command_line", options_.command_line);
-  h5_attr_string(root, "model", options_.model_dir);
-  h5_attr_string(root, "model_type", config.model_type);
-  h5_attr_string(root, "model_config_fnv1a",
-                 fmt::format("{:016x}", fnv1a(0xcbf29ce484222325ull, read_text_file(std::filesystem::path(options_.model_dir) / "config.json"))));
-  h5_attr_int(root, "world_size", mpi.size());
-  h5_attr_int(root, "coordinators", options_.coordinators);
-  h5_attr_string(root, "placement", placement.name());
-  h5_attr_string(root, "placement_table", placement.table());
-  h5_attr_string(root, "wire_dtype", options_.wire_dtype);
-  h5_attr_int(root, "seed", static_cast<int64_t>(gen.seed));
-  h5_attr_double(root, "temperature", gen.sampling.temperature);
-  h5_attr_double(root, "top_p", gen.sampling.top_p);
-  h5_attr_int(root, "max_new_tokens", gen.max_new_tokens);
-  h5_attr_int(root, "stop_at_eos", gen.stop_at_eos ? 1 : 0);
+  write_job_attributes(root, options_, config, placement, mpi.size(), options_.profile ? "profile" : "generate");
   h5_attr_int(root, "request_count", static_cast<int64_t>(requests_.size()));
   h5_attr_int(root, "failed_request_count", static_cast<int64_t>(failed));
   write_counters(root, class_totals_, requests_.classes, config.moe_layers());

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mote/expert_parallel/expert_counters.h"
+#include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/io/output_file.h"
 #include "mote/io/prompt_file.h"
@@ -20,6 +21,7 @@
 #include "mote/runtime/checkpoint.h"
 #include "mote/runtime/job.h"
 #include "mote/runtime/progress.h"
+#include "mote/runtime/request_queue.h"
 #include "mote/runtime/prompt_encoding.h"
 #include "mote/tokenizer/chat_template.h"
 
@@ -106,6 +108,55 @@ class ResultCollector {
   Progress progress_;
 };
 
+// Step 5 and 6, for a job that runs its requests in one phase (generate,
+// profile) or several (a scan's baselines, then its knockouts): the
+// exchange, the expert counters and the coordinators' communicator live as
+// long as the job; each run() hands out one list of requests and ends when
+// every rank has finished it.
+class JobRun {
+ public:
+  // `masks`: the job's mask sets (the same on every rank); a phase may
+  // replace them between runs, never during one.
+  JobRun(const JobOptions& options, const MpiSession& mpi, const JobModel& model, const std::vector<ExpertMask>& masks, int classes);
+  ~JobRun();
+  JobRun(const JobRun&) = delete;
+  JobRun& operator=(const JobRun&) = delete;
+
+  // Every rank calls it; rank 0 passes the requests and takes the results
+  // in on_done (not in order). Returns, on the coordinators, the stop signal
+  // that ended the phase early (0 when it ran to the end; other ranks: 0).
+  int run(std::vector<std::pair<size_t, GenerationRequest>> todo, const ResultHandler& on_done, const RequestFiller& fill = {});
+  // Step 6: what the experts processed (on whichever ranks own them)
+  // against what each coordinator's router decided, to the bit. Returns
+  // the routing decisions of all coordinators summed (rank 0).
+  ExpertCounters check_counters();
+  // The end-of-job throughput lines over all runs, logged by rank 0 (every rank calls it).
+  void report_throughput();
+  double wall_seconds() const { return wall_seconds_; }
+
+ private:
+  const JobOptions& options_;
+  const MpiSession& mpi_;
+  const JobModel& model_;
+  const std::vector<ExpertMask>& masks_;
+  int classes_;
+  std::vector<ExpertCounters> processed_;  // per coordinator that sent the tokens
+  ExpertCounters routed_;                  // this coordinator's routing decisions
+  std::unique_ptr<ExpertWorker> worker_;
+  std::unique_ptr<ExpertExchange> exchange_;
+  MPI_Comm coordinators_comm_ = MPI_COMM_NULL;
+  GenerationStats stats_;
+  double block_seconds_ = 0, wall_seconds_ = 0;
+};
+
 uint64_t fnv1a(uint64_t h, std::string_view text);
+
+// The provenance every result file's root carries (docs/hdf5-format.md).
+void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement, int world_size,
+                          const char* job);
+
+// Threads per rank: --threads, else OMP_NUM_THREADS, else the host's cores
+// shared among the job's ranks on it.
+void set_threads(JobOptions& job, const MpiSession& mpi);
 
 }  // namespace mote

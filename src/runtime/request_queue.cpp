@@ -17,17 +17,52 @@ namespace mote {
 template <class Archive>
 void serialize(Archive& ar, GenerationResult& r) {
   int32_t stop = static_cast<int32_t>(r.stop);
-  ar(r.generated, stop, r.positions, r.logits, r.route_experts, r.route_weights, r.expert_counts, r.expert_gate_sum,
-     r.prompt_positions, r.generated_positions, r.error);
+  ar(r.generated, stop, r.positions, r.logits, r.route_experts, r.route_weights, r.expert_counts, r.expert_gate_sum, r.scores,
+     r.moe_inputs, r.prompt_positions, r.generated_positions, r.error);
   r.stop = static_cast<StopReason>(stop);
 }
 
 namespace {
 
+// A request as it travels: its mask set by id.
+struct SentRequest {
+  uint64_t id = 0;
+  GenerationRequest request;
+  int32_t mask = 0;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    auto& r = request;
+    ar(id, r.prompt, mask, r.stream, r.cls, r.score_from, r.capture, r.resume_moe_layer, r.resume_h);
+  }
+};
+
+// Rank 0's answer to one coordinator at a block start.
+struct Answer {
+  int32_t stop = 0;
+  bool exhausted = false, all_done = false;
+  std::vector<SentRequest> requests;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(stop, exhausted, all_done, requests);
+  }
+};
+
+template <class T>
+std::string to_bytes(const T& value) {
+  std::ostringstream os;
+  {
+    cereal::BinaryOutputArchive archive(os);
+    archive(value);
+  }
+  return std::move(os).str();
+}
+
+}  // namespace
+
+namespace {
+
 // What a coordinator reports at a block start.
 enum Report { kFreeSlots, kFinished, kSignal, kResultBytes, kReportSize };
-// What rank 0 answers, before the requests: {stop signal, exhausted, all done, count}.
-enum Answer { kStop, kExhausted, kAllDone, kCount, kAnswerHead };
 
 constexpr const char* kRemedy = "lower --batch-size or drop --save-logits";
 
@@ -36,13 +71,14 @@ int to_count(size_t bytes, const char* what) { return mpi_count(bytes, what, kRe
 }  // namespace
 
 RequestQueue::RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers, const std::vector<ExpertMask>& masks,
-                           std::vector<std::pair<size_t, GenerationRequest>> todo, ResultHandler on_done)
+                           std::vector<std::pair<size_t, GenerationRequest>> todo, ResultHandler on_done, RequestFiller fill)
     : comm_(comm),
       exchange_(exchange),
       moe_layers_(moe_layers),
       masks_(masks),
       pending_(std::make_move_iterator(todo.begin()), std::make_move_iterator(todo.end())),
-      on_done_(std::move(on_done)) {
+      on_done_(std::move(on_done)),
+      fill_(std::move(fill)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &coordinators_);
   coordinator_done_.assign(static_cast<size_t>(coordinators_), 0);
@@ -74,15 +110,7 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
   if (block_rounds_ >= 0 && exchange_.rounds() - block_rounds_ != moe_layers_) {
     fail("internal error: a block of {} exchange rounds where the model has {} MoE layers", exchange_.rounds() - block_rounds_, moe_layers_);
   }
-  std::string results;
-  {
-    std::ostringstream os;
-    {
-      cereal::BinaryOutputArchive archive(os);
-      archive(finished_);
-    }
-    results = std::move(os).str();
-  }
+  const std::string results = to_bytes(finished_);
   finished_.clear();
   const int64_t report[kReportSize] = {free_slots, finished ? 1 : 0, mote::stop_signal(), static_cast<int64_t>(results.size())};
   std::vector<int64_t> reports(rank_ == 0 ? static_cast<size_t>(coordinators_) * kReportSize : 0);
@@ -101,7 +129,7 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
         "Igatherv");
   wait_for(request, "Igatherv (request queue)");
 
-  std::vector<int64_t> answers;
+  std::vector<char> answers;
   std::vector<int> answer_counts(static_cast<size_t>(coordinators_), 0), answer_displs;
   if (rank_ == 0) {
     // Every coordinator's results, in coordinator order.
@@ -126,57 +154,52 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
       coordinator_done_[c] = reports[c * kReportSize + kFinished] != 0;
       all_done &= coordinator_done_[c] != 0;
     }
-    std::vector<std::vector<int64_t>> each(static_cast<size_t>(coordinators_));
+    std::vector<Answer> each(static_cast<size_t>(coordinators_));
     for (int c = 0; c < coordinators_; ++c) {
       const int64_t free = std::max<int64_t>(reports[c * kReportSize + kFreeSlots], 0);
       const size_t n = coordinator_done_[c] || stop_signal_ != 0 ? 0 : std::min({static_cast<size_t>(free), share(c), pending_.size()});
-      auto& a = each[static_cast<size_t>(c)];
-      a = {stop_signal_, 0, all_done ? 1 : 0, static_cast<int64_t>(n)};
+      Answer& a = each[static_cast<size_t>(c)];
+      a.stop = stop_signal_;
+      a.all_done = all_done;
       for (size_t i = 0; i < n; ++i) {
         auto& [id, req] = pending_.front();
-        a.insert(a.end(), {static_cast<int64_t>(id), static_cast<int64_t>(req.stream), req.cls, req.mask != nullptr ? req.mask->id : 0,
-                           static_cast<int64_t>(req.prompt.size())});
-        a.insert(a.end(), req.prompt.begin(), req.prompt.end());
+        if (fill_) fill_(id, req);
+        const int32_t mask = req.mask != nullptr ? req.mask->id : 0;
+        a.requests.push_back({static_cast<uint64_t>(id), std::move(req), mask});
         pending_.pop_front();
       }
       ran_by_[c] += n;
       in_flight_[c] += n;
     }
     for (int c = 0; c < coordinators_; ++c) {
-      each[static_cast<size_t>(c)][kExhausted] = pending_.empty() ? 1 : 0;
-      answer_counts[c] = to_count(each[static_cast<size_t>(c)].size(), "a batch of requests");
-      answers.insert(answers.end(), each[static_cast<size_t>(c)].begin(), each[static_cast<size_t>(c)].end());
+      each[static_cast<size_t>(c)].exhausted = pending_.empty();
+      const std::string bytes = to_bytes(each[static_cast<size_t>(c)]);
+      answer_counts[c] = to_count(bytes.size(), "a batch of requests");
+      answers.insert(answers.end(), bytes.begin(), bytes.end());
     }
     mpi_displacements(answer_counts, answer_displs, "a batch of requests", kRemedy);
   }
   int mine = 0;
   check_mpi(MPI_Iscatter(answer_counts.data(), 1, MPI_INT, &mine, 1, MPI_INT, 0, comm_, &request), "Iscatter");
   wait_for(request, "Iscatter (request queue)");
-  if (mine < kAnswerHead) fail("protocol error: a malformed answer from rank 0");
-  std::vector<int64_t> answer(static_cast<size_t>(mine));
-  check_mpi(MPI_Iscatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_INT64_T, answer.data(), mine,
-                      MPI_INT64_T, 0, comm_, &request),
+  std::vector<char> answer(static_cast<size_t>(mine) + 1);
+  check_mpi(MPI_Iscatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_BYTE, answer.data(), mine,
+                      MPI_BYTE, 0, comm_, &request),
         "Iscatterv");
   wait_for(request, "Iscatterv (request queue)");
-  stop_signal_ = static_cast<int>(answer[kStop]);
-  exhausted_ = answer[kExhausted] != 0;
-  all_done_ = answer[kAllDone] != 0;
-  size_t at = kAnswerHead;
-  for (int64_t i = 0; i < answer[kCount]; ++i) {
-    if (at + 5 > answer.size()) fail("protocol error: a truncated batch of requests from rank 0");
-    GenerationRequest req;
-    const auto id = static_cast<size_t>(answer[at]);
-    req.stream = static_cast<uint64_t>(answer[at + 1]);
-    req.cls = static_cast<int16_t>(answer[at + 2]);
-    const int64_t mask = answer[at + 3], length = answer[at + 4];
-    at += 5;
-    if (mask < 0 || static_cast<size_t>(mask) >= masks_.size() || length < 0 || at + static_cast<size_t>(length) > answer.size()) {
-      fail("protocol error: a malformed request {} from rank 0", id);
-    }
-    req.mask = mask == 0 ? nullptr : &masks_[static_cast<size_t>(mask)];
-    req.prompt.assign(answer.begin() + static_cast<std::ptrdiff_t>(at), answer.begin() + static_cast<std::ptrdiff_t>(at + length));
-    at += static_cast<size_t>(length);
-    out.emplace_back(id, std::move(req));
+  Answer got;
+  {
+    std::istringstream is(std::string(answer.data(), static_cast<size_t>(mine)));
+    cereal::BinaryInputArchive archive(is);
+    archive(got);
+  }
+  stop_signal_ = got.stop;
+  exhausted_ = got.exhausted;
+  all_done_ = got.all_done;
+  for (SentRequest& sent : got.requests) {
+    if (sent.mask < 0 || static_cast<size_t>(sent.mask) >= masks_.size()) fail("protocol error: request {} under unknown mask set {}", sent.id, sent.mask);
+    sent.request.mask = sent.mask == 0 ? nullptr : &masks_[static_cast<size_t>(sent.mask)];
+    out.emplace_back(static_cast<size_t>(sent.id), std::move(sent.request));
   }
   block_rounds_ = exchange_.rounds();
   block_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -318,6 +318,12 @@ int32_t Tokenizer::added_token_id(std::string_view content) const {
   return match != nullptr && match->content.size() == content.size() ? match->id : -1;
 }
 
+int32_t Tokenizer::token_id(std::string_view content) const {
+  if (const int32_t added = added_token_id(content); added >= 0) return added;
+  const auto it = token_to_id_.find(std::string(content));
+  return it == token_to_id_.end() ? -1 : it->second;
+}
+
 void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) const {
   std::string normalized;
   if (!normalizer_.empty()) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "mote/cli/options.h"
 #include "mote/runtime/job.h"
 
 namespace mote {
@@ -20,6 +21,13 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
 // The options of a generation job, as --help lists them (for commands
 // that pass them through).
 void print_generation_options(std::ostream& out);
+// The options of a job, bound to `job` (generate, profile, scan).
+po::options_description job_options(JobOptions& job);
+// A job file's [mote] section (its mask): keys accepted in the file only;
+// check_job_file_mask() refuses a file with both a section and 'mask ='.
+po::options_description job_file_mask_keys();
+void check_job_file_mask(const ParsedOptions& parsed);
+int run_scan(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_experiment(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_rank(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_inspect(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);

@@ -35,7 +35,7 @@ struct ExpertMask {
   int32_t moe_layers = 0;
   int32_t experts = 0;
   std::vector<uint64_t> off_bits, on_bits;
-  std::vector<float> gains;  // [moe_layer * experts + expert], 1 = unscaled
+  std::vector<float> gains;  // [moe_layer * experts + expert], 1 = unscaled; empty: all 1
   OffPolicy off_policy = OffPolicy::Reroute;
   OnPolicy on_policy = OnPolicy::Natural;
   float shared_gain = 1.0f;  // 0 switches the shared expert off
@@ -47,7 +47,8 @@ struct ExpertMask {
   size_t index(int layer, int expert) const { return static_cast<size_t>(layer) * experts + expert; }
   bool is_off(int layer, int expert) const { return bit(off_bits, index(layer, expert)); }
   bool is_on(int layer, int expert) const { return bit(on_bits, index(layer, expert)); }
-  float gain(int layer, int expert) const { return gains[index(layer, expert)]; }
+  // No gains held means every gain is 1 (masks of a large scan keep none).
+  float gain(int layer, int expert) const { return gains.empty() ? 1.0f : gains[index(layer, expert)]; }
   void set_off(int layer, int expert) { set_bit(off_bits, index(layer, expert)); }
   void set_on(int layer, int expert) { set_bit(on_bits, index(layer, expert)); }
   int count_off() const;

@@ -44,6 +44,10 @@ struct GenerationOptions {
 };
 
 struct GenerationRequest {
+  GenerationRequest() = default;
+  GenerationRequest(std::vector<int32_t> tokens, const ExpertMask* m = nullptr, uint64_t random_stream = 0, int16_t class_index = 0)
+      : prompt(std::move(tokens)), mask(m), stream(random_stream), cls(class_index) {}
+
   std::vector<int32_t> prompt;
   const ExpertMask* mask = nullptr;
   uint64_t stream = 0;  // random stream; the request's index keeps sampling batch-independent
@@ -91,10 +95,12 @@ struct GenerationResult {
 };
 
 struct GenerationStats {
-  int64_t prompt_tokens = 0;
-  int64_t generated_tokens = 0;
-  double prefill_seconds = 0;  // steps that fed only prompt tokens
-  double decode_seconds = 0;   // steps that fed generated tokens
+  int64_t prompt_tokens = 0;     // prompt positions fed
+  int64_t generated_tokens = 0;  // tokens sampled
+  // Per kind of step: steps that fed only prompt tokens, only generated
+  // tokens fed back, or both (a prompt admitted while others decode).
+  int64_t prefill_tokens = 0, decode_tokens = 0, mixed_prompt_tokens = 0, mixed_generated_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0, mixed_seconds = 0;
   double total_seconds = 0;
   uint64_t weight_bytes = 0;   // weights streamed by the kernels
 };

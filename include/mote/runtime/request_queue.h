@@ -27,6 +27,9 @@
 namespace mote {
 
 using ResultHandler = std::function<void(size_t, GenerationResult&&)>;
+// Completes a request on rank 0 just before it is handed out (a scan's
+// residuals, too large to hold for every queued request at once).
+using RequestFiller = std::function<void(size_t, GenerationRequest&)>;
 
 class RequestQueue : public RequestSource {
  public:
@@ -36,7 +39,7 @@ class RequestQueue : public RequestSource {
   // result; other coordinators pass none. `masks`: the job's mask sets,
   // which every rank holds (requests travel with their set's id).
   RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers, const std::vector<ExpertMask>& masks,
-               std::vector<std::pair<size_t, GenerationRequest>> todo = {}, ResultHandler on_done = {});
+               std::vector<std::pair<size_t, GenerationRequest>> todo = {}, ResultHandler on_done = {}, RequestFiller fill = {});
   // A block starts: reports and receives (a collective among coordinators).
   void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) override;
   bool exhausted() const override { return exhausted_ || stop_signal_ != 0; }
@@ -70,6 +73,7 @@ class RequestQueue : public RequestSource {
   const std::vector<ExpertMask>& masks_;
   std::deque<std::pair<size_t, GenerationRequest>> pending_;  // rank 0
   ResultHandler on_done_;
+  RequestFiller fill_;
   std::vector<std::pair<size_t, GenerationResult>> finished_;  // since the last block start
   std::vector<uint8_t> coordinator_done_;
   std::vector<size_t> ran_by_, in_flight_;

@@ -51,6 +51,10 @@ class Tokenizer {
   const std::string& token(int32_t id) const { return id_to_token_.at(static_cast<size_t>(id)); }
   // Returns the id of an added token by its exact content, or -1.
   int32_t added_token_id(std::string_view content) const;
+  // Returns the id of a vocabulary entry or added token spelled exactly
+  // `content` (in the vocabulary's own spelling, "Ġ" for a byte-level
+  // space), or -1.
+  int32_t token_id(std::string_view content) const;
 
  private:
   static Tokenizer from_json(const nlohmann::json& j, const std::string& where);
