@@ -63,6 +63,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   if (!out.empty() && std::filesystem::exists(out, ec) && std::filesystem::equivalent(out, file, ec)) {
     fail("{}: --out is the profile being ranked; the mask would replace it", out);
   }
+  if (!out.empty()) check_text_output(out, "--out");
   std::vector<RankedExpert> ranked;
   std::vector<int32_t> decoder_index;
   std::string what;

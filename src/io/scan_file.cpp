@@ -49,7 +49,7 @@ void write_scan(hid_t root, const ScanData& s) {
   h5_attr_string(id, "search", s.search);
   h5_attr_int(id, "prefix_reuse", s.prefix_reuse ? 1 : 0);
   h5_attr_int(id, "requests", s.requests);
-  h5_attr_int(id, "tokens", s.tokens);
+  h5_attr_int(id, "prompt_tokens", s.tokens);
   h5_attr_int(id, "layer_tokens", s.layer_tokens);
   h5_attr_int(id, "layer_tokens_without_reuse", s.layer_tokens_without_reuse);
   h5_attr_double(id, "seconds", s.seconds);
@@ -77,6 +77,7 @@ void write_scan(hid_t root, const ScanData& s) {
     h5_dataset(b.id(), "effect_sd", {B}, s.block_effect_sd.data());
     std::vector<int32_t> chosen(s.block_chosen.begin(), s.block_chosen.end());
     h5_dataset(b.id(), "searched", {B}, chosen.data());
+    if (s.blocks_agree >= 0) h5_attr_int(b.id(), "agrees_with_full_scan", s.blocks_agree);
   }
   if (!s.greedy.empty()) {
     H5Handle gr = h5_create_group(id, "greedy");

@@ -13,11 +13,18 @@
 
 namespace mote {
 
-void write_text_output(const std::filesystem::path& path, const std::string& text, const char* what) {
+void check_text_output(const std::filesystem::path& path, const char* what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
     fail("{} {}: is {}; name a new or regular file", what, path.string(), file_kind(st.st_mode));
   }
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail("{} {}: the directory {} does not exist", what, path.string(), dir.string());
+  if (::access(dir.c_str(), W_OK) != 0) fail("{} {}: the directory {} is not writable", what, path.string(), dir.string());
+}
+
+void write_text_output(const std::filesystem::path& path, const std::string& text, const char* what) {
+  check_text_output(path, what);
   // rename() would replace a link, not the file it names: write beside the target.
   std::error_code ec;
   std::filesystem::path dest = path;

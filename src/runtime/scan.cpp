@@ -20,6 +20,7 @@
 #include "job_steps.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/mask_file.h"
+#include "mote/io/mask_output.h"
 #include "mote/io/scan_file.h"
 #include "mote/io/text_output.h"
 #include "mote/runtime/scan_metric.h"
@@ -99,7 +100,7 @@ class Scan {
   // Step 2 on rank 0 (prompts, metric, candidates), then what every rank needs.
   void read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>& inputs);
   void run();
-  void write(OutputFile* out, std::vector<std::filesystem::path>& inputs);
+  void write(OutputFile* out, std::vector<std::filesystem::path>& inputs, const MaskSets& masks);
   // Every rank: the expert counters checked, the throughput reported.
   void finish() {
     job_run_->check_counters();
@@ -469,6 +470,7 @@ void Scan::run() {
       auto full = ranked(candidates_), blocks = ranked(in_blocks);
       full.resize(std::min(n, full.size()));
       blocks.resize(std::min(n, blocks.size()));
+      data_.blocks_agree = full == blocks ? 1 : 0;
       if (full == blocks) {
         spdlog::info("scan: the block search and the full scan agree on the top {}", n);
       } else {
@@ -480,7 +482,7 @@ void Scan::run() {
   data_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
-void Scan::write(OutputFile* out, std::vector<std::filesystem::path>& inputs) {
+void Scan::write(OutputFile* out, std::vector<std::filesystem::path>& inputs, const MaskSets& masks) {
   if (!reader()) return;
   const auto top = ranked(candidates_);
   const double base_mean = spread(data_.baseline).mean;
@@ -522,6 +524,7 @@ void Scan::write(OutputFile* out, std::vector<std::filesystem::path>& inputs) {
   data_.prefix_reuse = o_.prefix_reuse;
   write_job_attributes(out->root(), o_.job, model_.config, *model_.placement, mpi_.size(), "scan");
   write_scan(out->root(), data_);
+  write_masks(out->root(), masks.sets);  // the base mask, if any
   out->commit();
   spdlog::info("wrote {}", o_.job.out);
 }
@@ -546,6 +549,7 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
     out->refuse_inputs(inputs, job.model_dir);
   }
   if (reader && !options.mask_out.empty()) {
+    check_text_output(options.mask_out, "--mask-out");
     std::error_code ec;
     for (const auto& input : inputs) {
       if (!input.empty() && std::filesystem::exists(options.mask_out, ec) && std::filesystem::equivalent(input, options.mask_out, ec)) {
@@ -572,7 +576,7 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
 
   // 4. Counters and the result.
   scan.finish();
-  scan.write(out ? &*out : nullptr, inputs);
+  scan.write(out ? &*out : nullptr, inputs, masks);
   return 0;
 }
 

@@ -29,6 +29,7 @@ struct ScanData {
   std::vector<int32_t> block_experts;              // [block, block_width], -1 padded
   std::vector<double> block_effect, block_effect_sd;  // [block]
   std::vector<uint8_t> block_chosen;               // [block] 1 for blocks searched expert by expert
+  int blocks_agree = -1;  // --search both: 1 when the blocks' top experts are the full scan's, 0 when not
   // Greedy selection: experts in the order chosen, and the mean metric with
   // the first i + 1 of them off.
   std::vector<std::pair<int, int>> greedy;

@@ -10,6 +10,9 @@
 
 namespace mote {
 
+// Refuses, before any work, a path write_text_output() would refuse, or
+// one in a directory that does not exist or cannot be written.
+void check_text_output(const std::filesystem::path& path, const char* what);
 // `what` names the output in errors ("--mask-out").
 void write_text_output(const std::filesystem::path& path, const std::string& text, const char* what);
 
