@@ -1,10 +1,12 @@
-// `mote experiment`: one prompt set under no mask (baseline), a target mask,
-// and K random masks of the same size (the control), with a behaviour metric
-// per condition: the rate of responses matching a regex (for example
-// refusal phrases) or starting with a given token. The random masks and the
-// combined request file are written beside the output, the generation runs
-// as one (possibly expert-parallel) job, and the table goes to stdout, the
-// HDF5 file (/experiment) and a CSV file.
+// `mote experiment`: one prompt set under no mask (baseline), one or more
+// target masks, and K random masks of the same size (the control, shared by
+// the targets), with a behaviour metric per condition: the rate of
+// responses matching a regex (for example refusal phrases) or starting with
+// a given token, or the mean probability of given tokens at the first
+// answer position. The random masks and the combined request file are
+// written beside the output, the generation runs as one (possibly
+// expert-parallel) job, and the table goes to stdout, the HDF5 file
+// (/experiment) and a CSV file.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +25,7 @@
 #include "mote/io/h5.h"
 #include "mote/io/mask_file.h"
 #include "mote/io/prompt_file.h"
+#include "mote/io/text_output.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/random_mask.h"
 #include "mote/util/error.h"
@@ -35,11 +38,23 @@ namespace {
 constexpr const char* kRefusalRegex = "I am sorry|I cannot|not able to|rather not|Sorry";
 
 struct Condition {
+  Condition(std::string condition, std::string file) : name(std::move(condition)), mask_file(std::move(file)) {}
   std::string name, mask_file;  // mask_file empty for the baseline
-  int experts_off = 0;
+  int experts_off = 0, experts_on = 0;
   std::vector<int> n, matches;  // per prompt class
-  double rate(size_t cls) const { return n[cls] > 0 ? static_cast<double>(matches[cls]) / n[cls] : 0.0; }
+  std::vector<double> sum;      // token-prob: the probabilities summed, per class
+  bool mean_of_sums = false;
+  double rate(size_t cls) const {
+    if (n[cls] == 0) return 0.0;
+    return mean_of_sums ? sum[cls] / n[cls] : static_cast<double>(matches[cls]) / n[cls];
+  }
 };
+
+int count_on(const ExpertMask& m) {
+  int on = 0;
+  for (int l = 0; l < m.moe_layers; ++l) on += m.count_on(l);
+  return on;
+}
 
 struct Spread {
   double mean = 0, sd = 0, min = 0, max = 0;
@@ -60,19 +75,26 @@ Spread spread(const std::vector<double>& v) {
 }  // namespace
 
 int run_experiment(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi) {
-  std::string prompts, target_mask, model_dir = default_model_dir(), out, csv, metric_regex, first_token;
+  std::string prompts, model_dir = default_model_dir(), out, csv, metric_regex, first_token, metric_name, tokens;
+  std::vector<std::string> target_masks;
   int random_count = 5;
   uint64_t seed = 1;
   bool match_layers = false;
   po::options_description options("Experiment options (all options of 'mote generate' are accepted too)");
   options.add_options()
       ("prompts", po::value(&prompts)->required(), "the prompt set (JSONL or plain text; masks in it are not allowed)")
-      ("target-mask", po::value(&target_mask)->required(), "mask file of the condition under test (e.g. from 'mote rank')")
+      ("target-mask", po::value(&target_masks)->required()->composing(),
+       "mask file of a condition under test (e.g. from 'mote rank' or 'mote scan'); NAME=FILE names it (repeatable: the "
+       "targets share one set of random controls, so they must switch as many experts)")
       ("random", po::value(&random_count)->default_value(5), "number of random masks with as many experts off")
       ("mask-seed", po::value(&seed)->default_value(1), "seed of the random masks (mask k uses seed + k)")
       ("match-layers", po::bool_switch(&match_layers), "random masks switch off as many experts per MoE layer as the target")
       ("metric-regex", po::value(&metric_regex), "behaviour = response matches this regex (default: the refusal phrases)")
       ("first-token", po::value(&first_token), "behaviour = the first generated token decodes to exactly this text")
+      ("metric", po::value(&metric_name),
+       "regex (the default, see --metric-regex), first-token (see --first-token), or token-prob: the mean probability of --tokens "
+       "at the first answer position, per condition and class")
+      ("tokens", po::value(&tokens), "token-prob: vocabulary tokens or #ID, comma-separated (e.g. I,S)")
       ("model", po::value(&model_dir)->default_value(default_model_dir()), "model directory")
       ("out", po::value(&out)->required(), "HDF5 file of the whole experiment; masks and requests go to OUT.conditions/")
       ("csv", po::value(&csv), "CSV file of the table (default: OUT with .csv)");
@@ -120,10 +142,11 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
   }
   if (help) {
     if (mpi.rank() == 0) {
-      std::cout << "Usage: mote experiment --prompts FILE --target-mask MASK --out FILE.h5 [--random K] [options]\n\n"
-                   "Runs the prompts with no mask, with the target mask, and with K random masks switching off the\n"
-                   "same number of experts (never the target's), and reports the rate of a behaviour per condition\n"
-                   "with the random conditions' mean and spread.\n\n"
+      std::cout << "Usage: mote experiment --prompts FILE --target-mask [NAME=]MASK... --out FILE.h5 [--random K] [options]\n\n"
+                   "Runs the prompts with no mask, with each target mask, and with K random masks switching off (or\n"
+                   "forcing on) the same number of experts (never a target's), and reports a behaviour per\n"
+                   "condition with the random conditions' mean and spread: the rate of responses matching a regex\n"
+                   "or starting with a token, or the probability of given tokens at the first answer position.\n\n"
                 << options << "\nGeneration options of the run (as for 'mote generate'; it sets --prompts, --out, --model and --mask itself):\n";
       print_generation_options(std::cout);
     }
@@ -137,30 +160,94 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
   if (random_count < 0) fail("--random {} must not be negative", random_count);
   if (vm.count("metric-regex") > 0 && metric_regex.empty()) fail("--metric-regex is empty: it would match every response");
   if (!metric_regex.empty() && !first_token.empty()) fail("give --metric-regex or --first-token, not both");
-  const std::optional<Regex> regex = first_token.empty() ? std::optional<Regex>(Regex(metric_regex.empty() ? kRefusalRegex : metric_regex, "--metric-regex"))
-                                                          : std::nullopt;
-  const std::string metric = first_token.empty() ? "regex: " + regex->pattern() : "first token: " + first_token;
+  if (metric_name.empty()) metric_name = !first_token.empty() ? "first-token" : !tokens.empty() ? "token-prob" : "regex";
+  if (metric_name != "regex" && metric_name != "first-token" && metric_name != "token-prob") {
+    fail("--metric '{}' is not one of regex, first-token, token-prob", metric_name);
+  }
+  if ((metric_name == "token-prob") != !tokens.empty()) fail("--tokens goes with --metric token-prob, and token-prob needs --tokens");
+  if (metric_name == "first-token" && first_token.empty()) fail("--metric first-token needs --first-token TEXT");
+  if (metric_name != "regex" && !metric_regex.empty()) fail("--metric-regex goes with --metric regex");
+  if (metric_name != "first-token" && !first_token.empty()) fail("--first-token goes with --metric first-token");
+  const bool token_prob = metric_name == "token-prob";
+  const std::optional<Regex> regex =
+      metric_name == "regex" ? std::optional<Regex>(Regex(metric_regex.empty() ? kRefusalRegex : metric_regex, "--metric-regex")) : std::nullopt;
+  const std::string metric = regex ? "regex: " + regex->pattern() : token_prob ? "token-prob: " + tokens : "first token: " + first_token;
+  // Targets: NAME=FILE, or one bare FILE named "target".
+  std::vector<std::pair<std::string, std::string>> targets;
+  for (const std::string& t : target_masks) {
+    const auto eq = t.find('=');
+    std::string name = eq == std::string::npos ? "target" : t.substr(0, eq), file = eq == std::string::npos ? t : t.substr(eq + 1);
+    if (eq == std::string::npos && target_masks.size() > 1) fail("--target-mask {}: name each of several targets, NAME=FILE", t);
+    if (name.empty() || name == "baseline" || name == "none" || name == "default" || name.starts_with("random-") ||
+        name.find_first_of("/ \t") != std::string::npos) {
+      fail("--target-mask {}: '{}' cannot name a condition", t, name);
+    }
+    for (const auto& [other, unused] : targets) {
+      if (other == name) fail("--target-mask: '{}' names two targets", name);
+    }
+    targets.emplace_back(name, file);
+  }
   if (csv.empty()) csv = std::filesystem::path(out).replace_extension(".csv").string();
 
   // Conditions, their mask files and the combined request file.
   const std::filesystem::path dir = out + ".conditions";
   const ModelConfig config = read_model_dir_config(model_dir);
-  std::vector<Condition> conditions{{"baseline", "", 0, {}, {}}, {"target", target_mask, 0, {}, {}}};
-  for (int k = 1; k <= random_count; ++k) conditions.push_back({fmt::format("random-{}", k), (dir / fmt::format("random-{}.ini", k)).string(), 0, {}, {}});
+  std::vector<Condition> conditions{{"baseline", ""}};
+  for (const auto& [name, file] : targets) conditions.push_back({name, file});
+  const size_t first_random = conditions.size();
+  for (int k = 1; k <= random_count; ++k) conditions.push_back({fmt::format("random-{}", k), (dir / fmt::format("random-{}.ini", k)).string()});
+  for (auto& c : conditions) c.mean_of_sums = token_prob;
   std::vector<std::string> classes;              // prompt classes, in order of appearance
   std::vector<size_t> request_condition, request_class;  // per generated request
   if (mpi.rank() == 0) {
-    const ExpertMask target = read_mask_file(target_mask, config, "target");
-    if (target.count_off() == 0) fail("{}: the target mask switches no expert off", target_mask);
-    conditions[1].experts_off = target.count_off();
+    // The random controls switch as many experts off and on as every target,
+    // never one a target switches; with --match-layers, as many per layer as the first.
+    std::vector<ExpertMask> target_list;
+    ExpertMask all_targets(static_cast<int>(config.moe_layers().size()), config.n_routed_experts);
+    for (size_t t = 0; t < targets.size(); ++t) {
+      ExpertMask target = read_mask_file(targets[t].second, config, targets[t].first);
+      if (target.count_off() == 0 && count_on(target) == 0) fail("{}: the target mask switches no expert off or on", targets[t].second);
+      if (t > 0 && (target.count_off() != target_list[0].count_off() || count_on(target) != count_on(target_list[0]))) {
+        fail("{}: switches {} experts off and {} on, {} switches {} and {}; targets sharing random controls must switch as many",
+             targets[t].second, target.count_off(), count_on(target), targets[0].second, target_list[0].count_off(), count_on(target_list[0]));
+      }
+      conditions[t + 1].experts_off = target.count_off();
+      conditions[t + 1].experts_on = count_on(target);
+      for (int l = 0; l < target.moe_layers; ++l) {
+        for (int e = 0; e < target.experts; ++e) {
+          if (target.is_off(l, e)) all_targets.set_off(l, e);
+          if (target.is_on(l, e)) all_targets.set_on(l, e);
+        }
+      }
+      target_list.push_back(std::move(target));
+    }
+    const ExpertMask& first = target_list[0];
+    std::string target_names;
+    for (const auto& [name, file] : targets) target_names += (target_names.empty() ? "" : ", ") + file;
     std::filesystem::create_directories(dir);
     for (int k = 1; k <= random_count; ++k) {
-      RandomMaskSpec spec{target.count_off(), seed + static_cast<uint64_t>(k), &target, match_layers ? &target : nullptr, target.off_policy};
-      const ExpertMask random = random_mask(config, spec, conditions[k + 1].name);
-      conditions[k + 1].experts_off = random.count_off();
-      std::ofstream f(conditions[k + 1].mask_file);
-      f << format_mask_file(random, fmt::format("random control {} of {}: {} experts off, seed {}", k, target_mask, random.count_off(), spec.seed));
-      if (!f) fail("{}: cannot write", conditions[k + 1].mask_file);
+      Condition& c = conditions[first_random + static_cast<size_t>(k) - 1];
+      const uint64_t mask_seed = seed + static_cast<uint64_t>(k);
+      RandomMaskSpec off{first.count_off(), mask_seed, &all_targets, match_layers ? &first : nullptr, first.off_policy};
+      ExpertMask random = random_mask(config, off, c.name);
+      if (count_on(first) > 0) {
+        ExpertMask exclude = all_targets;
+        for (int l = 0; l < random.moe_layers; ++l)
+          for (int e = 0; e < random.experts; ++e)
+            if (random.is_off(l, e)) exclude.set_off(l, e);
+        RandomMaskSpec on{count_on(first), mask_seed ^ 0x6f6eull, &exclude, match_layers ? &first : nullptr, first.off_policy, true, first.on_policy};
+        const ExpertMask forced = random_mask(config, on, c.name);
+        for (int l = 0; l < random.moe_layers; ++l)
+          for (int e = 0; e < random.experts; ++e)
+            if (forced.is_on(l, e)) random.set_on(l, e);
+        random.on_policy = first.on_policy;
+      }
+      c.experts_off = random.count_off();
+      c.experts_on = count_on(random);
+      write_text_output(c.mask_file,
+                        format_mask_file(random, fmt::format("random control {} of {}: {} experts off, {} on, seed {}", k, target_names,
+                                                             c.experts_off, c.experts_on, mask_seed)),
+                        "random mask");
     }
     std::ofstream requests(dir / "requests.jsonl");
     for (const auto& spec : read_prompt_file(prompts)) {
@@ -203,49 +290,63 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
                                std::string("--model"), model_dir}) {
     gen_args.push_back(a);
   }
+  if (token_prob) {
+    gen_args.push_back("--score-tokens");
+    gen_args.push_back(tokens);
+  }
   for (size_t i = 1; i < conditions.size(); ++i) {
     gen_args.push_back("--mask");
     gen_args.push_back(conditions[i].name + "=" + conditions[i].mask_file);
   }
 
-  const auto finish = [&](hid_t root, const std::vector<PromptSpec>& specs, const std::vector<std::string>& texts,
-                          const std::vector<std::string>& errors) {
+  const auto finish = [&](hid_t root, const JobOutcome& outcome) {
     const auto model = load_model(model_dir, [](int, int) { return false; });
     for (auto& c : conditions) {
       c.n.assign(classes.size(), 0);
       c.matches.assign(classes.size(), 0);
+      c.sum.assign(classes.size(), 0.0);
     }
-    for (size_t i = 0; i < specs.size(); ++i) {
-      if (!errors[i].empty()) continue;  // a failed request says nothing about the behaviour
-      bool hit = false;
-      if (regex) {
-        hit = regex->search(texts[i]);
-      } else {
-        const auto ids = model->tokenizer.encode(texts[i], false);
-        hit = !ids.empty() && model->tokenizer.decode(std::vector<int32_t>{ids[0]}) == first_token;
-      }
+    for (size_t i = 0; i < outcome.requests.size(); ++i) {
+      if (!outcome.errors[i].empty()) continue;  // a failed request says nothing about the behaviour
       Condition& c = conditions[request_condition[i]];
-      ++c.n[request_class[i]];
-      c.matches[request_class[i]] += hit;
+      const size_t k = request_class[i];
+      ++c.n[k];
+      if (regex) {
+        c.matches[k] += regex->search(outcome.texts[i]);
+      } else if (token_prob) {
+        // The probability mass of the tokens at the first answer position.
+        for (const double lp : outcome.scores[i]) c.sum[k] += std::exp(lp);
+      } else {
+        // The token the model chose, not the first token of the text re-encoded (which can differ).
+        const int32_t id = outcome.first_tokens[i];
+        c.matches[k] += id >= 0 && model->tokenizer.decode(std::vector<int32_t>{id}) == first_token;
+      }
     }
 
     std::cout << fmt::format("\nbehaviour: {}\n{:<12} {:>11}", metric, "condition", "experts_off");
+    const bool any_on = std::any_of(conditions.begin(), conditions.end(), [](const Condition& c) { return c.experts_on > 0; });
+    if (any_on) std::cout << fmt::format(" {:>10}", "experts_on");
     for (const auto& cls : classes) std::cout << fmt::format(" {:>14}", cls);
     std::cout << "\n";
     std::ofstream table(csv);
-    table << "condition,class,experts_off,requests,matches,rate\n";
+    table << "condition,class,experts_off,experts_on,requests,matches,rate\n";
     for (const auto& c : conditions) {
       std::cout << fmt::format("{:<12} {:>11}", c.name, c.experts_off);
+      if (any_on) std::cout << fmt::format(" {:>10}", c.experts_on);
       for (size_t k = 0; k < classes.size(); ++k) {
-        std::cout << fmt::format(" {:>6.3f} ({:>2}/{:>2})", c.rate(k), c.matches[k], c.n[k]);
-        table << fmt::format("{},{},{},{},{},{:.6f}\n", c.name, classes[k], c.experts_off, c.n[k], c.matches[k], c.rate(k));
+        if (token_prob) {
+          std::cout << fmt::format(" {:>6.3f} (n={:>3})", c.rate(k), c.n[k]);
+        } else {
+          std::cout << fmt::format(" {:>6.3f} ({:>2}/{:>2})", c.rate(k), c.matches[k], c.n[k]);
+        }
+        table << fmt::format("{},{},{},{},{},{},{:.6f}\n", c.name, classes[k], c.experts_off, c.experts_on, c.n[k], c.matches[k], c.rate(k));
       }
       std::cout << "\n";
     }
     std::vector<Spread> spreads;
     for (size_t k = 0; k < classes.size(); ++k) {
       std::vector<double> rates;
-      for (size_t i = 2; i < conditions.size(); ++i) rates.push_back(conditions[i].rate(k));
+      for (size_t i = first_random; i < conditions.size(); ++i) rates.push_back(conditions[i].rate(k));
       spreads.push_back(spread(rates));
       if (!rates.empty()) {
         std::cout << fmt::format("random masks, {}: mean {:.3f}, sd {:.3f}, min {:.3f}, max {:.3f} (over {})\n", classes[k],
@@ -257,15 +358,20 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     H5Handle g = h5_create_group(root, "experiment");
     h5_attr_string(g.id(), "metric", metric);
     h5_attr_string(g.id(), "prompts", prompts);
-    h5_attr_string(g.id(), "target_mask", target_mask);
+    std::string target_files;
+    for (const auto& [name, file] : targets) target_files += (target_files.empty() ? "" : ", ") + file;
+    h5_attr_string(g.id(), "target_mask", target_files);
+    h5_attr_string(g.id(), "metric_kind", metric_name);
+    h5_attr_int(g.id(), "targets", static_cast<int64_t>(targets.size()));
     h5_attr_int(g.id(), "seed", static_cast<int64_t>(seed));
     h5_attr_int(g.id(), "match_layers", match_layers);
     std::vector<std::string> names;
     std::vector<double> rates, mean, sd, lo, hi;
-    std::vector<int32_t> n, matches, off;
+    std::vector<int32_t> n, matches, off, on;
     for (const auto& c : conditions) {
       names.push_back(c.name);
       off.push_back(c.experts_off);
+      on.push_back(c.experts_on);
       for (size_t k = 0; k < classes.size(); ++k) {
         rates.push_back(c.rate(k));
         n.push_back(c.n[k]);
@@ -282,6 +388,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     h5_string_list(g.id(), "conditions", names);
     h5_string_list(g.id(), "classes", classes);
     h5_dataset(g.id(), "experts_off", {off.size()}, off.data());
+    h5_dataset(g.id(), "experts_on", {on.size()}, on.data());
     h5_dataset(g.id(), "rate", dims, rates.data());
     h5_dataset(g.id(), "requests", dims, n.data());
     h5_dataset(g.id(), "matches", dims, matches.data());

@@ -26,7 +26,12 @@ po::options_description job_options(JobOptions& job) {
       ("temperature", po::value(&job.gen.sampling.temperature)->default_value(0.0f, "0"), "sampling temperature; 0 is greedy")
       ("top-p", po::value(&job.gen.sampling.top_p)->default_value(1.0f, "1"), "nucleus sampling: keep this much probability mass")
       ("seed", po::value(&job.gen.seed)->default_value(0), "random seed for sampling (each request has its own stream)")
-      ("save-logits", po::bool_switch(&job.gen.save_logits), "store the logits of every position fed")
+      ("save-logits", po::value(&job.save_logits)->implicit_value("all")->default_value("none"),
+       "store logits: all (the bare flag: every position fed) or last (the last prompt position only, where a metric such as "
+       "a refusal's opening tokens reads them)")
+      ("score-tokens", po::value(&job.score_tokens),
+       "LIST: keep, per request, the log-probabilities of these vocabulary tokens (or #ID, comma-separated) at the first answer "
+       "position (/requests/N/scores)")
       ("trace", po::bool_switch(&job.gen.trace), "store routed experts and gate weights of every position fed")
       ("ignore-eos", po::bool_switch(), "keep generating after an end-of-sequence token")
       ("batch-size", po::value(&job.gen.batch_size)->default_value(8), "requests decoded together")

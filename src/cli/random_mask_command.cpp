@@ -7,6 +7,7 @@
 #include "mote/cli/options.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/mask_file.h"
+#include "mote/io/text_output.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/random_mask.h"
 #include "mote/util/error.h"
@@ -14,29 +15,33 @@
 namespace mote {
 
 int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi) {
-  std::string model_dir, exclude, like, out, policy = "reroute";
+  std::string model_dir, exclude, like, out, policy = "reroute", mode = "off", on_policy = "natural";
   int count = 0;
   uint64_t seed = 0;
   po::options_description options("Options");
   options.add_options()
       ("model", po::value(&model_dir)->default_value(default_model_dir()), "model directory (for its layer and expert counts)")
-      ("count", po::value(&count), "number of experts to switch off (required unless --like)")
+      ("count", po::value(&count), "number of experts to switch off or force on (required unless --like)")
+      ("mode", po::value(&mode)->default_value("off"),
+       "off: switch the experts off; on: force them on (at most top-k per MoE layer, within topk_group of the router's groups)")
+      ("on-policy", po::value(&on_policy)->default_value("natural"), "on-policy written into the mask with --mode on: natural or max")
       ("seed", po::value(&seed)->default_value(0), "random seed")
       ("exclude", po::value(&exclude), "mask file whose experts are never chosen (e.g. the target mask)")
-      ("like", po::value(&like), "mask file whose number of off experts per MoE layer to match")
+      ("like", po::value(&like), "mask file whose number of off (with --mode on: on) experts per MoE layer to match")
       ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
       ("out", po::value(&out)->required(), "mask file to write");
   const ParsedOptions parsed = parse_options(args, options);
   if (parsed.help) {
     if (mpi.rank() == 0) {
-      std::cout << "Usage: mote random-mask --out FILE (--count N | --like MASK) [--exclude MASK] [--seed S]\n\n"
-                   "Writes a mask file that switches off randomly chosen routed experts: the control\n"
+      std::cout << "Usage: mote random-mask --out FILE (--count N | --like MASK) [--mode off|on] [--exclude MASK] [--seed S]\n\n"
+                   "Writes a mask file that switches off (or forces on) randomly chosen routed experts: the control\n"
                    "condition of a MoTE experiment. The same seed gives the same mask on every machine.\n\n"
                 << options << "  --config FILE                         job file (INI) with any of the options above\n";
     }
     return 0;
   }
   if (mpi.rank() != 0) return 0;
+  check_text_output(out, "--out");
   if (parsed.values.count("count") == 0 && like.empty()) fail("give --count N or --like MASK");
   if (parsed.values.count("count") > 0 && !like.empty()) fail("give --count N or --like MASK, not both");
   const ModelConfig config = read_model_dir_config(model_dir);
@@ -47,12 +52,15 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
   if (policy == "drop") spec.off_policy = OffPolicy::Drop;
   else if (policy == "zero") spec.off_policy = OffPolicy::Zero;
   else if (policy != "reroute") fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
+  if (mode != "off" && mode != "on") fail("--mode '{}' is not one of off, on", mode);
+  if (on_policy != "natural" && on_policy != "max") fail("--on-policy '{}' is not one of natural, max", on_policy);
+  spec.on = mode == "on";
+  spec.on_policy = on_policy == "max" ? OnPolicy::Max : OnPolicy::Natural;
   const ExpertMask mask = random_mask(config, spec, "random");
-  std::ofstream file(out);
-  if (!file) fail("{}: cannot write", out);
-  file << format_mask_file(mask, "random mask: " + command_line);
-  if (!file) fail("{}: write failed", out);
-  std::cout << "wrote " << out << ": " << mask.count_off() << " experts off\n";
+  write_text_output(out, format_mask_file(mask, "random mask: " + command_line), "--out");
+  int on = 0;
+  for (int l = 0; l < mask.moe_layers; ++l) on += mask.count_on(l);
+  std::cout << "wrote " << out << ": " << (spec.on ? on : mask.count_off()) << " experts " << (spec.on ? "on" : "off") << "\n";
   return 0;
 }
 

@@ -19,8 +19,14 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
   h5_dataset(g.id(), "generated_tokens", {res.generated.size()}, res.generated.data());
   const auto positions = static_cast<hsize_t>(res.positions);
   if (!res.logits.empty()) {
-    h5_dataset(g.id(), "logits", {positions, static_cast<hsize_t>(r.vocab)}, res.logits.data(), true);
-    h5_axes(g.id(), "logits", "position,vocab");
+    const hsize_t rows = res.logits.size() / static_cast<size_t>(r.vocab);
+    h5_dataset(g.id(), "logits", {rows, static_cast<hsize_t>(r.vocab)}, res.logits.data(), true);
+    h5_axes(g.id(), "logits", r.last_logits_only ? "last_prompt_position,vocab" : "position,vocab");
+  }
+  if (!res.scores.empty() && r.score_width > 0) {
+    // Log-probabilities of the file's /score_ids after each scored position.
+    h5_dataset(g.id(), "scores", {res.scores.size() / static_cast<hsize_t>(r.score_width), static_cast<hsize_t>(r.score_width)}, res.scores.data());
+    h5_axes(g.id(), "scores", "scored_position,score_id");
   }
   if (!res.expert_counts.empty()) {
     const std::vector<hsize_t> dims{2, static_cast<hsize_t>(r.moe_layers), static_cast<hsize_t>(r.experts)};

@@ -167,6 +167,7 @@ FinishedRequests Checkpoint::load() const {
       r.expert_counts = read_vector<uint32_t>(g.id(), "expert_counts", H5T_NATIVE_UINT32, at);
       r.expert_gate_sum = read_vector<double>(g.id(), "expert_gate_sum", H5T_NATIVE_DOUBLE, at);
       const auto prompt = read_vector<int32_t>(g.id(), "prompt_tokens", H5T_NATIVE_INT32, at);
+      if (H5Lexists(g.id(), "scores", H5P_DEFAULT) > 0) r.scores = read_vector<double>(g.id(), "scores", H5T_NATIVE_DOUBLE, at);
       int64_t stop = -1;
       if (!h5_read_int_attr(g.id(), "stop_code", stop) || stop < 0 || stop > 3) fail("{}: missing or bad 'stop_code'", at);
       r.stop = static_cast<StopReason>(stop);

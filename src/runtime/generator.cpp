@@ -205,7 +205,10 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
           const bool last = i + 1 == pending;
           const bool scored = slot.score_from >= 0 && pos >= slot.score_from && static_cast<size_t>(pos) < slot.prompt_len;
           // Logits only where they are used: sampling, scoring, or kept.
-          if ((last && options_.max_new_tokens > 0) || scored || options_.save_logits) logit_rows.push_back(static_cast<int32_t>(rows.size()));
+          const bool last_prompt = static_cast<size_t>(pos) + 1 == slot.prompt_len;
+          if ((last && options_.max_new_tokens > 0) || scored || options_.save_logits || (options_.save_last_logits && last_prompt)) {
+            logit_rows.push_back(static_cast<int32_t>(rows.size()));
+          }
           const bool prompt = static_cast<size_t>(pos) < slot.prompt_len;
           StepRow row{s, pos, slot.tokens[pos], slot.mask, slot.cls, static_cast<uint8_t>(prompt ? kPromptPhase : kGeneratedPhase)};
           if (slot.resume_layer >= 0) {
@@ -270,7 +273,9 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
           slot.result.expert_gate_sum[i] += route_weights[at];
         }
       }
-      if (options_.save_logits) slot.result.logits.insert(slot.result.logits.end(), row_logits, row_logits + vocab);
+      if (options_.save_logits || (options_.save_last_logits && static_cast<size_t>(rows[r].pos) + 1 == slot.prompt_len)) {
+        slot.result.logits.insert(slot.result.logits.end(), row_logits, row_logits + vocab);
+      }
       if (slot.score_from >= 0 && rows[r].pos >= slot.score_from && phase == kPromptPhase) {
         if (std::any_of(row_logits, row_logits + scored_vocab, [](float v) { return !std::isfinite(v); }) && slot.result.error.empty()) {
           slot.result.error = fmt::format("non-finite logits at scored position {}: a NaN or infinity in the model's weights or activations",

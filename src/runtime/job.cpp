@@ -23,6 +23,7 @@
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/model/moe_transformer.h"
 #include "mote/runtime/request_queue.h"
+#include "mote/runtime/scan_metric.h"
 #include "mote/util/error.h"
 #include "mote/util/memory.h"
 #include "mote/util/parallel.h"
@@ -54,6 +55,10 @@ void validate(const JobOptions& job) {
   if (job.threads < 0) fail("--threads {} must not be negative", job.threads);
   if (job.coordinators < 1) fail("--coordinators {} must be at least 1", job.coordinators);
   if (job.checkpoint_every < 0) fail("--checkpoint-every {} must not be negative", job.checkpoint_every);
+  if (job.save_logits != "none" && job.save_logits != "all" && job.save_logits != "last" && job.save_logits != "true" &&
+      job.save_logits != "false") {
+    fail("--save-logits '{}' is not one of all, last (or none)", job.save_logits);
+  }
   if ((job.checkpoint_every > 0 || job.resume || !job.resume_from.empty()) && job.out.empty()) {
     fail("--checkpoint-every, --resume and --resume-from need --out");
   }
@@ -79,6 +84,8 @@ void set_threads(JobOptions& job, const MpiSession& mpi) {
 
 int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   validate(job);
+  job.gen.save_logits = job.save_logits == "all" || job.save_logits == "true";
+  job.gen.save_last_logits = job.save_logits == "last";
   set_threads(job, mpi);
   const int rank = mpi.rank(), world = mpi.size(), coordinators = job.coordinators;
   if (coordinators > world) fail("--coordinators {} is more than the job's {} ranks", coordinators, world);
@@ -110,6 +117,20 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   // 3. Mask sets.
   const MaskSets masks = read_mask_sets(job, config, reader, inputs);
   if (out) out->refuse_inputs(inputs, job.model_dir);
+
+  // Ids whose log-probabilities every request keeps, named on rank 0.
+  if (!job.score_tokens.empty()) {
+    std::vector<int32_t> ids;
+    if (reader) {
+      const auto& tokenizer = model.files->tokenizer;
+      ids = make_scan_metric("token-prob", job.score_tokens, "", tokenizer, std::min(tokenizer.vocab_size(), config.vocab_size)).score_ids;
+    }
+    int n = static_cast<int>(ids.size());
+    MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    ids.resize(static_cast<size_t>(n));
+    MPI_Bcast(ids.data(), n, MPI_INT32_T, 0, MPI_COMM_WORLD);
+    job.gen.score_ids = std::move(ids);
+  }
 
   // 4. Requests and the checkpoint.
   JobRequests requests;

@@ -236,6 +236,7 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
     req.mask = r.masks.back();
     req.stream = i;
     req.cls = static_cast<int16_t>(cls - r.classes.begin());
+    if (!options.gen.score_ids.empty()) req.score_from = static_cast<int32_t>(req.prompt.size()) - 1;
   }
   if (r.classes.size() > 32767) fail("more than 32767 classes");
   spdlog::info("{} requests in {} classes", r.requests.size(), r.classes.size());
@@ -255,6 +256,7 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   const auto& g = options.gen;
   h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", std::filesystem::absolute(options.model_dir).string(), g.max_new_tokens,
                            g.sampling.temperature, g.sampling.top_p, g.seed, g.stop_at_eos, g.save_logits, g.trace, options.wire_dtype));
+  h = fnv1a(h, fmt::format("|{}|{}", g.save_last_logits, options.score_tokens));
   // The model itself, not just its path: a directory updated in place
   // between a crash and the resume is another model.
   h = fnv1a(h, model_fingerprint(options.model_dir, model.files->store));

@@ -44,6 +44,8 @@ ResultCollector::ResultCollector(const JobOptions& options, const JobModel& mode
       class_tokens_(requests.classes.size() * kPhaseCount, 0),
       texts_(requests.size()),
       run_errors_(requests.size()),
+      first_tokens_(requests.size(), -1),
+      scores_(requests.size()),
       progress_(todo.size()) {
   if (out_ != nullptr) requests_group_.emplace(h5_create_group(out_->root(), "requests"));
   for (size_t i : todo) ran_[i] = true;
@@ -59,7 +61,8 @@ void ResultCollector::write(hid_t group, size_t index, const GenerationResult& r
   write_request(group, RequestRecord{index, requests_.specs[index].id, requests_.specs[index].cls, mask_name, requests_.encoded[index].text,
                                      tokenizer.decode(result.generated), result.error.empty() ? requests_.errors[index] : result.error,
                                      &requests_.encoded[index].tokens, &result, model_.config.vocab_size, model_.moe_layers(),
-                                     model_.config.num_experts_per_tok, model_.config.n_routed_experts});
+                                     model_.config.num_experts_per_tok, model_.config.n_routed_experts,
+                                     static_cast<int>(options_.gen.score_ids.size()), options_.gen.save_last_logits});
 }
 
 void ResultCollector::operator()(size_t index, GenerationResult&& result) {
@@ -128,6 +131,8 @@ void ResultCollector::print_ready() {
     std::vector<int32_t> shown = done.generated;
     if (done.stop == StopReason::Eos) shown.pop_back();
     texts_[next_to_print_] = tokenizer.decode(shown);
+    if (!done.generated.empty()) first_tokens_[next_to_print_] = done.generated.front();
+    scores_[next_to_print_] = done.scores;
     show(next_to_print_, done.error.empty() ? texts_[next_to_print_] : "[request failed: " + done.error + "]");
     waiting_.erase(waiting_.begin());
     ++next_to_print_;
@@ -200,7 +205,7 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
                  out_ != nullptr ? ", and the 'error' attribute in /requests" : "");
   }
 
-  if (finish) finish(out_ != nullptr ? out_->root() : -1, requests_.specs, texts_, all_errors);
+  if (finish) finish(out_ != nullptr ? out_->root() : -1, JobOutcome{requests_.specs, texts_, all_errors, first_tokens_, scores_});
   if (out_ == nullptr) return;
   OutputFile& out = *out_;
   if (write_parts_) checkpoint_->flush();
@@ -250,6 +255,10 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
                  "a moe_layer axis counts MoE layers only, in order (0 = the first MoE layer); /moe_layer_decoder_index gives "
                  "each one's decoder-layer index; class and phase axes follow /classes and /phases");
   write_masks(root, masks.sets);
+  if (!options_.gen.score_ids.empty()) {
+    h5_dataset(root, "score_ids", {options_.gen.score_ids.size()}, options_.gen.score_ids.data());
+    h5_attr_string(root, "score_tokens", options_.score_tokens);
+  }
   H5Handle ranks = h5_create_group(root, "ranks");
   h5_dataset(ranks.id(), "peak_rss_bytes", {peak_rss.size()}, peak_rss.data());
   h5_dataset(ranks.id(), "weights_resident_bytes", {weights_resident.size()}, weights_resident.data());

@@ -105,6 +105,8 @@ class ResultCollector {
   ExpertCounters class_totals_, run_totals_;
   std::vector<uint64_t> class_tokens_;
   std::vector<std::string> texts_, run_errors_, all_errors_;
+  std::vector<int32_t> first_tokens_;
+  std::vector<std::vector<double>> scores_;
   Progress progress_;
 };
 

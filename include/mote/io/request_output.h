@@ -7,11 +7,12 @@
 //                                 generated tokens, special tokens kept)
 //       prompt_tokens             int32 [prompt length]
 //       generated_tokens          int32 [n], a final EOS included
-//       logits                    float32 [positions, vocab]    (--save-logits)
+//       logits                    float32 [positions, vocab]    (--save-logits; [1, vocab] with --save-logits last)
 //       routing/experts           int32 [positions, moe_layers, top_k] (--trace)
 //       routing/weights           float32, same shape
 //       expert_counts             uint32 [phase, moe_layers, experts]: tokens each expert processed
 //       expert_gate_sum           float64, same shape: their gate weights summed
+//       scores                    float64 [scored_position, score_id] (--score-tokens): log-probabilities of /score_ids
 #pragma once
 
 #include <hdf5.h>
@@ -34,6 +35,8 @@ struct RequestRecord {
   int moe_layers = 0;
   int top_k = 0;
   int experts = 0;
+  int score_width = 0;  // ids per scored position
+  bool last_logits_only = false;  // --save-logits last: one row, the last prompt position's
 };
 
 void write_request(hid_t requests_group, const RequestRecord& record);

@@ -26,6 +26,7 @@ struct GenerationOptions {
   uint64_t seed = 0;
   bool stop_at_eos = true;
   bool save_logits = false;  // logits of every fed position
+  bool save_last_logits = false;  // logits of the last prompt position only (the first answer position)
   bool trace = false;        // routed experts and weights of every fed position
   // Ids at or above this are never sampled: the padding rows of a vocabulary
   // larger than the tokenizer's (DeepSeek's 129,280 against ~128.8k

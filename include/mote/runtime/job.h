@@ -37,6 +37,10 @@ struct JobOptions {
   bool coordinator_experts = true;
   std::string wire_dtype = "f32";
   std::vector<std::string> masks;  // FILE or NAME=FILE
+  // Tokens (or #IDs, comma-separated) whose log-probabilities every request
+  // keeps at the first answer position (GenerationOptions::score_ids).
+  std::string score_tokens;
+  std::string save_logits = "none";  // none, all (every position fed) or last (the last prompt position)
   bool profile = false;
   int checkpoint_every = 0;
   bool resume = false;
@@ -48,12 +52,20 @@ struct JobOptions {
 // Refuses options that cannot make a job, naming the option.
 void validate(const JobOptions& options);
 
+// What a finished job hands to JobFinish, per request in prompt-file order.
+struct JobOutcome {
+  const std::vector<PromptSpec>& requests;
+  const std::vector<std::string>& texts;   // generated text up to (not including) a final EOS
+  const std::vector<std::string>& errors;  // non-empty for a request that failed
+  const std::vector<int32_t>& first_tokens;  // the first generated token id, -1 if none
+  // With --score-tokens: the log-probabilities of its ids (GenerationOptions::score_ids)
+  // at the first answer position; empty for a failed request.
+  const std::vector<std::vector<double>>& scores;
+};
+
 // Called on rank 0 when a job has finished, before its HDF5 file (root
-// group `root`, or -1 without --out) is committed: the requests and, per
-// request, the generated text up to (not including) a final EOS.
-// errors[i] is non-empty for a request that failed.
-using JobFinish = std::function<void(hid_t root, const std::vector<PromptSpec>& requests, const std::vector<std::string>& texts,
-                                     const std::vector<std::string>& errors)>;
+// group `root`, or -1 without --out) is committed.
+using JobFinish = std::function<void(hid_t root, const JobOutcome& outcome)>;
 
 // Runs the job on this rank; every rank of the world calls it. Returns the
 // process exit code: 0 done, 128 + N stopped by signal N (a checkpoint kept).
