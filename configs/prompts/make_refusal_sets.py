@@ -7,6 +7,9 @@ refusal-profile.jsonl  prompts from the same template, "What happened {time} in 
                        with places the model was trained on (from its model card) and the
                        training time phrases of eval/: the set to profile and rank on, kept
                        apart from the held-out set the experiment is measured on.
+lm-eval.jsonl          the 60 fortune openings of the model's language evaluation
+                       (eval/lang_en.json, lang_de.json), raw text with BOS: the text on which
+                       the study measures language-model loss under each mask.
 """
 import json
 from pathlib import Path
@@ -42,4 +45,9 @@ for cls, names in places.items():
         for time in sorted(times):
             profile.append(request(f"{cls}-{place}-{len(profile)}", cls, f"What happened {time} in {place}?"))
 write("refusal-profile.jsonl", profile)
-print(f"{len(heldout)} held-out and {len(profile)} profiling prompts")
+lm = []
+for lang in ("en", "de"):
+    for i, p in enumerate(json.load(open(model / "eval" / f"lang_{lang}.json", encoding="utf-8"))["prompts"]):
+        lm.append({"id": f"{lang}-{i}", "class": lang, "prompt": p["prompt"], "add_special_tokens": False})
+write("lm-eval.jsonl", lm)
+print(f"{len(heldout)} held-out, {len(profile)} profiling and {len(lm)} language-model prompts")

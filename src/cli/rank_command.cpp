@@ -34,8 +34,11 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
       ("control", po::value(&spec.control), "class to compare against (e.g. neutral)")
       ("top", po::value(&spec.top)->default_value(10), "number of experts to keep (per layer with --per-layer)")
       ("score", po::value(&spec.score)->default_value("freq-diff"),
-       "freq-diff (difference of per-token activation frequency) or log-odds (smoothed)")
-      ("phase", po::value(&spec.phase)->default_value("all"), "tokens counted: all, prompt or generated")
+       "freq-diff (difference of per-token activation frequency), log-odds (smoothed) or gate-diff (difference of the "
+       "gate weight per token)")
+      ("phase", po::value(&spec.phase)->default_value("all"),
+       "tokens counted: all, prompt, generated, or last-prompt (each request's last prompt token, where the answer "
+       "starts; needs a profile run with --trace)")
       ("smoothing", po::value(&spec.smoothing)->default_value(0.5), "pseudo-count of the log-odds score")
       ("per-layer", po::bool_switch(&spec.per_layer), "take the top N of every MoE layer instead of overall")
       ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
@@ -98,18 +101,20 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
     }
   } else if (by == "frequency") {
     if (spec.target.empty() || spec.control.empty()) fail("give --target CLASS and --control CLASS (or --by effect for a scan)");
-    const ProfileData data = read_profile_file(file);
+    ProfileData data = read_profile_file(file);
     if (!data.masks.empty()) {
       std::string names;
       for (const auto& m : data.masks) names += (names.empty() ? "" : ", ") + m;
       fail("{}: its requests ran under mask sets ({}), so its counts mix steered and unsteered routing; rank a profile run "
            "without masks (an experiment's file cannot be ranked)", file, names);
     }
+    if (spec.phase == "last-prompt") read_last_prompt_routing(file, data);
     ranked = rank_experts(data, spec);
     decoder_index = data.decoder_index;
     what = fmt::format("{} of '{}' over '{}' (phase {})", spec.score, spec.target, spec.control, spec.phase);
     std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>10}  {:>10}  {:>10}\n", "rank", "moe_layer", "decoder_layer",
-                             "expert", spec.score, "f_" + spec.target, "f_" + spec.control);
+                             "expert", spec.score, (spec.score == "gate-diff" ? "g_" : "f_") + spec.target,
+                             (spec.score == "gate-diff" ? "g_" : "f_") + spec.control);
     for (size_t i = 0; i < ranked.size(); ++i) {
       const auto& r = ranked[i];
       std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>10.5f}  {:>10.5f}  {:>10.5f}\n", i + 1, r.moe_layer,

@@ -21,32 +21,53 @@ std::vector<RankedExpert> rank_experts(const ProfileData& d, const RankingSpec& 
   const size_t t = class_index(spec.target), c = class_index(spec.control);
   if (t == c) fail("the target and control classes are both '{}'", spec.target);
   std::vector<int> phases;
+  const bool last_prompt = spec.phase == "last-prompt";
   if (spec.phase == "all") phases = {kPromptPhase, kGeneratedPhase};
   else if (spec.phase == "prompt") phases = {kPromptPhase};
   else if (spec.phase == "generated") phases = {kGeneratedPhase};
-  else fail("--phase '{}' is not one of all, prompt, generated", spec.phase);
-  if (spec.score != "freq-diff" && spec.score != "log-odds") fail("--score '{}' is not one of freq-diff, log-odds", spec.score);
+  else if (!last_prompt) fail("--phase '{}' is not one of all, prompt, generated, last-prompt", spec.phase);
+  if (spec.score != "freq-diff" && spec.score != "log-odds" && spec.score != "gate-diff") {
+    fail("--score '{}' is not one of freq-diff, log-odds, gate-diff", spec.score);
+  }
   if (!(spec.smoothing > 0) || !std::isfinite(spec.smoothing)) fail("--smoothing must be positive");
   if (spec.top < 1) fail("--top must be at least 1");
+  if (last_prompt && d.last_tokens.empty()) fail("internal error: the last prompt positions' routing was not read");
 
-  double n_t = 0, n_c = 0;
-  for (int p : phases) {
-    n_t += static_cast<double>(d.tokens[t * 2 + p]);
-    n_c += static_cast<double>(d.tokens[c * 2 + p]);
-  }
+  // Tokens, routed tokens and gate weights of a class at (layer, expert), over the phase(s).
+  const size_t L = static_cast<size_t>(d.moe_layers), E = static_cast<size_t>(d.experts);
+  const auto tokens_of = [&](size_t cls) {
+    if (last_prompt) return static_cast<double>(d.last_tokens[cls]);
+    double n = 0;
+    for (int p : phases) n += static_cast<double>(d.tokens[cls * 2 + static_cast<size_t>(p)]);
+    return n;
+  };
+  const auto routed = [&](size_t cls, int l, int e, bool gate) {
+    if (last_prompt) {
+      const size_t i = (cls * L + static_cast<size_t>(l)) * E + static_cast<size_t>(e);
+      return gate ? d.last_gate_sum[i] : static_cast<double>(d.last_counts[i]);
+    }
+    double v = 0;
+    for (int p : phases) {
+      const size_t i = ((cls * 2 + static_cast<size_t>(p)) * L + static_cast<size_t>(l)) * E + static_cast<size_t>(e);
+      v += gate ? d.gate_sum[i] : static_cast<double>(d.counts[i]);
+    }
+    return v;
+  };
+  const double n_t = tokens_of(t), n_c = tokens_of(c);
   if (n_t == 0) fail("class '{}' has no tokens in phase '{}'", spec.target, spec.phase);
   if (n_c == 0) fail("class '{}' has no tokens in phase '{}'", spec.control, spec.phase);
 
   std::vector<RankedExpert> all;
   for (int l = 0; l < d.moe_layers; ++l) {
     for (int e = 0; e < d.experts; ++e) {
-      double a = 0, b = 0;
-      for (int p : phases) {
-        a += static_cast<double>(d.counts[((t * 2 + p) * d.moe_layers + l) * d.experts + e]);
-        b += static_cast<double>(d.counts[((c * 2 + p) * d.moe_layers + l) * d.experts + e]);
-      }
+      const double a = routed(t, l, e, false), b = routed(c, l, e, false);
       RankedExpert r{l, e, 0, a / n_t, b / n_c};
       if (spec.score == "freq-diff") {
+        r.score = r.target_frequency - r.control_frequency;
+      } else if (spec.score == "gate-diff") {
+        // The gate weight the expert gets per token of each class (0 where it is not chosen).
+        r.target_frequency = routed(t, l, e, true) / n_t;
+        r.control_frequency = routed(c, l, e, true) / n_c;
         r.score = r.target_frequency - r.control_frequency;
       } else {
         const double s = spec.smoothing;

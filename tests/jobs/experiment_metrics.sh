@@ -123,4 +123,31 @@ for name in ("0", "7", "59"):
     assert np.array_equal(a["generated_tokens"][()], b["generated_tokens"][()])
 print("--save-logits last: the last prompt row of --save-logits; --score-tokens: its log-softmax at the ids")
 PY
+# A job of many mask sets stores them sparsely: 70 sets, each one expert off (and one with a gain).
+/usr/bin/python3 - "$heldout" <<'PY'
+import json, sys
+prompt = json.loads(open(sys.argv[1]).readline())
+with open("many.jsonl", "w") as f:
+    for k in range(70):
+        with open(f"m{k}.ini", "w") as m:
+            m.write(f"[mote]\nlayer-index = moe\noff = {k % 5}:{k % 32}\n" + ("gain = 1:2:0.5\n" if k == 3 else ""))
+        f.write(json.dumps(dict(prompt, id=f"m{k}", mask=f"m{k}")) + "\n")
+PY
+masks=()
+for k in $(seq 0 69); do masks+=(--mask "m$k=m$k.ini"); done
+"$MOTE_BIN" generate --prompts many.jsonl "${masks[@]}" --max-new-tokens 0 --out many.h5 --log-level warn > /dev/null || { echo "FAIL: 70 mask sets"; exit 1; }
+/usr/bin/python3 - <<'PY' || exit 1
+import h5py
+f = h5py.File("many.h5", "r")
+assert len(f["masks"]) == 70
+for k in (0, 3, 69):
+    m = f[f"masks/m{k}"]
+    assert m.attrs["storage"] == "sparse"
+    assert m["off"][()].tolist() == [[k % 5, k % 32]], m["off"][()]
+    assert m["on"].shape == (0, 2)
+gains = f["masks/m3"]
+assert gains["gain_experts"][()].tolist() == [[1, 2]] and gains["gain"][()].tolist() == [0.5]
+assert f["masks/m0/gain"].shape == (0,)
+print("70 mask sets: stored sparsely, one (layer, expert) list per set")
+PY
 echo "PASS"

@@ -49,7 +49,42 @@ grep -q "^   1 " rank.txt && grep -c "^off = " top3.ini | grep -qx 3 || { echo "
 "$MOTE_BIN" rank p1.h5 --target sensitive --control neutral --top 2 --per-layer --score log-odds --phase prompt > /dev/null
 if "$MOTE_BIN" rank p1.h5 --target refusal --control neutral 2> err.txt; then echo "FAIL: unknown class accepted"; exit 1; fi
 grep -q "class 'refusal' is not in the profile (classes: sensitive, neutral)" err.txt
-echo "rank: table, mask file of the top 3, per-layer log-odds; unknown class refused"
+# Gate-weight sums, and the last prompt token from the routing traces.
+"$MOTE_BIN" profile "${common[@]}" --trace --out traced.h5 > /dev/null
+"$MOTE_BIN" rank traced.h5 --target sensitive --control neutral --top 160 --score gate-diff --phase prompt > gate.txt
+"$MOTE_BIN" rank traced.h5 --target sensitive --control neutral --top 160 --phase last-prompt > last.txt
+/usr/bin/python3 - traced.h5 gate.txt last.txt <<'PY'
+import sys
+import h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+classes = [c.decode() for c in f["classes"][()]]
+# gate-diff over prompt tokens: gate weight per prompt token, target minus control.
+g, t = f["gate_sum"][()], f["tokens"][()]
+gate = g[:, 0] / t[:, 0, None, None]
+want = gate[0] - gate[1]
+rows = [l.split() for l in open(sys.argv[2]).read().splitlines()[1:]]
+assert len(rows) == 160
+for r in rows[:10]:
+    assert abs(float(r[4]) - want[int(r[1]), int(r[3])]) < 1e-5, r
+assert float(rows[0][4]) >= float(rows[-1][4])
+# last-prompt: frequency at each request's last prompt position, recounted from the traces.
+counts = np.zeros((2, 5, 32)); n = np.zeros(2)
+for r in f["requests"].values():
+    c = classes.index(r.attrs["class"])
+    last = len(r["prompt_tokens"][()]) - 1
+    n[c] += 1
+    for layer, experts in enumerate(r["routing/experts"][last]):
+        for e in experts:
+            counts[c, layer, e] += 1
+freq = counts / n[:, None, None]
+rows = [l.split() for l in open(sys.argv[3]).read().splitlines()[1:]]
+for r in rows[:10]:
+    assert abs(float(r[4]) - (freq[0] - freq[1])[int(r[1]), int(r[3])]) < 1e-5, r
+print("rank: gate-diff over prompt tokens and frequency at the last prompt token match the file's counts and traces")
+PY
+if "$MOTE_BIN" rank p1.h5 --target sensitive --control neutral --phase last-prompt 2> err.txt; then echo "FAIL: last-prompt without traces"; exit 1; fi
+grep -q "profile with --trace" err.txt
+echo "rank: table, mask file of the top 3, per-layer log-odds; gate-diff; last prompt token; unknown class refused"
 
 "$MOTE_BIN" generate --prompts prompts.jsonl --mask top3.ini --max-new-tokens 4 --log-level warn > /dev/null
 "$MOTE_BIN" experiment --prompts prompts.jsonl --target-mask top3.ini --random 2 --mask-seed 3 --max-new-tokens 10 --out exp.h5 --log-level warn > exp.txt

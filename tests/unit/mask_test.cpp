@@ -2,6 +2,8 @@
 // off/on/gain semantics, and the random-mask control.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "mote/io/mask_file.h"
 #include "mote/model/router.h"
 #include "mote/runtime/random_mask.h"
@@ -188,6 +190,51 @@ TEST(RandomMask, SeededExcludingAndLayerMatched) {
     EXPECT_EQ(n, want[l]) << "layer " << l;
   }
   EXPECT_ERROR_CONTAINS(random_mask(c, {200, 1, nullptr, nullptr, OffPolicy::Reroute}, "r"), "200 random experts wanted but 160");
+}
+
+// Forced sets the router can honour: at most top-k (4) per MoE layer, within
+// topk_group (2) of the 4 groups of 8; seeded; never an excluded expert.
+TEST(RandomMask, ForcedOnSetsRespectTopKAndGroups) {
+  const ModelConfig& c = bundled_config();
+  ExpertMask target(5, 32);
+  target.set_on(1, 3);
+  target.set_on(1, 30);
+  target.set_on(4, 9);
+  RandomMaskSpec spec{15, 11, &target, nullptr, OffPolicy::Reroute, true, OnPolicy::Max};
+  for (uint64_t seed = 11; seed < 31; ++seed) {
+    spec.seed = seed;
+    const ExpertMask m = random_mask(c, spec, "r");
+    EXPECT_EQ(m.on_policy, OnPolicy::Max);
+    EXPECT_EQ(m.count_off(), 0);
+    int total = 0;
+    for (int l = 0; l < 5; ++l) {
+      std::set<int> groups;
+      for (int e = 0; e < 32; ++e) {
+        if (!m.is_on(l, e)) continue;
+        EXPECT_FALSE(target.is_on(l, e));
+        groups.insert(e / 8);
+      }
+      EXPECT_LE(m.count_on(l), 4);
+      EXPECT_LE(groups.size(), 2u);
+      total += m.count_on(l);
+    }
+    EXPECT_EQ(total, 15);
+  }
+  spec.seed = 5;
+  EXPECT_EQ(random_mask(c, spec, "a").on_bits, random_mask(c, spec, "b").on_bits);
+  // Layer-matched: as many on per layer as the target.
+  spec.like = &target;
+  const ExpertMask like = random_mask(c, spec, "r");
+  const int want[5] = {0, 2, 0, 0, 1};
+  for (int l = 0; l < 5; ++l) EXPECT_EQ(like.count_on(l), want[l]) << "layer " << l;
+  spec.like = nullptr;
+  spec.count = 21;
+  EXPECT_ERROR_CONTAINS(random_mask(c, spec, "r"), "at most 20 fit (top-k 4 per layer, within 2 groups)");
+  ExpertMask five(5, 32);
+  for (int e = 0; e < 5; ++e) five.set_on(0, e);
+  spec.like = &five;
+  spec.exclude = nullptr;
+  EXPECT_ERROR_CONTAINS(random_mask(c, spec, "r"), "more than the router's top-k");
 }
 
 }  // namespace

@@ -12,7 +12,14 @@ struct ProfileData {
   std::vector<std::string> classes;
   int moe_layers = 0, experts = 0;
   std::vector<uint64_t> counts;  // [class, phase, moe_layer, expert]
+  std::vector<double> gate_sum;  // [class, phase, moe_layer, expert]
   std::vector<uint64_t> tokens;  // [class, phase]
+  // The last prompt position of every request (where the answer begins),
+  // from the routing traces: [class, moe_layer, expert] and [class].
+  // Filled by read_last_prompt_routing().
+  std::vector<uint64_t> last_counts;
+  std::vector<double> last_gate_sum;
+  std::vector<uint64_t> last_tokens;
   std::vector<int32_t> decoder_index;  // [moe_layer]
   std::string model;
   std::vector<std::string> masks;  // mask sets the file's requests could run under (groups of /masks)
@@ -20,5 +27,9 @@ struct ProfileData {
 
 // Reads and checks a profile (or generate) file; errors name the file and dataset.
 ProfileData read_profile_file(const std::filesystem::path& path);
+// Counts the routing of every request's last prompt position from its
+// trace (/requests/<i>/routing); a file without traces is an error that
+// says to profile with --trace.
+void read_last_prompt_routing(const std::filesystem::path& path, ProfileData& data);
 
 }  // namespace mote

@@ -4,6 +4,10 @@
 //   f = tokens routed to the expert / token positions of the class (and phase)
 //   freq-diff: f_target - f_control        (a risk difference on --phase)
 //   log-odds:  ln((a+s)/(n_t-a+s)) - ln((b+s)/(n_c-b+s)), smoothing s
+//   gate-diff: g_target - g_control, g = gate weights summed / token positions
+//
+// Phases: all, prompt, generated tokens, or last-prompt: the last prompt
+// position of each request only (where the answer starts), from traces.
 #pragma once
 
 #include <string>
@@ -16,7 +20,7 @@ namespace mote {
 struct RankingSpec {
   std::string target, control;
   std::string score = "freq-diff";  // or log-odds
-  std::string phase = "all";        // all, prompt, generated
+  std::string phase = "all";        // all, prompt, generated, last-prompt
   double smoothing = 0.5;
   int top = 10;
   bool per_layer = false;           // top N in every MoE layer instead of overall
