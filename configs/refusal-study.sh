@@ -16,7 +16,7 @@ mote=("$root/build/mote")
 if [ $# -gt 0 ]; then mote=("$root/launch/mote-run" "$@"); fi
 cd "$root"
 step=0
-steps=10
+steps=9
 progress() { step=$((step + 1)); echo "[$step/$steps $(date +%H:%M:%S)] $*" >&2; }
 
 # lm_loss NAME TARGET_MASK: language-model loss of the fortune openings under
