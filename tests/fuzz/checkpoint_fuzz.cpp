@@ -1,7 +1,9 @@
-// The readers of mote's own HDF5 files (checkpoint parts for --resume, and
-// profiles for 'mote rank') on arbitrary bytes.
+// The readers of mote's own HDF5 files (checkpoint parts for --resume,
+// profiles and their routing traces for 'mote rank', scans for 'mote rank
+// --by effect') on arbitrary bytes.
 #include "fuzz_util.h"
 #include "mote/io/profile_file.h"
+#include "mote/io/scan_file.h"
 #include "mote/runtime/checkpoint.h"
 #include "mote/util/error.h"
 
@@ -23,7 +25,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const Error&) {
   }
   try {
-    (void)read_profile_file(dir / "part-000000.h5");
+    ProfileData profile = read_profile_file(dir / "part-000000.h5");
+    read_last_prompt_routing(dir / "part-000000.h5", profile);
+  } catch (const Error&) {
+  }
+  try {
+    (void)read_scan_file(dir / "part-000000.h5");
   } catch (const Error&) {
   }
   std::filesystem::remove_all(dir);

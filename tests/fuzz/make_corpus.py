@@ -71,8 +71,21 @@ with h5py.File(d / "part.h5", "w") as f:
     g["generated_tokens"] = np.array([265, 1], dtype=np.int32)
     g["expert_counts"] = np.ones((2, 2, 4), dtype=np.uint32)
     g["expert_gate_sum"] = np.ones((2, 2, 4), dtype=np.float64)
+    g.attrs["class"] = "a"
+    g["routing/experts"] = np.array([[[0, 1], [2, 3]]] * 4, dtype=np.int32)
+    g["routing/weights"] = np.full((4, 2, 2), 0.5, dtype=np.float32)
+    g["scores"] = np.array([[-0.5, -2.0]])
     f["counts"] = np.ones((1, 2, 2, 4), dtype=np.uint64)
+    f["gate_sum"] = np.ones((1, 2, 2, 4), dtype=np.float64)
     f["tokens"] = np.ones((1, 2), dtype=np.uint64)
     f["classes"] = np.array([b"a"], dtype="S1")
     f["moe_layer_decoder_index"] = np.array([1, 2], dtype=np.int32)
+# A scan file's /scan group ('mote rank --by effect').
+with h5py.File(d / "scan.h5", "w") as f:
+    f["moe_layer_decoder_index"] = np.array([1, 2], dtype=np.int32)
+    s = f.create_group("scan")
+    s.attrs["metric"] = "token-prob"
+    s.attrs["tokens"] = "I,S"
+    s["effect"] = np.array([[0.1, np.nan, 0.0, -0.2], [0.3, 0.0, 0.0, 0.0]])
+    s["effect_sd"] = np.zeros((2, 4))
 print("seed corpora written to", corpus)
