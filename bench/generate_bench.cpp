@@ -34,9 +34,10 @@ int main(int argc, char** argv) {
       Generator g(model, m->eos_ids, o);
       g.run(requests, [](size_t, GenerationResult&&) {});
       last = g.stats();
-      prefill.push_back(static_cast<double>(last.prompt_tokens) / last.prefill_seconds);
-      decode.push_back(static_cast<double>(last.generated_tokens) / last.decode_seconds);
-      bandwidth.push_back(static_cast<double>(last.weight_bytes) / (last.prefill_seconds + last.decode_seconds) / 1e9);
+      // Steps that fed only prompt tokens, and only generated ones (mixed steps count in neither rate).
+      prefill.push_back(last.prefill_seconds > 0 ? static_cast<double>(last.prefill_tokens) / last.prefill_seconds : 0.0);
+      decode.push_back(last.decode_seconds > 0 ? static_cast<double>(last.decode_tokens) / last.decode_seconds : 0.0);
+      bandwidth.push_back(static_cast<double>(last.weight_bytes) / (last.prefill_seconds + last.decode_seconds + last.mixed_seconds) / 1e9);
     });
     const auto median = [](std::vector<double> v) {
       std::sort(v.begin(), v.end());

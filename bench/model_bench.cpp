@@ -49,7 +49,7 @@ Run run_once(const LoadedModel& m, const std::vector<GenerationRequest>& request
   g.run(requests, [](size_t, GenerationResult&&) {});
   const GenerationStats& s = g.stats();
   Run r;
-  r.prefill_tps = s.prefill_seconds > 0 ? static_cast<double>(s.prompt_tokens) / s.prefill_seconds : 0;
+  r.prefill_tps = s.prefill_seconds > 0 ? static_cast<double>(s.prefill_tokens) / s.prefill_seconds : 0;
   // Every step after the prompt's feeds one generated token per sequence.
   const double steps = s.generated_tokens > 0 ? static_cast<double>(s.generated_tokens - static_cast<int64_t>(requests.size())) : 0;
   r.decode_tps = s.decode_seconds > 0 ? steps / s.decode_seconds : 0;

@@ -65,6 +65,14 @@ H5Handle h5_capped_vlen_transfer() {
   return plist;
 }
 
+std::vector<hsize_t> h5_dims(hid_t dataset) {
+  H5Handle space(H5Dget_space(dataset), H5Sclose);
+  const int rank = space.id() < 0 ? -1 : H5Sget_simple_extent_ndims(space.id());
+  std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
+  if (rank > 0) H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
+  return dims;
+}
+
 bool h5_read_int_attr(hid_t obj, const char* name, int64_t& value) {
   if (H5Aexists(obj, name) <= 0) return false;
   H5Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);

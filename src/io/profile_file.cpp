@@ -11,13 +11,6 @@
 namespace mote {
 namespace {
 
-std::vector<hsize_t> dims_of(hid_t ds) {
-  H5Handle space(H5Dget_space(ds), H5Sclose);
-  const int rank = H5Sget_simple_extent_ndims(space.id());
-  std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
-  if (rank > 0) H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
-  return dims;
-}
 
 H5Handle open_dataset(hid_t file, const char* name, const std::string& where) {
   const hid_t id = H5Dopen2(file, name, H5P_DEFAULT);
@@ -36,7 +29,7 @@ ProfileData read_profile_file(const std::filesystem::path& path) {
   ProfileData p;
 
   H5Handle counts = open_dataset(file.id(), "counts", where);
-  const auto cd = dims_of(counts.id());
+  const auto cd = h5_dims(counts.id());
   if (cd.size() != 4 || cd[1] != 2) fail("{}: 'counts' must be [class, 2, moe_layer, expert]", where);
   const auto total = checked_product(std::vector<int64_t>{static_cast<int64_t>(cd[0]), 2, static_cast<int64_t>(cd[2]), static_cast<int64_t>(cd[3])});
   if (!total || *total > (1ull << 32)) fail("{}: 'counts' is implausibly large", where);
@@ -46,18 +39,18 @@ ProfileData read_profile_file(const std::filesystem::path& path) {
   if (H5Dread(counts.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.counts.data()) < 0) fail("{}: cannot read 'counts'", where);
 
   H5Handle gate = open_dataset(file.id(), "gate_sum", where);
-  if (dims_of(gate.id()) != cd) fail("{}: 'gate_sum' must have the shape of 'counts'", where);
+  if (h5_dims(gate.id()) != cd) fail("{}: 'gate_sum' must have the shape of 'counts'", where);
   p.gate_sum.resize(*total);
   if (H5Dread(gate.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.gate_sum.data()) < 0) fail("{}: cannot read 'gate_sum'", where);
 
   H5Handle tokens = open_dataset(file.id(), "tokens", where);
-  const auto td = dims_of(tokens.id());
+  const auto td = h5_dims(tokens.id());
   if (td.size() != 2 || td[0] != cd[0] || td[1] != 2) fail("{}: 'tokens' must be [class, 2] matching 'counts'", where);
   p.tokens.resize(td[0] * 2);
   if (H5Dread(tokens.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.tokens.data()) < 0) fail("{}: cannot read 'tokens'", where);
 
   H5Handle classes = open_dataset(file.id(), "classes", where);
-  const auto cl = dims_of(classes.id());
+  const auto cl = h5_dims(classes.id());
   if (cl.size() != 1 || cl[0] != cd[0]) fail("{}: 'classes' must list one name per class of 'counts'", where);
   H5Handle type(H5Dget_type(classes.id()), H5Tclose);
   if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) != 0) {
@@ -89,7 +82,7 @@ ProfileData read_profile_file(const std::filesystem::path& path) {
 
   H5Handle index = open_dataset(file.id(), "moe_layer_decoder_index", where);
   p.decoder_index.resize(static_cast<size_t>(p.moe_layers));
-  if (dims_of(index.id()) != std::vector<hsize_t>{static_cast<hsize_t>(p.moe_layers)} ||
+  if (h5_dims(index.id()) != std::vector<hsize_t>{static_cast<hsize_t>(p.moe_layers)} ||
       H5Dread(index.id(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.decoder_index.data()) < 0) {
     fail("{}: cannot read 'moe_layer_decoder_index'", where);
   }
@@ -124,8 +117,8 @@ void read_last_prompt_routing(const std::filesystem::path& path, ProfileData& p)
     H5Handle ex(H5Dopen2(g.id(), "routing/experts", H5P_DEFAULT), H5Dclose);
     H5Handle wt(H5Dopen2(g.id(), "routing/weights", H5P_DEFAULT), H5Dclose);
     if (prompt.id() < 0 || ex.id() < 0 || wt.id() < 0) fail("{}: prompt_tokens or routing datasets missing", at);
-    const auto pd = dims_of(prompt.id()), ed = dims_of(ex.id());
-    if (pd.size() != 1 || pd[0] == 0 || ed.size() != 3 || ed[0] < pd[0] || ed[1] != layers || ed[2] == 0 || ed[2] > 64 || dims_of(wt.id()) != ed) {
+    const auto pd = h5_dims(prompt.id()), ed = h5_dims(ex.id());
+    if (pd.size() != 1 || pd[0] == 0 || ed.size() != 3 || ed[0] < pd[0] || ed[1] != layers || ed[2] == 0 || ed[2] > 64 || h5_dims(wt.id()) != ed) {
       fail("{}: the routing trace does not match the prompt and the model", at);
     }
     // One hyperslab: the row of the last prompt position.

@@ -14,20 +14,12 @@ std::vector<int32_t> pairs(const std::vector<std::pair<int, int>>& v) {
   return out;
 }
 
-std::vector<hsize_t> dims_of(hid_t ds) {
-  H5Handle space(H5Dget_space(ds), H5Sclose);
-  const int rank = H5Sget_simple_extent_ndims(space.id());
-  std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
-  if (rank > 0) H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
-  return dims;
-}
-
 template <class T>
 void read_exact(hid_t parent, const char* name, const std::vector<hsize_t>& dims, hid_t type, std::vector<T>& out, const std::string& where) {
   const hid_t id = H5Dopen2(parent, name, H5P_DEFAULT);
   if (id < 0) fail("{}: no dataset '{}' (is it a file of 'mote scan'?)", where, name);
   H5Handle ds(id, H5Dclose);
-  if (dims_of(ds.id()) != dims) fail("{}: '{}' does not have the shape the rest of the file implies", where, name);
+  if (h5_dims(ds.id()) != dims) fail("{}: '{}' does not have the shape the rest of the file implies", where, name);
   size_t n = 1;
   for (const hsize_t d : dims) n *= d;
   out.resize(n);
@@ -102,7 +94,7 @@ ScanData read_scan_file(const std::filesystem::path& path) {
     const hid_t eid = H5Dopen2(g.id(), "effect", H5P_DEFAULT);
     if (eid < 0) fail("{}: no dataset '/scan/effect'", where);
     H5Handle effect(eid, H5Dclose);
-    const auto d = dims_of(effect.id());
+    const auto d = h5_dims(effect.id());
     if (d.size() != 2 || d[0] == 0 || d[1] == 0 || d[0] > 4096 || d[1] > 65536) fail("{}: '/scan/effect' must be [moe_layer, expert]", where);
     s.moe_layers = static_cast<int>(d[0]);
     s.experts = static_cast<int>(d[1]);

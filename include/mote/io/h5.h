@@ -53,6 +53,9 @@ void h5_silence_errors();
 // instead of asking for gigabytes.
 H5Handle h5_capped_vlen_transfer();
 
+// The extent of a dataset (empty for a scalar or an unreadable one).
+std::vector<hsize_t> h5_dims(hid_t dataset);
+
 // Reads an integer scalar attribute; false if it is missing or unreadable.
 bool h5_read_int_attr(hid_t obj, const char* name, int64_t& value);
 // A scalar variable-length string attribute (at most 4096 bytes kept);

@@ -104,6 +104,21 @@ struct GenerationStats {
   double prefill_seconds = 0, decode_seconds = 0, mixed_seconds = 0;
   double total_seconds = 0;
   uint64_t weight_bytes = 0;   // weights streamed by the kernels
+
+  GenerationStats& operator+=(const GenerationStats& o) {
+    prompt_tokens += o.prompt_tokens;
+    generated_tokens += o.generated_tokens;
+    prefill_tokens += o.prefill_tokens;
+    decode_tokens += o.decode_tokens;
+    mixed_prompt_tokens += o.mixed_prompt_tokens;
+    mixed_generated_tokens += o.mixed_generated_tokens;
+    prefill_seconds += o.prefill_seconds;
+    decode_seconds += o.decode_seconds;
+    mixed_seconds += o.mixed_seconds;
+    total_seconds += o.total_seconds;
+    weight_bytes += o.weight_bytes;
+    return *this;
+  }
 };
 
 // Where a generator's requests come from: a list, or (with several
