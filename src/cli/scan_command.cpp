@@ -53,13 +53,13 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
                    "Writes /scan to --out (docs/hdf5-format.md), prints the best experts, and with --top N --mask-out\n"
                    "writes them as a mask file. 'mote rank --by effect SCAN.h5' ranks a scan like a profile.\n"
                    "Results are bit-identical for any number of ranks, coordinators and placement (docs/ftri.md).\n\n"
-                << options << "\nJob options (as for 'mote generate'; --max-new-tokens, sampling, --save-logits, --trace and checkpoints do not apply):\n"
+                << options << "\nJob options (as for 'mote generate'; --max-new-tokens, sampling, --save-logits, --score-tokens, --trace and\n"
+                   "--resume-from do not apply; --checkpoint-every N saves finished requests to OUT.checkpoint/, --resume continues):\n"
                 << job_options(scan.job) << "  --config FILE                         job file (INI) with any of the options above\n";
     }
     return 0;
   }
-  for (const char* key : {"max-new-tokens", "temperature", "top-p", "seed", "save-logits", "trace", "ignore-eos", "checkpoint-every", "resume",
-                          "resume-from"}) {
+  for (const char* key : {"max-new-tokens", "temperature", "top-p", "seed", "save-logits", "score-tokens", "trace", "ignore-eos", "resume-from"}) {
     if (parsed.values.count(key) > 0 && !parsed.values[key].defaulted()) fail("--{} does not apply to a scan: it generates nothing", key);
   }
   check_job_file_mask(parsed);

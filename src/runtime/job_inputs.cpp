@@ -22,8 +22,6 @@ uint64_t fnv1a(uint64_t h, std::string_view text) {
   return h;
 }
 
-namespace {
-
 // What makes a model directory this model: its small files' contents and
 // every tensor's name, dtype, shape and place in its file.
 std::string model_fingerprint(const std::filesystem::path& dir, const WeightStore& store) {
@@ -38,6 +36,8 @@ std::string model_fingerprint(const std::filesystem::path& dir, const WeightStor
   }
   return fmt::format("{:016x}", h);
 }
+
+namespace {
 
 // --resume-from: the parts of a checkpoint elsewhere (another disk) are
 // copied into this job's checkpoint directory, which must hold none yet.

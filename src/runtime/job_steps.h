@@ -152,6 +152,9 @@ class JobRun {
 };
 
 uint64_t fnv1a(uint64_t h, std::string_view text);
+// What makes a model directory this model (for checkpoints): its small
+// files' contents and every tensor's name, dtype, shape and place.
+std::string model_fingerprint(const std::filesystem::path& dir, const WeightStore& store);
 
 // The provenance every result file's root carries (docs/hdf5-format.md).
 void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement, int world_size,

@@ -17,7 +17,10 @@
 #include <iostream>
 #include <numeric>
 
+#include <fmt/ranges.h>
+
 #include "job_steps.h"
+#include "scan_checkpoint.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/mask_file.h"
 #include "mote/io/mask_output.h"
@@ -49,9 +52,7 @@ void validate(const ScanOptions& s) {
   if (s.candidates.empty()) fail("--candidates is empty: give 'all' or a mask file");
   if (s.job.gen.max_new_tokens != 0) fail("a scan generates nothing: --max-new-tokens must be 0");
   if (s.job.gen.save_logits || s.job.gen.trace) fail("--save-logits and --trace do not apply to a scan (it keeps the metric only)");
-  if (s.job.checkpoint_every > 0 || s.job.resume || !s.job.resume_from.empty()) {
-    fail("a scan keeps no checkpoints: --checkpoint-every, --resume and --resume-from do not apply");
-  }
+  if (!s.job.resume_from.empty()) fail("--resume-from does not apply to a scan; copy OUT.checkpoint beside --out and use --resume");
   if (!s.mask_out.empty() && !s.job.out.empty() && s.mask_out == s.job.out) fail("--mask-out and --out name the same file");
 }
 
@@ -101,6 +102,13 @@ class Scan {
   void read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>& inputs);
   void run();
   void write(OutputFile* out, std::vector<std::filesystem::path>& inputs, const MaskSets& masks);
+  // A stopped scan keeps what finished; returns false without --out.
+  bool save_checkpoint() {
+    if (!checkpoint_) return false;
+    const size_t saved = checkpoint_->flush();
+    spdlog::warn("{} finished requests saved in {}; run the same command with --resume to finish", saved, checkpoint_->dir().string());
+    return true;
+  }
   // Every rank: the expert counters checked, the throughput reported.
   void finish() {
     job_run_->check_counters();
@@ -132,6 +140,8 @@ class Scan {
   std::vector<Expert> candidates_;
   std::vector<std::vector<float>> residuals_;  // rank 0: the reference's, per prompt
   std::vector<Expert> selected_;               // chosen by greedy rounds so far
+  std::optional<ScanCheckpoint> checkpoint_;   // rank 0, with --out
+  int phase_ = 0;                              // phases run so far (the same on every rank)
   ScanData data_;
   std::chrono::steady_clock::time_point start_;
 };
@@ -201,6 +211,17 @@ void Scan::read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>
     }
     spdlog::info("{}", o_.summary());
     spdlog::info("{} prompts, {} candidate experts, {} ids scored", prompts_.size(), candidates_.size(), score_ids.size());
+    if (!o_.job.out.empty()) {
+      // What the results depend on; world size, coordinators, placement and
+      // prefix reuse do not change them.
+      uint64_t h = fnv1a(0xcbf29ce484222325ull, model_fingerprint(o_.job.model_dir, model_.files->store));
+      for (const auto& p : prompts_) h = fnv1a(h, fmt::format("{}|{}\n", fmt::join(p.prompt, ","), p.score_from));
+      for (const auto& [l, e] : candidates_) h = fnv1a(h, fmt::format("{}:{},", l, e));
+      h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", o_.metric, metric_.spec, fmt::join(score_ids, ","), o_.policy, o_.search,
+                               o_.block_size, o_.top_blocks, o_.top, o_.greedy, o_.greedy_pool, o_.job.wire_dtype,
+                               base_ ? base_->description + off_policy_name(base_->off_policy) : std::string("-")));
+      checkpoint_.emplace(o_.job.out + ".checkpoint", fmt::format("{:016x}\n", h), o_.job.resume, o_.job.checkpoint_every);
+    }
   }
   // Every coordinator scores the same ids.
   uint64_t n = score_ids.size();
@@ -229,6 +250,7 @@ void Scan::build_masks(const std::vector<Condition>& conditions) {
 }
 
 std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& conditions, bool reference, const char* what) {
+  const int phase = phase_++;
   // Every rank builds the same masks from the conditions rank 0 sends.
   std::vector<int32_t> wire;
   if (reader()) {
@@ -266,6 +288,11 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
       const bool unmasked = !base_ && conds[c].off.empty();
       const bool resume = o_.prefix_reuse && !reference && conds[c].resume >= 0;
       for (size_t p = 0; p < P; ++p) {
+        // Finished before a resume (the reference always runs again: the knockouts need its residuals).
+        if (const double* known = checkpoint_ && !reference ? checkpoint_->find(phase, c * P + p) : nullptr) {
+          metric[c][p] = *known;
+          continue;
+        }
         GenerationRequest r = prompts_[p];
         r.mask = unmasked ? nullptr : &masks_[c + 1];
         r.capture = reference && o_.prefix_reuse;
@@ -292,13 +319,18 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
                   &r.resume_h[pos * static_cast<size_t>(hidden)]);
     }
   };
+  std::optional<Progress> progress;
+  if (reader()) progress.emplace(todo.size(), 30.0, "prompt tokens");
   const ResultHandler done = [&](size_t id, GenerationResult&& result) {
     const size_t c = id / P, p = id % P;
+    progress->request_done(static_cast<size_t>(result.prompt_positions));
     if (!result.error.empty()) fail("prompt '{}' under scan condition {}: {}", data_.prompt_ids[p], c, result.error);
     metric[c][p] = metric_.value(result.scores);
     if (reference) residuals_[p] = std::move(result.moe_inputs);
+    if (checkpoint_ && !reference) checkpoint_->add(phase, id, metric[c][p]);
   };
   int stopped = job_run_->run(std::move(todo), reader() ? done : ResultHandler(), reader() ? fill : RequestFiller());
+  if (progress) progress->finish();
   MPI_Bcast(&stopped, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (stopped != 0) throw Stopped{stopped};
   if (reader()) {
@@ -526,6 +558,7 @@ void Scan::write(OutputFile* out, std::vector<std::filesystem::path>& inputs, co
   write_scan(out->root(), data_);
   write_masks(out->root(), masks.sets);  // the base mask, if any
   out->commit();
+  if (checkpoint_) checkpoint_->remove();
   spdlog::info("wrote {}", o_.job.out);
 }
 
@@ -570,7 +603,10 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
   try {
     scan.run();
   } catch (const Stopped& stopped) {
-    if (reader) spdlog::warn("{}: the scan stopped; nothing was written (a scan keeps no checkpoints)", signal_name(stopped.signal));
+    if (reader) {
+      spdlog::warn("{}: the scan stopped", signal_name(stopped.signal));
+      if (!scan.save_checkpoint()) spdlog::warn("nothing was saved (no --out)");
+    }
     return 128 + stopped.signal;
   }
 

@@ -5,7 +5,8 @@
 # sizes 1 and 3, with 2 coordinators and round-robin placement, and without
 # prefix reuse; the block search finds the same four with fewer requests;
 # greedy selection, rank --by effect and the written mask; a stopped scan
-# leaves the earlier file alone; bad inputs refused by name before any work.
+# leaves the earlier file alone and resumes; bad inputs refused by name
+# before any work.
 set -uo pipefail
 root=$1
 export MOTE_BIN=$2
@@ -106,18 +107,30 @@ grep -q "already off in the base mask" err.txt || { echo "FAIL: wrong error for 
 "$MOTE_BIN" generate --prompts "$prompts" --mask top4.ini --max-new-tokens 4 --log-level warn --out gen.h5 > /dev/null \
   || { echo "FAIL: generate takes the mask"; exit 1; }
 
-# Stopped by SIGINT: exit 130, the earlier file untouched, no temporary left.
+# Stopped by SIGINT: exit 130, the earlier file untouched, the finished
+# requests kept; --resume finishes with the same file as an uninterrupted scan.
 cp full.h5 keep.h5
-"$MOTE_BIN" scan "${common[@]}" --out full.h5 > /dev/null 2> stop.err &
+"$MOTE_BIN" scan "${common[@]}" --checkpoint-every 200 --out full.h5 > /dev/null 2> stop.err &
 pid=$!
-sleep 2
+for _ in $(seq 1 300); do
+  [ "$(wc -l 2> /dev/null < full.h5.checkpoint/scan-results.txt || echo 0)" -ge 400 ] && break
+  sleep 0.05
+done
 kill -INT $pid
 wait $pid
 status=$?
 [ $status -eq 130 ] || { echo "FAIL: a stopped scan exited with $status, expected 130"; cat stop.err; exit 1; }
 cmp -s full.h5 keep.h5 || { echo "FAIL: a stopped scan changed the earlier file"; exit 1; }
 ls full.h5.tmp.* 2> /dev/null && { echo "FAIL: a temporary file was left"; exit 1; }
-echo "SIGINT: exit 130, earlier file untouched"
+saved=$(wc -l < full.h5.checkpoint/scan-results.txt)
+[ "$saved" -ge 400 ] && [ "$saved" -lt 9600 ] || { echo "FAIL: the checkpoint holds $saved results"; cat stop.err; exit 1; }
+expect_error "holds a checkpoint of an earlier scan" "$MOTE_BIN" scan "${common[@]}" --out full.h5
+expect_error "the checkpoint is of another scan" "$MOTE_BIN" scan --prompts "$prompts" --class sensitive --tokens I --out full.h5 --resume
+"$run" -n 2 --oversubscribe scan "${common[@]}" --out full.h5 --resume > /dev/null 2> resume.err || { echo "FAIL: resume"; cat resume.err; exit 1; }
+same_scan keep.h5 full.h5
+[ ! -e full.h5.checkpoint ] || { echo "FAIL: the checkpoint was left after the scan finished"; exit 1; }
+[ "$(attr full.h5 requests)" = $((9660 - saved)) ] || { echo "FAIL: the resumed scan ran $(attr full.h5 requests) requests, expected $((9660 - saved))"; exit 1; }
+echo "SIGINT: exit 130, earlier file untouched, $saved requests kept; resumed at world size 2: the same file"
 
 # Bad inputs: clear errors, no output written.
 printf '[mote]\nlayer-index = moe\n' > empty.ini

@@ -1,4 +1,4 @@
-// Progress of a long job: requests done of total, generated tokens/s and
+// Progress of a long job: requests done of total, tokens/s and
 // time left. On a terminal a live line on stderr; otherwise a log line
 // every `interval` seconds (and one at the end).
 #pragma once
@@ -11,8 +11,9 @@ namespace mote {
 
 class Progress {
  public:
-  Progress(size_t total, double interval_seconds = 30.0);
-  void request_done(size_t generated_tokens);
+  // `tokens` names what request_done() counts.
+  explicit Progress(size_t total, double interval_seconds = 30.0, const char* tokens = "generated tokens");
+  void request_done(size_t tokens);
   void finish();
 
  private:
@@ -21,6 +22,7 @@ class Progress {
   uint64_t tokens_ = 0;
   bool live_;
   double interval_;
+  const char* what_;
   std::chrono::steady_clock::time_point start_, last_;
 };
 
