@@ -33,6 +33,9 @@ po::options_description job_options(JobOptions& job) {
        "LIST: keep, per request, the log-probabilities of these vocabulary tokens (or #ID, comma-separated) at the first answer "
        "position (/requests/N/scores)")
       ("trace", po::bool_switch(&job.gen.trace), "store routed experts and gate weights of every position fed")
+      ("no-request-counts", po::bool_switch(),
+       "leave each request's expert counts out of the file (class totals are kept): for jobs of very many requests; a stopped "
+       "job then cannot be resumed")
       ("ignore-eos", po::bool_switch(), "keep generating after an end-of-sequence token")
       ("batch-size", po::value(&job.gen.batch_size)->default_value(8), "requests decoded together")
       ("max-step-tokens", po::value(&job.gen.max_step_tokens)->default_value(2048), "prompt tokens fed per step at most")
@@ -143,6 +146,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   }
   job.config_file = parsed.config_file;
   job.gen.stop_at_eos = !parsed.values["ignore-eos"].as<bool>();
+  job.request_counts = !parsed.values["no-request-counts"].as<bool>();
   if (parsed.values.count("out") > 0 && job.out.empty()) fail("--out is empty: name the HDF5 file to write");
   check_job_file_mask(parsed);
   validate(job);

@@ -28,7 +28,7 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
     h5_dataset(g.id(), "scores", {res.scores.size() / static_cast<hsize_t>(r.score_width), static_cast<hsize_t>(r.score_width)}, res.scores.data());
     h5_axes(g.id(), "scores", "scored_position,score_id");
   }
-  if (!res.expert_counts.empty()) {
+  if (r.counts && !res.expert_counts.empty()) {
     const std::vector<hsize_t> dims{2, static_cast<hsize_t>(r.moe_layers), static_cast<hsize_t>(r.experts)};
     h5_dataset(g.id(), "expert_counts", dims, res.expert_counts.data(), true);
     h5_dataset(g.id(), "expert_gate_sum", dims, res.expert_gate_sum.data(), true);

@@ -164,6 +164,10 @@ FinishedRequests Checkpoint::load() const {
       if (g.id() < 0) fail("{}: not a group", at);
       GenerationResult r;
       r.generated = read_vector<int32_t>(g.id(), "generated_tokens", H5T_NATIVE_INT32, at);
+      if (H5Lexists(g.id(), "expert_counts", H5P_DEFAULT) <= 0) {
+        fail("{}: no 'expert_counts': the job ran with --no-request-counts, so a stopped run cannot be resumed (the class totals "
+             "need every request's counts); run it again without --resume", at);
+      }
       r.expert_counts = read_vector<uint32_t>(g.id(), "expert_counts", H5T_NATIVE_UINT32, at);
       r.expert_gate_sum = read_vector<double>(g.id(), "expert_gate_sum", H5T_NATIVE_DOUBLE, at);
       const auto prompt = read_vector<int32_t>(g.id(), "prompt_tokens", H5T_NATIVE_INT32, at);

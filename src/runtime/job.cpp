@@ -59,6 +59,9 @@ void validate(const JobOptions& job) {
       job.save_logits != "false") {
     fail("--save-logits '{}' is not one of all, last (or none)", job.save_logits);
   }
+  if (!job.request_counts && (job.checkpoint_every > 0 || job.resume || !job.resume_from.empty())) {
+    fail("--no-request-counts cannot go with --checkpoint-every, --resume or --resume-from: a resumed job needs every request's counts");
+  }
   if ((job.checkpoint_every > 0 || job.resume || !job.resume_from.empty()) && job.out.empty()) {
     fail("--checkpoint-every, --resume and --resume-from need --out");
   }
@@ -189,7 +192,8 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     // Stopped: keep what finished (in-flight requests run again on resume).
     const size_t saved = collector->finished_before() + collector->finished_now();
     if (!collector->save_checkpoint()) {
-      spdlog::warn("{}: stopped after {} of {} requests; nothing was saved (no --out)", signal_name(stopped_by), saved, requests.size());
+      spdlog::warn("{}: stopped after {} of {} requests; nothing was saved ({})", signal_name(stopped_by), saved, requests.size(),
+                   job.out.empty() ? "no --out" : "--no-request-counts");
       return exit_code();
     }
     spdlog::warn("{}: stopped after {} of {} requests, saved in {}; run the same command with --resume to finish", signal_name(stopped_by),

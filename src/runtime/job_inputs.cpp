@@ -256,7 +256,7 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   const auto& g = options.gen;
   h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", std::filesystem::absolute(options.model_dir).string(), g.max_new_tokens,
                            g.sampling.temperature, g.sampling.top_p, g.seed, g.stop_at_eos, g.save_logits, g.trace, options.wire_dtype));
-  h = fnv1a(h, fmt::format("|{}|{}", g.save_last_logits, options.score_tokens));
+  h = fnv1a(h, fmt::format("|{}|{}|{}", g.save_last_logits, options.score_tokens, options.request_counts));
   // The model itself, not just its path: a directory updated in place
   // between a crash and the resume is another model.
   h = fnv1a(h, model_fingerprint(options.model_dir, model.files->store));

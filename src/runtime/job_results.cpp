@@ -62,7 +62,8 @@ void ResultCollector::write(hid_t group, size_t index, const GenerationResult& r
                                      tokenizer.decode(result.generated), result.error.empty() ? requests_.errors[index] : result.error,
                                      &requests_.encoded[index].tokens, &result, model_.config.vocab_size, model_.moe_layers(),
                                      model_.config.num_experts_per_tok, model_.config.n_routed_experts,
-                                     static_cast<int>(options_.gen.score_ids.size()), options_.gen.save_last_logits});
+                                     static_cast<int>(options_.gen.score_ids.size()), options_.gen.save_last_logits,
+                                     options_.request_counts});
 }
 
 void ResultCollector::operator()(size_t index, GenerationResult&& result) {
@@ -149,7 +150,8 @@ const std::vector<std::string>& ResultCollector::errors() {
 
 bool ResultCollector::save_checkpoint() {
   progress_.finish();
-  if (checkpoint_ == nullptr) return false;
+  // Without per-request counts a checkpoint could not give the class totals back.
+  if (checkpoint_ == nullptr || !options_.request_counts) return false;
   if (write_parts_) {
     checkpoint_->flush();
   } else if (finished_now_ > 0) {
@@ -248,6 +250,7 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   write_job_attributes(root, options_, config, placement, mpi.size(), options_.profile ? "profile" : "generate");
   h5_attr_int(root, "request_count", static_cast<int64_t>(requests_.size()));
   h5_attr_int(root, "failed_request_count", static_cast<int64_t>(failed));
+  h5_attr_int(root, "request_counts", options_.request_counts ? 1 : 0);
   write_counters(root, class_totals_, requests_.classes, config.moe_layers());
   h5_dataset(root, "tokens", {static_cast<hsize_t>(requests_.classes.size()), kPhaseCount}, class_tokens_.data());
   h5_axes(root, "tokens", "class,phase");

@@ -86,6 +86,16 @@ if "$MOTE_BIN" rank p1.h5 --target sensitive --control neutral --phase last-prom
 grep -q "profile with --trace" err.txt
 echo "rank: table, mask file of the top 3, per-layer log-odds; gate-diff; last prompt token; unknown class refused"
 
+# --no-request-counts: the same class totals, no per-request counts; no checkpoint to resume from.
+"$MOTE_BIN" profile "${common[@]}" --no-request-counts --out nocounts.h5 > /dev/null
+for object in /counts /gate_sum /tokens; do
+  h5diff -q p1.h5 nocounts.h5 "$object" "$object" || { echo "FAIL: --no-request-counts changed $object"; exit 1; }
+done
+if h5ls -r nocounts.h5 | grep -q expert_counts; then echo "FAIL: --no-request-counts kept per-request counts"; exit 1; fi
+if "$MOTE_BIN" profile "${common[@]}" --no-request-counts --checkpoint-every 4 --out x.h5 2> err.txt; then echo "FAIL: accepted"; exit 1; fi
+grep -q "cannot go with --checkpoint-every" err.txt
+echo "--no-request-counts: totals identical, per-request counts left out, checkpoints refused"
+
 "$MOTE_BIN" generate --prompts prompts.jsonl --mask top3.ini --max-new-tokens 4 --log-level warn > /dev/null
 "$MOTE_BIN" experiment --prompts prompts.jsonl --target-mask top3.ini --random 2 --mask-seed 3 --max-new-tokens 10 --out exp.h5 --log-level warn > exp.txt
 grep -q "random masks, sensitive: mean" exp.txt

@@ -37,6 +37,7 @@ struct RequestRecord {
   int experts = 0;
   int score_width = 0;  // ids per scored position
   bool last_logits_only = false;  // --save-logits last: one row, the last prompt position's
+  bool counts = true;             // expert_counts and expert_gate_sum (not with --no-request-counts)
 };
 
 void write_request(hid_t requests_group, const RequestRecord& record);

@@ -41,6 +41,8 @@ struct JobOptions {
   // keeps at the first answer position (GenerationOptions::score_ids).
   std::string score_tokens;
   std::string save_logits = "none";  // none, all (every position fed) or last (the last prompt position)
+  // Per-request expert counts in the result (class totals are kept either way).
+  bool request_counts = true;
   bool profile = false;
   int checkpoint_every = 0;
   bool resume = false;
