@@ -49,7 +49,7 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
                    "and once without, and records how a behaviour metric read from the logits at the first answer\n"
                    "position changes: the effect of an expert is the metric without it off minus with it off, averaged\n"
                    "over prompts. Knockouts of many experts share batches (one mask per request), and a knockout at\n"
-                   "MoE layer m resumes from the unmasked run's state there. --mask FILE sets a base condition for all.\n"
+                   "MoE layer m resumes from the baseline run's state there. --mask FILE sets a base condition for all.\n"
                    "Writes /scan to --out (docs/hdf5-format.md), prints the best experts, and with --top N --mask-out\n"
                    "writes them as a mask file. 'mote rank --by effect SCAN.h5' ranks a scan like a profile.\n"
                    "Results are bit-identical for any number of ranks, coordinators and placement (docs/ftri.md).\n\n"
