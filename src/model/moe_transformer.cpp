@@ -96,6 +96,10 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
       }
     }
 
+    if (taps.last_ffn_logit_rows_only && l + 1 == c_.num_hidden_layers) {
+      last_ffn(lw, l, moe_layer, rows, logit_rows, taps);
+      break;
+    }
     const std::span<const StepRow> ffn_rows = rows.first(static_cast<size_t>(feeding));
     for (int r = 0; r < feeding; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
     if (lw.is_moe) {
@@ -113,6 +117,40 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
     rms_norm(&h_[static_cast<size_t>(logit_rows[i]) * hidden], w_.final_norm.data(), eps, &final_rows_[i * hidden], hidden);
   }
   matmul(final_rows_.data(), static_cast<int>(logit_rows.size()), w_.lm_head, logits);
+}
+
+void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, std::span<const StepRow> rows,
+                              std::span<const int32_t> logit_rows, const ForwardTaps& taps) {
+  // The rows whose logits are asked for, gathered; the same ops as for the
+  // whole batch (each row's result does not depend on the others).
+  const int hidden = c_.hidden_size, n = static_cast<int>(logit_rows.size());
+  const auto eps = static_cast<float>(c_.rms_norm_eps);
+  sub_rows_.clear();
+  sub_x_.resize(static_cast<size_t>(n) * hidden);
+  sub_out_.resize(sub_x_.size());
+  for (int i = 0; i < n; ++i) {
+    const int32_t r = logit_rows[i];
+    sub_rows_.push_back(rows[r]);
+    rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &sub_x_[static_cast<size_t>(i) * hidden], hidden);
+  }
+  if (lw.is_moe) {
+    if (taps.routing_experts != nullptr) {
+      // No row has routing recorded at this layer.
+      const int layers = moe_layer_count(), k = router_.top_k();
+      for (size_t r = 0; r < rows.size(); ++r) {
+        const size_t at = (r * layers + static_cast<size_t>(moe_layer)) * k;
+        std::fill_n(taps.routing_experts + at, k, -1);
+        std::fill_n(taps.routing_weights + at, k, 0.0f);
+        if (taps.routing_sent != nullptr) std::fill_n(taps.routing_sent + at, k, uint8_t{0});
+      }
+    }
+    ForwardTaps counts_only;
+    counts_only.routing_counts = taps.routing_counts;
+    moe(lw, layer, moe_layer, sub_x_.data(), sub_rows_, sub_out_.data(), counts_only);
+  } else if (n > 0) {
+    ffn_.forward(lw.dense, sub_x_.data(), n, sub_out_.data());
+  }
+  for (int i = 0; i < n; ++i) add_in_place(&h_[static_cast<size_t>(logit_rows[i]) * hidden], &sub_out_[static_cast<size_t>(i) * hidden], hidden);
 }
 
 void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,

@@ -79,6 +79,26 @@ TEST(Generator, BatchingAndChunkingGiveBitIdenticalResults) {
   }
 }
 
+// Generating with the last layer's feed-forward for the sampled rows only
+// gives the same tokens and logits (the other rows' output there feeds nothing).
+TEST(Generator, LastFeedForwardForLogitRowsOnlyChangesNoToken) {
+  const auto requests = golden_requests();
+  GenerationOptions o;
+  o.max_new_tokens = 12;
+  o.batch_size = 3;
+  o.max_step_tokens = 7;
+  o.score_ids = {1, 300};
+  std::vector<GenerationRequest> scored = requests;
+  for (auto& r : scored) r.score_from = static_cast<int32_t>(r.prompt.size()) - 1;
+  const auto all = run(o, scored);
+  o.last_ffn_logit_rows_only = true;
+  const auto some = run(o, scored);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(all[i].generated, some[i].generated) << i;
+    EXPECT_EQ(all[i].scores, some[i].scores) << i;
+  }
+}
+
 TEST(Generator, StopsAtEosUnlessIgnored) {
   const auto requests = golden_requests();
   GenerationOptions o;
@@ -188,6 +208,16 @@ TEST(Generator, ScoringAndPrefixReuseAreBitIdentical) {
       }
     }
   }
+  // The last layer's feed-forward for the scored rows only: the same scores.
+  o.last_ffn_logit_rows_only = true;
+  for (const auto* set : {&resumed, &mixed}) {
+    const auto got = run(o, *set);
+    for (size_t i = 0; i < full.size(); ++i) {
+      ASSERT_EQ(got[i].scores.size(), expected[i].scores.size());
+      EXPECT_EQ(0, std::memcmp(got[i].scores.data(), expected[i].scores.data(), got[i].scores.size() * sizeof(double))) << i;
+    }
+  }
+  o.last_ffn_logit_rows_only = false;
   // The knockouts change the scores (the test would pass vacuously otherwise).
   int changed = 0;
   for (size_t i = 0; i < full.size(); ++i) changed += expected[i].scores != std::vector<double>(baseline[i / 4].scores);

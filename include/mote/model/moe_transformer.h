@@ -44,6 +44,9 @@ class MoeTransformer {
  private:
   void moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows, float* out,
            const ForwardTaps& taps);
+  // The last layer's feed-forward for the logit rows only (ForwardTaps::last_ffn_logit_rows_only).
+  void last_ffn(const LayerWeights& lw, int layer, int moe_layer, std::span<const StepRow> rows, std::span<const int32_t> logit_rows,
+                const ForwardTaps& taps);
 
   const ModelConfig& c_;
   const ModelWeights& w_;
@@ -60,6 +63,8 @@ class MoeTransformer {
   std::vector<float> h_, x_, branch_, rope_cos_, rope_sin_, router_logits_, router_scratch_, gate_weights_,
       expert_out_, shared_out_, final_rows_;
   std::vector<int32_t> chosen_, sent_;
+  std::vector<StepRow> sub_rows_;
+  std::vector<float> sub_x_, sub_out_;
   std::vector<uint8_t> dispatch_;
 };
 

@@ -40,6 +40,11 @@ struct ForwardTaps {
   uint8_t* routing_sent = nullptr;
   // The coordinator's routing record, counted per (class, phase, layer, expert).
   ExpertCounters* routing_counts = nullptr;
+  // The last layer's feed-forward only for the rows whose logits are asked
+  // for: the others' output there feeds nothing (their KV entries are
+  // written before it). Their routing at that layer is then neither made
+  // nor recorded, so jobs that count routing leave it off.
+  bool last_ffn_logit_rows_only = false;
 };
 
 }  // namespace mote

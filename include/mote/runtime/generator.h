@@ -39,6 +39,10 @@ struct GenerationOptions {
   int batch_size = 8;
   int max_step_tokens = 2048;
   ExpertCounters* routing_counts = nullptr;  // counts every routing decision when set
+  // The last layer's feed-forward only for rows whose logits are used
+  // (ForwardTaps::last_ffn_logit_rows_only): for jobs that keep no routing
+  // counts, such as scans.
+  bool last_ffn_logit_rows_only = false;
   // Polled before every step: when it returns true, run() returns at once,
   // leaving unfinished requests unreported (a stopped job resumes them).
   std::function<bool()> stop_requested;
