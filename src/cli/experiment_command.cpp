@@ -50,11 +50,7 @@ struct Condition {
   }
 };
 
-int count_on(const ExpertMask& m) {
-  int on = 0;
-  for (int l = 0; l < m.moe_layers; ++l) on += m.count_on(l);
-  return on;
-}
+
 
 struct Spread {
   double mean = 0, sd = 0, min = 0, max = 0;
@@ -206,13 +202,13 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     ExpertMask all_targets(static_cast<int>(config.moe_layers().size()), config.n_routed_experts);
     for (size_t t = 0; t < targets.size(); ++t) {
       ExpertMask target = read_mask_file(targets[t].second, config, targets[t].first);
-      if (target.count_off() == 0 && count_on(target) == 0) fail("{}: the target mask switches no expert off or on", targets[t].second);
-      if (t > 0 && (target.count_off() != target_list[0].count_off() || count_on(target) != count_on(target_list[0]))) {
+      if (target.count_off() == 0 && target.count_on() == 0) fail("{}: the target mask switches no expert off or on", targets[t].second);
+      if (t > 0 && (target.count_off() != target_list[0].count_off() || target.count_on() != target_list[0].count_on())) {
         fail("{}: switches {} experts off and {} on, {} switches {} and {}; targets sharing random controls must switch as many",
-             targets[t].second, target.count_off(), count_on(target), targets[0].second, target_list[0].count_off(), count_on(target_list[0]));
+             targets[t].second, target.count_off(), target.count_on(), targets[0].second, target_list[0].count_off(), target_list[0].count_on());
       }
       conditions[t + 1].experts_off = target.count_off();
-      conditions[t + 1].experts_on = count_on(target);
+      conditions[t + 1].experts_on = target.count_on();
       for (int l = 0; l < target.moe_layers; ++l) {
         for (int e = 0; e < target.experts; ++e) {
           if (target.is_off(l, e)) all_targets.set_off(l, e);
@@ -230,12 +226,12 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
       const uint64_t mask_seed = seed + static_cast<uint64_t>(k);
       RandomMaskSpec off{first.count_off(), mask_seed, &all_targets, match_layers ? &first : nullptr, first.off_policy};
       ExpertMask random = random_mask(config, off, c.name);
-      if (count_on(first) > 0) {
+      if (first.count_on() > 0) {
         ExpertMask exclude = all_targets;
         for (int l = 0; l < random.moe_layers; ++l)
           for (int e = 0; e < random.experts; ++e)
             if (random.is_off(l, e)) exclude.set_off(l, e);
-        RandomMaskSpec on{count_on(first), mask_seed ^ 0x6f6eull, &exclude, match_layers ? &first : nullptr, first.off_policy, true, first.on_policy};
+        RandomMaskSpec on{first.count_on(), mask_seed ^ 0x6f6eull, &exclude, match_layers ? &first : nullptr, first.off_policy, true, first.on_policy};
         const ExpertMask forced = random_mask(config, on, c.name);
         for (int l = 0; l < random.moe_layers; ++l)
           for (int e = 0; e < random.experts; ++e)
@@ -243,7 +239,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
         random.on_policy = first.on_policy;
       }
       c.experts_off = random.count_off();
-      c.experts_on = count_on(random);
+      c.experts_on = random.count_on();
       write_text_output(c.mask_file,
                         format_mask_file(random, fmt::format("random control {} of {}: {} experts off, {} on, seed {}", k, target_names,
                                                              c.experts_off, c.experts_on, mask_seed)),

@@ -49,18 +49,17 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
   if (!exclude.empty()) exclude_mask = read_mask_file(exclude, config, "exclude");
   if (!like.empty()) like_mask = read_mask_file(like, config, "like");
   RandomMaskSpec spec{count, seed, exclude_mask ? &*exclude_mask : nullptr, like_mask ? &*like_mask : nullptr, OffPolicy::Reroute};
-  if (policy == "drop") spec.off_policy = OffPolicy::Drop;
-  else if (policy == "zero") spec.off_policy = OffPolicy::Zero;
-  else if (policy != "reroute") fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
+  const auto off_policy = parse_off_policy(policy);
+  if (!off_policy) fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
   if (mode != "off" && mode != "on") fail("--mode '{}' is not one of off, on", mode);
-  if (on_policy != "natural" && on_policy != "max") fail("--on-policy '{}' is not one of natural, max", on_policy);
+  const auto forced_policy = parse_on_policy(on_policy);
+  if (!forced_policy) fail("--on-policy '{}' is not one of natural, max", on_policy);
+  spec.off_policy = *off_policy;
   spec.on = mode == "on";
-  spec.on_policy = on_policy == "max" ? OnPolicy::Max : OnPolicy::Natural;
+  spec.on_policy = *forced_policy;
   const ExpertMask mask = random_mask(config, spec, "random");
   write_text_output(out, format_mask_file(mask, "random mask: " + command_line), "--out");
-  int on = 0;
-  for (int l = 0; l < mask.moe_layers; ++l) on += mask.count_on(l);
-  std::cout << "wrote " << out << ": " << (spec.on ? on : mask.count_off()) << " experts " << (spec.on ? "on" : "off") << "\n";
+  std::cout << "wrote " << out << ": " << (spec.on ? mask.count_on() : mask.count_off()) << " experts " << (spec.on ? "on" : "off") << "\n";
   return 0;
 }
 

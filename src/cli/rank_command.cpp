@@ -61,7 +61,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   }
   if (mpi.rank() != 0) return 0;
   if (file.empty()) fail("give the profile file: mote rank FILE.h5 ...");
-  if (policy != "reroute" && policy != "drop" && policy != "zero") fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
+  if (!parse_off_policy(policy)) fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
   std::error_code ec;
   if (!out.empty() && std::filesystem::exists(out, ec) && std::filesystem::equivalent(out, file, ec)) {
     fail("{}: --out is the profile being ranked; the mask would replace it", out);
@@ -80,17 +80,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
       }
     }
     if (ranked.empty()) fail("{}: the scan holds no effect (every entry of /scan/effect is NaN)", file);
-    std::stable_sort(ranked.begin(), ranked.end(), [](const RankedExpert& a, const RankedExpert& b) { return a.score > b.score; });
-    if (spec.per_layer) {
-      std::vector<RankedExpert> kept;
-      std::vector<int> taken(static_cast<size_t>(scan.moe_layers), 0);
-      for (const auto& r : ranked) {
-        if (taken[static_cast<size_t>(r.moe_layer)]++ < spec.top) kept.push_back(r);
-      }
-      ranked = std::move(kept);
-    } else if (ranked.size() > static_cast<size_t>(std::max(spec.top, 0))) {
-      ranked.resize(static_cast<size_t>(std::max(spec.top, 0)));
-    }
+    ranked = best_of(std::move(ranked), spec.top, spec.per_layer);
     decoder_index = scan.decoder_index;
     what = fmt::format("knockout effect on {} of {}", scan.metric, scan.metric_spec);
     std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12}  {:>12}\n", "rank", "moe_layer", "decoder_layer", "expert", "effect", "effect_sd");

@@ -69,19 +69,14 @@ class MaskReader {
     for (const auto& entry : vm) any |= entry.first.starts_with("mote.");
 
     if (const auto v = single("off-policy")) {
-      OffPolicy p;
-      if (*v == "reroute") p = OffPolicy::Reroute;
-      else if (*v == "drop") p = OffPolicy::Drop;
-      else if (*v == "zero") p = OffPolicy::Zero;
-      else fail("{}:{}: off-policy = {}: not one of reroute, drop, zero", where, line_of("off-policy"), *v);
-      set_policy(off_policy_, p, where, line_of("off-policy"), "off-policy");
+      const auto p = parse_off_policy(*v);
+      if (!p) fail("{}:{}: off-policy = {}: not one of reroute, drop, zero", where, line_of("off-policy"), *v);
+      set_policy(off_policy_, *p, where, line_of("off-policy"), "off-policy");
     }
     if (const auto v = single("on-policy")) {
-      OnPolicy p;
-      if (*v == "natural") p = OnPolicy::Natural;
-      else if (*v == "max") p = OnPolicy::Max;
-      else fail("{}:{}: on-policy = {}: not one of natural, max", where, line_of("on-policy"), *v);
-      set_policy(on_policy_, p, where, line_of("on-policy"), "on-policy");
+      const auto p = parse_on_policy(*v);
+      if (!p) fail("{}:{}: on-policy = {}: not one of natural, max", where, line_of("on-policy"), *v);
+      set_policy(on_policy_, *p, where, line_of("on-policy"), "on-policy");
     }
     if (const auto v = single("shared-gain")) {
       const float g = parse_gain(*v, where, line_of("shared-gain"), "shared-gain");

@@ -13,6 +13,20 @@ const char* off_policy_name(OffPolicy p) {
 
 const char* on_policy_name(OnPolicy p) { return p == OnPolicy::Max ? "max" : "natural"; }
 
+std::optional<OffPolicy> parse_off_policy(std::string_view name) {
+  for (const OffPolicy p : {OffPolicy::Reroute, OffPolicy::Drop, OffPolicy::Zero}) {
+    if (name == off_policy_name(p)) return p;
+  }
+  return std::nullopt;
+}
+
+std::optional<OnPolicy> parse_on_policy(std::string_view name) {
+  for (const OnPolicy p : {OnPolicy::Natural, OnPolicy::Max}) {
+    if (name == on_policy_name(p)) return p;
+  }
+  return std::nullopt;
+}
+
 ExpertMask::ExpertMask(int layers, int n_experts)
     : moe_layers(layers),
       experts(n_experts),
@@ -32,6 +46,12 @@ bool ExpertMask::switches_nothing() const {
   for (const uint64_t b : on_bits) if (b != 0) return false;
   for (const float g : gains) if (g != 1.0f) return false;
   return shared_gain == 1.0f;
+}
+
+int ExpertMask::count_on() const {
+  int n = 0;
+  for (int l = 0; l < moe_layers; ++l) n += count_on(l);
+  return n;
 }
 
 int ExpertMask::count_on(int layer) const {

@@ -58,16 +58,10 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
     rope_.angles(row.pos, rope_cos_.data() + static_cast<size_t>(r) * half, rope_sin_.data() + static_cast<size_t>(r) * half);
   }
   const bool resuming = rows[n - 1].resume_layer >= 0;
-  if (resuming && taps.routing_experts != nullptr) {
-    // Rows that skip a MoE layer have no routing there.
-    const size_t width = static_cast<size_t>(n) * moe_layer_count() * router_.top_k();
-    std::fill_n(taps.routing_experts, width, -1);
-    std::fill_n(taps.routing_weights, width, 0.0f);
-    if (taps.routing_sent != nullptr) std::fill_n(taps.routing_sent, width, uint8_t{0});
-  }
+  // Rows that skip a MoE layer have no routing there.
+  if (resuming) clear_routing(taps, n, 0, moe_layer_count());
   // Rows taking part in layer l's attention (resumed before l) and in its
   // feed-forward (resumed at or before l).
-  int attending = n, feeding = n;
   const auto count_resumed_before = [&](int l) {
     if (!resuming) return n;
     return static_cast<int>(std::partition_point(rows.begin(), rows.end(), [&](const StepRow& row) { return row.resume_layer < l; }) - rows.begin());
@@ -76,10 +70,8 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
   int moe_layer = 0;
   for (int l = 0; l < c_.num_hidden_layers; ++l) {
     const LayerWeights& lw = w_.layers[l];
-    attending = count_resumed_before(l);
-    feeding = count_resumed_before(l + 1);
+    const int attending = count_resumed_before(l), feeding = count_resumed_before(l + 1);
     const std::span<const StepRow> att_rows = rows.first(static_cast<size_t>(attending));
-    const int an = attending * hidden;
     if (attending > 0) {
       for (int r = 0; r < attending; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.input_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
       if (c_.attention == AttentionKind::Mla) {
@@ -87,7 +79,7 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
       } else {
         gqa_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
       }
-      add_in_place(h_.data(), branch_.data(), an);
+      add_in_place(h_.data(), branch_.data(), attending * hidden);
     }
     for (int r = attending; r < feeding; ++r) std::copy_n(rows[r].resume_h, hidden, &h_[static_cast<size_t>(r) * hidden]);
     if (lw.is_moe) {
@@ -119,6 +111,18 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
   matmul(final_rows_.data(), static_cast<int>(logit_rows.size()), w_.lm_head, logits);
 }
 
+void MoeTransformer::clear_routing(const ForwardTaps& taps, int n, int first_moe_layer, int moe_layers) const {
+  if (taps.routing_experts == nullptr) return;
+  const int layers = moe_layer_count(), k = router_.top_k();
+  for (int r = 0; r < n; ++r) {
+    const size_t at = (static_cast<size_t>(r) * layers + static_cast<size_t>(first_moe_layer)) * k;
+    const size_t width = static_cast<size_t>(moe_layers) * k;
+    std::fill_n(taps.routing_experts + at, width, -1);
+    std::fill_n(taps.routing_weights + at, width, 0.0f);
+    if (taps.routing_sent != nullptr) std::fill_n(taps.routing_sent + at, width, uint8_t{0});
+  }
+}
+
 void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, std::span<const StepRow> rows,
                               std::span<const int32_t> logit_rows, const ForwardTaps& taps) {
   // The rows whose logits are asked for, gathered; the same ops as for the
@@ -134,16 +138,7 @@ void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, 
     rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &sub_x_[static_cast<size_t>(i) * hidden], hidden);
   }
   if (lw.is_moe) {
-    if (taps.routing_experts != nullptr) {
-      // No row has routing recorded at this layer.
-      const int layers = moe_layer_count(), k = router_.top_k();
-      for (size_t r = 0; r < rows.size(); ++r) {
-        const size_t at = (r * layers + static_cast<size_t>(moe_layer)) * k;
-        std::fill_n(taps.routing_experts + at, k, -1);
-        std::fill_n(taps.routing_weights + at, k, 0.0f);
-        if (taps.routing_sent != nullptr) std::fill_n(taps.routing_sent + at, k, uint8_t{0});
-      }
-    }
+    clear_routing(taps, static_cast<int>(rows.size()), moe_layer, 1);  // no row's routing is recorded at this layer
     ForwardTaps counts_only;
     counts_only.routing_counts = taps.routing_counts;
     moe(lw, layer, moe_layer, sub_x_.data(), sub_rows_, sub_out_.data(), counts_only);

@@ -76,20 +76,25 @@ std::vector<RankedExpert> rank_experts(const ProfileData& d, const RankingSpec& 
       all.push_back(r);
     }
   }
+  return best_of(std::move(all), spec.top, spec.per_layer);
+}
+
+std::vector<RankedExpert> best_of(std::vector<RankedExpert> all, int top, bool per_layer) {
   const auto better = [](const RankedExpert& x, const RankedExpert& y) {
     if (x.score != y.score) return x.score > y.score;
     return x.moe_layer != y.moe_layer ? x.moe_layer < y.moe_layer : x.expert < y.expert;
   };
   std::stable_sort(all.begin(), all.end(), better);
   std::vector<RankedExpert> out;
-  if (!spec.per_layer) {
-    out.assign(all.begin(), all.begin() + std::min<size_t>(all.size(), static_cast<size_t>(spec.top)));
+  if (!per_layer) {
+    out.assign(all.begin(), all.begin() + std::min<size_t>(all.size(), static_cast<size_t>(std::max(top, 0))));
   } else {
-    std::vector<int> taken(static_cast<size_t>(d.moe_layers), 0);
+    std::vector<int> taken;
     for (const auto& r : all) {
-      if (taken[r.moe_layer] < spec.top) {
+      if (static_cast<size_t>(r.moe_layer) >= taken.size()) taken.resize(static_cast<size_t>(r.moe_layer) + 1, 0);
+      if (taken[static_cast<size_t>(r.moe_layer)] < top) {
         out.push_back(r);
-        ++taken[r.moe_layer];
+        ++taken[static_cast<size_t>(r.moe_layer)];
       }
     }
   }

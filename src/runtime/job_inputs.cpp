@@ -147,10 +147,8 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
   if (reader && m.sets.size() > 1) {
     for (const auto& mask : m.sets) {
       if (mask.id == 0) continue;
-      int on = 0;
-      for (int l = 0; l < mask.moe_layers; ++l) on += mask.count_on(l);
       spdlog::info("mask set '{}': {} off ({}), {} on ({}), shared gain {}", mask.name, mask.count_off(), off_policy_name(mask.off_policy),
-                   on, on_policy_name(mask.on_policy), mask.shared_gain);
+                   mask.count_on(), on_policy_name(mask.on_policy), mask.shared_gain);
     }
   }
   return m;

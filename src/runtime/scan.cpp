@@ -41,7 +41,7 @@ std::string ScanOptions::summary() const {
 void validate(const ScanOptions& s) {
   validate(s.job);
   if (s.metric != "token-prob" && s.metric != "continuation-logprob") fail("--metric '{}' is not one of token-prob, continuation-logprob", s.metric);
-  if (s.policy != "reroute" && s.policy != "drop" && s.policy != "zero") fail("--policy '{}' is not one of reroute, drop, zero", s.policy);
+  if (!parse_off_policy(s.policy)) fail("--policy '{}' is not one of reroute, drop, zero", s.policy);
   if (s.search != "full" && s.search != "blocks" && s.search != "both") fail("--search '{}' is not one of full, blocks, both", s.search);
   if (s.block_size < 0) fail("--block-size {} must not be negative", s.block_size);
   if (s.top_blocks < 0) fail("--top-blocks {} must not be negative", s.top_blocks);
@@ -96,7 +96,8 @@ struct Stopped {
 // Rank 0's view of the scan and every rank's part in its phases.
 class Scan {
  public:
-  Scan(ScanOptions& options, MpiSession& mpi, JobModel& model) : o_(options), mpi_(mpi), model_(model) {}
+  Scan(ScanOptions& options, MpiSession& mpi, JobModel& model)
+      : o_(options), mpi_(mpi), model_(model), policy_(*parse_off_policy(options.policy)) {}
 
   // Step 2 on rank 0 (prompts, metric, candidates), then what every rank needs.
   void read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>& inputs);
@@ -128,6 +129,7 @@ class Scan {
   ScanOptions& o_;
   MpiSession& mpi_;
   JobModel& model_;
+  OffPolicy policy_;  // --policy
   bool reader() const { return mpi_.rank() == 0; }
   int L() const { return model_.moe_layers(); }
   int E() const { return model_.config.n_routed_experts; }
@@ -200,9 +202,8 @@ void Scan::read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>
       }
       if (candidates_.empty()) fail("--candidates {}: the file switches no expert off, so there is nothing to scan", o_.candidates);
     }
-    const OffPolicy policy = o_.policy == "drop" ? OffPolicy::Drop : o_.policy == "zero" ? OffPolicy::Zero : OffPolicy::Reroute;
     if (base_) {
-      if (base_->count_off() > 0 && base_->off_policy != policy) {
+      if (base_->count_off() > 0 && base_->off_policy != policy_) {
         fail("the base mask switches experts off with policy {}, the scan with --policy {}; make them the same", off_policy_name(base_->off_policy), o_.policy);
       }
       for (const auto& [l, e] : candidates_) {
@@ -237,13 +238,12 @@ void Scan::read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>
 }
 
 void Scan::build_masks(const std::vector<Condition>& conditions) {
-  const OffPolicy policy = o_.policy == "drop" ? OffPolicy::Drop : o_.policy == "zero" ? OffPolicy::Zero : OffPolicy::Reroute;
   masks_.assign(1, ExpertMask());
   for (const Condition& c : conditions) {
     ExpertMask m = base_ ? *base_ : ExpertMask(L(), E());
     m.id = static_cast<int32_t>(masks_.size());
     m.name = fmt::format("scan{}", m.id);
-    if (!c.off.empty()) m.off_policy = policy;
+    if (!c.off.empty()) m.off_policy = policy_;
     for (const auto& [l, e] : c.off) m.set_off(l, e);
     // Thousands of conditions: gains kept only where some differ from 1.
     if (std::all_of(m.gains.begin(), m.gains.end(), [](float g) { return g == 1.0f; })) std::vector<float>().swap(m.gains);
@@ -539,7 +539,7 @@ void Scan::write(OutputFile* out, std::vector<std::filesystem::path>& inputs, co
 
   if (!o_.mask_out.empty()) {
     ExpertMask mask = base_ ? *base_ : ExpertMask(L(), E());
-    mask.off_policy = o_.policy == "drop" ? OffPolicy::Drop : o_.policy == "zero" ? OffPolicy::Zero : OffPolicy::Reroute;
+    mask.off_policy = policy_;
     const size_t n = std::min(top.size(), static_cast<size_t>(o_.top));
     for (size_t i = 0; i < n; ++i) mask.set_off(top[i].first, top[i].second);
     const std::string header = fmt::format("the {} experts whose knockout most lowers {} of {}{} (mote scan)\n{}", n, o_.metric, metric_.spec,

@@ -19,6 +19,8 @@
 #include <cereal/types/vector.hpp>
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,9 @@ enum class OffPolicy : uint8_t { Reroute, Drop, Zero };
 enum class OnPolicy : uint8_t { Natural, Max };
 const char* off_policy_name(OffPolicy p);
 const char* on_policy_name(OnPolicy p);
+// The policy a name (as off_policy_name / on_policy_name spell it) stands for; nullopt for any other text.
+std::optional<OffPolicy> parse_off_policy(std::string_view name);
+std::optional<OnPolicy> parse_on_policy(std::string_view name);
 
 struct ExpertMask {
   std::string name;       // mask-set name requests refer to
@@ -55,6 +60,7 @@ struct ExpertMask {
   // No expert off or on, no gain other than 1, shared gain 1: the mask steers nothing.
   bool switches_nothing() const;
   int count_on(int layer) const;
+  int count_on() const;  // over every layer
 
   template <class Archive>
   void serialize(Archive& ar) {

@@ -44,6 +44,8 @@ class MoeTransformer {
  private:
   void moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows, float* out,
            const ForwardTaps& taps);
+  // Routing taps of rows 0..n-1 at MoE layers [first, first + count) set to "none routed".
+  void clear_routing(const ForwardTaps& taps, int n, int first_moe_layer, int moe_layers) const;
   // The last layer's feed-forward for the logit rows only (ForwardTaps::last_ffn_logit_rows_only).
   void last_ffn(const LayerWeights& lw, int layer, int moe_layer, std::span<const StepRow> rows, std::span<const int32_t> logit_rows,
                 const ForwardTaps& taps);

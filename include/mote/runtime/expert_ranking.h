@@ -33,5 +33,8 @@ struct RankedExpert {
 
 // Best first; ties go to the lower (layer, expert).
 std::vector<RankedExpert> rank_experts(const ProfileData& data, const RankingSpec& spec);
+// The `top` best of `all` by score (in every MoE layer with `per_layer`),
+// best first; ties go to the lower (layer, expert).
+std::vector<RankedExpert> best_of(std::vector<RankedExpert> all, int top, bool per_layer);
 
 }  // namespace mote
