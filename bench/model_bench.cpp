@@ -2,19 +2,26 @@
 // (OMP_NUM_THREADS), as llama-bench measures it:
 //   model_bench MODEL_DIR [--prompt P] [--gen G] [--reps R] [--batch B]
 // pp: one P-token prompt; tg_d0: G tokens decoded from a 1-token prompt;
-// tg_dP: G tokens decoded after the P-token prompt; and, with --batch B,
+// tg_dP: G tokens decoded after the P-token prompt (its cost against tg_d0
+// from steps taken in turn, with the same experts and with the model's
+// routing, and from the two runs); and, with --batch B,
 // B sequences of P/4 tokens prefilled together, then G tokens each decoded together. Prints one JSON
 // object: medians over R runs, the bytes of weights and KV cache each
 // decode step reads, and the peak RSS (after the single-sequence runs, and
 // at the end).
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <random>
 #include <cstdio>
 #include <filesystem>
 #include <cstdlib>
 #include <string>
 
 #include "bench_util.h"
+#include "mote/model/expert_mask.h"
 #include "mote/model/kv_cache.h"
 #include "mote/model/loaded_model.h"
 #include "mote/ops/matmul.h"
@@ -62,6 +69,68 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// Decode from an empty context against decode after a P-token prompt,
+// step by step in turn (A B B A ...), so that both see the same machine:
+// on a shared node the speed drifts by tens of percent within seconds,
+// more than the difference measured. Both sequences are fed the same
+// pseudo-random tokens, as llama-bench's tg does. Returns the median over
+// groups of four steps of (seconds at depth 0) / (seconds at depth P).
+//
+// With `same_experts`, step g of both sequences routes to the same experts,
+// drawn at random per step and forced on: each pair then reads the same
+// weights and differs by depth alone. Without it, routing follows the
+// model, and on the synthetic model a sequence near its start picks
+// experts it used a step or two before more often (about one in six of its
+// picks, against one in eight at depth 512), which are then partly still in
+// the last-level cache: a difference of routing, not of depth.
+double interleaved_depth_ratio(const LoadedModel& m, int prompt, int gen, bool same_experts) {
+  const ModelConfig& c = m.config;
+  MoeTransformer model(c, m.weights);
+  KvCache cache(c, 2);
+  cache.reset(0, gen + 1);
+  cache.reset(1, prompt + gen);
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  const int vocab = static_cast<int>(m.tokenizer.vocab_size());
+  const std::vector<int32_t> ids = prompt_ids(prompt, 1, vocab), fed = prompt_ids(gen, 5, vocab);
+  std::vector<ExpertMask> masks;
+  if (same_experts) {
+    std::mt19937 rng(17);
+    for (int g = 0; g < gen; ++g) {
+      ExpertMask mask(model.moe_layer_count(), c.n_routed_experts);
+      for (int l = 0; l < model.moe_layer_count(); ++l) {
+        std::vector<int> experts(static_cast<size_t>(c.n_routed_experts));
+        std::iota(experts.begin(), experts.end(), 0);
+        std::shuffle(experts.begin(), experts.end(), rng);
+        for (int k = 0; k < c.num_experts_per_tok; ++k) mask.set_on(l, experts[static_cast<size_t>(k)]);
+      }
+      masks.push_back(std::move(mask));
+    }
+  }
+  std::vector<StepRow> rows;
+  for (int i = 0; i < prompt; ++i) rows.push_back({1, i, ids[static_cast<size_t>(i)]});
+  const std::vector<int32_t> last_prompt_row{prompt - 1}, one_row{0};
+  model.forward(rows, cache, last_prompt_row, logits.data());
+  const auto step = [&](int slot, int pos, int g) {
+    const StepRow row{slot, pos, fed[static_cast<size_t>(g)], same_experts ? &masks[static_cast<size_t>(g)] : nullptr};
+    const auto start = std::chrono::steady_clock::now();
+    model.forward({&row, 1}, cache, one_row, logits.data());
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  // Each group of four steps runs one sequence first, then the other first:
+  // a step right after one that read the same weights finds some of them
+  // in cache.
+  std::vector<double> ratios;
+  for (int g = 0; g + 1 < gen; g += 2) {
+    double t0 = step(0, g, g);
+    double tp = step(1, prompt + g, g);
+    tp += step(1, prompt + g + 1, g + 1);
+    t0 += step(0, g + 1, g + 1);
+    ratios.push_back(t0 / tp);
+  }
+  return median(ratios);
+}
+
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,7 +156,7 @@ int main(int argc, char** argv) {
   std::vector<GenerationRequest> many;
   for (int b = 0; b < batch; ++b) many.push_back({prompt_ids(prompt / 4, 3 + b, vocab), nullptr, static_cast<uint64_t>(b)});
 
-  std::vector<double> pp, tg0, tgp, ppb, tgb, depth_ratio;
+  std::vector<double> pp, tg0, tgp, ppb, tgb, depth_ratio, natural_ratio, runs_ratio;
   double bytes_per_step = 0;
   uint64_t rss_single = 0;
   for (int r = 0; r < reps + 1; ++r) {  // the first run warms the page cache and is dropped
@@ -100,7 +169,9 @@ int main(int argc, char** argv) {
     tg0.push_back(d0.decode_tps);
     pp.push_back(dp.prefill_tps);
     tgp.push_back(dp.decode_tps);
-    depth_ratio.push_back(dp.decode_tps / d0.decode_tps);  // a pair run back to back: less exposed to load changes
+    runs_ratio.push_back(dp.decode_tps / d0.decode_tps);
+    depth_ratio.push_back(interleaved_depth_ratio(*m, prompt, gen, true));
+    natural_ratio.push_back(interleaved_depth_ratio(*m, prompt, gen, false));
     ppb.push_back(bt.prefill_tps);
     tgb.push_back(bt.decode_tps);  // already summed over the batch's sequences
     // The 1-token prompt is one more step reading the same weights as a decode step.
@@ -116,10 +187,10 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"bench\": \"model\", \"model\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
       "\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, \"decode_d%d_tokens_per_s\": %.2f, "
-      "\"decode_d%d_vs_d0_ratio\": %.3f, \"decode_bytes_per_token\": %.0f, \"decode_effective_gbs\": %.2f, "
+      "\"decode_d%d_vs_d0_ratio\": %.3f, \"decode_d%d_vs_d0_natural_ratio\": %.3f, \"decode_d%d_vs_d0_runs_ratio\": %.3f, \"decode_bytes_per_token\": %.0f, \"decode_effective_gbs\": %.2f, "
       "\"decode_effective_gbs_d%d\": %.2f",
       dir.c_str(), omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
-      median(depth_ratio), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
+      median(depth_ratio), prompt, median(natural_ratio), prompt, median(runs_ratio), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
       (bytes_per_step + kv_dp) * median(tgp) / 1e9);
   if (batch > 0)
     std::printf(", \"batch\": %d, \"batch_prefill_tokens_per_s\": %.2f, \"batch_decode_tokens_per_s\": %.2f", batch, median(ppb),

@@ -11,6 +11,65 @@ namespace mote {
 MlaAttention::MlaAttention(const ModelConfig& config, const Rope& rope)
     : c_(config), rope_(rope), scale_(config.attention_scale()) {}
 
+// Scores of every query of `tile` at positions [s0, s1) (each query up to
+// its own row's position) into scores[q * stride + s]: four heads by four
+// positions at a time, in runs of positions that stay in L1.
+void MlaAttention::tile_scores_of(const Span& a, const QueryTile& tile, int s0, int s1, float* scores, int stride) const {
+  const int slot = a.rows[tile.r0].slot;
+  const auto entry = static_cast<size_t>(a.cache.entry_size());
+  for (int run = s0; run < s1; run += kTilePositions) {
+    const int run_end = std::min(s1, run + kTilePositions);
+    for (int r = tile.r0; r < tile.r1; ++r) {
+      const int end = std::min(run_end, a.rows[r].pos + 1);
+      for (int h0 = 0; h0 < a.heads; h0 += 4) {
+        const int k = std::min(4, a.heads - h0);
+        const float* query[4];
+        float* sq[4];
+        for (int j = 0; j < k; ++j) {
+          query[j] = q_latent_.data() + (static_cast<size_t>(r) * a.heads + h0 + j) * entry;
+          sq[j] = scores + static_cast<size_t>((r - tile.r0) * a.heads + h0 + j) * stride;
+        }
+        int s = run;
+        for (; s + 4 <= end; s += 4) {
+          const float* e = a.cache.entry(slot, a.layer, s);
+          float dots[16];
+          dot_block(query, k, e, entry, static_cast<int>(entry), dots);
+          for (int j = 0; j < k; ++j)
+            for (int t = 0; t < 4; ++t) sq[j][s + t] = dots[j * 4 + t] * a.scale;
+        }
+        for (; s < end; ++s) {
+          const float* e = a.cache.entry(slot, a.layer, s);
+          for (int j = 0; j < k; ++j) sq[j][s] = dot(query[j], e, static_cast<int>(entry)) * a.scale;
+        }
+      }
+    }
+  }
+}
+
+// Latent columns [d0, d1) of every query's weighted sum over its positions,
+// from its softmaxed scores: per column block, the heads of a row four at
+// a time, each block of their sums held in registers over all positions.
+void MlaAttention::tile_sums_of(const Span& a, const QueryTile& tile, int d0, int d1, const float* scores, int stride) {
+  const float* first = a.cache.entry(a.rows[tile.r0].slot, a.layer, 0);
+  const auto entry = static_cast<size_t>(a.cache.entry_size());
+  for (int d = d0; d < d1; d += kSumColumns) {
+    const int width = std::min(d1, d + kSumColumns) - d;
+    for (int r = tile.r0; r < tile.r1; ++r) {
+      for (int h0 = 0; h0 < a.heads; h0 += 4) {
+        const int k = std::min(4, a.heads - h0);
+        float* y[4];
+        const float* p[4];
+        for (int j = 0; j < k; ++j) {
+          y[j] = out_latent_.data() + static_cast<size_t>(r * a.heads + h0 + j) * a.rank + d;
+          std::fill(y[j], y[j] + width, 0.0f);
+          p[j] = scores + static_cast<size_t>((r - tile.r0) * a.heads + h0 + j) * stride;
+        }
+        add_scaled_run(y, p, k, first + d, entry, a.rows[r].pos + 1, width);
+      }
+    }
+  }
+}
+
 void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x, std::span<const StepRow> rows,
                            const float* rope_cos, const float* rope_sin, KvCache& cache, float* out) {
   const int n = static_cast<int>(rows.size());
@@ -50,105 +109,92 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     for (int h = 0; h < heads; ++h) rope_.apply(q_.data() + (static_cast<size_t>(r) * heads + h) * qk + nope, rope_cos + r * half, rope_sin + r * half);
   }
 
-  // Fold each head's key up-projection into its query: q_latent = q_nope W_k.
+  // Fold each head's key up-projection into its query, q_latent = q_nope W_k,
+  // and put its rotated part after it: a query laid out like a cache entry,
+  // so that a score is one dot product over the entry.
   const int kv_b_rows_per_head = nope + v_dim;
-  q_latent_.resize(un * heads * rank);
+  const int entry = rank + rope_dim;
+  q_latent_.resize(un * heads * entry);
   const auto fold_head = [&](int h, int) {
     const Weight w_k = w.kv_b.row_slice(h * kv_b_rows_per_head, nope);
     matmul_by_columns(q_.data() + static_cast<size_t>(h) * qk, static_cast<size_t>(heads) * qk, n, w_k,
-                      q_latent_.data() + static_cast<size_t>(h) * rank, static_cast<size_t>(heads) * rank);
+                      q_latent_.data() + static_cast<size_t>(h) * entry, static_cast<size_t>(heads) * entry);
+    for (int r = 0; r < n; ++r) {
+      const float* q_rope = q_.data() + (static_cast<size_t>(r) * heads + h) * qk + nope;
+      std::copy(q_rope, q_rope + rope_dim, q_latent_.data() + (static_cast<size_t>(r) * heads + h) * entry + rank);
+    }
   };
   parallel_for(heads, fold_head, static_cast<long>(n) * heads * nope * rank > 65536);
 
   // Scores and weighted latent sums. Queries that read the same cache
-  // entries (heads of one row, rows of one sequence) go together in tiles,
-  // and each tile walks the cache in short runs of positions that stay in
-  // L1 while every query of the tile reads them: one pass over the cache per
-  // tile instead of one per (row, head). Each query's arithmetic is the
-  // same in any tile: dot products in position order, then its softmax, then
-  // the weighted sum in position order.
+  // entries (the heads of a row, the rows of a sequence) go together in
+  // tiles, and each tile walks the cache in short runs of positions that
+  // stay in L1 while every query of the tile reads them. Each query's
+  // arithmetic is the same however the work is cut: dot products per
+  // position, its softmax, then the weighted sum of each latent column in
+  // position order.
   tiles_.clear();
-  const int threads = parallel_threads();
   for (int r0 = 0; r0 < n;) {
     int r1 = r0 + 1;
     while (r1 < n && r1 - r0 < kTileRows && rows[r1].slot == rows[r0].slot) ++r1;
-    tiles_.push_back({r0, r1, 0, heads});
+    int context = 0;
+    for (int r = r0; r < r1; ++r) context = std::max(context, rows[r].pos + 1);
+    tiles_.push_back({r0, r1, context});
     r0 = r1;
-  }
-  // Few tiles (decode of few sequences): split heads so every thread has work.
-  for (int split = 2; static_cast<int>(tiles_.size()) < 2 * threads && heads % split == 0 && split <= heads; split *= 2) {
-    std::vector<QueryTile> finer;
-    for (const QueryTile& t : tiles_) {
-      const int mid = (t.h0 + t.h1) / 2;
-      finer.push_back({t.r0, t.r1, t.h0, mid});
-      finer.push_back({t.r0, t.r1, mid, t.h1});
-    }
-    tiles_.swap(finer);
   }
   int max_context = 0;
   for (const auto& row : rows) max_context = std::max(max_context, row.pos + 1);
-  const size_t tile_scores = static_cast<size_t>(kTileRows) * heads * max_context;
-  scores_.resize(static_cast<size_t>(threads) * tile_scores);
   out_latent_.resize(un * heads * rank);
+  const int threads = parallel_threads();
   const int tile_count = static_cast<int>(tiles_.size());
   const bool parallel = static_cast<long>(n) * heads * max_context * rank > 65536;
-  const auto one_tile = [&](int ti, int thread) {
-    const QueryTile tile = tiles_[static_cast<size_t>(ti)];
-    const int slot = rows[tile.r0].slot;
-    const int tile_heads = tile.h1 - tile.h0;
-    float* scores = scores_.data() + static_cast<size_t>(thread) * tile_scores;
-    const auto task_of = [&](int q) { return (tile.r0 + q / tile_heads) * heads + tile.h0 + q % tile_heads; };
-    const int queries = (tile.r1 - tile.r0) * tile_heads;
-    int tile_context = 0;
-    for (int r = tile.r0; r < tile.r1; ++r) tile_context = std::max(tile_context, rows[r].pos + 1);
-    for (int s0 = 0; s0 < tile_context; s0 += kTilePositions) {
-      const int s1 = std::min(tile_context, s0 + kTilePositions);
-      for (int q = 0; q < queries; ++q) {
-        const int task = task_of(q);
-        const int end = std::min(s1, rows[task / heads].pos + 1);
-        const float* q_lat = q_latent_.data() + static_cast<size_t>(task) * rank;
-        const float* q_rope = q_.data() + static_cast<size_t>(task) * qk + nope;
-        float* sq = scores + static_cast<size_t>(q) * max_context;
-        int s = s0;
-        for (; s + 4 <= end; s += 4) {
-          const float* entries[4] = {cache.entry(slot, layer, s), cache.entry(slot, layer, s + 1), cache.entry(slot, layer, s + 2),
-                                     cache.entry(slot, layer, s + 3)};
-          const float* ropes[4] = {entries[0] + rank, entries[1] + rank, entries[2] + rank, entries[3] + rank};
-          float lat[4], rot[4];
-          dot4(q_lat, entries, rank, lat);
-          dot4(q_rope, ropes, rope_dim, rot);
-          for (int k = 0; k < 4; ++k) sq[s + k] = (lat[k] + rot[k]) * scale_;
-        }
-        for (; s < end; ++s) {
-          const float* entry = cache.entry(slot, layer, s);
-          sq[s] = (dot(q_lat, entry, rank) + dot(q_rope, entry + rank, rope_dim)) * scale_;
-        }
-      }
-    }
-    for (int q = 0; q < queries; ++q) {
-      const int task = task_of(q);
-      softmax(scores + static_cast<size_t>(q) * max_context, rows[task / heads].pos + 1);
-      float* o_lat = out_latent_.data() + static_cast<size_t>(task) * rank;
-      std::fill(o_lat, o_lat + rank, 0.0f);
-    }
-    for (int s0 = 0; s0 < tile_context; s0 += kTilePositions) {
-      const int s1 = std::min(tile_context, s0 + kTilePositions);
-      for (int q = 0; q < queries; ++q) {
-        const int task = task_of(q);
-        const int end = std::min(s1, rows[task / heads].pos + 1);
-        const float* sq = scores + static_cast<size_t>(q) * max_context;
-        float* o_lat = out_latent_.data() + static_cast<size_t>(task) * rank;
-        int s = s0;
-        for (; s + 4 <= end; s += 4) {
-          const float* entries[4] = {cache.entry(slot, layer, s), cache.entry(slot, layer, s + 1), cache.entry(slot, layer, s + 2),
-                                     cache.entry(slot, layer, s + 3)};
-          add_scaled4(o_lat, sq + s, entries, rank);
-        }
-        for (; s < end; ++s) add_scaled(o_lat, sq[s], cache.entry(slot, layer, s), rank);
-      }
-    }
-  };
-  parallel_for(tile_count, one_tile, parallel);
+  const size_t tile_scores = static_cast<size_t>(kTileRows) * heads * max_context;
+  const Span span{layer, heads, rank, scale_, rows, cache};
+
+  if (!parallel || tile_count >= 2 * threads) {
+    // Many sequences (prefill, batched decode): a tile per task, its scores
+    // in the thread's scratch.
+    scores_.resize(static_cast<size_t>(threads) * tile_scores);
+    const auto one_tile = [&](int ti, int thread) {
+      const QueryTile& tile = tiles_[static_cast<size_t>(ti)];
+      float* scores = scores_.data() + static_cast<size_t>(thread) * tile_scores;
+      tile_scores_of(span, tile, 0, tile.context, scores, max_context);
+      for (int q = 0; q < (tile.r1 - tile.r0) * heads; ++q)
+        softmax(scores + static_cast<size_t>(q) * max_context, rows[tile.r0 + q / heads].pos + 1);
+      tile_sums_of(span, tile, 0, rank, scores, max_context);
+    };
+    parallel_for(tile_count, one_tile, parallel);
+  } else {
+    // Few sequences (decode): one pass over each tile's cache entries,
+    // shared by all threads. Scores are cut by positions, weighted sums by
+    // latent columns; neither cut changes any query's arithmetic.
+    scores_.resize(static_cast<size_t>(tile_count) * tile_scores);
+    const auto tile_scores_at = [&](int ti) { return scores_.data() + static_cast<size_t>(ti) * tile_scores; };
+    const int blocks_per_tile = 4 * threads;
+    parallel_for(tile_count * blocks_per_tile, [&](int task, int) {
+      const QueryTile& tile = tiles_[static_cast<size_t>(task / blocks_per_tile)];
+      const int block = task % blocks_per_tile;
+      const int per_block = (tile.context + blocks_per_tile * kTilePositions - 1) / (blocks_per_tile * kTilePositions) * kTilePositions;
+      const int s0 = std::min(tile.context, block * per_block), s1 = std::min(tile.context, s0 + per_block);
+      if (s0 < s1) tile_scores_of(span, tile, s0, s1, tile_scores_at(task / blocks_per_tile), max_context);
+    });
+    const int queries_per_tile = kTileRows * heads;
+    parallel_for(tile_count * queries_per_tile, [&](int task, int) {
+      const QueryTile& tile = tiles_[static_cast<size_t>(task / queries_per_tile)];
+      const int q = task % queries_per_tile;
+      if (q >= (tile.r1 - tile.r0) * heads) return;
+      softmax(tile_scores_at(task / queries_per_tile) + static_cast<size_t>(q) * max_context, rows[tile.r0 + q / heads].pos + 1);
+    });
+    // Column chunks of at least 16 floats, enough of them to share.
+    int chunk = std::max(16, rank / (4 * threads));
+    chunk = (chunk + 15) / 16 * 16;
+    const int chunks = (rank + chunk - 1) / chunk;
+    parallel_for(tile_count * chunks, [&](int task, int) {
+      const int d0 = task % chunks * chunk;
+      tile_sums_of(span, tiles_[static_cast<size_t>(task / chunks)], d0, std::min(rank, d0 + chunk), tile_scores_at(task / chunks),
+                   max_context);
+    });
+  }
 
   // Value up-projection per head, then the output projection.
   attn_v_.resize(un * heads * v_dim);

@@ -1,5 +1,6 @@
 #include "mote/ops/elementwise.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <cmath>
@@ -39,6 +40,14 @@ namespace {
 // target has, with the same lane arithmetic everywhere.
 typedef float Vec8 __attribute__((vector_size(32)));
 typedef float Vec4 __attribute__((vector_size(16)));
+// 16 lanes: lanes 0-7 are dot()'s first 8-lane accumulator, 8-15 its second.
+typedef float Vec16 __attribute__((vector_size(64)));
+
+inline Vec16 load16(const float* p) {
+  Vec16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 
 inline Vec8 load8(const float* p) {
   Vec8 v;
@@ -74,27 +83,58 @@ float dot(const float* a, const float* b, int n) {
   return fold(acc0, acc1, tail);
 }
 
-void dot4(const float* a, const float* const b[4], int n, float out[4]) {
-  // dot() four times, interleaved: eight independent accumulators instead of
-  // two dependent chains, and each load of `a` used four times.
-  Vec8 acc0[4] = {}, acc1[4] = {};
+namespace {
+
+// Rows of a held in registers with 4 columns of b: 16 accumulators of 512
+// bits; one row where registers are fewer.
+#ifdef __AVX512F__
+constexpr int kDotRows = 4;
+#else
+constexpr int kDotRows = 1;
+#endif
+
+template <int Rows>
+void dot_rows(const float* const a[], const float* b, size_t stride, int n, float out[16]) {
+  Vec16 acc[Rows][4];
+  for (int k = 0; k < Rows; ++k)
+    for (int j = 0; j < 4; ++j) acc[k][j] = Vec16{};
   int i = 0;
   for (; i + 16 <= n; i += 16) {
-    const Vec8 a0 = load8(a + i), a1 = load8(a + i + 8);
-    for (int k = 0; k < 4; ++k) {
-      acc0[k] += a0 * load8(b[k] + i);
-      acc1[k] += a1 * load8(b[k] + i + 8);
+    Vec16 bv[4];
+    for (int j = 0; j < 4; ++j) bv[j] = load16(b + j * stride + i);
+    for (int k = 0; k < Rows; ++k) {
+      const Vec16 av = load16(a[k] + i);
+      for (int j = 0; j < 4; ++j) acc[k][j] += av * bv[j];
     }
   }
-  if (i + 8 <= n) {
-    const Vec8 a0 = load8(a + i);
-    for (int k = 0; k < 4; ++k) acc0[k] += a0 * load8(b[k] + i);
-    i += 8;
-  }
-  for (int k = 0; k < 4; ++k) {
-    float tail = 0.0f;
-    for (int j = i; j < n; ++j) tail += a[j] * b[k][j];
-    out[k] = fold(acc0[k], acc1[k], tail);
+  // The rest exactly as dot() does it.
+  for (int k = 0; k < Rows; ++k)
+    for (int j = 0; j < 4; ++j) {
+      const float* bj = b + j * stride;
+      Vec8 acc0 = __builtin_shufflevector(acc[k][j], acc[k][j], 0, 1, 2, 3, 4, 5, 6, 7);
+      const Vec8 acc1 = __builtin_shufflevector(acc[k][j], acc[k][j], 8, 9, 10, 11, 12, 13, 14, 15);
+      int t = i;
+      if (t + 8 <= n) {
+        acc0 += load8(a[k] + t) * load8(bj + t);
+        t += 8;
+      }
+      float tail = 0.0f;
+      for (; t < n; ++t) tail += a[k][t] * bj[t];
+      out[k * 4 + j] = fold(acc0, acc1, tail);
+    }
+}
+
+}  // namespace
+
+void dot_block(const float* const a[], int rows, const float* b, size_t stride, int n, float out[16]) {
+  for (int k0 = 0; k0 < rows; k0 += kDotRows) {
+    const int k = std::min(kDotRows, rows - k0);
+    switch (k) {
+      case 1: dot_rows<1>(a + k0, b, stride, n, out + 4 * k0); break;
+      case 2: dot_rows<2>(a + k0, b, stride, n, out + 4 * k0); break;
+      case 3: dot_rows<3>(a + k0, b, stride, n, out + 4 * k0); break;
+      default: dot_rows<kDotRows>(a + k0, b, stride, n, out + 4 * k0); break;
+    }
   }
 }
 
@@ -102,10 +142,63 @@ void add_scaled(float* y, float a, const float* x, int n) {
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-void add_scaled4(float* y, const float a[4], const float* const x[4], int n) {
-  const float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
-  for (int i = 0; i < n; ++i) y[i] = (((y[i] + a0 * x0[i]) + a1 * x1[i]) + a2 * x2[i]) + a3 * x3[i];
+namespace {
+
+// Vectors of 16 per output row held in registers: 4 with 512-bit
+// registers (16 accumulators of 32), 1 otherwise.
+#ifdef __AVX512F__
+constexpr int kRunVectors = 4;
+#else
+constexpr int kRunVectors = 1;
+#endif
+
+template <int Rows, int Vectors>
+void add_scaled_block(float* const y[], const float* const a[], const float* x, size_t stride, int count) {
+  Vec16 acc[Rows][Vectors];
+  for (int k = 0; k < Rows; ++k)
+    for (int v = 0; v < Vectors; ++v) acc[k][v] = load16(y[k] + 16 * v);
+  for (int s = 0; s < count; ++s) {
+    const float* xs = x + static_cast<size_t>(s) * stride;
+    Vec16 xv[Vectors];
+    for (int v = 0; v < Vectors; ++v) xv[v] = load16(xs + 16 * v);
+    for (int k = 0; k < Rows; ++k) {
+      const float w = a[k][s];
+      for (int v = 0; v < Vectors; ++v) acc[k][v] += w * xv[v];
+    }
+  }
+  for (int k = 0; k < Rows; ++k)
+    for (int v = 0; v < Vectors; ++v) std::memcpy(y[k] + 16 * v, &acc[k][v], sizeof(Vec16));
+}
+
+template <int Vectors>
+void add_scaled_block_rows(float* const y[], const float* const a[], int rows, const float* x, size_t stride, int count) {
+  switch (rows) {
+    case 1: return add_scaled_block<1, Vectors>(y, a, x, stride, count);
+    case 2: return add_scaled_block<2, Vectors>(y, a, x, stride, count);
+    case 3: return add_scaled_block<3, Vectors>(y, a, x, stride, count);
+    default: return add_scaled_block<4, Vectors>(y, a, x, stride, count);
+  }
+}
+
+}  // namespace
+
+void add_scaled_run(float* const y[], const float* const a[], int rows, const float* x, size_t stride, int count, int n) {
+  int i = 0;
+  float* yi[4];
+  const auto at = [&](int offset) {
+    for (int k = 0; k < rows; ++k) yi[k] = y[k] + offset;
+  };
+  for (; i + 16 * kRunVectors <= n; i += 16 * kRunVectors) {
+    at(i);
+    add_scaled_block_rows<kRunVectors>(yi, a, rows, x + i, stride, count);
+  }
+  for (; i + 16 <= n; i += 16) {
+    at(i);
+    add_scaled_block_rows<1>(yi, a, rows, x + i, stride, count);
+  }
+  if (i < n)
+    for (int k = 0; k < rows; ++k)
+      for (int s = 0; s < count; ++s) add_scaled(y[k] + i, a[k][s], x + static_cast<size_t>(s) * stride + i, n - i);
 }
 
 }  // namespace mote

@@ -10,6 +10,7 @@
 #include "mote/model/expert_mask.h"
 #include "mote/model/loaded_model.h"
 #include "mote/util/error.h"
+#include "mote/util/parallel.h"
 #include "model_files.h"
 
 namespace mote {
@@ -77,6 +78,39 @@ TEST(Generator, BatchingAndChunkingGiveBitIdenticalResults) {
     EXPECT_EQ(r.logits.size(), static_cast<size_t>(r.positions) * 4096);
     EXPECT_EQ(r.route_experts.size(), static_cast<size_t>(r.positions) * 5 * 4);
   }
+}
+
+// Attention cuts its work two ways: a task per sequence when there are
+// many, or (decode of few sequences on a long context) each sequence's
+// scores by positions and its weighted sums by latent columns, shared by
+// the threads. A long sequence decoded alone takes the second way, in a
+// batch of four the first, at one thread neither: the same bits every time.
+TEST(Generator, LongContextDecodeIsTheSameAloneInABatchAndOnOneThread) {
+  auto requests = golden_requests();
+  std::vector<int32_t> long_prompt;
+  while (long_prompt.size() < 700)
+    for (const auto& r : requests) long_prompt.insert(long_prompt.end(), r.prompt.begin() + 1, r.prompt.end());
+  long_prompt.resize(700);
+  requests.insert(requests.begin(), {long_prompt, nullptr, 99});
+  requests.resize(4);
+  GenerationOptions o;
+  o.max_new_tokens = 6;
+  o.stop_at_eos = false;
+  o.save_logits = true;
+  o.trace = true;
+  const int threads = parallel_threads();
+  set_parallel_threads(2);
+  o.batch_size = 1;
+  const auto alone = run(o, {requests[0]});
+  o.batch_size = 4;
+  const auto batched = run(o, requests);
+  set_parallel_threads(1);
+  o.batch_size = 1;
+  const auto one_thread = run(o, {requests[0]});
+  set_parallel_threads(threads);
+  expect_identical(alone[0], batched[0]);
+  expect_identical(alone[0], one_thread[0]);
+  EXPECT_EQ(alone[0].positions, 705);
 }
 
 // Generating with the last layer's feed-forward for the sampled rows only

@@ -214,26 +214,39 @@ TEST(Ops, DotMatchesADoubleSumAtEveryLength) {
 }
 
 
-// The four-at-once forms are the one-at-a-time ones, bit for bit, at every
-// length around their steps: attention uses either, depending on how many
-// positions a query has left.
-TEST(Ops, FourAtOnceMatchOneAtATimeBitForBit) {
-  constexpr int kMax = 200;
-  std::vector<float> a(kMax), b(4 * kMax);
-  for (int i = 0; i < kMax; ++i) a[i] = std::sin(0.37f * static_cast<float>(i)) * 3.0f;
-  for (int i = 0; i < 4 * kMax; ++i) b[i] = std::cos(0.11f * static_cast<float>(i)) - 0.25f;
-  const float* rows[4] = {b.data(), b.data() + kMax, b.data() + 2 * kMax, b.data() + 3 * kMax};
-  const float weights[4] = {0.3f, -1.7f, 2.9e-3f, 0.61f};
-  for (int n = 0; n <= kMax; ++n) {
-    float together[4];
-    dot4(a.data(), rows, n, together);
-    std::vector<float> y1(a.begin(), a.begin() + n), y4 = y1;
-    for (int k = 0; k < 4; ++k) {
-      EXPECT_EQ(together[k], dot(a.data(), rows[k], n)) << "n = " << n << ", k = " << k;
-      add_scaled(y1.data(), weights[k], rows[k], n);
+// The blocked forms are the one-at-a-time ones, bit for bit, at every
+// length around their steps and for every row count: attention uses either,
+// depending on how many positions a query has left.
+TEST(Ops, BlockedFormsMatchOneAtATimeBitForBit) {
+  constexpr int kMax = 200, kStride = kMax + 3, kCount = 7;
+  std::vector<float> q(4 * kMax), x(kCount * kStride), p(4 * kCount);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = std::sin(0.37f * static_cast<float>(i)) * 3.0f;
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.11f * static_cast<float>(i)) - 0.25f;
+  for (size_t i = 0; i < p.size(); ++i) p[i] = std::sin(1.3f * static_cast<float>(i)) * 0.4f;
+  // A negative zero must stay one, as in add_scaled.
+  x[0] = -0.0f;
+  p[0] = 1.0f;
+  const float* queries[4] = {q.data(), q.data() + kMax, q.data() + 2 * kMax, q.data() + 3 * kMax};
+  const float* weights[4] = {p.data(), p.data() + kCount, p.data() + 2 * kCount, p.data() + 3 * kCount};
+  for (int rows = 1; rows <= 4; ++rows) {
+    for (int n = 0; n <= kMax; ++n) {
+      float block[16];
+      dot_block(queries, rows, x.data(), kStride, n, block);
+      std::vector<std::vector<float>> one(static_cast<size_t>(rows), std::vector<float>(static_cast<size_t>(n), 0.0f));
+      std::vector<std::vector<float>> run = one;
+      float* run_rows[4];
+      for (int k = 0; k < rows; ++k) {
+        for (int j = 0; j < 4; ++j)
+          EXPECT_EQ(block[k * 4 + j], dot(queries[k], x.data() + j * kStride, n)) << "n = " << n << ", row " << k << ", column " << j;
+        for (int s = 0; s < kCount; ++s) add_scaled(one[k].data(), weights[k][s], x.data() + s * kStride, n);
+        run_rows[k] = run[k].data();
+      }
+      add_scaled_run(run_rows, weights, rows, x.data(), kStride, kCount, n);
+      for (int k = 0; k < rows; ++k) {
+        EXPECT_EQ(run[k], one[k]) << "n = " << n << ", rows = " << rows << ", row " << k;
+        if (n > 0) EXPECT_EQ(std::signbit(run[k][0]), std::signbit(one[k][0])) << "n = " << n;
+      }
     }
-    add_scaled4(y4.data(), weights, rows, n);
-    EXPECT_EQ(y4, y1) << "n = " << n;
   }
 }
 

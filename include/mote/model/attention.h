@@ -33,13 +33,27 @@ class MlaAttention {
   float scale_;
   std::vector<float> q_a_, q_, kv_, q_latent_, out_latent_, attn_v_, scores_;
 
-  // Rows [r0, r1) of one sequence x heads [h0, h1): queries that read the same cache entries.
+  // Rows [r0, r1) of one sequence, every head: queries that read the same
+  // cache entries, positions [0, context).
   struct QueryTile {
-    int r0, r1, h0, h1;
+    int r0, r1, context;
+  };
+  // What the score and sum loops of one forward call read.
+  struct Span {
+    int layer, heads, rank;
+    float scale;
+    std::span<const StepRow> rows;
+    const KvCache& cache;
   };
   static constexpr int kTileRows = 4;
   static constexpr int kTilePositions = 8;  // cache entries read by every query of a tile while in L1
+  static constexpr int kSumColumns = 64;    // latent columns of a weighted sum's pass over the cache
   std::vector<QueryTile> tiles_;
+
+  // Query q of a tile is (row r0 + q / heads, head q % heads); returns row * heads + head.
+  static int query_index(const Span& a, const QueryTile& t, int q) { return (t.r0 + q / a.heads) * a.heads + q % a.heads; }
+  void tile_scores_of(const Span& a, const QueryTile& tile, int s0, int s1, float* scores, int stride) const;
+  void tile_sums_of(const Span& a, const QueryTile& tile, int d0, int d1, const float* scores, int stride);
   std::vector<Weight> head_weights_;
   std::vector<MatmulJob> head_products_;
 };

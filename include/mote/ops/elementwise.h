@@ -22,14 +22,18 @@ inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 // vectors) folded in a fixed order: vectorised, and the same result
 // whatever the batch or the thread.
 float dot(const float* a, const float* b, int n);
-// out[k] = dot(a, b[k], n) for k < 4, bit for bit, computed together.
-void dot4(const float* a, const float* const b[4], int n, float out[4]);
+// out[k * 4 + j] = dot(a[k], b + j * stride, n) for k < rows (at most 4)
+// and j < 4, bit for bit: each loaded vector of a and b used four times.
+void dot_block(const float* const a[], int rows, const float* b, size_t stride, int n, float out[16]);
 
 // y[i] += x[i]
 void add_in_place(float* y, const float* x, int n);
 // y[i] += a * x[i]
 void add_scaled(float* y, float a, const float* x, int n);
-// add_scaled(y, a[k], x[k], n) for k = 0..3 in turn, bit for bit, in one pass over y.
-void add_scaled4(float* y, const float a[4], const float* const x[4], int n);
+// For each of `rows` outputs (at most 4): add_scaled(y[k], a[k][s], x + s * stride, n)
+// for s = 0 .. count-1 in turn, bit for bit, with blocks of y held in
+// registers while the run of vectors x passes: weighted sums of many
+// vectors (attention's values) in one pass.
+void add_scaled_run(float* const y[], const float* const a[], int rows, const float* x, size_t stride, int count, int n);
 
 }  // namespace mote
