@@ -41,9 +41,12 @@ po::options_description job_options(JobOptions& job) {
       ("max-step-tokens", po::value(&job.gen.max_step_tokens)->default_value(2048), "prompt tokens fed per step at most")
       ("threads", po::value(&job.threads)->default_value(0),
        "compute threads per rank; 0 uses OMP_NUM_THREADS, else the host's cores shared among the job's ranks on it")
-      ("coordinators", po::value(&job.coordinators)->default_value(1),
-       "ranks 0..K-1 each run attention, routing and sampling for their share of the requests (handed out as they "
-       "free up); every rank serves its routed experts to all of them")
+      ("coordinators", po::value<std::string>()->default_value("all")->notifier([&job](const std::string& k) {
+         job.coordinators = parse_coordinators(k);
+       }),
+       "K or all: ranks 0..K-1 each run attention, routing and sampling for their share of the requests (handed out as "
+       "they free up); every rank serves its routed experts to all of them. all (every rank) is fastest; fewer "
+       "coordinators need less memory, as only they hold the non-expert weights and KV caches")
       ("placement", po::value(&job.placement)->default_value("contiguous"),
        "how routed experts are spread over ranks: contiguous (blocks of experts) or round-robin")
       ("placement-file", po::value(&job.placement_file),
@@ -103,12 +106,14 @@ void print_usage(const po::options_description& options, bool profile) {
                  "with --class-prompts) and phase (prompt or generated tokens), per request and in total, into\n"
                  "--out (docs/ftri.md, docs/hdf5-format.md). Rank the experts afterwards with 'mote rank'.\n"
                  "Under MPI the routed experts are spread over the ranks (--placement) and ranks 0..K-1 run\n"
-                 "the requests (--coordinators K); the counts are bit-identical for any number of ranks and K.\n\n";
+                 "the requests (--coordinators K, by default every rank); the counts are bit-identical for any\n"
+                 "number of ranks and K.\n\n";
   } else {
     std::cout << "Generates a continuation of every prompt with the model and prints it. With --out, also\n"
                  "writes an HDF5 file with the tokens and expert counts of each request (docs/hdf5-format.md).\n"
-                 "Under MPI, ranks 0..K-1 (--coordinators K) run attention, routing and sampling for their\n"
-                 "share of the requests and the routed experts are spread over the ranks (--placement);\n"
+                 "Under MPI, ranks 0..K-1 (--coordinators K, by default every rank) run attention, routing and\n"
+                 "sampling for their share of the requests and the routed experts are spread over the ranks\n"
+                 "(--placement);\n"
                  "results are bit-identical for any number of ranks and coordinators (docs/distributed.md).\n\n";
   }
   std::cout << "Prompt files hold one request per line, JSONL or plain text:\n"

@@ -22,6 +22,21 @@ std::string trim(std::string s) {
 
 }  // namespace
 
+int parse_coordinators(const std::string& text) {
+  if (text == "all") return 0;
+  size_t used = 0;
+  long k = 0;
+  try {
+    k = std::stol(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size()) fail("--coordinators '{}' is neither a number of ranks nor all", short_excerpt(text));
+  if (k < 1) fail("--coordinators {} must be at least 1 (or all: every rank)", k);
+  if (k > 1'000'000) fail("--coordinators {} is more ranks than any job has", k);
+  return static_cast<int>(k);
+}
+
 std::string short_excerpt(std::string_view text, size_t max) {
   std::string out;
   size_t shown = 0;

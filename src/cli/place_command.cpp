@@ -22,12 +22,13 @@ namespace mote {
 
 int run_place(const std::vector<std::string>& args, const std::string&, MpiSession& mpi) {
   std::string profile_path, out, model, mem;
+  std::string coordinators;
   LoadPlacementSpec spec;
   po::options_description options("Options");
   options.add_options()
       ("profile", po::value(&profile_path), "profile (or generate) HDF5 file whose expert counts give the load")
       ("ranks,n", po::value(&spec.world_size)->default_value(1), "world size (MPI ranks) of the job to place")
-      ("coordinators", po::value(&spec.coordinators)->default_value(1), "coordinators of that job (--coordinators)")
+      ("coordinators", po::value(&coordinators)->default_value("all"), "coordinators of that job (--coordinators): K or all")
       ("coordinator-experts", po::value(&spec.coordinator_experts)->default_value(true, "true"),
        "whether the coordinators also hold routed experts")
       ("class", po::value(&spec.classes)->composing(), "count only this class's tokens (repeatable; default all classes)")
@@ -54,7 +55,9 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   if (profile_path.empty()) fail("give --profile FILE.h5");
   if (out.empty()) fail("give --out FILE for the placement");
   if (spec.world_size < 1) fail("-n {} must be at least 1", spec.world_size);
-  if (spec.coordinators < 1 || spec.coordinators > spec.world_size) {
+  spec.coordinators = parse_coordinators(coordinators);
+  if (spec.coordinators == 0) spec.coordinators = spec.world_size;
+  if (spec.coordinators > spec.world_size) {
     fail("--coordinators {} must be between 1 and the world size {}", spec.coordinators, spec.world_size);
   }
   std::error_code ec;

@@ -16,14 +16,14 @@ namespace mote {
 int run_plan(const std::vector<std::string>& args, const std::string&, MpiSession& mpi) {
   PlanRequest req;
   ThroughputRequest speed;
-  std::string model = default_model_dir(), mem, wire = "f32";
+  std::string model = default_model_dir(), mem, wire = "f32", coordinators;
   bool json = false;
   po::options_description options("Options");
   options.add_options()
       ("model", po::value(&model)->default_value(default_model_dir()),
        "Hugging Face model directory; config.json and model.safetensors.index.json are enough")
       ("ranks,n", po::value(&req.world_size)->default_value(1), "world size (MPI ranks) of the job")
-      ("coordinators", po::value(&req.coordinators)->default_value(1), "coordinators of the job (--coordinators)")
+      ("coordinators", po::value(&coordinators)->default_value("all"), "coordinators of the job (--coordinators): K or all")
       ("placement", po::value(&req.placement)->default_value("contiguous"), "contiguous or round-robin, as for 'mote generate'")
       ("placement-file", po::value(&req.placement_file), "JSON placement file; overrides --placement")
       ("coordinator-experts", po::value(&req.coordinator_experts)->default_value(true, "true"), "whether the coordinators also hold routed experts")
@@ -64,7 +64,9 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
   }
   if (mpi.rank() != 0) return 0;
   if (req.world_size < 1) fail("-n {} must be at least 1", req.world_size);
-  if (req.coordinators < 1 || req.coordinators > req.world_size) {
+  req.coordinators = parse_coordinators(coordinators);
+  if (req.coordinators == 0) req.coordinators = req.world_size;
+  if (req.coordinators > req.world_size) {
     fail("--coordinators {} must be between 1 and the world size {}", req.coordinators, req.world_size);
   }
   if (wire != "f32" && wire != "bf16") fail("--wire-dtype '{}' is not one of f32, bf16", wire);

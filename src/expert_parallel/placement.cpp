@@ -19,7 +19,8 @@ Placement Placement::by_rule(const std::string& kind, int moe_layers, int expert
   if (world_size < 1) fail("world size {} must be at least 1", world_size);
   if (coordinators < 1 || coordinators > world_size) fail("{} coordinators cannot be among {} ranks", coordinators, world_size);
   if (!coordinator_experts && coordinators == world_size && world_size > 1) {
-    fail("every rank is a coordinator and coordinators hold no experts (--coordinator-experts false): no rank would hold them");
+    fail("every rank is a coordinator and coordinators hold no experts (--coordinator-experts false): no rank would hold them; "
+         "give --coordinators K below the world size");
   }
   const bool with_coordinators = coordinator_experts || world_size == 1;
   std::vector<int> holders;

@@ -53,7 +53,7 @@ void validate(const JobOptions& job) {
   if (g.batch_size < 1) fail("--batch-size {} must be at least 1", g.batch_size);
   if (g.max_step_tokens < 1) fail("--max-step-tokens {} must be at least 1", g.max_step_tokens);
   if (job.threads < 0) fail("--threads {} must not be negative", job.threads);
-  if (job.coordinators < 1) fail("--coordinators {} must be at least 1", job.coordinators);
+  if (job.coordinators < 0) fail("--coordinators {} must be at least 1", job.coordinators);
   if (job.checkpoint_every < 0) fail("--checkpoint-every {} must not be negative", job.checkpoint_every);
   if (job.save_logits != "none" && job.save_logits != "all" && job.save_logits != "last" && job.save_logits != "true" &&
       job.save_logits != "false") {
@@ -90,6 +90,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   job.gen.save_logits = job.save_logits == "all" || job.save_logits == "true";
   job.gen.save_last_logits = job.save_logits == "last";
   set_threads(job, mpi);
+  if (job.coordinators == 0) job.coordinators = mpi.size();
   const int rank = mpi.rank(), world = mpi.size(), coordinators = job.coordinators;
   if (coordinators > world) fail("--coordinators {} is more than the job's {} ranks", coordinators, world);
   const bool reader = rank == 0;

@@ -3,8 +3,9 @@
 # job at K = 2 and 3 over world sizes 2-4 must give files bit-identical to
 # one process; a job stopped at one K resumes at another K and world size to
 # the uninterrupted run's file; a stop signal to a coordinator other than
-# rank 0, and a coordinator killed outright, end the job as for K = 1; bad
-# values are refused by name.
+# rank 0, and a coordinator killed outright, end the job as for K = 1;
+# without --coordinators every rank coordinates; bad values are refused by
+# name.
 set -uo pipefail
 root=$1
 export MOTE_BIN=$2
@@ -103,8 +104,17 @@ status=$?
 [ ! -e kill.h5 ] || { echo "FAIL: a result file appeared for the killed job"; exit 1; }
 echo "coordinator 2 killed: mpirun ended the job with status $status after $(( $(date +%s) - start )) s, no result file"
 
+# Without --coordinators every rank coordinates.
+"$run" -n 3 --oversubscribe generate "${golden[@]}" --out default.h5 > /dev/null || { echo "FAIL: default coordinators"; exit 1; }
+same single.h5 default.h5
+k=$(/usr/bin/python3 -c "import h5py, sys; print(int(h5py.File(sys.argv[1], 'r').attrs['coordinators']))" default.h5)
+[ "$k" = 3 ] || { echo "FAIL: a job of 3 ranks without --coordinators ran with $k coordinators, expected 3"; exit 1; }
+echo "world size 3 without --coordinators: 3 coordinators, bit-identical"
+
 # Bad values, named.
 expect_error "--coordinators 0 must be at least 1" "$MOTE_BIN" generate "${golden[@]}" --coordinators 0
+expect_error "--coordinators 'some' is neither a number of ranks nor all" "$MOTE_BIN" generate "${golden[@]}" --coordinators some
+expect_error "give --coordinators K below the world size" "$run" -n 2 --oversubscribe generate "${golden[@]}" --coordinator-experts false
 expect_error "--coordinators 3 is more than the job's 2 ranks" "$run" -n 2 --oversubscribe generate "${golden[@]}" --coordinators 3
 expect_error "every rank is a coordinator and coordinators hold no experts" \
   "$run" -n 2 --oversubscribe generate "${golden[@]}" --coordinators 2 --coordinator-experts false

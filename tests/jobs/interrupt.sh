@@ -53,8 +53,9 @@ kill -TERM "$job"
 wait "$job"
 check_stopped mpi $? 143 --checkpoint-every 4
 
-# SIGINT to rank 2 alone: the coordinator hears of it and stops the job.
-"$root/launch/mote-run" -n 3 --oversubscribe profile "${common[@]}" --checkpoint-every 4 --out shard.h5 > shard.out 2> shard.err &
+# SIGINT to rank 2 alone, an expert rank of a job with one coordinator:
+# the coordinator hears of it and stops the job.
+"$root/launch/mote-run" -n 3 --oversubscribe profile "${common[@]}" --coordinators 1 --checkpoint-every 4 --out shard.h5 > shard.out 2> shard.err &
 job=$!
 wait_for_output shard.out 6
 for pid in $(rank_pids 2 "$MOTE_BIN profile --prompts $work"); do kill -INT "$pid"; done

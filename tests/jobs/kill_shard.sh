@@ -9,7 +9,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"; [ -n "${job:-}" ] && kill -9 "$job" 2>/dev/null' EXIT
 for i in $(seq 1 400); do echo "The secret of a happy life is number $i"; done > "$work/prompts.txt"
 
-"$root/launch/mote-run" -n 3 --oversubscribe generate --prompts "$work/prompts.txt" --max-new-tokens 200 --ignore-eos \
+"$root/launch/mote-run" -n 3 --oversubscribe generate --prompts "$work/prompts.txt" --coordinators 1 --max-new-tokens 200 --ignore-eos \
   --batch-size 4 --out "$work/out.h5" > "$work/stdout.txt" 2> "$work/stderr.txt" &
 job=$!
 

@@ -15,7 +15,7 @@ source "$root/tests/jobs/same_results.sh"
 
 common=(--prompts "$root/configs/prompts/refusal-profile.jsonl" --max-new-tokens 16 --ignore-eos --log-level warn)
 "$MOTE_BIN" profile "${common[@]}" --out profile.h5 > /dev/null || { echo "FAIL: profile"; exit 1; }
-"$MOTE_BIN" place --profile profile.h5 -n 4 --out placement.json > place.txt || { echo "FAIL: place"; cat place.txt; exit 1; }
+"$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 1 --out placement.json > place.txt || { echo "FAIL: place"; cat place.txt; exit 1; }
 cat place.txt
 /usr/bin/python3 - placement.json <<'PY' || exit 1
 import json, sys
@@ -29,12 +29,12 @@ for l, row in enumerate(owner):
     assert after[l] < 1.05, f"layer {l}: placed load {after[l]} is not balanced"
 print("placement: 8 experts per rank per layer; busiest/mean lower than contiguous in every layer")
 PY
-"$MOTE_BIN" place --profile profile.h5 -n 4 --out again.json > /dev/null
+"$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 1 --out again.json > /dev/null
 cmp -s placement.json again.json || { echo "FAIL: two runs wrote different placements"; exit 1; }
 echo "deterministic: the same file twice"
 
-"$run" -n 4 --oversubscribe profile "${common[@]}" --out contiguous.h5 > /dev/null || { echo "FAIL: contiguous run"; exit 1; }
-"$run" -n 4 --oversubscribe profile "${common[@]}" --placement-file placement.json --out placed.h5 > /dev/null \
+"$run" -n 4 --oversubscribe profile "${common[@]}" --coordinators 1 --out contiguous.h5 > /dev/null || { echo "FAIL: contiguous run"; exit 1; }
+"$run" -n 4 --oversubscribe profile "${common[@]}" --coordinators 1 --placement-file placement.json --out placed.h5 > /dev/null \
   || { echo "FAIL: placed run"; exit 1; }
 same contiguous.h5 placed.h5
 same profile.h5 placed.h5

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Crash and resume: a profile job checkpointing every 4 requests is killed
-# (a shard, then in a second run the coordinator) once checkpoints exist;
+# Crash and resume: a profile job with one coordinator, checkpointing every
+# 4 requests, is killed (a shard, then in a second run the coordinator)
+# once checkpoints exist;
 # --resume (at another world size) must end with a file equal to an
 # uninterrupted run's: requests, counts, gate sums, token totals.
 set -uo pipefail
@@ -17,7 +18,7 @@ common=(--prompts "$work/p.jsonl" --max-new-tokens 40 "${base[@]}")
 
 crash_and_resume() {  # crash_and_resume RANK_TO_KILL NAME
   local victim_rank=$1 name=$2
-  "$root/launch/mote-run" -n 3 --oversubscribe profile "${common[@]}" --checkpoint-every 4 --out "$name.h5" > /dev/null 2>&1 &
+  "$root/launch/mote-run" -n 3 --oversubscribe profile "${common[@]}" --coordinators 1 --checkpoint-every 4 --out "$name.h5" > /dev/null 2>&1 &
   local job=$!
   for _ in $(seq 1 300); do
     [ "$(ls "$name.h5.checkpoint"/part-*.h5 2>/dev/null | wc -l)" -ge 2 ] && break

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The golden prompts at world sizes 1-4 with contiguous and round-robin
-# placement (and a coordinator without experts, a placement file, bf16 on
-# the wire): tokens, logits, routing and counters must be bit-identical to
-# the single-process run, which must match the golden reference.
+# The golden prompts at world sizes 1-4 with contiguous placement and one
+# coordinator, and with round-robin placement and every rank coordinating
+# (the default), and a coordinator without experts, a placement file, bf16
+# on the wire: tokens, logits, routing and counters must be bit-identical
+# to the single-process run, which must match the golden reference.
 set -euo pipefail
 root=$1
 run=$root/launch/mote-run
@@ -19,14 +20,15 @@ common=(--prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-l
 source "$root/tests/jobs/same_results.sh"
 
 for n in 1 2 3 4; do
-  for placement in contiguous round-robin; do
-    "$run" -n "$n" --oversubscribe generate "${common[@]}" --placement "$placement" --out "$work/$n-$placement.h5" > /dev/null
-    same "$work/single.h5" "$work/$n-$placement.h5"
-    echo "world size $n, $placement placement: bit-identical"
+  for layout in "contiguous 1" "round-robin all"; do
+    set -- $layout
+    "$run" -n "$n" --oversubscribe generate "${common[@]}" --placement "$1" --coordinators "$2" --out "$work/$n-$1.h5" > /dev/null
+    same "$work/single.h5" "$work/$n-$1.h5"
+    echo "world size $n, $1 placement, coordinators $2: bit-identical"
   done
 done
 
-"$run" -n 3 --oversubscribe generate "${common[@]}" --coordinator-experts false --out "$work/no-coord.h5" > /dev/null
+"$run" -n 3 --oversubscribe generate "${common[@]}" --coordinators 1 --coordinator-experts false --out "$work/no-coord.h5" > /dev/null
 same "$work/single.h5" "$work/no-coord.h5"
 echo "world size 3, coordinator without experts: bit-identical"
 

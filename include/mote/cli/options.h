@@ -58,4 +58,8 @@ uint64_t parse_byte_size(const std::string& text, const char* option);
 // The command line as typed, for provenance.
 std::string joined_command_line(int argc, char** argv);
 
+// --coordinators: a number of ranks (at least 1), or "all" (every rank of
+// the job), returned as 0.
+int parse_coordinators(const std::string& text);
+
 }  // namespace mote

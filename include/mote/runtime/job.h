@@ -30,7 +30,7 @@ struct JobOptions {
   std::string command_line;  // for provenance
   GenerationOptions gen;
   int threads = 0;
-  int coordinators = 1;
+  int coordinators = 0;  // ranks 0..K-1 run the requests; 0: every rank
   std::string log_level = "info";
   std::string placement = "contiguous";
   std::string placement_file;
