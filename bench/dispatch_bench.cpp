@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
       std::vector<uint16_t> shared_storage;
 
       for (const int tokens : {1, 16, 256}) {
-        std::vector<float> x(static_cast<size_t>(tokens) * hidden, 0.25f), out(static_cast<size_t>(tokens) * 8 * hidden), sh(x.size());
+        std::vector<float> x(static_cast<size_t>(tokens) * hidden, 0.25f), sh(x.size());
+        std::vector<const float*> results;
         std::vector<int32_t> experts(static_cast<size_t>(tokens) * 8);
         std::vector<float> weights(experts.size(), 0.125f);
         std::vector<StepRow> rows(static_cast<size_t>(tokens));
@@ -110,7 +111,7 @@ int main(int argc, char** argv) {
             mote_s[mode] = bench::median_seconds(reps, [&] {
               exchange.begin({1, 0, x.data(), tokens, experts.data(), weights.data(), 8, rows});
               if (mode != 2) ffn.forward(shared, x.data(), tokens, sh.data());
-              exchange.finish(out.data());
+              exchange.finish(results);
             });
           }
           while (exchange.serve(true)) {

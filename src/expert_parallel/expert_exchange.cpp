@@ -312,13 +312,26 @@ void ExpertExchange::begin(const ExpertBatch& b) {
   if (!overlap_) wait(payload_request_, "Ialltoallv (payload)");
 }
 
-void ExpertExchange::finish(float* out) {
+void ExpertExchange::finish(std::vector<const float*>& rows) {
   exchange_results();
   const size_t h = static_cast<size_t>(wire_.hidden);
+  rows.assign(static_cast<size_t>(batch_.n) * batch_.top_k, nullptr);
+  // fp32 results are read where they arrived (result_bytes is a multiple
+  // of 4 and the buffer's start is aligned for floats); bf16 ones widened once.
+  size_t entries = 0;
+  for (const auto& e : entries_) entries += e.size();
+  if (wire_.dtype != WireDType::F32) widened_.resize(entries * h);
+  size_t next = 0;
   for (int d = 0; d < world_; ++d) {
     const char* src = returned_.data() + returned_displs_[d];
     for (const int32_t entry : entries_[d]) {
-      get_values(out + static_cast<size_t>(entry) * h, src, wire_.hidden, wire_.dtype);
+      if (wire_.dtype == WireDType::F32) {
+        rows[static_cast<size_t>(entry)] = reinterpret_cast<const float*>(src);
+      } else {
+        float* dst = widened_.data() + next++ * h;
+        get_values(dst, src, wire_.hidden, wire_.dtype);
+        rows[static_cast<size_t>(entry)] = dst;
+      }
       src += wire_.result_bytes();
     }
   }

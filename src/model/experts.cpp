@@ -9,7 +9,7 @@ namespace mote {
 LocalExpertExecutor::LocalExpertExecutor(const ModelWeights& weights, int hidden, int n_experts)
     : weights_(weights), hidden_(hidden), n_experts_(n_experts) {}
 
-void LocalExpertExecutor::finish(float* out) {
+void LocalExpertExecutor::finish(std::vector<const float*>& rows) {
   const int layer = batch_.layer;
   const float* x = batch_.x;
   const int n = batch_.n;
@@ -51,9 +51,8 @@ void LocalExpertExecutor::finish(float* out) {
     jobs_.push_back({&f, gathered_.data() + begin * h, count, results_.data() + begin * h});
   }
   ffn_.forward_many(jobs_);
-  for (size_t j = 0; j < entries; ++j) {
-    std::copy(results_.data() + j * h, results_.data() + (j + 1) * h, out + static_cast<size_t>(order_[j]) * h);
-  }
+  rows.assign(static_cast<size_t>(n) * top_k, nullptr);
+  for (size_t j = 0; j < entries; ++j) rows[static_cast<size_t>(order_[j])] = results_.data() + j * h;
 }
 
 }  // namespace mote

@@ -195,21 +195,20 @@ void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const 
 
   // Routed experts, then the weighted sum in top-k slot order (never in the
   // order results arrive), then the shared expert.
-  expert_out_.resize(static_cast<size_t>(n) * k * hidden);
   experts_->begin({layer, moe_layer, x, n, sent_.data(), gate_weights_.data(), k, rows});
   if (!w.shared.empty()) {
     // Runs while the routed experts' tokens are in flight to their ranks.
     shared_out_.resize(static_cast<size_t>(n) * hidden);
     ffn_.forward(w.shared, x, n, shared_out_.data());
   }
-  experts_->finish(expert_out_.data());
+  experts_->finish(expert_rows_);
   for (int r = 0; r < n; ++r) {
     float* y = out + static_cast<size_t>(r) * hidden;
     std::fill(y, y + hidden, 0.0f);
     for (int s = 0; s < k; ++s) {
       const size_t slot = static_cast<size_t>(r) * k + s;
       if (sent_[slot] < 0) continue;
-      add_scaled(y, gate_weights_[slot], &expert_out_[slot * hidden], hidden);
+      add_scaled(y, gate_weights_[slot], expert_rows_[slot], hidden);
     }
     if (w.shared.empty()) continue;
     const float shared_gain = rows[r].mask != nullptr ? rows[r].mask->shared_gain : 1.0f;

@@ -102,7 +102,7 @@ class ExpertExchange : public ExpertExecutor {
   ExpertExchange(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap = true);
   // A round that sends this rank's tokens of one MoE layer.
   void begin(const ExpertBatch& batch) override;
-  void finish(float* out) override;
+  void finish(std::vector<const float*>& rows) override;
   // A round without tokens of this rank's own, serving the others'.
   // `done`: this rank will send no tokens again. Returns false when every
   // rank reported done: that round was the job's last, and none follows.
@@ -136,6 +136,7 @@ class ExpertExchange : public ExpertExecutor {
   std::vector<int32_t> control_send_, control_recv_;
   std::vector<int> send_records_, recv_records_, recv_layers_, send_bytes_, recv_bytes_, send_displs_, recv_displs_;
   std::vector<char> send_buf_, recv_buf_, results_, returned_;
+  std::vector<float> widened_;  // returned values widened from bf16
   std::vector<int> result_counts_, returned_counts_, result_displs_, returned_displs_;
   std::vector<uint8_t> has_dest_;
   std::vector<size_t> fill_;

@@ -30,9 +30,11 @@ class ExpertExecutor {
   virtual ~ExpertExecutor() = default;
   // Starts the work; the caller may compute the shared expert before finish().
   virtual void begin(const ExpertBatch& batch) = 0;
-  // Writes out[(row * top_k + slot) * hidden ...] = expert(x[row]),
-  // unweighted; empty slots are left untouched.
-  virtual void finish(float* out) = 0;
+  // Sets rows[row * top_k + slot] to expert(x[row]), unweighted: `hidden`
+  // values held by the executor until the next begin(); null for empty
+  // slots. (Pointers rather than a copy into one array: a layer's expert
+  // results are top_k times its input, and the combine reads them once.)
+  virtual void finish(std::vector<const float*>& rows) = 0;
 };
 
 // Computes each expert once over all of its rows: gather, SwiGLU, scatter.
@@ -40,7 +42,7 @@ class LocalExpertExecutor : public ExpertExecutor {
  public:
   LocalExpertExecutor(const ModelWeights& weights, int hidden, int n_experts);
   void begin(const ExpertBatch& batch) override { batch_ = batch; }
-  void finish(float* out) override;
+  void finish(std::vector<const float*>& rows) override;
 
  private:
   ExpertBatch batch_;

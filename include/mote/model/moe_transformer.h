@@ -63,7 +63,8 @@ class MoeTransformer {
 
   // Scratch reused across steps; grows to the largest batch seen.
   std::vector<float> h_, x_, branch_, rope_cos_, rope_sin_, router_logits_, router_scratch_, gate_weights_,
-      expert_out_, shared_out_, final_rows_;
+      shared_out_, final_rows_;
+  std::vector<const float*> expert_rows_;  // each (row, slot)'s expert output, held by the executor
   std::vector<int32_t> chosen_, sent_;
   std::vector<StepRow> sub_rows_;
   std::vector<float> sub_x_, sub_out_;
