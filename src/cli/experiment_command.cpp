@@ -50,8 +50,6 @@ struct Condition {
   }
 };
 
-
-
 struct Spread {
   double mean = 0, sd = 0, min = 0, max = 0;
 };

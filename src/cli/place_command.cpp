@@ -55,11 +55,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   if (profile_path.empty()) fail("give --profile FILE.h5");
   if (out.empty()) fail("give --out FILE for the placement");
   if (spec.world_size < 1) fail("-n {} must be at least 1", spec.world_size);
-  spec.coordinators = parse_coordinators(coordinators);
-  if (spec.coordinators == 0) spec.coordinators = spec.world_size;
-  if (spec.coordinators > spec.world_size) {
-    fail("--coordinators {} must be between 1 and the world size {}", spec.coordinators, spec.world_size);
-  }
+  spec.coordinators = parse_coordinators(coordinators, spec.world_size);
   std::error_code ec;
   if (std::filesystem::exists(out, ec) && std::filesystem::equivalent(out, profile_path, ec)) {
     fail("{}: --out is the profile; the placement would replace it", out);

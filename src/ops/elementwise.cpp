@@ -63,6 +63,19 @@ inline float fold(Vec8 acc0, Vec8 acc1, float tail) {
   return (sum2a + sum2b) + tail;
 }
 
+// dot()'s end from index i on (both accumulators filled up to i): one more
+// 8-lane step into the first where it fits, the rest summed on its own,
+// then the fixed fold.
+inline float dot_rest(Vec8 acc0, Vec8 acc1, const float* a, const float* b, int i, int n) {
+  if (i + 8 <= n) {
+    acc0 += load8(a + i) * load8(b + i);
+    i += 8;
+  }
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return fold(acc0, acc1, tail);
+}
+
 }  // namespace
 
 float dot(const float* a, const float* b, int n) {
@@ -74,13 +87,7 @@ float dot(const float* a, const float* b, int n) {
     acc0 += load8(a + i) * load8(b + i);
     acc1 += load8(a + i + 8) * load8(b + i + 8);
   }
-  if (i + 8 <= n) {
-    acc0 += load8(a + i) * load8(b + i);
-    i += 8;
-  }
-  float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * b[i];
-  return fold(acc0, acc1, tail);
+  return dot_rest(acc0, acc1, a, b, i, n);
 }
 
 namespace {
@@ -110,17 +117,9 @@ void dot_rows(const float* const a[], const float* b, size_t stride, int n, floa
   // The rest exactly as dot() does it.
   for (int k = 0; k < Rows; ++k)
     for (int j = 0; j < 4; ++j) {
-      const float* bj = b + j * stride;
-      Vec8 acc0 = __builtin_shufflevector(acc[k][j], acc[k][j], 0, 1, 2, 3, 4, 5, 6, 7);
+      const Vec8 acc0 = __builtin_shufflevector(acc[k][j], acc[k][j], 0, 1, 2, 3, 4, 5, 6, 7);
       const Vec8 acc1 = __builtin_shufflevector(acc[k][j], acc[k][j], 8, 9, 10, 11, 12, 13, 14, 15);
-      int t = i;
-      if (t + 8 <= n) {
-        acc0 += load8(a[k] + t) * load8(bj + t);
-        t += 8;
-      }
-      float tail = 0.0f;
-      for (; t < n; ++t) tail += a[k][t] * bj[t];
-      out[k * 4 + j] = fold(acc0, acc1, tail);
+      out[k * 4 + j] = dot_rest(acc0, acc1, a[k], b + j * stride, i, n);
     }
 }
 

@@ -85,14 +85,18 @@ void set_threads(JobOptions& job, const MpiSession& mpi) {
   job.threads = parallel_threads();
 }
 
+void set_coordinators(JobOptions& job, int world) {
+  if (job.coordinators == 0) job.coordinators = world;
+  if (job.coordinators > world) fail("--coordinators {} is more than the job's {} ranks", job.coordinators, world);
+}
+
 int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   validate(job);
   job.gen.save_logits = job.save_logits == "all" || job.save_logits == "true";
   job.gen.save_last_logits = job.save_logits == "last";
   set_threads(job, mpi);
-  if (job.coordinators == 0) job.coordinators = mpi.size();
+  set_coordinators(job, mpi.size());
   const int rank = mpi.rank(), world = mpi.size(), coordinators = job.coordinators;
-  if (coordinators > world) fail("--coordinators {} is more than the job's {} ranks", coordinators, world);
   const bool reader = rank == 0;
 
   // 1. The output. It must not be one of the job's inputs (checked again

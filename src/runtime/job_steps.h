@@ -164,4 +164,8 @@ void write_job_attributes(hid_t root, const JobOptions& options, const ModelConf
 // shared among the job's ranks on it.
 void set_threads(JobOptions& job, const MpiSession& mpi);
 
+// --coordinators against the world size: 0 (all) becomes every rank; more
+// than the job's ranks is an error.
+void set_coordinators(JobOptions& job, int world);
+
 }  // namespace mote

@@ -572,8 +572,7 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
   JobOptions& job = options.job;
   set_threads(job, mpi);
   const int rank = mpi.rank(), world = mpi.size();
-  if (job.coordinators == 0) job.coordinators = world;
-  if (job.coordinators > world) fail("--coordinators {} is more than the job's {} ranks", job.coordinators, world);
+  set_coordinators(job, world);
   const bool reader = rank == 0;
 
   // 1. The output, which must be none of the inputs.

@@ -50,8 +50,6 @@ class MlaAttention {
   static constexpr int kSumColumns = 64;    // latent columns of a weighted sum's pass over the cache
   std::vector<QueryTile> tiles_;
 
-  // Query q of a tile is (row r0 + q / heads, head q % heads); returns row * heads + head.
-  static int query_index(const Span& a, const QueryTile& t, int q) { return (t.r0 + q / a.heads) * a.heads + q % a.heads; }
   void tile_scores_of(const Span& a, const QueryTile& tile, int s0, int s1, float* scores, int stride) const;
   void tile_sums_of(const Span& a, const QueryTile& tile, int d0, int d1, const float* scores, int stride);
   std::vector<Weight> head_weights_;
