@@ -130,7 +130,7 @@ inline __m512 load8_fp8_wide(const std::byte* p) {
 // a remainder of 8 or more, scalar for the rest; the same for any NT. With
 // kShared (the NR rows lie in one 128-row block, so share their scales)
 // the block scale multiplies the activations once instead of every weight.
-template <int NT, int NR, bool kShared>
+template <int NT, int NR, bool kShared, bool kPrefetch>
 void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
   const int cols = w.cols;
   __m512 acc[NT][NR];
@@ -142,6 +142,11 @@ void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, c
     __m512 scale[NR];
     for (int r = 0; r < NR; ++r) scale[r] = _mm512_set1_ps(w.scale(row + r, block_begin) * 256.0f);
     for (; i + 16 <= block_end; i += 16) {
+      if constexpr (kPrefetch) {
+        // As in micro_kernel_512: the next row block, one instruction in a loop.
+#pragma GCC unroll 1
+        for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(i)), _MM_HINT_T0);
+      }
       __m512 wv[NR];
       for (int r = 0; r < NR; ++r) {
         wv[r] = load16_fp8(wp + r * ws + static_cast<size_t>(i));
@@ -217,15 +222,19 @@ void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byt
   for (int t = 0; t < NT; ++t)
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[t][r] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(spill + 16 * (t * NR + r));
-  // One 16-column step; masked for the row's last columns.
+  // One 16-column step; masked for the row's last columns. With one or two
+  // tokens the step waits on memory, so it prefetches the next row block.
+  // The prefetches stay one instruction in a loop: unrolled into NR
+  // instructions next to the NR loads, decode streamed 10-15% slower (more
+  // instruction addresses for the core's stride prefetcher to track).
 #define MOTE_STEP_512(I, M)                                                                    \
   {                                                                                            \
-    __m512 wv[NR];                                                                             \
-    _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) wv[r] = load16<DT>(wp + r * ws + static_cast<size_t>(I) * esize, M); \
     if constexpr (NT <= 2) {                                                                   \
-      _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r)                                     \
+      _Pragma("GCC unroll 1") for (int r = 0; r < NR; ++r)                                     \
         _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(I) * esize), _MM_HINT_T0); \
     }                                                                                          \
+    __m512 wv[NR];                                                                             \
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) wv[r] = load16<DT>(wp + r * ws + static_cast<size_t>(I) * esize, M); \
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; ++t) {                                     \
       const __m512 xv = _mm512_maskz_loadu_ps(M, x + t * xs + (I));                            \
       _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]); \
@@ -265,6 +274,11 @@ inline void tokens_512(const float* x, size_t xs, int n, const Weight& w, const 
 
 template <DType DT, int NR>
 void rows_block_512(const float* x, size_t xs, int n, const Weight& w, const std::byte* wp, size_t ws, float* y, size_t ys) {
+  if (n == 1) {
+    // One pass over the rows: the same lane order as the chunks below.
+    micro_kernel_512<DT, 1, NR>(x, xs, w, wp, ws, 0, w.cols, nullptr, y, ys);
+    return;
+  }
   thread_local std::vector<float> spill;
   spill.resize(static_cast<size_t>(n + kTokenTile) * NR * 16);
   for (int k0 = 0; k0 < w.cols; k0 += kColumnChunk)
@@ -282,7 +296,7 @@ inline bool rows_share_scales(const Weight& w, int row, int nr) {
 // (token, row) pair owns one accumulator and sees the same sequence of
 // operations whatever NT and NR are. FP8 rows are walked block by block so
 // each 128-column block's scale is loaded once.
-template <DType DT, int NT, int NR, bool kShared = false>
+template <DType DT, int NT, int NR, bool kShared = false, bool kPrefetch = false>
 void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
   constexpr size_t esize = kElementSize<DT>;
   const int cols = w.cols;
@@ -298,6 +312,12 @@ void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std
       for (int r = 0; r < NR; ++r) scale[r] = fp8_scale(w, row + r, block_begin);
     }
     for (; i + 8 <= block_end; i += 8) {
+      // As in micro_kernel_512: the next row block, one instruction in a
+      // loop; for FP8, short of instructions here, once per 64-byte line.
+      if (kPrefetch && (DT != DType::F8_E4M3 || i % 64 == 0)) {
+#pragma GCC unroll 1
+        for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(i) * esize), _MM_HINT_T0);
+      }
       __m256 wv[NR];
       for (int r = 0; r < NR; ++r) {
         if constexpr (DT == DType::F8_E4M3) {
@@ -331,11 +351,17 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
     const bool shared = rows_share_scales(w, row, NR);
     int t = 0;
 #if defined(__AVX512F__)
-    const auto kernel2 = shared ? micro_kernel_fp8_512<2, NR, true> : micro_kernel_fp8_512<2, NR, false>;
-    const auto kernel1 = shared ? micro_kernel_fp8_512<1, NR, true> : micro_kernel_fp8_512<1, NR, false>;
+    // Prefetching pays where one or two tokens leave the step waiting on
+    // memory (decode), and costs a fifth of a larger batch's speed.
+    const auto kernel2 = n > 2 ? (shared ? micro_kernel_fp8_512<2, NR, true, false> : micro_kernel_fp8_512<2, NR, false, false>)
+                               : (shared ? micro_kernel_fp8_512<2, NR, true, true> : micro_kernel_fp8_512<2, NR, false, true>);
+    const auto kernel1 = n > 2 ? (shared ? micro_kernel_fp8_512<1, NR, true, false> : micro_kernel_fp8_512<1, NR, false, false>)
+                               : (shared ? micro_kernel_fp8_512<1, NR, true, true> : micro_kernel_fp8_512<1, NR, false, true>);
 #else
-    const auto kernel2 = shared ? micro_kernel<DT, 2, NR, true> : micro_kernel<DT, 2, NR, false>;
-    const auto kernel1 = shared ? micro_kernel<DT, 1, NR, true> : micro_kernel<DT, 1, NR, false>;
+    const auto kernel2 = n > 2 ? (shared ? micro_kernel<DT, 2, NR, true> : micro_kernel<DT, 2, NR, false>)
+                               : (shared ? micro_kernel<DT, 2, NR, true, true> : micro_kernel<DT, 2, NR, false, true>);
+    const auto kernel1 = n > 2 ? (shared ? micro_kernel<DT, 1, NR, true> : micro_kernel<DT, 1, NR, false>)
+                               : (shared ? micro_kernel<DT, 1, NR, true, true> : micro_kernel<DT, 1, NR, false, true>);
 #endif
     for (; t + 2 <= n; t += 2) kernel2(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
     if (t < n) kernel1(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
@@ -345,6 +371,11 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
   rows_block_512<DT, NR>(x, xs, n, w, wp, ws, y, ys);
 #else
   int t = 0;
+  if (n <= 2) {  // decode: prefetching pays
+    if (n == 2) micro_kernel<DT, 2, NR, false, true>(x, xs, w, row, wp, ws, y, ys);
+    else micro_kernel<DT, 1, NR, false, true>(x, xs, w, row, wp, ws, y, ys);
+    return;
+  }
   for (; t + 2 <= n; t += 2) micro_kernel<DT, 2, NR>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
   if (t < n) micro_kernel<DT, 1, NR>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
 #endif
