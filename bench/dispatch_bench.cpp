@@ -3,12 +3,15 @@
 // tokens per step. Run under MPI:
 //   MOTE_BIN=build/bench/dispatch_bench launch/mote-run -n 4 --oversubscribe run
 // Experts are synthetic with a tiny FFN width (8); their work on the busiest
-// rank (gathering the entries, the FFNs) is measured in the runs without
-// the shared expert and subtracted from them to give the exchange's time.
+// rank (gathering the entries, the FFNs) is measured in each layer without
+// the shared expert and subtracted from it to give the exchange's time,
+// which is timed in turn with the raw collectives.
 // Rank 0 also times a shared-expert-sized FFN between begin() and finish(), with and without leaving the payload in
 // flight meanwhile (overlap). Prints one JSON object per configuration.
 #include <mpi.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <random>
 
@@ -24,30 +27,48 @@ using namespace mote;
 
 // Raw MPI: the same control Alltoall and two Alltoallv with the same byte
 // counts as mote's exchange, no packing, no compute.
-double raw_exchange(int reps, int world, int rank, const std::vector<int>& records_to, size_t record_bytes,
-                    const std::vector<int>& entries_to, size_t result_bytes) {
-  std::vector<int> send(static_cast<size_t>(world) * 2), recv(send.size());
-  std::vector<int> sb(world), rb(world), sd(world), rd(world), qb(world), pb(world), qd(world), pd(world);
-  std::vector<char> sbuf, rbuf, qbuf, pbuf;
-  return bench::median_seconds(reps, [&] {
-    for (int r = 0; r < world; ++r) {
-      send[2 * r] = rank == 0 ? records_to[r] : 0;
-      send[2 * r + 1] = rank == 0 ? entries_to[r] : 0;
+class RawExchange {
+ public:
+  RawExchange(int world, int rank, const std::vector<int>& records_to, size_t record_bytes, const std::vector<int>& entries_to,
+              size_t result_bytes)
+      : world_(world), rank_(rank), records_to_(records_to), entries_to_(entries_to), record_bytes_(record_bytes),
+        result_bytes_(result_bytes), send_(static_cast<size_t>(world) * 2), recv_(send_.size()), sb_(world), rb_(world), sd_(world),
+        rd_(world), qb_(world), pb_(world), qd_(world), pd_(world) {}
+
+  // Seconds of one exchange.
+  double once() {
+    const auto start = std::chrono::steady_clock::now();
+    for (int r = 0; r < world_; ++r) {
+      send_[2 * r] = rank_ == 0 ? records_to_[r] : 0;
+      send_[2 * r + 1] = rank_ == 0 ? entries_to_[r] : 0;
     }
-    MPI_Alltoall(send.data(), 2, MPI_INT, recv.data(), 2, MPI_INT, MPI_COMM_WORLD);
+    MPI_Alltoall(send_.data(), 2, MPI_INT, recv_.data(), 2, MPI_INT, MPI_COMM_WORLD);
     size_t st = 0, rt = 0, qt = 0, pt = 0;
-    for (int r = 0; r < world; ++r) {
-      sb[r] = static_cast<int>(send[2 * r] * record_bytes);
-      rb[r] = static_cast<int>(recv[2 * r] * record_bytes);
-      qb[r] = static_cast<int>(recv[2 * r + 1] * result_bytes);  // results go back to the sender
-      pb[r] = static_cast<int>(send[2 * r + 1] * result_bytes);
-      sd[r] = static_cast<int>(st), rd[r] = static_cast<int>(rt), qd[r] = static_cast<int>(qt), pd[r] = static_cast<int>(pt);
-      st += sb[r], rt += rb[r], qt += qb[r], pt += pb[r];
+    for (int r = 0; r < world_; ++r) {
+      sb_[r] = static_cast<int>(send_[2 * r] * record_bytes_);
+      rb_[r] = static_cast<int>(recv_[2 * r] * record_bytes_);
+      qb_[r] = static_cast<int>(recv_[2 * r + 1] * result_bytes_);  // results go back to the sender
+      pb_[r] = static_cast<int>(send_[2 * r + 1] * result_bytes_);
+      sd_[r] = static_cast<int>(st), rd_[r] = static_cast<int>(rt), qd_[r] = static_cast<int>(qt), pd_[r] = static_cast<int>(pt);
+      st += sb_[r], rt += rb_[r], qt += qb_[r], pt += pb_[r];
     }
-    sbuf.resize(st + 1), rbuf.resize(rt + 1), qbuf.resize(qt + 1), pbuf.resize(pt + 1);
-    MPI_Alltoallv(sbuf.data(), sb.data(), sd.data(), MPI_BYTE, rbuf.data(), rb.data(), rd.data(), MPI_BYTE, MPI_COMM_WORLD);
-    MPI_Alltoallv(qbuf.data(), qb.data(), qd.data(), MPI_BYTE, pbuf.data(), pb.data(), pd.data(), MPI_BYTE, MPI_COMM_WORLD);
-  });
+    sbuf_.resize(st + 1), rbuf_.resize(rt + 1), qbuf_.resize(qt + 1), pbuf_.resize(pt + 1);
+    MPI_Alltoallv(sbuf_.data(), sb_.data(), sd_.data(), MPI_BYTE, rbuf_.data(), rb_.data(), rd_.data(), MPI_BYTE, MPI_COMM_WORLD);
+    MPI_Alltoallv(qbuf_.data(), qb_.data(), qd_.data(), MPI_BYTE, pbuf_.data(), pb_.data(), pd_.data(), MPI_BYTE, MPI_COMM_WORLD);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+ private:
+  int world_, rank_;
+  std::vector<int> records_to_, entries_to_;
+  size_t record_bytes_, result_bytes_;
+  std::vector<int> send_, recv_, sb_, rb_, sd_, rd_, qb_, pb_, qd_, pd_;
+  std::vector<char> sbuf_, rbuf_, qbuf_, pbuf_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -83,7 +104,6 @@ int main(int argc, char** argv) {
       ExpertWorker worker(m->weights, c, placement, rank, wire, nullptr);  // counts nothing
       // A shared expert of DeepSeek-V3's proportions for this hidden size.
       FfnWeights shared = m->weights.layers[1].shared;
-      std::vector<uint16_t> shared_storage;
 
       for (const int tokens : {1, 16, 256}) {
         std::vector<float> x(static_cast<size_t>(tokens) * hidden, 0.25f), sh(x.size());
@@ -98,32 +118,23 @@ int main(int argc, char** argv) {
           std::shuffle(pool.begin(), pool.end(), gen);
           for (int s = 0; s < 8; ++s) experts[t * 8 + s] = pool[s];
         }
-        // Modes: 0 no overlap, 1 overlap (both with the shared expert
-        // between begin and finish), 2 the exchange and the experts alone.
-        double mote_s[3] = {0, 0, 0};
-        double mode_compute = 0;  // this rank's expert compute in mode 2
-        for (const int mode : {0, 1, 2}) {
-          const bool overlap = mode == 1;
-          const double compute_before = worker.compute_seconds();
-          ExpertExchange exchange(MPI_COMM_WORLD, placement, wire, worker, overlap);
+        // With the shared expert between begin() and finish(): 0 without
+        // overlap, 1 with.
+        double mote_s[2] = {0, 0};
+        for (const int mode : {0, 1}) {
+          ExpertExchange exchange(MPI_COMM_WORLD, placement, wire, worker, mode == 1);
           if (rank == 0) {
             Ffn ffn;
             mote_s[mode] = bench::median_seconds(reps, [&] {
               exchange.begin({1, 0, x.data(), tokens, experts.data(), weights.data(), 8, rows});
-              if (mode != 2) ffn.forward(shared, x.data(), tokens, sh.data());
+              ffn.forward(shared, x.data(), tokens, sh.data());
               exchange.finish(results);
             });
           }
           while (exchange.serve(true)) {
           }
-          if (mode == 2) mode_compute = worker.compute_seconds() - compute_before;
         }
-        // Mean expert compute per layer (gathering the entries, the experts'
-        // FFNs) on the busiest rank, in the runs without the shared expert.
-        const double my_compute = mode_compute / (reps + 1);
-        double compute_s = 0;
-        MPI_Reduce(&my_compute, &compute_s, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-        // The byte counts mote moved, for the raw comparison.
+        // The byte counts mote moves, for the raw comparison.
         std::vector<int> records_to(world, 0), entries_to(world, 0);
         for (int t = 0; t < tokens; ++t) {
           std::vector<int> hit(world, 0);
@@ -134,20 +145,49 @@ int main(int argc, char** argv) {
           }
           for (int d = 0; d < world; ++d) records_to[d] += hit[d];
         }
+        // The exchange and the experts alone against the raw collectives,
+        // in turn (this machine's speed drifts within seconds): one layer
+        // through mote's exchange, less the experts' work on the busiest
+        // rank (gathering the entries, the FFNs, writing the results), over
+        // the raw collectives' time right after it; the median of the pairs.
+        RawExchange raw(world, rank, records_to, wire.record_bytes(), entries_to, wire.result_bytes());
+        ExpertExchange exchange(MPI_COMM_WORLD, placement, wire, worker, true);
+        std::vector<double> layer_s, compute_s, raw_s, ratios;
+        const int pairs = 41;  // each pair's ratio varies by a third
+        for (int rep = -1; rep < pairs; ++rep) {  // the first pair warms up
+          MPI_Barrier(MPI_COMM_WORLD);
+          const double compute_before = worker.compute_seconds();
+          const auto start = std::chrono::steady_clock::now();
+          if (rank == 0) {
+            exchange.begin({1, 0, x.data(), tokens, experts.data(), weights.data(), 8, rows});
+            exchange.finish(results);
+          } else {
+            exchange.serve(false);
+          }
+          const double layer = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          const double mine = worker.compute_seconds() - compute_before;
+          double busiest = 0;
+          MPI_Allreduce(&mine, &busiest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+          MPI_Barrier(MPI_COMM_WORLD);
+          const double r = raw.once();
+          if (rep < 0) continue;
+          layer_s.push_back(layer), compute_s.push_back(busiest), raw_s.push_back(r);
+          ratios.push_back((layer - busiest) / r);
+        }
+        while (exchange.serve(true)) {
+        }
         Ffn ffn;
         const double shared_s = rank == 0 ? bench::median_seconds(reps, [&] { ffn.forward(shared, x.data(), tokens, sh.data()); }) : 0;
-        const double raw = raw_exchange(reps, world, rank, records_to, wire.record_bytes(), entries_to, wire.result_bytes());
         if (rank == 0) {
           size_t bytes = 0;
           for (int d = 0; d < world; ++d) bytes += records_to[d] * wire.record_bytes() + entries_to[d] * wire.result_bytes();
           std::printf(
               "{\"bench\": \"dispatch\", \"world_size\": %d, \"hidden\": %d, \"tokens\": %d, \"top_k\": 8, \"bytes_moved\": %zu, "
               "\"mote_layer_s\": %.3e, \"mote_layer_no_overlap_s\": %.3e, \"shared_expert_s\": %.3e, \"expert_compute_s\": %.3e, "
-              "\"mote_exchange_and_experts_s\": %.3e, \"raw_mpi_s\": %.3e, \"mote_exchange_over_raw\": %.2f, "
+              "\"mote_exchange_and_experts_s\": %.3e, \"raw_mpi_s\": %.3e, \"mote_exchange_over_raw\": %.3f, "
               "\"overlap_gain\": %.3f}\n",
-              world, hidden, tokens, bytes, mote_s[1], mote_s[0], shared_s, compute_s, mote_s[2], raw,
-              // The exchange: the layer without the shared expert, less the experts' work.
-              (mote_s[2] - compute_s) / raw, mote_s[0] / mote_s[1]);
+              world, hidden, tokens, bytes, mote_s[1], mote_s[0], shared_s, median(compute_s), median(layer_s), median(raw_s),
+              median(ratios), mote_s[0] / mote_s[1]);
           std::fflush(stdout);
         }
       }

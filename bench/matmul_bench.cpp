@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
                                    : 0;
       std::printf("{\"bench\": \"matmul\", \"shape\": \"%s\", \"rows\": %d, \"cols\": %d, \"tokens\": %d, \"threads\": %d", s.name,
                   s.rows, s.cols, n, omp_get_max_threads());
-      if (run_mote) std::printf(", \"mote_bf16_s\": %.3e, \"mote_gflops\": %.2f, \"mote_weight_gbps\": %.2f", ours, flops / ours / 1e9, count * 2.0 / ours / 1e9);
+      if (run_mote) std::printf(", \"mote_bf16_s\": %.3e, \"mote_gflops\": %.2f, \"mote_weight_gbps\": %.2f", ours, flops / ours / 1e9, static_cast<double>(count) * 2.0 / ours / 1e9);
       if (run_blas) std::printf(", \"openblas_fp32_s\": %.3e, \"openblas_gflops\": %.2f", blas, flops / blas / 1e9);
       if (run_mote && run_blas) std::printf(", \"speedup_vs_openblas\": %.3f", blas / ours);
       std::printf("}\n");

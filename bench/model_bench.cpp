@@ -8,7 +8,9 @@
 // B sequences of P/4 tokens prefilled together, then G tokens each decoded together. Prints one JSON
 // object: medians over R runs, the bytes of weights and KV cache each
 // decode step reads, and the peak RSS (after the single-sequence runs, and
-// at the end).
+// after the batch). With --bandwidth-pairs N, N more decode runs from an
+// empty context, each next to a read pass over 1 GiB in this process: the
+// read bandwidth and the decode's share of it (decode_bandwidth_ratio).
 #include <omp.h>
 
 #include <algorithm>
@@ -27,6 +29,7 @@
 #include "mote/ops/matmul.h"
 #include "mote/runtime/generator.h"
 #include "mote/util/memory.h"
+#include "mote/util/parallel.h"
 
 namespace {
 
@@ -131,11 +134,31 @@ double interleaved_depth_ratio(const LoadedModel& m, int prompt, int gen, bool s
 }
 
 
+// Read bandwidth in this process, with the threads that decode: the median
+// seconds of passes over `buffer`, which is larger than the caches, each
+// thread summing chunks of 16 MiB as it claims them.
+double read_pass_seconds(const std::vector<float>& buffer, int passes) {
+  constexpr size_t kChunk = size_t{1} << 22;
+  const int chunks = static_cast<int>(buffer.size() / kChunk);
+  std::vector<double> times;
+  std::vector<float> sums(static_cast<size_t>(parallel_threads()));
+  for (int p = 0; p < passes; ++p) {
+    const auto start = std::chrono::steady_clock::now();
+    parallel_for(chunks, [&](int chunk, int thread) {
+      sums[static_cast<size_t>(thread)] += bench::sum_floats(buffer.data() + static_cast<size_t>(chunk) * kChunk, kChunk);
+    });
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  volatile float sink = sums[0];
+  (void)sink;
+  return median(times);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string dir = MOTE_DEFAULT_MODEL_DIR;
-  int prompt = 512, gen = 128, reps = 3, batch = 0;
+  int prompt = 512, gen = 128, reps = 3, batch = 0, bandwidth_pairs = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
@@ -143,10 +166,11 @@ int main(int argc, char** argv) {
     else if (a == "--gen") gen = next();
     else if (a == "--reps") reps = next();
     else if (a == "--batch") batch = next();
+    else if (a == "--bandwidth-pairs") bandwidth_pairs = next();
     else dir = a;
   }
   if (prompt < 4 || gen < 2 || reps < 1) {
-    std::fprintf(stderr, "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B]\n");
+    std::fprintf(stderr, "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B] [--bandwidth-pairs N]\n");
     return 2;
   }
   const auto m = load_model(dir);
@@ -181,6 +205,26 @@ int main(int argc, char** argv) {
   // Positions read from the cache per step, averaged over the G steps.
   const double kv_entry_bytes = static_cast<double>(c.num_hidden_layers) * KvCache(c, 1).entry_size() * sizeof(float);
   const double kv_d0 = kv_entry_bytes * gen / 2, kv_dp = kv_entry_bytes * (prompt + gen / 2.0);
+  const uint64_t rss_end = peak_rss_bytes();  // before the bandwidth buffer below
+  // Decode from an empty context and a read pass over 1 GiB in turn
+  // (A B B A ...): this machine's speed drifts by a third within minutes,
+  // so a bandwidth measured at another time says little about this decode.
+  std::vector<double> bandwidth, bandwidth_ratio;
+  if (bandwidth_pairs > 0) {
+    std::vector<float> buffer((size_t{1} << 30) / sizeof(float));
+    parallel_for(static_cast<int>(buffer.size() >> 22), [&](int chunk, int) {
+      std::fill_n(buffer.data() + (static_cast<size_t>(chunk) << 22), size_t{1} << 22, static_cast<float>(chunk & 7));
+    });
+    const double bytes_d0 = bytes_per_step + kv_d0;
+    for (int i = 0; i < bandwidth_pairs; ++i) {
+      double gbs = 0, tps = 0;
+      if (i % 2 == 0) gbs = static_cast<double>(buffer.size() * sizeof(float)) / read_pass_seconds(buffer, 3) / 1e9;
+      tps = run_once(*m, one_token, gen, 1).decode_tps;
+      if (i % 2 == 1) gbs = static_cast<double>(buffer.size() * sizeof(float)) / read_pass_seconds(buffer, 3) / 1e9;
+      bandwidth.push_back(gbs);
+      bandwidth_ratio.push_back(bytes_d0 * tps / 1e9 / gbs);
+    }
+  }
   double weights = 0;  // bytes of the weight files, all mapped and read
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.path().extension() == ".safetensors") weights += static_cast<double>(e.file_size());
@@ -192,11 +236,13 @@ int main(int argc, char** argv) {
       dir.c_str(), omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
       median(depth_ratio), prompt, median(natural_ratio), prompt, median(runs_ratio), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
       (bytes_per_step + kv_dp) * median(tgp) / 1e9);
+  if (bandwidth_pairs > 0)
+    std::printf(", \"read_bandwidth_gbs\": %.2f, \"decode_bandwidth_ratio\": %.3f", median(bandwidth), median(bandwidth_ratio));
   if (batch > 0)
     std::printf(", \"batch\": %d, \"batch_prefill_tokens_per_s\": %.2f, \"batch_decode_tokens_per_s\": %.2f", batch, median(ppb),
                 median(tgb));
   // Peak RSS of the single-sequence runs (one P-token step's buffers) and of the whole run.
   std::printf(", \"weights_bytes\": %.0f, \"kv_cache_bytes\": %.0f, \"peak_rss_single_bytes\": %llu, \"peak_rss_bytes\": %llu}\n",
               weights, kv_entry_bytes * (prompt + gen), static_cast<unsigned long long>(rss_single),
-              static_cast<unsigned long long>(peak_rss_bytes()));
+              static_cast<unsigned long long>(rss_end));
 }

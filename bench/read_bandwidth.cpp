@@ -2,7 +2,6 @@
 // larger than the caches; the figure decode speed is held against.
 //   read_bandwidth [MIB] [REPS]     (threads: OMP_NUM_THREADS)
 // Prints one JSON object with the median over REPS passes.
-#include <immintrin.h>
 #include <omp.h>
 
 #include <cstdio>
@@ -26,16 +25,7 @@ int main(int argc, char** argv) {
     {
       const size_t threads = static_cast<size_t>(omp_get_num_threads()), me = static_cast<size_t>(omp_get_thread_num());
       const size_t begin = n / threads * me / 64 * 64, end = me + 1 == threads ? n : n / threads * (me + 1) / 64 * 64;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (size_t i = begin; i + 32 <= end; i += 32) {
-        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(&buffer[i]));
-        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(&buffer[i + 8]));
-        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(&buffer[i + 16]));
-        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(&buffer[i + 24]));
-      }
-      float lanes[8];
-      _mm256_storeu_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-      for (float v : lanes) total += v;
+      total += mote::bench::sum_floats(&buffer[begin], end - begin);
     }
     sink = total;
   });
