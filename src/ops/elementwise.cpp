@@ -1,9 +1,11 @@
 #include "mote/ops/elementwise.h"
 
-#include <algorithm>
-#include <cstring>
+#include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 namespace mote {
 
@@ -19,6 +21,42 @@ void silu_mul(const float* gate, const float* up, float* out, int n) {
   for (int i = 0; i < n; ++i) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
+#if defined(__AVX512F__)
+// glibc's vector math library (libmvec): expf on 16 lanes, within 1 ulp like
+// expf itself. Attention's softmax spent more time in one expf call per
+// score than in the score's dot product.
+extern "C" __m512 _ZGVeN16v_expf(__m512 x);
+
+// GCC 12's 512-bit intrinsics start from an undefined register and warn about it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+void softmax(float* x, int n) {
+  __m512 max16 = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  int i = 0;
+  for (; i + 16 <= n; i += 16) max16 = _mm512_max_ps(max16, _mm512_loadu_ps(x + i));
+  float max_value = _mm512_reduce_max_ps(max16);  // max is exact: any order gives the same value
+  for (int j = i; j < n; ++j) max_value = std::max(max_value, x[j]);
+  // The sum in doubles, 16 lanes folded in a fixed order: the same for a row
+  // whatever the batch or thread.
+  const __m512 shift = _mm512_set1_ps(max_value);
+  __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+  for (i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), shift));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    const __m512 kept = _mm512_maskz_mov_ps(m, e);
+    lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(kept)));
+    hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(kept, 1)));
+  }
+  double lanes[8];
+  _mm512_storeu_pd(lanes, _mm512_add_pd(lo, hi));
+  const double sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  const auto inv = static_cast<float>(1.0 / sum);
+  for (i = 0; i < n; ++i) x[i] *= inv;
+}
+#pragma GCC diagnostic pop
+#else
 void softmax(float* x, int n) {
   float max_value = x[0];
   for (int i = 1; i < n; ++i) max_value = std::max(max_value, x[i]);
@@ -30,6 +68,7 @@ void softmax(float* x, int n) {
   const auto inv = static_cast<float>(1.0 / sum);
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
+#endif
 
 void add_in_place(float* y, const float* x, int n) {
   for (int i = 0; i < n; ++i) y[i] += x[i];
