@@ -1,6 +1,6 @@
 // Prefill and decode speed of one model at the thread count of the run
 // (OMP_NUM_THREADS), as llama-bench measures it:
-//   model_bench MODEL_DIR [--prompt P] [--gen G] [--reps R] [--batch B]
+//   model_bench MODEL_DIR [--prompt P] [--gen G] [--reps R] [--batch B] [--bandwidth-pairs N] [--weights map|copy]
 // pp: one P-token prompt; tg_d0: G tokens decoded from a 1-token prompt;
 // tg_dP: G tokens decoded after the P-token prompt (its cost against tg_d0
 // from steps taken in turn, with the same experts and with the model's
@@ -159,6 +159,7 @@ double read_pass_seconds(const std::vector<float>& buffer, int passes) {
 int main(int argc, char** argv) {
   std::string dir = MOTE_DEFAULT_MODEL_DIR;
   int prompt = 512, gen = 128, reps = 3, batch = 0, bandwidth_pairs = 0;
+  WeightMemory memory = WeightMemory::Map;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
@@ -167,13 +168,14 @@ int main(int argc, char** argv) {
     else if (a == "--reps") reps = next();
     else if (a == "--batch") batch = next();
     else if (a == "--bandwidth-pairs") bandwidth_pairs = next();
+    else if (a == "--weights" && i + 1 < argc) memory = parse_weight_memory(argv[++i]);
     else dir = a;
   }
   if (prompt < 4 || gen < 2 || reps < 1) {
-    std::fprintf(stderr, "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B] [--bandwidth-pairs N]\n");
+    std::fprintf(stderr, "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B] [--bandwidth-pairs N] [--weights map|copy]\n");
     return 2;
   }
-  const auto m = load_model(dir);
+  const auto m = load_model(dir, {}, true, memory);
   const int vocab = static_cast<int>(m->tokenizer.vocab_size());
   const std::vector<GenerationRequest> long_prompt{{prompt_ids(prompt, 1, vocab), nullptr, 0}};
   const std::vector<GenerationRequest> one_token{{prompt_ids(1, 2, vocab), nullptr, 0}};
@@ -229,11 +231,11 @@ int main(int argc, char** argv) {
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.path().extension() == ".safetensors") weights += static_cast<double>(e.file_size());
   std::printf(
-      "{\"bench\": \"model\", \"model\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
+      "{\"bench\": \"model\", \"model\": \"%s\", \"weights\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
       "\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, \"decode_d%d_tokens_per_s\": %.2f, "
       "\"decode_d%d_vs_d0_ratio\": %.3f, \"decode_d%d_vs_d0_natural_ratio\": %.3f, \"decode_d%d_vs_d0_runs_ratio\": %.3f, \"decode_bytes_per_token\": %.0f, \"decode_effective_gbs\": %.2f, "
       "\"decode_effective_gbs_d%d\": %.2f",
-      dir.c_str(), omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
+      dir.c_str(), weight_memory_name(memory), omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
       median(depth_ratio), prompt, median(natural_ratio), prompt, median(runs_ratio), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
       (bytes_per_step + kv_dp) * median(tgp) / 1e9);
   if (bandwidth_pairs > 0)

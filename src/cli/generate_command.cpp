@@ -65,6 +65,10 @@ po::options_description job_options(JobOptions& job) {
        "copied to this --out's checkpoint first")
       ("wire-dtype", po::value(&job.wire_dtype)->default_value("f32"),
        "precision of hidden states sent to and from expert ranks: f32 or bf16 (rounded the same way on one rank)")
+      ("weights", po::value(&job.weights)->default_value("map"),
+       "map: read the weights from the memory-mapped files (the page cache, one copy per node); copy: copy the ones "
+       "this rank holds into its own memory at load (one copy per rank; faster where mapped file pages are slow to "
+       "reread, as on some virtual machines; docs/performance.md)")
       ("log-level", po::value(&job.log_level)->default_value("info"), "trace, debug, info, warn, error or off");
   return o;
 }
@@ -156,6 +160,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   check_job_file_mask(parsed);
   validate(job);
   parse_wire_dtype(job.wire_dtype);
+  parse_weight_memory(job.weights);
   setup_logging(job.log_level, mpi.rank());
   return run_job(job, mpi, finish);
 }

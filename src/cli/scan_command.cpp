@@ -69,6 +69,7 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
   if (parsed.values.count("out") > 0 && scan.job.out.empty()) fail("--out is empty: name the HDF5 file to write");
   validate(scan);
   parse_wire_dtype(scan.job.wire_dtype);
+  parse_weight_memory(scan.job.weights);
   setup_logging(scan.job.log_level, mpi.rank());
   return run_scan(scan, mpi);
 }

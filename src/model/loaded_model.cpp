@@ -15,7 +15,8 @@ ModelConfig read_model_dir_config(const std::filesystem::path& dir) {
   return load_model_config(dir / "config.json");
 }
 
-std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert, bool shared_parts) {
+std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert, bool shared_parts,
+                                        WeightMemory memory) {
   std::error_code ec;
   auto m = std::make_unique<LoadedModel>();
   m->dir = dir;
@@ -30,7 +31,7 @@ std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const 
   const ExpertFilter all = [](int, int) { return true; };
   const ExpertFilter& experts = load_expert ? load_expert : all;
   m->store = WeightStore::open_model_dir(dir, [&](std::string_view name) { return tensor_used(m->config, experts, shared_parts, name); });
-  m->weights = load_model_weights(m->store, m->config, experts, shared_parts);
+  m->weights = load_model_weights(m->store, m->config, experts, shared_parts, memory);
 
   // Stop tokens: generation_config.json, else config.json, else the tokenizer's eos.
   const auto gen_path = dir / "generation_config.json";

@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -24,14 +28,15 @@ constexpr const char* kScaleSuffix = "_scale_inv";
 
 class Loader {
  public:
-  Loader(const WeightStore& store, const ModelConfig& config) : store_(store), config_(config), names_(family_of(config).names) {}
+  Loader(const WeightStore& store, const ModelConfig& config, WeightMemory memory, ModelWeights& out)
+      : store_(store), config_(config), names_(family_of(config).names), memory_(memory), out_(out) {}
 
   Weight matrix(const std::string& name, int rows, int cols) {
     const TensorView& t = checked(name);
     if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols) {
       fail("tensor '{}' in {}: shape {} but config.json implies [{}, {}]", name, store_.describe(), t.shape_string(), rows, cols);
     }
-    Weight w{t.dtype, rows, cols, t.data};
+    Weight w{t.dtype, rows, cols, memory_ == WeightMemory::Copy ? copy(t.data, t.nbytes) : t.data};
     const std::string scale_name = name + kScaleSuffix;
     const TensorView* scale = store_.find(scale_name);
     if (t.dtype != DType::F8_E4M3) {
@@ -126,6 +131,26 @@ class Loader {
   }
 
  private:
+  // The bytes of one matrix in memory of this process's own, 64-byte
+  // aligned; large ones on 2 MB boundaries with huge pages asked for. The
+  // file's pages are then let go of (they stay in the page cache).
+  const std::byte* copy(const std::byte* data, size_t bytes) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t align = bytes >= kHuge ? kHuge : 64;
+    const size_t size = (bytes + align - 1) / align * align;
+    std::shared_ptr<std::byte> memory(static_cast<std::byte*>(std::aligned_alloc(align, std::max(size, align))), std::free);
+    if (!memory) fail("cannot allocate {} bytes to copy weights into (--weights copy); --weights map needs none", bytes);
+    if (align == kHuge) ::madvise(memory.get(), size, MADV_HUGEPAGE);
+    std::memcpy(memory.get(), data, bytes);
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+    const auto end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    out_.copies.push_back(memory);
+    out_.copied_bytes += bytes;
+    return memory.get();
+  }
+
   const TensorView& checked(const std::string& name) const {
     const TensorView& t = store_.get(name);
     if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16 && t.dtype != DType::F8_E4M3) {
@@ -141,6 +166,8 @@ class Loader {
   const TensorNames& names_;
   std::vector<std::pair<std::string, Weight>> fp8_;
   std::vector<Weight> other_;  // the matrices that are not FP8
+  WeightMemory memory_;
+  ModelWeights& out_;  // holds the copies
 };
 
 // Decoder layer of a "model.layers.N...." name, or -1.
@@ -216,8 +243,18 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   return out;
 }
 
-ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, const ExpertFilter& load_expert, bool shared_parts) {
-  Loader load(store, c);
+WeightMemory parse_weight_memory(const std::string& name) {
+  if (name == "map") return WeightMemory::Map;
+  if (name == "copy") return WeightMemory::Copy;
+  fail("--weights '{}' is not one of map, copy", name);
+}
+
+const char* weight_memory_name(WeightMemory memory) { return memory == WeightMemory::Copy ? "copy" : "map"; }
+
+ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, const ExpertFilter& load_expert, bool shared_parts,
+                                WeightMemory memory) {
+  ModelWeights w;
+  Loader load(store, c, memory, w);
   const TensorNames& n = family_of(c).names;
   const int hidden = c.hidden_size;
   const int heads = c.num_attention_heads;
@@ -232,7 +269,6 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
     }
   }
 
-  ModelWeights w;
   int moe_index = 0;
   if (!shared_parts) {
     // An expert shard holds its routed experts and nothing else.

@@ -36,12 +36,12 @@ std::string JobOptions::summary() const {
       "{} job: model {}, prompts {}{}, out {}\n"
       "  max_new_tokens {}, temperature {}, top_p {}, seed {}, stop at EOS {}, save logits {}, trace {}\n"
       "  batch size {}, max step tokens {}, threads per rank {}\n"
-      "  coordinators {}, placement {}, coordinators hold experts {}, wire dtype {}",
+      "  coordinators {}, placement {}, coordinators hold experts {}, wire dtype {}, weights {}",
       profile ? "profile" : "generate", model_dir, prompts.empty() ? "-" : prompts,
       class_prompts.empty() ? "" : fmt::format(" + {} class files", class_prompts.size()), out.empty() ? "(none)" : out,
       gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p, gen.seed, gen.stop_at_eos, gen.save_logits, gen.trace,
       gen.batch_size, gen.max_step_tokens, threads, coordinators, placement_file.empty() ? placement : "file " + placement_file,
-      coordinator_experts, wire_dtype);
+      coordinator_experts, wire_dtype, weights);
 }
 
 void validate(const JobOptions& job) {
@@ -185,8 +185,8 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   std::vector<uint64_t> rank_memory(2 * static_cast<size_t>(world));
   {
     // Per-rank memory: peak RSS and the resident part of the weight files
-    // (falls as 1/N for expert weights).
-    const uint64_t mine[2] = {peak_rss_bytes(), mapped_rss_bytes(model.files->store.paths())};
+    // (falls as 1/N for expert weights), plus the copies (--weights copy).
+    const uint64_t mine[2] = {peak_rss_bytes(), mapped_rss_bytes(model.files->store.paths()) + model.files->weights.copied_bytes};
     MPI_Gather(mine, 2, MPI_UINT64_T, rank_memory.data(), 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
   }
   job_run.report_throughput();

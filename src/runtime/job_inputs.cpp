@@ -83,7 +83,8 @@ JobModel load_job_model(const JobOptions& options, int rank, int world_size) {
     m.chat_templates[""] = ChatTemplate::load(options.model_dir, file);
   }
   const Placement& placement = *m.placement;
-  m.files = load_model(options.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator);
+  m.files = load_model(options.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator,
+                       parse_weight_memory(options.weights));
   return m;
 }
 

@@ -41,6 +41,10 @@ PY
 same "$work/single.h5" "$work/file.h5"
 echo "world size 4, placement file: bit-identical"
 
+"$run" -n 3 --oversubscribe generate "${common[@]}" --weights copy --out "$work/copy.h5" > /dev/null
+same "$work/single.h5" "$work/copy.h5"
+echo "world size 3, weights copied into each rank: bit-identical"
+
 "$MOTE_BIN" generate "${common[@]}" --wire-dtype bf16 --out "$work/bf16-1.h5" > /dev/null
 "$run" -n 4 --oversubscribe generate "${common[@]}" --wire-dtype bf16 --placement round-robin --out "$work/bf16-4.h5" > /dev/null
 same "$work/bf16-1.h5" "$work/bf16-4.h5"

@@ -36,6 +36,29 @@ TEST(ModelLoader, BundledModelHasExactlyTheExpectedTensors) {
   }
 }
 
+// Weights copied into the process's memory give the same bits as mapped
+// ones, BF16 and FP8, and the matrices then lie in the copies, not the files.
+TEST(ModelLoader, CopiedWeightsGiveTheSameLogitsAsMappedOnes) {
+  for (const auto& dir : {test::bundled_model(), test::bundled_model().parent_path() / "tiny-deepseek-v3-mote-fp8"}) {
+    const auto mapped = load_model(dir);
+    const auto copied = load_model(dir, {}, true, WeightMemory::Copy);
+    EXPECT_TRUE(mapped->weights.copies.empty());
+    ASSERT_FALSE(copied->weights.copies.empty());
+    const auto in_copies = [&](const Weight& w) {
+      for (const auto& c : copied->weights.copies)
+        if (c.get() == w.data) return true;
+      return false;
+    };
+    EXPECT_TRUE(in_copies(copied->weights.lm_head)) << dir;
+    EXPECT_TRUE(in_copies(copied->weights.layers.back().experts.back().down)) << dir;
+    const std::vector<int32_t> tokens{0, 17, 300, 5, 42};
+    const auto a = last_logits(*mapped, tokens), b = last_logits(*copied, tokens);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << dir << " logit " << i;
+  }
+  EXPECT_ERROR_CONTAINS(parse_weight_memory("mmap"), "--weights 'mmap' is not one of map, copy");
+}
+
 TEST(ModelLoader, SyntheticModelRunsWithAndWithoutQueryLowRank) {
   for (const bool low_rank : {true, false}) {
     ScratchDir dir;

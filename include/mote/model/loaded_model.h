@@ -28,7 +28,8 @@ ModelConfig read_model_dir_config(const std::filesystem::path& dir);
 // (all of them when empty). Without `shared_parts` (an expert shard) only
 // those experts are loaded: no embeddings, attention, dense layers, shared
 // experts or lm_head, and files holding none of its tensors stay unmapped.
+// `memory`: where the matrices live (WeightMemory in weights.h).
 std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert = {},
-                                        bool shared_parts = true);
+                                        bool shared_parts = true, WeightMemory memory = WeightMemory::Map);
 
 }  // namespace mote

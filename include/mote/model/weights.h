@@ -1,9 +1,13 @@
 // The weights of a model of any supported family, as views into the
-// memory-mapped safetensors files. Matrices keep their file dtype; only the
-// small vectors (norm weights, router bias) are widened to fp32 at load.
+// memory-mapped safetensors files (or copies of them, WeightMemory::Copy).
+// Matrices keep their file dtype; only the small vectors (norm weights,
+// router bias) are widened to fp32 at load.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,7 +57,21 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;
   Weight lm_head;  // [vocab, hidden]
+  // With WeightMemory::Copy, the memory the matrices were copied into.
+  std::vector<std::shared_ptr<std::byte>> copies;
+  uint64_t copied_bytes = 0;
 };
+
+// Where the matrices a process holds live while it runs. Map: in the
+// memory-mapped files (the page cache, shared by the ranks of a node; the
+// default). Copy: in the process's own memory, read once at load (huge pages
+// where the kernel gives them): on some machines, virtual ones especially,
+// mapped file pages that have not been read for a while come back at a
+// fraction of the memory's speed. It costs a copy per rank of the parts
+// every rank holds.
+enum class WeightMemory { Map, Copy };
+WeightMemory parse_weight_memory(const std::string& name);
+const char* weight_memory_name(WeightMemory memory);
 
 // Name, shape and expected role of every tensor a config implies, in file
 // order (used to write synthetic models and to list what a loader expects).
@@ -77,7 +95,7 @@ using ExpertFilter = std::function<bool(int moe_layer, int expert)>;
 // and weights disagree.
 // Without `shared_parts` (an expert shard), only the routed experts are loaded.
 ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& config, const ExpertFilter& load_expert,
-                                bool shared_parts = true);
+                                bool shared_parts = true, WeightMemory memory = WeightMemory::Map);
 
 // Whether a job that holds the experts `load_expert` accepts uses tensor
 // `name`: false for multi-token-prediction layers and other ranks' experts,

@@ -36,6 +36,7 @@ struct JobOptions {
   std::string placement_file;
   bool coordinator_experts = true;
   std::string wire_dtype = "f32";
+  std::string weights = "map";  // map or copy (WeightMemory)
   std::vector<std::string> masks;  // FILE or NAME=FILE
   // Tokens (or #IDs, comma-separated) whose log-probabilities every request
   // keeps at the first answer position (GenerationOptions::score_ids).
