@@ -14,6 +14,12 @@
 
 namespace mote::bench {
 
+// Median of `v` (0 when empty).
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
 // Median wall time in seconds of `reps` calls of `fn`, after one warm-up call.
 inline double median_seconds(int reps, const std::function<void()>& fn) {
   fn();

@@ -66,10 +66,7 @@ class RawExchange {
   std::vector<char> sbuf_, rbuf_, qbuf_, pbuf_;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::median;
 
 }  // namespace
 

@@ -67,10 +67,7 @@ Run run_once(const LoadedModel& m, const std::vector<GenerationRequest>& request
   return r;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench::median;
 
 // Decode from an empty context against decode after a P-token prompt,
 // step by step in turn (A B B A ...), so that both see the same machine:
@@ -218,11 +215,11 @@ int main(int argc, char** argv) {
       std::fill_n(buffer.data() + (static_cast<size_t>(chunk) << 22), size_t{1} << 22, static_cast<float>(chunk & 7));
     });
     const double bytes_d0 = bytes_per_step + kv_d0;
+    const auto read_gbs = [&] { return static_cast<double>(buffer.size() * sizeof(float)) / read_pass_seconds(buffer, 3) / 1e9; };
     for (int i = 0; i < bandwidth_pairs; ++i) {
-      double gbs = 0, tps = 0;
-      if (i % 2 == 0) gbs = static_cast<double>(buffer.size() * sizeof(float)) / read_pass_seconds(buffer, 3) / 1e9;
-      tps = run_once(*m, one_token, gen, 1).decode_tps;
-      if (i % 2 == 1) gbs = static_cast<double>(buffer.size() * sizeof(float)) / read_pass_seconds(buffer, 3) / 1e9;
+      double gbs = i % 2 == 0 ? read_gbs() : 0;
+      const double tps = run_once(*m, one_token, gen, 1).decode_tps;
+      if (i % 2 == 1) gbs = read_gbs();
       bandwidth.push_back(gbs);
       bandwidth_ratio.push_back(bytes_d0 * tps / 1e9 / gbs);
     }
