@@ -1,6 +1,7 @@
 // Prefill and decode speed of one model at the thread count of the run
 // (OMP_NUM_THREADS), as llama-bench measures it:
 //   model_bench MODEL_DIR [--prompt P] [--gen G] [--reps R] [--batch B] [--bandwidth-pairs N] [--weights map|copy]
+//               [--full-last-layer]
 // pp: one P-token prompt; tg_d0: G tokens decoded from a 1-token prompt;
 // tg_dP: G tokens decoded after the P-token prompt (its cost against tg_d0
 // from steps taken in turn, with the same experts and with the model's
@@ -11,6 +12,8 @@
 // after the batch). With --bandwidth-pairs N, N more decode runs from an
 // empty context, each next to a read pass over 1 GiB in this process: the
 // read bandwidth and the decode's share of it (decode_bandwidth_ratio).
+// --full-last-layer runs the last layer's feed-forward for every prompt
+// row, not only for the one whose logits are used (what a job does).
 #include <omp.h>
 
 #include <algorithm>
@@ -47,8 +50,11 @@ std::vector<int32_t> prompt_ids(int n, int salt, int vocab) {
   return ids;
 }
 
+bool g_full_last_layer = false;
+
 Run run_once(const LoadedModel& m, const std::vector<GenerationRequest>& requests, int gen, int batch) {
   GenerationOptions o;
+  o.last_ffn_logit_rows_only = !g_full_last_layer;
   o.max_new_tokens = gen;
   o.stop_at_eos = false;
   o.batch_size = batch;
@@ -166,10 +172,11 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = next();
     else if (a == "--bandwidth-pairs") bandwidth_pairs = next();
     else if (a == "--weights" && i + 1 < argc) memory = parse_weight_memory(argv[++i]);
+    else if (a == "--full-last-layer") g_full_last_layer = true;
     else dir = a;
   }
   if (prompt < 4 || gen < 2 || reps < 1) {
-    std::fprintf(stderr, "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B] [--bandwidth-pairs N] [--weights map|copy]\n");
+    std::fprintf(stderr, "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B] [--bandwidth-pairs N] [--weights map|copy] [--full-last-layer]\n");
     return 2;
   }
   const auto m = load_model(dir, {}, true, memory);
@@ -228,11 +235,11 @@ int main(int argc, char** argv) {
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.path().extension() == ".safetensors") weights += static_cast<double>(e.file_size());
   std::printf(
-      "{\"bench\": \"model\", \"model\": \"%s\", \"weights\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
+      "{\"bench\": \"model\", \"model\": \"%s\", \"weights\": \"%s\", \"last_layer_ffn\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
       "\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, \"decode_d%d_tokens_per_s\": %.2f, "
       "\"decode_d%d_vs_d0_ratio\": %.3f, \"decode_d%d_vs_d0_natural_ratio\": %.3f, \"decode_d%d_vs_d0_runs_ratio\": %.3f, \"decode_bytes_per_token\": %.0f, \"decode_effective_gbs\": %.2f, "
       "\"decode_effective_gbs_d%d\": %.2f",
-      dir.c_str(), weight_memory_name(memory), omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
+      dir.c_str(), weight_memory_name(memory), g_full_last_layer ? "all_rows" : "logit_rows", omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
       median(depth_ratio), prompt, median(natural_ratio), prompt, median(runs_ratio), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
       (bytes_per_step + kv_dp) * median(tgp) / 1e9);
   if (bandwidth_pairs > 0)

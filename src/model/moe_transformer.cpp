@@ -125,33 +125,52 @@ void MoeTransformer::clear_routing(const ForwardTaps& taps, int n, int first_moe
 
 void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, std::span<const StepRow> rows,
                               std::span<const int32_t> logit_rows, const ForwardTaps& taps) {
-  // The rows whose logits are asked for, gathered; the same ops as for the
-  // whole batch (each row's result does not depend on the others).
-  const int hidden = c_.hidden_size, n = static_cast<int>(logit_rows.size());
+  // Every row is normed and, at a MoE layer, routed (profiles record every
+  // row's routing); only the rows whose logits are asked for go on through
+  // the experts, the shared expert or the dense layer. Each row's result
+  // does not depend on the others, so theirs is what the whole batch gives.
+  const int hidden = c_.hidden_size, n = static_cast<int>(rows.size()), kept = static_cast<int>(logit_rows.size());
   const auto eps = static_cast<float>(c_.rms_norm_eps);
+  const int k = router_.top_k();
   sub_rows_.clear();
-  sub_x_.resize(static_cast<size_t>(n) * hidden);
+  sub_x_.resize(static_cast<size_t>(kept) * hidden);
   sub_out_.resize(sub_x_.size());
-  for (int i = 0; i < n; ++i) {
+  if (lw.is_moe) {
+    for (int r = 0; r < n; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
+    route(lw, moe_layer, x_.data(), rows, taps, &logit_rows);
+  }
+  sub_sent_.resize(static_cast<size_t>(kept) * k);
+  sub_gates_.resize(sub_sent_.size());
+  for (int i = 0; i < kept; ++i) {
     const int32_t r = logit_rows[i];
     sub_rows_.push_back(rows[r]);
-    rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &sub_x_[static_cast<size_t>(i) * hidden], hidden);
+    float* xi = &sub_x_[static_cast<size_t>(i) * hidden];
+    if (lw.is_moe) {
+      std::copy_n(&x_[static_cast<size_t>(r) * hidden], hidden, xi);
+      std::copy_n(&sent_[static_cast<size_t>(r) * k], k, &sub_sent_[static_cast<size_t>(i) * k]);
+      std::copy_n(&gate_weights_[static_cast<size_t>(r) * k], k, &sub_gates_[static_cast<size_t>(i) * k]);
+    } else {
+      rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, xi, hidden);
+    }
   }
   if (lw.is_moe) {
-    clear_routing(taps, static_cast<int>(rows.size()), moe_layer, 1);  // no row's routing is recorded at this layer
-    ForwardTaps counts_only;
-    counts_only.routing_counts = taps.routing_counts;
-    moe(lw, layer, moe_layer, sub_x_.data(), sub_rows_, sub_out_.data(), counts_only);
-  } else if (n > 0) {
-    ffn_.forward(lw.dense, sub_x_.data(), n, sub_out_.data());
+    // One exchange round, even when no row of this step needs logits.
+    run_experts(lw, layer, moe_layer, sub_x_.data(), sub_rows_, sub_sent_.data(), sub_gates_.data(), sub_out_.data());
+  } else if (kept > 0) {
+    ffn_.forward(lw.dense, sub_x_.data(), kept, sub_out_.data());
   }
-  for (int i = 0; i < n; ++i) add_in_place(&h_[static_cast<size_t>(logit_rows[i]) * hidden], &sub_out_[static_cast<size_t>(i) * hidden], hidden);
+  for (int i = 0; i < kept; ++i) add_in_place(&h_[static_cast<size_t>(logit_rows[i]) * hidden], &sub_out_[static_cast<size_t>(i) * hidden], hidden);
 }
 
 void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
                      float* out, const ForwardTaps& taps) {
+  route(w, moe_layer, x, rows, taps, nullptr);
+  run_experts(w, layer, moe_layer, x, rows, sent_.data(), gate_weights_.data(), out);
+}
+
+void MoeTransformer::route(const LayerWeights& w, int moe_layer, const float* x, std::span<const StepRow> rows, const ForwardTaps& taps,
+                           const std::span<const int32_t>* run_rows) {
   const int n = static_cast<int>(rows.size());
-  const int hidden = c_.hidden_size;
   const int n_experts = c_.n_routed_experts;
   const int k = router_.top_k();
   const int layers = moe_layer_count();
@@ -174,12 +193,20 @@ void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const 
   for (size_t i = 0; i < sent_.size(); ++i) {
     if (!dispatch_[i]) sent_[i] = -1;
   }
-  if (taps.routing_counts != nullptr) {
-    for (int r = 0; r < n; ++r) {
-      for (int s = 0; s < k; ++s) {
-        const size_t slot = static_cast<size_t>(r) * k + s;
-        if (sent_[slot] >= 0) taps.routing_counts->add(rows[r].cls, rows[r].phase, moe_layer, sent_[slot], gate_weights_[slot]);
-      }
+  // Counted apart: the decisions whose experts run (what the ranks' counters
+  // must equal) and those of rows not in `run_rows` (ascending) when given.
+  size_t next_run = 0;
+  for (int r = 0; r < n; ++r) {
+    ExpertCounters* counts = taps.routing_counts;
+    if (run_rows != nullptr) {
+      const bool runs = next_run < run_rows->size() && (*run_rows)[next_run] == r;
+      next_run += runs;
+      if (!runs) counts = taps.unrun_routing_counts;
+    }
+    if (counts == nullptr) continue;
+    for (int s = 0; s < k; ++s) {
+      const size_t slot = static_cast<size_t>(r) * k + s;
+      if (sent_[slot] >= 0) counts->add(rows[r].cls, rows[r].phase, moe_layer, sent_[slot], gate_weights_[slot]);
     }
   }
   if (taps.routing_experts != nullptr) {
@@ -192,10 +219,16 @@ void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const 
       }
     }
   }
+}
 
+void MoeTransformer::run_experts(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
+                                 const int32_t* sent, const float* gates, float* out) {
+  const int n = static_cast<int>(rows.size());
+  const int hidden = c_.hidden_size;
+  const int k = router_.top_k();
   // Routed experts, then the weighted sum in top-k slot order (never in the
   // order results arrive), then the shared expert.
-  experts_->begin({layer, moe_layer, x, n, sent_.data(), gate_weights_.data(), k, rows});
+  experts_->begin({layer, moe_layer, x, n, sent, gates, k, rows});
   if (!w.shared.empty()) {
     // Runs while the routed experts' tokens are in flight to their ranks.
     shared_out_.resize(static_cast<size_t>(n) * hidden);
@@ -207,8 +240,8 @@ void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const 
     std::fill(y, y + hidden, 0.0f);
     for (int s = 0; s < k; ++s) {
       const size_t slot = static_cast<size_t>(r) * k + s;
-      if (sent_[slot] < 0) continue;
-      add_scaled(y, gate_weights_[slot], expert_rows_[slot], hidden);
+      if (sent[slot] < 0) continue;
+      add_scaled(y, gates[slot], expert_rows_[slot], hidden);
     }
     if (w.shared.empty()) continue;
     const float shared_gain = rows[r].mask != nullptr ? rows[r].mask->shared_gain : 1.0f;

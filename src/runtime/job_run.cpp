@@ -18,7 +18,8 @@ JobRun::JobRun(const JobOptions& options, const MpiSession& mpi, const JobModel&
       masks_(masks),
       classes_(classes),
       processed_(static_cast<size_t>(options.coordinators), ExpertCounters(classes, model.moe_layers(), model.config.n_routed_experts)),
-      routed_(classes, model.moe_layers(), model.config.n_routed_experts) {
+      routed_(classes, model.moe_layers(), model.config.n_routed_experts),
+      unrun_(routed_) {
   const ModelConfig& config = model.config;
   const WireFormat wire{config.hidden_size, config.num_experts_per_tok, parse_wire_dtype(options.wire_dtype)};
   worker_ = std::make_unique<ExpertWorker>(model.files->weights, config, *model.placement, mpi.rank(), wire, &processed_, &masks);
@@ -38,6 +39,7 @@ int JobRun::run(std::vector<std::pair<size_t, GenerationRequest>> todo, const Re
   if (rank < coordinators) {
     GenerationOptions gen = options_.gen;
     gen.routing_counts = &routed_;
+    gen.unrun_routing_counts = &unrun_;
     gen.sample_vocab = model_.files->tokenizer.vocab_size();
     RequestQueue queue(coordinators_comm_, *exchange_, model_.moe_layers(), masks_, std::move(todo), rank == 0 ? on_done : ResultHandler(),
                        rank == 0 ? fill : RequestFiller());
@@ -65,7 +67,9 @@ int JobRun::run(std::vector<std::pair<size_t, GenerationRequest>> todo, const Re
 
 ExpertCounters JobRun::check_counters() {
   // Each entry has one nonzero contributor (the expert's owner, or the
-  // coordinator), so the sums are exact.
+  // coordinator), so the sums are exact. The decisions whose experts did not
+  // run (the last layer's, for rows that need no logits) are checked by
+  // nothing but still counted in the totals.
   const int rank = mpi_.rank(), moe_layers = model_.moe_layers(), experts = model_.config.n_routed_experts;
   const auto sum_into_rank0 = [&](const ExpertCounters& mine, ExpertCounters& total) {
     const int count = static_cast<int>(mine.tokens.size());
@@ -73,17 +77,18 @@ ExpertCounters JobRun::check_counters() {
     MPI_Reduce(mine.gate_sum.data(), total.gate_sum.data(), count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
   };
   const ExpertCounters none(classes_, moe_layers, experts);
-  ExpertCounters all_routed(none), done(none), decided(none);
+  ExpertCounters all_routed(none), done(none), decided(none), unrun(none);
   for (int c = 0; c < options_.coordinators; ++c) {
     sum_into_rank0(processed_[static_cast<size_t>(c)], done);
     sum_into_rank0(rank == c ? routed_ : none, decided);
+    sum_into_rank0(rank == c ? unrun_ : none, unrun);
     if (rank != 0) continue;
     if (const auto diff = done.first_difference(decided)) {
       fail("expert counters reduced from the ranks disagree with coordinator {}'s routing record: {}", c, *diff);
     }
     for (size_t i = 0; i < all_routed.tokens.size(); ++i) {
-      all_routed.tokens[i] += decided.tokens[i];
-      all_routed.gate_sum[i] += decided.gate_sum[i];
+      all_routed.tokens[i] += decided.tokens[i] + unrun.tokens[i];
+      all_routed.gate_sum[i] += decided.gate_sum[i] + unrun.gate_sum[i];
     }
   }
   return all_routed;

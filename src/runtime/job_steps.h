@@ -143,7 +143,8 @@ class JobRun {
   const std::vector<ExpertMask>& masks_;
   int classes_;
   std::vector<ExpertCounters> processed_;  // per coordinator that sent the tokens
-  ExpertCounters routed_;                  // this coordinator's routing decisions
+  ExpertCounters routed_;                  // this coordinator's routing decisions whose experts ran
+  ExpertCounters unrun_;                   // and those whose experts did not (ForwardTaps::unrun_routing_counts)
   std::unique_ptr<ExpertWorker> worker_;
   std::unique_ptr<ExpertExchange> exchange_;
   MPI_Comm coordinators_comm_ = MPI_COMM_NULL;

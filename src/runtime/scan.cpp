@@ -231,9 +231,6 @@ void Scan::read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>
   MPI_Bcast(score_ids.data(), static_cast<int>(n), MPI_INT32_T, 0, MPI_COMM_WORLD);
   o_.job.gen.score_ids = score_ids;
   o_.job.gen.max_new_tokens = 0;
-  // A scan keeps the metric, not routing counts: the last layer's
-  // feed-forward runs only for the rows it reads.
-  o_.job.gen.last_ffn_logit_rows_only = true;
   job_run_ = std::make_unique<JobRun>(o_.job, mpi_, model_, masks_, 1);
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "mote/expert_parallel/expert_counters.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/loaded_model.h"
 #include "mote/util/error.h"
@@ -113,23 +114,50 @@ TEST(Generator, LongContextDecodeIsTheSameAloneInABatchAndOnOneThread) {
   EXPECT_EQ(alone[0].positions, 705);
 }
 
-// Generating with the last layer's feed-forward for the sampled rows only
-// gives the same tokens and logits (the other rows' output there feeds nothing).
-TEST(Generator, LastFeedForwardForLogitRowsOnlyChangesNoToken) {
+// The last layer's feed-forward for the sampled and scored rows only (the
+// default) gives the same tokens, scores, routing and per-request counts as
+// running it for every row: the other rows' output there feeds nothing, and
+// they are still routed there.
+TEST(Generator, LastFeedForwardForLogitRowsOnlyChangesNoResult) {
   const auto requests = golden_requests();
   GenerationOptions o;
   o.max_new_tokens = 12;
   o.batch_size = 3;
   o.max_step_tokens = 7;
   o.score_ids = {1, 300};
+  o.trace = true;
   std::vector<GenerationRequest> scored = requests;
   for (auto& r : scored) r.score_from = static_cast<int32_t>(r.prompt.size()) - 1;
+  const int moe_layers = 5, experts = model_files().config.n_routed_experts;
+  ExpertCounters counted(1, moe_layers, experts), ran(counted), unrun(counted);
+  o.last_ffn_logit_rows_only = false;
+  o.routing_counts = &counted;
   const auto all = run(o, scored);
   o.last_ffn_logit_rows_only = true;
+  o.routing_counts = &ran;
+  o.unrun_routing_counts = &unrun;
   const auto some = run(o, scored);
+  // Every decision is counted once, in one of the two; the last MoE layer's
+  // of rows without logits in the second.
+  uint64_t unrun_tokens = 0;
+  for (size_t i = 0; i < counted.tokens.size(); ++i) {
+    EXPECT_EQ(counted.tokens[i], ran.tokens[i] + unrun.tokens[i]) << i;
+    EXPECT_EQ(counted.gate_sum[i], ran.gate_sum[i] + unrun.gate_sum[i]) << i;
+    const bool last_layer = i / experts % moe_layers == moe_layers - 1;
+    if (!last_layer) {
+      EXPECT_EQ(unrun.tokens[i], 0u) << i;
+    }
+    unrun_tokens += unrun.tokens[i];
+  }
+  EXPECT_GT(unrun_tokens, 0u);
   for (size_t i = 0; i < requests.size(); ++i) {
     EXPECT_EQ(all[i].generated, some[i].generated) << i;
     EXPECT_EQ(all[i].scores, some[i].scores) << i;
+    EXPECT_EQ(all[i].route_experts, some[i].route_experts) << i;
+    EXPECT_EQ(all[i].route_weights, some[i].route_weights) << i;
+    EXPECT_EQ(all[i].expert_counts, some[i].expert_counts) << i;
+    EXPECT_EQ(all[i].expert_gate_sum, some[i].expert_gate_sum) << i;
+    EXPECT_FALSE(some[i].route_experts.empty()) << i;
   }
 }
 

@@ -44,6 +44,15 @@ class MoeTransformer {
  private:
   void moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows, float* out,
            const ForwardTaps& taps);
+  // Routes every row (into chosen_, gate_weights_, sent_) and records it in
+  // the taps. With `run_rows`, the decisions of the other rows are counted
+  // in taps.unrun_routing_counts: their experts will not run.
+  void route(const LayerWeights& w, int moe_layer, const float* x, std::span<const StepRow> rows, const ForwardTaps& taps,
+             const std::span<const int32_t>* run_rows);
+  // Routed experts (`sent`, `gates`: [rows, top_k]), the shared expert and
+  // the weighted sum, into out.
+  void run_experts(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows, const int32_t* sent,
+                   const float* gates, float* out);
   // Routing taps of rows 0..n-1 at MoE layers [first, first + count) set to "none routed".
   void clear_routing(const ForwardTaps& taps, int n, int first_moe_layer, int moe_layers) const;
   // The last layer's feed-forward for the logit rows only (ForwardTaps::last_ffn_logit_rows_only).
@@ -67,7 +76,8 @@ class MoeTransformer {
   std::vector<const float*> expert_rows_;  // each (row, slot)'s expert output, held by the executor
   std::vector<int32_t> chosen_, sent_;
   std::vector<StepRow> sub_rows_;
-  std::vector<float> sub_x_, sub_out_;
+  std::vector<float> sub_x_, sub_out_, sub_gates_;
+  std::vector<int32_t> sub_sent_;
   std::vector<uint8_t> dispatch_;
 };
 

@@ -38,13 +38,16 @@ struct ForwardTaps {
   // 1 where the expert of that slot was sent the token (0 for experts
   // switched off with the zero policy, and for empty slots).
   uint8_t* routing_sent = nullptr;
-  // The coordinator's routing record, counted per (class, phase, layer, expert).
+  // The coordinator's routing record, counted per (class, phase, layer,
+  // expert): the decisions whose experts run, which the ranks' counters of
+  // what they processed must equal.
   ExpertCounters* routing_counts = nullptr;
   // The last layer's feed-forward only for the rows whose logits are asked
   // for: the others' output there feeds nothing (their KV entries are
-  // written before it). Their routing at that layer is then neither made
-  // nor recorded, so jobs that count routing leave it off.
+  // written before it). Every row is still routed there and recorded in the
+  // routing taps; the decisions whose experts do not run are counted here.
   bool last_ffn_logit_rows_only = false;
+  ExpertCounters* unrun_routing_counts = nullptr;
 };
 
 }  // namespace mote

@@ -38,11 +38,14 @@ struct GenerationOptions {
   std::vector<int32_t> score_ids;
   int batch_size = 8;
   int max_step_tokens = 2048;
-  ExpertCounters* routing_counts = nullptr;  // counts every routing decision when set
   // The last layer's feed-forward only for rows whose logits are used
-  // (ForwardTaps::last_ffn_logit_rows_only): for jobs that keep no routing
-  // counts, such as scans.
-  bool last_ffn_logit_rows_only = false;
+  // (ForwardTaps::last_ffn_logit_rows_only): every row is still routed and
+  // recorded. Off only to check that it changes nothing.
+  bool last_ffn_logit_rows_only = true;
+  // When set, count every routing decision: those whose experts ran, and
+  // those of the last layer whose experts did not (see above).
+  ExpertCounters* routing_counts = nullptr;
+  ExpertCounters* unrun_routing_counts = nullptr;
   // Polled before every step: when it returns true, run() returns at once,
   // leaving unfinished requests unreported (a stopped job resumes them).
   std::function<bool()> stop_requested;
