@@ -1,7 +1,9 @@
 // mote's matmul kernel (weights in file dtype, widened on the fly) against
 // OpenBLAS sgemm on fp32 copies of the same weights, on the expert and
 // attention products of the bundled model, of DeepSeek-V2-Lite and of
-// DeepSeek-R1, at 1, 64 and 512 rows.
+// DeepSeek-R1, at 1, 64 and 512 rows; and MLA's fold of each head's key
+// projection into its query (y = q_nope W_k per head, matmul_by_columns)
+// on V2-Lite's and R1's heads, against one sgemm per head.
 //   matmul_bench [--engine mote|openblas|both] [--rows LIST] [--shapes PREFIX] [--reps N]
 // Prints one JSON object per (shape, rows). Both engines keep worker threads
 // spinning for a while after a call, so run them in separate processes
@@ -20,6 +22,7 @@
 #include "bench_util.h"
 #include "mote/io/safetensors_writer.h"
 #include "mote/ops/matmul.h"
+#include "mote/util/parallel.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -80,6 +83,50 @@ int main(int argc, char** argv) {
       std::printf("{\"bench\": \"matmul\", \"shape\": \"%s\", \"rows\": %d, \"cols\": %d, \"tokens\": %d, \"threads\": %d", s.name,
                   s.rows, s.cols, n, omp_get_max_threads());
       if (run_mote) std::printf(", \"mote_bf16_s\": %.3e, \"mote_gflops\": %.2f, \"mote_weight_gbps\": %.2f", ours, flops / ours / 1e9, static_cast<double>(count) * 2.0 / ours / 1e9);
+      if (run_blas) std::printf(", \"openblas_fp32_s\": %.3e, \"openblas_gflops\": %.2f", blas, flops / blas / 1e9);
+      if (run_mote && run_blas) std::printf(", \"speedup_vs_openblas\": %.3f", blas / ours);
+      std::printf("}\n");
+      std::fflush(stdout);
+    }
+  }
+  // The fold, as MlaAttention runs it: heads in parallel, each a product of
+  // [tokens, nope] activations (rows of a [tokens, heads * 192] query) with
+  // that head's [nope, rank] slice of kv_b.
+  struct Fold {
+    const char* name;
+    int heads, nope = 128, rank = 512, qk = 192;
+  };
+  const Fold folds[] = {{"v2lite.mla_fold", 16}, {"r1.mla_fold", 128}};
+  for (const Fold& f : folds) {
+    if (!std::string(f.name).starts_with(prefix)) continue;
+    const size_t count = static_cast<size_t>(f.heads) * f.nope * f.rank;
+    std::vector<uint16_t> bf16(count);
+    for (auto& v : bf16) v = float_to_bf16(dist(gen));
+    const Weight all{DType::BF16, f.heads * f.nope, f.rank, reinterpret_cast<const std::byte*>(bf16.data())};
+    const std::vector<float> fp32 = widen_all(all);
+    for (const int n : row_counts) {
+      std::vector<float> q(static_cast<size_t>(n) * f.heads * f.qk), y(static_cast<size_t>(n) * f.heads * f.rank);
+      for (auto& v : q) v = dist(gen);
+      const size_t qs = static_cast<size_t>(f.heads) * f.qk, ys = static_cast<size_t>(f.heads) * f.rank;
+      const double flops = 2.0 * n * static_cast<double>(count);
+      const int reps = reps_override > 0 ? reps_override : std::clamp(static_cast<int>(2e9 / flops), 5, 50);
+      const double ours = run_mote ? bench::median_seconds(reps, [&] {
+        parallel_for(f.heads, [&](int h, int) {
+          matmul_by_columns(q.data() + static_cast<size_t>(h) * f.qk, qs, n, all.row_slice(h * f.nope, f.nope), y.data() + static_cast<size_t>(h) * f.rank, ys);
+        });
+      })
+                                   : 0;
+      const double blas = run_blas ? bench::median_seconds(reps, [&] {
+        for (int h = 0; h < f.heads; ++h) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, f.rank, f.nope, 1.0f, q.data() + static_cast<size_t>(h) * f.qk,
+                      static_cast<int>(qs), fp32.data() + static_cast<size_t>(h) * f.nope * f.rank, f.rank, 0.0f,
+                      y.data() + static_cast<size_t>(h) * f.rank, static_cast<int>(ys));
+        }
+      })
+                                   : 0;
+      std::printf("{\"bench\": \"matmul_fold\", \"shape\": \"%s\", \"heads\": %d, \"nope\": %d, \"rank\": %d, \"tokens\": %d, \"threads\": %d",
+                  f.name, f.heads, f.nope, f.rank, n, omp_get_max_threads());
+      if (run_mote) std::printf(", \"mote_bf16_s\": %.3e, \"mote_gflops\": %.2f", ours, flops / ours / 1e9);
       if (run_blas) std::printf(", \"openblas_fp32_s\": %.3e, \"openblas_gflops\": %.2f", blas, flops / blas / 1e9);
       if (run_mote && run_blas) std::printf(", \"speedup_vs_openblas\": %.3f", blas / ours);
       std::printf("}\n");

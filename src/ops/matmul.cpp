@@ -441,14 +441,90 @@ void product_rows(const MatmulJob& job, int b_begin, int b_end) {
   }
 }
 
+#ifdef MOTE_AVX512
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Columns [c0, c0 + 64) of y = x W for NT tokens, clipped to [0, c_end):
+// 4 x 16 columns x NT tokens of accumulators, each lane one multiply-add
+// chain over the rows in order, as in the 8-wide loop below, so both give
+// the same bits. A row's 64 columns are widened once for all NT tokens.
+template <DType DT, int NT>
+void columns_tile_512(const float* x, size_t xs, const Weight& w, int c0, int c_end, float* y, size_t ys) {
+  constexpr size_t esize = kElementSize<DT>;
+  constexpr int kVectors = 4;
+  const size_t ws = w.row_bytes();
+  __mmask16 mask[kVectors];
+#pragma GCC unroll 4
+  for (int j = 0; j < kVectors; ++j) {
+    const int left = std::clamp(c_end - (c0 + 16 * j), 0, 16);
+    mask[j] = static_cast<__mmask16>((1u << left) - 1);
+  }
+  __m512 acc[NT][kVectors];
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 4
+    for (int j = 0; j < kVectors; ++j) acc[t][j] = _mm512_setzero_ps();
+  for (int r = 0; r < w.rows; ++r) {
+    const std::byte* wr = w.data + static_cast<size_t>(r) * ws + static_cast<size_t>(c0) * esize;
+    __m512 wv[kVectors];
+#pragma GCC unroll 4
+    for (int j = 0; j < kVectors; ++j) {
+      if constexpr (DT == DType::F8_E4M3) {
+        // As load8_fp8 times fp8_scale: 16 columns lie in one 128-column block.
+        const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(mask[j], wr + 16 * j)), 8);
+        const __m512 v = _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBFFF))));
+        wv[j] = mask[j] != 0 ? _mm512_mul_ps(v, _mm512_set1_ps(w.scale(r, c0 + 16 * j) * 256.0f)) : v;
+      } else {
+        wv[j] = load16<DT>(wr + static_cast<size_t>(16 * j) * esize, mask[j]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const __m512 xv = _mm512_set1_ps(x[t * xs + r]);
+#pragma GCC unroll 4
+      for (int j = 0; j < kVectors; ++j) acc[t][j] = _mm512_fmadd_ps(xv, wv[j], acc[t][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 4
+    for (int j = 0; j < kVectors; ++j) _mm512_mask_storeu_ps(y + t * ys + c0 + 16 * j, mask[j], acc[t][j]);
+}
+
+template <DType DT>
+void columns_512(const float* x, size_t xs, int n, const Weight& w, int c_end, float* y, size_t ys) {
+  constexpr int kTokens = 4;
+  // A column tile's weights (rows x 64) stay in L1 while the token tiles pass.
+  for (int c0 = 0; c0 < c_end; c0 += 64) {
+    int t = 0;
+    for (; t + kTokens <= n; t += kTokens) columns_tile_512<DT, kTokens>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys);
+    switch (n - t) {
+      case 3: columns_tile_512<DT, 3>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys); break;
+      case 2: columns_tile_512<DT, 2>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys); break;
+      case 1: columns_tile_512<DT, 1>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys); break;
+      default: break;
+    }
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
 template <DType DT>
 void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, float* y, size_t ys) {
   const size_t ws = w.row_bytes();
+#ifdef MOTE_AVX512
+  // The columns the 8-wide loop would take; the rest as below.
+  const int wide = w.cols / 8 * 8;
+  columns_512<DT>(x, xs, n, w, wide, y, ys);
+#endif
   for (int t = 0; t < n; ++t) {
     float* yt = y + t * ys;
     const float* xt = x + t * xs;
     int c = 0;
-#ifdef MOTE_AVX2
+#if defined(MOTE_AVX512)
+    c = wide;
+#elif defined(MOTE_AVX2)
     constexpr size_t esize = kElementSize<DT>;
     for (; c + 8 <= w.cols; c += 8) {
       __m256 acc = _mm256_setzero_ps();

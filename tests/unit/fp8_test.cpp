@@ -106,21 +106,28 @@ TEST(Fp8, MatmulMatchesTheDequantizedMatrixAndIsBatchIndependent) {
 }
 
 TEST(Fp8, MatmulByColumnsMatchesTheDequantizedMatrix) {
-  const int rows = 140, cols = 150;
+  const int rows = 140, cols = 150, n = 6;
   const auto m = random_fp8(rows, cols, 4);
-  std::vector<float> x(rows);
+  std::vector<float> x(static_cast<size_t>(n) * rows);
   std::mt19937 gen(5);
   std::normal_distribution<float> dist;
   for (auto& v : x) v = dist(gen);
-  std::vector<float> y(cols);
-  matmul_by_columns(x.data(), rows, 1, m.weight, y.data(), cols);
-  for (int c = 0; c < cols; ++c) {
-    double ref = 0, mag = 0;
-    for (int r = 0; r < rows; ++r) {
-      ref += x[r] * m.dequantized[static_cast<size_t>(r) * cols + c];
-      mag += std::abs(x[r] * m.dequantized[static_cast<size_t>(r) * cols + c]);
+  std::vector<float> y(static_cast<size_t>(n) * cols);
+  matmul_by_columns(x.data(), rows, n, m.weight, y.data(), cols);
+  for (int t = 0; t < n; ++t) {
+    const float* xt = x.data() + static_cast<size_t>(t) * rows;
+    for (int c = 0; c < cols; ++c) {
+      double ref = 0, mag = 0;
+      for (int r = 0; r < rows; ++r) {
+        ref += xt[r] * m.dequantized[static_cast<size_t>(r) * cols + c];
+        mag += std::abs(xt[r] * m.dequantized[static_cast<size_t>(r) * cols + c]);
+      }
+      EXPECT_NEAR(y[static_cast<size_t>(t) * cols + c], ref, 1e-6 * mag + 1e-30) << c;
     }
-    EXPECT_NEAR(y[c], ref, 1e-6 * mag + 1e-30) << c;
+    // Alone, the same bits as in the batch.
+    std::vector<float> alone(cols);
+    matmul_by_columns(xt, rows, 1, m.weight, alone.data(), cols);
+    for (int c = 0; c < cols; ++c) ASSERT_EQ(alone[c], y[static_cast<size_t>(t) * cols + c]) << "token " << t << " column " << c;
   }
 }
 

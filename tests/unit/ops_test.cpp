@@ -84,7 +84,9 @@ TEST_P(MatmulTest, MatchesOpenBlasAndDoesNotDependOnBatch) {
 }
 
 TEST_P(MatmulTest, ByColumnsMatchesReference) {
-  const int n = 3, rows = 19, cols = 37;
+  // Enough columns for several 64-column tiles, a part-filled vector and a
+  // scalar tail; enough tokens for a full tile of 4 and a remainder.
+  const int n = 7, rows = 19, cols = 150;
   const TestMatrix w = random_matrix(GetParam(), rows, cols, 5);
   const auto x = random_vector(static_cast<size_t>(n) * rows, 6);
   std::vector<float> y(static_cast<size_t>(n) * cols);
@@ -94,7 +96,22 @@ TEST_P(MatmulTest, ByColumnsMatchesReference) {
       double ref = 0;
       for (int r = 0; r < rows; ++r) ref += static_cast<double>(x[t * rows + r]) * w.widened[r * cols + c];
       EXPECT_NEAR(y[t * cols + c], ref, 1e-4);
+#if defined(__AVX2__) && defined(__FMA__)
+      // The order every build with AVX2 keeps, 8 or 16 lanes at a time: one
+      // fused multiply-add per row, in row order, for the columns of whole
+      // groups of 8; a separate multiply and add for the rest.
+      float exact = 0.0f;
+      for (int r = 0; r < rows; ++r) {
+        const float activation = x[t * rows + r], weight = w.widened[r * cols + c];
+        exact = c < cols / 8 * 8 ? std::fma(activation, weight, exact) : exact + activation * weight;
+      }
+      EXPECT_EQ(y[t * cols + c], exact) << "token " << t << " column " << c;
+#endif
     }
+    // Alone, the same bits as in the batch.
+    std::vector<float> alone(cols);
+    matmul_by_columns(x.data() + static_cast<size_t>(t) * rows, rows, 1, w.weight, alone.data(), cols);
+    for (int c = 0; c < cols; ++c) ASSERT_EQ(alone[c], y[static_cast<size_t>(t) * cols + c]) << "token " << t << " column " << c;
   }
 }
 
@@ -244,7 +261,9 @@ TEST(Ops, BlockedFormsMatchOneAtATimeBitForBit) {
       add_scaled_run(run_rows, weights, rows, x.data(), kStride, kCount, n);
       for (int k = 0; k < rows; ++k) {
         EXPECT_EQ(run[k], one[k]) << "n = " << n << ", rows = " << rows << ", row " << k;
-        if (n > 0) EXPECT_EQ(std::signbit(run[k][0]), std::signbit(one[k][0])) << "n = " << n;
+        if (n > 0) {
+          EXPECT_EQ(std::signbit(run[k][0]), std::signbit(one[k][0])) << "n = " << n;
+        }
       }
     }
   }
