@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <cstdlib>
 #include <vector>
 
 #include "mote/util/parallel.h"
@@ -154,6 +155,7 @@ void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, c
       }
       for (int t = 0; t < NT; ++t) {
         __m512 xv = _mm512_loadu_ps(x + t * xs + i);
+        __asm__("" : "+v"(xv));  // one load, not one per multiply-add (see MOTE_STEP_512)
         if constexpr (kShared) xv = _mm512_mul_ps(xv, scale[0]);
         for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
       }
@@ -236,7 +238,11 @@ void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byt
     __m512 wv[NR];                                                                             \
     _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) wv[r] = load16<DT>(wp + r * ws + static_cast<size_t>(I) * esize, M); \
     _Pragma("GCC unroll 8") for (int t = 0; t < NT; ++t) {                                     \
-      const __m512 xv = _mm512_maskz_loadu_ps(M, x + t * xs + (I));                            \
+      /* An empty asm holds xv in a register: otherwise GCC folds the load */                  \
+      /* into each of the NR multiply-adds, and the loads, not the */                          \
+      /* multiply-adds, bound the kernel (half the speed on Zen 5). */                         \
+      __m512 xv = _mm512_maskz_loadu_ps(M, x + t * xs + (I));                                  \
+      __asm__("" : "+v"(xv));                                                                  \
       _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]); \
     }                                                                                          \
   }
@@ -329,6 +335,7 @@ void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std
       }
       for (int t = 0; t < NT; ++t) {
         __m256 xv = _mm256_loadu_ps(x + t * xs + i);
+        __asm__("" : "+x"(xv));  // one load, not one per multiply-add (see MOTE_STEP_512)
         if constexpr (kShared) xv = _mm256_mul_ps(xv, scale[0]);
         for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
       }
@@ -401,7 +408,7 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
 // weights passes over them, instead of streaming all tokens' activations from
 // L3 once per 4 weight rows. A multiple of the register tile.
 int token_block(int cols) {
-  constexpr int kBlockBytes = 384 << 10;
+  static const int kBlockBytes = (getenv("MOTE_BB") ? atoi(getenv("MOTE_BB")) : 384) << 10;
   const int fit = kBlockBytes / (4 * std::max(cols, 1));
   return std::clamp(fit / kTokenTile * kTokenTile, 2 * kTokenTile, 16 * kTokenTile);
 }
