@@ -183,6 +183,93 @@ void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, c
     }
   }
 }
+
+// Prefill on FP8 rows that share their scales: micro_kernel_fp8_512's
+// operations for 6 tokens at a time, over columns [k0, k1) (whole 128-column
+// blocks but at the row's end), with the accumulators kept lane by lane in
+// `spill` between chunks, so each (token, row) sees the same sequence as in
+// one pass. With 2 tokens per widened weight vector, widening the bytes
+// bounded prefill; 6 share it here.
+constexpr int kFp8TokenTile = 6;
+// Columns per chunk: whole scale blocks whose weights (4 rows) stay in L1
+// while the token tiles pass over them.
+constexpr int kFp8ChunkBlocks = 4;
+constexpr int kFp8ColumnChunk = kFp8ChunkBlocks * kFp8Block;
+template <int NT, int NR>
+void fp8_chunk_512(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, int k0, int k1, float* spill,
+                   float* y, size_t ys) {
+  __m512 acc[NT][NR];
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[t][r] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(spill + 16 * (t * NR + r));
+  // One loop over the chunk's 16-column steps, the scale switched at each
+  // block (all but the row's last are whole multiples of 16): a loop per
+  // block made GCC store and reload the accumulators at every block.
+  float block_scale[kFp8ChunkBlocks];
+  for (int b = 0; b < kFp8ChunkBlocks && k0 + b * kFp8Block < k1; ++b) block_scale[b] = w.scale(row, k0 + b * kFp8Block) * 256.0f;
+  __m512 scale = _mm512_set1_ps(block_scale[0]);
+  int i = k0;
+  for (; i + 16 <= k1; i += 16) {
+    if (((i - k0) & (kFp8Block - 1)) == 0) scale = _mm512_set1_ps(block_scale[(i - k0) / kFp8Block]);
+    __m512 wv[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) wv[r] = load16_fp8(wp + r * ws + static_cast<size_t>(i));
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      __m512 xv = _mm512_loadu_ps(x + t * xs + i);
+      __asm__("" : "+v"(xv));
+      xv = _mm512_mul_ps(xv, scale);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+  }
+  if (i + 8 <= k1) {  // in the row's last block
+    if (((i - k0) & (kFp8Block - 1)) == 0) scale = _mm512_set1_ps(block_scale[(i - k0) / kFp8Block]);
+    __m512 wv[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) wv[r] = load8_fp8_wide(wp + r * ws + static_cast<size_t>(i));
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      const __m512 xv = _mm512_mul_ps(_mm512_maskz_loadu_ps(0xFF, x + t * xs + i), scale);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+    i += 8;
+  }
+  if (k1 < w.cols) {
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) _mm512_storeu_ps(spill + 16 * (t * NR + r), acc[t][r]);
+    return;
+  }
+  for (int t = 0; t < NT; ++t) {
+    for (int r = 0; r < NR; ++r) {
+      float s = hsum(_mm256_add_ps(_mm512_castps512_ps256(acc[t][r]), _mm512_extractf32x8_ps(acc[t][r], 1)));
+      for (int j = i; j < w.cols; ++j) s += x[t * xs + j] * weight_value<DType::F8_E4M3>(w, wp + r * ws, row + r, j);
+      y[t * ys + r] = s;
+    }
+  }
+}
+
+template <int NR, int NT>
+inline void fp8_tokens_512(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, int k0, int k1,
+                           float* spill, float* y, size_t ys) {
+  int t = 0;
+  for (; t + NT <= n; t += NT, spill += 16 * NT * NR) fp8_chunk_512<NT, NR>(x + t * xs, xs, w, row, wp, ws, k0, k1, spill, y + t * ys, ys);
+  if constexpr (NT > 1) {
+    if (t < n) fp8_tokens_512<NR, NT - 1>(x + t * xs, xs, n - t, w, row, wp, ws, k0, k1, spill, y + t * ys, ys);
+  }
+}
+
+template <int NR>
+void fp8_rows_block_512(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+  thread_local std::vector<float> spill;
+  spill.resize(static_cast<size_t>(n + kFp8TokenTile) * NR * 16);
+  for (int k0 = 0; k0 < w.cols; k0 += kFp8ColumnChunk)
+    fp8_tokens_512<NR, kFp8TokenTile>(x, xs, n, w, row, wp, ws, k0, std::min(w.cols, k0 + kFp8ColumnChunk), spill.data(), y, ys);
+}
 #pragma GCC diagnostic pop
 #endif
 
@@ -358,6 +445,10 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
     const bool shared = rows_share_scales(w, row, NR);
     int t = 0;
 #if defined(__AVX512F__)
+    if (n > 2 && shared) {
+      fp8_rows_block_512<NR>(x, xs, n, w, row, wp, ws, y, ys);
+      return;
+    }
     // Prefetching pays where one or two tokens leave the step waiting on
     // memory (decode), and costs a fifth of a larger batch's speed.
     const auto kernel2 = n > 2 ? (shared ? micro_kernel_fp8_512<2, NR, true, false> : micro_kernel_fp8_512<2, NR, false, false>)

@@ -76,9 +76,8 @@ Fp8Matrix random_fp8(int rows, int cols, uint32_t seed) {
   return m;
 }
 
-TEST(Fp8, MatmulMatchesTheDequantizedMatrixAndIsBatchIndependent) {
-  // Partial blocks in both directions and a column count that is not a multiple of 8.
-  const int rows = 300, cols = 203, n = 5;
+void expect_matmul_matches_and_is_batch_independent(int rows, int cols, int n) {
+  SCOPED_TRACE("rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " tokens " + std::to_string(n));
   const auto m = random_fp8(rows, cols, 3);
   std::mt19937 gen(9);
   std::normal_distribution<float> dist;
@@ -98,11 +97,35 @@ TEST(Fp8, MatmulMatchesTheDequantizedMatrixAndIsBatchIndependent) {
       ASSERT_EQ(y[static_cast<size_t>(t) * rows + r], alone[r]) << "token " << t << " row " << r << " depends on its batch";
     }
   }
-  // A row slice that starts inside a block keeps its rows' scales.
-  const Weight slice = m.weight.row_slice(100, 60);
-  std::vector<float> ys(60);
-  matmul(x.data(), 1, slice, ys.data());
-  for (int r = 0; r < 60; ++r) EXPECT_EQ(ys[r], y[100 + r]);
+  // A row slice that starts inside a block keeps its rows' scales. Starting
+  // off a multiple of 4 rows, one row block straddles two scale blocks and
+  // scales each weight instead of the activations: the same values, not
+  // always the same bits as the whole matrix, but batch-independent too.
+  for (const int first : {100, 102}) {
+    const Weight slice = m.weight.row_slice(first, 60);
+    std::vector<float> ys(static_cast<size_t>(n) * 60), ys_alone(60);
+    matmul(x.data(), n, slice, ys.data());
+    for (int t = 0; t < n; ++t) {
+      matmul(x.data() + static_cast<size_t>(t) * cols, 1, slice, ys_alone.data());
+      for (int r = 0; r < 60; ++r) {
+        const float got = ys[static_cast<size_t>(t) * 60 + r], whole = y[static_cast<size_t>(t) * rows + first + r];
+        EXPECT_EQ(got, ys_alone[r]) << "slice at " << first << ": token " << t << " row " << r << " depends on its batch";
+        if (first % 4 == 0) {
+          EXPECT_EQ(got, whole) << t << "," << r;
+        } else {
+          EXPECT_NEAR(got, whole, 1e-5f * (1.0f + std::abs(whole))) << t << "," << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(Fp8, MatmulMatchesTheDequantizedMatrixAndIsBatchIndependent) {
+  // Partial blocks in both directions and a column count that is not a
+  // multiple of 8; for prefill, several column chunks and token tiles of 6
+  // with a remainder.
+  expect_matmul_matches_and_is_batch_independent(300, 203, 5);
+  expect_matmul_matches_and_is_batch_independent(236, 1100, 13);
 }
 
 TEST(Fp8, MatmulByColumnsMatchesTheDequantizedMatrix) {
