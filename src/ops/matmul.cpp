@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <cstdlib>
 #include <vector>
 
 #include "mote/util/parallel.h"
@@ -499,7 +498,7 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
 // weights passes over them, instead of streaming all tokens' activations from
 // L3 once per 4 weight rows. A multiple of the register tile.
 int token_block(int cols) {
-  static const int kBlockBytes = (getenv("MOTE_BB") ? atoi(getenv("MOTE_BB")) : 384) << 10;
+  constexpr int kBlockBytes = 384 << 10;
   const int fit = kBlockBytes / (4 * std::max(cols, 1));
   return std::clamp(fit / kTokenTile * kTokenTile, 2 * kTokenTile, 16 * kTokenTile);
 }
