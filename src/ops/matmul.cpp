@@ -115,15 +115,15 @@ inline float hsum(__m256 v) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // Sixteen e4m3 bytes at once, as load8_fp8 does eight: the widening is what
 // limits FP8 decode, and 512-bit registers halve its instructions.
-inline __m512 load16_fp8(const std::byte* p) {
-  const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 8);
+inline __m512 widen16_fp8(__m128i bytes) {
+  const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(bytes), 8);
   return _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBFFF))));
 }
+inline __m512 load16_fp8(const std::byte* p) { return widen16_fp8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 // The last 8 of a row (upper lanes zero).
-inline __m512 load8_fp8_wide(const std::byte* p) {
-  const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 8);
-  return _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBFFF))));
-}
+inline __m512 load8_fp8_wide(const std::byte* p) { return widen16_fp8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+// Fixed-order reduction of 16 lanes: the two 256-bit halves, then hsum's order.
+inline float hsum16(__m512 v) { return hsum(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))); }
 
 // The FP8 micro-kernel on 512-bit registers: per (token, row) one
 // accumulator, blocks of 128 columns in 16-wide steps, an 8-wide step for
@@ -175,8 +175,7 @@ void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, c
   }
   for (int t = 0; t < NT; ++t) {
     for (int r = 0; r < NR; ++r) {
-      // Fixed-order reduction: the two 256-bit halves, then hsum's order.
-      float s = hsum(_mm256_add_ps(_mm512_castps512_ps256(acc[t][r]), _mm512_extractf32x8_ps(acc[t][r], 1)));
+      float s = hsum16(acc[t][r]);
       for (int j = i; j < cols; ++j) s += x[t * xs + j] * weight_value<DType::F8_E4M3>(w, wp + r * ws, row + r, j);
       y[t * ys + r] = s;
     }
@@ -223,6 +222,9 @@ void fp8_chunk_512(const float* x, size_t xs, const Weight& w, int row, const st
       for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
     }
   }
+  // The 8-column step at the row's end, written out again: shared with the
+  // loop above as a lambda or a macro, GCC kept the accumulators in memory
+  // in the loop (25 stack accesses per step).
   if (i + 8 <= k1) {  // in the row's last block
     if (((i - k0) & (kFp8Block - 1)) == 0) scale = _mm512_set1_ps(block_scale[(i - k0) / kFp8Block]);
     __m512 wv[NR];
@@ -245,7 +247,7 @@ void fp8_chunk_512(const float* x, size_t xs, const Weight& w, int row, const st
   }
   for (int t = 0; t < NT; ++t) {
     for (int r = 0; r < NR; ++r) {
-      float s = hsum(_mm256_add_ps(_mm512_castps512_ps256(acc[t][r]), _mm512_extractf32x8_ps(acc[t][r], 1)));
+      float s = hsum16(acc[t][r]);
       for (int j = i; j < w.cols; ++j) s += x[t * xs + j] * weight_value<DType::F8_E4M3>(w, wp + r * ws, row + r, j);
       y[t * ys + r] = s;
     }
@@ -347,7 +349,7 @@ void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byt
   for (int t = 0; t < NT; ++t)
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r)
-      y[t * ys + r] = hsum(_mm256_add_ps(_mm512_castps512_ps256(acc[t][r]), _mm512_extractf32x8_ps(acc[t][r], 1)));
+      y[t * ys + r] = hsum16(acc[t][r]);
 }
 
 // Columns per chunk: one chunk of the row block's weights stays in L1 while
@@ -569,8 +571,7 @@ void columns_tile_512(const float* x, size_t xs, const Weight& w, int c0, int c_
     for (int j = 0; j < kVectors; ++j) {
       if constexpr (DT == DType::F8_E4M3) {
         // As load8_fp8 times fp8_scale: 16 columns lie in one 128-column block.
-        const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(mask[j], wr + 16 * j)), 8);
-        const __m512 v = _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBFFF))));
+        const __m512 v = widen16_fp8(_mm_maskz_loadu_epi8(mask[j], wr + 16 * j));
         wv[j] = mask[j] != 0 ? _mm512_mul_ps(v, _mm512_set1_ps(w.scale(r, c0 + 16 * j) * 256.0f)) : v;
       } else {
         wv[j] = load16<DT>(wr + static_cast<size_t>(16 * j) * esize, mask[j]);
