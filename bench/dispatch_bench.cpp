@@ -25,13 +25,16 @@ namespace {
 
 using namespace mote;
 
-// Raw MPI: the same control Alltoall and two Alltoallv with the same byte
-// counts as mote's exchange, no packing, no compute.
+// Raw MPI: the same control Alltoall and two Alltoallv with the byte counts
+// of one layer's records and results, no packing, no compute. With
+// `remote_only`, a rank's own share is left out as mote's exchange leaves
+// it out (it reads its own tokens in place); without, every byte goes
+// through MPI, as in an exchange that sends a rank's tokens to itself.
 class RawExchange {
  public:
   RawExchange(int world, int rank, const std::vector<int>& records_to, size_t record_bytes, const std::vector<int>& entries_to,
-              size_t result_bytes)
-      : world_(world), rank_(rank), records_to_(records_to), entries_to_(entries_to), record_bytes_(record_bytes),
+              size_t result_bytes, bool remote_only)
+      : world_(world), rank_(rank), remote_only_(remote_only), records_to_(records_to), entries_to_(entries_to), record_bytes_(record_bytes),
         result_bytes_(result_bytes), send_(static_cast<size_t>(world) * 2), recv_(send_.size()), sb_(world), rb_(world), sd_(world),
         rd_(world), qb_(world), pb_(world), qd_(world), pd_(world) {}
 
@@ -39,8 +42,9 @@ class RawExchange {
   double once() {
     const auto start = std::chrono::steady_clock::now();
     for (int r = 0; r < world_; ++r) {
-      send_[2 * r] = rank_ == 0 ? records_to_[r] : 0;
-      send_[2 * r + 1] = rank_ == 0 ? entries_to_[r] : 0;
+      const bool sends = rank_ == 0 && !(remote_only_ && r == rank_);
+      send_[2 * r] = sends ? records_to_[r] : 0;
+      send_[2 * r + 1] = sends ? entries_to_[r] : 0;
     }
     MPI_Alltoall(send_.data(), 2, MPI_INT, recv_.data(), 2, MPI_INT, MPI_COMM_WORLD);
     size_t st = 0, rt = 0, qt = 0, pt = 0;
@@ -60,6 +64,7 @@ class RawExchange {
 
  private:
   int world_, rank_;
+  bool remote_only_;
   std::vector<int> records_to_, entries_to_;
   size_t record_bytes_, result_bytes_;
   std::vector<int> send_, recv_, sb_, rb_, sd_, rd_, qb_, pb_, qd_, pd_;
@@ -147,9 +152,10 @@ int main(int argc, char** argv) {
         // through mote's exchange, less the experts' work on the busiest
         // rank (gathering the entries, the FFNs, writing the results), over
         // the raw collectives' time right after it; the median of the pairs.
-        RawExchange raw(world, rank, records_to, wire.record_bytes(), entries_to, wire.result_bytes());
+        RawExchange raw(world, rank, records_to, wire.record_bytes(), entries_to, wire.result_bytes(), false);
+        RawExchange raw_remote(world, rank, records_to, wire.record_bytes(), entries_to, wire.result_bytes(), true);
         ExpertExchange exchange(MPI_COMM_WORLD, placement, wire, worker, true);
-        std::vector<double> layer_s, compute_s, raw_s, ratios;
+        std::vector<double> layer_s, compute_s, raw_s, raw_remote_s, ratios, remote_ratios;
         const int pairs = 41;  // each pair's ratio varies by a third
         for (int rep = -1; rep < pairs; ++rep) {  // the first pair warms up
           MPI_Barrier(MPI_COMM_WORLD);
@@ -167,9 +173,12 @@ int main(int argc, char** argv) {
           MPI_Allreduce(&mine, &busiest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
           MPI_Barrier(MPI_COMM_WORLD);
           const double r = raw.once();
+          MPI_Barrier(MPI_COMM_WORLD);
+          const double rr = raw_remote.once();
           if (rep < 0) continue;
-          layer_s.push_back(layer), compute_s.push_back(busiest), raw_s.push_back(r);
+          layer_s.push_back(layer), compute_s.push_back(busiest), raw_s.push_back(r), raw_remote_s.push_back(rr);
           ratios.push_back((layer - busiest) / r);
+          remote_ratios.push_back((layer - busiest) / rr);
         }
         while (exchange.serve(true)) {
         }
@@ -182,9 +191,9 @@ int main(int argc, char** argv) {
               "{\"bench\": \"dispatch\", \"world_size\": %d, \"hidden\": %d, \"tokens\": %d, \"top_k\": 8, \"bytes_moved\": %zu, "
               "\"mote_layer_s\": %.3e, \"mote_layer_no_overlap_s\": %.3e, \"shared_expert_s\": %.3e, \"expert_compute_s\": %.3e, "
               "\"mote_exchange_and_experts_s\": %.3e, \"raw_mpi_s\": %.3e, \"mote_exchange_over_raw\": %.3f, "
-              "\"overlap_gain\": %.3f}\n",
+              "\"raw_mpi_remote_s\": %.3e, \"mote_exchange_over_raw_remote\": %.3f, \"overlap_gain\": %.3f}\n",
               world, hidden, tokens, bytes, mote_s[1], mote_s[0], shared_s, median(compute_s), median(layer_s), median(raw_s),
-              median(ratios), mote_s[0] / mote_s[1]);
+              median(ratios), median(raw_remote_s), median(remote_ratios), mote_s[0] / mote_s[1]);
           std::fflush(stdout);
         }
       }

@@ -52,6 +52,19 @@ void get_values(float* dst, const char* src, int n, WireDType dtype) {
   }
 }
 
+// What put_values then get_values make of the values, without the bytes
+// between: a rank's own tokens and results take this path. `dst` may be `src`.
+void round_values(float* dst, const float* src, int n, WireDType dtype) {
+  if (dtype == WireDType::F32) {
+    if (dst != src) std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    const uint32_t wide = static_cast<uint32_t>(float_to_bf16(src[i])) << 16;
+    std::memcpy(dst + i, &wide, 4);
+  }
+}
+
 int32_t read_i32(const char* p, int index) {
   int32_t v;
   std::memcpy(&v, p + 4 * index, 4);
@@ -71,7 +84,7 @@ ExpertWorker::ExpertWorker(const ModelWeights& weights, const ModelConfig& confi
     : weights_(weights), config_(config), placement_(placement), rank_(rank), wire_(wire), counters_(counters), masks_(masks) {}
 
 void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>& recv_records, const std::vector<int>& recv_layers,
-                           std::vector<char>& results, std::vector<int>& result_counts) {
+                           std::vector<char>& results, std::vector<int>& result_counts, const LocalTokens& local) {
   const int sources = static_cast<int>(recv_records.size());
   const int n_experts = config_.n_routed_experts;
   const int moe_layers = placement_.moe_layers();
@@ -81,22 +94,34 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
   // Validate every record and lay out the results: per source, per record,
   // one hidden vector per expert entry, in entry order. Entries are keyed
   // by (MoE layer, expert): sources may be at different layers.
-  int total_records = 0;
-  for (int c : recv_records) total_records += c;
-  result_counts.assign(static_cast<size_t>(sources), 0);
-  result_offset_.clear();  // byte offset of each (record, entry) result
-  entry_key_.clear();
-  offsets_.assign(static_cast<size_t>(moe_layers) * n_experts + 1, 0);
-  size_t result_total = 0;
-  for (int src = 0, r = 0; src < sources; ++src) {
-    if (recv_records[src] == 0) continue;
-    const int moe_layer = recv_layers[src];
-    if (moe_layer < 0 || moe_layer >= moe_layers) fail("protocol error: rank {} received tokens for MoE layer {} from rank {}", rank_, moe_layer, src);
+  const auto check_source = [&](int src) {
     if (counters_ != nullptr && src >= static_cast<int>(counters_->size())) {
       fail("protocol error: rank {} received tokens from rank {}, which is not a coordinator", rank_, src);
     }
-    for (int i = 0; i < recv_records[src]; ++i, ++r) {
-      const char* record = recv.data() + static_cast<size_t>(r) * rec;
+  };
+  const auto check_expert = [&](int32_t e, int moe_layer, const ExpertMask* mask, int src) {
+    if (e < 0 || e >= n_experts || placement_.owner(moe_layer, e) != rank_) {
+      fail("protocol error: rank {} received a token for expert {} of MoE layer {} from rank {}, which it does not own", rank_, e,
+           moe_layer, src);
+    }
+    if (mask != nullptr && mask->is_off(moe_layer, e)) {
+      fail("protocol error: rank {} received a token for expert {} of MoE layer {}, which mask set '{}' switches off", rank_, e, moe_layer,
+           mask->name);
+    }
+  };
+  result_counts.assign(static_cast<size_t>(sources), 0);
+  entries_.clear();
+  local_row_.assign(local.entries.size(), 0);
+  offsets_.assign(static_cast<size_t>(moe_layers) * n_experts + 1, 0);
+  size_t result_total = 0;
+  const char* record = recv.data();
+  for (int src = 0; src < sources; ++src) {
+    const int moe_layer = recv_layers[src];
+    if (recv_records[src] > 0) {
+      if (moe_layer < 0 || moe_layer >= moe_layers) fail("protocol error: rank {} received tokens for MoE layer {} from rank {}", rank_, moe_layer, src);
+      check_source(src);
+    }
+    for (int i = 0; i < recv_records[src]; ++i, record += rec) {
       const int32_t entries = read_i32(record, 0);
       if (entries < 1 || entries > k) fail("protocol error: rank {} received a record with {} experts from rank {}", rank_, entries, src);
       const int32_t mask_id = read_i32(record, 3);
@@ -109,52 +134,45 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
       }
       for (int j = 0; j < entries; ++j) {
         const int32_t e = read_i32(record, WireFormat::kMeta + j);
-        if (e < 0 || e >= n_experts || placement_.owner(moe_layer, e) != rank_) {
-          fail("protocol error: rank {} received a token for expert {} of MoE layer {} from rank {}, which it does not own", rank_, e,
-               moe_layer, src);
-        }
-        if (mask != nullptr && mask->is_off(moe_layer, e)) {
-          fail("protocol error: rank {} received a token for expert {} of MoE layer {}, which mask set '{}' switches off", rank_, e,
-               moe_layer, mask->name);
-        }
-        const int key = moe_layer * n_experts + e;
-        ++offsets_[static_cast<size_t>(key) + 1];
-        entry_key_.push_back(key);
-        result_offset_.push_back(result_total);
+        check_expert(e, moe_layer, mask, src);
+        float weight;
+        std::memcpy(&weight, record + 4 * (WireFormat::kMeta + k + j), 4);
+        entries_.push_back({moe_layer * n_experts + e, src, read_i32(record, 1), read_i32(record, 2), weight,
+                            record + wire_.header_bytes(), nullptr, result_total});
+        ++offsets_[static_cast<size_t>(entries_.back().key) + 1];
         result_total += wire_.result_bytes();
       }
       result_counts[src] += to_count(static_cast<size_t>(entries) * wire_.result_bytes());
+    }
+    if (src != rank_ || local.batch == nullptr || local.entries.empty()) continue;
+    const ExpertBatch& b = *local.batch;
+    if (b.moe_layer < 0 || b.moe_layer >= moe_layers) fail("protocol error: rank {} has its own tokens for MoE layer {}", rank_, b.moe_layer);
+    check_source(src);
+    for (size_t i = 0; i < local.entries.size(); ++i) {
+      const int32_t entry = local.entries[i], row = entry / b.top_k;
+      const StepRow& r = b.rows[static_cast<size_t>(row)];
+      check_expert(b.experts[entry], b.moe_layer, r.mask, src);
+      entries_.push_back({b.moe_layer * n_experts + b.experts[entry], src, r.cls, r.phase, b.weights[entry], nullptr,
+                          b.x + static_cast<size_t>(row) * wire_.hidden, i});
+      ++offsets_[static_cast<size_t>(entries_.back().key) + 1];
     }
   }
   results.resize(result_total);
 
   // Counting sort of the entries by (layer, expert), keeping arrival order
-  // within an expert (source rank, then record order): within one source
-  // that is the source's own row order, whatever the placement.
+  // within an expert (source rank, then the source's row order), whatever
+  // the placement.
   const int keys = moe_layers * n_experts;
   for (int key = 0; key < keys; ++key) offsets_[key + 1] += offsets_[key];
-  order_.resize(result_offset_.size());
+  order_.resize(entries_.size());
   cursor_.assign(offsets_.begin(), offsets_.end() - 1);
-  entry_pos_.resize(result_offset_.size());  // (record, j) of each entry
-  for (int r = 0, entry = 0; r < total_records; ++r) {
-    const char* record = recv.data() + static_cast<size_t>(r) * rec;
-    const int32_t entries = read_i32(record, 0);
-    for (int j = 0; j < entries; ++j, ++entry) {
-      order_[cursor_[entry_key_[entry]]++] = entry;
-      entry_pos_[entry] = {r, j};
-    }
-  }
-  // Source rank of each record, for the counters.
-  source_of_.clear();
-  if (counters_ != nullptr) {
-    for (int src = 0; src < sources; ++src) source_of_.insert(source_of_.end(), static_cast<size_t>(recv_records[src]), src);
-  }
+  for (size_t entry = 0; entry < entries_.size(); ++entry) order_[cursor_[entries_[entry].key]++] = static_cast<int>(entry);
 
   const size_t h = static_cast<size_t>(wire_.hidden);
   const auto start = std::chrono::steady_clock::now();
-  const size_t entries = order_.size();
-  gathered_.resize(entries * h);
-  computed_.resize(entries * h);
+  const size_t n = order_.size();
+  gathered_.resize(n * h);
+  computed_.resize(n * h);
   jobs_.clear();
   for (int key = 0; key < keys; ++key) {
     const int begin = offsets_[key];
@@ -162,22 +180,27 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
     if (count == 0) continue;
     const int moe_layer = key / n_experts, e = key % n_experts;
     for (int i = begin; i < begin + count; ++i) {
-      const auto [r, j] = entry_pos_[order_[i]];
-      const char* record = recv.data() + static_cast<size_t>(r) * rec;
-      get_values(gathered_.data() + i * h, record + wire_.header_bytes(), wire_.hidden, wire_.dtype);
-      if (counters_ != nullptr) {
-        float weight;
-        std::memcpy(&weight, record + 4 * (WireFormat::kMeta + k + j), 4);
-        (*counters_)[static_cast<size_t>(source_of_[static_cast<size_t>(r)])].add(read_i32(record, 1), read_i32(record, 2), moe_layer, e,
-                                                                                  weight);
+      const Entry& en = entries_[static_cast<size_t>(order_[i])];
+      if (en.wire != nullptr) {
+        get_values(gathered_.data() + i * h, en.wire, wire_.hidden, wire_.dtype);
+      } else {
+        round_values(gathered_.data() + i * h, en.local, wire_.hidden, wire_.dtype);
       }
+      if (counters_ != nullptr) (*counters_)[static_cast<size_t>(en.source)].add(en.cls, en.phase, moe_layer, e, en.weight);
     }
     const LayerWeights& lw = weights_.layers[static_cast<size_t>(config_.moe_layers()[static_cast<size_t>(moe_layer)])];
     jobs_.push_back({&lw.experts[e], gathered_.data() + begin * h, count, computed_.data() + begin * h});
   }
   ffn_.forward_many(jobs_);
-  for (size_t i = 0; i < entries; ++i) {
-    put_values(results.data() + result_offset_[order_[i]], computed_.data() + i * h, wire_.hidden, wire_.dtype);
+  for (size_t i = 0; i < n; ++i) {
+    const Entry& en = entries_[static_cast<size_t>(order_[i])];
+    float* out = computed_.data() + i * h;
+    if (en.wire != nullptr) {
+      put_values(results.data() + en.out, out, wire_.hidden, wire_.dtype);
+    } else {
+      round_values(out, out, wire_.hidden, wire_.dtype);
+      local_row_[en.out] = i;
+    }
   }
   compute_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -185,6 +208,7 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
 ExpertExchange::ExpertExchange(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap)
     : comm_(comm), placement_(placement), wire_(wire), worker_(worker), overlap_(overlap) {
   MPI_Comm_size(comm_, &world_);
+  MPI_Comm_rank(comm_, &rank_);
   entries_.resize(static_cast<size_t>(world_));
   send_records_.assign(static_cast<size_t>(world_), 0);
 }
@@ -245,10 +269,12 @@ void ExpertExchange::post_payload() {
 // back; what comes back to this rank lands in returned_.
 void ExpertExchange::exchange_results() {
   wait(payload_request_, "Ialltoallv (payload)");
-  worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_);
+  LocalTokens local;
+  if (local_) local = {&batch_, entries_[static_cast<size_t>(rank_)]};
+  worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_, local);
   displacements(result_counts_, result_displs_);
   returned_counts_.resize(static_cast<size_t>(world_));
-  for (int d = 0; d < world_; ++d) returned_counts_[d] = to_count(entries_[d].size() * wire_.result_bytes());
+  for (int d = 0; d < world_; ++d) returned_counts_[d] = d == rank_ ? 0 : to_count(entries_[d].size() * wire_.result_bytes());
   displacements(returned_counts_, returned_displs_);
   returned_.resize(static_cast<size_t>(returned_displs_.back()) + static_cast<size_t>(returned_counts_.back()) + 1);
   if (results_.empty()) results_.resize(1);
@@ -261,6 +287,7 @@ void ExpertExchange::exchange_results() {
 
 void ExpertExchange::begin(const ExpertBatch& b) {
   batch_ = b;
+  local_ = true;
   const int k = b.top_k;
   const size_t rec = wire_.record_bytes();
   send_records_.assign(static_cast<size_t>(world_), 0);
@@ -274,7 +301,7 @@ void ExpertExchange::begin(const ExpertBatch& b) {
       const int32_t e = b.experts[row * k + s];
       if (e >= 0) has_dest_[placement_.owner(b.moe_layer, e)] = 1;
     }
-    for (int d = 0; d < world_; ++d) send_records_[d] += has_dest_[d];
+    for (int d = 0; d < world_; ++d) send_records_[d] += d != rank_ && has_dest_[d];
   }
   size_t total = 0;
   fill_.resize(static_cast<size_t>(world_));
@@ -290,6 +317,10 @@ void ExpertExchange::begin(const ExpertBatch& b) {
       for (int s = 0; s < k; ++s) {
         const int32_t e = b.experts[row * k + s];
         if (e < 0 || placement_.owner(b.moe_layer, e) != d) continue;
+        if (d == rank_) {
+          entries_[d].push_back(row * k + s);
+          continue;
+        }
         if (record == nullptr) {
           record = send_buf_.data() + fill_[d];
           fill_[d] += rec;
@@ -319,10 +350,15 @@ void ExpertExchange::finish(std::vector<const float*>& rows) {
   // fp32 results are read where they arrived (result_bytes is a multiple
   // of 4 and the buffer's start is aligned for floats); bf16 ones widened once.
   size_t entries = 0;
-  for (const auto& e : entries_) entries += e.size();
+  for (int d = 0; d < world_; ++d) entries += d == rank_ ? 0 : entries_[d].size();
   if (wire_.dtype != WireDType::F32) widened_.resize(entries * h);
   size_t next = 0;
   for (int d = 0; d < world_; ++d) {
+    if (d == rank_) {
+      const auto& mine = entries_[d];
+      for (size_t i = 0; i < mine.size(); ++i) rows[static_cast<size_t>(mine[i])] = worker_.local_result(i);
+      continue;
+    }
     const char* src = returned_.data() + returned_displs_[d];
     for (const int32_t entry : entries_[d]) {
       if (wire_.dtype == WireDType::F32) {
@@ -338,6 +374,7 @@ void ExpertExchange::finish(std::vector<const float*>& rows) {
 }
 
 bool ExpertExchange::serve(bool done) {
+  local_ = false;
   send_records_.assign(static_cast<size_t>(world_), 0);
   for (auto& e : entries_) e.clear();
   if (!exchange_control(done ? kDone : kIdle, -1)) return false;

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <cstring>
 
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/placement.h"
+#include "mote/io/safetensors_writer.h"
 #include "mote/runtime/load_placement.h"
 #include "mote/model/loaded_model.h"
 #include "model_files.h"
@@ -70,6 +73,94 @@ TEST(ExpertWorker, RefusesTokensForExpertsItDoesNotOwn) {
                         "protocol error: rank 0 received a token for expert 3 of MoE layer 0");
   EXPECT_ERROR_CONTAINS(worker.process(record({}), {1}, {0}, results, result_counts), "record with 0 experts");
   EXPECT_ERROR_CONTAINS(worker.process(record({40}), {1}, {0}, results, result_counts), "expert 40");
+}
+
+// A coordinator's tokens for its own experts are read in place instead of
+// sent to itself: the same results to the last bit, rounded as the wire
+// rounds, and the same counts, as when they arrive as records.
+TEST(ExpertWorker, OwnTokensInPlaceMatchRecordsBitForBit) {
+  const auto m = load_model(test::bundled_model());
+  const ModelConfig& c = m->config;
+  const int k = c.num_experts_per_tok, moe_layers = static_cast<int>(c.moe_layers().size()), n = 5;
+  const Placement placement = Placement::by_rule("contiguous", moe_layers, c.n_routed_experts, 1, true);
+  std::vector<float> x(static_cast<size_t>(n) * c.hidden_size);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * 1.7f + 1e-3f;
+  std::vector<int32_t> experts(static_cast<size_t>(n) * k);
+  std::vector<float> weights(experts.size());
+  std::vector<StepRow> rows(static_cast<size_t>(n));
+  std::vector<int32_t> slots;
+  for (int r = 0; r < n; ++r) {
+    rows[r].cls = static_cast<int16_t>(r % 2);
+    rows[r].phase = static_cast<uint8_t>(r == n - 1);
+    for (int s = 0; s < k; ++s) {
+      experts[r * k + s] = (r * 3 + s * 5) % c.n_routed_experts;
+      weights[r * k + s] = 0.1f + 0.013f * static_cast<float>(r * k + s);
+      slots.push_back(r * k + s);
+    }
+  }
+  experts[k] = -1;  // an empty slot: no entry
+  slots.erase(slots.begin() + k);
+  const ExpertBatch batch{c.moe_layers()[1], 1, x.data(), n, experts.data(), weights.data(), k, rows};
+
+  for (const WireDType dtype : {WireDType::F32, WireDType::BF16}) {
+    const WireFormat wire{c.hidden_size, k, dtype};
+    // The same tokens as one record each, as another rank would send them.
+    std::vector<char> recv;
+    for (int r = 0; r < n; ++r) {
+      std::vector<char> rec(wire.record_bytes(), 0);
+      int32_t entries = 0;
+      for (int s = 0; s < k; ++s) {
+        if (experts[r * k + s] < 0) continue;
+        std::memcpy(rec.data() + 4 * (WireFormat::kMeta + entries), &experts[r * k + s], 4);
+        std::memcpy(rec.data() + 4 * (WireFormat::kMeta + k + entries), &weights[r * k + s], 4);
+        ++entries;
+      }
+      const int32_t meta[4] = {entries, rows[r].cls, rows[r].phase, 0};
+      std::memcpy(rec.data(), meta, sizeof meta);
+      for (int i = 0; i < c.hidden_size; ++i) {
+        const float v = x[static_cast<size_t>(r) * c.hidden_size + i];
+        if (dtype == WireDType::F32) {
+          std::memcpy(rec.data() + wire.header_bytes() + 4 * i, &v, 4);
+        } else {
+          const uint16_t b = float_to_bf16(v);
+          std::memcpy(rec.data() + wire.header_bytes() + 2 * i, &b, 2);
+        }
+      }
+      recv.insert(recv.end(), rec.begin(), rec.end());
+    }
+    std::vector<ExpertCounters> sent(1, ExpertCounters(2, moe_layers, c.n_routed_experts)), local(sent);
+    ExpertWorker by_record(m->weights, c, placement, 0, wire, &sent), in_place(m->weights, c, placement, 0, wire, &local);
+    std::vector<char> results, none;
+    std::vector<int> counts, no_counts;
+    by_record.process(recv, {n}, {1}, results, counts);
+    in_place.process({}, {0}, {-1}, none, no_counts, {&batch, slots});
+    EXPECT_EQ(no_counts, std::vector<int>{0});
+    EXPECT_TRUE(none.empty());
+    EXPECT_EQ(local[0].first_difference(sent[0]), std::nullopt);
+    ASSERT_EQ(results.size(), slots.size() * wire.result_bytes());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const float* got = in_place.local_result(i);
+      for (int j = 0; j < c.hidden_size; ++j) {
+        float want;
+        if (dtype == WireDType::F32) {
+          std::memcpy(&want, results.data() + i * wire.result_bytes() + 4 * j, 4);
+        } else {
+          uint16_t b;
+          std::memcpy(&b, results.data() + i * wire.result_bytes() + 2 * j, 2);
+          const uint32_t wide = static_cast<uint32_t>(b) << 16;
+          std::memcpy(&want, &wide, 4);
+        }
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[j]), std::bit_cast<uint32_t>(want)) << "entry " << i << " value " << j;
+      }
+    }
+    // Its own tokens are checked like anyone's: an expert a mask switches off is refused.
+    ExpertMask off(moe_layers, c.n_routed_experts);
+    off.name = "off";
+    off.set_off(1, experts[0]);
+    rows[0].mask = &off;
+    EXPECT_ERROR_CONTAINS(in_place.process({}, {0}, {-1}, none, no_counts, {&batch, slots}), "which mask set 'off' switches off");
+    rows[0].mask = nullptr;
+  }
 }
 
 }  // namespace

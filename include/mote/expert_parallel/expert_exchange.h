@@ -17,6 +17,9 @@
 // A record carries the token's hidden state once, however many of its top-k
 // experts the destination owns, with their ids and gate weights and the
 // token's class, phase and mask set (for the counters and the mask check).
+// A coordinator's tokens for its own experts go into no record: its worker
+// reads them in place and the combine reads their results where the
+// worker left them.
 // A coordinator combines results in top-k slot order, never in arrival
 // order, so results are bit-identical for any world size, number of
 // coordinators and placement.
@@ -26,6 +29,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "mote/expert_parallel/expert_counters.h"
@@ -55,6 +59,14 @@ struct WireFormat {
   size_t result_bytes() const { return hidden * value_bytes(); }
 };
 
+// A coordinator's own tokens for its own experts. They are read where they
+// are instead of being packed and sent to the rank itself, rounded as the
+// wire rounds them, so the bits are those of any other path.
+struct LocalTokens {
+  const ExpertBatch* batch = nullptr;  // null: none this round
+  std::span<const int32_t> entries;    // (row * top_k + slot) of each, in row order
+};
+
 // Runs this rank's routed experts over the records it received, one GEMM
 // per projection per expert over all of its tokens, and counts them.
 class ExpertWorker {
@@ -70,8 +82,12 @@ class ExpertWorker {
   // recv holds records from each source rank (recv_records[src] of them, in
   // source order, for MoE layer recv_layers[src]); writes the results for
   // each source into `results` (result_counts[src] bytes each, in source order).
+  // `local`: this rank's own tokens, processed with them as from source `rank`.
   void process(const std::vector<char>& recv, const std::vector<int>& recv_records, const std::vector<int>& recv_layers,
-               std::vector<char>& results, std::vector<int>& result_counts);
+               std::vector<char>& results, std::vector<int>& result_counts, const LocalTokens& local = {});
+  // The result of local entry i of the last process(), rounded as the wire
+  // rounds; valid until the next process().
+  const float* local_result(size_t i) const { return computed_.data() + local_row_[i] * static_cast<size_t>(wire_.hidden); }
   // Seconds spent in expert GEMMs so far (for benchmarks).
   double compute_seconds() const { return compute_seconds_; }
 
@@ -84,10 +100,21 @@ class ExpertWorker {
   WireFormat wire_;
   std::vector<ExpertCounters>* counters_;
   const std::vector<ExpertMask>* masks_;
+  // One (token, expert) pair to compute, in arrival order: by source rank,
+  // then in the source's row order.
+  struct Entry {
+    int key;  // moe_layer * n_routed_experts + expert
+    int source;
+    int32_t cls, phase;
+    float weight;
+    const char* wire;    // the token's values as received, or
+    const float* local;  // this rank's own token, in place
+    size_t out;          // byte offset of the result in `results`, or index among local entries
+  };
   Ffn ffn_;
-  std::vector<int> offsets_, order_, cursor_, entry_key_, source_of_;
-  std::vector<size_t> result_offset_;
-  std::vector<std::pair<int, int>> entry_pos_;
+  std::vector<Entry> entries_;
+  std::vector<int> offsets_, order_, cursor_;
+  std::vector<size_t> local_row_;  // row of computed_ holding each local entry's result
   std::vector<float> gathered_, computed_;
   std::vector<FfnJob> jobs_;
 };
@@ -127,7 +154,8 @@ class ExpertExchange : public ExpertExecutor {
   WireFormat wire_;
   ExpertWorker& worker_;
   bool overlap_;
-  int world_;
+  int world_, rank_;
+  bool local_ = false;  // this round sends this rank's own tokens
   int stop_signal_ = 0;
   int64_t rounds_ = 0;
   double wait_seconds_ = 0;
@@ -140,7 +168,8 @@ class ExpertExchange : public ExpertExecutor {
   std::vector<int> result_counts_, returned_counts_, result_displs_, returned_displs_;
   std::vector<uint8_t> has_dest_;
   std::vector<size_t> fill_;
-  // For each destination, in record order, the (row * top_k + slot) of each expert entry.
+  // For each destination, in record order, the (row * top_k + slot) of each
+  // expert entry; this rank's own entries are LocalTokens, never sent.
   std::vector<std::vector<int32_t>> entries_;
 };
 
