@@ -546,7 +546,7 @@ void product_rows(const MatmulJob& job, int b_begin, int b_end) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // Columns [c0, c0 + 64) of y = x W for NT tokens, clipped to [0, c_end):
 // 4 x 16 columns x NT tokens of accumulators, each lane one multiply-add
-// chain over the rows in order, as in the 8-wide loop below, so both give
+// chain over the rows in order, as in columns_tile_256 below, so both give
 // the same bits. A row's 64 columns are widened once for all NT tokens.
 template <DType DT, int NT>
 void columns_tile_512(const float* x, size_t xs, const Weight& w, int c0, int c_end, float* y, size_t ys) {
@@ -608,35 +608,86 @@ void columns_512(const float* x, size_t xs, int n, const Weight& w, int c_end, f
 #pragma GCC diagnostic pop
 #endif
 
+#if defined(MOTE_AVX2) && !defined(MOTE_AVX512)
+// Columns [c0, c0 + 8 NV) of y = x W for NT tokens on 256-bit registers:
+// NT x NV accumulators, each lane the same in-order multiply-add chain
+// over the rows as the 8-wide loop below. 4 x 3 fills the 16 registers
+// (12 accumulators, 3 widened weight vectors, 1 broadcast activation), so a
+// row's 24 columns are widened once for 4 tokens instead of once per token.
+template <DType DT, int NT, int NV>
+void columns_tile_256(const float* x, size_t xs, const Weight& w, int c0, float* y, size_t ys) {
+  constexpr size_t esize = kElementSize<DT>;
+  const size_t ws = w.row_bytes();
+  const int rows = w.rows;
+  // Every loop over the tile unrolled, or GCC keeps the accumulators in memory.
+  __m256 acc[NT][NV];
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[t][j] = _mm256_setzero_ps();
+  const std::byte* wr = w.data + static_cast<size_t>(c0) * esize;
+  for (int r = 0; r < rows; ++r, wr += ws) {
+    __m256 wv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      if constexpr (DT == DType::F8_E4M3) {
+        wv[j] = _mm256_mul_ps(load8_fp8(wr + 8 * j), fp8_scale(w, r, c0 + 8 * j));
+      } else {
+        wv[j] = load8<DT>(wr + static_cast<size_t>(8 * j) * esize);
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const __m256 xv = _mm256_broadcast_ss(x + t * xs + r);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[t][j] = _mm256_fmadd_ps(xv, wv[j], acc[t][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) _mm256_storeu_ps(y + t * ys + c0 + 8 * j, acc[t][j]);
+}
+
+template <DType DT, int NV>
+void columns_tokens_256(const float* x, size_t xs, int n, const Weight& w, int c0, float* y, size_t ys) {
+  int t = 0;
+  for (; t + 4 <= n; t += 4) columns_tile_256<DT, 4, NV>(x + t * xs, xs, w, c0, y + t * ys, ys);
+  switch (n - t) {
+    case 3: columns_tile_256<DT, 3, NV>(x + t * xs, xs, w, c0, y + t * ys, ys); break;
+    case 2: columns_tile_256<DT, 2, NV>(x + t * xs, xs, w, c0, y + t * ys, ys); break;
+    case 1: columns_tile_256<DT, 1, NV>(x + t * xs, xs, w, c0, y + t * ys, ys); break;
+    default: break;
+  }
+}
+
+// Columns [0, c_end), c_end a multiple of 8: a column tile's weights
+// (rows x 24) stay in L1 while the token tiles pass.
+template <DType DT>
+void columns_256(const float* x, size_t xs, int n, const Weight& w, int c_end, float* y, size_t ys) {
+  int c0 = 0;
+  for (; c0 + 24 <= c_end; c0 += 24) columns_tokens_256<DT, 3>(x, xs, n, w, c0, y, ys);
+  if (c_end - c0 == 16) columns_tokens_256<DT, 2>(x, xs, n, w, c0, y, ys);
+  if (c_end - c0 == 8) columns_tokens_256<DT, 1>(x, xs, n, w, c0, y, ys);
+}
+#endif
+
 template <DType DT>
 void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, float* y, size_t ys) {
   const size_t ws = w.row_bytes();
-#ifdef MOTE_AVX512
   // The columns the 8-wide loop would take; the rest as below.
-  const int wide = w.cols / 8 * 8;
+  [[maybe_unused]] const int wide = w.cols / 8 * 8;
+#if defined(MOTE_AVX512)
   columns_512<DT>(x, xs, n, w, wide, y, ys);
+#elif defined(MOTE_AVX2)
+  columns_256<DT>(x, xs, n, w, wide, y, ys);
 #endif
   for (int t = 0; t < n; ++t) {
     float* yt = y + t * ys;
     const float* xt = x + t * xs;
     int c = 0;
-#if defined(MOTE_AVX512)
+#if defined(MOTE_AVX2)
     c = wide;
-#elif defined(MOTE_AVX2)
-    constexpr size_t esize = kElementSize<DT>;
-    for (; c + 8 <= w.cols; c += 8) {
-      __m256 acc = _mm256_setzero_ps();
-      for (int r = 0; r < w.rows; ++r) {
-        __m256 wv;
-        if constexpr (DT == DType::F8_E4M3) {
-          wv = _mm256_mul_ps(load8_fp8(w.data + r * ws + static_cast<size_t>(c)), fp8_scale(w, r, c));
-        } else {
-          wv = load8<DT>(w.data + r * ws + static_cast<size_t>(c) * esize);
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(xt[r]), wv, acc);
-      }
-      _mm256_storeu_ps(yt + c, acc);
-    }
 #endif
     for (; c < w.cols; ++c) {
       float s = 0.0f;

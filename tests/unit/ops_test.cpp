@@ -84,34 +84,37 @@ TEST_P(MatmulTest, MatchesOpenBlasAndDoesNotDependOnBatch) {
 }
 
 TEST_P(MatmulTest, ByColumnsMatchesReference) {
-  // Enough columns for several 64-column tiles, a part-filled vector and a
-  // scalar tail; enough tokens for a full tile of 4 and a remainder.
-  const int n = 7, rows = 19, cols = 150;
-  const TestMatrix w = random_matrix(GetParam(), rows, cols, 5);
-  const auto x = random_vector(static_cast<size_t>(n) * rows, 6);
-  std::vector<float> y(static_cast<size_t>(n) * cols);
-  matmul_by_columns(x.data(), rows, n, w.weight, y.data(), cols);
-  for (int t = 0; t < n; ++t) {
-    for (int c = 0; c < cols; ++c) {
-      double ref = 0;
-      for (int r = 0; r < rows; ++r) ref += static_cast<double>(x[t * rows + r]) * w.widened[r * cols + c];
-      EXPECT_NEAR(y[t * cols + c], ref, 1e-4);
-#if defined(__AVX2__) && defined(__FMA__)
-      // The order every build with AVX2 keeps, 8 or 16 lanes at a time: one
-      // fused multiply-add per row, in row order, for the columns of whole
-      // groups of 8; a separate multiply and add for the rest.
-      float exact = 0.0f;
-      for (int r = 0; r < rows; ++r) {
-        const float activation = x[t * rows + r], weight = w.widened[r * cols + c];
-        exact = c < cols / 8 * 8 ? std::fma(activation, weight, exact) : exact + activation * weight;
+  // Enough columns for several 64- and 24-column tiles, a part-filled
+  // vector and a scalar tail, with 0, 8 or 16 columns of whole groups of 8
+  // after the last 24; enough tokens for a full tile of 4 and a remainder.
+  for (const int cols : {150, 166, 158}) {
+    const int n = 7, rows = 19;
+    const TestMatrix w = random_matrix(GetParam(), rows, cols, 5);
+    const auto x = random_vector(static_cast<size_t>(n) * rows, 6);
+    std::vector<float> y(static_cast<size_t>(n) * cols);
+    matmul_by_columns(x.data(), rows, n, w.weight, y.data(), cols);
+    for (int t = 0; t < n; ++t) {
+      for (int c = 0; c < cols; ++c) {
+        double ref = 0;
+        for (int r = 0; r < rows; ++r) ref += static_cast<double>(x[t * rows + r]) * w.widened[r * cols + c];
+        EXPECT_NEAR(y[t * cols + c], ref, 1e-4);
+  #if defined(__AVX2__) && defined(__FMA__)
+        // The order every build with AVX2 keeps, 8 or 16 lanes at a time: one
+        // fused multiply-add per row, in row order, for the columns of whole
+        // groups of 8; a separate multiply and add for the rest.
+        float exact = 0.0f;
+        for (int r = 0; r < rows; ++r) {
+          const float activation = x[t * rows + r], weight = w.widened[r * cols + c];
+          exact = c < cols / 8 * 8 ? std::fma(activation, weight, exact) : exact + activation * weight;
+        }
+        EXPECT_EQ(y[t * cols + c], exact) << "token " << t << " column " << c;
+  #endif
       }
-      EXPECT_EQ(y[t * cols + c], exact) << "token " << t << " column " << c;
-#endif
+      // Alone, the same bits as in the batch.
+      std::vector<float> alone(cols);
+      matmul_by_columns(x.data() + static_cast<size_t>(t) * rows, rows, 1, w.weight, alone.data(), cols);
+      for (int c = 0; c < cols; ++c) ASSERT_EQ(alone[c], y[static_cast<size_t>(t) * cols + c]) << "token " << t << " column " << c;
     }
-    // Alone, the same bits as in the batch.
-    std::vector<float> alone(cols);
-    matmul_by_columns(x.data() + static_cast<size_t>(t) * rows, rows, 1, w.weight, alone.data(), cols);
-    for (int c = 0; c < cols; ++c) ASSERT_EQ(alone[c], y[static_cast<size_t>(t) * cols + c]) << "token " << t << " column " << c;
   }
 }
 
