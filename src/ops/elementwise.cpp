@@ -132,12 +132,11 @@ float dot(const float* a, const float* b, int n) {
 namespace {
 
 // Rows of a held in registers with 4 columns of b: 16 accumulators of 512
-// bits; one row where registers are fewer.
+// bits. GCC lowers a 16-lane vector without 512-bit registers through the
+// stack, so 256-bit targets take dot()'s two 8-lane accumulators in two
+// passes over the row instead, 2 rows x 4 columns x 8 lanes at a time.
 #ifdef __AVX512F__
 constexpr int kDotRows = 4;
-#else
-constexpr int kDotRows = 1;
-#endif
 
 template <int Rows>
 void dot_rows(const float* const a[], const float* b, size_t stride, int n, float out[16]) {
@@ -161,17 +160,55 @@ void dot_rows(const float* const a[], const float* b, size_t stride, int n, floa
       out[k * 4 + j] = dot_rest(acc0, acc1, a[k], b + j * stride, i, n);
     }
 }
+#else
+constexpr int kDotRows = 2;
+
+template <int Rows>
+void dot_rows(const float* const a[], const float* b, size_t stride, int n, float out[8]) {
+  const int wide = n / 16 * 16;
+  Vec8 sums[2][Rows][4];  // dot()'s acc0 (lanes 0-7 of every 16) and acc1 (8-15)
+#pragma GCC unroll 2
+  for (int half = 0; half < 2; ++half) {
+    Vec8 acc[Rows][4];
+#pragma GCC unroll 4
+    for (int k = 0; k < Rows; ++k)
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) acc[k][j] = Vec8{};
+    for (int i = 8 * half; i < wide; i += 16) {
+      Vec8 bv[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) bv[j] = load8(b + j * stride + i);
+#pragma GCC unroll 4
+      for (int k = 0; k < Rows; ++k) {
+        Vec8 av = load8(a[k] + i);
+        __asm__("" : "+x"(av));  // one load, not one per multiply (see matmul.cpp)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) acc[k][j] += av * bv[j];
+      }
+    }
+    for (int k = 0; k < Rows; ++k)
+      for (int j = 0; j < 4; ++j) sums[half][k][j] = acc[k][j];
+  }
+  for (int k = 0; k < Rows; ++k)
+    for (int j = 0; j < 4; ++j) out[k * 4 + j] = dot_rest(sums[0][k][j], sums[1][k][j], a[k], b + j * stride, wide, n);
+}
+#endif
 
 }  // namespace
 
 void dot_block(const float* const a[], int rows, const float* b, size_t stride, int n, float out[16]) {
   for (int k0 = 0; k0 < rows; k0 += kDotRows) {
     const int k = std::min(kDotRows, rows - k0);
-    switch (k) {
-      case 1: dot_rows<1>(a + k0, b, stride, n, out + 4 * k0); break;
-      case 2: dot_rows<2>(a + k0, b, stride, n, out + 4 * k0); break;
-      case 3: dot_rows<3>(a + k0, b, stride, n, out + 4 * k0); break;
-      default: dot_rows<kDotRows>(a + k0, b, stride, n, out + 4 * k0); break;
+    if (k == 1) {
+      dot_rows<1>(a + k0, b, stride, n, out + 4 * k0);
+    } else if constexpr (kDotRows == 2) {
+      dot_rows<2>(a + k0, b, stride, n, out + 4 * k0);
+    } else {
+      switch (k) {
+        case 2: dot_rows<2>(a + k0, b, stride, n, out + 4 * k0); break;
+        case 3: dot_rows<3>(a + k0, b, stride, n, out + 4 * k0); break;
+        default: dot_rows<kDotRows>(a + k0, b, stride, n, out + 4 * k0); break;
+      }
     }
   }
 }
@@ -182,30 +219,47 @@ void add_scaled(float* y, float a, const float* x, int n) {
 
 namespace {
 
-// Vectors of 16 per output row held in registers: 4 with 512-bit
-// registers (16 accumulators of 32), 1 otherwise.
+// Vectors per output row held in registers: 4 of 16 lanes with 512-bit
+// registers (16 accumulators), 2 of 8 lanes otherwise (8 accumulators; a
+// 16-lane vector would go through the stack there, as in dot_rows).
 #ifdef __AVX512F__
+using RunVec = Vec16;
 constexpr int kRunVectors = 4;
 #else
-constexpr int kRunVectors = 1;
+using RunVec = Vec8;
+constexpr int kRunVectors = 2;
 #endif
+constexpr int kRunWidth = sizeof(RunVec) / sizeof(float);
+
+inline RunVec load_run(const float* p) {
+  RunVec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 
 template <int Rows, int Vectors>
 void add_scaled_block(float* const y[], const float* const a[], const float* x, size_t stride, int count) {
-  Vec16 acc[Rows][Vectors];
+  RunVec acc[Rows][Vectors];
+#pragma GCC unroll 4
   for (int k = 0; k < Rows; ++k)
-    for (int v = 0; v < Vectors; ++v) acc[k][v] = load16(y[k] + 16 * v);
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) acc[k][v] = load_run(y[k] + kRunWidth * v);
   for (int s = 0; s < count; ++s) {
     const float* xs = x + static_cast<size_t>(s) * stride;
-    Vec16 xv[Vectors];
-    for (int v = 0; v < Vectors; ++v) xv[v] = load16(xs + 16 * v);
+    RunVec xv[Vectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) xv[v] = load_run(xs + kRunWidth * v);
+#pragma GCC unroll 4
     for (int k = 0; k < Rows; ++k) {
       const float w = a[k][s];
+#pragma GCC unroll 4
       for (int v = 0; v < Vectors; ++v) acc[k][v] += w * xv[v];
     }
   }
+#pragma GCC unroll 4
   for (int k = 0; k < Rows; ++k)
-    for (int v = 0; v < Vectors; ++v) std::memcpy(y[k] + 16 * v, &acc[k][v], sizeof(Vec16));
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) std::memcpy(y[k] + kRunWidth * v, &acc[k][v], sizeof(RunVec));
 }
 
 template <int Vectors>
@@ -226,11 +280,11 @@ void add_scaled_run(float* const y[], const float* const a[], int rows, const fl
   const auto at = [&](int offset) {
     for (int k = 0; k < rows; ++k) yi[k] = y[k] + offset;
   };
-  for (; i + 16 * kRunVectors <= n; i += 16 * kRunVectors) {
+  for (; i + kRunWidth * kRunVectors <= n; i += kRunWidth * kRunVectors) {
     at(i);
     add_scaled_block_rows<kRunVectors>(yi, a, rows, x + i, stride, count);
   }
-  for (; i + 16 <= n; i += 16) {
+  for (; i + kRunWidth <= n; i += kRunWidth) {
     at(i);
     add_scaled_block_rows<1>(yi, a, rows, x + i, stride, count);
   }
