@@ -646,8 +646,8 @@ void columns_512(const float* x, size_t xs, int n, const Weight& w, int c_end, f
 
 #if defined(MOTE_AVX2) && !defined(MOTE_AVX512)
 // Columns [c0, c0 + 8 NV) of y = x W for NT tokens on 256-bit registers:
-// NT x NV accumulators, each lane the same in-order multiply-add chain
-// over the rows as the 8-wide loop below. 4 x 3 fills the 16 registers
+// NT x NV accumulators, each lane one multiply-add chain over the rows in
+// order, as in columns_tile_512. 4 x 3 fills the 16 registers
 // (12 accumulators, 3 widened weight vectors, 1 broadcast activation), so a
 // row's 24 columns are widened once for 4 tokens instead of once per token.
 template <DType DT, int NT, int NV>
