@@ -711,7 +711,7 @@ void columns_256(const float* x, size_t xs, int n, const Weight& w, int c_end, f
 template <DType DT>
 void matmul_by_columns_typed(const float* x, size_t xs, int n, const Weight& w, float* y, size_t ys) {
   const size_t ws = w.row_bytes();
-  // The columns the 8-wide loop would take; the rest as below.
+  // Whole groups of 8 columns in the tiles; the rest as below.
   [[maybe_unused]] const int wide = w.cols / 8 * 8;
 #if defined(MOTE_AVX512)
   columns_512<DT>(x, xs, n, w, wide, y, ys);
