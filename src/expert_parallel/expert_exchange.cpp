@@ -269,9 +269,8 @@ void ExpertExchange::post_payload() {
 // back; what comes back to this rank lands in returned_.
 void ExpertExchange::exchange_results() {
   wait(payload_request_, "Ialltoallv (payload)");
-  LocalTokens local;
-  if (local_) local = {&batch_, entries_[static_cast<size_t>(rank_)]};
-  worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_, local);
+  // This rank's own entries: none in a round without tokens of its own (serve() clears them).
+  worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_, {&batch_, entries_[static_cast<size_t>(rank_)]});
   displacements(result_counts_, result_displs_);
   returned_counts_.resize(static_cast<size_t>(world_));
   for (int d = 0; d < world_; ++d) returned_counts_[d] = d == rank_ ? 0 : to_count(entries_[d].size() * wire_.result_bytes());
@@ -287,7 +286,6 @@ void ExpertExchange::exchange_results() {
 
 void ExpertExchange::begin(const ExpertBatch& b) {
   batch_ = b;
-  local_ = true;
   const int k = b.top_k;
   const size_t rec = wire_.record_bytes();
   send_records_.assign(static_cast<size_t>(world_), 0);
@@ -374,7 +372,6 @@ void ExpertExchange::finish(std::vector<const float*>& rows) {
 }
 
 bool ExpertExchange::serve(bool done) {
-  local_ = false;
   send_records_.assign(static_cast<size_t>(world_), 0);
   for (auto& e : entries_) e.clear();
   if (!exchange_control(done ? kDone : kIdle, -1)) return false;

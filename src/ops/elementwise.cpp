@@ -82,17 +82,15 @@ typedef float Vec4 __attribute__((vector_size(16)));
 // 16 lanes: lanes 0-7 are dot()'s first 8-lane accumulator, 8-15 its second.
 typedef float Vec16 __attribute__((vector_size(64)));
 
-inline Vec16 load16(const float* p) {
-  Vec16 v;
+// One vector of lanes from p, unaligned.
+template <typename V>
+inline V load_lanes(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-
-inline Vec8 load8(const float* p) {
-  Vec8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
+inline Vec16 load16(const float* p) { return load_lanes<Vec16>(p); }
+inline Vec8 load8(const float* p) { return load_lanes<Vec8>(p); }
 
 // The 16 partial sums of dot() folded in its fixed order, plus its tail.
 inline float fold(Vec8 acc0, Vec8 acc1, float tail) {
@@ -199,16 +197,11 @@ void dot_rows(const float* const a[], const float* b, size_t stride, int n, floa
 void dot_block(const float* const a[], int rows, const float* b, size_t stride, int n, float out[16]) {
   for (int k0 = 0; k0 < rows; k0 += kDotRows) {
     const int k = std::min(kDotRows, rows - k0);
-    if (k == 1) {
-      dot_rows<1>(a + k0, b, stride, n, out + 4 * k0);
-    } else if constexpr (kDotRows == 2) {
-      dot_rows<2>(a + k0, b, stride, n, out + 4 * k0);
-    } else {
-      switch (k) {
-        case 2: dot_rows<2>(a + k0, b, stride, n, out + 4 * k0); break;
-        case 3: dot_rows<3>(a + k0, b, stride, n, out + 4 * k0); break;
-        default: dot_rows<kDotRows>(a + k0, b, stride, n, out + 4 * k0); break;
-      }
+    switch (k) {
+      case 1: dot_rows<1>(a + k0, b, stride, n, out + 4 * k0); break;
+      case 2: dot_rows<2>(a + k0, b, stride, n, out + 4 * k0); break;
+      case 3: dot_rows<3>(a + k0, b, stride, n, out + 4 * k0); break;
+      default: dot_rows<kDotRows>(a + k0, b, stride, n, out + 4 * k0); break;
     }
   }
 }
@@ -231,24 +224,18 @@ constexpr int kRunVectors = 2;
 #endif
 constexpr int kRunWidth = sizeof(RunVec) / sizeof(float);
 
-inline RunVec load_run(const float* p) {
-  RunVec v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 template <int Rows, int Vectors>
 void add_scaled_block(float* const y[], const float* const a[], const float* x, size_t stride, int count) {
   RunVec acc[Rows][Vectors];
 #pragma GCC unroll 4
   for (int k = 0; k < Rows; ++k)
 #pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) acc[k][v] = load_run(y[k] + kRunWidth * v);
+    for (int v = 0; v < Vectors; ++v) acc[k][v] = load_lanes<RunVec>(y[k] + kRunWidth * v);
   for (int s = 0; s < count; ++s) {
     const float* xs = x + static_cast<size_t>(s) * stride;
     RunVec xv[Vectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) xv[v] = load_run(xs + kRunWidth * v);
+    for (int v = 0; v < Vectors; ++v) xv[v] = load_lanes<RunVec>(xs + kRunWidth * v);
 #pragma GCC unroll 4
     for (int k = 0; k < Rows; ++k) {
       const float w = a[k][s];

@@ -155,7 +155,6 @@ class ExpertExchange : public ExpertExecutor {
   ExpertWorker& worker_;
   bool overlap_;
   int world_, rank_;
-  bool local_ = false;  // this round sends this rank's own tokens
   int stop_signal_ = 0;
   int64_t rounds_ = 0;
   double wait_seconds_ = 0;
