@@ -18,6 +18,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
@@ -25,6 +26,7 @@
 #include "mote/io/h5.h"
 #include "mote/io/mask_file.h"
 #include "mote/io/prompt_file.h"
+#include "mote/io/file_guard.h"
 #include "mote/io/text_output.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/random_mask.h"
@@ -76,8 +78,8 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
   bool match_layers = false;
   po::options_description options("Experiment options (all options of 'mote generate' are accepted too)");
   options.add_options()
-      ("prompts", po::value(&prompts)->required(), "the prompt set (JSONL or plain text; masks in it are not allowed)")
-      ("target-mask", po::value(&target_masks)->required()->composing(),
+      ("prompts", input_file(&prompts)->required(), "the prompt set (JSONL or plain text; masks in it are not allowed)")
+      ("target-mask", input_file(&target_masks, "[NAME=]FILE")->required()->composing(),
        "mask file of a condition under test (e.g. from 'mote rank' or 'mote scan'); NAME=FILE names it (repeatable: the "
        "targets share one set of random controls, so they must switch as many experts)")
       ("random", po::value(&random_count)->default_value(5), "number of random masks with as many experts off")
@@ -89,9 +91,15 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
        "regex (the default, see --metric-regex), first-token (see --first-token), or token-prob: the mean probability of --tokens "
        "at the first answer position, per condition and class")
       ("tokens", po::value(&tokens), "token-prob: vocabulary tokens or #ID, comma-separated (e.g. I,S)")
-      ("model", po::value(&model_dir)->default_value(default_model_dir()), "model directory")
-      ("out", po::value(&out)->required(), "HDF5 file of the whole experiment; masks and requests go to OUT.conditions/")
-      ("csv", po::value(&csv), "CSV file of the table (default: OUT with .csv)");
+      ("model", input_file(&model_dir, "DIR")->default_value(default_model_dir()), "model directory")
+      ("out", output_file(&out)->required(), "HDF5 file of the whole experiment; masks and requests go to OUT.conditions/")
+      ("csv", output_file(&csv), "CSV file of the table (default: OUT with .csv)");
+  if (std::find(args.begin(), args.end(), "--file-options") != args.end()) {
+    JobOptions unused;
+    po::options_description both;
+    both.add(options).add(job_options(unused));
+    list_file_options(both, {"mask"});  // set by the experiment itself
+  }
   // Everything else is a generation option, passed through.
   po::variables_map vm;
   std::vector<std::string> passthrough;
@@ -128,6 +136,21 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     } catch (const po::error_with_option_name& e) {
       fail("{}:{}: key '{}': {}", job_file, find_ini_line(job_file, e.get_option_name()), e.get_option_name(), e.what());
     }
+  }
+  if (!help) {
+    // Before the required options are checked, as parse_options() does. The
+    // generation options passed through name files too: guarded now, before
+    // the experiment writes its conditions.
+    guard_file_options(options, vm, job_file);
+    JobOptions unused;
+    const po::options_description generation = job_options(unused);
+    po::variables_map gen_vm;
+    try {
+      po::store(po::command_line_parser(passthrough).options(generation).style(command_line_style()).allow_unregistered().run(), gen_vm);
+    } catch (const po::error&) {
+      // The generation run reports its own option errors.
+    }
+    guard_file_options(generation, gen_vm, "");
   }
   try {
     if (!help) po::notify(vm);
@@ -181,7 +204,10 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     }
     targets.emplace_back(name, file);
   }
-  if (csv.empty()) csv = std::filesystem::path(out).replace_extension(".csv").string();
+  if (csv.empty()) {
+    csv = std::filesystem::path(out).replace_extension(".csv").string();
+    if (mpi.rank() == 0) claim_output(csv, "--csv (OUT with .csv)");
+  }
 
   // Conditions, their mask files and the combined request file.
   const std::filesystem::path dir = out + ".conditions";
@@ -243,8 +269,14 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
                                                              c.experts_off, c.experts_on, mask_seed)),
                         "random mask");
     }
-    std::ofstream requests(dir / "requests.jsonl");
+    std::string requests;
     for (const auto& spec : read_prompt_file(prompts)) {
+      // A prompt that 'mote generate' would fail (invalid UTF-8) fails here
+      // too: it runs under no condition and counts in no rate.
+      if (!spec.error.empty()) {
+        spdlog::warn("{}:{} (id '{}'): request skipped in every condition: {}", prompts, spec.line, spec.id, spec.error);
+        continue;
+      }
       auto cls = std::find(classes.begin(), classes.end(), spec.cls);
       if (cls == classes.end()) cls = classes.insert(classes.end(), spec.cls);
       if (!spec.mask.empty()) fail("{}:{}: the experiment sets the masks; remove \"mask\" from its requests", prompts, spec.line);
@@ -260,10 +292,10 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
           for (const auto& [key, value] : spec.chat->items()) j[key] = value;
           if (!spec.chat_template.empty()) j["chat_template"] = std::filesystem::absolute(spec.chat_template).string();
         }
-        requests << j.dump() << "\n";
+        requests += j.dump() + "\n";
       }
     }
-    if (!requests) fail("{}: cannot write", (dir / "requests.jsonl").string());
+    write_text_output(dir / "requests.jsonl", requests, "requests of the conditions");
   }
 
   std::vector<std::string> gen_args = passthrough;
@@ -271,10 +303,9 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     const auto derived = dir / "generation.ini";
     if (mpi.rank() == 0) {
       std::filesystem::create_directories(dir);
-      std::ofstream f(derived);
-      f << "# generation keys of " << job_file << "\n";
-      for (const auto& [key, value] : generation_keys) f << key << " = " << value << "\n";
-      if (!f) fail("{}: cannot write", derived.string());
+      std::string text = "# generation keys of " + job_file + "\n";
+      for (const auto& [key, value] : generation_keys) text += key + " = " + value + "\n";
+      write_text_output(derived, text, "generation keys of the job file");
     }
     MPI_Barrier(MPI_COMM_WORLD);  // every rank's generation run reads it
     gen_args.push_back("--config");
@@ -322,8 +353,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
     if (any_on) std::cout << fmt::format(" {:>10}", "experts_on");
     for (const auto& cls : classes) std::cout << fmt::format(" {:>14}", cls);
     std::cout << "\n";
-    std::ofstream table(csv);
-    table << "condition,class,experts_off,experts_on,requests,matches,rate\n";
+    std::string table = "condition,class,experts_off,experts_on,requests,matches,rate\n";
     for (const auto& c : conditions) {
       std::cout << fmt::format("{:<12} {:>11}", c.name, c.experts_off);
       if (any_on) std::cout << fmt::format(" {:>10}", c.experts_on);
@@ -333,7 +363,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
         } else {
           std::cout << fmt::format(" {:>6.3f} ({:>2}/{:>2})", c.rate(k), c.matches[k], c.n[k]);
         }
-        table << fmt::format("{},{},{},{},{},{},{:.6f}\n", c.name, classes[k], c.experts_off, c.experts_on, c.n[k], c.matches[k], c.rate(k));
+        table += fmt::format("{},{},{},{},{},{},{:.6f}\n", c.name, classes[k], c.experts_off, c.experts_on, c.n[k], c.matches[k], c.rate(k));
       }
       std::cout << "\n";
     }
@@ -347,7 +377,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
                                  spreads[k].mean, spreads[k].sd, spreads[k].min, spreads[k].max, rates.size());
       }
     }
-    if (!table) fail("{}: cannot write", csv);
+    write_text_output(csv, table, "--csv");
     if (root < 0) return;
     H5Handle g = h5_create_group(root, "experiment");
     h5_attr_string(g.id(), "metric", metric);

@@ -14,14 +14,14 @@ namespace mote {
 po::options_description job_options(JobOptions& job) {
   po::options_description o("Options (also accepted as 'key = value' lines of a --config job file)");
   o.add_options()
-      ("model", po::value(&job.model_dir)->default_value(default_model_dir()), "Hugging Face model directory")
-      ("prompts", po::value(&job.prompts), "prompt file: JSONL requests or plain text, one per line")
-      ("class-prompts", po::value(&job.class_prompts)->composing(),
+      ("model", input_file(&job.model_dir, "DIR")->default_value(default_model_dir()), "Hugging Face model directory")
+      ("prompts", input_file(&job.prompts), "prompt file: JSONL requests or plain text, one per line")
+      ("class-prompts", input_file(&job.class_prompts, "CLASS=FILE")->composing(),
        "CLASS=FILE: a plain-text file of prompts, one per line, all of class CLASS (repeatable; after --prompts)")
-      ("chat-template", po::value(&job.chat_template),
+      ("chat-template", input_file(&job.chat_template),
        "Jinja chat template for conversations (default: the model's chat_template.jinja, else the chat_template of its "
        "tokenizer_config.json); a prompt line's own \"chat_template\" wins")
-      ("out", po::value(&job.out), "HDF5 file to write (written aside, renamed when complete)")
+      ("out", output_file(&job.out), "HDF5 file to write (written aside, renamed when complete)")
       ("max-new-tokens", po::value(&job.gen.max_new_tokens)->default_value(64), "tokens to generate per request at most")
       ("temperature", po::value(&job.gen.sampling.temperature)->default_value(0.0f, "0"), "sampling temperature; 0 is greedy")
       ("top-p", po::value(&job.gen.sampling.top_p)->default_value(1.0f, "1"), "nucleus sampling: keep this much probability mass")
@@ -49,18 +49,18 @@ po::options_description job_options(JobOptions& job) {
        "coordinators need less memory, as only they hold the non-expert weights and KV caches")
       ("placement", po::value(&job.placement)->default_value("contiguous"),
        "how routed experts are spread over ranks: contiguous (blocks of experts) or round-robin")
-      ("placement-file", po::value(&job.placement_file),
+      ("placement-file", input_file(&job.placement_file),
        "JSON file {\"owner\": [[rank per expert] per MoE layer]}; overrides --placement")
       ("coordinator-experts", po::value(&job.coordinator_experts)->default_value(true, "true"),
        "whether the coordinators also hold routed experts")
-      ("mask", po::value(&job.masks)->composing(),
+      ("mask", input_file(&job.masks, "[NAME=]FILE")->composing(),
        "MoTE mask file (docs/steering.md): FILE applies to every request without a \"mask\" field; NAME=FILE "
        "defines a mask set that requests pick with \"mask\": \"NAME\" (repeatable)")
       ("checkpoint-every", po::value(&job.checkpoint_every)->default_value(0),
        "with --out: save finished requests to OUT.checkpoint/ every N requests (0: only when stopped by SIGTERM or SIGINT)")
       ("resume", po::bool_switch(&job.resume),
        "continue the same job from OUT.checkpoint/ after a crash or a stop; the final file equals an uninterrupted run's")
-      ("resume-from", po::value(&job.resume_from),
+      ("resume-from", input_file(&job.resume_from, "DIR"),
        "DIR: continue the job from the checkpoint directory DIR (for example OUT.checkpoint on a full disk); its parts are "
        "copied to this --out's checkpoint first")
       ("wire-dtype", po::value(&job.wire_dtype)->default_value("f32"),

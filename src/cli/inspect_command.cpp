@@ -14,7 +14,7 @@ int run_inspect(const std::vector<std::string>& args, const std::string&, MpiSes
   int top = 5, ranks = 1;
   po::options_description options("Options");
   options.add_options()
-      ("path", po::value(&target), "a mote HDF5 file or a model directory (also the first positional argument)")
+      ("path", input_file(&target, "PATH"), "a mote HDF5 file or a model directory (also the first positional argument)")
       ("top", po::value(&top)->default_value(5), "experts listed per class")
       ("ranks,n", po::value(&ranks)->default_value(1), "for a model directory: the world size to plan memory for");
   po::positional_options_description positional;
@@ -43,7 +43,7 @@ int run_diff(const std::vector<std::string>& args, const std::string&, MpiSessio
   int top = 10;
   po::options_description options("Options");
   options.add_options()
-      ("files", po::value(&files), "the two profile files A and B (positional)")
+      ("files", input_file(&files), "the two profile files A and B (positional)")
       ("top", po::value(&top)->default_value(10), "experts listed per class");
   po::positional_options_description positional;
   positional.add("files", 2);

@@ -76,6 +76,18 @@ int main(int argc, char** argv) {
     if (command == "tokenize") return mote::run_tokenize(args, command_line, mpi);
     if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;
+  } catch (const mote::EarlyExit& e) {
+    return e.code;
+  } catch (const mote::Stopped& e) {
+    const int code = 128 + e.signal;
+    const std::string what = std::string("stopped by ") + mote::signal_name(e.signal) + " while " + e.phase + "; nothing was written";
+    // Other ranks may be waiting for this one in a collective call.
+    if (mpi.size() > 1) {
+      std::cerr << "mote " << command << ": rank " << mpi.rank() << ": " << what << std::endl;
+      mpi.abort(code);
+    }
+    std::cerr << "mote " << command << ": " << what << std::endl;
+    return code;
   } catch (const mote::Error& e) {
     return report("error", e.what(), 1);
   } catch (const std::exception& e) {

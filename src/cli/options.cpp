@@ -1,10 +1,17 @@
 #include "mote/cli/options.h"
 
+#include <mpi.h>
+
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
 
+#include <iostream>
+
+#include "mote/io/file_guard.h"
 #include "mote/io/json_file.h"
 #include "mote/util/utf8.h"
 
@@ -78,18 +85,11 @@ std::string read_ini_file(const std::filesystem::path& path, const char* what) {
   return text;
 }
 
-int find_ini_line(const std::filesystem::path& path, const std::string& key, int occurrence) {
-  std::string text;
-  try {
-    text = read_input_file(path, "job file", 1u << 20);
-  } catch (const Error&) {
-    return 0;
-  }
-  std::istringstream in(text);
+std::map<std::string, std::vector<int>> ini_key_lines(std::string_view text) {
+  std::map<std::string, std::vector<int>> lines;
+  std::istringstream in{std::string(text)};
   std::string line, section;
-  int number = 0;
-  while (std::getline(in, line)) {
-    ++number;
+  for (int number = 1; std::getline(in, line); ++number) {
     const std::string t = trim(line);
     if (t.empty() || t[0] == '#' || t[0] == ';') continue;
     if (t.front() == '[' && t.back() == ']') {
@@ -98,9 +98,22 @@ int find_ini_line(const std::filesystem::path& path, const std::string& key, int
     }
     const auto eq = t.find('=');
     const std::string name = trim(eq == std::string::npos ? t : t.substr(0, eq));
-    if ((section.empty() ? name : section + "." + name) == key && occurrence-- == 0) return number;
+    lines[section.empty() ? name : section + "." + name].push_back(number);
   }
-  return 0;
+  return lines;
+}
+
+int find_ini_line(const std::filesystem::path& path, const std::string& key, int occurrence) {
+  std::string text;
+  try {
+    text = read_input_file(path, "job file", 1u << 20);
+  } catch (const Error&) {
+    return 0;
+  }
+  const auto lines = ini_key_lines(text);
+  const auto it = lines.find(key);
+  if (it == lines.end() || occurrence < 0 || static_cast<size_t>(occurrence) >= it->second.size()) return 0;
+  return it->second[static_cast<size_t>(occurrence)];
 }
 
 namespace {
@@ -121,8 +134,64 @@ int command_line_style() {
   return po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
 }
 
+namespace {
+
+// The files a value of a file option names: the value itself, or FILE of
+// NAME=FILE (unless the whole value is an existing file).
+std::vector<std::string> named_files(const po::variable_value& value) {
+  std::vector<std::string> values;
+  if (const auto* one = boost::any_cast<std::string>(&value.value())) values.push_back(*one);
+  if (const auto* many = boost::any_cast<std::vector<std::string>>(&value.value())) values = *many;
+  for (auto& v : values) {
+    std::error_code ec;
+    const auto eq = v.find('=');
+    if (eq != std::string::npos && !std::filesystem::exists(v, ec)) v = v.substr(eq + 1);
+  }
+  return values;
+}
+
+}  // namespace
+
+void guard_file_options(const po::options_description& options, const po::variables_map& values, const std::string& config_file) {
+  // Rank 0 reads the inputs and writes the outputs; other ranks may not
+  // even see the same directories.
+  int initialized = 0, rank = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank != 0) return;
+  note_input(config_file, "the job file (--config)");
+  for (const auto& option : options.options()) {
+    const auto* file = dynamic_cast<const FileOption*>(option->semantic().get());
+    if (file == nullptr || file->file_role() != FileRole::Input || values.count(option->long_name()) == 0) continue;
+    for (const auto& path : named_files(values[option->long_name()])) {
+      std::error_code ec;
+      note_input(path, fmt::format("the {} --{} names", std::filesystem::is_directory(path, ec) ? "directory" : "file", option->long_name()));
+    }
+  }
+  for (const auto& option : options.options()) {
+    const auto* file = dynamic_cast<const FileOption*>(option->semantic().get());
+    if (file == nullptr || file->file_role() != FileRole::Output || values.count(option->long_name()) == 0) continue;
+    if (values[option->long_name()].defaulted()) continue;
+    for (const auto& path : named_files(values[option->long_name()])) claim_output(path, "--" + option->long_name());
+  }
+  check_claimed_outputs();
+}
+
+void list_file_options(const po::options_description& options, const std::vector<std::string>& skip) {
+  std::set<std::string> listed{skip.begin(), skip.end()};
+  for (const auto& option : options.options()) {
+    const auto* file = dynamic_cast<const FileOption*>(option->semantic().get());
+    if (file == nullptr || !listed.insert(option->long_name()).second) continue;
+    std::cout << (file->file_role() == FileRole::Input ? "input " : "output ") << option->long_name() << " "
+              << option->semantic()->name().substr(0, option->semantic()->name().find(' ')) << "\n";
+  }
+  std::cout << "input config FILE\n";
+  throw EarlyExit{0};
+}
+
 ParsedOptions parse_options(const std::vector<std::string>& args, const po::options_description& options,
                             const po::positional_options_description* positional, const po::options_description* file_only) {
+  if (std::find(args.begin(), args.end(), "--file-options") != args.end()) list_file_options(options);
   ParsedOptions parsed;
   po::options_description all;
   all.add(options);
@@ -158,6 +227,9 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
       fail("{}: {}", parsed.config_file, e.what());
     }
   }
+  // Before the required options are checked: a command line that would
+  // destroy an input is refused as such, whatever else is wrong with it.
+  guard_file_options(options, parsed.values, parsed.config_file);
   try {
     po::notify(parsed.values);
   } catch (const po::error& e) {
@@ -191,7 +263,9 @@ std::string joined_command_line(int argc, char** argv) {
   return out;
 }
 
-// "512G", "96GiB", "1.5T", "800000000": bytes, with K, M, G, T as powers of 1024.
+// "512G", "96GiB", "120GB", "1.5T", "800000000": bytes. KB, MB, GB, TB are
+// SI (powers of 1000), KiB ... TiB and the bare K, M, G, T powers of 1024
+// (as Slurm's --mem reads them).
 uint64_t parse_byte_size(const std::string& text, const char* option) {
   size_t used = 0;
   double value = 0;
@@ -201,16 +275,24 @@ uint64_t parse_byte_size(const std::string& text, const char* option) {
     used = 0;
   }
   std::string unit = text.substr(used);
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-  if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) unit.pop_back();
+  bool si = false;
+  if (unit.size() == 3 && (unit[1] == 'i' || unit[1] == 'I') && (unit[2] == 'B' || unit[2] == 'b')) {
+    unit.resize(1);  // KiB, MiB, GiB, TiB
+  } else if (unit.size() == 2 && (unit[1] == 'B' || unit[1] == 'b')) {
+    unit.resize(1);  // KB, MB, GB, TB
+    si = true;
+  } else if (unit == "B" || unit == "b") {
+    unit.clear();
+  }
+  const double base = si ? 1000.0 : 1024.0;
   double scale = 1;
-  if (unit == "K" || unit == "k") scale = 1024.0;
-  else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
-  else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
-  else if (unit == "T" || unit == "t") scale = 1024.0 * 1024 * 1024 * 1024;
+  if (unit == "K" || unit == "k") scale = base;
+  else if (unit == "M" || unit == "m") scale = base * base;
+  else if (unit == "G" || unit == "g") scale = base * base * base;
+  else if (unit == "T" || unit == "t") scale = base * base * base * base;
   else if (!unit.empty()) used = 0;
   if (used == 0 || !(value > 0) || value * scale > 1e18) {
-    fail("{} '{}': expected a size such as 512G, 96GiB or 800000000 (bytes)", option, text);
+    fail("{} '{}': expected a size such as 512G or 96GiB (powers of 1024), 120GB (powers of 1000) or 800000000 (bytes)", option, text);
   }
   return static_cast<uint64_t>(value * scale);
 }

@@ -26,7 +26,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   LoadPlacementSpec spec;
   po::options_description options("Options");
   options.add_options()
-      ("profile", po::value(&profile_path), "profile (or generate) HDF5 file whose expert counts give the load")
+      ("profile", input_file(&profile_path), "profile (or generate) HDF5 file whose expert counts give the load")
       ("ranks,n", po::value(&spec.world_size)->default_value(1), "world size (MPI ranks) of the job to place")
       ("coordinators", po::value(&coordinators)->default_value("all"), "coordinators of that job (--coordinators): K or all")
       ("coordinator-experts", po::value(&spec.coordinator_experts)->default_value(true, "true"),
@@ -36,8 +36,8 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
       ("mem-per-rank", po::value(&mem),
        "memory of one rank (e.g. 480G): each rank gets at most the experts that fit beside what it holds otherwise "
        "(from 'mote plan'); without it every rank holds as many experts as the contiguous rule gives it")
-      ("model", po::value(&model), "model directory, for --mem-per-rank (default: the one the profile names)")
-      ("out", po::value(&out), "placement file to write, for --placement-file");
+      ("model", input_file(&model, "DIR"), "model directory, for --mem-per-rank (default: the one the profile names)")
+      ("out", output_file(&out), "placement file to write, for --placement-file");
   const ParsedOptions parsed = parse_options(args, options);
   if (parsed.help) {
     if (mpi.rank() == 0) {
@@ -56,11 +56,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   if (out.empty()) fail("give --out FILE for the placement");
   if (spec.world_size < 1) fail("-n {} must be at least 1", spec.world_size);
   spec.coordinators = parse_coordinators(coordinators, spec.world_size);
-  std::error_code ec;
-  if (std::filesystem::exists(out, ec) && std::filesystem::equivalent(out, profile_path, ec)) {
-    fail("{}: --out is the profile; the placement would replace it", out);
-  }
-  const ProfileData profile = read_profile_file(profile_path);
+  const ProfileData profile = read_profile_file(profile_path, "mote place");
   if (!mem.empty()) {
     PlanRequest req;
     req.model_dir = model.empty() ? profile.model : model;
@@ -68,6 +64,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
     req.coordinators = spec.coordinators;
     req.coordinator_experts = spec.coordinator_experts;
     req.mem_per_rank = parse_byte_size(mem, "--mem-per-rank");
+    req.mem_per_rank_text = mem;
     const MemoryPlan plan = plan_memory(req);
     if (plan.config.n_routed_experts != profile.experts || static_cast<int>(plan.config.moe_layers().size()) != profile.moe_layers) {
       fail("{}: the model has {} MoE layers of {} experts, the profile {} of {}", req.model_dir.string(), plan.config.moe_layers().size(),

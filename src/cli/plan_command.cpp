@@ -20,12 +20,12 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
   bool json = false;
   po::options_description options("Options");
   options.add_options()
-      ("model", po::value(&model)->default_value(default_model_dir()),
+      ("model", input_file(&model, "DIR")->default_value(default_model_dir()),
        "Hugging Face model directory; config.json and model.safetensors.index.json are enough")
       ("ranks,n", po::value(&req.world_size)->default_value(1), "world size (MPI ranks) of the job")
       ("coordinators", po::value(&coordinators)->default_value("all"), "coordinators of the job (--coordinators): K or all")
       ("placement", po::value(&req.placement)->default_value("contiguous"), "contiguous or round-robin, as for 'mote generate'")
-      ("placement-file", po::value(&req.placement_file), "JSON placement file; overrides --placement")
+      ("placement-file", input_file(&req.placement_file), "JSON placement file; overrides --placement")
       ("coordinator-experts", po::value(&req.coordinator_experts)->default_value(true, "true"), "whether the coordinators also hold routed experts")
       ("batch-size", po::value(&req.batch_size)->default_value(8), "requests decoded together (KV cache slots)")
       ("context", po::value(&req.context_tokens)->default_value(2048), "prompt + generated tokens per request")
@@ -73,7 +73,10 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
   if (!(speed.load_imbalance >= 1.0) || !std::isfinite(speed.load_imbalance)) fail("--load-imbalance {} must be at least 1", speed.load_imbalance);
   const bool predict = parsed.values.count("gemm-gflops") + parsed.values.count("bandwidth-gbs") + parsed.values.count("network-gbs") > 0;
   req.model_dir = model;
-  if (!mem.empty()) req.mem_per_rank = parse_byte_size(mem, "--mem-per-rank");
+  if (!mem.empty()) {
+    req.mem_per_rank = parse_byte_size(mem, "--mem-per-rank");
+    req.mem_per_rank_text = mem;
+  }
   const MemoryPlan plan = plan_memory(req);
   std::cout << (json ? format_plan_json(plan) : format_plan_text(plan));
   if (predict) {

@@ -20,16 +20,16 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
   uint64_t seed = 0;
   po::options_description options("Options");
   options.add_options()
-      ("model", po::value(&model_dir)->default_value(default_model_dir()), "model directory (for its layer and expert counts)")
+      ("model", input_file(&model_dir, "DIR")->default_value(default_model_dir()), "model directory (for its layer and expert counts)")
       ("count", po::value(&count), "number of experts to switch off or force on (required unless --like)")
       ("mode", po::value(&mode)->default_value("off"),
        "off: switch the experts off; on: force them on (at most top-k per MoE layer, within topk_group of the router's groups)")
       ("on-policy", po::value(&on_policy)->default_value("natural"), "on-policy written into the mask with --mode on: natural or max")
       ("seed", po::value(&seed)->default_value(0), "random seed")
-      ("exclude", po::value(&exclude), "mask file whose experts are never chosen (e.g. the target mask)")
-      ("like", po::value(&like), "mask file whose number of off (with --mode on: on) experts per MoE layer to match")
+      ("exclude", input_file(&exclude), "mask file whose experts are never chosen (e.g. the target mask)")
+      ("like", input_file(&like), "mask file whose number of off (with --mode on: on) experts per MoE layer to match")
       ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
-      ("out", po::value(&out)->required(), "mask file to write");
+      ("out", output_file(&out)->required(), "mask file to write");
   const ParsedOptions parsed = parse_options(args, options);
   if (parsed.help) {
     if (mpi.rank() == 0) {

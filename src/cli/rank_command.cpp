@@ -26,7 +26,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   RankingSpec spec;
   po::options_description options("Options");
   options.add_options()
-      ("file", po::value(&file), "profile or scan HDF5 file (also the first positional argument)")
+      ("file", input_file(&file), "profile or scan HDF5 file (also the first positional argument)")
       ("by", po::value(&by)->default_value("frequency"),
        "frequency: how much more often an expert fires on --target than on --control (a profile); effect: how much "
        "switching it off lowers the scan's metric (a file of 'mote scan')")
@@ -42,7 +42,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
       ("smoothing", po::value(&spec.smoothing)->default_value(0.5), "pseudo-count of the log-odds score")
       ("per-layer", po::bool_switch(&spec.per_layer), "take the top N of every MoE layer instead of overall")
       ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
-      ("out", po::value(&out), "mask file to write with the ranked experts switched off");
+      ("out", output_file(&out), "mask file to write with the ranked experts switched off");
   po::positional_options_description positional;
   positional.add("file", 1);
   const ParsedOptions parsed = parse_options(args, options, &positional);
@@ -62,10 +62,6 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   if (mpi.rank() != 0) return 0;
   if (file.empty()) fail("give the profile file: mote rank FILE.h5 ...");
   if (!parse_off_policy(policy)) fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
-  std::error_code ec;
-  if (!out.empty() && std::filesystem::exists(out, ec) && std::filesystem::equivalent(out, file, ec)) {
-    fail("{}: --out is the profile being ranked; the mask would replace it", out);
-  }
   if (!out.empty()) check_text_output(out, "--out");
   std::vector<RankedExpert> ranked;
   std::vector<int32_t> decoder_index;
@@ -91,7 +87,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
     }
   } else if (by == "frequency") {
     if (spec.target.empty() || spec.control.empty()) fail("give --target CLASS and --control CLASS (or --by effect for a scan)");
-    ProfileData data = read_profile_file(file);
+    ProfileData data = read_profile_file(file, "mote rank");
     if (!data.masks.empty()) {
       std::string names;
       for (const auto& m : data.masks) names += (names.empty() ? "" : ", ") + m;

@@ -22,7 +22,7 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
        "--continuation after the prompt, teacher-forced")
       ("tokens", po::value(&scan.tokens), "token-prob: vocabulary tokens or #ID, comma-separated (e.g. I,S)")
       ("continuation", po::value(&scan.continuation), "continuation-logprob: the text after the prompt")
-      ("candidates", po::value(&scan.candidates)->default_value("all"),
+      ("candidates", input_file(&scan.candidates, "all|FILE")->default_value("all"),
        "experts to switch off one at a time: all, or a mask file whose 'off' entries are the candidates (e.g. from 'mote rank')")
       ("policy", po::value(&scan.policy)->default_value("reroute"), "what off means for the knockouts: reroute, drop or zero")
       ("search", po::value(&scan.search)->default_value("full"),
@@ -34,7 +34,7 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
        "N rounds of greedy selection: add the expert whose removal lowers the metric most given those already off")
       ("greedy-pool", po::value(&scan.greedy_pool)->default_value(16), "greedy selection chooses among the best N of the single scan")
       ("top", po::value(&scan.top)->default_value(0), "experts with the largest effect to write to --mask-out")
-      ("mask-out", po::value(&scan.mask_out), "mask file switching the --top N experts off, for 'mote generate' and 'mote experiment'")
+      ("mask-out", output_file(&scan.mask_out), "mask file switching the --top N experts off, for 'mote generate' and 'mote experiment'")
       ("no-prefix-reuse", po::bool_switch(), "recompute every knockout from the first layer (for measuring what reuse saves)");
   po::options_description all;
   all.add(options).add(job_options(scan.job));

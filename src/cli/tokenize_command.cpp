@@ -10,7 +10,9 @@
 #include "mote/io/json_file.h"
 #include "mote/tokenizer/chat_template.h"
 #include "mote/tokenizer/tokenizer.h"
+#include "mote/tokenizer/pretokenizer.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 
@@ -19,10 +21,10 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
   bool add_special = false;
   po::options_description options("Options");
   options.add_options()
-      ("tokenizer", po::value(&dir)->default_value(default_model_dir()),
+      ("tokenizer", input_file(&dir, "DIR")->default_value(default_model_dir()),
        "directory with tokenizer.json and tokenizer_config.json (a model directory will do)")
-      ("input", po::value(&input)->required(), "JSONL file: {\"text\": ...} or {\"messages\": [...]} per line")
-      ("chat-template", po::value(&template_file),
+      ("input", input_file(&input)->required(), "JSONL file: {\"text\": ...} or {\"messages\": [...]} per line")
+      ("chat-template", input_file(&template_file),
        "Jinja chat template to render messages with (default: the directory's chat_template.jinja, else "
        "tokenizer_config.json's chat_template)")
       ("add-special-tokens", po::bool_switch(&add_special), "encode text lines with the special tokens (BOS) a raw prompt gets");
@@ -55,6 +57,7 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
     if (end == std::string::npos) end = text.size();
     const std::string_view line(text.data() + begin, end - begin);
     begin = end + 1;
+    stop_point("tokenizing prompts");
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     const std::string where = fmt::format("{}:{}", input, line_no);
     const nlohmann::ordered_json j = parse_ordered_json(line, where);
@@ -73,6 +76,8 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
       }
     } catch (const jinja::RaisedError& e) {
       out = {{"error", e.message()}};
+    } catch (const TokenizerBroken&) {
+      throw;
     } catch (const Error& e) {
       out = {{"error", e.what()}};
     }

@@ -11,6 +11,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "mote/io/file_guard.h"
 #include "mote/util/error.h"
 #include "mote/util/file_kind.h"
 
@@ -31,6 +32,7 @@ std::string read_input_file(const std::filesystem::path& path, const char* what,
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     fail("{}: the {} has {} bytes, more than the {} it may hold", path.string(), what, st.st_size, max_bytes);
   }
+  note_input(path, fmt::format("the {} the command reads", what));
   std::string text(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;
   while (done < text.size()) {

@@ -9,11 +9,12 @@
 #include <cstring>
 
 #include "mote/util/error.h"
+#include "mote/util/file_kind.h"
 
 namespace mote {
 
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -23,7 +24,7 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail("{}: not a regular file", path.string());
+    fail("{}: is {}, not a regular file", path.string(), file_kind(st.st_mode));
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -40,9 +41,18 @@ class MaskReader {
     const std::string id = ec ? path.string() : canonical.string();
     if (open_.count(id) > 0) fail("{}: includes itself (through include = ...)", path.string());
     if (open_.size() >= 16) fail("{}: mask files nested more than 16 deep", path.string());
+    // A file included twice adds nothing the first reading did not: read
+    // each once, so that includes fanning out cost their size, not the
+    // number of paths through them.
+    if (const auto done = done_.find(id); done != done_.end()) return done->second;
+    if (files_.size() >= kMaxFiles) fail("{}: the mask includes more than {} files in all", files_.front().string(), kMaxFiles);
     open_.insert(id);
 
-    std::istringstream in(read_ini_file(path, allow_other_keys ? "job file" : "mask file"));
+    const std::string text = read_ini_file(path, allow_other_keys ? "job file" : "mask file");
+    bytes_ += text.size();
+    if (bytes_ > kMaxBytes) fail("{}: the mask and its includes hold more than {} MiB in all", files_.empty() ? path.string() : files_.front().string(), kMaxBytes >> 20);
+    const auto key_lines = ini_key_lines(text);
+    std::istringstream in(text);
     files_.push_back(path);
     po::variables_map vm;
     try {
@@ -60,7 +70,10 @@ class MaskReader {
       if (vm.count(full) == 0) return std::nullopt;
       return vm[full].as<std::string>();
     };
-    const auto line_of = [&](const char* key, int occurrence = 0) { return find_ini_line(path, std::string("mote.") + key, occurrence); };
+    const auto line_of = [&](const char* key, int occurrence = 0) {
+      const auto it = key_lines.find(std::string("mote.") + key);
+      return it == key_lines.end() || static_cast<size_t>(occurrence) >= it->second.size() ? 0 : it->second[static_cast<size_t>(occurrence)];
+    };
     const auto list = [&](const char* key) {
       const std::string full = std::string("mote.") + key;
       return vm.count(full) ? vm[full].as<std::vector<std::string>>() : std::vector<std::string>{};
@@ -131,6 +144,7 @@ class MaskReader {
       }
     }
     open_.erase(id);
+    done_[id] = any;
     return any;
   }
 
@@ -225,7 +239,11 @@ class MaskReader {
   std::vector<int> moe_;
   ExpertMask& mask_;
   std::vector<std::filesystem::path> files_;
+  static constexpr size_t kMaxFiles = 1024;
+  static constexpr uint64_t kMaxBytes = 64ull << 20;
   std::set<std::string> open_;
+  std::map<std::string, bool> done_;
+  uint64_t bytes_ = 0;
   std::set<size_t> gain_set_;
   std::optional<OffPolicy> off_policy_;
   std::optional<OnPolicy> on_policy_;

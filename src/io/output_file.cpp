@@ -13,8 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "mote/io/file_guard.h"
 #include "mote/util/error.h"
-#include "mote/util/file_kind.h"
 
 namespace mote {
 
@@ -31,24 +31,13 @@ std::string host_name() {
 
 OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested) {
   h5_silence_errors();
-  if (requested.empty()) fail("--out is empty: name the HDF5 file to write");
-  struct stat st {};
-  if (::lstat(requested.c_str(), &st) == 0) {
-    if (S_ISLNK(st.st_mode)) {
-      struct stat target {};
-      if (::stat(requested.c_str(), &target) == 0 && !S_ISREG(target.st_mode)) {
-        fail("{}: output path is a symbolic link to {}; refusing to replace it (name a regular file)", requested.string(),
-             file_kind(target.st_mode));
-      }
-      // A link to a regular file (or to nothing yet): the result replaces its target.
-      std::error_code ec;
-      path_ = std::filesystem::weakly_canonical(requested, ec);
-      if (ec) fail("{}: cannot resolve the symbolic link: {}", requested.string(), ec.message());
-    } else if (!S_ISREG(st.st_mode)) {
-      fail("{}: output path exists and is {}; refusing to replace it (name a regular file)", requested.string(), file_kind(st.st_mode));
-    }
-  }
+  claim_output(requested, "--out");
+  // A link to a regular file: the result replaces its target, not the link.
   std::error_code ec;
+  if (std::filesystem::is_symlink(requested, ec)) {
+    path_ = std::filesystem::weakly_canonical(requested, ec);
+    if (ec) fail("{}: cannot resolve the symbolic link: {}", requested.string(), ec.message());
+  }
   const auto parent = path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
   if (!std::filesystem::is_directory(parent, ec)) fail("{}: output directory {} does not exist", path_.string(), parent.string());
   if (::access(parent.c_str(), W_OK) != 0) fail("{}: output directory {} is not writable: {}", path_.string(), parent.string(), std::strerror(errno));
@@ -115,18 +104,9 @@ OutputFile::~OutputFile() {
 }
 
 void OutputFile::refuse_inputs(const std::vector<std::filesystem::path>& inputs, const std::filesystem::path& model_dir) const {
-  std::error_code ec;
-  const auto same = [&](const std::filesystem::path& input) {
-    return !input.empty() && std::filesystem::exists(input, ec) && std::filesystem::equivalent(path_, input, ec) && !ec;
-  };
-  if (!std::filesystem::exists(path_, ec)) return;  // a new file is no input
-  for (const auto& input : inputs) {
-    if (same(input)) fail("{}: the output is the input file {}; the result would replace it", path_.string(), input.string());
-  }
-  if (model_dir.empty()) return;
-  for (const auto& entry : std::filesystem::directory_iterator(model_dir, ec)) {
-    if (same(entry.path())) fail("{}: the output is {} of the model; the result would replace it", path_.string(), entry.path().string());
-  }
+  for (const auto& input : inputs) note_input(input, "an input of the job");
+  note_input(model_dir, "the model directory");
+  check_output(path_, "--out");
 }
 
 void OutputFile::ensure_room(uint64_t bytes) const {
@@ -145,7 +125,10 @@ void OutputFile::ensure_room(uint64_t bytes) const {
   }
 }
 
-void OutputFile::commit() { hand_over(path_); }
+void OutputFile::commit() {
+  check_output(path_, "--out");  // against the inputs read since it was named
+  hand_over(path_);
+}
 
 void OutputFile::hand_over(const std::filesystem::path& dest) {
   if (H5Fflush(file_.id(), H5F_SCOPE_GLOBAL) < 0 || !file_.close()) {

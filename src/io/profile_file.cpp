@@ -4,6 +4,8 @@
 #include <string_view>
 #include <tuple>
 
+#include <spdlog/spdlog.h>
+
 #include "mote/io/h5.h"
 #include "mote/util/checked_math.h"
 #include "mote/util/error.h"
@@ -20,13 +22,33 @@ H5Handle open_dataset(hid_t file, const char* name, const std::string& where) {
 
 }  // namespace
 
-ProfileData read_profile_file(const std::filesystem::path& path) {
+ProfileData read_profile_file(const std::filesystem::path& path, const char* tool) {
   h5_silence_errors();
   const std::string where = path.string();
   const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (fid < 0) fail("{}: cannot open as HDF5", where);
   H5Handle file(fid, H5Fclose);
   ProfileData p;
+  if (tool != nullptr) {
+    std::string job;
+    h5_read_string_attr(file.id(), "job", job);
+    if (H5Lexists(file.id(), "experiment", H5P_DEFAULT) > 0) {
+      fail("{}: is the file of a mote experiment; {} takes profiles (files of mote profile or mote generate)", where, tool);
+    }
+    if (job == "scan" || H5Lexists(file.id(), "scan", H5P_DEFAULT) > 0) {
+      fail("{}: is the file of a mote scan; {} takes profiles (files of mote profile or mote generate){}", where, tool,
+           std::string_view(tool) == "mote rank" ? "; rank a scan with --by effect" : "");
+    }
+  }
+  h5_read_int_attr(file.id(), "request_count", p.requests);
+  h5_read_int_attr(file.id(), "failed_request_count", p.failed_requests);
+  if (tool != nullptr && p.failed_requests > 0) {
+    if (p.failed_requests >= p.requests) {
+      fail("{}: all {} requests of this profile failed (each /requests group's 'error' says why): it has no counts to use", where,
+           p.requests);
+    }
+    spdlog::warn("{}: {} of its {} requests failed; they are left out of its counts", where, p.failed_requests, p.requests);
+  }
 
   H5Handle counts = open_dataset(file.id(), "counts", where);
   const auto cd = h5_dims(counts.id());

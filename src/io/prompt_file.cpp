@@ -6,6 +6,7 @@
 
 #include "mote/io/json_file.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 #include "mote/util/utf8.h"
 
 namespace mote {
@@ -115,6 +116,7 @@ std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
     std::string_view line(text.data() + begin, end - begin);
     begin = end + 1;
     ++line_no;
+    stop_point("reading prompts");
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     const std::string where = fmt::format("{}:{}", path.string(), line_no);
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;

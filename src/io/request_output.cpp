@@ -1,5 +1,7 @@
 #include "mote/io/request_output.h"
 
+#include <string>
+
 #include "mote/io/h5.h"
 
 namespace mote {
@@ -13,7 +15,17 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
   h5_attr_string(g.id(), "stop_reason", stop_reason_name(res.stop));
   h5_attr_int(g.id(), "stop_code", static_cast<int64_t>(res.stop));  // the same, fixed-size for readers of untrusted files
   if (!r.error.empty()) h5_attr_string(g.id(), "error", r.error);
-  h5_string_dataset(g.id(), "prompt_text", r.prompt_text);
+  // A request that never ran keeps only the head of its prompt (a failed
+  // 50 MB line would otherwise be stored whole) and the prompt's length.
+  constexpr size_t kFailedPromptHead = 4096;
+  if (!r.error.empty() && res.positions == 0 && r.prompt_text.size() > kFailedPromptHead) {
+    size_t head = kFailedPromptHead;
+    while (head > 0 && (static_cast<unsigned char>(r.prompt_text[head]) & 0xC0) == 0x80) --head;  // a whole character
+    h5_string_dataset(g.id(), "prompt_text", r.prompt_text.substr(0, head));
+    h5_attr_int(g.id(), "prompt_bytes", static_cast<int64_t>(r.prompt_text.size()));
+  } else {
+    h5_string_dataset(g.id(), "prompt_text", r.prompt_text);
+  }
   h5_string_dataset(g.id(), "text", r.text);
   h5_dataset(g.id(), "prompt_tokens", {r.prompt_tokens->size()}, r.prompt_tokens->data());
   h5_dataset(g.id(), "generated_tokens", {res.generated.size()}, res.generated.data());

@@ -9,8 +9,11 @@
 #include <cstring>
 
 #include "mote/io/json_file.h"
+#include "mote/io/file_guard.h"
 #include "mote/util/checked_math.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
+#include "mote/util/file_kind.h"
 
 namespace mote {
 namespace {
@@ -93,7 +96,8 @@ std::vector<std::byte> read_header_bytes(int fd, uint64_t file_size, const std::
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::filesystem::path& path, bool map_now) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO in the model's place must not wait for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
   struct FdCloser {
     int fd;
@@ -101,7 +105,8 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path, bool map_now
   } closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) fail("{}: cannot stat: {}", path.string(), std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail("{}: not a regular file", path.string());
+  if (!S_ISREG(st.st_mode)) fail("{}: is {}, not a regular file", path.string(), file_kind(st.st_mode));
+  note_input(path, "a weights file the command reads");
   size_ = static_cast<uint64_t>(st.st_size);
   const auto header = read_header_bytes(fd, size_, path.string());
   try {
@@ -213,6 +218,7 @@ std::map<std::string, TensorView> parse_safetensors_header(std::span<const std::
 WeightStore WeightStore::open_files(const std::vector<std::filesystem::path>& files, const TensorFilter& used) {
   WeightStore store;
   for (const auto& path : files) {
+    stop_point("loading the model");
     store.files_.push_back(std::make_unique<SafetensorsFile>(path, false));
     for (const auto& [name, view] : store.files_.back()->tensors()) {
       auto [it, inserted] = store.index_.emplace(name, &view);
@@ -222,6 +228,7 @@ WeightStore WeightStore::open_files(const std::vector<std::filesystem::path>& fi
   // Only once every header is known good is anything mapped.
   for (auto& file : store.files_) {
     const auto& tensors = file->tensors();
+    stop_point("loading the model");
     if (!used || std::any_of(tensors.begin(), tensors.end(), [&](const auto& entry) { return used(entry.first); })) file->map();
   }
   return store;

@@ -1,6 +1,5 @@
 #include "mote/io/text_output.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,23 +7,15 @@
 
 #include <fmt/format.h>
 
+#include "mote/io/file_guard.h"
 #include "mote/util/error.h"
-#include "mote/util/file_kind.h"
 
 namespace mote {
 
-void check_text_output(const std::filesystem::path& path, const char* what) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    fail("{} {}: is {}; name a new or regular file", what, path.string(), file_kind(st.st_mode));
-  }
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail("{} {}: the directory {} does not exist", what, path.string(), dir.string());
-  if (::access(dir.c_str(), W_OK) != 0) fail("{} {}: the directory {} is not writable", what, path.string(), dir.string());
-}
+void check_text_output(const std::filesystem::path& path, const char* what) { claim_output(path, what); }
 
 void write_text_output(const std::filesystem::path& path, const std::string& text, const char* what) {
-  check_text_output(path, what);
+  check_output(path, what);
   // rename() would replace a link, not the file it names: write beside the target.
   std::error_code ec;
   std::filesystem::path dest = path;

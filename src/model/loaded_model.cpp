@@ -6,6 +6,7 @@
 
 #include "mote/io/json_file.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 
@@ -23,7 +24,9 @@ std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const 
   m->config = read_model_dir_config(dir);
   // The small files first, then every safetensors header: a problem anywhere
   // is found in seconds, before gigabytes are mapped.
+  stop_point("loading the model");
   m->tokenizer = Tokenizer::load(dir);
+  stop_point("loading the model");
   if (m->tokenizer.vocab_size() > m->config.vocab_size) {
     fail("{}: the tokenizer has {} tokens but config.json has vocab_size {}", dir.string(), m->tokenizer.vocab_size(),
          m->config.vocab_size);
@@ -32,6 +35,7 @@ std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const 
   const ExpertFilter& experts = load_expert ? load_expert : all;
   m->store = WeightStore::open_model_dir(dir, [&](std::string_view name) { return tensor_used(m->config, experts, shared_parts, name); });
   m->weights = load_model_weights(m->store, m->config, experts, shared_parts, memory);
+  stop_point("loading the model");
 
   // Stop tokens: generation_config.json, else config.json, else the tokenizer's eos.
   const auto gen_path = dir / "generation_config.json";

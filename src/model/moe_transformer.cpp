@@ -1,9 +1,13 @@
 #include "mote/model/moe_transformer.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
 
 #include "mote/expert_parallel/expert_counters.h"
 #include "mote/model/expert_mask.h"
+#include "mote/model/family.h"
 #include "mote/ops/elementwise.h"
 #include "mote/ops/matmul.h"
 #include "mote/util/error.h"
@@ -182,6 +186,14 @@ void MoeTransformer::route(const LayerWeights& w, int moe_layer, const float* x,
   gate_weights_.assign(static_cast<size_t>(n) * k, 0.0f);
   dispatch_.assign(static_cast<size_t>(n) * k, 0);
   matmul(x, n, w.router.gate, router_logits_.data());
+  if (taps.router_nonfinite != nullptr) {
+    for (int r = 0; r < n; ++r) {
+      const float* l = &router_logits_[static_cast<size_t>(r) * n_experts];
+      if (taps.router_nonfinite[r] < 0 && !std::all_of(l, l + n_experts, [](float v) { return std::isfinite(v); })) {
+        taps.router_nonfinite[r] = static_cast<int16_t>(moe_layer);
+      }
+    }
+  }
   for (int r = 0; r < n; ++r) {
     const size_t at = static_cast<size_t>(r) * k;
     router_.route(&router_logits_[static_cast<size_t>(r) * n_experts], w.router.bias.empty() ? nullptr : w.router.bias.data(), moe_layer, rows[r].mask,
@@ -251,6 +263,10 @@ void MoeTransformer::run_experts(const LayerWeights& w, int layer, int moe_layer
       add_scaled(y, shared_gain, &shared_out_[static_cast<size_t>(r) * hidden], hidden);
     }
   }
+}
+
+std::string MoeTransformer::router_tensor(int moe_layer) const {
+  return fmt::format("model.layers.{}.{}", moe_layers_.at(static_cast<size_t>(moe_layer)), family_of(c_).names.router);
 }
 
 }  // namespace mote

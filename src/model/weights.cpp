@@ -13,6 +13,7 @@
 
 #include "mote/model/family.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 namespace {
@@ -77,7 +78,30 @@ class Loader {
       fail("tensor '{}' in {}: shape {} but config.json implies [{}]", name, store_.describe(), t.shape_string(), n);
     }
     if (t.dtype == DType::F8_E4M3) fail("tensor '{}' in {}: a 1-D tensor in F8_E4M3; only matrices may be FP8", name, store_.describe());
-    return widen_all(Weight{t.dtype, 1, n, t.data});
+    std::vector<float> v = widen_all(Weight{t.dtype, 1, n, t.data});
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!std::isfinite(v[i])) fail("tensor '{}' in {}: element {} is {}; norms and router biases must be finite", name, store_.describe(), i, v[i]);
+    }
+    return v;
+  }
+
+  // The router's matrix, checked to be finite: a NaN or infinite weight
+  // there would route every token of the layer to the lowest-numbered
+  // experts without a word. Small enough to read once at load.
+  Weight router_matrix(const std::string& name, int rows, int cols) {
+    const Weight w = matrix(name, rows, cols);
+    if (w.dtype == DType::F8_E4M3) return w;  // every FP8 byte is checked with the others
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int r = 0; r < rows; ++r) {
+      widen_row(w, r, row.data());
+      for (int c = 0; c < cols; ++c) {
+        if (!std::isfinite(row[static_cast<size_t>(c)])) {
+          fail("tensor '{}' in {}: element [{}, {}] is {}; the router's weights must be finite", name, store_.describe(), r, c,
+               row[static_cast<size_t>(c)]);
+        }
+      }
+    }
+    return w;
   }
 
   // Maps every page of the other matrices loaded, in parallel, before the
@@ -297,6 +321,7 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
   }
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
+    stop_point("loading the model");
     LayerWeights lw;
     lw.input_norm = load.vector(Names::layer(l, n.input_norm), hidden);
     lw.post_attention_norm = load.vector(Names::layer(l, n.post_attention_norm), hidden);
@@ -332,7 +357,7 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
     if (!lw.is_moe) {
       lw.dense = load.ffn(l, n.dense, hidden, c.intermediate_size);
     } else {
-      lw.router.gate = load.matrix(Names::layer(l, n.router), c.n_routed_experts, hidden);
+      lw.router.gate = load.router_matrix(Names::layer(l, n.router), c.n_routed_experts, hidden);
       if (c.router_bias) lw.router.bias = load.vector(Names::layer(l, n.router_bias), c.n_routed_experts);
       if (c.n_shared_experts > 0) lw.shared = load.ffn(l, n.shared, hidden, c.moe_intermediate_size * c.n_shared_experts);
       lw.experts.resize(static_cast<size_t>(c.n_routed_experts));

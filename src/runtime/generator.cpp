@@ -114,6 +114,7 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
   std::vector<int32_t> route_experts;
   std::vector<float> route_weights;
   std::vector<uint8_t> route_sent;
+  std::vector<int16_t> router_nonfinite;
   const int moe_layers = model_.moe_layer_count();
   const int n_experts = c.n_routed_experts;
   const int top_k = model_.top_k();
@@ -234,6 +235,8 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
     taps.routing_experts = route_experts.data();
     taps.routing_weights = route_weights.data();
     taps.routing_sent = route_sent.data();
+    router_nonfinite.assign(rows.size(), -1);
+    taps.router_nonfinite = router_nonfinite.data();
     const auto step_start = std::chrono::steady_clock::now();
     model_.forward(rows, cache, logit_rows, logits.data(), taps);
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
@@ -259,6 +262,11 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
       const bool has_logits = logit_index < logit_rows.size() && logit_rows[logit_index] == static_cast<int32_t>(r);
       const float* row_logits = has_logits ? &logits[logit_index * vocab] : nullptr;
       if (has_logits) ++logit_index;
+      if (router_nonfinite[r] >= 0 && slot.result.error.empty()) {
+        slot.result.error = fmt::format("non-finite router scores at position {} in MoE layer {} ('{}' times the hidden state): a NaN or "
+                                        "infinity in the model's activations",
+                                        rows[r].pos, router_nonfinite[r], model_.router_tensor(router_nonfinite[r]));
+      }
       const int phase = rows[r].phase;
       if (phase == kPromptPhase) {
         ++stats_.prompt_tokens;
@@ -304,9 +312,9 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
       // Non-finite logits would sample token 0 forever: the request fails,
       // named, and the others go on.
       if (const float* bad = std::find_if(row_logits, row_logits + vocab, [](float v) { return !std::isfinite(v); });
-          bad != row_logits + vocab) {
+          bad != row_logits + vocab || !slot.result.error.empty()) {
         slot.result.stop = StopReason::Error;
-        slot.result.error = fmt::format("non-finite logit {} (token {}) after position {}: a NaN or infinity in the model's weights or "
+        if (slot.result.error.empty()) slot.result.error = fmt::format("non-finite logit {} (token {}) after position {}: a NaN or infinity in the model's weights or "
                                         "activations", *bad, bad - row_logits, slot.fed - 1);
         slot.active = false;
         --active;

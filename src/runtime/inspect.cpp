@@ -96,7 +96,7 @@ std::string describe_model_dir(const std::filesystem::path& dir, int world_size)
 }
 
 std::string diff_profiles(const std::filesystem::path& a_path, const std::filesystem::path& b_path, int top) {
-  const ProfileData a = read_profile_file(a_path), b = read_profile_file(b_path);
+  const ProfileData a = read_profile_file(a_path, "mote diff"), b = read_profile_file(b_path, "mote diff");
   if (a.moe_layers != b.moe_layers || a.experts != b.experts) {
     fail("{} has {} MoE layers x {} experts but {} has {} x {}: not profiles of the same model", a_path.string(), a.moe_layers, a.experts,
          b_path.string(), b.moe_layers, b.experts);

@@ -20,6 +20,7 @@
 
 #include "job_steps.h"
 #include "mote/expert_parallel/expert_exchange.h"
+#include "mote/io/file_guard.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/model/moe_transformer.h"
 #include "mote/runtime/request_queue.h"
@@ -125,6 +126,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   // 3. Mask sets.
   const MaskSets masks = read_mask_sets(job, config, reader, inputs);
   if (out) out->refuse_inputs(inputs, job.model_dir);
+  if (reader) check_claimed_outputs();
 
   // Ids whose log-probabilities every request keeps, named on rank 0.
   if (!job.score_tokens.empty()) {
@@ -199,6 +201,12 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     if (!collector->save_checkpoint()) {
       spdlog::warn("{}: stopped after {} of {} requests; nothing was saved ({})", signal_name(stopped_by), saved, requests.size(),
                    job.out.empty() ? "no --out" : "--no-request-counts");
+      return exit_code();
+    }
+    if (saved == 0) {
+      // Nothing to resume from: a checkpoint would only make --resume necessary.
+      checkpoint->remove();
+      spdlog::warn("{}: stopped before any of the {} requests finished; nothing was saved", signal_name(stopped_by), requests.size());
       return exit_code();
     }
     spdlog::warn("{}: stopped after {} of {} requests, saved in {}; run the same command with --resume to finish", signal_name(stopped_by),

@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <sstream>
+#include <unordered_set>
 
 #include "job_steps.h"
 #include "mote/io/json_file.h"
 #include "mote/io/mask_file.h"
 #include "mote/jinja/template.h"
+#include "mote/tokenizer/pretokenizer.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 
@@ -163,6 +166,8 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
     r.specs = read_prompt_file(options.prompts);
     spec_files.assign(r.specs.size(), options.prompts);
   }
+  std::unordered_set<std::string> ids;
+  for (const auto& spec : r.specs) ids.insert(spec.id);
   for (const std::string& cp : options.class_prompts) {
     const auto eq = cp.find('=');
     if (eq == std::string::npos || eq == 0) fail("--class-prompts {}: expected CLASS=FILE", cp);
@@ -172,15 +177,14 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
       if (!spec.prompt) fail("{}:{}: --class-prompts files hold plain-text prompts, one per line", file, spec.line);
       spec.cls = cls;
       spec.id = cls + ":" + spec.id;
-      for (const auto& earlier : r.specs) {
-        if (earlier.id == spec.id) fail("{}:{}: duplicate id '{}'", file, spec.line, spec.id);
-      }
+      if (!ids.insert(spec.id).second) fail("{}:{}: duplicate id '{}'", file, spec.line, spec.id);
       r.specs.push_back(std::move(spec));
       spec_files.push_back(file);
     }
   }
   const Tokenizer& tokenizer = model.files->tokenizer;
   for (size_t i = 0; i < r.specs.size(); ++i) {
+    stop_point("tokenizing prompts");
     const PromptSpec& spec = r.specs[i];
     const std::string where = fmt::format("{}:{} (id '{}')", spec_files[i], spec.line, spec.id);
     const ExpertMask* mask = masks.default_mask;
@@ -211,6 +215,8 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
       } catch (const jinja::RaisedError& e) {
         error = fmt::format("the chat template refuses the conversation: {}", e.message());
       } catch (const jinja::TemplateError&) {
+        throw;
+      } catch (const TokenizerBroken&) {
         throw;  // a broken template (or one past its bounds) fails the job, not each request
       } catch (const Error& e) {
         error = e.what();
@@ -237,6 +243,7 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
     req.cls = static_cast<int16_t>(cls - r.classes.begin());
     if (!options.gen.score_ids.empty()) req.score_from = static_cast<int32_t>(req.prompt.size()) - 1;
   }
+  stop_point("tokenizing prompts");  // a stop now saves nothing: no checkpoint to speak of
   if (r.classes.size() > 32767) fail("more than 32767 classes");
   spdlog::info("{} requests in {} classes", r.requests.size(), r.classes.size());
   return r;

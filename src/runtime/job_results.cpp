@@ -58,9 +58,13 @@ ResultCollector::ResultCollector(const JobOptions& options, const JobModel& mode
 void ResultCollector::write(hid_t group, size_t index, const GenerationResult& result) const {
   const auto& tokenizer = model_.files->tokenizer;
   const std::string mask_name = requests_.masks[index] != nullptr ? requests_.masks[index]->name : "";
+  // A request that never ran stores no tokens (an over-long prompt's would
+  // be as large as its text).
+  static const std::vector<int32_t> kNoTokens;
+  const bool never_ran = !requests_.errors[index].empty();
   write_request(group, RequestRecord{index, requests_.specs[index].id, requests_.specs[index].cls, mask_name, requests_.encoded[index].text,
                                      tokenizer.decode(result.generated), result.error.empty() ? requests_.errors[index] : result.error,
-                                     &requests_.encoded[index].tokens, &result, model_.config.vocab_size, model_.moe_layers(),
+                                     never_ran ? &kNoTokens : &requests_.encoded[index].tokens, &result, model_.config.vocab_size, model_.moe_layers(),
                                      model_.config.num_experts_per_tok, model_.config.n_routed_experts,
                                      static_cast<int>(options_.gen.score_ids.size()), options_.gen.save_last_logits,
                                      options_.request_counts});
@@ -119,16 +123,25 @@ void ResultCollector::print_ready() {
     const auto& done = waiting_.begin()->second;
     const size_t cls = static_cast<size_t>(requests_.requests[next_to_print_].cls);
     const size_t per_class = done.expert_counts.size();
+    // A request that failed while it ran (non-finite logits or router
+    // scores) adds nothing to the class totals: its counts and gate sums
+    // describe a broken computation. The ranks processed its tokens all
+    // the same, so it stays in the totals checked against their counters.
+    const bool succeeded = done.error.empty();
     for (size_t i = 0; i < per_class; ++i) {
-      class_totals_.tokens[cls * per_class + i] += done.expert_counts[i];
-      class_totals_.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
+      if (succeeded) {
+        class_totals_.tokens[cls * per_class + i] += done.expert_counts[i];
+        class_totals_.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
+      }
       if (ran_[next_to_print_]) {
         run_totals_.tokens[cls * per_class + i] += done.expert_counts[i];
         run_totals_.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
       }
     }
-    class_tokens_[cls * kPhaseCount + kPromptPhase] += static_cast<uint64_t>(done.prompt_positions);
-    class_tokens_[cls * kPhaseCount + kGeneratedPhase] += static_cast<uint64_t>(done.generated_positions);
+    if (succeeded) {
+      class_tokens_[cls * kPhaseCount + kPromptPhase] += static_cast<uint64_t>(done.prompt_positions);
+      class_tokens_[cls * kPhaseCount + kGeneratedPhase] += static_cast<uint64_t>(done.generated_positions);
+    }
     std::vector<int32_t> shown = done.generated;
     if (done.stop == StopReason::Eos) shown.pop_back();
     texts_[next_to_print_] = tokenizer.decode(shown);

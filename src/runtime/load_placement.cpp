@@ -8,6 +8,7 @@
 #include "mote/expert_parallel/expert_counters.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/util/error.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 namespace {
@@ -81,6 +82,7 @@ LoadPlacement place_by_load(const ProfileData& profile, const LoadPlacementSpec&
   p.owner.assign(load.size(), 0);
   std::vector<int> order(static_cast<size_t>(experts));
   for (int l = 0; l < layers; ++l) {
+    stop_point("planning the placement");
     const double* layer_load = &load[static_cast<size_t>(l) * experts];
     std::vector<double> before(static_cast<size_t>(h), 0.0), after(static_cast<size_t>(h), 0.0);
     for (int e = 0; e < experts; ++e) {

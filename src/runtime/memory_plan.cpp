@@ -203,8 +203,11 @@ std::string format_plan_text(const MemoryPlan& p) {
                        std::find(p.over_limit.begin(), p.over_limit.end(), static_cast<int>(r)) != p.over_limit.end() ? "  exceeds --mem-per-rank" : "");
   }
   if (p.request.mem_per_rank > 0) {
-    out += p.over_limit.empty() ? fmt::format("every rank fits in {} {}\n", gb(p.request.mem_per_rank), unit)
-                                : fmt::format("{} of {} ranks exceed {} {}\n", p.over_limit.size(), p.ranks.size(), gb(p.request.mem_per_rank), unit);
+    const std::string limit = p.request.mem_per_rank_text.empty() ? fmt::format("{} bytes", p.request.mem_per_rank)
+                                                                  : fmt::format("--mem-per-rank {} ({} bytes)", p.request.mem_per_rank_text,
+                                                                                p.request.mem_per_rank);
+    out += p.over_limit.empty() ? fmt::format("every rank fits in {}\n", limit)
+                                : fmt::format("{} of {} ranks exceed {}\n", p.over_limit.size(), p.ranks.size(), limit);
   }
   return out;
 }

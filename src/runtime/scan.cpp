@@ -22,6 +22,7 @@
 #include "job_steps.h"
 #include "scan_checkpoint.h"
 #include "mote/expert_parallel/mpi_session.h"
+#include "mote/io/file_guard.h"
 #include "mote/io/mask_file.h"
 #include "mote/io/mask_output.h"
 #include "mote/io/scan_file.h"
@@ -89,7 +90,7 @@ Spread spread(const std::vector<double>& v) {
 }
 
 // A phase was stopped by a signal: every rank unwinds to the exit.
-struct Stopped {
+struct ScanStopped {
   int signal;
 };
 
@@ -107,6 +108,12 @@ class Scan {
   bool save_checkpoint() {
     if (!checkpoint_) return false;
     const size_t saved = checkpoint_->flush();
+    if (saved == 0) {
+      // Nothing to resume from: a checkpoint would only make --resume necessary.
+      checkpoint_->remove();
+      spdlog::warn("no request had finished; nothing was saved");
+      return true;
+    }
     spdlog::warn("{} finished requests saved in {}; run the same command with --resume to finish", saved, checkpoint_->dir().string());
     return true;
   }
@@ -237,11 +244,13 @@ void Scan::read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>
 void Scan::build_masks(const std::vector<Condition>& conditions) {
   masks_.assign(1, ExpertMask());
   for (const Condition& c : conditions) {
+    stop_point("planning the scan");
     ExpertMask m = base_ ? *base_ : ExpertMask(L(), E());
     m.id = static_cast<int32_t>(masks_.size());
     m.name = fmt::format("scan{}", m.id);
     if (!c.off.empty()) m.off_policy = policy_;
     for (const auto& [l, e] : c.off) m.set_off(l, e);
+    stop_point("planning the scan");
     // Thousands of conditions: gains kept only where some differ from 1.
     if (std::all_of(m.gains.begin(), m.gains.end(), [](float g) { return g == 1.0f; })) std::vector<float>().swap(m.gains);
     m.description.clear();
@@ -332,7 +341,7 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
   int stopped = job_run_->run(std::move(todo), reader() ? done : ResultHandler(), reader() ? fill : RequestFiller());
   if (progress) progress->finish();
   MPI_Bcast(&stopped, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  if (stopped != 0) throw Stopped{stopped};
+  if (stopped != 0) throw ScanStopped{stopped};
   if (reader()) {
     for (size_t c = 0; c < conds.size(); ++c) {
       for (size_t p = 0; p < P; ++p) {
@@ -581,15 +590,7 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
     out.emplace(job.out);
     out->refuse_inputs(inputs, job.model_dir);
   }
-  if (reader && !options.mask_out.empty()) {
-    check_text_output(options.mask_out, "--mask-out");
-    std::error_code ec;
-    for (const auto& input : inputs) {
-      if (!input.empty() && std::filesystem::exists(options.mask_out, ec) && std::filesystem::equivalent(input, options.mask_out, ec)) {
-        fail("--mask-out {} is one of the scan's inputs; it would be replaced", options.mask_out);
-      }
-    }
-  }
+  if (reader && !options.mask_out.empty()) check_text_output(options.mask_out, "--mask-out");
 
   // 2. The model and the inputs.
   JobModel model = load_job_model(job, rank, world);
@@ -598,11 +599,12 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
   const MaskSets masks = read_mask_sets(job, model.config, reader, inputs);
   Scan scan(options, mpi, model);
   scan.read_inputs(masks, inputs);
+  if (reader) check_claimed_outputs();  // against the masks' includes, read only now
 
   // 3. The phases.
   try {
     scan.run();
-  } catch (const Stopped& stopped) {
+  } catch (const ScanStopped& stopped) {
     if (reader) {
       spdlog::warn("{}: the scan stopped", signal_name(stopped.signal));
       if (!scan.save_checkpoint()) spdlog::warn("nothing was saved (no --out)");

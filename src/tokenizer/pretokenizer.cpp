@@ -21,7 +21,7 @@ enum class SplitBehavior { Isolated, Removed, MergedWithPrevious, MergedWithNext
 // 10.42 stops at Unicode 14.
 class RegexSplitter {
  public:
-  RegexSplitter(std::string_view pattern, const std::string& where) {
+  RegexSplitter(std::string_view pattern, const std::string& where) : where_(where) {
     UParseError parse_error{};
     UErrorCode status = U_ZERO_ERROR;
     UText* source = utext_openUTF8(nullptr, pattern.data(), static_cast<int64_t>(pattern.size()), &status);
@@ -54,12 +54,18 @@ class RegexSplitter {
       last = end;
     }
     utext_close(ut);
+    if (status == U_REGEX_TIME_OUT || status == U_REGEX_STACK_OVERFLOW) {
+      throw TokenizerBroken(fmt::format("{}: a pre-tokenizer Split regex ran past its time or stack limit on a text of {} bytes ({}): "
+                                        "the pattern backtracks badly, so the tokenizer is refused",
+                                        where_, text.size(), u_errorName(status)));
+    }
     if (U_FAILURE(status)) fail("pre-tokenizer regex failed: {}", u_errorName(status));
     if (last < text.size()) out.emplace_back(last, text.size(), false);
   }
 
  private:
   URegularExpression* regex_ = nullptr;
+  std::string where_;
 };
 
 struct PreTokenizer::Step {

@@ -1,6 +1,10 @@
 #include "mote/util/stop_signal.h"
 
+#include <unistd.h>
+
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace mote {
@@ -37,6 +41,18 @@ int stop_signal() { return g_stop_signal; }
 
 void request_stop(int signal) {
   if (g_stop_signal == 0) g_stop_signal = signal;
+}
+
+void stop_point(const char* phase) {
+  static const char* const pause_at = std::getenv("MOTE_PAUSE_AT");
+  static bool paused = false;
+  if (pause_at != nullptr && !paused && std::strcmp(pause_at, phase) == 0) {
+    paused = true;
+    std::fprintf(stderr, "mote: paused while %s (MOTE_PAUSE_AT); waiting for a signal\n", phase);
+    while (g_stop_signal == 0) ::usleep(10000);
+    return;
+  }
+  if (g_stop_signal != 0) throw Stopped{g_stop_signal, phase};
 }
 
 const char* signal_name(int signal) {

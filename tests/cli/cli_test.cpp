@@ -6,6 +6,7 @@
 #include "mote/tokenizer/tokenizer.h"
 #include <sys/file.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -282,19 +283,19 @@ class CliSafety : public testing::Test {
 
 TEST_F(CliSafety, OutputThatIsNotARegularFileIsRefusedAndLeftAlone) {
   EXPECT_ERROR_MESSAGE(generate({"--out", "/dev/null"}),
-                       "/dev/null: output path exists and is a character device; refusing to replace it (name a regular file)");
+                       "--out /dev/null: is a character device; refusing to replace it (name a new or regular file)");
   struct stat st {};
   ASSERT_EQ(::stat("/dev/null", &st), 0);
   EXPECT_TRUE(S_ISCHR(st.st_mode));
   std::filesystem::create_directory(dir_ / "d");
-  EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "d").string()}), ": output path exists and is a directory; refusing to replace it");
+  EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "d").string()}), ": is a directory; refusing to replace it");
   ASSERT_EQ(::mkfifo((dir_ / "fifo").c_str(), 0600), 0);
-  EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "fifo").string()}), ": output path exists and is a FIFO; refusing to replace it");
+  EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "fifo").string()}), ": is a FIFO; refusing to replace it");
   std::filesystem::create_symlink("/dev/null", dir_ / "link");
   EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "link").string()}),
-                       ": output path is a symbolic link to a character device; refusing to replace it");
+                       ": is a symbolic link to a character device; refusing to replace it");
   EXPECT_TRUE(std::filesystem::is_symlink(dir_ / "link"));
-  EXPECT_ERROR_MESSAGE(generate({"--out", ""}), "--out is empty: name the HDF5 file to write");
+  EXPECT_ERROR_MESSAGE(generate({"--out", ""}), "--out is empty: name the file to write");
   // A link to a regular file: the result replaces the target, the link stays.
   write_file(dir_ / "target.h5", "old");
   std::filesystem::create_symlink(dir_ / "target.h5", dir_ / "result.h5");
@@ -308,23 +309,23 @@ TEST_F(CliSafety, OutputThatIsAnInputIsRefusedBeforeAnyWork) {
   const auto p = prompts();
   const std::string before = test::read_file(p);
   EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", p.string(), "--out", p.string()}),
-                       p.string() + ": the output is the input file " + p.string() + "; the result would replace it");
+                       "--out " + p.string() + ": is the file --prompts names; writing it would destroy it");
   EXPECT_EQ(test::read_file(p), before);
   // A mask file, its include, the job file and a file of the model, by another name too.
   write_file(dir_ / "inc.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
   write_file(dir_ / "mask.ini", "[mote]\ninclude = inc.ini\n");
   std::filesystem::create_hard_link(dir_ / "inc.ini", dir_ / "alias.h5");
   EXPECT_ERROR_MESSAGE(generate({"--mask", (dir_ / "mask.ini").string(), "--out", (dir_ / "alias.h5").string()}),
-                       "alias.h5: the output is the input file " + (dir_ / "inc.ini").string());
+                       "alias.h5: is the mask file the command reads (" + (dir_ / "inc.ini").string() + ", the same file)");
   write_file(dir_ / "job.ini", "max-new-tokens = 2\n");
   EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "job.ini").string(), "--out", (dir_ / "job.ini").string()}),
-                       "the output is the input file");
+                       "job.ini: is the job file the command reads; writing it would destroy it");
   test::ScratchDir model_copy;
   for (const auto& f : std::filesystem::directory_iterator(MOTE_MODEL_DIR)) {
     if (f.is_regular_file()) std::filesystem::copy_file(f.path(), model_copy / f.path().filename().string());
   }
   EXPECT_ERROR_MESSAGE(generate({"--model", model_copy.path().string(), "--out", (model_copy / "tokenizer.json").string()}),
-                       "tokenizer.json of the model; the result would replace it");
+                       "tokenizer.json: is a file of the directory --model names; writing it would destroy it");
 }
 
 TEST_F(CliSafety, OneOutputOneJob) {
@@ -462,21 +463,134 @@ TEST_F(CliValues, BadValuesNeverBecomeSilentGarbage) {
   write_file(model / "config.json", config);
   EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}), "config.json: key 'rms_norm_eps' = -1e-06 must be in (0, 1)");
   write_file(model / "config.json", good);
-  std::string weights = test::read_file(model / "model.safetensors");
-  const size_t at = weights.find("\"model.norm.weight\"");
-  ASSERT_NE(at, std::string::npos);
-  const size_t offsets = weights.find("data_offsets", at);
-  const size_t begin = std::stoul(weights.substr(weights.find('[', offsets) + 1));
-  uint64_t header = 0;
-  std::memcpy(&header, weights.data(), 8);
-  weights[8 + header + begin] = '\xC0';  // bf16 0x7FC0: NaN
-  weights[8 + header + begin + 1] = '\x7F';
-  write_file(model / "model.safetensors", weights);
-  r = mote({"generate", "--prompts", prompts().string(), "--max-new-tokens", "2", "--model", model.path().string(), "--out",
-            (dir_ / "nan.h5").string()});
+  const std::string good_weights = test::read_file(model / "model.safetensors");
+  const auto poisoned = [&](const std::string& tensor) {  // its first bf16 element NaN (0x7FC0)
+    std::string weights = good_weights;
+    const size_t at = weights.find("\"" + tensor + "\"");
+    EXPECT_NE(at, std::string::npos) << tensor;
+    const size_t offsets = weights.find("data_offsets", at);
+    const size_t begin = std::stoul(weights.substr(weights.find('[', offsets) + 1));
+    uint64_t header = 0;
+    std::memcpy(&header, weights.data(), 8);
+    weights[8 + header + begin] = '\xC0';
+    weights[8 + header + begin + 1] = '\x7F';
+    return weights;
+  };
+  // In a norm: refused at load, named.
+  write_file(model / "model.safetensors", poisoned("model.norm.weight"));
+  EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}), "tensor 'model.norm.weight' in ");
+  EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}), ": element 0 is nan; norms and router biases must be finite");
+  // In a projection (too large to check at load): the request fails where
+  // the NaN first reaches a router, named, and adds nothing to the totals.
+  write_file(model / "model.safetensors", poisoned("model.layers.0.self_attn.o_proj.weight"));
+  const auto nan_h5 = dir_ / "nan.h5";
+  r = mote({"profile", "--prompts", prompts().string(), "--max-new-tokens", "2", "--model", model.path().string(), "--out", nan_h5.string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("[request failed: non-finite logit nan (token 0) after position 10: a NaN or infinity in the model"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[request failed: non-finite router scores at position 0 in MoE layer 0 ('model.layers.1.mlp.gate.weight' times "
+                       "the hidden state)"),
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.err.find("1 of 1 requests failed"), std::string::npos) << r.err;
+  h5_silence_errors();
+  {
+    H5Handle file(H5Fopen(nan_h5.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    ASSERT_GE(file.id(), 0);
+    for (const char* name : {"counts", "gate_sum", "tokens"}) {
+      H5Handle ds(H5Dopen2(file.id(), name, H5P_DEFAULT), H5Dclose);
+      H5Handle space(H5Dget_space(ds.id()), H5Sclose);
+      std::vector<double> values(static_cast<size_t>(H5Sget_simple_extent_npoints(space.id())));
+      ASSERT_GE(H5Dread(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+      EXPECT_TRUE(std::all_of(values.begin(), values.end(), [](double v) { return v == 0.0; })) << name << " holds the failed request";
+    }
+  }
+  // Tools that read a profile refuse one whose every request failed.
+  EXPECT_ERROR_MESSAGE(mote({"rank", nan_h5.string(), "--target", "x", "--control", "y"}),
+                       "nan.h5: all 1 requests of this profile failed");
+  EXPECT_ERROR_MESSAGE(mote({"diff", nan_h5.string(), nan_h5.string()}), "nan.h5: all 1 requests of this profile failed");
+}
+
+TEST_F(CliValues, SizesAreReadAndPrintedAsWritten) {
+  // GB is 10^9 bytes, GiB and the bare G 2^30; the limit is printed as written.
+  auto r = mote({"plan", "--mem-per-rank", "120GB"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("every rank fits in --mem-per-rank 120GB (120000000000 bytes)"), std::string::npos) << r.out;
+  r = mote({"plan", "--mem-per-rank", "1GiB"});
+  EXPECT_NE(r.out.find("--mem-per-rank 1GiB (1073741824 bytes)"), std::string::npos) << r.out;
+  r = mote({"plan", "--mem-per-rank", "2G"});
+  EXPECT_NE(r.out.find("--mem-per-rank 2G (2147483648 bytes)"), std::string::npos) << r.out;
+  r = mote({"plan", "--mem-per-rank", "1MB"});
+  EXPECT_EQ(r.exit_code, 3) << r.out;
+  EXPECT_NE(r.out.find("exceed --mem-per-rank 1MB (1000000 bytes)"), std::string::npos) << r.out;
+  EXPECT_ERROR_MESSAGE(mote({"plan", "--mem-per-rank", "12XB"}), "--mem-per-rank '12XB': expected a size such as");
+}
+
+TEST_F(CliValues, ToolsNameTheFileKindsTheyTake) {
+  write_file(dir_ / "p.jsonl", "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello\"}\n{\"id\": \"b\", \"class\": \"y\", \"prompt\": \"World\"}\n");
+  write_file(dir_ / "t.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
+  auto r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "1", "--out", (dir_ / "p.h5").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = mote({"experiment", "--prompts", (dir_ / "p.jsonl").string(), "--target-mask", (dir_ / "t.ini").string(), "--random", "1",
+            "--max-new-tokens", "1", "--out", (dir_ / "e.h5").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = mote({"scan", "--prompts", (dir_ / "p.jsonl").string(), "--tokens", "I", "--candidates", (dir_ / "t.ini").string(), "--out",
+            (dir_ / "s.h5").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_ERROR_MESSAGE(mote({"diff", (dir_ / "p.h5").string(), (dir_ / "e.h5").string()}),
+                       "e.h5: is the file of a mote experiment; mote diff takes profiles");
+  EXPECT_ERROR_MESSAGE(mote({"place", "--profile", (dir_ / "s.h5").string(), "-n", "2", "--out", (dir_ / "pl.json").string()}),
+                       "s.h5: is the file of a mote scan; mote place takes profiles");
+  EXPECT_ERROR_MESSAGE(mote({"rank", (dir_ / "s.h5").string(), "--target", "x", "--control", "y"}),
+                       "s.h5: is the file of a mote scan; mote rank takes profiles (files of mote profile or mote generate); rank a scan "
+                       "with --by effect");
+  r = mote({"diff", (dir_ / "p.h5").string(), (dir_ / "p.h5").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(CliValues, AFailedOverlongPromptKeepsItsHeadAndLength) {
+  std::string words;
+  while (words.size() < 40000) words += "éa word ";
+  write_file(dir_ / "long.txt", words + "\nShort prompt\n");
+  const auto out = dir_ / "long.h5";
+  const auto r = mote({"generate", "--prompts", (dir_ / "long.txt").string(), "--max-new-tokens", "1", "--out", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("positions (max_position_embeddings)"), std::string::npos) << r.err;
+  h5_silence_errors();
+  H5Handle file(H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  ASSERT_GE(file.id(), 0);
+  H5Handle g(H5Gopen2(file.id(), "requests/0", H5P_DEFAULT), H5Gclose);
+  ASSERT_GE(g.id(), 0);
+  int64_t bytes = 0;
+  ASSERT_TRUE(h5_read_int_attr(g.id(), "prompt_bytes", bytes));
+  EXPECT_EQ(bytes, static_cast<int64_t>(words.size()));
+  H5Handle text(H5Dopen2(g.id(), "prompt_text", H5P_DEFAULT), H5Dclose);
+  H5Handle type(H5Dget_type(text.id()), H5Tclose);
+  char* p = nullptr;
+  ASSERT_GE(H5Dread(text.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), 0);
+  const std::string head = p;
+  H5free_memory(p);
+  EXPECT_LE(head.size(), 4096u);
+  EXPECT_GE(head.size(), 4090u);
+  EXPECT_EQ(head, words.substr(0, head.size()));  // cut at a character boundary: 'é' is two bytes
+  H5Handle tokens(H5Dopen2(g.id(), "prompt_tokens", H5P_DEFAULT), H5Dclose);
+  H5Handle space(H5Dget_space(tokens.id()), H5Sclose);
+  EXPECT_EQ(H5Sget_simple_extent_npoints(space.id()), 0);
+  EXPECT_LT(std::filesystem::file_size(out), 100000u);
+}
+
+TEST_F(CliValues, ABacktrackingTokenizerFailsOnceNotPerLine) {
+  test::ScratchDir model;
+  for (const auto& f : std::filesystem::directory_iterator(MOTE_MODEL_DIR)) {
+    if (f.is_regular_file()) std::filesystem::copy_file(f.path(), model / f.path().filename().string());
+  }
+  auto tokenizer = nlohmann::json::parse(test::read_file(model / "tokenizer.json"));
+  tokenizer["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(a|aa)+$"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  write_file(model / "tokenizer.json", tokenizer.dump());
+  std::string lines;
+  for (int i = 0; i < 4; ++i) lines += "{\"text\": \"" + std::string(60, 'a') + "b\"}\n";
+  write_file(dir_ / "lines.jsonl", lines);
+  const auto r = mote({"tokenize", "--tokenizer", model.path().string(), "--input", (dir_ / "lines.jsonl").string()});
+  EXPECT_ERROR_MESSAGE(r, "a pre-tokenizer Split regex ran past its time or stack limit on a text of 61 bytes");
+  EXPECT_EQ(r.out, "") << "a line after the first was tokenized";
 }
 
 TEST_F(CliValues, RankRefusesItsInputAsOutputAndSteeredFiles) {
@@ -484,7 +598,7 @@ TEST_F(CliValues, RankRefusesItsInputAsOutputAndSteeredFiles) {
   auto r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "2", "--out", (dir_ / "p.h5").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_ERROR_MESSAGE(mote({"rank", (dir_ / "p.h5").string(), "--target", "x", "--control", "y", "--out", (dir_ / "p.h5").string()}),
-                       "p.h5: --out is the profile being ranked; the mask would replace it");
+                       "--out " + (dir_ / "p.h5").string() + ": is the file --file names; writing it would destroy it");
   write_file(dir_ / "m.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
   r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "2", "--mask", "m=" + (dir_ / "m.ini").string(),
             "--out", (dir_ / "s.h5").string()});

@@ -55,7 +55,7 @@ print('--mem-per-rank: experts only on the ranks with room')" || exit 1
 same profile.h5 tight.h5
 
 expect_error "do not fit" "$MOTE_BIN" place --profile profile.h5 -n 4 --mem-per-rank 20M --out x.json
-expect_error "--out is the profile" "$MOTE_BIN" place --profile profile.h5 -n 4 --out profile.h5
+expect_error "--out profile.h5: is the file --profile names" "$MOTE_BIN" place --profile profile.h5 -n 4 --out profile.h5
 expect_error "no class 'nope'" "$MOTE_BIN" place --profile profile.h5 -n 4 --class nope --out x.json
 expect_error "--phase 'first'" "$MOTE_BIN" place --profile profile.h5 -n 4 --phase first --out x.json
 expect_error "--coordinators 5 must be between 1 and the world size 4" "$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 5 --out x.json

@@ -148,7 +148,7 @@ expect_error "needs --continuation TEXT" "$MOTE_BIN" scan --prompts "$prompts" -
 expect_error "--max-new-tokens does not apply to a scan" "$MOTE_BIN" scan --prompts "$prompts" --tokens I --max-new-tokens 3 --out bad.h5
 expect_error "--mask-out needs --top N" "$MOTE_BIN" scan --prompts "$prompts" --tokens I --mask-out m.ini --out bad.h5
 expect_error "--mask-out /dev/null: is a character device" "$MOTE_BIN" scan --prompts "$prompts" --tokens I --top 2 --mask-out /dev/null --out bad.h5
-expect_error "is one of the scan's inputs" "$MOTE_BIN" scan --prompts "$prompts" --tokens I --candidates top12.ini --top 2 --mask-out top12.ini
+expect_error "--mask-out top12.ini: is the file --candidates names" "$MOTE_BIN" scan --prompts "$prompts" --tokens I --candidates top12.ini --top 2 --mask-out top12.ini
 expect_error "--search 'deep' is not one of full, blocks, both" "$MOTE_BIN" scan --prompts "$prompts" --tokens I --search deep
 expect_error "not named mask sets" "$MOTE_BIN" scan --prompts "$prompts" --tokens I --mask x=top4.ini
 expect_error "no /scan group" "$MOTE_BIN" rank --by effect gen.h5

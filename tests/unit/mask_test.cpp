@@ -2,7 +2,10 @@
 // off/on/gain semantics, and the random-mask control.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <set>
+
+#include <fmt/format.h>
 
 #include "mote/io/mask_file.h"
 #include "mote/model/router.h"
@@ -58,6 +61,36 @@ TEST_F(MaskFile, IncludesOtherFiles) {
   write("loop.ini", "[mote]\ninclude = " + (dir_ / "loop.ini").string() + "\n");
   EXPECT_ERROR_CONTAINS(read_mask_file(dir_ / "loop.ini", bundled_config(), "m"), "includes itself");
   EXPECT_ERROR_CONTAINS(read("[mote]\ninclude = " + (dir_ / "absent.ini").string() + "\n"), "cannot open mask file");
+}
+
+TEST_F(MaskFile, IncludesFanningOutAreReadOnceAndBounded) {
+  // Nine levels of ten includes each of the next level: 10^9 paths through
+  // nine small files. Each file is read once, so this takes milliseconds.
+  write("level9.ini", "[mote]\nlayer-index = moe\noff = 4:9\n");
+  for (int level = 8; level >= 0; --level) {
+    std::string text = fmt::format("[mote]\nlayer-index = moe\noff = {}:{}\n", level % 5, level);
+    for (int i = 0; i < 10; ++i) text += fmt::format("include = level{}.ini\n", level + 1);
+    write(fmt::format("level{}.ini", level), text);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const ExpertMask m = read_mask_file(dir_ / "level0.ini", bundled_config(), "m");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
+  EXPECT_EQ(m.count_off(), 10);
+  EXPECT_TRUE(m.is_off(4, 9));
+  // More distinct files than a mask may include.
+  for (int i = 0; i < 1100; ++i) write(fmt::format("many{}.ini", i), fmt::format("[mote]\nlayer-index = moe\ngain = 0:0:1\n"));
+  std::string many = "[mote]\n";
+  for (int i = 0; i < 1100; ++i) many += fmt::format("include = many{}.ini\n", i);
+  EXPECT_ERROR_CONTAINS(read(many), "the mask includes more than 1024 files in all");
+  // More bytes in all than a mask may hold: 80 includes of a 1 MiB file each, all different.
+  std::string big = "[mote]\nlayer-index = moe\n";
+  while (big.size() < (1u << 20) - 200) big += "# padding padding padding padding padding padding padding padding\n";
+  std::string fat = "[mote]\n";
+  for (int i = 0; i < 80; ++i) {
+    write(fmt::format("big{}.ini", i), big + "gain = 0:0:1\n");
+    fat += fmt::format("include = big{}.ini\n", i);
+  }
+  EXPECT_ERROR_CONTAINS(read(fat), "hold more than 64 MiB in all");
 }
 
 TEST_F(MaskFile, BadEntriesNameFileLineAndEntry) {

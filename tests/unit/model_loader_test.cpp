@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <tuple>
 
 #include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
@@ -117,6 +119,38 @@ TEST(ModelLoader, WrongDtypeIsNamed) {
   });
   EXPECT_ERROR_CONTAINS(load_model(dir.path()), "tensor 'model.norm.weight'");
   EXPECT_ERROR_CONTAINS(load_model(dir.path()), "dtype I16 is not supported");
+}
+
+// A NaN in the router or a norm would route every token of a layer to the
+// lowest-numbered experts (or poison every row) without a word: each such
+// tensor is checked at load, and the message names it and the element.
+TEST(ModelLoader, NonFiniteRouterAndNormValuesAreNamed) {
+  const auto poison = [](TensorData& t, size_t element) {
+    const size_t width = dtype_size(t.dtype);
+    if (t.dtype == DType::F32) {
+      const float nan = std::nanf("");
+      std::memcpy(t.bytes.data() + element * width, &nan, 4);
+    } else {
+      const uint16_t nan = t.dtype == DType::BF16 ? 0x7FC0 : 0x7E00;  // bf16 or f16 NaN
+      std::memcpy(t.bytes.data() + element * width, &nan, 2);
+    }
+  };
+  for (const auto& [name, element, message] : std::vector<std::tuple<std::string, size_t, std::string>>{
+           {"model.layers.1.mlp.gate.e_score_correction_bias", 5, "element 5 is nan; norms and router biases must be finite"},
+           {"model.layers.2.post_attention_layernorm.weight", 3, "element 3 is nan"},
+           {"model.norm.weight", 0, "element 0 is nan"},
+           {"model.layers.1.mlp.gate.weight", 64 + 7, "element [1, 7] is nan; the router's weights must be finite"},
+       }) {
+    ScratchDir dir;
+    test::make_small_model(dir.path());
+    rewrite_tensors(dir.path(), [&](auto& ts) {
+      for (auto& t : ts) {
+        if (t.name == name) poison(t, element);
+      }
+    });
+    EXPECT_ERROR_CONTAINS(load_model(dir.path()), "tensor '" + name + "'");
+    EXPECT_ERROR_CONTAINS(load_model(dir.path()), message);
+  }
 }
 
 TEST(ModelLoader, LayerCountMismatchIsNamed) {

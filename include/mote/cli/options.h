@@ -8,12 +8,65 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <string_view>
 #include <string>
 #include <vector>
 
 namespace mote {
 
 namespace po = boost::program_options;
+
+// Options that name files say so, so that parse_options() can guard them
+// generically: every input option's file is noted (io/file_guard.h) and every
+// output option's path claimed before any work. A value "NAME=FILE" (masks,
+// class prompts) names FILE unless the whole value is an existing file.
+enum class FileRole { Input, Output };
+
+struct FileOption {
+  virtual ~FileOption() = default;
+  virtual FileRole file_role() const = 0;
+};
+
+template <typename T>
+class FileValue : public po::typed_value<T>, public FileOption {
+ public:
+  FileValue(T* store, FileRole role) : po::typed_value<T>(store), role_(role) {}
+  FileRole file_role() const override { return role_; }
+
+ private:
+  FileRole role_;
+};
+
+// A file or directory the command reads; shown as `name` in --help.
+template <typename T>
+po::typed_value<T>* input_file(T* store, const char* name = "FILE") {
+  auto* v = new FileValue<T>(store, FileRole::Input);
+  v->value_name(name);
+  return v;
+}
+// A file the command writes.
+inline po::typed_value<std::string>* output_file(std::string* store, const char* name = "FILE") {
+  auto* v = new FileValue<std::string>(store, FileRole::Output);
+  v->value_name(name);
+  return v;
+}
+
+// Notes the input options' files and claims the output options' paths of
+// `options` as parsed into `values` (see FileOption); the job file is an
+// input too.
+void guard_file_options(const po::options_description& options, const po::variables_map& values, const std::string& config_file);
+
+// Thrown to end a command early with a status and nothing more to do (the
+// hidden --file-options listing).
+struct EarlyExit {
+  int code;
+};
+
+// --file-options (hidden, for tests and tools): prints one line per option
+// that names a file, "input NAME VALUE" or "output NAME VALUE" (VALUE as
+// --help shows it: FILE, DIR, ...), leaving out `skip`, and ends the command.
+void list_file_options(const po::options_description& options, const std::vector<std::string>& skip = {});
 
 struct ParsedOptions {
   po::variables_map values;
@@ -34,6 +87,10 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
 // at most a short escaped excerpt, whatever file was named.
 std::string read_ini_file(const std::filesystem::path& path, const char* what);
 
+// The 1-based lines of every key of an INI text ("section.key" for keys
+// under [section]), in order: one pass for a file's many messages.
+std::map<std::string, std::vector<int>> ini_key_lines(std::string_view text);
+
 // 1-based line of the `occurrence`-th (0-based) `key` ("section.key" for
 // keys under [section]) in an INI file, or 0 when it is not found.
 int find_ini_line(const std::filesystem::path& path, const std::string& key, int occurrence = 0);
@@ -51,8 +108,9 @@ int command_line_style();
 // current directory's models/; never a path fixed when mote was built.
 std::string default_model_dir();
 
-// "512G", "96GiB", "1.5T", "800000000": bytes, with K, M, G, T as powers
-// of 1024; anything else is an error naming `option`.
+// "512G", "96GiB", "120GB", "1.5T", "800000000": bytes. KB, MB, GB and TB
+// are powers of 1000; KiB ... TiB and the bare K, M, G, T powers of 1024.
+// Anything else is an error naming `option`.
 uint64_t parse_byte_size(const std::string& text, const char* option);
 
 // The command line as typed, for provenance.

@@ -23,10 +23,15 @@ struct ProfileData {
   std::vector<int32_t> decoder_index;  // [moe_layer]
   std::string model;
   std::vector<std::string> masks;  // mask sets the file's requests could run under (groups of /masks)
+  int64_t requests = 0, failed_requests = 0;  // root attributes request_count and failed_request_count
 };
 
-// Reads and checks a profile (or generate) file; errors name the file and dataset.
-ProfileData read_profile_file(const std::filesystem::path& path);
+// Reads and checks a profile (or generate) file; errors name the file and
+// dataset. With `tool` ("mote diff"), the file must be a profile: a scan or
+// experiment file is refused by its kind, a profile whose requests all
+// failed is refused, and one with failed requests is warned about (they
+// are left out of its counts).
+ProfileData read_profile_file(const std::filesystem::path& path, const char* tool = nullptr);
 // Counts the routing of every request's last prompt position from its
 // trace (/requests/<i>/routing); a file without traces is an error that
 // says to profile with --trace.

@@ -33,6 +33,8 @@ class MoeTransformer {
 
   const ModelConfig& config() const { return c_; }
   int moe_layer_count() const { return static_cast<int>(moe_layers_.size()); }
+  // The Hugging Face name of MoE layer `moe_layer`'s router matrix, for messages.
+  std::string router_tensor(int moe_layer) const;
   int top_k() const { return router_.top_k(); }
 
   // Feeds `rows` through the model, writing their KV entries. For each index

@@ -48,6 +48,9 @@ struct ForwardTaps {
   // routing taps; the decisions whose experts do not run are counted here.
   bool last_ffn_logit_rows_only = false;
   ExpertCounters* unrun_routing_counts = nullptr;
+  // Per row: the first MoE layer whose router logits were not all finite
+  // (its routing is then meaningless), or left as it was (-1) when none.
+  int16_t* router_nonfinite = nullptr;
 };
 
 }  // namespace mote

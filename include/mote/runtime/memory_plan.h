@@ -25,6 +25,7 @@ struct PlanRequest {
   int context_tokens = 2048;      // prompt + generated tokens per request
   int max_step_tokens = 2048;     // prompt tokens fed per step at most
   uint64_t mem_per_rank = 0;      // bytes; 0 = no limit to check
+  std::string mem_per_rank_text;  // as the user wrote it, for messages
 };
 
 // Bytes one rank holds. Weights are split as mote loads them: a

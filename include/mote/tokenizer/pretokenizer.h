@@ -1,5 +1,5 @@
 // The pre-tokenizer of a tokenizer.json: text -> pieces that BPE encodes
-// separately. Supports Split (a regex with Unicode classes, via PCRE2) and
+// separately. Supports Split (a regex with Unicode classes, via ICU) and
 // ByteLevel, alone or in a Sequence; other kinds are refused by name.
 #pragma once
 
@@ -10,7 +10,17 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "mote/util/error.h"
+
 namespace mote {
+
+// A Split regex that ran past its time limit (a pattern that backtracks
+// badly): the tokenizer is broken for every text, not for one prompt, so
+// a job fails on the first one instead of paying the limit per line.
+class TokenizerBroken : public Error {
+ public:
+  using Error::Error;
+};
 
 class PreTokenizer {
  public:

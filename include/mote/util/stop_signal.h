@@ -8,6 +8,8 @@
 // as it is, so launch/mote-run hands the ranks SIGUSR2 when it is stopped.
 #pragma once
 
+#include <string>
+
 namespace mote {
 
 // Installs the handlers, and ignores SIGXFSZ so that a file-size limit
@@ -20,6 +22,22 @@ int stop_signal();
 // Asks for a stop as if `signal` had been received (a failed write to
 // standard output stops the job as SIGPIPE does).
 void request_stop(int signal);
+
+// A stop signal seen before the job runs (loading the model, reading and
+// tokenizing prompts, planning): nothing has been computed that a
+// checkpoint could keep, so the command ends at once with 128 + the signal
+// and writes nothing.
+struct Stopped {
+  int signal;
+  std::string phase;  // "loading the model", ...
+};
+
+// Throws Stopped when a stop signal has arrived. Long loops before the job
+// runs call it once per item, so that `timeout` and a batch system's
+// SIGTERM end the command in every phase. With MOTE_PAUSE_AT=PHASE in the
+// environment the first call of that phase waits for a signal and returns
+// (for tests of stop handling: the phase's later calls must see it).
+void stop_point(const char* phase);
 
 // "SIGTERM", "SIGINT", ... for messages.
 const char* signal_name(int signal);
