@@ -61,7 +61,27 @@ if "$mote" generate "${common[@]}" --model model --out changed.h5 --resume > /de
   echo "FAIL: resumed with a changed model"; exit 1
 fi
 grep -q "the checkpoint belongs to a different job" changed.err || { echo "FAIL: wrong message"; cat changed.err; exit 1; }
-echo "--resume refuses a model changed in place"
+# The same header, other weights: bytes of a tensor rewritten in place.
+rm -rf model changed.h5.checkpoint
+cp -r "$root/models/tiny-deepseek-v3-mote" model
+set +o pipefail
+"$mote" generate "${common[@]}" --model model --out rewritten.h5 2> /dev/null | head -n 2 > /dev/null
+set -o pipefail
+/usr/bin/python3 - model/model.safetensors <<'PY'
+import json, struct, sys
+with open(sys.argv[1], "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    header = json.loads(f.read(n))
+    # The middle of the embedding: finite values (bf16 1.0) over what was there.
+    begin, end = header["model.embed_tokens.weight"]["data_offsets"]
+    f.seek(8 + n + (begin + end) // 2 // 2 * 2)
+    f.write(b"\x80\x3f" * 32)
+PY
+if "$mote" generate "${common[@]}" --model model --out rewritten.h5 --resume > /dev/null 2> rewritten.err; then
+  echo "FAIL: resumed with weights rewritten in place"; exit 1
+fi
+grep -q "the checkpoint belongs to a different job" rewritten.err || { echo "FAIL: wrong message"; cat rewritten.err; exit 1; }
+echo "--resume refuses a model changed in place (another model, or the same header with other weights)"
 
 # 4. Two jobs, one output: the second is refused while the first runs, which completes.
 "$mote" generate "${common[@]}" --out shared.h5 > /dev/null 2> first.err &
