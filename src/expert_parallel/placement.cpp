@@ -18,11 +18,15 @@ Placement Placement::by_rule(const std::string& kind, int moe_layers, int expert
                              int coordinators) {
   if (world_size < 1) fail("world size {} must be at least 1", world_size);
   if (coordinators < 1 || coordinators > world_size) fail("{} coordinators cannot be among {} ranks", coordinators, world_size);
-  if (!coordinator_experts && coordinators == world_size && world_size > 1) {
+  if (!coordinator_experts && world_size == 1) {
+    fail("--coordinator-experts false: a job of one rank has no rank but its coordinator to hold the routed experts; run more ranks "
+         "than coordinators, or leave the option out");
+  }
+  if (!coordinator_experts && coordinators == world_size) {
     fail("every rank is a coordinator and coordinators hold no experts (--coordinator-experts false): no rank would hold them; "
          "give --coordinators K below the world size");
   }
-  const bool with_coordinators = coordinator_experts || world_size == 1;
+  const bool with_coordinators = coordinator_experts;
   std::vector<int> holders;
   for (int r = with_coordinators ? 0 : coordinators; r < world_size; ++r) holders.push_back(r);
   const int h = static_cast<int>(holders.size());

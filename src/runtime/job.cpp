@@ -74,6 +74,14 @@ void set_threads(JobOptions& job, const MpiSession& mpi) {
     // the host's cores between them rather than each taking all.
     job.threads = std::max(1, omp_get_num_procs() / mpi.local_ranks());
   }
+  if (job.threads == 0 && std::getenv("OMP_NUM_THREADS") != nullptr) {
+    // OMP_NUM_THREADS as --threads would be: capped at the cores, with a word.
+    const int asked = omp_get_max_threads(), cores = omp_get_num_procs();
+    if (asked > cores) {
+      spdlog::warn("OMP_NUM_THREADS={} is more than the {} cores this rank can use; using {}", asked, cores, cores);
+      job.threads = cores;
+    }
+  }
   if (job.threads > 0) {
     const int cores = omp_get_num_procs();
     if (job.threads > cores) {

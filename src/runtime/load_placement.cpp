@@ -31,7 +31,7 @@ LoadPlacement place_by_load(const ProfileData& profile, const LoadPlacementSpec&
   p.experts = experts;
   for (int r = 0; r < spec.world_size; ++r) {
     // As Placement::by_rule picks them: coordinators too unless they hold none.
-    if (spec.coordinator_experts || spec.world_size == 1 || r >= spec.coordinators) p.holders.push_back(r);
+    if (spec.coordinator_experts || r >= spec.coordinators) p.holders.push_back(r);
   }
   const int h = static_cast<int>(p.holders.size());
 

@@ -183,7 +183,7 @@ std::string format_plan_text(const MemoryPlan& p) {
   out += fmt::format("sizes from {}\n", p.sizes_from);
   out += fmt::format("world size {}, {} coordinator{}, placement {}, coordinators hold experts: {}\n", p.request.world_size,
                      p.request.coordinators, p.request.coordinators == 1 ? "" : "s", p.placement_name,
-                     p.request.coordinator_experts || p.request.world_size == 1);
+                     p.request.coordinator_experts);
   out += fmt::format("KV cache: {:.1f} KB per token; {} requests x {} tokens = {:.1f} MB on each coordinator\n", static_cast<double>(p.kv_bytes_per_token) / 1e3,
                      p.request.batch_size, std::min(p.request.context_tokens, c.max_position_embeddings),
                      static_cast<double>(p.ranks[0].kv_cache) / 1e6);

@@ -416,6 +416,15 @@ TEST_F(CliValues, OptionsMeanWhatTheySay) {
   const auto threads = mote({"generate", "--prompts", prompts().string(), "--max-new-tokens", "2", "--threads", "10000"});
   EXPECT_EQ(threads.exit_code, 0) << threads.err;
   EXPECT_NE(threads.err.find("--threads 10000 is more than the"), std::string::npos) << threads.err;
+  // OMP_NUM_THREADS is capped the same way, with a word.
+  const auto omp = test::run_process({"/usr/bin/env", "OMP_NUM_THREADS=10000", MOTE_BINARY, "generate", "--prompts", prompts().string(),
+                                      "--max-new-tokens", "2"},
+                                     dir_.path());
+  EXPECT_EQ(omp.exit_code, 0) << omp.err;
+  EXPECT_NE(omp.err.find("OMP_NUM_THREADS=10000 is more than the"), std::string::npos) << omp.err;
+  // Coordinators that hold no experts need a rank that is not one.
+  EXPECT_ERROR_MESSAGE(generate({"--coordinator-experts", "false"}),
+                       "--coordinator-experts false: a job of one rank has no rank but its coordinator to hold the routed experts");
 }
 
 TEST_F(CliValues, BadValuesNeverBecomeSilentGarbage) {
