@@ -68,19 +68,30 @@ std::string short_excerpt(std::string_view text, size_t max) {
 std::string read_ini_file(const std::filesystem::path& path, const char* what) {
   std::string text = read_input_file(path, what, 1u << 20);
   if (const auto bad = find_invalid_utf8(text)) fail("{}: invalid UTF-8 at byte {}", path.string(), *bad);
+  check_line_endings(text, path, what);
   std::istringstream in(text);
   std::string line;
+  // Quote a bad line only from a file that read as INI before it: a file
+  // named by mistake (include = /etc/shadow) has nothing of it echoed.
+  bool ini_so_far = false;
   for (int number = 1; std::getline(in, line); ++number) {
     const std::string t = trim(line);
     if (t.empty() || t[0] == '#' || t[0] == ';') continue;
-    if (t.front() == '[' && t.back() == ']') continue;
+    if (t.front() == '[' && t.back() == ']') {
+      ini_so_far = true;
+      continue;
+    }
     const auto eq = t.find('=');
     const std::string key = trim(eq == std::string::npos ? std::string() : t.substr(0, eq));
     const bool plain = !key.empty() && key.size() <= 64 &&
                        key.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == std::string::npos;
+    if (!plain && !ini_so_far) {
+      fail("{}:{}: expected 'key = value', a [section] or a # comment: is it a {}?", path.string(), number, what);
+    }
     if (!plain) {
       fail("{}:{}: expected 'key = value', a [section] or a # comment, not '{}'", path.string(), number, short_excerpt(t));
     }
+    ini_so_far = true;
   }
   return text;
 }

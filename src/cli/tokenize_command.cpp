@@ -13,6 +13,7 @@
 #include "mote/tokenizer/pretokenizer.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
+#include "mote/util/utf8.h"
 
 namespace mote {
 
@@ -51,6 +52,7 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
   if (!template_file.empty()) template_path = template_file;
   const std::optional<ChatTemplate> chat = ChatTemplate::load(dir, template_path);
   const std::string text = read_input_file(input, "input file", 4ull << 30);
+  check_line_endings(text, input, "input file");
   size_t begin = 0;
   for (int line_no = 1; begin < text.size(); ++line_no) {
     size_t end = text.find('\n', begin);
@@ -75,7 +77,7 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
         fail("{}: expected {{\"text\": ...}} or {{\"messages\": [...]}}", where);
       }
     } catch (const jinja::RaisedError& e) {
-      out = {{"error", e.message()}};
+      out = {{"error", cut_utf8(e.message(), 1000)}};
     } catch (const TokenizerBroken&) {
       throw;
     } catch (const Error& e) {

@@ -47,6 +47,15 @@ std::string read_input_file(const std::filesystem::path& path, const char* what,
   return text;
 }
 
+void check_line_endings(std::string_view text, const std::filesystem::path& path, const char* what) {
+  const size_t cr = text.find('\r');
+  if (cr == std::string_view::npos || text.find('\n') != std::string_view::npos) return;
+  if (text.find_first_not_of("\r", cr) == std::string_view::npos) return;  // one line, CR at its end
+  fail("{}: the {} ends its lines in CR alone (classic Mac OS line endings), so it would read as one line; convert them to "
+       "LF first, e.g. tr '\\r' '\\n' < FILE > NEW",
+       path.string(), what);
+}
+
 std::string read_text_file(const std::filesystem::path& path) { return read_input_file(path, "input", 4ull << 30); }
 
 namespace {

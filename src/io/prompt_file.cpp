@@ -105,6 +105,7 @@ bool looks_like_jsonl(const std::filesystem::path& path, std::string_view text) 
 
 std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
   const std::string text = read_input_file(path, "prompt file", 4ull << 30);
+  check_line_endings(text, path, "prompt file");
   const bool jsonl = looks_like_jsonl(path, text);
   std::vector<PromptSpec> specs;
   std::map<std::string, int> line_of_id;

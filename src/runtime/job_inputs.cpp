@@ -20,6 +20,7 @@
 #include "mote/tokenizer/pretokenizer.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
+#include "mote/util/utf8.h"
 
 namespace mote {
 
@@ -256,7 +257,7 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
       try {
         prompt = encode_prompt(tokenizer, chat, spec);
       } catch (const jinja::RaisedError& e) {
-        error = fmt::format("the chat template refuses the conversation: {}", e.message());
+        error = fmt::format("the chat template refuses the conversation: {}", cut_utf8(e.message(), 1000));
       } catch (const jinja::TemplateError&) {
         throw;
       } catch (const TokenizerBroken&) {

@@ -14,6 +14,7 @@
 #include "mote/io/mask_output.h"
 #include "mote/io/request_output.h"
 #include "mote/util/error.h"
+#include "mote/util/utf8.h"
 #include "mote/util/stop_signal.h"
 
 namespace mote {
@@ -97,9 +98,10 @@ void ResultCollector::operator()(size_t index, GenerationResult&& result) {
 void ResultCollector::show(size_t index, const std::string& body) {
   if (stdout_failed_) return;
   const PromptSpec& s = requests_.specs[index];
-  std::cout << "### " << s.id << " (" << s.cls << ")\n"
-            << "> " << (s.prompt ? *s.prompt : last_message(*s.chat)) << "\n"
-            << body << "\n\n"
+  // Prompt files and model output can hold terminal escape sequences.
+  std::cout << "### " << escape_controls(s.id) << " (" << escape_controls(s.cls) << ")\n"
+            << "> " << escape_controls(s.prompt ? *s.prompt : last_message(*s.chat)) << "\n"
+            << escape_controls(body) << "\n\n"
             << std::flush;
   if (!std::cout) {
     // The reader went away (SIGPIPE) or the disk behind a redirect is

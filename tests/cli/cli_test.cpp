@@ -373,11 +373,21 @@ TEST_F(CliSafety, IncludesCannotBeTurnedAgainstTheUser) {
   EXPECT_ERROR_MESSAGE(mask(""), "m.ini: holds no [mote] entries (an empty mask file)");
   write_file(dir_ / "big.ini", "[mote]\n" + std::string(2u << 20, '#'));
   EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = big.ini\n"), "more than the 1048576 it may hold");
-  // A secret-looking file is quoted only as a short excerpt.
+  // A file that is no mask file has nothing of it quoted; a mask file's bad
+  // line only as a short excerpt.
   write_file(dir_ / "shadow", "root:$y$j9T$SECRETSECRETSECRETSECRET:19000:0:99999:7:::\n");
   const auto r = mask("[mote]\ninclude = shadow\n");
-  EXPECT_ERROR_MESSAGE(r, "shadow:1: expected 'key = value', a [section] or a # comment, not 'root:$y$j9T$SECR...'");
-  EXPECT_EQ(r.err.find("SECRETSECRET"), std::string::npos) << r.err;
+  EXPECT_ERROR_MESSAGE(r, "shadow:1: expected 'key = value', a [section] or a # comment: is it a mask file?");
+  EXPECT_EQ(r.err.find("root"), std::string::npos) << r.err;
+  const auto bad_line = mask("[mote]\nlayer-index = moe\nroot:$y$j9T$SECRETSECRETSECRET\n");
+  EXPECT_ERROR_MESSAGE(bad_line, "m.ini:3: expected 'key = value', a [section] or a # comment, not 'root:$y$j9T$SECR...'");
+  EXPECT_EQ(bad_line.err.find("SECRETSECRET"), std::string::npos) << bad_line.err;
+  // Lines ended by CR alone would read as one line: refused with a hint.
+  write_file(dir_ / "cr.ini", "[mote]\rlayer-index = moe\roff = 0:1\r");
+  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = cr.ini\n"), "cr.ini: the mask file ends its lines in CR alone");
+  write_file(dir_ / "cr.txt", "First prompt\rSecond prompt\r");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "cr.txt").string()}),
+                       "cr.txt: the prompt file ends its lines in CR alone (classic Mac OS line endings)");
   // Relative includes resolve against the including file's directory.
   write_file(dir_ / "sub" / "inner.ini", "[mote]\nlayer-index = moe\noff = 0:3\n");
   write_file(dir_ / "sub" / "outer.ini", "[mote]\ninclude = inner.ini\n");
@@ -584,6 +594,29 @@ TEST_F(CliValues, AFailedOverlongPromptKeepsItsHeadAndLength) {
   H5Handle space(H5Dget_space(tokens.id()), H5Sclose);
   EXPECT_EQ(H5Sget_simple_extent_npoints(space.id()), 0);
   EXPECT_LT(std::filesystem::file_size(out), 100000u);
+}
+
+TEST_F(CliValues, PrintedTextHasNoTerminalEscapes) {
+  write_file(dir_ / "esc.jsonl", "{\"id\": \"a\\u001b[2J\", \"class\": \"x\\u009b31m\", \"prompt\": \"Hi \\u001b]0;title\\u0007 there\"}\n");
+  const auto r = mote({"generate", "--prompts", (dir_ / "esc.jsonl").string(), "--max-new-tokens", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find('\x07'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\xc2\x9b"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("### a\\x1b[2J (x\\u009b31m)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("> Hi \\x1b]0;title\\x07 there"), std::string::npos) << r.out;
+}
+
+TEST_F(CliValues, ATemplatesLongRaiseIsCut) {
+  write_file(dir_ / "raise.jinja", "{{ raise_exception('" + std::string(200000, 'x') + "') }}");
+  write_file(dir_ / "chat.jsonl", "{\"id\": \"c\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}\n");
+  const auto r = mote({"generate", "--prompts", (dir_ / "chat.jsonl").string(), "--chat-template", (dir_ / "raise.jinja").string(),
+                       "--max-new-tokens", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("the chat template refuses the conversation: xxx"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("... (200000 bytes)"), std::string::npos) << r.out;
+  EXPECT_LT(r.out.size(), 5000u);
+  EXPECT_LT(r.err.size(), 5000u);
 }
 
 TEST_F(CliValues, ABacktrackingTokenizerFailsOnceNotPerLine) {

@@ -24,4 +24,13 @@ char32_t next_code_point(std::string_view text, size_t& pos);
 // Appends the UTF-8 encoding of `cp`.
 void append_utf8(std::string& out, char32_t cp);
 
+// `text` (valid UTF-8) safe to print on a terminal: control characters
+// other than newline and tab (C0, DEL and C1, which start terminal escape
+// sequences) become \x1b, \u009b and the like.
+std::string escape_controls(std::string_view text);
+
+// At most `max` bytes of `text` (valid UTF-8), cut at a character boundary,
+// with "... (N bytes)" when cut: for quoting long messages.
+std::string cut_utf8(std::string_view text, size_t max);
+
 }  // namespace mote
