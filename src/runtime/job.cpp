@@ -160,6 +160,12 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   }
   int n_classes = static_cast<int>(requests.classes.size());
   MPI_Bcast(&n_classes, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  int already_finished = job.already_finished ? 1 : 0;
+  MPI_Bcast(&already_finished, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (already_finished != 0) {
+    if (reader) spdlog::warn("{}: this job already finished (its result is complete and no checkpoint is left); nothing to resume", job.out);
+    return 0;
+  }
 
   // 5. Run.
   JobRun job_run(job, mpi, model, masks.sets, n_classes);

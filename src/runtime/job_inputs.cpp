@@ -310,8 +310,19 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   // The model itself, not just its path: a directory updated in place
   // between a crash and the resume is another model.
   h = fnv1a(h, model_fingerprint(options.model_dir, model.files->store));
+  options.fingerprint = fmt::format("{:016x}", h);
   const std::filesystem::path dir = options.out + ".checkpoint";
   std::error_code ec;
+  if (options.resume && options.resume_from.empty() && !std::filesystem::exists(dir, ec) && std::filesystem::is_regular_file(options.out, ec)) {
+    // Resubmitted after it finished: the result of this very job is there.
+    h5_silence_errors();
+    H5Handle done(H5Fopen(options.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    std::string written;
+    if (done.id() >= 0 && h5_read_string_attr(done.id(), "job_fingerprint", written) && written == options.fingerprint) {
+      options.already_finished = true;
+      return;
+    }
+  }
   if (!options.resume_from.empty()) {
     adopt_checkpoint(options.resume_from, dir);
     options.resume = true;

@@ -264,6 +264,7 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   const hid_t root = out.root();
   write_job_attributes(root, options_, config, placement, mpi.size(), options_.profile ? "profile" : "generate");
   h5_attr_int(root, "request_count", static_cast<int64_t>(requests_.size()));
+  h5_attr_string(root, "job_fingerprint", options_.fingerprint);
   h5_attr_int(root, "failed_request_count", static_cast<int64_t>(failed));
   h5_attr_int(root, "request_counts", options_.request_counts ? 1 : 0);
   write_counters(root, class_totals_, requests_.classes, config.moe_layers());

@@ -99,3 +99,16 @@ with h5py.File(sys.argv[1], "r") as f:
     assert len(f["requests"]) == f.attrs["request_count"] == 24, len(f["requests"])
 PY
 echo "one output, one job: the second job is refused naming the first, whose file is complete"
+
+# 5. Resubmitted after it finished (a batch system's requeue): --resume
+# finds this job's complete result and no checkpoint, and does nothing.
+before=$(stat -c '%Y %s' full.h5)
+"$mote" generate "${common[@]}" --out full.h5 --resume > again.out 2> again.err || { echo "FAIL: resume of a finished job"; cat again.err; exit 1; }
+grep -q "full.h5: this job already finished (its result is complete and no checkpoint is left); nothing to resume" again.err \
+  || { echo "FAIL: no message for a finished job"; cat again.err; exit 1; }
+[ ! -s again.out ] || { echo "FAIL: the finished job ran again"; exit 1; }
+[ "$(stat -c '%Y %s' full.h5)" = "$before" ] || { echo "FAIL: the finished result was rewritten"; exit 1; }
+# Another job on the same output is no finished run of it: it runs.
+"$mote" generate "${common[@]}" --seed 7 --temperature 0.5 --out full.h5 --resume > /dev/null 2> other.err || { echo "FAIL: other job"; cat other.err; exit 1; }
+grep -q "holds no checkpoint; starting from the beginning" other.err || { echo "FAIL: the other job did not run"; cat other.err; exit 1; }
+echo "--resume of a finished job does nothing; of another job, runs it"

@@ -48,6 +48,11 @@ struct JobOptions {
   int checkpoint_every = 0;
   bool resume = false;
   std::string resume_from;
+  // Set while the job runs: the hash of what decides its results (written
+  // to the result as job_fingerprint), and whether --resume found the job
+  // already finished (its result complete, no checkpoint left).
+  std::string fingerprint;
+  bool already_finished = false;
 
   std::string summary() const;
 };
