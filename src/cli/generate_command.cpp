@@ -21,7 +21,7 @@ po::options_description job_options(JobOptions& job) {
       ("chat-template", input_file(&job.chat_template),
        "Jinja chat template for conversations (default: the model's chat_template.jinja, else the chat_template of its "
        "tokenizer_config.json); a prompt line's own \"chat_template\" wins")
-      ("out", output_file(&job.out), "HDF5 file to write (written aside, renamed when complete)")
+      ("out", output_file(&job.out), "HDF5 file to write (written aside, renamed when complete); --out \"\" writes none, over a job file's out")
       ("max-new-tokens", po::value(&job.gen.max_new_tokens)->default_value(64), "tokens to generate per request at most")
       ("temperature", po::value(&job.gen.sampling.temperature)->default_value(0.0f, "0"), "sampling temperature; 0 is greedy")
       ("top-p", po::value(&job.gen.sampling.top_p)->default_value(1.0f, "1"), "nucleus sampling: keep this much probability mass")
@@ -156,7 +156,6 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   job.config_file = parsed.config_file;
   job.gen.stop_at_eos = !parsed.values["ignore-eos"].as<bool>();
   job.request_counts = !parsed.values["no-request-counts"].as<bool>();
-  if (parsed.values.count("out") > 0 && job.out.empty()) fail("--out is empty: name the HDF5 file to write");
   check_job_file_mask(parsed);
   validate(job);
   parse_wire_dtype(job.wire_dtype);

@@ -70,15 +70,19 @@ std::string read_ini_file(const std::filesystem::path& path, const char* what) {
   if (const auto bad = find_invalid_utf8(text)) fail("{}: invalid UTF-8 at byte {}", path.string(), *bad);
   check_line_endings(text, path, what);
   std::istringstream in(text);
-  std::string line;
+  std::string line, parsed;  // what Boost reads: the same lines, values unquoted
   // Quote a bad line only from a file that read as INI before it: a file
   // named by mistake (include = /etc/shadow) has nothing of it echoed.
   bool ini_so_far = false;
   for (int number = 1; std::getline(in, line); ++number) {
     const std::string t = trim(line);
-    if (t.empty() || t[0] == '#' || t[0] == ';') continue;
+    if (t.empty() || t[0] == '#' || t[0] == ';') {
+      parsed += "\n";
+      continue;
+    }
     if (t.front() == '[' && t.back() == ']') {
       ini_so_far = true;
+      parsed += t + "\n";
       continue;
     }
     const auto eq = t.find('=');
@@ -92,8 +96,25 @@ std::string read_ini_file(const std::filesystem::path& path, const char* what) {
       fail("{}:{}: expected 'key = value', a [section] or a # comment, not '{}'", path.string(), number, short_excerpt(t));
     }
     ini_so_far = true;
+    // Boost cuts a value at its first '#': a comment after blanks is meant
+    // as one, a '#' inside the value would silently shorten it.
+    std::string value = t.substr(eq + 1);
+    if (const auto hash = value.find('#'); hash != std::string::npos) {
+      if (hash > 0 && value[hash - 1] != ' ' && value[hash - 1] != '\t') {
+        fail("{}:{}: key '{}': a '#' inside a value would start a comment here and cut the value short; give this option on the "
+             "command line instead",
+             path.string(), number, key);
+      }
+      value.resize(hash);
+    }
+    value = trim(value);
+    // Quotes around a whole value are INI's, not the value's.
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    }
+    parsed += key + " = " + value + "\n";
   }
-  return text;
+  return parsed;
 }
 
 std::map<std::string, std::vector<int>> ini_key_lines(std::string_view text) {
@@ -183,7 +204,9 @@ void guard_file_options(const po::options_description& options, const po::variab
     const auto* file = dynamic_cast<const FileOption*>(option->semantic().get());
     if (file == nullptr || file->file_role() != FileRole::Output || values.count(option->long_name()) == 0) continue;
     if (values[option->long_name()].defaulted()) continue;
-    for (const auto& path : named_files(values[option->long_name()])) claim_output(path, "--" + option->long_name());
+    for (const auto& path : named_files(values[option->long_name()])) {
+      if (!path.empty()) claim_output(path, "--" + option->long_name());  // empty: no such output (--out "" over a job file's)
+    }
   }
   check_claimed_outputs();
 }
@@ -232,7 +255,8 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
       po::store(result, parsed.values);
     } catch (const po::error_with_option_name& e) {
       const std::string key = e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
-      const int line = find_ini_line(parsed.config_file, key);
+      // A key given twice is cited at its second line, the one in the way.
+      const int line = find_ini_line(parsed.config_file, key, dynamic_cast<const po::multiple_occurrences*>(&e) != nullptr ? 1 : 0);
       fail("{}:{}: key '{}': {}", parsed.config_file, line, key, e.what());
     } catch (const po::error& e) {
       fail("{}: {}", parsed.config_file, e.what());

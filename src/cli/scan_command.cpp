@@ -66,7 +66,6 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
   scan.job.config_file = parsed.config_file;
   scan.job.gen.max_new_tokens = 0;
   scan.prefix_reuse = !parsed.values["no-prefix-reuse"].as<bool>();
-  if (parsed.values.count("out") > 0 && scan.job.out.empty()) fail("--out is empty: name the HDF5 file to write");
   validate(scan);
   parse_wire_dtype(scan.job.wire_dtype);
   parse_weight_memory(scan.job.weights);

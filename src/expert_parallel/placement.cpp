@@ -1,5 +1,7 @@
 #include "mote/expert_parallel/placement.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "mote/io/json_file.h"
@@ -65,7 +67,20 @@ Placement Placement::from_file(const std::filesystem::path& path, int moe_layers
     for (int e = 0; e < experts; ++e) {
       if (!row[e].is_number_integer()) fail("{}: owner[{}][{}] is not an integer", where, l, e);
       const int64_t rank = row[e].get<int64_t>();
-      if (rank < 0 || rank >= world_size) fail("{}: owner[{}][{}] = {} is not a rank of this job (world size {})", where, l, e, rank, world_size);
+      if (rank >= world_size) {
+        // Most often a placement made for more ranks: say so, with its size.
+        int64_t largest = rank;
+        for (const auto& r : owner) {
+          if (!r.is_array()) continue;
+          for (const auto& v : r) {
+            if (v.is_number_integer()) largest = std::max(largest, v.get<int64_t>());
+          }
+        }
+        fail("{}: a placement for {} ranks or more (owner[{}][{}] = {}), but this job has {}; run it with as many ranks, or make a "
+             "placement for {} with 'mote place -n {}'",
+             where, largest + 1, l, e, rank, world_size, world_size, world_size);
+      }
+      if (rank < 0) fail("{}: owner[{}][{}] = {} is not a rank", where, l, e, rank);
       if (rank < coordinators && !coordinator_experts && world_size > 1) {
         fail("{}: owner[{}][{}] = {} is a coordinator, but coordinators hold no experts (--coordinator-experts false)", where, l, e, rank);
       }

@@ -137,11 +137,11 @@ std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
       } catch (const nlohmann::json::exception& e) {
         fail("{}: unexpected structure: {}", where, e.what());
       }
-      if (spec.id.empty()) spec.id = std::to_string(specs.size());
     } else {
       spec.prompt = std::string(line);
-      spec.id = std::to_string(line_no);
     }
+    // The default id is the line number in both forms, as messages cite it.
+    if (spec.id.empty()) spec.id = std::to_string(line_no);
     spec.line = line_no;
     if (!error.empty()) spec.error = std::move(error);
     const auto [it, inserted] = line_of_id.emplace(spec.id, line_no);

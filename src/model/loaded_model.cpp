@@ -12,7 +12,9 @@ namespace mote {
 
 ModelConfig read_model_dir_config(const std::filesystem::path& dir) {
   std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) fail("{}: not a model directory", dir.string());
+  if (!std::filesystem::is_directory(dir, ec)) {
+    fail("{}: not a model directory (name the model with --model DIR: a Hugging Face model directory)", dir.string());
+  }
   return load_model_config(dir / "config.json");
 }
 

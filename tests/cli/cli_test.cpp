@@ -295,7 +295,11 @@ TEST_F(CliSafety, OutputThatIsNotARegularFileIsRefusedAndLeftAlone) {
   EXPECT_ERROR_MESSAGE(generate({"--out", (dir_ / "link").string()}),
                        ": is a symbolic link to a character device; refusing to replace it");
   EXPECT_TRUE(std::filesystem::is_symlink(dir_ / "link"));
-  EXPECT_ERROR_MESSAGE(generate({"--out", ""}), "--out is empty: name the file to write");
+  // An empty --out is no output: it switches off a job file's.
+  write_file(dir_ / "with-out.ini", "out = from-job-file.h5\n");
+  const auto no_out = generate({"--config", (dir_ / "with-out.ini").string(), "--out", ""});
+  EXPECT_EQ(no_out.exit_code, 0) << no_out.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "from-job-file.h5"));
   // A link to a regular file: the result replaces the target, the link stays.
   write_file(dir_ / "target.h5", "old");
   std::filesystem::create_symlink(dir_ / "target.h5", dir_ / "result.h5");
@@ -617,6 +621,34 @@ TEST_F(CliValues, ATemplatesLongRaiseIsCut) {
   EXPECT_NE(r.out.find("... (200000 bytes)"), std::string::npos) << r.out;
   EXPECT_LT(r.out.size(), 5000u);
   EXPECT_LT(r.err.size(), 5000u);
+}
+
+TEST_F(CliValues, JobFileValuesAreReadAsWritten) {
+  // Quotes around a value are the file's, not the value's.
+  write_file(dir_ / "quoted.ini", "seed = \"3\"\nout = '" + (dir_ / "quoted.h5").string() + "'  # a comment after blanks\n");
+  auto r = generate({"--config", (dir_ / "quoted.ini").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "quoted.h5"));
+  // A '#' inside a value would cut it short: refused, naming line and key.
+  write_file(dir_ / "hash.ini", "max-new-tokens = 2\nmetric-regex = I am#sorry\n");
+  EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "hash.ini").string()}),
+                       "hash.ini:2: key 'metric-regex': a '#' inside a value would start a comment here");
+  // A key given twice is cited where it comes again.
+  write_file(dir_ / "twice.ini", "# job\nseed = 2\nbatch-size = 1\nseed = 3\n");
+  EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "twice.ini").string()}), "twice.ini:4: key 'seed'");
+}
+
+TEST_F(CliValues, ARelocatedBinaryAsksForTheModel) {
+  std::filesystem::create_directories(dir_ / "elsewhere" / "bin");
+  const auto copy = dir_ / "elsewhere" / "bin" / "mote";
+  std::filesystem::copy_file(MOTE_BINARY, copy);
+  std::filesystem::permissions(copy, std::filesystem::perms::owner_exec, std::filesystem::perm_options::add);
+  // Run from a directory without models/ either.
+  const auto r = test::run_process(
+      {"/bin/sh", "-c", "cd '" + dir_.path().string() + "' && exec '" + copy.string() + "' generate --prompts '" + prompts().string() + "'"},
+      dir_.path());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("not a model directory (name the model with --model DIR"), std::string::npos) << r.err;
 }
 
 TEST_F(CliValues, ABacktrackingTokenizerFailsOnceNotPerLine) {

@@ -27,8 +27,8 @@ TEST(Placement, ContiguousAndRoundRobin) {
   const Placement r = Placement::by_rule("round-robin", 1, 8, 3, false);
   for (int e = 0; e < 8; ++e) EXPECT_EQ(r.owner(0, e), 1 + e % 2);
   EXPECT_EQ(r.count_on(0), 0);
-  // One rank holds everything, whatever the coordinator option says.
-  EXPECT_EQ(Placement::by_rule("contiguous", 1, 8, 1, false).count_on(0), 8);
+  // One rank is its own coordinator: coordinators without experts leave none to hold them.
+  EXPECT_ERROR_CONTAINS(Placement::by_rule("contiguous", 1, 8, 1, false), "a job of one rank has no rank but its coordinator");
   EXPECT_ERROR_CONTAINS(Placement::by_rule("random", 1, 8, 2, true), "--placement 'random'");
 }
 
@@ -41,7 +41,11 @@ TEST(Placement, FileIsValidated) {
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 5, 2, true), "owner[0] must list 5 ranks");
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, false), "owner[0][0] = 0 is a coordinator, but coordinators hold no experts");
   test::write_file(path, R"({"owner": [[0, 1, 7, 0]]})");
-  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true), "owner[0][2] = 7 is not a rank of this job");
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true),
+                        "a placement for 8 ranks or more (owner[0][2] = 7), but this job has 2; run it with as many ranks, or make a "
+                        "placement for 2 with 'mote place -n 2'");
+  test::write_file(path, R"({"owner": [[0, -1, 1, 0]]})");
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true), "owner[0][1] = -1 is not a rank");
   test::write_file(path, R"({"placement": 1})");
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true), "expected {\"owner\"");
 }
