@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -227,8 +228,14 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
     }
   }
   const Tokenizer& tokenizer = model.files->tokenizer;
+  // Hundreds of thousands of prompts take seconds: say how far it got.
+  auto last_report = std::chrono::steady_clock::now();
   for (size_t i = 0; i < r.specs.size(); ++i) {
     stop_point("tokenizing prompts");
+    if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(2)) {
+      last_report = std::chrono::steady_clock::now();
+      spdlog::info("tokenizing: {} of {} prompts", i, r.specs.size());
+    }
     const PromptSpec& spec = r.specs[i];
     const std::string where = fmt::format("{}:{} (id '{}')", spec_files[i], spec.line, spec.id);
     const ExpertMask* mask = masks.default_mask;
