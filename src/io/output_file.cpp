@@ -86,7 +86,16 @@ OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested
   temp_path_ = path_;
   temp_path_ += ".tmp." + std::to_string(::getpid());
   const hid_t id = H5Fcreate(temp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (id < 0) fail("{}: cannot create HDF5 file", temp_path_.string());
+  if (id < 0) {
+    // The destructor does not run for a constructor that throws: leave
+    // neither the temporary file nor the lock file behind.
+    std::error_code rm;
+    std::filesystem::remove(temp_path_, rm);
+    std::filesystem::remove(lock_path_, rm);
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    fail("{}: cannot create HDF5 file (disk full?)", temp_path_.string());
+  }
   file_ = H5Handle(id, H5Fclose);
 }
 

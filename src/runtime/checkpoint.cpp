@@ -101,7 +101,7 @@ Checkpoint::Checkpoint(std::filesystem::path dir, std::string fingerprint, int e
   if (std::filesystem::exists(fp_path, ec)) {
     const std::string existing = read_text_file(fp_path);
     if (existing != fingerprint_) {
-      fail("{}: the checkpoint belongs to a different job (prompts, model or options changed); remove it or run without --resume",
+      fail("{}: the checkpoint belongs to a different job (prompts, model or options changed); remove it to start this job over",
            dir_.string());
     }
   }

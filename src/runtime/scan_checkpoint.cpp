@@ -76,11 +76,25 @@ size_t ScanCheckpoint::flush() {
   if (pending_count_ == 0) return written_;
   if (file_ == nullptr) {
     std::error_code ec;
+    const bool created = !std::filesystem::exists(dir_, ec);
     std::filesystem::create_directories(dir_, ec);
     if (ec) fail("{}: cannot create the checkpoint directory: {}", dir_.string(), ec.message());
     if (!std::filesystem::exists(dir_ / kFingerprint, ec)) {
-      std::FILE* f = std::fopen((dir_ / kFingerprint).c_str(), "w");
-      if (f == nullptr || std::fputs(fingerprint_.c_str(), f) < 0 || std::fclose(f) != 0) fail("{}: cannot write {}", dir_.string(), kFingerprint);
+      // Written aside and renamed: a full disk leaves no fingerprint that is
+      // not this scan's (which --resume would call another scan's), and a
+      // directory created for it goes again.
+      const auto temp = dir_ / (std::string(kFingerprint) + ".tmp");
+      std::FILE* f = std::fopen(temp.c_str(), "w");
+      const bool written = f != nullptr && std::fputs(fingerprint_.c_str(), f) >= 0;
+      const bool closed = f != nullptr && std::fclose(f) == 0;
+      if (!written || !closed || std::rename(temp.c_str(), (dir_ / kFingerprint).c_str()) != 0) {
+        if (created) {
+          std::filesystem::remove_all(dir_, ec);
+        } else {
+          std::filesystem::remove(temp, ec);
+        }
+        fail("{}: cannot write the scan's checkpoint (disk full?); nothing of it is left", dir_.string());
+      }
     }
     file_ = std::fopen((dir_ / kResults).c_str(), "a");
     if (file_ == nullptr) fail("{}: cannot open {}: {}", dir_.string(), kResults, std::strerror(errno));

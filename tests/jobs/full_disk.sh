@@ -8,7 +8,7 @@ set -uo pipefail
 root=$1
 export MOTE_BIN=$2
 work=$(mktemp -d)
-trap 'umount "$work/small" "$work/tiny" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'umount "$work/small" "$work/tiny" "$work/full" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
 { head -n 30 "$root/configs/prompts/refusal-profile.jsonl"; tail -n 18 "$root/configs/prompts/refusal-profile.jsonl"; } > p.jsonl
 common=(--prompts "$work/p.jsonl" --max-new-tokens 40 --ignore-eos --batch-size 4 --log-level warn)
@@ -65,4 +65,28 @@ if mount -t tmpfs -o size=$(( full_kb / 2 ))k tmpfs tiny 2> /dev/null; then
   echo "tiny: a write failing mid-job ends with the error and status 1, no crash"
 else
   echo "skipped the mid-job tmpfs case: cannot mount here (not root)"
+fi
+
+# A disk already full when a scan starts: with room for nothing but the lock
+# (then also the result's first bytes), the scan fails saying "disk full"
+# and leaves nothing behind that neither a rerun nor --resume would accept.
+mkdir full
+if mount -t tmpfs -o size=12k tmpfs full 2> /dev/null; then
+  printf '[mote]\nlayer-index = moe\noff = 0:1\noff = 1:1\n' > candidates.ini
+  scan=(scan --prompts "$work/p.jsonl" --class sensitive --tokens I --candidates candidates.ini --checkpoint-every 1 --log-level warn --out full/s.h5)
+  for free_pages in 1 2; do
+    rm -f full/filler
+    dd if=/dev/zero of=full/filler bs=4k count=$((3 - free_pages)) 2> /dev/null
+    "$MOTE_BIN" "${scan[@]}" > /dev/null 2> full.err
+    status=$?
+    [ "$status" -eq 1 ] || { echo "FAIL: a scan on a full disk ended with status $status"; cat full.err; exit 1; }
+    grep -q "disk full?" full.err || { echo "FAIL: no 'disk full' in the message"; cat full.err; exit 1; }
+    [ "$(ls -A full)" = filler ] || { echo "FAIL: a scan on a full disk left $(ls -A full)"; exit 1; }
+  done
+  rm -f full/filler
+  mount -o remount,size=16m full || { echo "FAIL: remount"; exit 1; }
+  "$MOTE_BIN" "${scan[@]}" > /dev/null 2> full.err || { echo "FAIL: the rerun with room"; cat full.err; exit 1; }
+  echo "full disk at a scan's start: 'disk full', nothing left behind, the rerun with room runs"
+else
+  echo "skipped the full-at-start case: cannot mount here (not root)"
 fi
