@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <sstream>
 
 #include <fmt/format.h>
-
-#include <iostream>
 
 #include "mote/io/file_guard.h"
 #include "mote/io/json_file.h"
