@@ -165,6 +165,27 @@ void h5_string_list(hid_t parent, const std::string& name, const std::vector<std
   }
 }
 
+std::vector<std::string> h5_read_string_list(hid_t parent, const char* name, size_t max_count, const std::string& where) {
+  H5Handle ds(H5Dopen2(parent, name, H5P_DEFAULT), H5Dclose);
+  if (ds.id() < 0) fail("{}: no dataset '{}'", where, name);
+  const auto dims = h5_dims(ds.id());
+  if (dims.size() != 1) fail("{}: '{}' must be a list of strings", where, name);
+  H5Handle type(H5Dget_type(ds.id()), H5Tclose);
+  if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) != 0) fail("{}: '{}' must hold fixed-length strings", where, name);
+  const size_t width = H5Tget_size(type.id());
+  if (width == 0 || width > 4096 || dims[0] > max_count) fail("{}: '{}' is implausibly large", where, name);
+  std::string buffer(width * dims[0], '\0');
+  H5Handle mem(H5Tcopy(type.id()), H5Tclose);  // same width and character set: a plain copy of the bytes
+  H5Tset_strpad(mem.id(), H5T_STR_NULLPAD);
+  if (!buffer.empty() && H5Dread(ds.id(), mem.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0) fail("{}: cannot read '{}'", where, name);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < dims[0]; ++i) {
+    const std::string_view slot(buffer.data() + i * width, width);
+    out.emplace_back(slot.substr(0, slot.find('\0')));
+  }
+  return out;
+}
+
 void h5_dataset(hid_t p, const std::string& n, const std::vector<hsize_t>& d, const int32_t* data, bool c) {
   write_numeric(p, n, d, H5T_NATIVE_INT32, H5T_STD_I32LE, data, c);
 }

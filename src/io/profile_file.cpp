@@ -71,25 +71,8 @@ ProfileData read_profile_file(const std::filesystem::path& path, const char* too
   p.tokens.resize(td[0] * 2);
   if (H5Dread(tokens.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.tokens.data()) < 0) fail("{}: cannot read 'tokens'", where);
 
-  H5Handle classes = open_dataset(file.id(), "classes", where);
-  const auto cl = h5_dims(classes.id());
-  if (cl.size() != 1 || cl[0] != cd[0]) fail("{}: 'classes' must list one name per class of 'counts'", where);
-  H5Handle type(H5Dget_type(classes.id()), H5Tclose);
-  if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) != 0) {
-    fail("{}: 'classes' must hold fixed-length strings", where);
-  }
-  const size_t width = H5Tget_size(type.id());
-  if (width == 0 || width > 4096 || cl[0] > (1u << 16)) fail("{}: 'classes' is implausibly large", where);
-  std::string buffer(width * cl[0], '\0');
-  H5Handle mem(H5Tcopy(type.id()), H5Tclose);  // same width and character set: a plain copy of the bytes
-  H5Tset_strpad(mem.id(), H5T_STR_NULLPAD);
-  if (!buffer.empty() && H5Dread(classes.id(), mem.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0) {
-    fail("{}: cannot read 'classes'", where);
-  }
-  for (size_t i = 0; i < cl[0]; ++i) {
-    const std::string_view slot(buffer.data() + i * width, width);
-    p.classes.emplace_back(slot.substr(0, slot.find('\0')));
-  }
+  p.classes = h5_read_string_list(file.id(), "classes", 1u << 16, where);
+  if (p.classes.size() != cd[0]) fail("{}: 'classes' must list one name per class of 'counts'", where);
 
   h5_read_string_attr(file.id(), "model", p.model);
   if (H5Lexists(file.id(), "masks", H5P_DEFAULT) > 0) {

@@ -567,6 +567,17 @@ TEST_F(CliValues, ToolsNameTheFileKindsTheyTake) {
                        "with --by effect");
   r = mote({"diff", (dir_ / "p.h5").string(), (dir_ / "p.h5").string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // inspect takes every kind and says what each holds.
+  r = mote({"inspect", (dir_ / "s.h5").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("a mote scan file"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 prompts, 1 experts scanned alone"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mote rank --by effect " + (dir_ / "s.h5").string()), std::string::npos) << r.out;
+  r = mote({"inspect", (dir_ / "e.h5").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("experiment: behaviour regex"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("random-1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("per request: routing traces in 0 of 6, logits in 0"), std::string::npos) << r.out;
 }
 
 TEST_F(CliValues, AFailedOverlongPromptKeepsItsHeadAndLength) {

@@ -79,6 +79,9 @@ void h5_attr_double(hid_t obj, const std::string& name, double value);
 void h5_string_dataset(hid_t parent, const std::string& name, const std::string& value);
 // A 1-D dataset of fixed-length (null-padded) UTF-8 strings.
 void h5_string_list(hid_t parent, const std::string& name, const std::vector<std::string>& values);
+// Reads a list h5_string_list() wrote (fixed-length strings, at most
+// `max_count` of at most 4 KiB each); errors name `where` and the dataset.
+std::vector<std::string> h5_read_string_list(hid_t parent, const char* name, size_t max_count, const std::string& where);
 
 // N-D numeric datasets; chunked and deflate-compressed when `compress` and
 // the data is not tiny.
