@@ -49,7 +49,8 @@ class MaskReader {
     open_.insert(id);
 
     const std::string text = read_ini_file(path, allow_other_keys ? "job file" : "mask file");
-    bytes_ += text.size();
+    std::error_code size_ec;
+    bytes_ += std::filesystem::file_size(path, size_ec);  // as read, comments too
     if (bytes_ > kMaxBytes) fail("{}: the mask and its includes hold more than {} MiB in all", files_.empty() ? path.string() : files_.front().string(), kMaxBytes >> 20);
     const auto key_lines = ini_key_lines(text);
     std::istringstream in(text);

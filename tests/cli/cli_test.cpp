@@ -145,11 +145,11 @@ TEST_F(Cli, BadPromptFilesNameTheLine) {
   EXPECT_FAILS_WITH(run("{\"messages\": [{\"content\": \"x\"}]}\n"), "p.jsonl:1: each message needs a string 'role'");
   // A key that is neither mote's nor a variable of the chat template is a typo, not a silent no-op.
   EXPECT_FAILS_WITH(run("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"enable_thinkng\": false}\n"),
-                    "p.jsonl:1 (id '0'): unknown key 'enable_thinkng': neither a prompt-file key");
+                    "p.jsonl:1 (id '1'): unknown key 'enable_thinkng': neither a prompt-file key");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"enable_thinking\": false}\n"), "p.jsonl:1: unknown key 'enable_thinking'");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"), "exactly one of");
   EXPECT_FAILS_WITH(run("\n\n"), "no prompts");
-  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"), "p.jsonl:1 (id '0'): names mask set 'refusal', which no --mask NAME=FILE defines");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"), "p.jsonl:1 (id '1'): names mask set 'refusal', which no --mask NAME=FILE defines");
 }
 
 // What is wrong with one prompt fails that request alone: the others run,
