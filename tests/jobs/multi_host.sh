@@ -53,9 +53,12 @@ unreachable() {  # unreachable NAME HOSTFILE
   [ ! -e "$work/unreachable.h5" ] || { echo "FAIL: $1: an output appeared"; exit 1; }
   echo "$1: mpirun ended with status $status after $(( $(date +%s) - start )) s, naming the failed daemon start"
 }
-"$root/cluster/netns-hosts" hostfile | head -n 2 > "$work/hosts"
+# Not through a pipe into head: under pipefail the listing's SIGPIPE, when
+# head exits before the last line is written, would end this script.
+"$root/cluster/netns-hosts" hostfile > "$work/all-hosts"
+head -n 2 "$work/all-hosts" > "$work/hosts"
 echo "$MOTE_NETNS_SUBNET.9 slots=1" >> "$work/hosts"
 unreachable "host down (remote shell fails)" "$work/hosts"
 ip netns exec "${MOTE_NETNS_PREFIX}3" ip link set "${MOTE_NETNS_PREFIX}3p" down
-"$root/cluster/netns-hosts" hostfile | head -n 3 > "$work/hosts"
+head -n 3 "$work/all-hosts" > "$work/hosts"
 unreachable "network link of one host down" "$work/hosts"
