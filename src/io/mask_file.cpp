@@ -232,10 +232,6 @@ class MaskReader {
     }
   }
 
- public:
-  const std::vector<std::filesystem::path>& files() const { return files_; }
-
- private:
   const ModelConfig& config_;
   std::vector<int> moe_;
   ExpertMask& mask_;
@@ -259,24 +255,20 @@ ExpertMask new_mask(const ModelConfig& config, const std::string& name) {
 
 }  // namespace
 
-ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name,
-                          std::vector<std::filesystem::path>* files_read) {
+ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name) {
   ExpertMask mask = new_mask(config, name);
   MaskReader reader(config, mask);
   if (!reader.read(path, false)) fail("{}: holds no [mote] entries (an empty mask file)", path.string());
   reader.finish();
-  if (files_read != nullptr) *files_read = reader.files();
   mask.description = format_mask_file(mask);
   return mask;
 }
 
-std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name,
-                                             std::vector<std::filesystem::path>* files_read) {
+std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name) {
   ExpertMask mask = new_mask(config, name);
   MaskReader reader(config, mask);
   if (!reader.read(path, true)) return std::nullopt;
   reader.finish();
-  if (files_read != nullptr) *files_read = reader.files();
   mask.description = format_mask_file(mask);
   return mask;
 }

@@ -39,8 +39,6 @@ OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested
     if (ec) fail("{}: cannot resolve the symbolic link: {}", requested.string(), ec.message());
   }
   const auto parent = path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
-  if (!std::filesystem::is_directory(parent, ec)) fail("{}: output directory {} does not exist", path_.string(), parent.string());
-  if (::access(parent.c_str(), W_OK) != 0) fail("{}: output directory {} is not writable: {}", path_.string(), parent.string(), std::strerror(errno));
 
   // One job per output: an exclusive lock, released by the kernel when the
   // job ends however it ends, so a dead job's lock never blocks the next.
@@ -110,12 +108,6 @@ OutputFile::~OutputFile() {
     std::filesystem::remove(lock_path_, ec);
     ::close(lock_fd_);
   }
-}
-
-void OutputFile::refuse_inputs(const std::vector<std::filesystem::path>& inputs, const std::filesystem::path& model_dir) const {
-  for (const auto& input : inputs) note_input(input, "an input of the job");
-  note_input(model_dir, "the model directory");
-  check_output(path_, "--out");
 }
 
 void OutputFile::ensure_room(uint64_t bytes) const {

@@ -111,12 +111,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   // 1. The output. It must not be one of the job's inputs (checked again
   // once the mask files' includes are known).
   std::optional<OutputFile> out;
-  std::vector<std::filesystem::path> inputs{job.prompts, job.config_file, job.placement_file, job.chat_template};
-  for (const std::string& cp : job.class_prompts) inputs.push_back(cp.substr(cp.find('=') + 1));
-  if (reader && !job.out.empty()) {
-    out.emplace(job.out);
-    out->refuse_inputs(inputs, job.model_dir);
-  }
+  if (reader && !job.out.empty()) out.emplace(job.out);
 
   // 2. The model.
   JobModel model = load_job_model(job, rank, world);
@@ -132,8 +127,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   mpi.job_started = true;
 
   // 3. Mask sets.
-  const MaskSets masks = read_mask_sets(job, config, reader, inputs);
-  if (out) out->refuse_inputs(inputs, job.model_dir);
+  const MaskSets masks = read_mask_sets(job, config, reader);
   if (reader) check_claimed_outputs();
 
   // Ids whose log-probabilities every request keeps, named on rank 0.

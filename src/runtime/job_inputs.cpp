@@ -136,7 +136,7 @@ JobModel load_job_model(const JobOptions& options, int rank, int world_size) {
   return m;
 }
 
-MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool reader, std::vector<std::filesystem::path>& inputs) {
+MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool reader) {
   MaskSets m;
   m.sets.resize(1);
   m.sets[0].name = "none";
@@ -147,23 +147,20 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
       }
       m.sets.push_back(std::move(mask));
     };
-    std::vector<std::filesystem::path> files;
     if (!options.config_file.empty()) {
-      if (auto mask = read_job_file_mask(options.config_file, config, "default", &files)) add(std::move(*mask));
-      inputs.insert(inputs.end(), files.begin(), files.end());
+      if (auto mask = read_job_file_mask(options.config_file, config, "default")) add(std::move(*mask));
     }
     for (const std::string& spec : options.masks) {
       const auto eq = spec.find('=');
       if (eq == std::string::npos) {
         // The command line's unnamed mask replaces a job file's [mote] section.
         std::erase_if(m.sets, [](const ExpertMask& mask) { return mask.name == "default"; });
-        add(read_mask_file(spec, config, "default", &files));
+        add(read_mask_file(spec, config, "default"));
       } else {
         const std::string name = spec.substr(0, eq);
         if (name.empty() || name == "none" || name == "default") fail("--mask {}: '{}' cannot name a mask set", spec, name);
-        add(read_mask_file(spec.substr(eq + 1), config, name, &files));
+        add(read_mask_file(spec.substr(eq + 1), config, name));
       }
-      inputs.insert(inputs.end(), files.begin(), files.end());
     }
     for (size_t i = 0; i < m.sets.size(); ++i) {
       m.sets[i].id = static_cast<int32_t>(i);

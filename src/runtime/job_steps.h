@@ -46,7 +46,7 @@ struct MaskSets {
   const ExpertMask* default_mask = nullptr;  // for requests that name none
 };
 // Read on rank 0 (adding the files they include to `inputs`), then sent to every rank.
-MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool reader, std::vector<std::filesystem::path>& inputs);
+MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool reader);
 
 // The job's requests, read and encoded on rank 0, in prompt-file order.
 struct JobRequests {

@@ -101,9 +101,9 @@ class Scan {
       : o_(options), mpi_(mpi), model_(model), policy_(*parse_off_policy(options.policy)) {}
 
   // Step 2 on rank 0 (prompts, metric, candidates), then what every rank needs.
-  void read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>& inputs);
+  void read_inputs(const MaskSets& masks);
   void run();
-  void write(OutputFile* out, std::vector<std::filesystem::path>& inputs, const MaskSets& masks);
+  void write(OutputFile* out, const MaskSets& masks);
   // A stopped scan keeps what finished; returns false without --out.
   bool save_checkpoint() {
     if (!checkpoint_) return false;
@@ -155,7 +155,7 @@ class Scan {
   std::chrono::steady_clock::time_point start_;
 };
 
-void Scan::read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>& inputs) {
+void Scan::read_inputs(const MaskSets& masks) {
   const ModelConfig& config = model_.config;
   for (const auto& m : masks.sets) {
     if (m.id != 0 && m.name != "default") fail("--mask {}=FILE: a scan takes one base mask (--mask FILE), not named mask sets", m.name);
@@ -196,9 +196,7 @@ void Scan::read_inputs(const MaskSets& masks, std::vector<std::filesystem::path>
       for (int l = 0; l < L(); ++l)
         for (int e = 0; e < E(); ++e) candidates_.emplace_back(l, e);
     } else {
-      std::vector<std::filesystem::path> files;
-      const ExpertMask listed = read_mask_file(o_.candidates, config, "candidates", &files);
-      inputs.insert(inputs.end(), files.begin(), files.end());
+      const ExpertMask listed = read_mask_file(o_.candidates, config, "candidates");
       for (int l = 0; l < L(); ++l) {
         for (int e = 0; e < E(); ++e) {
           if (listed.is_on(l, e) || listed.gain(l, e) != 1.0f) {
@@ -523,7 +521,7 @@ void Scan::run() {
   data_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
-void Scan::write(OutputFile* out, std::vector<std::filesystem::path>& inputs, const MaskSets& masks) {
+void Scan::write(OutputFile* out, const MaskSets& masks) {
   if (!reader()) return;
   const auto top = ranked(candidates_);
   const double base_mean = spread(data_.baseline).mean;
@@ -554,7 +552,6 @@ void Scan::write(OutputFile* out, std::vector<std::filesystem::path>& inputs, co
     std::cout << "wrote " << o_.mask_out << "\n";
   }
   if (out == nullptr) return;
-  out->refuse_inputs(inputs, o_.job.model_dir);
   data_.metric = o_.metric;
   data_.metric_spec = metric_.spec;
   data_.policy = o_.policy;
@@ -583,22 +580,16 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
 
   // 1. The output, which must be none of the inputs.
   std::optional<OutputFile> out;
-  std::vector<std::filesystem::path> inputs{job.prompts, job.config_file, job.placement_file, job.chat_template};
-  for (const std::string& cp : job.class_prompts) inputs.push_back(cp.substr(cp.find('=') + 1));
-  if (options.candidates != "all") inputs.emplace_back(options.candidates);
-  if (reader && !job.out.empty()) {
-    out.emplace(job.out);
-    out->refuse_inputs(inputs, job.model_dir);
-  }
+  if (reader && !job.out.empty()) out.emplace(job.out);
   if (reader && !options.mask_out.empty()) check_text_output(options.mask_out, "--mask-out");
 
   // 2. The model and the inputs.
   JobModel model = load_job_model(job, rank, world);
   if (reader) spdlog::info("model {}", model.config.summary());
   mpi.job_started = true;
-  const MaskSets masks = read_mask_sets(job, model.config, reader, inputs);
+  const MaskSets masks = read_mask_sets(job, model.config, reader);
   Scan scan(options, mpi, model);
-  scan.read_inputs(masks, inputs);
+  scan.read_inputs(masks);
   if (reader) check_claimed_outputs();  // against the masks' includes, read only now
 
   // 3. The phases.
@@ -614,7 +605,7 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
 
   // 4. Counters and the result.
   scan.finish();
-  scan.write(out ? &*out : nullptr, inputs, masks);
+  scan.write(out ? &*out : nullptr, masks);
   return 0;
 }
 

@@ -26,15 +26,13 @@
 
 namespace mote {
 
-// Reads a mask file; any key outside [mote] is an error. `files_read`, when
-// given, receives the file and every file it includes.
-ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name,
-                          std::vector<std::filesystem::path>* files_read = nullptr);
+// Reads a mask file; any key outside [mote] is an error. The file and every
+// file it includes are noted as inputs of the command (io/file_guard.h).
+ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
 
 // Reads the [mote] section of a job file (its other keys belong to the
 // command); nullopt when it has no [mote] keys.
-std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name,
-                                             std::vector<std::filesystem::path>* files_read = nullptr);
+std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
 
 // The mask in mask-file syntax (MoE-layer numbering), `header` as comments.
 std::string format_mask_file(const ExpertMask& mask, const std::string& header = "");

@@ -12,7 +12,6 @@
 #pragma once
 
 #include <filesystem>
-#include <vector>
 
 #include "mote/io/h5.h"
 
@@ -26,9 +25,6 @@ class OutputFile {
   OutputFile& operator=(const OutputFile&) = delete;
 
   hid_t root() const { return file_.id(); }
-  // Refuses an output that is the same file as one of `inputs`, or as any
-  // file in `model_dir` (when given): it would be replaced by the result.
-  void refuse_inputs(const std::vector<std::filesystem::path>& inputs, const std::filesystem::path& model_dir = {}) const;
   const std::filesystem::path& path() const { return path_; }
   void commit();
   // Fails unless the file system (and this process's file-size limit)
