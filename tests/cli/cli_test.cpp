@@ -1,18 +1,17 @@
 // The mote binary as a user runs it: exit codes, messages that name the
 // file and line, output files that appear whole or not at all.
 #include <gtest/gtest.h>
-
-#include "mote/io/h5.h"
-#include "mote/tokenizer/tokenizer.h"
 #include <sys/file.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
-#include <sys/stat.h>
 
+#include "mote/io/h5.h"
+#include "mote/tokenizer/tokenizer.h"
 #include "run_process.h"
 
 namespace mote {
@@ -325,9 +324,7 @@ TEST_F(CliSafety, OutputThatIsAnInputIsRefusedBeforeAnyWork) {
   EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "job.ini").string(), "--out", (dir_ / "job.ini").string()}),
                        "job.ini: is the job file the command reads; writing it would destroy it");
   test::ScratchDir model_copy;
-  for (const auto& f : std::filesystem::directory_iterator(MOTE_MODEL_DIR)) {
-    if (f.is_regular_file()) std::filesystem::copy_file(f.path(), model_copy / f.path().filename().string());
-  }
+  test::copy_model(MOTE_MODEL_DIR, model_copy.path());
   EXPECT_ERROR_MESSAGE(generate({"--model", model_copy.path().string(), "--out", (model_copy / "tokenizer.json").string()}),
                        "tokenizer.json: is a file of the directory --model names; writing it would destroy it");
 }
@@ -477,9 +474,7 @@ TEST_F(CliValues, BadValuesNeverBecomeSilentGarbage) {
 
   // A negative epsilon, and a NaN in the weights: named, never NaN logits sampled as token 0.
   test::ScratchDir model;
-  for (const auto& f : std::filesystem::directory_iterator(MOTE_MODEL_DIR)) {
-    if (f.is_regular_file()) std::filesystem::copy_file(f.path(), model / f.path().filename().string());
-  }
+  test::copy_model(MOTE_MODEL_DIR, model.path());
   std::string config = test::read_file(model / "config.json");
   const std::string good = config;
   config.replace(config.find("\"rms_norm_eps\": 1e-06"), 21, "\"rms_norm_eps\": -1e-06");
@@ -664,9 +659,7 @@ TEST_F(CliValues, ARelocatedBinaryAsksForTheModel) {
 
 TEST_F(CliValues, ABacktrackingTokenizerFailsOnceNotPerLine) {
   test::ScratchDir model;
-  for (const auto& f : std::filesystem::directory_iterator(MOTE_MODEL_DIR)) {
-    if (f.is_regular_file()) std::filesystem::copy_file(f.path(), model / f.path().filename().string());
-  }
+  test::copy_model(MOTE_MODEL_DIR, model.path());
   auto tokenizer = nlohmann::json::parse(test::read_file(model / "tokenizer.json"));
   tokenizer["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(a|aa)+$"}}}, {"behavior", "Isolated"}, {"invert", false}};
   write_file(model / "tokenizer.json", tokenizer.dump());

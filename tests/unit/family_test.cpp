@@ -231,9 +231,7 @@ TEST(Families, MissingAndMisshapenTensorsAreNamed) {
   const auto check = [](const std::string& model, const std::string& tensor, const std::vector<int64_t>& new_shape,
                         const std::string& message) {
     test::ScratchDir dir;
-    for (const auto& f : std::filesystem::directory_iterator(std::filesystem::path(MOTE_SOURCE_DIR) / "models" / model)) {
-      if (f.is_regular_file()) std::filesystem::copy_file(f.path(), dir / f.path().filename().string());
-    }
+    test::copy_model(std::filesystem::path(MOTE_SOURCE_DIR) / "models" / model, dir.path());
     test::rewrite_tensors(dir.path(), [&](std::vector<TensorData>& tensors) {
       for (auto it = tensors.begin(); it != tensors.end(); ++it) {
         if (it->name != tensor) continue;

@@ -38,6 +38,14 @@ inline void write_file(const std::filesystem::path& path, const std::string& byt
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+// Copies the regular files of a model directory into `dest` (which exists),
+// for tests that change one file of a model.
+inline void copy_model(const std::filesystem::path& model_dir, const std::filesystem::path& dest) {
+  for (const auto& f : std::filesystem::directory_iterator(model_dir)) {
+    if (f.is_regular_file()) std::filesystem::copy_file(f.path(), dest / f.path().filename());
+  }
+}
+
 inline std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
