@@ -24,6 +24,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   std::string profile_path, out, model, mem;
   std::string coordinators;
   LoadPlacementSpec spec;
+  PlanRequest job_shape;  // what --mem-per-rank must hold besides the experts
   po::options_description options("Options");
   options.add_options()
       ("profile", input_file(&profile_path), "profile (or generate) HDF5 file whose expert counts give the load")
@@ -36,6 +37,10 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
       ("mem-per-rank", po::value(&mem),
        "memory of one rank (e.g. 480G): each rank gets at most the experts that fit beside what it holds otherwise "
        "(from 'mote plan'); without it every rank holds as many experts as the contiguous rule gives it")
+      ("batch-size", po::value(&job_shape.batch_size)->default_value(8), "with --mem-per-rank: the job's --batch-size (KV cache slots)")
+      ("context", po::value(&job_shape.context_tokens)->default_value(2048), "with --mem-per-rank: prompt + generated tokens per request")
+      ("max-step-tokens", po::value(&job_shape.max_step_tokens)->default_value(2048),
+       "with --mem-per-rank: the job's --max-step-tokens (working buffers grow with it)")
       ("model", input_file(&model, "DIR"), "model directory, for --mem-per-rank (default: the one the profile names)")
       ("out", output_file(&out), "placement file to write, for --placement-file");
   const ParsedOptions parsed = parse_options(args, options);
@@ -58,7 +63,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   spec.coordinators = parse_coordinators(coordinators, spec.world_size);
   const ProfileData profile = read_profile_file(profile_path, "mote place");
   if (!mem.empty()) {
-    PlanRequest req;
+    PlanRequest req = job_shape;
     req.model_dir = model.empty() ? profile.model : model;
     req.world_size = spec.world_size;
     req.coordinators = spec.coordinators;

@@ -68,6 +68,7 @@ class Loader {
       }
     }
     w.scales = scale->data;
+    out_.file_bytes += scale->nbytes;
     fp8_.push_back({name, w});
     return w;
   }
@@ -182,6 +183,7 @@ class Loader {
            store_.describe(), dtype_name(t.dtype));
     }
     if (t.data == nullptr) fail("tensor '{}' in {}: its file is not mapped", name, store_.describe());
+    out_.file_bytes += t.nbytes;
     return t;
   }
 
@@ -213,19 +215,30 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   const int64_t heads = c.num_attention_heads;
   // Projections inside decoder layers are FP8 in DeepSeek's FP8 checkpoints;
   // embeddings, lm_head, norms and the router stay as they are.
-  const auto matrix = [&](std::string name, int64_t rows, int64_t cols, bool quantizable = true) {
-    out.push_back({std::move(name), {rows, cols}, false, false, quantizable});
+  TensorPart part = TensorPart::Embeddings;
+  int moe_layer = -1, expert = -1;
+  const auto add = [&](TensorSpec spec) {
+    spec.part = part;
+    spec.moe_layer = moe_layer;
+    spec.expert = expert;
+    out.push_back(std::move(spec));
   };
-  const auto norm = [&](std::string name, int64_t size) { out.push_back({std::move(name), {size}, true}); };
+  const auto matrix = [&](std::string name, int64_t rows, int64_t cols, bool quantizable = true) {
+    add({.name = std::move(name), .shape = {rows, cols}, .quantizable = quantizable});
+  };
+  const auto norm = [&](std::string name, int64_t size) { add({.name = std::move(name), .shape = {size}, .is_norm = true}); };
   const auto ffn = [&](int l, const std::string& prefix, int64_t width) {
     matrix(Names::layer(l, fmt::format("{}.{}.weight", prefix, n.gate)), width, hidden);
     matrix(Names::layer(l, fmt::format("{}.{}.weight", prefix, n.up)), width, hidden);
     matrix(Names::layer(l, fmt::format("{}.{}.weight", prefix, n.down)), hidden, width);
   };
   matrix(n.embed, c.vocab_size, hidden, false);
+  int moe_index = 0;
   for (int l = 0; l < c.num_hidden_layers; ++l) {
+    part = TensorPart::RouterAndNorms;
     norm(Names::layer(l, n.input_norm), hidden);
     norm(Names::layer(l, n.post_attention_norm), hidden);
+    part = TensorPart::Attention;
     if (c.attention == AttentionKind::Mla) {
       const int64_t q_out = heads * c.qk_head_dim();
       if (c.q_lora_rank > 0) {
@@ -254,15 +267,23 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
       }
     }
     if (!c.is_moe_layer(l)) {
+      part = TensorPart::Dense;
       ffn(l, n.dense, c.intermediate_size);
       continue;
     }
+    part = TensorPart::RouterAndNorms;
     matrix(Names::layer(l, n.router), c.n_routed_experts, hidden, false);
-    if (c.router_bias) out.push_back({Names::layer(l, n.router_bias), {c.n_routed_experts}, false, true});
+    if (c.router_bias) add({.name = Names::layer(l, n.router_bias), .shape = {c.n_routed_experts}, .is_bias = true});
+    part = TensorPart::Shared;
     if (c.n_shared_experts > 0) ffn(l, n.shared, static_cast<int64_t>(c.moe_intermediate_size) * c.n_shared_experts);
-    for (int e = 0; e < c.n_routed_experts; ++e) ffn(l, Names::expert(n, e), c.moe_intermediate_size);
+    part = TensorPart::Routed;
+    moe_layer = moe_index++;
+    for (expert = 0; expert < c.n_routed_experts; ++expert) ffn(l, Names::expert(n, expert), c.moe_intermediate_size);
+    moe_layer = expert = -1;
   }
+  part = TensorPart::RouterAndNorms;
   norm(n.final_norm, hidden);
+  part = TensorPart::Embeddings;
   if (!c.tie_word_embeddings) matrix(n.lm_head, c.vocab_size, hidden, false);
   return out;
 }

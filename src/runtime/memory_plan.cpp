@@ -17,35 +17,14 @@
 namespace mote {
 namespace {
 
-enum class Kind { Embeddings, Attention, Dense, RouterAndNorms, Shared, Routed };
-
-// The kind of a tensor by its DeepSeek-V3 name, and the routed expert's
-// (decoder layer, expert) when it is one.
-Kind kind_of(const std::string& name, const ModelConfig& c, int& layer, int& expert) {
-  layer = -1;
-  expert = -1;
-  if (name.starts_with("model.embed_tokens") || name.starts_with("lm_head")) return Kind::Embeddings;
-  if (!name.starts_with("model.layers.")) return Kind::RouterAndNorms;
-  layer = std::stoi(name.substr(13));
-  if (name.find(".self_attn.") != std::string::npos && name.find("layernorm") == std::string::npos) return Kind::Attention;
-  if (const size_t at = name.find(".mlp.experts."); at != std::string::npos) {
-    expert = std::stoi(name.substr(at + 13));
-    return Kind::Routed;
-  }
-  if (name.find(".mlp.shared_experts.") != std::string::npos) return Kind::Shared;
-  if (name.find(".mlp.gate.") != std::string::npos) return Kind::RouterAndNorms;
-  if (name.find(".mlp.") != std::string::npos && !c.is_moe_layer(layer)) return Kind::Dense;
-  return Kind::RouterAndNorms;
-}
-
-uint64_t& slot(RankPlan& r, Kind k) {
-  switch (k) {
-    case Kind::Embeddings: return r.embeddings;
-    case Kind::Attention: return r.attention;
-    case Kind::Dense: return r.dense;
-    case Kind::Shared: return r.shared;
-    case Kind::Routed: return r.routed;
-    case Kind::RouterAndNorms: break;
+uint64_t& slot(RankPlan& r, TensorPart part) {
+  switch (part) {
+    case TensorPart::Embeddings: return r.embeddings;
+    case TensorPart::Attention: return r.attention;
+    case TensorPart::Dense: return r.dense;
+    case TensorPart::Shared: return r.shared;
+    case TensorPart::Routed: return r.routed;
+    case TensorPart::RouterAndNorms: break;
   }
   return r.router_and_norms;
 }
@@ -118,8 +97,8 @@ MemoryPlan plan_memory(const PlanRequest& req) {
                                        : fmt::format("safetensors headers ({} files) and config.json for the {} files not present", present.size(), missing_files);
 
   const size_t element = element_size_of(req.model_dir / "config.json");
-  const std::vector<int> moe = c.moe_layers();
   plan.ranks.assign(static_cast<size_t>(req.world_size), RankPlan{});
+  std::pair<int, int> last_expert{-1, -1};
   for (const TensorSpec& spec : expected_tensors(c)) {
     std::vector<std::string> names{spec.name};
     if (c.fp8 && spec.quantizable && spec.shape.size() == 2) names.push_back(spec.name + "_scale_inv");
@@ -137,15 +116,14 @@ MemoryPlan plan_memory(const PlanRequest& req) {
       from_header = false;
     }
     if (!from_header) bytes = derived_bytes(spec, c, element);
-    int layer = -1, expert = -1;
-    const Kind kind = kind_of(spec.name, c, layer, expert);
-    if (kind == Kind::Routed) {
-      const int m = static_cast<int>(std::find(moe.begin(), moe.end(), layer) - moe.begin());
-      RankPlan& owner = plan.ranks[static_cast<size_t>(placement.owner(m, expert))];
+    if (spec.part == TensorPart::Routed) {
+      RankPlan& owner = plan.ranks[static_cast<size_t>(placement.owner(spec.moe_layer, spec.expert))];
       owner.routed += bytes;
-      if (spec.name.ends_with("gate_proj.weight")) ++owner.routed_experts;
+      // An expert's tensors come together: count it at its first.
+      if (std::pair(spec.moe_layer, spec.expert) != last_expert) ++owner.routed_experts;
+      last_expert = {spec.moe_layer, spec.expert};
     } else {
-      for (int r = 0; r < req.coordinators; ++r) slot(plan.ranks[static_cast<size_t>(r)], kind) += bytes;
+      for (int r = 0; r < req.coordinators; ++r) slot(plan.ranks[static_cast<size_t>(r)], spec.part) += bytes;
     }
   }
 
@@ -163,10 +141,19 @@ MemoryPlan plan_memory(const PlanRequest& req) {
        (c.attention == AttentionKind::Mla ? heads * (c.qk_head_dim() + 2 * c.kv_lora_rank + c.v_head_dim) + c.kv_lora_rank + c.qk_rope_head_dim
                                           : 2 * heads * c.head_dim + 2 * static_cast<uint64_t>(c.kv_entry_size())) +
        c.n_routed_experts + 2 * k * hidden + 2 * widest_ffn);
-  const uint64_t exchange = rows * k * (hidden * 4 + 64) * 2;  // records out and results back
+  // Records out and results back; a job of one rank exchanges nothing.
+  const uint64_t exchange = req.world_size == 1 ? 0 : rows * k * (hidden * 4 + 64) * 2;
   const uint64_t shard_work = rows * k * (hidden * 4 * 2 + 2 * 4 * static_cast<uint64_t>(c.moe_intermediate_size) + 64);
+  // The process: about 30 MB of code, libraries and MPI buffers on every
+  // rank (29-36 MB on every fixture), and rank 0's tokenizer, which peaks
+  // at about 7 times its tokenizer.json while it loads (DeepSeek-V3's 7.8 MB
+  // file: 55 MB; gpt-oss's 28 MB: 190 MB).
+  std::error_code ec;
+  const uint64_t tokenizer_file = std::filesystem::file_size(req.model_dir / "tokenizer.json", ec);
+  const uint64_t tokenizer = ec ? 0 : 5'000'000 + 7 * tokenizer_file;
   for (int r = 0; r < req.world_size; ++r) {
     RankPlan& rp = plan.ranks[static_cast<size_t>(r)];
+    rp.process = 30'000'000 + (r == 0 ? tokenizer : 0);
     rp.buffers = shard_work + exchange;
     if (r < req.coordinators) {
       rp.kv_cache = plan.kv_bytes_per_token * static_cast<uint64_t>(req.batch_size) * std::min(req.context_tokens, c.max_position_embeddings);
@@ -191,15 +178,16 @@ std::string format_plan_text(const MemoryPlan& p) {
   for (const auto& r : p.ranks) largest = std::max(largest, r.total());
   g_unit = largest >= 10'000'000'000ull ? 1e9 : 1e6;
   const char* unit = g_unit == 1e9 ? "GB" : "MB";
-  out += fmt::format("\n{} per rank (1 {} = {} bytes; buffers are an estimate of one step's working memory)\n", unit, unit,
-                     g_unit == 1e9 ? "1e9" : "1e6");
-  out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9}\n", "rank", "experts", "embedding",
-                     "attention", "dense", "router+norms", "shared", "routed", "weights", "kv", "buffers", "total");
+  out += fmt::format("\n{} per rank (1 {} = {} bytes; buffers: the working memory of a full step; process: code, libraries,\n"
+                     "MPI and, on rank 0, the tokenizer)\n",
+                     unit, unit, g_unit == 1e9 ? "1e9" : "1e6");
+  out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}\n", "rank", "experts", "embedding",
+                     "attention", "dense", "router+norms", "shared", "routed", "weights", "kv", "buffers", "process", "total");
   for (size_t r = 0; r < p.ranks.size(); ++r) {
     const RankPlan& x = p.ranks[r];
-    out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9}{}\n", r, x.routed_experts, gb(x.embeddings),
-                       gb(x.attention), gb(x.dense), gb(x.router_and_norms), gb(x.shared), gb(x.routed), gb(x.weights()), gb(x.kv_cache),
-                       gb(x.buffers), gb(x.total()),
+    out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}{}\n", r, x.routed_experts,
+                       gb(x.embeddings), gb(x.attention), gb(x.dense), gb(x.router_and_norms), gb(x.shared), gb(x.routed), gb(x.weights()),
+                       gb(x.kv_cache), gb(x.buffers), gb(x.process), gb(x.total()),
                        std::find(p.over_limit.begin(), p.over_limit.end(), static_cast<int>(r)) != p.over_limit.end() ? "  exceeds --mem-per-rank" : "");
   }
   if (p.request.mem_per_rank > 0) {
@@ -219,7 +207,7 @@ std::string format_plan_json(const MemoryPlan& p) {
     ranks.push_back({{"rank", r}, {"routed_experts", x.routed_experts}, {"embeddings_bytes", x.embeddings}, {"attention_bytes", x.attention},
                      {"dense_bytes", x.dense}, {"router_and_norms_bytes", x.router_and_norms}, {"shared_bytes", x.shared},
                      {"routed_bytes", x.routed}, {"weights_bytes", x.weights()}, {"kv_cache_bytes", x.kv_cache},
-                     {"buffers_bytes", x.buffers}, {"total_bytes", x.total()}});
+                     {"buffers_bytes", x.buffers}, {"process_bytes", x.process}, {"total_bytes", x.total()}});
   }
   const nlohmann::json j{{"model", p.request.model_dir.string()}, {"model_type", p.config.model_type},
                          {"fp8", p.config.fp8.has_value()}, {"sizes_from", p.sizes_from}, {"world_size", p.request.world_size},

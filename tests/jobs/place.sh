@@ -46,7 +46,7 @@ echo "placed runs (1 and 2 coordinators, 4 ranks): bit-identical to the contiguo
 
 # Memory: coordinators hold the rest of the model, so with a limit that
 # leaves them no room every expert goes to ranks 2 and 3.
-"$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 2 --mem-per-rank 60M --out tight.json > tight.txt || { cat tight.txt; exit 1; }
+"$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 2 --mem-per-rank 100M --out tight.json > tight.txt || { cat tight.txt; exit 1; }
 /usr/bin/python3 -c "
 import json; o = json.load(open('tight.json'))['owner']
 assert all(set(row) <= {2, 3} for row in o), 'an expert on a rank without room'
@@ -55,6 +55,11 @@ print('--mem-per-rank: experts only on the ranks with room')" || exit 1
 same profile.h5 tight.h5
 
 expect_error "do not fit" "$MOTE_BIN" place --profile profile.h5 -n 4 --mem-per-rank 20M --out x.json
+# Room is for the job placed: 60 MB holds no full step of 2048 tokens, but
+# does hold a job of short steps and a small batch.
+expect_error "do not fit" "$MOTE_BIN" place --profile profile.h5 -n 2 --mem-per-rank 60M --out x.json
+"$MOTE_BIN" place --profile profile.h5 -n 2 --mem-per-rank 60M --max-step-tokens 64 --batch-size 4 --context 256 --out small.json > /dev/null \
+  || { echo "FAIL: --mem-per-rank 60M for a job of short steps"; exit 1; }
 expect_error "--out profile.h5: is the file --profile names" "$MOTE_BIN" place --profile profile.h5 -n 4 --out profile.h5
 expect_error "no class 'nope'" "$MOTE_BIN" place --profile profile.h5 -n 4 --class nope --out x.json
 expect_error "--phase 'first'" "$MOTE_BIN" place --profile profile.h5 -n 4 --phase first --out x.json

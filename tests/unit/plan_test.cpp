@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "mote/io/json_file.h"
+#include "mote/model/loaded_model.h"
 #include "model_files.h"
 
 namespace mote {
@@ -151,6 +152,41 @@ TEST(ThroughputModel, CoordinatorsScaleWhatOneRankWouldDoAlone) {
   ThroughputRequest none = req;
   none.node.gemm_gflops = 0;
   EXPECT_ERROR_CONTAINS(predict_throughput(r1_plan(dir, 1, 1), none), "needs --gemm-gflops");
+}
+
+}  // namespace
+}  // namespace mote
+
+namespace mote {
+namespace {
+
+// What the plan says each rank holds is what the loader holds there, for
+// every family's fixture, world size and number of coordinators.
+TEST(Plan, EachRankHoldsWhatThePlanSaysInEveryFamily) {
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(MOTE_SOURCE_DIR) / "models")) {
+    if (!std::filesystem::exists(entry.path() / "config.json")) continue;
+    for (int world = 1; world <= 3; ++world) {
+      for (const int coordinators : {1, world}) {
+        PlanRequest req;
+        req.model_dir = entry.path();
+        req.world_size = world;
+        req.coordinators = coordinators;
+        const MemoryPlan plan = plan_memory(req);
+        const int moe_layers = static_cast<int>(plan.config.moe_layers().size());
+        const Placement placement = Placement::by_rule("contiguous", moe_layers, plan.config.n_routed_experts, world, true, coordinators);
+        int experts = 0;
+        for (int r = 0; r < world; ++r) {
+          SCOPED_TRACE(entry.path().filename().string() + ", rank " + std::to_string(r) + " of " + std::to_string(world) + ", " +
+                       std::to_string(coordinators) + " coordinators");
+          const auto model = load_model(entry.path(), [&](int l, int e) { return placement.owner(l, e) == r; }, r < coordinators);
+          EXPECT_EQ(plan.ranks[static_cast<size_t>(r)].weights(), model->weights.file_bytes);
+          EXPECT_EQ(plan.ranks[static_cast<size_t>(r)].routed_experts, placement.count_on(r));
+          experts += plan.ranks[static_cast<size_t>(r)].routed_experts;
+        }
+        EXPECT_EQ(experts, moe_layers * plan.config.n_routed_experts);
+      }
+    }
+  }
 }
 
 }  // namespace

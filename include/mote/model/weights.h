@@ -60,6 +60,9 @@ struct ModelWeights {
   // With WeightMemory::Copy, the memory the matrices were copied into.
   std::vector<std::shared_ptr<std::byte>> copies;
   uint64_t copied_bytes = 0;
+  // Bytes of the weight files behind every tensor loaded (FP8 scales
+  // included): what 'mote plan' predicts for the rank.
+  uint64_t file_bytes = 0;
 };
 
 // Where the matrices a process holds live while it runs. Map: in the
@@ -73,14 +76,23 @@ enum class WeightMemory { Map, Copy };
 WeightMemory parse_weight_memory(const std::string& name);
 const char* weight_memory_name(WeightMemory memory);
 
+// The part of the model a tensor belongs to: what a rank holds depends on
+// it (routed experts where the placement puts them, the rest on every
+// coordinator), whatever the family calls the tensor.
+enum class TensorPart { Embeddings, Attention, Dense, RouterAndNorms, Shared, Routed };
+
 // Name, shape and expected role of every tensor a config implies, in file
-// order (used to write synthetic models and to list what a loader expects).
+// order (used to write synthetic models, to list what a loader expects and
+// to plan each rank's memory).
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
   bool is_norm = false;    // 1-D norm weight (ones in synthetic models)
   bool is_bias = false;    // router bias (kept in F32, as DeepSeek ships it)
   bool quantizable = false;  // stored FP8 with block scales in FP8 checkpoints
+  TensorPart part = TensorPart::RouterAndNorms;
+  int moe_layer = -1;  // a routed expert's MoE-layer index and expert
+  int expert = -1;
 };
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 
