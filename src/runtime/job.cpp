@@ -170,7 +170,9 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     std::vector<size_t> todo_index;
     for (size_t i = 0; i < requests.size(); ++i) {
       if (finished.count(i) == 0 && requests.errors[i].empty()) {
-        todo.emplace_back(i, requests.requests[i]);
+        // Moved, not copied: the collector needs only the request's class,
+        // and the prompt's tokens stay in requests.encoded.
+        todo.emplace_back(i, std::move(requests.requests[i]));
         todo_index.push_back(i);
       }
     }
