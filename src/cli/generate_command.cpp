@@ -7,6 +7,7 @@
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/runtime/job.h"
+#include "mote/io/ini_file.h"
 #include "mote/util/error.h"
 
 namespace mote {

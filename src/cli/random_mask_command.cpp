@@ -6,7 +6,7 @@
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
 #include "mote/expert_parallel/mpi_session.h"
-#include "mote/io/mask_file.h"
+#include "mote/model/mask_file.h"
 #include "mote/io/text_output.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/random_mask.h"

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "mote/expert_parallel/mpi_calls.h"
-#include "mote/io/safetensors_writer.h"
+#include "mote/util/dtype.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
 

@@ -18,34 +18,10 @@
 namespace mote {
 namespace {
 
-struct DTypeInfo {
-  std::string_view name;
-  DType dtype;
-  size_t size;
-};
-
-constexpr DTypeInfo kDTypes[] = {
-    {"F32", DType::F32, 4},   {"F16", DType::F16, 2},         {"BF16", DType::BF16, 2},
-    {"F64", DType::F64, 8},   {"I64", DType::I64, 8},         {"I32", DType::I32, 4},
-    {"I16", DType::I16, 2},   {"I8", DType::I8, 1},           {"U8", DType::U8, 1},
-    {"U64", DType::U64, 8},   {"U32", DType::U32, 4},         {"U16", DType::U16, 2},
-    {"BOOL", DType::BOOL, 1}, {"F8_E4M3", DType::F8_E4M3, 1}, {"F8_E5M2", DType::F8_E5M2, 1},
-};
-
-const DTypeInfo& info(DType dtype) {
-  for (const auto& entry : kDTypes) {
-    if (entry.dtype == dtype) return entry;
-  }
-  return kDTypes[0];
-}
-
 // The format caps headers at 100 MB; anything larger is hostile or corrupt.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
 }  // namespace
-
-std::string_view dtype_name(DType dtype) { return info(dtype).name; }
-size_t dtype_size(DType dtype) { return info(dtype).size; }
 
 uint64_t TensorView::numel() const { return checked_product(shape).value_or(0); }
 
@@ -166,9 +142,9 @@ std::map<std::string, TensorView> parse_safetensors_header(std::span<const std::
     TensorView view;
     view.name = name;
     const std::string dtype_str = dtype_it->get<std::string>();
-    const auto known = std::find_if(std::begin(kDTypes), std::end(kDTypes), [&](const DTypeInfo& d) { return d.name == dtype_str; });
-    if (known == std::end(kDTypes)) fail("{}: tensor '{}': unknown dtype '{}'", where, name, dtype_str);
-    view.dtype = known->dtype;
+    const auto known = dtype_from_name(dtype_str);
+    if (!known) fail("{}: tensor '{}': unknown dtype '{}'", where, name, dtype_str);
+    view.dtype = *known;
     for (const auto& dim : *shape_it) {
       if (!dim.is_number_unsigned()) fail("{}: tensor '{}': shape entries must be non-negative integers", where, name);
       const uint64_t d = dim.get<uint64_t>();
@@ -186,7 +162,7 @@ std::map<std::string, TensorView> parse_safetensors_header(std::span<const std::
       fail("{}: tensor '{}': data_offsets [{}, {}] run past the end of the data ({} bytes)", where, name, begin, end, data_size);
     }
     const auto numel = checked_product(view.shape);
-    const auto expected = numel ? checked_mul(*numel, known->size) : std::nullopt;
+    const auto expected = numel ? checked_mul(*numel, static_cast<uint64_t>(dtype_size(*known))) : std::nullopt;
     if (!expected) fail("{}: tensor '{}': shape {} overflows", where, name, view.shape_string());
     if (*expected != end - begin) {
       fail("{}: tensor '{}': {} bytes in the file but shape {} x {} needs {}", where, name, end - begin,

@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/family.h"
 #include "mote/ops/elementwise.h"
@@ -17,7 +17,7 @@ namespace mote {
 MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts)
     : c_(config),
       w_(weights),
-      rope_(config),
+      rope_(config.rope()),
       attention_(config, rope_),
       gqa_(config, rope_),
       router_(config),

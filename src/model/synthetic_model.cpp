@@ -13,8 +13,8 @@
 #include "mote/model/config.h"
 #include "mote/model/weights.h"
 #include "mote/ops/weight.h"
-#include "mote/runtime/sampler.h"
 #include "mote/util/error.h"
+#include "mote/util/rng.h"
 
 namespace mote {
 namespace {

@@ -17,17 +17,17 @@ double correction_dim(double rotations, int dim, double base, int max_pos) {
 
 }  // namespace
 
-Rope::Rope(const ModelConfig& c) : dim_(c.rope_dim()), neox_(c.rope_neox), inv_freq_(static_cast<size_t>(dim_ / 2)) {
+Rope::Rope(const RopeParams& c) : dim_(c.dim), neox_(c.neox), inv_freq_(static_cast<size_t>(dim_ / 2)) {
   // Reference implementations compute the frequencies in fp32.
-  const auto base = static_cast<float>(c.rope_theta);
+  const auto base = static_cast<float>(c.theta);
   for (int i = 0; i < dim_ / 2; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim_);
     inv_freq_[i] = 1.0f / std::pow(base, exponent);
   }
   if (!c.yarn) return;
   const YarnScaling& y = *c.yarn;
-  double low = std::floor(correction_dim(y.beta_fast, dim_, c.rope_theta, y.original_max_position_embeddings));
-  double high = std::ceil(correction_dim(y.beta_slow, dim_, c.rope_theta, y.original_max_position_embeddings));
+  double low = std::floor(correction_dim(y.beta_fast, dim_, c.theta, y.original_max_position_embeddings));
+  double high = std::ceil(correction_dim(y.beta_slow, dim_, c.theta, y.original_max_position_embeddings));
   low = std::max(low, 0.0);
   high = std::min(high, static_cast<double>(dim_ - 1));
   if (low == high) high += 0.001;

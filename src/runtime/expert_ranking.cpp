@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 #include "mote/util/error.h"
 
 namespace mote {

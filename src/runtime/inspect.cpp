@@ -6,10 +6,10 @@
 
 #include <fmt/format.h>
 
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 #include "mote/io/h5.h"
-#include "mote/io/profile_file.h"
-#include "mote/io/scan_file.h"
+#include "mote/results/profile_file.h"
+#include "mote/results/scan_file.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/memory_plan.h"
 #include "mote/util/error.h"

@@ -16,7 +16,7 @@
 
 #include "job_steps.h"
 #include "mote/io/json_file.h"
-#include "mote/io/mask_file.h"
+#include "mote/model/mask_file.h"
 #include "mote/jinja/template.h"
 #include "mote/tokenizer/pretokenizer.h"
 #include "mote/util/error.h"

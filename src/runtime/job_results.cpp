@@ -9,10 +9,10 @@
 
 #include "job_steps.h"
 #include "mote/expert_parallel/mpi_session.h"
-#include "mote/io/counters_output.h"
+#include "mote/results/counters_output.h"
 #include "mote/io/json_file.h"
-#include "mote/io/mask_output.h"
-#include "mote/io/request_output.h"
+#include "mote/results/mask_output.h"
+#include "mote/results/request_output.h"
 #include "mote/util/error.h"
 #include "mote/util/utf8.h"
 #include "mote/util/stop_signal.h"

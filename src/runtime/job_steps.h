@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/io/output_file.h"

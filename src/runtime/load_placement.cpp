@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"

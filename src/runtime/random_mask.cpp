@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <functional>
 
-#include "mote/runtime/sampler.h"
 #include "mote/util/error.h"
+#include "mote/util/rng.h"
 
 namespace mote {
 namespace {

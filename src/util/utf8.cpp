@@ -129,4 +129,19 @@ std::string cut_utf8(std::string_view text, size_t max) {
   return fmt::format("{}... ({} bytes)", text.substr(0, end), text.size());
 }
 
+std::string short_excerpt(std::string_view text, size_t max) {
+  std::string out;
+  size_t shown = 0;
+  for (const char c : text) {
+    if (shown++ == max) return out + "...";
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F && c != '\\') {
+      out += c;
+    } else {
+      out += fmt::format("\\x{:02x}", u);
+    }
+  }
+  return out;
+}
+
 }  // namespace mote

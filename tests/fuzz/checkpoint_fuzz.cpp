@@ -2,8 +2,8 @@
 // profiles and their routing traces for 'mote rank', scans for 'mote rank
 // --by effect') on arbitrary bytes.
 #include "fuzz_util.h"
-#include "mote/io/profile_file.h"
-#include "mote/io/scan_file.h"
+#include "mote/results/profile_file.h"
+#include "mote/results/scan_file.h"
 #include "mote/runtime/checkpoint.h"
 #include "mote/util/error.h"
 

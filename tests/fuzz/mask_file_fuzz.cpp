@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "fuzz_util.h"
-#include "mote/io/mask_file.h"
+#include "mote/model/mask_file.h"
 #include "mote/util/error.h"
 
 namespace {

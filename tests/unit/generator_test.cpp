@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/loaded_model.h"
 #include "mote/util/error.h"

@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "mote/io/mask_file.h"
+#include "mote/model/mask_file.h"
 #include "mote/model/router.h"
 #include "mote/runtime/random_mask.h"
 #include "model_files.h"

@@ -147,10 +147,7 @@ TEST(Ops, SoftmaxAndSiluMul) {
 }
 
 TEST(Ops, RopeRotatesPairsByPositionTimesFrequency) {
-  ModelConfig c;
-  c.qk_rope_head_dim = 8;
-  c.rope_theta = 10000.0;
-  const Rope rope(c);
+  const Rope rope(RopeParams{.dim = 8, .theta = 10000.0});
   float cos_v[4], sin_v[4];
   rope.angles(7, cos_v, sin_v);
   std::vector<float> x{1, 0, 0, 1, 1, 1, 2, -1};
@@ -164,11 +161,7 @@ TEST(Ops, RopeRotatesPairsByPositionTimesFrequency) {
 }
 
 TEST(Ops, YarnBlendsFrequenciesAndScalesMagnitude) {
-  ModelConfig c;
-  c.qk_rope_head_dim = 64;
-  c.rope_theta = 10000.0;
-  c.yarn = YarnScaling{40.0, 4096, 32.0, 1.0, 1.0, 1.0};
-  const Rope rope(c);
+  const Rope rope(RopeParams{.dim = 64, .theta = 10000.0, .yarn = YarnScaling{40.0, 4096, 32.0, 1.0, 1.0, 1.0}});
   float cos_v[32], sin_v[32];
   rope.angles(1000, cos_v, sin_v);
   // High-frequency pairs keep their frequency; the lowest are divided by the factor.

@@ -81,24 +81,6 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
                             const po::positional_options_description* positional = nullptr,
                             const po::options_description* file_only = nullptr);
 
-// Reads an INI file (a job or mask file: a regular file of at most 1 MiB,
-// UTF-8) and checks that every line is blank, a comment, a [section] or
-// `key = value` with a plain key; errors name the file and line and quote
-// at most a short escaped excerpt, whatever file was named.
-std::string read_ini_file(const std::filesystem::path& path, const char* what);
-
-// The 1-based lines of every key of an INI text ("section.key" for keys
-// under [section]), in order: one pass for a file's many messages.
-std::map<std::string, std::vector<int>> ini_key_lines(std::string_view text);
-
-// 1-based line of the `occurrence`-th (0-based) `key` ("section.key" for
-// keys under [section]) in an INI file, or 0 when it is not found.
-int find_ini_line(const std::filesystem::path& path, const std::string& key, int occurrence = 0);
-
-// At most `max` characters of `text`, non-printable ones escaped, for
-// quoting untrusted input in messages.
-std::string short_excerpt(std::string_view text, size_t max = 16);
-
 // Boost's default command-line style without prefix guessing: an option
 // name must be given whole.
 int command_line_style();

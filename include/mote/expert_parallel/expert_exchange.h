@@ -32,7 +32,7 @@
 #include <span>
 #include <vector>
 
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/model/config.h"
 #include "mote/model/expert_mask.h"

@@ -18,13 +18,9 @@
 #include <vector>
 
 #include "mote/io/mapped_file.h"
+#include "mote/util/dtype.h"
 
 namespace mote {
-
-enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, U64, U32, U16, BOOL, F8_E4M3, F8_E5M2 };
-
-std::string_view dtype_name(DType dtype);
-size_t dtype_size(DType dtype);
 
 // A tensor as it lies in its (memory-mapped) file. `data` may be unaligned.
 struct TensorView {

@@ -20,10 +20,4 @@ struct TensorData {
 // Writes `tensors` in order, each aligned to 8 bytes in the data section.
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorData>& tensors);
 
-// Rounds fp32 to bf16 (round to nearest even), as PyTorch does.
-uint16_t float_to_bf16(float value);
-// Rounds fp32 to e4m3fn (round to nearest even, saturating at +-448, never
-// NaN for a finite input), as PyTorch's float8_e4m3fn cast does.
-uint8_t float_to_e4m3(float value);
-
 }  // namespace mote

@@ -11,16 +11,9 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-namespace mote {
+#include "mote/ops/rope.h"
 
-struct YarnScaling {
-  double factor = 1.0;
-  int original_max_position_embeddings = 4096;
-  double beta_fast = 32.0;
-  double beta_slow = 1.0;
-  double mscale = 1.0;
-  double mscale_all_dim = 0.0;
-};
+namespace mote {
 
 // DeepSeek-V3/R1's FP8 weights: e4m3 values with one float32 scale per
 // block of block_rows x block_cols (w = fp8 * scale_inv). The only scheme
@@ -91,6 +84,7 @@ struct ModelConfig {
   int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   // Dimensions rope rotates: MLA's rope part, or a whole GQA head.
   int rope_dim() const { return attention == AttentionKind::Mla ? qk_rope_head_dim : head_dim; }
+  RopeParams rope() const { return {rope_dim(), rope_theta, rope_neox, yarn}; }
   // Floats per token, layer and sequence in the KV cache.
   int kv_entry_size() const {
     return attention == AttentionKind::Mla ? kv_lora_rank + qk_rope_head_dim : 2 * num_key_value_heads * head_dim;

@@ -4,15 +4,31 @@
 // and magnitude scale when the config asks for it.
 #pragma once
 
+#include <optional>
 #include <vector>
-
-#include "mote/model/config.h"
 
 namespace mote {
 
+// YaRN's rope_scaling, as config.json gives it.
+struct YarnScaling {
+  double factor = 1.0;
+  int original_max_position_embeddings = 4096;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double mscale = 1.0;
+  double mscale_all_dim = 0.0;
+};
+
+struct RopeParams {
+  int dim = 0;            // dimensions rotated
+  double theta = 10000.0;
+  bool neox = false;      // rotate halves rather than interleaved pairs
+  std::optional<YarnScaling> yarn;
+};
+
 class Rope {
  public:
-  explicit Rope(const ModelConfig& config);
+  explicit Rope(const RopeParams& params);
   int dim() const { return dim_; }
   // cos and sin (dim/2 values each) for position `pos`.
   void angles(int pos, float* cos_out, float* sin_out) const;

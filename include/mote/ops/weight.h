@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "mote/io/safetensors.h"
+#include "mote/util/dtype.h"
 
 namespace mote {
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "mote/io/profile_file.h"
+#include "mote/results/profile_file.h"
 
 namespace mote {
 

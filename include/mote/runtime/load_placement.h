@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "mote/io/profile_file.h"
+#include "mote/results/profile_file.h"
 
 namespace mote {
 

@@ -33,4 +33,8 @@ std::string escape_controls(std::string_view text);
 // with "... (N bytes)" when cut: for quoting long messages.
 std::string cut_utf8(std::string_view text, size_t max);
 
+// At most `max` characters of `text`, non-printable ones escaped, for
+// quoting untrusted input in messages.
+std::string short_excerpt(std::string_view text, size_t max = 16);
+
 }  // namespace mote

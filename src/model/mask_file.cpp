@@ -1,4 +1,4 @@
-#include "mote/io/mask_file.h"
+#include "mote/model/mask_file.h"
 
 #include <boost/program_options.hpp>
 
@@ -11,8 +11,9 @@
 
 #include <fmt/format.h>
 
-#include "mote/cli/options.h"
+#include "mote/io/ini_file.h"
 #include "mote/util/error.h"
+#include "mote/util/utf8.h"
 
 namespace mote {
 namespace {

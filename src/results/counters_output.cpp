@@ -1,4 +1,4 @@
-#include "mote/io/counters_output.h"
+#include "mote/results/counters_output.h"
 
 #include "mote/io/h5.h"
 

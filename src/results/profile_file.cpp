@@ -1,4 +1,4 @@
-#include "mote/io/profile_file.h"
+#include "mote/results/profile_file.h"
 
 #include <algorithm>
 #include <string_view>

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 
 namespace mote {
 

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "mote/runtime/generator.h"
+#include "mote/model/request.h"
 
 namespace mote {
 

@@ -1,4 +1,4 @@
-#include "mote/io/request_output.h"
+#include "mote/results/request_output.h"
 
 #include <string>
 

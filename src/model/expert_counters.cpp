@@ -1,4 +1,4 @@
-#include "mote/expert_parallel/expert_counters.h"
+#include "mote/model/expert_counters.h"
 
 #include <cstring>
 

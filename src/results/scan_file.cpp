@@ -1,4 +1,4 @@
-#include "mote/io/scan_file.h"
+#include "mote/results/scan_file.h"
 
 #include <cmath>
 

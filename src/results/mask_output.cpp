@@ -1,4 +1,4 @@
-#include "mote/io/mask_output.h"
+#include "mote/results/mask_output.h"
 
 #include "mote/io/h5.h"
 
