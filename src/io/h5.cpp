@@ -53,18 +53,6 @@ void write_attr(hid_t obj, const std::string& name, hid_t type, const void* valu
 
 void h5_silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
-namespace {
-constexpr size_t kMaxVlenBytes = 16u << 20;
-void* capped_alloc(size_t size, void*) { return size > kMaxVlenBytes ? nullptr : std::malloc(size); }
-void capped_free(void* p, void*) { std::free(p); }
-}  // namespace
-
-H5Handle h5_capped_vlen_transfer() {
-  H5Handle plist(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  H5Pset_vlen_mem_manager(plist.id(), capped_alloc, nullptr, capped_free, nullptr);
-  return plist;
-}
-
 std::vector<hsize_t> h5_dims(hid_t dataset) {
   H5Handle space(H5Dget_space(dataset), H5Sclose);
   const int rank = space.id() < 0 ? -1 : H5Sget_simple_extent_ndims(space.id());

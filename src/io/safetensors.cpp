@@ -284,12 +284,6 @@ std::vector<std::filesystem::path> WeightStore::paths() const {
   return out;
 }
 
-uint64_t WeightStore::mapped_bytes() const {
-  uint64_t total = 0;
-  for (const auto& f : files_) total += f->mapped() ? f->size() : 0;
-  return total;
-}
-
 std::string WeightStore::describe() const {
   if (files_.empty()) return "(no files)";
   if (files_.size() == 1) return files_.front()->path().string();

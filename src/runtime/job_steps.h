@@ -134,7 +134,6 @@ class JobRun {
   ExpertCounters check_counters();
   // The end-of-job throughput lines over all runs, logged by rank 0 (every rank calls it).
   void report_throughput();
-  double wall_seconds() const { return wall_seconds_; }
 
  private:
   const JobOptions& options_;

@@ -48,11 +48,6 @@ class H5Handle {
 // Turns off HDF5's automatic error printing; our errors carry the context.
 void h5_silence_errors();
 
-// A dataset-transfer property list whose variable-length allocations are
-// capped, so that a corrupt length in an untrusted file fails the read
-// instead of asking for gigabytes.
-H5Handle h5_capped_vlen_transfer();
-
 // The extent of a dataset (empty for a scalar or an unreadable one).
 std::vector<hsize_t> h5_dims(hid_t dataset);
 

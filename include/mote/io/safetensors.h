@@ -90,8 +90,6 @@ class WeightStore {
   std::string describe() const;
   // Files of the store that are memory-mapped.
   std::vector<std::filesystem::path> paths() const;
-  // Bytes of the files that are mapped.
-  uint64_t mapped_bytes() const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

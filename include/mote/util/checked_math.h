@@ -14,12 +14,6 @@ inline std::optional<uint64_t> checked_mul(uint64_t a, uint64_t b) {
   return product;
 }
 
-inline std::optional<uint64_t> checked_add(uint64_t a, uint64_t b) {
-  uint64_t sum = 0;
-  if (__builtin_add_overflow(a, b, &sum)) return std::nullopt;
-  return sum;
-}
-
 // Product of all dimensions, or nullopt on overflow.
 inline std::optional<uint64_t> checked_product(std::span<const int64_t> dims) {
   uint64_t total = 1;
