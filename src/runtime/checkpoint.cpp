@@ -9,6 +9,7 @@
 
 #include "mote/io/json_file.h"
 #include "mote/util/error.h"
+#include "mote/util/hash.h"
 
 namespace mote {
 namespace {
@@ -44,15 +45,12 @@ std::vector<T> read_vector(hid_t group, const char* name, hid_t mem_type, const 
 std::string part_summary(const std::filesystem::path& part) {
   std::ifstream in(part, std::ios::binary);
   if (!in) fail("{}: cannot read checkpoint part", part.string());
-  uint64_t h = 0xcbf29ce484222325ull, size = 0;
+  uint64_t h = kFnv1aBasis, size = 0;
   std::vector<char> buffer(1 << 20);
   while (in) {
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
     const auto got = static_cast<size_t>(in.gcount());
-    for (size_t i = 0; i < got; ++i) {
-      h ^= static_cast<unsigned char>(buffer[i]);
-      h *= 0x100000001b3ull;
-    }
+    h = fnv1a(h, std::string_view(buffer.data(), got));
     size += got;
   }
   return fmt::format("mote-checkpoint-part {} {:016x}\n", size, h);

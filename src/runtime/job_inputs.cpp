@@ -20,18 +20,11 @@
 #include "mote/jinja/template.h"
 #include "mote/tokenizer/pretokenizer.h"
 #include "mote/util/error.h"
+#include "mote/util/hash.h"
 #include "mote/util/stop_signal.h"
 #include "mote/util/utf8.h"
 
 namespace mote {
-
-uint64_t fnv1a(uint64_t h, std::string_view text) {
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 // What makes a model directory this model: its small files' contents,
 // every tensor's name, dtype, shape and place in its file, and a sample of
@@ -40,7 +33,7 @@ uint64_t fnv1a(uint64_t h, std::string_view text) {
 // place under the same header are another model. Two small reads per
 // tensor: a few seconds for DeepSeek-R1's 91,000 tensors from a cold disk.
 std::string model_fingerprint(const std::filesystem::path& dir, const WeightStore& store) {
-  uint64_t h = 0xcbf29ce484222325ull;
+  uint64_t h = kFnv1aBasis;
   for (const char* name : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
     std::error_code ec;
     if (std::filesystem::is_regular_file(dir / name, ec)) h = fnv1a(fnv1a(h, name), read_text_file(dir / name));
@@ -303,7 +296,7 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   // A stable hash of what decides the job's results, to refuse resuming a
   // checkpoint with different prompts, masks, model or options. World
   // size, coordinators and placement are left out: they do not change the results.
-  uint64_t h = 0xcbf29ce484222325ull;
+  uint64_t h = kFnv1aBasis;
   for (const auto& e : requests.encoded) h = fnv1a(fnv1a(h, e.text), "\x1f");
   for (const auto& spec : requests.specs) h = fnv1a(fnv1a(fnv1a(h, spec.id), spec.cls), spec.mask);
   for (const auto& m : masks.sets) h = fnv1a(fnv1a(h, m.name), m.description);

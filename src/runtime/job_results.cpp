@@ -15,6 +15,7 @@
 #include "mote/results/request_output.h"
 #include "mote/util/error.h"
 #include "mote/util/utf8.h"
+#include "mote/util/hash.h"
 #include "mote/util/stop_signal.h"
 
 namespace mote {
@@ -187,7 +188,7 @@ void write_job_attributes(hid_t root, const JobOptions& options, const ModelConf
   h5_attr_string(root, "model", options.model_dir);
   h5_attr_string(root, "model_type", config.model_type);
   h5_attr_string(root, "model_config_fnv1a",
-                 fmt::format("{:016x}", fnv1a(0xcbf29ce484222325ull, read_text_file(std::filesystem::path(options.model_dir) / "config.json"))));
+                 fmt::format("{:016x}", fnv1a(kFnv1aBasis, read_text_file(std::filesystem::path(options.model_dir) / "config.json"))));
   h5_attr_int(root, "world_size", world_size);
   h5_attr_int(root, "coordinators", options.coordinators);
   h5_attr_string(root, "placement", placement.name());

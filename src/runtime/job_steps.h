@@ -151,7 +151,6 @@ class JobRun {
   double block_seconds_ = 0, wall_seconds_ = 0;
 };
 
-uint64_t fnv1a(uint64_t h, std::string_view text);
 // What makes a model directory this model (for checkpoints): its small
 // files' contents and every tensor's name, dtype, shape and place.
 std::string model_fingerprint(const std::filesystem::path& dir, const WeightStore& store);

@@ -28,6 +28,7 @@
 #include "mote/results/scan_file.h"
 #include "mote/io/text_output.h"
 #include "mote/runtime/scan_metric.h"
+#include "mote/util/hash.h"
 #include "mote/util/stop_signal.h"
 #include "mote/util/error.h"
 
@@ -220,7 +221,7 @@ void Scan::read_inputs(const MaskSets& masks) {
     if (!o_.job.out.empty()) {
       // What the results depend on; world size, coordinators, placement and
       // prefix reuse do not change them.
-      uint64_t h = fnv1a(0xcbf29ce484222325ull, model_fingerprint(o_.job.model_dir, model_.files->store));
+      uint64_t h = fnv1a(kFnv1aBasis, model_fingerprint(o_.job.model_dir, model_.files->store));
       for (const auto& p : prompts_) h = fnv1a(h, fmt::format("{}|{}\n", fmt::join(p.prompt, ","), p.score_from));
       for (const auto& [l, e] : candidates_) h = fnv1a(h, fmt::format("{}:{},", l, e));
       h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", o_.metric, metric_.spec, fmt::join(score_ids, ","), o_.policy, o_.search,
