@@ -25,6 +25,11 @@ int mpi_count(size_t bytes, const char* what, const char* remedy) {
   return static_cast<int>(bytes);
 }
 
+void broadcast_bytes(void* data, size_t bytes, const char* what) {
+  const int count = mpi_count(bytes, what, "rank 0 cannot send it to the other ranks at once");
+  if (count > 0) check_mpi(MPI_Bcast(data, count, MPI_BYTE, 0, MPI_COMM_WORLD), what);
+}
+
 void mpi_displacements(const std::vector<int>& counts, std::vector<int>& displs, const char* what, const char* remedy) {
   displs.assign(counts.size(), 0);
   size_t total = 0;

@@ -20,6 +20,7 @@
 
 #include "job_steps.h"
 #include "mote/expert_parallel/expert_exchange.h"
+#include "mote/expert_parallel/mpi_calls.h"
 #include "mote/io/file_guard.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/model/moe_transformer.h"
@@ -137,10 +138,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
       const auto& tokenizer = model.files->tokenizer;
       ids = make_scan_metric("token-prob", job.score_tokens, "", tokenizer, std::min(tokenizer.vocab_size(), config.vocab_size)).score_ids;
     }
-    int n = static_cast<int>(ids.size());
-    MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    ids.resize(static_cast<size_t>(n));
-    MPI_Bcast(ids.data(), n, MPI_INT32_T, 0, MPI_COMM_WORLD);
+    broadcast(ids, "the --score-tokens ids");
     job.gen.score_ids = std::move(ids);
   }
 

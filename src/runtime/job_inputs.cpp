@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "job_steps.h"
+#include "mote/expert_parallel/mpi_calls.h"
 #include "mote/io/json_file.h"
 #include "mote/model/mask_file.h"
 #include "mote/jinja/template.h"
@@ -171,10 +172,7 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
     archive(m.sets);
     blob = std::move(os).str();
   }
-  uint64_t size = blob.size();
-  MPI_Bcast(&size, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
-  blob.resize(size);
-  MPI_Bcast(blob.data(), static_cast<int>(size), MPI_BYTE, 0, MPI_COMM_WORLD);
+  broadcast(blob, "the mask sets");
   if (!reader) {
     std::istringstream is(blob);
     cereal::BinaryInputArchive archive(is);

@@ -21,6 +21,7 @@
 
 #include "job_steps.h"
 #include "scan_checkpoint.h"
+#include "mote/expert_parallel/mpi_calls.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/file_guard.h"
 #include "mote/model/mask_file.h"
@@ -231,10 +232,7 @@ void Scan::read_inputs(const MaskSets& masks) {
     }
   }
   // Every coordinator scores the same ids.
-  uint64_t n = score_ids.size();
-  MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
-  score_ids.resize(n);
-  MPI_Bcast(score_ids.data(), static_cast<int>(n), MPI_INT32_T, 0, MPI_COMM_WORLD);
+  broadcast(score_ids, "the metric's token ids");
   o_.job.gen.score_ids = score_ids;
   o_.job.gen.max_new_tokens = 0;
   job_run_ = std::make_unique<JobRun>(o_.job, mpi_, model_, masks_, 1);
@@ -268,10 +266,7 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
       for (const auto& [l, e] : c.off) wire.insert(wire.end(), {l, e});
     }
   }
-  uint64_t n = wire.size();
-  MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
-  wire.resize(n);
-  MPI_Bcast(wire.data(), static_cast<int>(n), MPI_INT32_T, 0, MPI_COMM_WORLD);
+  broadcast(wire, "the scan's conditions");
   std::vector<Condition> conds;
   for (size_t at = 0; at < wire.size();) {
     Condition c;

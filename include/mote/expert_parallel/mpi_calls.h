@@ -6,6 +6,9 @@
 #include <mpi.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mote {
@@ -29,5 +32,17 @@ void mpi_displacements(const std::vector<int>& counts, std::vector<int>& displs,
 // for. Measured on the 2-vCPU development machine: a profile job over 2
 // ranks with one coordinator ran slower than 1 rank alone until waits slept.
 void wait_for(MPI_Request& request, const char* what);
+
+// Gives every rank rank 0's `data`: its size, then its bytes (every rank of
+// a job runs the same build, so the bytes mean the same everywhere).
+void broadcast_bytes(void* data, size_t bytes, const char* what);
+template <typename Container>
+void broadcast(Container& data, const char* what) {
+  static_assert(std::is_trivially_copyable_v<typename Container::value_type>);
+  uint64_t n = data.size();
+  check_mpi(MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD), what);
+  data.resize(n);
+  broadcast_bytes(data.data(), n * sizeof(typename Container::value_type), what);
+}
 
 }  // namespace mote
