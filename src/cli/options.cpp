@@ -32,11 +32,6 @@ int parse_coordinators(const std::string& text) {
   return static_cast<int>(k);
 }
 
-int parse_coordinators(const std::string& text, int world_size) {
-  const int k = parse_coordinators(text);
-  if (k > world_size) fail("--coordinators {} must be between 1 and the world size {}", k, world_size);
-  return k == 0 ? world_size : k;
-}
 
 namespace {
 

@@ -60,7 +60,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   if (profile_path.empty()) fail("give --profile FILE.h5");
   if (out.empty()) fail("give --out FILE for the placement");
   if (spec.world_size < 1) fail("-n {} must be at least 1", spec.world_size);
-  spec.coordinators = parse_coordinators(coordinators, spec.world_size);
+  spec.coordinators = parse_coordinators(coordinators);
   const ProfileData profile = read_profile_file(profile_path, "mote place");
   if (!mem.empty()) {
     PlanRequest req = job_shape;

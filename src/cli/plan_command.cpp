@@ -64,7 +64,7 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
   }
   if (mpi.rank() != 0) return 0;
   if (req.world_size < 1) fail("-n {} must be at least 1", req.world_size);
-  req.coordinators = parse_coordinators(coordinators, req.world_size);
+  req.coordinators = parse_coordinators(coordinators);
   if (wire != "f32" && wire != "bf16") fail("--wire-dtype '{}' is not one of f32, bf16", wire);
   speed.wire_bytes = wire == "f32" ? 4 : 2;
   speed.step_tokens = req.max_step_tokens;

@@ -16,6 +16,12 @@ Placement::Placement(int moe_layers, int experts, int world_size, std::string na
       name_(std::move(name)),
       owner_(static_cast<size_t>(moe_layers) * experts, 0) {}
 
+int coordinator_count(int requested, int world_size) {
+  if (requested < 0) fail("--coordinators {} must be at least 1 (or all: every rank)", requested);
+  if (requested > world_size) fail("--coordinators {} is more than the job's {} ranks", requested, world_size);
+  return requested == 0 ? world_size : requested;
+}
+
 Placement Placement::by_rule(const std::string& kind, int moe_layers, int experts, int world_size, bool coordinator_experts,
                              int coordinators) {
   if (world_size < 1) fail("world size {} must be at least 1", world_size);

@@ -95,17 +95,12 @@ void set_threads(JobOptions& job, const MpiSession& mpi) {
   job.threads = parallel_threads();
 }
 
-void set_coordinators(JobOptions& job, int world) {
-  if (job.coordinators == 0) job.coordinators = world;
-  if (job.coordinators > world) fail("--coordinators {} is more than the job's {} ranks", job.coordinators, world);
-}
-
 int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   validate(job);
   job.gen.save_logits = job.save_logits == "all" || job.save_logits == "true";
   job.gen.save_last_logits = job.save_logits == "last";
   set_threads(job, mpi);
-  set_coordinators(job, mpi.size());
+  job.coordinators = coordinator_count(job.coordinators, mpi.size());
   const int rank = mpi.rank(), world = mpi.size(), coordinators = job.coordinators;
   const bool reader = rank == 0;
 

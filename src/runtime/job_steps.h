@@ -165,6 +165,5 @@ void set_threads(JobOptions& job, const MpiSession& mpi);
 
 // --coordinators against the world size: 0 (all) becomes every rank; more
 // than the job's ranks is an error.
-void set_coordinators(JobOptions& job, int world);
 
 }  // namespace mote

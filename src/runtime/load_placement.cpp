@@ -23,15 +23,16 @@ double max_over_mean(const std::vector<double>& load) {
 
 LoadPlacement place_by_load(const ProfileData& profile, const LoadPlacementSpec& spec) {
   const int layers = profile.moe_layers, experts = profile.experts;
+  const int coordinators = coordinator_count(spec.coordinators, spec.world_size);
   // The contiguous rule checks the world size and coordinators and names the holders.
   const Placement contiguous =
-      Placement::by_rule("contiguous", layers, experts, spec.world_size, spec.coordinator_experts, spec.coordinators);
+      Placement::by_rule("contiguous", layers, experts, spec.world_size, spec.coordinator_experts, coordinators);
   LoadPlacement p;
   p.moe_layers = layers;
   p.experts = experts;
   for (int r = 0; r < spec.world_size; ++r) {
     // As Placement::by_rule picks them: coordinators too unless they hold none.
-    if (spec.coordinator_experts || r >= spec.coordinators) p.holders.push_back(r);
+    if (spec.coordinator_experts || r >= coordinators) p.holders.push_back(r);
   }
   const int h = static_cast<int>(p.holders.size());
 

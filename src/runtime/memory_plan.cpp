@@ -56,14 +56,15 @@ std::string gb(uint64_t bytes) { return fmt::format("{:.2f}", static_cast<double
 MemoryPlan plan_memory(const PlanRequest& req) {
   MemoryPlan plan;
   plan.request = req;
+  const int coordinators = plan.request.coordinators = coordinator_count(req.coordinators, req.world_size);
   plan.config = read_model_dir_config(req.model_dir);
   const ModelConfig& c = plan.config;
   const int moe_layers = static_cast<int>(c.moe_layers().size());
   const Placement placement =
       req.placement_file.empty()
-          ? Placement::by_rule(req.placement, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts, req.coordinators)
+          ? Placement::by_rule(req.placement, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts, coordinators)
           : Placement::from_file(req.placement_file, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts,
-                                 req.coordinators);
+                                 coordinators);
   plan.placement_name = placement.name();
   if (req.batch_size < 1 || req.context_tokens < 1 || req.max_step_tokens < 1) fail("batch size, context and step tokens must be at least 1");
 
@@ -123,7 +124,7 @@ MemoryPlan plan_memory(const PlanRequest& req) {
       if (std::pair(spec.moe_layer, spec.expert) != last_expert) ++owner.routed_experts;
       last_expert = {spec.moe_layer, spec.expert};
     } else {
-      for (int r = 0; r < req.coordinators; ++r) slot(plan.ranks[static_cast<size_t>(r)], spec.part) += bytes;
+      for (int r = 0; r < coordinators; ++r) slot(plan.ranks[static_cast<size_t>(r)], spec.part) += bytes;
     }
   }
 
@@ -155,7 +156,7 @@ MemoryPlan plan_memory(const PlanRequest& req) {
     RankPlan& rp = plan.ranks[static_cast<size_t>(r)];
     rp.process = 30'000'000 + (r == 0 ? tokenizer : 0);
     rp.buffers = shard_work + exchange;
-    if (r < req.coordinators) {
+    if (r < coordinators) {
       rp.kv_cache = plan.kv_bytes_per_token * static_cast<uint64_t>(req.batch_size) * std::min(req.context_tokens, c.max_position_embeddings);
       rp.buffers += coordinator_rows + static_cast<uint64_t>(req.batch_size) * c.vocab_size * 4;
     }

@@ -571,7 +571,7 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
   JobOptions& job = options.job;
   set_threads(job, mpi);
   const int rank = mpi.rank(), world = mpi.size();
-  set_coordinators(job, world);
+  job.coordinators = coordinator_count(job.coordinators, world);
   const bool reader = rank == 0;
 
   // 1. The output, which must be none of the inputs.

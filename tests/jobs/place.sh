@@ -63,7 +63,7 @@ expect_error "do not fit" "$MOTE_BIN" place --profile profile.h5 -n 2 --mem-per-
 expect_error "--out profile.h5: is the file --profile names" "$MOTE_BIN" place --profile profile.h5 -n 4 --out profile.h5
 expect_error "no class 'nope'" "$MOTE_BIN" place --profile profile.h5 -n 4 --class nope --out x.json
 expect_error "--phase 'first'" "$MOTE_BIN" place --profile profile.h5 -n 4 --phase first --out x.json
-expect_error "--coordinators 5 must be between 1 and the world size 4" "$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 5 --out x.json
+expect_error "--coordinators 5 is more than the job's 4 ranks" "$MOTE_BIN" place --profile profile.h5 -n 4 --coordinators 5 --out x.json
 expect_error "not an HDF5 file\|cannot open\|No such file" "$MOTE_BIN" place --profile missing.h5 -n 4 --out x.json
 [ ! -e x.json ] || { echo "FAIL: a refused run wrote its output"; exit 1; }
 h5diff -q profile.h5 profile.h5 || { echo "FAIL: the profile was touched"; exit 1; }

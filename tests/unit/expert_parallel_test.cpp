@@ -10,8 +10,10 @@
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/io/safetensors_writer.h"
-#include "mote/runtime/load_placement.h"
 #include "mote/model/loaded_model.h"
+#include "mote/runtime/job.h"
+#include "mote/runtime/load_placement.h"
+#include "mote/runtime/memory_plan.h"
 #include "model_files.h"
 
 namespace mote {
@@ -228,6 +230,22 @@ TEST(LoadPlacement, RespectsCoordinatorsAndCapacity) {
   spec.classes = {"nope"};
   spec.capacity.clear();
   EXPECT_ERROR_CONTAINS(place_by_load(p, spec), "no class 'nope'");
+}
+
+}  // namespace
+}  // namespace mote
+
+namespace mote {
+namespace {
+
+// One meaning of --coordinators for jobs, scans, plans and placements.
+TEST(Coordinators, ZeroIsEveryRankAndMoreThanTheWorldIsNamed) {
+  EXPECT_EQ(coordinator_count(0, 4), 4);
+  EXPECT_EQ(coordinator_count(2, 4), 2);
+  EXPECT_ERROR_CONTAINS(coordinator_count(5, 4), "--coordinators 5 is more than the job's 4 ranks");
+  EXPECT_EQ(PlanRequest{}.coordinators, 0);
+  EXPECT_EQ(LoadPlacementSpec{}.coordinators, 0);
+  EXPECT_EQ(JobOptions{}.coordinators, 0);
 }
 
 }  // namespace

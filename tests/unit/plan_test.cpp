@@ -20,6 +20,7 @@ TEST(Plan, DeepSeekR1ShapesFromTheIndexAlone) {
   PlanRequest req;
   req.model_dir = dir.path();
   req.world_size = 8;
+  req.coordinators = 1;
   req.mem_per_rank = 120ull << 30;
   const MemoryPlan plan = plan_memory(req);
   EXPECT_EQ(plan.sizes_from, "config.json and the index (no weight files present)");
@@ -59,6 +60,7 @@ TEST(Plan, HeadersOfTheBundledModelAddUpToItsTensors) {
   PlanRequest req;
   req.model_dir = test::bundled_model();
   req.world_size = 3;
+  req.coordinators = 1;  // the non-expert weights once
   const MemoryPlan plan = plan_memory(req);
   EXPECT_NE(plan.sizes_from.find("safetensors headers"), std::string::npos);
   const SafetensorsFile file(req.model_dir / "model.safetensors", false);

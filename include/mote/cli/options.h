@@ -101,8 +101,5 @@ std::string joined_command_line(int argc, char** argv);
 // --coordinators: a number of ranks (at least 1), or "all" (every rank of
 // the job), returned as 0.
 int parse_coordinators(const std::string& text);
-// The same for a job of `world_size` ranks (mote place, mote plan): all
-// is world_size, and more than world_size is an error.
-int parse_coordinators(const std::string& text, int world_size);
 
 }  // namespace mote

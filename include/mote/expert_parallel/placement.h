@@ -9,6 +9,11 @@
 
 namespace mote {
 
+// The coordinators of a job of `world_size` ranks: `requested`, or every
+// rank for 0 (--coordinators all, the default everywhere); more than the
+// world size is an error naming both.
+int coordinator_count(int requested, int world_size);
+
 class Placement {
  public:
   // `kind`: "contiguous" or "round-robin". The coordinators (ranks

@@ -16,7 +16,7 @@ namespace mote {
 
 struct LoadPlacementSpec {
   int world_size = 1;
-  int coordinators = 1;
+  int coordinators = 0;  // 0: every rank
   bool coordinator_experts = true;
   std::vector<std::string> classes;  // classes whose tokens count; empty: all
   std::string phase = "all";         // all, prompt or generated

@@ -17,7 +17,7 @@ namespace mote {
 struct PlanRequest {
   std::filesystem::path model_dir;
   int world_size = 1;
-  int coordinators = 1;           // ranks 0..K-1 hold the non-expert weights and KV caches
+  int coordinators = 0;           // ranks 0..K-1 hold the non-expert weights and KV caches; 0: every rank
   std::string placement = "contiguous";
   std::string placement_file;
   bool coordinator_experts = true;
