@@ -13,9 +13,9 @@
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
 #include "mote/expert_parallel/mpi_session.h"
+#include "mote/io/text_output.h"
 #include "mote/model/mask_file.h"
 #include "mote/results/scan_file.h"
-#include "mote/io/text_output.h"
 #include "mote/runtime/expert_ranking.h"
 #include "mote/util/error.h"
 
@@ -65,6 +65,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   if (!out.empty()) check_text_output(out, "--out");
   std::vector<RankedExpert> ranked;
   std::vector<int32_t> decoder_index;
+  int moe_layers = 0, experts = 0;
   std::string what;
   if (by == "effect") {
     if (!spec.target.empty() || !spec.control.empty()) fail("--target and --control rank a profile; --by effect ranks a scan");
@@ -72,18 +73,20 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
     for (int l = 0; l < scan.moe_layers; ++l) {
       for (int e = 0; e < scan.experts; ++e) {
         const double v = scan.effect[static_cast<size_t>(l) * scan.experts + e];
-        if (!std::isnan(v)) ranked.push_back({l, e, v, scan.effect_sd[static_cast<size_t>(l) * scan.experts + e], 0});
+        if (!std::isnan(v)) ranked.push_back({.moe_layer = l, .expert = e, .score = v, .score_sd = scan.effect_sd[static_cast<size_t>(l) * scan.experts + e]});
       }
     }
     if (ranked.empty()) fail("{}: the scan holds no effect (every entry of /scan/effect is NaN)", file);
     ranked = best_of(std::move(ranked), spec.top, spec.per_layer);
     decoder_index = scan.decoder_index;
+    moe_layers = scan.moe_layers;
+    experts = scan.experts;
     what = fmt::format("knockout effect on {} of {}", scan.metric, scan.metric_spec);
     std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12}  {:>12}\n", "rank", "moe_layer", "decoder_layer", "expert", "effect", "effect_sd");
     for (size_t i = 0; i < ranked.size(); ++i) {
       const auto& r = ranked[i];
       std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12.6f}  {:>12.6f}\n", i + 1, r.moe_layer, decoder_index[static_cast<size_t>(r.moe_layer)],
-                               r.expert, r.score, r.target_frequency);
+                               r.expert, r.score, r.score_sd);
     }
   } else if (by == "frequency") {
     if (spec.target.empty() || spec.control.empty()) fail("give --target CLASS and --control CLASS (or --by effect for a scan)");
@@ -97,6 +100,8 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
     if (spec.phase == "last-prompt") read_last_prompt_routing(file, data);
     ranked = rank_experts(data, spec);
     decoder_index = data.decoder_index;
+    moe_layers = data.moe_layers;
+    experts = data.experts;
     what = fmt::format("{} of '{}' over '{}' (phase {})", spec.score, spec.target, spec.control, spec.phase);
     std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>10}  {:>10}  {:>10}\n", "rank", "moe_layer", "decoder_layer",
                              "expert", spec.score, (spec.score == "gate-diff" ? "g_" : "f_") + spec.target,
@@ -110,10 +115,15 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
     fail("--by '{}' is not one of frequency, effect", by);
   }
   if (!out.empty()) {
-    std::string text = fmt::format("# {} experts ranked by {} in {}\n# {}\n[mote]\nlayer-index = moe\noff-policy = {}\n", ranked.size(), what,
-                                   file, command_line, policy);
-    for (const auto& r : ranked) text += fmt::format("off = {}:{}\n", r.moe_layer, r.expert);
-    write_text_output(out, text, "--out");
+    ExpertMask mask(moe_layers, experts);
+    mask.off_policy = *parse_off_policy(policy);
+    std::vector<std::pair<int, int>> order;
+    for (const auto& r : ranked) {
+      mask.set_off(r.moe_layer, r.expert);
+      order.emplace_back(r.moe_layer, r.expert);
+    }
+    const std::string header = fmt::format("{} experts ranked by {} in {}, best first\n{}", ranked.size(), what, file, command_line);
+    write_text_output(out, format_mask_file(mask, header, order), "--out");
     std::cout << "wrote " << out << "\n";
   }
   return 0;

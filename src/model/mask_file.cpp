@@ -274,16 +274,20 @@ std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, 
   return mask;
 }
 
-std::string format_mask_file(const ExpertMask& m, const std::string& header) {
+std::string format_mask_file(const ExpertMask& m, const std::string& header, const std::vector<std::pair<int, int>>& off_order) {
   std::string out;
   std::stringstream hs(header);
   for (std::string line; std::getline(hs, line);) out += "# " + line + "\n";
   out += "[mote]\nlayer-index = moe\n";
   out += fmt::format("off-policy = {}\non-policy = {}\n", off_policy_name(m.off_policy), on_policy_name(m.on_policy));
   if (m.shared_gain != 1.0f) out += fmt::format("shared-gain = {}\n", m.shared_gain);
+  std::set<std::pair<int, int>> written;
+  for (const auto& [l, e] : off_order) {
+    if (m.is_off(l, e) && written.insert({l, e}).second) out += fmt::format("off = {}:{}\n", l, e);
+  }
   for (int l = 0; l < m.moe_layers; ++l) {
     for (int e = 0; e < m.experts; ++e) {
-      if (m.is_off(l, e)) out += fmt::format("off = {}:{}\n", l, e);
+      if (m.is_off(l, e) && !written.contains({l, e})) out += fmt::format("off = {}:{}\n", l, e);
       if (m.is_on(l, e)) out += fmt::format("on = {}:{}\n", l, e);
       if (m.gain(l, e) != 1.0f) out += fmt::format("gain = {}:{}:{}\n", l, e, m.gain(l, e));
     }

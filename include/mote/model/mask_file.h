@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mote/model/config.h"
@@ -35,6 +36,10 @@ ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& 
 std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
 
 // The mask in mask-file syntax (MoE-layer numbering), `header` as comments.
-std::string format_mask_file(const ExpertMask& mask, const std::string& header = "");
+// Its off entries come in `off_order` (MoE layer, expert) first, when
+// given (a ranking, best first, so that the file's first N lines are its
+// top N), then in layer order.
+std::string format_mask_file(const ExpertMask& mask, const std::string& header = "",
+                             const std::vector<std::pair<int, int>>& off_order = {});
 
 }  // namespace mote

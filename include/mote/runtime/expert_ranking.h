@@ -28,7 +28,9 @@ struct RankingSpec {
 
 struct RankedExpert {
   int moe_layer = 0, expert = 0;
-  double score = 0, target_frequency = 0, control_frequency = 0;
+  double score = 0;
+  double target_frequency = 0, control_frequency = 0;  // a profile's, by frequency
+  double score_sd = 0;                                 // a scan's effect: its standard deviation over prompts
 };
 
 // Best first; ties go to the lower (layer, expert).
