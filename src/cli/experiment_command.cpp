@@ -33,6 +33,7 @@
 #include "mote/runtime/random_mask.h"
 #include "mote/util/error.h"
 #include "mote/util/regex.h"
+#include "mote/util/statistics.h"
 
 namespace mote {
 namespace {
@@ -52,22 +53,6 @@ struct Condition {
     return mean_of_sums ? sum[cls] / n[cls] : static_cast<double>(matches[cls]) / n[cls];
   }
 };
-
-struct Spread {
-  double mean = 0, sd = 0, min = 0, max = 0;
-};
-
-Spread spread(const std::vector<double>& v) {
-  Spread s;
-  if (v.empty()) return s;
-  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-  double var = 0;
-  for (double x : v) var += (x - s.mean) * (x - s.mean);
-  s.sd = v.size() > 1 ? std::sqrt(var / static_cast<double>(v.size() - 1)) : 0.0;
-  s.min = *std::min_element(v.begin(), v.end());
-  s.max = *std::max_element(v.begin(), v.end());
-  return s;
-}
 
 }  // namespace
 
@@ -234,12 +219,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
       }
       conditions[t + 1].experts_off = target.count_off();
       conditions[t + 1].experts_on = target.count_on();
-      for (int l = 0; l < target.moe_layers; ++l) {
-        for (int e = 0; e < target.experts; ++e) {
-          if (target.is_off(l, e)) all_targets.set_off(l, e);
-          if (target.is_on(l, e)) all_targets.set_on(l, e);
-        }
-      }
+      all_targets.add_switches(target);
       target_list.push_back(std::move(target));
     }
     const ExpertMask& first = target_list[0];
@@ -253,14 +233,9 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
       ExpertMask random = random_mask(config, off, c.name);
       if (first.count_on() > 0) {
         ExpertMask exclude = all_targets;
-        for (int l = 0; l < random.moe_layers; ++l)
-          for (int e = 0; e < random.experts; ++e)
-            if (random.is_off(l, e)) exclude.set_off(l, e);
+        exclude.add_switches(random);  // its forced experts are none of its own off ones
         RandomMaskSpec on{first.count_on(), mask_seed ^ 0x6f6eull, &exclude, match_layers ? &first : nullptr, first.off_policy, true, first.on_policy};
-        const ExpertMask forced = random_mask(config, on, c.name);
-        for (int l = 0; l < random.moe_layers; ++l)
-          for (int e = 0; e < random.experts; ++e)
-            if (forced.is_on(l, e)) random.set_on(l, e);
+        random.add_switches(random_mask(config, on, c.name));
         random.on_policy = first.on_policy;
       }
       c.experts_off = random.count_off();

@@ -1,5 +1,7 @@
 #include "mote/model/expert_mask.h"
 
+#include "mote/util/error.h"
+
 namespace mote {
 
 const char* off_policy_name(OffPolicy p) {
@@ -33,6 +35,14 @@ ExpertMask::ExpertMask(int layers, int n_experts)
       off_bits((static_cast<size_t>(layers) * n_experts + 63) / 64, 0),
       on_bits(off_bits.size(), 0),
       gains(static_cast<size_t>(layers) * n_experts, 1.0f) {}
+
+void ExpertMask::add_switches(const ExpertMask& other) {
+  if (other.moe_layers != moe_layers || other.experts != experts) {
+    fail("mask '{}' is for {} MoE layers x {} experts, not {} x {}", other.name, other.moe_layers, other.experts, moe_layers, experts);
+  }
+  for (size_t i = 0; i < off_bits.size(); ++i) off_bits[i] |= other.off_bits[i];
+  for (size_t i = 0; i < on_bits.size(); ++i) on_bits[i] |= other.on_bits[i];
+}
 
 int ExpertMask::count_off() const {
   int n = 0;

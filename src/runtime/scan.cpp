@@ -30,6 +30,7 @@
 #include "mote/io/text_output.h"
 #include "mote/runtime/scan_metric.h"
 #include "mote/util/hash.h"
+#include "mote/util/statistics.h"
 #include "mote/util/stop_signal.h"
 #include "mote/util/error.h"
 
@@ -76,19 +77,6 @@ Condition knockout(std::vector<Expert> off, const std::vector<Expert>& also_off 
   c.off = std::move(off);
   c.off.insert(c.off.end(), also_off.begin(), also_off.end());
   return c;
-}
-
-struct Spread {
-  double mean = 0, sd = 0;
-};
-
-Spread spread(const std::vector<double>& v) {
-  Spread s;
-  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-  double var = 0;
-  for (const double x : v) var += (x - s.mean) * (x - s.mean);
-  s.sd = v.size() > 1 ? std::sqrt(var / static_cast<double>(v.size() - 1)) : 0.0;
-  return s;
 }
 
 // A phase was stopped by a signal: every rank unwinds to the exit.

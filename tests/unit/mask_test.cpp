@@ -272,3 +272,23 @@ TEST(RandomMask, ForcedOnSetsRespectTopKAndGroups) {
 
 }  // namespace
 }  // namespace mote
+
+namespace mote {
+namespace {
+
+TEST(ExpertMask, AddSwitchesIsTheUnionOfOffAndOn) {
+  ExpertMask a(2, 70), b(2, 70);
+  a.set_off(0, 3);
+  b.set_off(1, 69);
+  b.set_on(0, 64);
+  a.add_switches(b);
+  EXPECT_TRUE(a.is_off(0, 3));
+  EXPECT_TRUE(a.is_off(1, 69));
+  EXPECT_TRUE(a.is_on(0, 64));
+  EXPECT_EQ(a.count_off(), 2);
+  EXPECT_EQ(a.count_on(), 1);
+  EXPECT_ERROR_CONTAINS(a.add_switches(ExpertMask(3, 70)), "is for 3 MoE layers x 70 experts, not 2 x 70");
+}
+
+}  // namespace
+}  // namespace mote

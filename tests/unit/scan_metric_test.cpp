@@ -9,6 +9,7 @@
 #include "mote/model/loaded_model.h"
 #include "mote/tokenizer/tokenizer.h"
 #include "mote/util/error.h"
+#include "mote/util/statistics.h"
 #include "model_files.h"
 
 namespace mote {
@@ -79,6 +80,23 @@ TEST(ScanMetric, BadTokensAndOptionsAreErrors) {
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(make_scan_metric("token-prob", " the", "", tok, 4096).tokens, one);
   EXPECT_EQ(make_scan_metric("token-prob", "\u0120the", "", tok, 4096).tokens, one);
+}
+
+}  // namespace
+}  // namespace mote
+
+namespace mote {
+namespace {
+
+TEST(Spread, MeanSampleDeviationAndRange) {
+  const std::vector<double> v{1.0, 2.0, 4.0};
+  const Spread s = spread(v);
+  EXPECT_DOUBLE_EQ(s.mean, 7.0 / 3.0);
+  EXPECT_NEAR(s.sd, std::sqrt(((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) + (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2), 1e-12);
+  EXPECT_EQ(s.min, 1.0);
+  EXPECT_EQ(s.max, 4.0);
+  EXPECT_EQ(spread(std::vector<double>{3.0}).sd, 0.0);
+  EXPECT_EQ(spread(std::vector<double>{}).mean, 0.0);
 }
 
 }  // namespace

@@ -56,6 +56,9 @@ struct ExpertMask {
   float gain(int layer, int expert) const { return gains.empty() ? 1.0f : gains[index(layer, expert)]; }
   void set_off(int layer, int expert) { set_bit(off_bits, index(layer, expert)); }
   void set_on(int layer, int expert) { set_bit(on_bits, index(layer, expert)); }
+  // Switches off every expert `other` switches off, and on every one it
+  // switches on (the union of both switches; gains and policies stay).
+  void add_switches(const ExpertMask& other);
   int count_off() const;
   // No expert off or on, no gain other than 1, shared gain 1: the mask steers nothing.
   bool switches_nothing() const;
