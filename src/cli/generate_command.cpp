@@ -6,8 +6,9 @@
 #include "mote/cli/options.h"
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/mpi_session.h"
-#include "mote/runtime/job.h"
 #include "mote/io/ini_file.h"
+#include "mote/model/mask_file.h"
+#include "mote/runtime/job.h"
 #include "mote/util/error.h"
 
 namespace mote {
@@ -74,25 +75,13 @@ po::options_description job_options(JobOptions& job) {
   return o;
 }
 
-namespace {
-
-const std::vector<std::string> kMaskListKeys{"off", "on", "gain", "include"}, kMaskSingleKeys{"layer-index", "off-policy", "on-policy", "shared-gain"};
-
-}  // namespace
-
-po::options_description job_file_mask_keys() {
-  po::options_description mask_keys;
-  for (const auto& key : kMaskListKeys) mask_keys.add_options()(("mote." + key).c_str(), po::value<std::vector<std::string>>()->composing());
-  for (const auto& key : kMaskSingleKeys) mask_keys.add_options()(("mote." + key).c_str(), po::value<std::string>());
-  return mask_keys;
-}
+po::options_description job_file_mask_keys() { return mask_file_options(); }
 
 void check_job_file_mask(const ParsedOptions& parsed) {
   if (parsed.config_file.empty() || find_ini_line(parsed.config_file, "mask") == 0) return;
-  std::vector<std::string> keys = kMaskListKeys;
-  keys.insert(keys.end(), kMaskSingleKeys.begin(), kMaskSingleKeys.end());
-  for (const auto& key : keys) {
-    if (parsed.values.count("mote." + key) > 0) {
+  const po::options_description keys = mask_file_options();
+  for (const auto& option : keys.options()) {
+    if (parsed.values.count(option->long_name()) > 0) {
       fail("{}:{}: the job file has both 'mask =' and a [mote] section; keep one of them", parsed.config_file,
            find_ini_line(parsed.config_file, "mask"));
     }

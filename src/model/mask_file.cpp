@@ -23,13 +23,6 @@ namespace po = boost::program_options;
 const char* const kListKeys[] = {"off", "on", "gain", "include"};
 const char* const kSingleKeys[] = {"layer-index", "off-policy", "on-policy", "shared-gain"};
 
-po::options_description mask_options() {
-  po::options_description d;
-  for (const char* key : kListKeys) d.add_options()((std::string("mote.") + key).c_str(), po::value<std::vector<std::string>>()->composing());
-  for (const char* key : kSingleKeys) d.add_options()((std::string("mote.") + key).c_str(), po::value<std::string>());
-  return d;
-}
-
 // Reads a mask file into `mask`, following includes.
 class MaskReader {
  public:
@@ -58,7 +51,7 @@ class MaskReader {
     files_.push_back(path);
     po::variables_map vm;
     try {
-      po::store(po::parse_config_file(in, mask_options(), allow_other_keys), vm);
+      po::store(po::parse_config_file(in, mask_file_options(), allow_other_keys), vm);
     } catch (const po::error_with_option_name& e) {
       const std::string key = e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
       fail("{}:{}: key '{}': {}", path.string(), find_ini_line(path, key), key, e.what());
@@ -255,6 +248,13 @@ ExpertMask new_mask(const ModelConfig& config, const std::string& name) {
 }
 
 }  // namespace
+
+po::options_description mask_file_options() {
+  po::options_description d;
+  for (const char* key : kListKeys) d.add_options()((std::string("mote.") + key).c_str(), po::value<std::vector<std::string>>()->composing());
+  for (const char* key : kSingleKeys) d.add_options()((std::string("mote.") + key).c_str(), po::value<std::string>());
+  return d;
+}
 
 ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name) {
   ExpertMask mask = new_mask(config, name);

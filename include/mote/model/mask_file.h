@@ -16,6 +16,8 @@
 // entry, and quotes at most a short excerpt of what it could not read.
 #pragma once
 
+#include <boost/program_options.hpp>
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -26,6 +28,10 @@
 #include "mote/model/expert_mask.h"
 
 namespace mote {
+
+// The keys of a mask file's [mote] section, as "mote.<key>": a job file's
+// [mote] section takes the same keys.
+boost::program_options::options_description mask_file_options();
 
 // Reads a mask file; any key outside [mote] is an error. The file and every
 // file it includes are noted as inputs of the command (io/file_guard.h).
