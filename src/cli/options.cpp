@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "mote/io/ini_file.h"
+#include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/file_guard.h"
 #include "mote/io/json_file.h"
 #include "mote/util/error.h"
@@ -155,6 +156,17 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
   } catch (const po::error& e) {
     fail("{}", e.what());
   }
+  return parsed;
+}
+
+std::optional<ParsedOptions> parse_command(const std::vector<std::string>& args, const po::options_description& options,
+                                           const MpiSession& mpi, const char* usage, const po::positional_options_description* positional) {
+  ParsedOptions parsed = parse_options(args, options, positional);
+  if (parsed.help) {
+    if (mpi.rank() == 0) std::cout << usage << options << "  --config FILE                         job file (INI) with any of the options above\n";
+    return std::nullopt;
+  }
+  if (mpi.rank() != 0) return std::nullopt;
   return parsed;
 }
 

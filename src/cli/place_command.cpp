@@ -43,20 +43,14 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
        "with --mem-per-rank: the job's --max-step-tokens (working buffers grow with it)")
       ("model", input_file(&model, "DIR"), "model directory, for --mem-per-rank (default: the one the profile names)")
       ("out", output_file(&out), "placement file to write, for --placement-file");
-  const ParsedOptions parsed = parse_options(args, options);
-  if (parsed.help) {
-    if (mpi.rank() == 0) {
-      std::cout << "Usage: mote place --profile PROFILE.h5 -n N [--coordinators K] [--mem-per-rank SIZE] --out placement.json\n\n"
-                   "Spreads each MoE layer's routed experts over the ranks that hold experts so that the tokens each\n"
-                   "rank expects (the profile's counts, for the classes and phase chosen) are balanced: heaviest expert\n"
-                   "first, each to the least-loaded rank with room. Prints, per MoE layer, the busiest rank's tokens\n"
-                   "over the mean with the contiguous rule and with the new placement. The file is what\n"
-                   "'mote generate --placement-file' reads; results do not depend on the placement. Deterministic.\n\n"
-                << options << "  --config FILE                         job file (INI) with any of the options above\n";
-    }
-    return 0;
-  }
-  if (mpi.rank() != 0) return 0;
+  const auto parsed = parse_command(args, options, mpi,
+                                    "Usage: mote place --profile PROFILE.h5 -n N [--coordinators K] [--mem-per-rank SIZE] --out placement.json\n\n"
+                                    "Spreads each MoE layer's routed experts over the ranks that hold experts so that the tokens each\n"
+                                    "rank expects (the profile's counts, for the classes and phase chosen) are balanced: heaviest expert\n"
+                                    "first, each to the least-loaded rank with room. Prints, per MoE layer, the busiest rank's tokens\n"
+                                    "over the mean with the contiguous rule and with the new placement. The file is what\n"
+                                    "'mote generate --placement-file' reads; results do not depend on the placement. Deterministic.\n\n");
+  if (!parsed) return 0;
   if (profile_path.empty()) fail("give --profile FILE.h5");
   if (out.empty()) fail("give --out FILE for the placement");
   if (spec.world_size < 1) fail("-n {} must be at least 1", spec.world_size);

@@ -30,20 +30,14 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
       ("like", input_file(&like), "mask file whose number of off (with --mode on: on) experts per MoE layer to match")
       ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
       ("out", output_file(&out)->required(), "mask file to write");
-  const ParsedOptions parsed = parse_options(args, options);
-  if (parsed.help) {
-    if (mpi.rank() == 0) {
-      std::cout << "Usage: mote random-mask --out FILE (--count N | --like MASK) [--mode off|on] [--exclude MASK] [--seed S]\n\n"
-                   "Writes a mask file that switches off (or forces on) randomly chosen routed experts: the control\n"
-                   "condition of a MoTE experiment. The same seed gives the same mask on every machine.\n\n"
-                << options << "  --config FILE                         job file (INI) with any of the options above\n";
-    }
-    return 0;
-  }
-  if (mpi.rank() != 0) return 0;
+  const auto parsed = parse_command(args, options, mpi,
+                                    "Usage: mote random-mask --out FILE (--count N | --like MASK) [--mode off|on] [--exclude MASK] [--seed S]\n\n"
+                                    "Writes a mask file that switches off (or forces on) randomly chosen routed experts: the control\n"
+                                    "condition of a MoTE experiment. The same seed gives the same mask on every machine.\n\n");
+  if (!parsed) return 0;
   check_text_output(out, "--out");
-  if (parsed.values.count("count") == 0 && like.empty()) fail("give --count N or --like MASK");
-  if (parsed.values.count("count") > 0 && !like.empty()) fail("give --count N or --like MASK, not both");
+  if (parsed->values.count("count") == 0 && like.empty()) fail("give --count N or --like MASK");
+  if (parsed->values.count("count") > 0 && !like.empty()) fail("give --count N or --like MASK, not both");
   const ModelConfig config = read_model_dir_config(model_dir);
   std::optional<ExpertMask> exclude_mask, like_mask;
   if (!exclude.empty()) exclude_mask = read_mask_file(exclude, config, "exclude");

@@ -45,21 +45,15 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
       ("out", output_file(&out), "mask file to write with the ranked experts switched off");
   po::positional_options_description positional;
   positional.add("file", 1);
-  const ParsedOptions parsed = parse_options(args, options, &positional);
-  if (parsed.help) {
-    if (mpi.rank() == 0) {
-      std::cout << "Usage: mote rank FILE.h5 --target CLASS --control CLASS [--top N] [--out MASK.ini]\n"
-                   "       mote rank --by effect SCAN.h5 [--top N] [--out MASK.ini]\n\n"
-                   "Scores every (MoE layer, routed expert) of a profile by how much more often it fires on the\n"
-                   "target class than on the control class, or of a scan by how much switching it off lowers the\n"
-                   "scan's metric; prints the best, and writes them as a mask file that 'mote generate --mask',\n"
-                   "'mote profile --mask' and 'mote experiment --target-mask' accept. Frequency and effect often\n"
-                   "disagree: an expert can fire with a behaviour without causing it (docs/ftri.md).\n\n"
-                << options << "  --config FILE                         job file (INI) with any of the options above\n";
-    }
-    return 0;
-  }
-  if (mpi.rank() != 0) return 0;
+  const auto parsed = parse_command(args, options, mpi,
+                                    "Usage: mote rank FILE.h5 --target CLASS --control CLASS [--top N] [--out MASK.ini]\n"
+                                    "       mote rank --by effect SCAN.h5 [--top N] [--out MASK.ini]\n\n"
+                                    "Scores every (MoE layer, routed expert) of a profile by how much more often it fires on the\n"
+                                    "target class than on the control class, or of a scan by how much switching it off lowers the\n"
+                                    "scan's metric; prints the best, and writes them as a mask file that 'mote generate --mask',\n"
+                                    "'mote profile --mask' and 'mote experiment --target-mask' accept. Frequency and effect often\n"
+                                    "disagree: an expert can fire with a behaviour without causing it (docs/ftri.md).\n\n", &positional);
+  if (!parsed) return 0;
   if (file.empty()) fail("give the profile file: mote rank FILE.h5 ...");
   if (!parse_off_policy(policy)) fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
   if (!out.empty()) check_text_output(out, "--out");

@@ -29,24 +29,18 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
        "Jinja chat template to render messages with (default: the directory's chat_template.jinja, else "
        "tokenizer_config.json's chat_template)")
       ("add-special-tokens", po::bool_switch(&add_special), "encode text lines with the special tokens (BOS) a raw prompt gets");
-  const ParsedOptions parsed = parse_options(args, options);
-  if (parsed.help) {
-    if (mpi.rank() == 0) {
-      std::cout << "Usage: mote tokenize --tokenizer DIR --input FILE.jsonl [--chat-template FILE] [--add-special-tokens]\n\n"
-                   "Prints one JSON object per input line, in order: {\"ids\": [...]} for {\"text\": ...} lines (encoded\n"
-                   "as the Hugging Face library does with add_special_tokens=False unless the flag is given), and\n"
-                   "{\"ids\": [...], \"text\": RENDERED} for {\"messages\": [...]} lines, rendered with the chat template\n"
-                   "and encoded without added special tokens. A messages line may carry \"add_generation_prompt\"\n"
-                   "(default true) and any variable the template reads (\"enable_thinking\", \"reasoning_effort\", ...);\n"
-                   "\"current_date\": \"YYYY-MM-DD\" also fixes the date strftime_now() gives. A line the template\n"
-                   "refuses (raise_exception) or that cannot be encoded prints {\"error\": MESSAGE}.\n"
-                   "DIR may hold only tokenizer.json and tokenizer_config.json (and chat_template.jinja), or be a\n"
-                   "whole model directory; no weights are read.\n\n"
-                << options;
-    }
-    return 0;
-  }
-  if (mpi.rank() != 0) return 0;
+  const auto parsed = parse_command(args, options, mpi,
+                                    "Usage: mote tokenize --tokenizer DIR --input FILE.jsonl [--chat-template FILE] [--add-special-tokens]\n\n"
+                                    "Prints one JSON object per input line, in order: {\"ids\": [...]} for {\"text\": ...} lines (encoded\n"
+                                    "as the Hugging Face library does with add_special_tokens=False unless the flag is given), and\n"
+                                    "{\"ids\": [...], \"text\": RENDERED} for {\"messages\": [...]} lines, rendered with the chat template\n"
+                                    "and encoded without added special tokens. A messages line may carry \"add_generation_prompt\"\n"
+                                    "(default true) and any variable the template reads (\"enable_thinking\", \"reasoning_effort\", ...);\n"
+                                    "\"current_date\": \"YYYY-MM-DD\" also fixes the date strftime_now() gives. A line the template\n"
+                                    "refuses (raise_exception) or that cannot be encoded prints {\"error\": MESSAGE}.\n"
+                                    "DIR may hold only tokenizer.json and tokenizer_config.json (and chat_template.jinja), or be a\n"
+                                    "whole model directory; no weights are read.\n\n");
+  if (!parsed) return 0;
   const Tokenizer tokenizer = Tokenizer::load(dir);
   std::optional<std::filesystem::path> template_path;
   if (!template_file.empty()) template_path = template_file;

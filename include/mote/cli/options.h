@@ -9,11 +9,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string_view>
 #include <string>
 #include <vector>
 
 namespace mote {
+
+class MpiSession;
 
 namespace po = boost::program_options;
 
@@ -80,6 +83,14 @@ struct ParsedOptions {
 ParsedOptions parse_options(const std::vector<std::string>& args, const po::options_description& options,
                             const po::positional_options_description* positional = nullptr,
                             const po::options_description* file_only = nullptr);
+
+// parse_options() for a command that runs on rank 0 alone (the tools: plan,
+// place, rank, inspect, ...). nullopt when this rank has nothing more to
+// do: --help was given (rank 0 prints `usage`, the options and --config)
+// or this is not rank 0.
+std::optional<ParsedOptions> parse_command(const std::vector<std::string>& args, const po::options_description& options,
+                                           const MpiSession& mpi, const char* usage,
+                                           const po::positional_options_description* positional = nullptr);
 
 // Boost's default command-line style without prefix guessing: an option
 // name must be given whole.
