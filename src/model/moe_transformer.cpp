@@ -213,7 +213,7 @@ void MoeTransformer::route(const LayerWeights& w, int moe_layer, const float* x,
     if (run_rows != nullptr) {
       const bool runs = next_run < run_rows->size() && (*run_rows)[next_run] == r;
       next_run += runs;
-      if (!runs) counts = taps.unrun_routing_counts;
+      if (!runs) counts = taps.routed_not_run_counts;
     }
     if (counts == nullptr) continue;
     for (int s = 0; s < k; ++s) {

@@ -217,7 +217,7 @@ bool Generator::run(RequestSource& source, const std::function<void(size_t, Gene
     // Routing is always tapped: per-request expert counts need it.
     ForwardTaps taps;
     taps.routing_counts = options_.routing_counts;
-    taps.unrun_routing_counts = options_.unrun_routing_counts;
+    taps.routed_not_run_counts = options_.routed_not_run_counts;
     taps.last_ffn_logit_rows_only = options_.last_ffn_logit_rows_only;
     route_experts.resize(rows.size() * route_width);
     route_weights.resize(rows.size() * route_width);

@@ -102,18 +102,18 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   set_threads(job, mpi);
   job.coordinators = coordinator_count(job.coordinators, mpi.size());
   const int rank = mpi.rank(), world = mpi.size(), coordinators = job.coordinators;
-  const bool reader = rank == 0;
+  const bool root = rank == 0;
 
   // 1. The output. It must not be one of the job's inputs (checked again
   // once the mask files' includes are known).
   std::optional<OutputFile> out;
-  if (reader && !job.out.empty()) out.emplace(job.out);
+  if (root && !job.out.empty()) out.emplace(job.out);
 
   // 2. The model.
   JobModel model = load_job_model(job, rank, world);
   const ModelConfig& config = model.config;
   const Placement& placement = *model.placement;
-  if (reader) {
+  if (root) {
     spdlog::info("{}", job.summary());
     spdlog::info("model {}", config.summary());
     std::string list;
@@ -123,14 +123,14 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   mpi.job_started = true;
 
   // 3. Mask sets.
-  const MaskSets masks = read_mask_sets(job, config, reader);
-  if (reader) check_claimed_outputs();
+  const MaskSets masks = read_mask_sets(job, config, root);
+  if (root) check_claimed_outputs();
 
   // Ids whose log-probabilities every request keeps, named on rank 0.
   if (!job.score_tokens.empty()) {
     std::vector<int32_t> ids;
-    if (reader) {
-      const auto& tokenizer = model.files->tokenizer;
+    if (root) {
+      const auto& tokenizer = model.loaded->tokenizer;
       ids = make_scan_metric("token-prob", job.score_tokens, "", tokenizer, std::min(tokenizer.vocab_size(), config.vocab_size)).score_ids;
     }
     broadcast(ids, "the --score-tokens ids");
@@ -141,7 +141,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   JobRequests requests;
   std::optional<Checkpoint> checkpoint;
   FinishedRequests finished;
-  if (reader) {
+  if (root) {
     requests = read_requests(job, model, masks);
     open_checkpoint(job, model, requests, masks, checkpoint, finished);
   }
@@ -150,7 +150,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   int already_finished = job.already_finished ? 1 : 0;
   MPI_Bcast(&already_finished, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (already_finished != 0) {
-    if (reader) spdlog::warn("{}: this job already finished (its result is complete and no checkpoint is left); nothing to resume", job.out);
+    if (root) spdlog::warn("{}: this job already finished (its result is complete and no checkpoint is left); nothing to resume", job.out);
     return 0;
   }
 
@@ -159,7 +159,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   std::optional<ResultCollector> collector;
   size_t todo_count = 0;
   std::vector<std::pair<size_t, GenerationRequest>> todo;
-  if (reader) {
+  if (root) {
     std::vector<size_t> todo_index;
     for (size_t i = 0; i < requests.size(); ++i) {
       if (finished.count(i) == 0 && requests.errors[i].empty()) {
@@ -172,12 +172,12 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     todo_count = todo.size();
     collector.emplace(job, model, requests, out ? &*out : nullptr, checkpoint ? &*checkpoint : nullptr, std::move(finished), todo_index);
   }
-  const int stop_decided = job_run.run(std::move(todo), reader ? ResultHandler(std::ref(*collector)) : ResultHandler());
+  const int stop_decided = job_run.run(std::move(todo), root ? ResultHandler(std::ref(*collector)) : ResultHandler());
 
   // How the job ended, decided by rank 0: 0 complete, else the stop signal
   // that ended it early. Every rank exits with the same code.
   int stopped_by = 0;
-  if (reader && collector->finished_now() < todo_count) {
+  if (root && collector->finished_now() < todo_count) {
     stopped_by = stop_decided;
     if (stopped_by == 0) fail("the job ended with {} of {} requests unfinished and no stop signal", collector->finished_now(), todo_count);
   }
@@ -191,11 +191,11 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   {
     // Per-rank memory: peak RSS and the resident part of the weight files
     // (falls as 1/N for expert weights), plus the copies (--weights copy).
-    const uint64_t mine[2] = {peak_rss_bytes(), mapped_rss_bytes(model.files->store.paths()) + model.files->weights.copied_bytes};
+    const uint64_t mine[2] = {peak_rss_bytes(), mapped_rss_bytes(model.loaded->store.paths()) + model.loaded->weights.copied_bytes};
     MPI_Gather(mine, 2, MPI_UINT64_T, rank_memory.data(), 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
   }
   job_run.report_throughput();
-  if (!reader) return exit_code();
+  if (!root) return exit_code();
 
   // 7. The result.
   if (stopped_by != 0) {

@@ -125,16 +125,16 @@ JobModel load_job_model(const JobOptions& options, int rank, int world_size) {
     m.chat_templates[""] = ChatTemplate::load(options.model_dir, file);
   }
   const Placement& placement = *m.placement;
-  m.files = load_model(options.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator,
+  m.loaded = load_model(options.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator,
                        parse_weight_memory(options.weights));
   return m;
 }
 
-MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool reader) {
+MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool root) {
   MaskSets m;
   m.sets.resize(1);
   m.sets[0].name = "none";
-  if (reader) {
+  if (root) {
     const auto add = [&](ExpertMask mask) {
       for (const auto& other : m.sets) {
         if (other.name == mask.name) fail("mask set '{}' is defined twice", mask.name);
@@ -166,14 +166,14 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
   }
   // Bitsets and gains, broadcast once.
   std::string blob;
-  if (reader) {
+  if (root) {
     std::ostringstream os;
     cereal::BinaryOutputArchive archive(os);
     archive(m.sets);
     blob = std::move(os).str();
   }
   broadcast(blob, "the mask sets");
-  if (!reader) {
+  if (!root) {
     std::istringstream is(blob);
     cereal::BinaryInputArchive archive(is);
     archive(m.sets);
@@ -181,7 +181,7 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
   for (const auto& mask : m.sets) {
     if (mask.name == "default") m.default_mask = &mask;
   }
-  if (reader && m.sets.size() > 1) {
+  if (root && m.sets.size() > 1) {
     for (const auto& mask : m.sets) {
       if (mask.id == 0) continue;
       spdlog::info("mask set '{}': {} off ({}), {} on ({}), shared gain {}", mask.name, mask.count_off(), off_policy_name(mask.off_policy),
@@ -215,7 +215,7 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
       spec_files.push_back(file);
     }
   }
-  const Tokenizer& tokenizer = model.files->tokenizer;
+  const Tokenizer& tokenizer = model.loaded->tokenizer;
   // Hundreds of thousands of prompts take seconds: say how far it got.
   auto last_report = std::chrono::steady_clock::now();
   for (size_t i = 0; i < r.specs.size(); ++i) {
@@ -304,7 +304,7 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   h = fnv1a(h, fmt::format("|{}|{}|{}", g.save_last_logits, options.score_tokens, options.request_counts));
   // The model itself, not just its path: a directory updated in place
   // between a crash and the resume is another model.
-  h = fnv1a(h, model_fingerprint(options.model_dir, model.files->store));
+  h = fnv1a(h, model_fingerprint(options.model_dir, model.loaded->store));
   options.fingerprint = fmt::format("{:016x}", h);
   const std::filesystem::path dir = options.out + ".checkpoint";
   std::error_code ec;

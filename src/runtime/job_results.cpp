@@ -58,7 +58,7 @@ ResultCollector::ResultCollector(const JobOptions& options, const JobModel& mode
 }
 
 void ResultCollector::write(hid_t group, size_t index, const GenerationResult& result) const {
-  const auto& tokenizer = model_.files->tokenizer;
+  const auto& tokenizer = model_.loaded->tokenizer;
   const std::string mask_name = requests_.masks[index] != nullptr ? requests_.masks[index]->name : "";
   // A request that never ran stores no tokens (an over-long prompt's would
   // be as large as its text).
@@ -115,7 +115,7 @@ void ResultCollector::show(size_t index, const std::string& body) {
 }
 
 void ResultCollector::print_ready() {
-  const auto& tokenizer = model_.files->tokenizer;
+  const auto& tokenizer = model_.loaded->tokenizer;
   for (;;) {
     if (next_to_print_ < requests_.size() && !requests_.errors[next_to_print_].empty()) {
       show(next_to_print_, "[request failed: " + requests_.errors[next_to_print_] + "]");

@@ -19,10 +19,10 @@ JobRun::JobRun(const JobOptions& options, const MpiSession& mpi, const JobModel&
       classes_(classes),
       processed_(static_cast<size_t>(options.coordinators), ExpertCounters(classes, model.moe_layers(), model.config.n_routed_experts)),
       routed_(classes, model.moe_layers(), model.config.n_routed_experts),
-      unrun_(routed_) {
+      routed_not_run_(routed_) {
   const ModelConfig& config = model.config;
   const WireFormat wire{config.hidden_size, config.num_experts_per_tok, parse_wire_dtype(options.wire_dtype)};
-  worker_ = std::make_unique<ExpertWorker>(model.files->weights, config, *model.placement, mpi.rank(), wire, &processed_, &masks);
+  worker_ = std::make_unique<ExpertWorker>(model.loaded->weights, config, *model.placement, mpi.rank(), wire, &processed_, &masks);
   exchange_ = std::make_unique<ExpertExchange>(MPI_COMM_WORLD, *model.placement, wire, *worker_);
   // The coordinators' own communicator, for handing out requests.
   MPI_Comm_split(MPI_COMM_WORLD, mpi.rank() < options.coordinators ? 0 : MPI_UNDEFINED, mpi.rank(), &coordinators_comm_);
@@ -39,13 +39,13 @@ int JobRun::run(std::vector<std::pair<size_t, GenerationRequest>> todo, const Re
   if (rank < coordinators) {
     GenerationOptions gen = options_.gen;
     gen.routing_counts = &routed_;
-    gen.unrun_routing_counts = &unrun_;
-    gen.sample_vocab = model_.files->tokenizer.vocab_size();
+    gen.routed_not_run_counts = &routed_not_run_;
+    gen.sample_vocab = model_.loaded->tokenizer.vocab_size();
     RequestQueue queue(coordinators_comm_, *exchange_, model_.moe_layers(), masks_, std::move(todo), rank == 0 ? on_done : ResultHandler(),
                        rank == 0 ? fill : RequestFiller());
     gen.stop_requested = [&] { return queue.stopped(); };
-    MoeTransformer transformer(model_.config, model_.files->weights, exchange_.get());
-    Generator generator(transformer, model_.files->eos_ids, gen);
+    MoeTransformer transformer(model_.config, model_.loaded->weights, exchange_.get());
+    Generator generator(transformer, model_.loaded->eos_ids, gen);
     generator.run(queue, [&](size_t id, GenerationResult&& result) { queue.done(id, std::move(result)); });
     stats_ += generator.stats();
     queue.finish();
@@ -77,18 +77,18 @@ ExpertCounters JobRun::check_counters() {
     MPI_Reduce(mine.gate_sum.data(), total.gate_sum.data(), count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
   };
   const ExpertCounters none(classes_, moe_layers, experts);
-  ExpertCounters all_routed(none), done(none), decided(none), unrun(none);
+  ExpertCounters all_routed(none), done(none), decided(none), not_run(none);
   for (int c = 0; c < options_.coordinators; ++c) {
     sum_into_rank0(processed_[static_cast<size_t>(c)], done);
     sum_into_rank0(rank == c ? routed_ : none, decided);
-    sum_into_rank0(rank == c ? unrun_ : none, unrun);
+    sum_into_rank0(rank == c ? routed_not_run_ : none, not_run);
     if (rank != 0) continue;
     if (const auto diff = done.first_difference(decided)) {
       fail("expert counters reduced from the ranks disagree with coordinator {}'s routing record: {}", c, *diff);
     }
     for (size_t i = 0; i < all_routed.tokens.size(); ++i) {
-      all_routed.tokens[i] += decided.tokens[i] + unrun.tokens[i];
-      all_routed.gate_sum[i] += decided.gate_sum[i] + unrun.gate_sum[i];
+      all_routed.tokens[i] += decided.tokens[i] + not_run.tokens[i];
+      all_routed.gate_sum[i] += decided.gate_sum[i] + not_run.gate_sum[i];
     }
   }
   return all_routed;

@@ -32,7 +32,7 @@ namespace mote {
 struct JobModel {
   ModelConfig config;
   std::optional<Placement> placement;
-  std::unique_ptr<LoadedModel> files;
+  std::unique_ptr<LoadedModel> loaded;  // the weights this rank holds, the tokenizer and EOS ids
   // Chat templates by file ("" = the model's own), read on rank 0 before
   // any weights are mapped: a broken one fails in seconds.
   std::map<std::string, std::optional<ChatTemplate>> chat_templates;
@@ -46,7 +46,7 @@ struct MaskSets {
   const ExpertMask* default_mask = nullptr;  // for requests that name none
 };
 // Read on rank 0 (adding the files they include to `inputs`), then sent to every rank.
-MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool reader);
+MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool root);
 
 // The job's requests, read and encoded on rank 0, in prompt-file order.
 struct JobRequests {
@@ -143,7 +143,7 @@ class JobRun {
   int classes_;
   std::vector<ExpertCounters> processed_;  // per coordinator that sent the tokens
   ExpertCounters routed_;                  // this coordinator's routing decisions whose experts ran
-  ExpertCounters unrun_;                   // and those whose experts did not (ForwardTaps::unrun_routing_counts)
+  ExpertCounters routed_not_run_;                   // and those whose experts did not (ForwardTaps::routed_not_run_counts)
   std::unique_ptr<ExpertWorker> worker_;
   std::unique_ptr<ExpertExchange> exchange_;
   MPI_Comm coordinators_comm_ = MPI_COMM_NULL;

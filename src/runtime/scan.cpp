@@ -127,9 +127,9 @@ class Scan {
   MpiSession& mpi_;
   JobModel& model_;
   OffPolicy policy_;  // --policy
-  bool reader() const { return mpi_.rank() == 0; }
-  int L() const { return model_.moe_layers(); }
-  int E() const { return model_.config.n_routed_experts; }
+  bool root() const { return mpi_.rank() == 0; }
+  int moe_layers() const { return model_.moe_layers(); }
+  int experts() const { return model_.config.n_routed_experts; }
 
   std::optional<ExpertMask> base_;   // --mask, on every rank
   std::vector<ExpertMask> masks_;    // the current phase's, on every rank ([0] unused)
@@ -152,7 +152,7 @@ void Scan::read_inputs(const MaskSets& masks) {
   }
   if (masks.default_mask != nullptr) base_ = *masks.default_mask;
   std::vector<int32_t> score_ids;
-  if (reader()) {
+  if (root()) {
     JobRequests requests = read_requests(o_.job, model_, masks);
     std::vector<std::string> classes;
     for (size_t i = 0; i < requests.size(); ++i) {
@@ -172,7 +172,7 @@ void Scan::read_inputs(const MaskSets& masks) {
       for (const auto& c : classes) names += (names.empty() ? "" : ", ") + c;
       fail("--class '{}': no prompt of {} has that class (its classes: {})", o_.cls, o_.job.prompts.empty() ? "the prompt files" : o_.job.prompts, names);
     }
-    const auto& tokenizer = model_.files->tokenizer;
+    const auto& tokenizer = model_.loaded->tokenizer;
     metric_ = make_scan_metric(o_.metric, o_.tokens, o_.continuation, tokenizer, std::min(tokenizer.vocab_size(), config.vocab_size));
     for (auto& p : prompts_) {
       metric_.prepare(p);
@@ -183,12 +183,12 @@ void Scan::read_inputs(const MaskSets& masks) {
     score_ids = metric_.score_ids;
 
     if (o_.candidates == "all") {
-      for (int l = 0; l < L(); ++l)
-        for (int e = 0; e < E(); ++e) candidates_.emplace_back(l, e);
+      for (int l = 0; l < moe_layers(); ++l)
+        for (int e = 0; e < experts(); ++e) candidates_.emplace_back(l, e);
     } else {
       const ExpertMask listed = read_mask_file(o_.candidates, config, "candidates");
-      for (int l = 0; l < L(); ++l) {
-        for (int e = 0; e < E(); ++e) {
+      for (int l = 0; l < moe_layers(); ++l) {
+        for (int e = 0; e < experts(); ++e) {
           if (listed.is_on(l, e) || listed.gain(l, e) != 1.0f) {
             fail("--candidates {}: lists expert {} of MoE layer {} with 'on' or 'gain'; candidates are the file's 'off' entries", o_.candidates, e, l);
           }
@@ -210,7 +210,7 @@ void Scan::read_inputs(const MaskSets& masks) {
     if (!o_.job.out.empty()) {
       // What the results depend on; world size, coordinators, placement and
       // prefix reuse do not change them.
-      uint64_t h = fnv1a(kFnv1aBasis, model_fingerprint(o_.job.model_dir, model_.files->store));
+      uint64_t h = fnv1a(kFnv1aBasis, model_fingerprint(o_.job.model_dir, model_.loaded->store));
       for (const auto& p : prompts_) h = fnv1a(h, fmt::format("{}|{}\n", fmt::join(p.prompt, ","), p.score_from));
       for (const auto& [l, e] : candidates_) h = fnv1a(h, fmt::format("{}:{},", l, e));
       h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", o_.metric, metric_.spec, fmt::join(score_ids, ","), o_.policy, o_.search,
@@ -230,7 +230,7 @@ void Scan::build_masks(const std::vector<Condition>& conditions) {
   masks_.assign(1, ExpertMask());
   for (const Condition& c : conditions) {
     stop_point("planning the scan");
-    ExpertMask m = base_ ? *base_ : ExpertMask(L(), E());
+    ExpertMask m = base_ ? *base_ : ExpertMask(moe_layers(), experts());
     m.id = static_cast<int32_t>(masks_.size());
     m.name = fmt::format("scan{}", m.id);
     if (!c.off.empty()) m.off_policy = policy_;
@@ -247,7 +247,7 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
   const int phase = phase_++;
   // Every rank builds the same masks from the conditions rank 0 sends.
   std::vector<int32_t> wire;
-  if (reader()) {
+  if (root()) {
     for (const Condition& c : conditions) {
       wire.push_back(static_cast<int32_t>(c.off.size()));
       wire.push_back(c.resume);
@@ -271,7 +271,7 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
   std::vector<std::pair<size_t, GenerationRequest>> todo;
   const int layers = model_.config.num_hidden_layers;
   const std::vector<int> decoder = model_.config.moe_layers();
-  if (reader()) {
+  if (root()) {
     spdlog::info("scan: {}: {} condition{} x {} prompts = {} requests", what, conds.size(), conds.size() == 1 ? "" : "s", P, conds.size() * P);
     metric.assign(conds.size(), std::vector<double>(P, std::nan("")));
     if (reference) residuals_.assign(P, {});
@@ -297,7 +297,7 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
       }
     }
   }
-  const int hidden = model_.config.hidden_size, moe_layers = L();
+  const int hidden = model_.config.hidden_size, n_moe = moe_layers();
   // The residual travels with a request only from the moment it is handed
   // out: a scan of thousands of conditions never holds them all at once.
   const RequestFiller fill = [&](size_t id, GenerationRequest& r) {
@@ -306,12 +306,12 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
     const size_t len = r.prompt.size();
     r.resume_h.resize(len * static_cast<size_t>(hidden));
     for (size_t pos = 0; pos < len; ++pos) {
-      std::copy_n(&from[(pos * static_cast<size_t>(moe_layers) + static_cast<size_t>(r.resume_moe_layer)) * static_cast<size_t>(hidden)], hidden,
+      std::copy_n(&from[(pos * static_cast<size_t>(n_moe) + static_cast<size_t>(r.resume_moe_layer)) * static_cast<size_t>(hidden)], hidden,
                   &r.resume_h[pos * static_cast<size_t>(hidden)]);
     }
   };
   std::optional<Progress> progress;
-  if (reader()) progress.emplace(todo.size(), 30.0, "prompt tokens");
+  if (root()) progress.emplace(todo.size(), 30.0, "prompt tokens");
   const ResultHandler done = [&](size_t id, GenerationResult&& result) {
     const size_t c = id / P, p = id % P;
     progress->request_done(static_cast<size_t>(result.prompt_positions));
@@ -320,11 +320,11 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& c
     if (reference) residuals_[p] = std::move(result.moe_inputs);
     if (checkpoint_ && !reference) checkpoint_->add(phase, id, metric[c][p]);
   };
-  int stopped = job_run_->run(std::move(todo), reader() ? done : ResultHandler(), reader() ? fill : RequestFiller());
+  int stopped = job_run_->run(std::move(todo), root() ? done : ResultHandler(), root() ? fill : RequestFiller());
   if (progress) progress->finish();
   MPI_Bcast(&stopped, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (stopped != 0) throw ScanStopped{stopped};
-  if (reader()) {
+  if (root()) {
     for (size_t c = 0; c < conds.size(); ++c) {
       for (size_t p = 0; p < P; ++p) {
         if (std::isnan(metric[c][p])) fail("internal error: no result for prompt {} under scan condition {}", p, c);
@@ -344,23 +344,23 @@ double Scan::effect(const std::vector<double>& metric, std::vector<double>* per_
 std::vector<Expert> Scan::ranked(const std::vector<Expert>& among) const {
   std::vector<Expert> out;
   for (const auto& x : among) {
-    if (!std::isnan(data_.effect[static_cast<size_t>(x.first) * E() + x.second])) out.push_back(x);
+    if (!std::isnan(data_.effect[static_cast<size_t>(x.first) * experts() + x.second])) out.push_back(x);
   }
   // Best first; ties go to the lower (layer, expert).
   std::stable_sort(out.begin(), out.end(), [&](const Expert& a, const Expert& b) {
-    return data_.effect[static_cast<size_t>(a.first) * E() + a.second] > data_.effect[static_cast<size_t>(b.first) * E() + b.second];
+    return data_.effect[static_cast<size_t>(a.first) * experts() + a.second] > data_.effect[static_cast<size_t>(b.first) * experts() + b.second];
   });
   return out;
 }
 
 void Scan::block_phase(std::vector<Expert>& singles) {
   const ModelConfig& c = model_.config;
-  const int width = o_.block_size > 0 ? o_.block_size : c.n_group > 1 ? E() / c.n_group : 8;
+  const int width = o_.block_size > 0 ? o_.block_size : c.n_group > 1 ? experts() / c.n_group : 8;
   std::vector<Condition> blocks;
-  if (reader()) {
+  if (root()) {
     data_.block_width = width;
-    for (int l = 0; l < L(); ++l) {
-      for (int first = 0; first < E(); first += width) {
+    for (int l = 0; l < moe_layers(); ++l) {
+      for (int first = 0; first < experts(); first += width) {
         std::vector<Expert> members;
         for (const auto& x : candidates_) {
           if (x.first == l && x.second >= first && x.second < first + width) members.push_back(x);
@@ -373,7 +373,7 @@ void Scan::block_phase(std::vector<Expert>& singles) {
     }
   }
   const auto metric = run_phase(blocks, false, "blocks");
-  if (!reader()) return;
+  if (!root()) return;
   std::vector<size_t> order(blocks.size());
   for (size_t b = 0; b < blocks.size(); ++b) {
     std::vector<double> change;
@@ -399,21 +399,21 @@ void Scan::greedy() {
   // Round 1 is the single scan's best; each later round resumes from a
   // reference run with the experts chosen so far off.
   std::vector<Expert> pool;
-  if (reader()) {
+  if (root()) {
     pool = ranked(candidates_);
     if (pool.size() > static_cast<size_t>(o_.greedy_pool)) pool.resize(static_cast<size_t>(o_.greedy_pool));
     const Expert best = pool[0];
     selected_.push_back(best);
     data_.greedy.push_back(best);
-    data_.greedy_metric.push_back(spread(data_.baseline).mean - data_.effect[static_cast<size_t>(best.first) * E() + best.second]);
+    data_.greedy_metric.push_back(spread(data_.baseline).mean - data_.effect[static_cast<size_t>(best.first) * experts() + best.second]);
   }
-  int rounds = reader() ? std::min(o_.greedy, static_cast<int>(pool.size())) : 0;
+  int rounds = root() ? std::min(o_.greedy, static_cast<int>(pool.size())) : 0;
   MPI_Bcast(&rounds, 1, MPI_INT, 0, MPI_COMM_WORLD);
   for (int round = 1; round < rounds; ++round) {
     run_phase({knockout({}, selected_)}, true, "greedy reference");
     std::vector<Condition> conds;
     std::vector<Expert> tried;
-    if (reader()) {
+    if (root()) {
       for (const auto& x : pool) {
         if (std::find(selected_.begin(), selected_.end(), x) != selected_.end()) continue;
         tried.push_back(x);
@@ -421,7 +421,7 @@ void Scan::greedy() {
       }
     }
     const auto metric = run_phase(conds, false, "greedy knockouts");
-    if (!reader()) continue;
+    if (!root()) continue;
     size_t best = 0;
     double best_mean = 0;
     for (size_t c = 0; c < conds.size(); ++c) {
@@ -435,7 +435,7 @@ void Scan::greedy() {
     data_.greedy.push_back(tried[best]);
     data_.greedy_metric.push_back(best_mean);
   }
-  if (reader()) {
+  if (root()) {
     for (size_t i = 0; i < data_.greedy.size(); ++i) {
       spdlog::info("scan: greedy round {}: MoE layer {} expert {} off, mean {} {:.4g}", i + 1, data_.greedy[i].first, data_.greedy[i].second,
                    o_.metric, data_.greedy_metric[i]);
@@ -446,7 +446,7 @@ void Scan::greedy() {
 void Scan::run() {
   start_ = std::chrono::steady_clock::now();
   const auto reference = run_phase({Condition{}}, true, "reference");
-  if (reader()) data_.baseline = reference[0];
+  if (root()) data_.baseline = reference[0];
 
   std::vector<Expert> singles;
   if (o_.search == "full") {
@@ -456,13 +456,13 @@ void Scan::run() {
     if (o_.search == "both") singles = candidates_;
   }
   std::vector<Condition> conds;
-  if (reader()) {
+  if (root()) {
     for (const auto& x : singles) conds.push_back(knockout({x}));
   }
   const auto metric = run_phase(conds, false, "knockouts");
-  if (reader()) {
+  if (root()) {
     const size_t P = prompts_.size();
-    data_.effect.assign(static_cast<size_t>(L()) * E(), std::nan(""));
+    data_.effect.assign(static_cast<size_t>(moe_layers()) * experts(), std::nan(""));
     data_.effect_sd = data_.effect;
     data_.candidates = singles;
     std::vector<double> per_candidate;  // [candidate, prompt]
@@ -470,7 +470,7 @@ void Scan::run() {
       std::vector<double> change;
       effect(metric[c], &change);
       const Spread s = spread(change);
-      const size_t at = static_cast<size_t>(singles[c].first) * E() + singles[c].second;
+      const size_t at = static_cast<size_t>(singles[c].first) * experts() + singles[c].second;
       data_.effect[at] = s.mean;
       data_.effect_sd[at] = s.sd;
       per_candidate.insert(per_candidate.end(), change.begin(), change.end());
@@ -506,7 +506,7 @@ void Scan::run() {
 }
 
 void Scan::write(OutputFile* out, const MaskSets& masks) {
-  if (!reader()) return;
+  if (!root()) return;
   const auto top = ranked(candidates_);
   const double base_mean = spread(data_.baseline).mean;
   std::cout << fmt::format("baseline {} of {}: {:.6g} (mean over {} prompts)\n", o_.metric, metric_.spec, base_mean, data_.baseline.size());
@@ -515,7 +515,7 @@ void Scan::write(OutputFile* out, const MaskSets& masks) {
   const std::vector<int> decoder = model_.config.moe_layers();
   for (size_t i = 0; i < shown; ++i) {
     const auto [l, e] = top[i];
-    const size_t at = static_cast<size_t>(l) * E() + e;
+    const size_t at = static_cast<size_t>(l) * experts() + e;
     std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12.6f}  {:>12.6f}\n", i + 1, l, decoder[static_cast<size_t>(l)], e, data_.effect[at],
                              data_.effect_sd[at]);
   }
@@ -526,7 +526,7 @@ void Scan::write(OutputFile* out, const MaskSets& masks) {
                o_.prefix_reuse ? fmt::format("skipped {:.1f}% of the token-layers", 100 * saving) : std::string("off"));
 
   if (!o_.mask_out.empty()) {
-    ExpertMask mask = base_ ? *base_ : ExpertMask(L(), E());
+    ExpertMask mask = base_ ? *base_ : ExpertMask(moe_layers(), experts());
     mask.off_policy = policy_;
     const size_t n = std::min(top.size(), static_cast<size_t>(o_.top));
     for (size_t i = 0; i < n; ++i) mask.set_off(top[i].first, top[i].second);
@@ -540,8 +540,8 @@ void Scan::write(OutputFile* out, const MaskSets& masks) {
   data_.metric_spec = metric_.spec;
   data_.policy = o_.policy;
   data_.search = o_.search;
-  data_.moe_layers = L();
-  data_.experts = E();
+  data_.moe_layers = moe_layers();
+  data_.experts = experts();
   data_.decoder_index.assign(decoder.begin(), decoder.end());
   data_.prefix_reuse = o_.prefix_reuse;
   write_job_attributes(out->root(), o_.job, model_.config, *model_.placement, mpi_.size(), "scan");
@@ -560,27 +560,27 @@ int run_scan(ScanOptions& options, MpiSession& mpi) {
   set_threads(job, mpi);
   const int rank = mpi.rank(), world = mpi.size();
   job.coordinators = coordinator_count(job.coordinators, world);
-  const bool reader = rank == 0;
+  const bool root = rank == 0;
 
   // 1. The output, which must be none of the inputs.
   std::optional<OutputFile> out;
-  if (reader && !job.out.empty()) out.emplace(job.out);
-  if (reader && !options.mask_out.empty()) check_text_output(options.mask_out, "--mask-out");
+  if (root && !job.out.empty()) out.emplace(job.out);
+  if (root && !options.mask_out.empty()) check_text_output(options.mask_out, "--mask-out");
 
   // 2. The model and the inputs.
   JobModel model = load_job_model(job, rank, world);
-  if (reader) spdlog::info("model {}", model.config.summary());
+  if (root) spdlog::info("model {}", model.config.summary());
   mpi.job_started = true;
-  const MaskSets masks = read_mask_sets(job, model.config, reader);
+  const MaskSets masks = read_mask_sets(job, model.config, root);
   Scan scan(options, mpi, model);
   scan.read_inputs(masks);
-  if (reader) check_claimed_outputs();  // against the masks' includes, read only now
+  if (root) check_claimed_outputs();  // against the masks' includes, read only now
 
   // 3. The phases.
   try {
     scan.run();
   } catch (const ScanStopped& stopped) {
-    if (reader) {
+    if (root) {
       spdlog::warn("{}: the scan stopped", signal_name(stopped.signal));
       if (!scan.save_checkpoint()) spdlog::warn("nothing was saved (no --out)");
     }

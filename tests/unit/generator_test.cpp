@@ -129,27 +129,27 @@ TEST(Generator, LastFeedForwardForLogitRowsOnlyChangesNoResult) {
   std::vector<GenerationRequest> scored = requests;
   for (auto& r : scored) r.score_from = static_cast<int32_t>(r.prompt.size()) - 1;
   const int moe_layers = 5, experts = model_files().config.n_routed_experts;
-  ExpertCounters counted(1, moe_layers, experts), ran(counted), unrun(counted);
+  ExpertCounters counted(1, moe_layers, experts), ran(counted), not_run(counted);
   o.last_ffn_logit_rows_only = false;
   o.routing_counts = &counted;
   const auto all = run(o, scored);
   o.last_ffn_logit_rows_only = true;
   o.routing_counts = &ran;
-  o.unrun_routing_counts = &unrun;
+  o.routed_not_run_counts = &not_run;
   const auto some = run(o, scored);
   // Every decision is counted once, in one of the two; the last MoE layer's
   // of rows without logits in the second.
-  uint64_t unrun_tokens = 0;
+  uint64_t not_run_tokens = 0;
   for (size_t i = 0; i < counted.tokens.size(); ++i) {
-    EXPECT_EQ(counted.tokens[i], ran.tokens[i] + unrun.tokens[i]) << i;
-    EXPECT_EQ(counted.gate_sum[i], ran.gate_sum[i] + unrun.gate_sum[i]) << i;
+    EXPECT_EQ(counted.tokens[i], ran.tokens[i] + not_run.tokens[i]) << i;
+    EXPECT_EQ(counted.gate_sum[i], ran.gate_sum[i] + not_run.gate_sum[i]) << i;
     const bool last_layer = i / experts % moe_layers == moe_layers - 1;
     if (!last_layer) {
-      EXPECT_EQ(unrun.tokens[i], 0u) << i;
+      EXPECT_EQ(not_run.tokens[i], 0u) << i;
     }
-    unrun_tokens += unrun.tokens[i];
+    not_run_tokens += not_run.tokens[i];
   }
-  EXPECT_GT(unrun_tokens, 0u);
+  EXPECT_GT(not_run_tokens, 0u);
   for (size_t i = 0; i < requests.size(); ++i) {
     EXPECT_EQ(all[i].generated, some[i].generated) << i;
     EXPECT_EQ(all[i].scores, some[i].scores) << i;

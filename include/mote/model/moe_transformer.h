@@ -48,7 +48,7 @@ class MoeTransformer {
            const ForwardTaps& taps);
   // Routes every row (into chosen_, gate_weights_, sent_) and records it in
   // the taps. With `run_rows`, the decisions of the other rows are counted
-  // in taps.unrun_routing_counts: their experts will not run.
+  // in taps.routed_not_run_counts: their experts will not run.
   void route(const LayerWeights& w, int moe_layer, const float* x, std::span<const StepRow> rows, const ForwardTaps& taps,
              const std::span<const int32_t>* run_rows);
   // Routed experts (`sent`, `gates`: [rows, top_k]), the shared expert and

@@ -47,7 +47,7 @@ struct ForwardTaps {
   // written before it). Every row is still routed there and recorded in the
   // routing taps; the decisions whose experts do not run are counted here.
   bool last_ffn_logit_rows_only = false;
-  ExpertCounters* unrun_routing_counts = nullptr;
+  ExpertCounters* routed_not_run_counts = nullptr;
   // Per row: the first MoE layer whose router logits were not all finite
   // (its routing is then meaningless), or left as it was (-1) when none.
   int16_t* router_nonfinite = nullptr;

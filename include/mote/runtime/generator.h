@@ -46,7 +46,7 @@ struct GenerationOptions {
   // When set, count every routing decision: those whose experts ran, and
   // those of the last layer whose experts did not (see above).
   ExpertCounters* routing_counts = nullptr;
-  ExpertCounters* unrun_routing_counts = nullptr;
+  ExpertCounters* routed_not_run_counts = nullptr;
   // Polled before every step: when it returns true, run() returns at once,
   // leaving unfinished requests unreported (a stopped job resumes them).
   std::function<bool()> stop_requested;
