@@ -6,6 +6,7 @@
 #include "mote/results/scan_file.h"
 #include "mote/runtime/checkpoint.h"
 #include "mote/util/error.h"
+#include "mote/util/hash.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mote;
@@ -16,8 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::ofstream(dir / "job-fingerprint.txt") << "fuzz";
   std::ofstream(dir / "part-000000.h5", std::ios::binary).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   // A summary that matches, so that the HDF5 readers behind the check are fuzzed too.
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < size; ++i) h = (h ^ data[i]) * 0x100000001b3ull;
+  const uint64_t h = fnv1a(kFnv1aBasis, std::string_view(reinterpret_cast<const char*>(data), size));
   std::ofstream(dir / "part-000000.h5.sum") << fmt::format("mote-checkpoint-part {} {:016x}\n", size, h);
   try {
     const Checkpoint checkpoint(dir, "fuzz", 1);
