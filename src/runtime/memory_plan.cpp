@@ -146,15 +146,16 @@ MemoryPlan plan_memory(const PlanRequest& req) {
   const uint64_t exchange = req.world_size == 1 ? 0 : rows * k * (hidden * 4 + 64) * 2;
   const uint64_t shard_work = rows * k * (hidden * 4 * 2 + 2 * 4 * static_cast<uint64_t>(c.moe_intermediate_size) + 64);
   // The process: about 30 MB of code, libraries and MPI buffers on every
-  // rank (29-36 MB on every fixture), and rank 0's tokenizer, which peaks
-  // at about 7 times its tokenizer.json while it loads (DeepSeek-V3's 7.8 MB
-  // file: 55 MB; gpt-oss's 28 MB: 190 MB).
+  // rank (29-36 MB on every fixture), and the tokenizer every rank loads
+  // (to check the vocabulary and stop tokens against the model), which
+  // peaks at about 7 times its tokenizer.json while it loads (DeepSeek-V3's
+  // 7.8 MB file: 55 MB; gpt-oss's 28 MB: 190 MB).
   std::error_code ec;
   const uint64_t tokenizer_file = std::filesystem::file_size(req.model_dir / "tokenizer.json", ec);
   const uint64_t tokenizer = ec ? 0 : 5'000'000 + 7 * tokenizer_file;
   for (int r = 0; r < req.world_size; ++r) {
     RankPlan& rp = plan.ranks[static_cast<size_t>(r)];
-    rp.process = 30'000'000 + (r == 0 ? tokenizer : 0);
+    rp.process = 30'000'000 + tokenizer;
     rp.buffers = shard_work + exchange;
     if (r < coordinators) {
       rp.kv_cache = plan.kv_bytes_per_token * static_cast<uint64_t>(req.batch_size) * std::min(req.context_tokens, c.max_position_embeddings);
@@ -180,7 +181,7 @@ std::string format_plan_text(const MemoryPlan& p) {
   g_unit = largest >= 10'000'000'000ull ? 1e9 : 1e6;
   const char* unit = g_unit == 1e9 ? "GB" : "MB";
   out += fmt::format("\n{} per rank (1 {} = {} bytes; buffers: the working memory of a full step; process: code, libraries,\n"
-                     "MPI and, on rank 0, the tokenizer)\n",
+                     "MPI and the tokenizer)\n",
                      unit, unit, g_unit == 1e9 ? "1e9" : "1e6");
   out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}\n", "rank", "experts", "embedding",
                      "attention", "dense", "router+norms", "shared", "routed", "weights", "kv", "buffers", "process", "total");

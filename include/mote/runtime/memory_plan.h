@@ -35,8 +35,8 @@ struct RankPlan {
   int routed_experts = 0;  // (layer, expert) pairs held
   uint64_t embeddings = 0, attention = 0, dense = 0, router_and_norms = 0, shared = 0, routed = 0;
   uint64_t kv_cache = 0, buffers = 0;
-  // The process itself: code, libraries and MPI's buffers, and on rank 0
-  // the tokenizer (measured, not derived: bench/plan_accuracy.sh).
+  // The process itself: code, libraries, MPI's buffers and the tokenizer
+  // every rank loads (measured, not derived: bench/plan_accuracy.sh).
   uint64_t process = 0;
   uint64_t weights() const { return embeddings + attention + dense + router_and_norms + shared + routed; }
   uint64_t total() const { return weights() + kv_cache + buffers + process; }
