@@ -10,6 +10,7 @@
 #include "mote/model/family.h"
 #include "mote/ops/elementwise.h"
 #include "mote/ops/matmul.h"
+#include "mote/ops/rows.h"
 #include "mote/util/error.h"
 
 namespace mote {
@@ -34,17 +35,78 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
   const int n = static_cast<int>(rows.size());
   if (n == 0) return;
   const int hidden = c_.hidden_size;
-  const size_t hn = static_cast<size_t>(n) * hidden;
-  const int half = c_.rope_dim() / 2;
   const auto eps = static_cast<float>(c_.rms_norm_eps);
+  embed(rows, cache);
+  const RowView<float> h(h_.data(), hidden), x(x_.data(), hidden);
+
+  // Rows resuming at a later layer come after those that start earlier, so
+  // the rows that take part in any op are a prefix of the step's. Rows
+  // that skip a MoE layer have no routing there.
+  const bool resuming = rows[n - 1].resume_layer >= 0;
+  if (resuming) clear_routing(taps, n, 0, moe_layer_count());
+  const auto rows_resumed_before = [&](int l) {
+    if (!resuming) return n;
+    return static_cast<int>(std::partition_point(rows.begin(), rows.end(), [&](const StepRow& row) { return row.resume_layer < l; }) - rows.begin());
+  };
+
+  int moe_layer = 0;
+  for (int l = 0; l < c_.num_hidden_layers; ++l) {
+    const LayerWeights& lw = w_.layers[l];
+    // Rows [0, attending) take part in this layer's attention (they resumed
+    // before it), rows [0, feeding) in its feed-forward (the rows resuming
+    // here join with the residual they carry).
+    const int attending = rows_resumed_before(l), feeding = rows_resumed_before(l + 1);
+
+    // h += attention(norm(h))
+    if (attending > 0) {
+      for (int r = 0; r < attending; ++r) rms_norm(h[r], lw.input_norm.data(), eps, x[r], hidden);
+      const std::span<const StepRow> att_rows = rows.first(static_cast<size_t>(attending));
+      if (c_.attention == AttentionKind::Mla) {
+        attention_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+      } else {
+        gqa_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+      }
+      add_in_place(h_.data(), branch_.data(), attending * hidden);
+    }
+    for (int r = attending; r < feeding; ++r) std::copy_n(rows[r].resume_h, hidden, h[r]);
+    if (lw.is_moe) {
+      for (int r = 0; r < feeding; ++r) {
+        if (rows[r].capture != nullptr) std::copy_n(h[r], hidden, rows[r].capture + static_cast<size_t>(moe_layer) * hidden);
+      }
+    }
+
+    // h += ffn(norm(h)): the MoE block or the dense MLP
+    if (taps.last_ffn_logit_rows_only && l + 1 == c_.num_hidden_layers) {
+      last_ffn(lw, l, moe_layer, rows, logit_rows, taps);
+      break;
+    }
+    for (int r = 0; r < feeding; ++r) rms_norm(h[r], lw.post_attention_norm.data(), eps, x[r], hidden);
+    if (lw.is_moe) {
+      // A MoE layer is one exchange round even when no row reaches it yet.
+      moe(lw, l, moe_layer++, x_.data(), rows.first(static_cast<size_t>(feeding)), branch_.data(), taps);
+    } else if (feeding > 0) {
+      ffn_.forward(lw.dense, x_.data(), feeding, branch_.data());
+    }
+    add_in_place(h_.data(), branch_.data(), feeding * hidden);
+  }
+
+  // logits = lm_head(norm(h)), for the rows whose logits are used
+  if (logit_rows.empty()) return;
+  final_rows_.resize(logit_rows.size() * hidden);
+  const RowView<float> out(final_rows_.data(), hidden);
+  for (size_t i = 0; i < logit_rows.size(); ++i) rms_norm(h[logit_rows[i]], w_.final_norm.data(), eps, out[i], hidden);
+  matmul(final_rows_.data(), static_cast<int>(logit_rows.size()), w_.lm_head, logits);
+}
+
+void MoeTransformer::embed(std::span<const StepRow> rows, const KvCache& cache) {
+  const int n = static_cast<int>(rows.size()), hidden = c_.hidden_size, half = c_.rope_dim() / 2;
+  const size_t hn = static_cast<size_t>(n) * hidden;
   h_.resize(hn);
   x_.resize(hn);
   branch_.resize(hn);
   rope_cos_.resize(static_cast<size_t>(n) * half);
   rope_sin_.resize(static_cast<size_t>(n) * half);
-
-  // Rows resuming at a later layer come after those that start earlier, so
-  // the rows that take part in any op are a prefix of the step's.
+  const RowView<float> h(h_.data(), hidden), cos(rope_cos_.data(), half), sin(rope_sin_.data(), half);
   for (int r = 0; r < n; ++r) {
     const StepRow& row = rows[r];
     if (row.token < 0 || row.token >= c_.vocab_size) fail("token id {} is outside the model's vocabulary ({})", row.token, c_.vocab_size);
@@ -56,63 +118,11 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
         fail("row {} resumes at decoder layer {}, which is not a MoE layer of the model, or without its residual", r, row.resume_layer);
       }
     } else {
-      widen_row(w_.embed, row.token, h_.data() + static_cast<size_t>(r) * hidden);
+      widen_row(w_.embed, row.token, h[r]);
     }
     if (r > 0 && row.resume_layer < rows[r - 1].resume_layer) fail("the rows of a step are not ordered by the layer they resume at");
-    rope_.angles(row.pos, rope_cos_.data() + static_cast<size_t>(r) * half, rope_sin_.data() + static_cast<size_t>(r) * half);
+    rope_.angles(row.pos, cos[r], sin[r]);
   }
-  const bool resuming = rows[n - 1].resume_layer >= 0;
-  // Rows that skip a MoE layer have no routing there.
-  if (resuming) clear_routing(taps, n, 0, moe_layer_count());
-  // Rows taking part in layer l's attention (resumed before l) and in its
-  // feed-forward (resumed at or before l).
-  const auto count_resumed_before = [&](int l) {
-    if (!resuming) return n;
-    return static_cast<int>(std::partition_point(rows.begin(), rows.end(), [&](const StepRow& row) { return row.resume_layer < l; }) - rows.begin());
-  };
-
-  int moe_layer = 0;
-  for (int l = 0; l < c_.num_hidden_layers; ++l) {
-    const LayerWeights& lw = w_.layers[l];
-    const int attending = count_resumed_before(l), feeding = count_resumed_before(l + 1);
-    const std::span<const StepRow> att_rows = rows.first(static_cast<size_t>(attending));
-    if (attending > 0) {
-      for (int r = 0; r < attending; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.input_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
-      if (c_.attention == AttentionKind::Mla) {
-        attention_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
-      } else {
-        gqa_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
-      }
-      add_in_place(h_.data(), branch_.data(), attending * hidden);
-    }
-    for (int r = attending; r < feeding; ++r) std::copy_n(rows[r].resume_h, hidden, &h_[static_cast<size_t>(r) * hidden]);
-    if (lw.is_moe) {
-      for (int r = 0; r < feeding; ++r) {
-        if (rows[r].capture != nullptr) std::copy_n(&h_[static_cast<size_t>(r) * hidden], hidden, rows[r].capture + static_cast<size_t>(moe_layer) * hidden);
-      }
-    }
-
-    if (taps.last_ffn_logit_rows_only && l + 1 == c_.num_hidden_layers) {
-      last_ffn(lw, l, moe_layer, rows, logit_rows, taps);
-      break;
-    }
-    const std::span<const StepRow> ffn_rows = rows.first(static_cast<size_t>(feeding));
-    for (int r = 0; r < feeding; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
-    if (lw.is_moe) {
-      // A MoE layer is one exchange round even when no row reaches it yet.
-      moe(lw, l, moe_layer++, x_.data(), ffn_rows, branch_.data(), taps);
-    } else if (feeding > 0) {
-      ffn_.forward(lw.dense, x_.data(), feeding, branch_.data());
-    }
-    add_in_place(h_.data(), branch_.data(), feeding * hidden);
-  }
-
-  if (logit_rows.empty()) return;
-  final_rows_.resize(logit_rows.size() * hidden);
-  for (size_t i = 0; i < logit_rows.size(); ++i) {
-    rms_norm(&h_[static_cast<size_t>(logit_rows[i]) * hidden], w_.final_norm.data(), eps, &final_rows_[i * hidden], hidden);
-  }
-  matmul(final_rows_.data(), static_cast<int>(logit_rows.size()), w_.lm_head, logits);
 }
 
 void MoeTransformer::clear_routing(const ForwardTaps& taps, int n, int first_moe_layer, int moe_layers) const {
@@ -139,8 +149,9 @@ void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, 
   sub_rows_.clear();
   sub_x_.resize(static_cast<size_t>(kept) * hidden);
   sub_out_.resize(sub_x_.size());
+  const RowView<float> h(h_.data(), hidden), x(x_.data(), hidden), sub_x(sub_x_.data(), hidden), sub_out(sub_out_.data(), hidden);
   if (lw.is_moe) {
-    for (int r = 0; r < n; ++r) rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, &x_[static_cast<size_t>(r) * hidden], hidden);
+    for (int r = 0; r < n; ++r) rms_norm(h[r], lw.post_attention_norm.data(), eps, x[r], hidden);
     route(lw, moe_layer, x_.data(), rows, taps, &logit_rows);
   }
   sub_sent_.resize(static_cast<size_t>(kept) * k);
@@ -148,13 +159,13 @@ void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, 
   for (int i = 0; i < kept; ++i) {
     const int32_t r = logit_rows[i];
     sub_rows_.push_back(rows[r]);
-    float* xi = &sub_x_[static_cast<size_t>(i) * hidden];
+    float* xi = sub_x[i];
     if (lw.is_moe) {
-      std::copy_n(&x_[static_cast<size_t>(r) * hidden], hidden, xi);
+      std::copy_n(x[r], hidden, xi);
       std::copy_n(&sent_[static_cast<size_t>(r) * k], k, &sub_sent_[static_cast<size_t>(i) * k]);
       std::copy_n(&gate_weights_[static_cast<size_t>(r) * k], k, &sub_gates_[static_cast<size_t>(i) * k]);
     } else {
-      rms_norm(&h_[static_cast<size_t>(r) * hidden], lw.post_attention_norm.data(), eps, xi, hidden);
+      rms_norm(h[r], lw.post_attention_norm.data(), eps, xi, hidden);
     }
   }
   if (lw.is_moe) {
@@ -163,7 +174,7 @@ void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, 
   } else if (kept > 0) {
     ffn_.forward(lw.dense, sub_x_.data(), kept, sub_out_.data());
   }
-  for (int i = 0; i < kept; ++i) add_in_place(&h_[static_cast<size_t>(logit_rows[i]) * hidden], &sub_out_[static_cast<size_t>(i) * hidden], hidden);
+  for (int i = 0; i < kept; ++i) add_in_place(h[logit_rows[i]], sub_out[i], hidden);
 }
 
 void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
@@ -247,8 +258,9 @@ void MoeTransformer::run_experts(const LayerWeights& w, int layer, int moe_layer
     ffn_.forward(w.shared, x, n, shared_out_.data());
   }
   experts_->finish(expert_rows_);
+  const RowView<float> y_rows(out, hidden), shared(shared_out_.data(), hidden);
   for (int r = 0; r < n; ++r) {
-    float* y = out + static_cast<size_t>(r) * hidden;
+    float* y = y_rows[r];
     std::fill(y, y + hidden, 0.0f);
     for (int s = 0; s < k; ++s) {
       const size_t slot = static_cast<size_t>(r) * k + s;
@@ -258,9 +270,9 @@ void MoeTransformer::run_experts(const LayerWeights& w, int layer, int moe_layer
     if (w.shared.empty()) continue;
     const float shared_gain = rows[r].mask != nullptr ? rows[r].mask->shared_gain : 1.0f;
     if (shared_gain == 1.0f) {
-      add_in_place(y, &shared_out_[static_cast<size_t>(r) * hidden], hidden);
+      add_in_place(y, shared[r], hidden);
     } else if (shared_gain != 0.0f) {
-      add_scaled(y, shared_gain, &shared_out_[static_cast<size_t>(r) * hidden], hidden);
+      add_scaled(y, shared_gain, shared[r], hidden);
     }
   }
 }

@@ -243,9 +243,12 @@ TEST(Coordinators, ZeroIsEveryRankAndMoreThanTheWorldIsNamed) {
   EXPECT_EQ(coordinator_count(0, 4), 4);
   EXPECT_EQ(coordinator_count(2, 4), 2);
   EXPECT_ERROR_CONTAINS(coordinator_count(5, 4), "--coordinators 5 is more than the job's 4 ranks");
-  EXPECT_EQ(PlanRequest{}.coordinators, 0);
-  EXPECT_EQ(LoadPlacementSpec{}.coordinators, 0);
-  EXPECT_EQ(JobOptions{}.coordinators, 0);
+  const PlanRequest plan;
+  const LoadPlacementSpec place;
+  const JobOptions job;
+  EXPECT_EQ(plan.coordinators, 0);
+  EXPECT_EQ(place.coordinators, 0);
+  EXPECT_EQ(job.coordinators, 0);
 }
 
 }  // namespace

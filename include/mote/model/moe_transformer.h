@@ -44,6 +44,9 @@ class MoeTransformer {
                const ForwardTaps& taps = {});
 
  private:
+  // Checks the rows, and fills h_ with their embeddings (rows that resume
+  // later get their residual there) and the rope angles of their positions.
+  void embed(std::span<const StepRow> rows, const KvCache& cache);
   void moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows, float* out,
            const ForwardTaps& taps);
   // Routes every row (into chosen_, gate_weights_, sent_) and records it in
