@@ -18,6 +18,7 @@
 #include "mote/util/utf8.h"
 
 namespace mote {
+
 int parse_coordinators(const std::string& text) {
   if (text == "all") return 0;
   size_t used = 0;

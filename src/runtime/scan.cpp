@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
-#include <numeric>
 
 #include <fmt/ranges.h>
 
