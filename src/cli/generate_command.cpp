@@ -125,13 +125,7 @@ void print_usage(const po::options_description& options, bool profile) {
 
 }  // namespace
 
-void print_generation_options(std::ostream& out) {
-  JobOptions job;
-  out << job_options(job);
-}
-
-int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile,
-                 const JobFinish& finish) {
+int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile) {
   JobOptions job;
   job.profile = profile;
   job.command_line = command_line;
@@ -151,7 +145,7 @@ int run_generate(const std::vector<std::string>& args, const std::string& comman
   parse_wire_dtype(job.wire_dtype);
   parse_weight_memory(job.weights);
   setup_logging(job.log_level, mpi.rank());
-  return run_job(job, mpi, finish);
+  return run_job(job, mpi);
 }
 
 }  // namespace mote

@@ -142,6 +142,7 @@ std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
     }
     // The default id is the line number in both forms, as messages cite it.
     if (spec.id.empty()) spec.id = std::to_string(line_no);
+    spec.file = path.string();
     spec.line = line_no;
     if (!error.empty()) spec.error = std::move(error);
     const auto [it, inserted] = line_of_id.emplace(spec.id, line_no);

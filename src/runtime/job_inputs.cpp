@@ -144,6 +144,7 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
     if (!options.config_file.empty()) {
       if (auto mask = read_job_file_mask(options.config_file, config, "default")) add(std::move(*mask));
     }
+    for (const ExpertMask& mask : options.built_masks) add(mask);
     for (const std::string& spec : options.masks) {
       const auto eq = spec.find('=');
       if (eq == std::string::npos) {
@@ -191,16 +192,11 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
   return m;
 }
 
-JobRequests read_requests(const JobOptions& options, JobModel& model, const MaskSets& masks) {
-  JobRequests r;
-  const ModelConfig& config = model.config;
-  std::vector<std::string> spec_files;
-  if (!options.prompts.empty()) {
-    r.specs = read_prompt_file(options.prompts);
-    spec_files.assign(r.specs.size(), options.prompts);
-  }
+std::vector<PromptSpec> read_prompt_specs(const JobOptions& options) {
+  std::vector<PromptSpec> specs;
+  if (!options.prompts.empty()) specs = read_prompt_file(options.prompts);
   std::unordered_set<std::string> ids;
-  for (const auto& spec : r.specs) ids.insert(spec.id);
+  for (const auto& spec : specs) ids.insert(spec.id);
   for (const std::string& cp : options.class_prompts) {
     const auto eq = cp.find('=');
     if (eq == std::string::npos || eq == 0) fail("--class-prompts {}: expected CLASS=FILE", cp);
@@ -211,9 +207,20 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
       spec.cls = cls;
       spec.id = cls + ":" + spec.id;
       if (!ids.insert(spec.id).second) fail("{}:{}: duplicate id '{}'", file, spec.line, spec.id);
-      r.specs.push_back(std::move(spec));
-      spec_files.push_back(file);
+      specs.push_back(std::move(spec));
     }
+  }
+  return specs;
+}
+
+JobRequests read_requests(JobOptions& options, JobModel& model, const MaskSets& masks) {
+  JobRequests r;
+  const ModelConfig& config = model.config;
+  if (options.built_requests) {
+    r.specs = std::move(*options.built_requests);
+    options.built_requests.reset();
+  } else {
+    r.specs = read_prompt_specs(options);
   }
   const Tokenizer& tokenizer = model.loaded->tokenizer;
   // Hundreds of thousands of prompts take seconds: say how far it got.
@@ -225,7 +232,7 @@ JobRequests read_requests(const JobOptions& options, JobModel& model, const Mask
       spdlog::info("tokenizing: {} of {} prompts", i, r.specs.size());
     }
     const PromptSpec& spec = r.specs[i];
-    const std::string where = fmt::format("{}:{} (id '{}')", spec_files[i], spec.line, spec.id);
+    const std::string where = fmt::format("{}:{} (id '{}')", spec.file, spec.line, spec.id);
     const ExpertMask* mask = masks.default_mask;
     if (!spec.mask.empty()) {
       const auto it = std::find_if(masks.sets.begin(), masks.sets.end(), [&](const ExpertMask& m) { return m.name == spec.mask; });

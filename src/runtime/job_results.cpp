@@ -223,7 +223,7 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
                  out_ != nullptr ? ", and the 'error' attribute in /requests" : "");
   }
 
-  if (finish) finish(out_ != nullptr ? out_->root() : -1, JobOutcome{requests_.specs, texts_, all_errors, first_tokens_, scores_});
+  if (finish) finish(out_ != nullptr ? out_->root() : -1, JobOutcome{requests_.specs, texts_, all_errors, first_tokens_, scores_, model_.loaded->tokenizer});
   if (out_ == nullptr) return;
   OutputFile& out = *out_;
   if (write_parts_) checkpoint_->flush();

@@ -48,7 +48,12 @@ struct MaskSets {
 // Read on rank 0 (adding the files they include to `inputs`), then sent to every rank.
 MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool root);
 
-// The job's requests, read and encoded on rank 0, in prompt-file order.
+// The prompt files of a job (--prompts, then each --class-prompts file,
+// whose prompts take its class and CLASS: ids), read on rank 0.
+std::vector<PromptSpec> read_prompt_specs(const JobOptions& options);
+
+// The job's requests, read (or taken from JobOptions::built_requests) and
+// encoded on rank 0, in prompt-file order.
 struct JobRequests {
   std::vector<PromptSpec> specs;
   std::vector<std::string> classes;
@@ -58,7 +63,7 @@ struct JobRequests {
   std::vector<std::string> errors;  // non-empty: the request cannot run and is recorded as failed
   size_t size() const { return specs.size(); }
 };
-JobRequests read_requests(const JobOptions& options, JobModel& model, const MaskSets& masks);
+JobRequests read_requests(JobOptions& options, JobModel& model, const MaskSets& masks);
 
 // The checkpoint of a job with --out, resumed with --resume or
 // --resume-from; `finished` receives what an earlier run finished.

@@ -103,6 +103,29 @@ expect_error "targets sharing random controls must switch as many" "$MOTE_BIN" e
 expect_error "name each of several targets" "$MOTE_BIN" experiment --prompts "$heldout" --target-mask "$causal" --target-mask x2.ini --out x.h5
 expect_error "--tokens goes with --metric token-prob" "$MOTE_BIN" experiment --prompts "$heldout" --target-mask "$causal" --metric regex \
   --tokens I --out x.h5
+# A job file holds experiment and job keys alike; class files make the classes; a mask in the job file is refused.
+printf 'How do I bake bread?\nWhat is a river?\n' > neutral.txt
+printf 'How do I pick a lock?\n' > sensitive.txt
+printf 'target-mask = %s\nrandom = 1\nmax-new-tokens = 2\nlog-level = warn\n' "$causal" > exp.ini
+"$MOTE_BIN" experiment --config exp.ini --class-prompts neutral=neutral.txt --class-prompts sensitive=sensitive.txt --out cls.h5 \
+  > cls.txt || { echo "FAIL: experiment over class files"; cat cls.txt; exit 1; }
+/usr/bin/python3 - <<'PY' || exit 1
+import h5py
+f = h5py.File("cls.h5", "r")
+e = f["experiment"]
+assert [c.decode() for c in e["classes"][()]] == ["neutral", "sensitive"]
+assert e["requests"][()].tolist() == [[2, 1], [2, 1], [2, 1]], e["requests"][()]
+assert f["requests/5"].attrs["id"] == "random-1/neutral:2", f["requests/5"].attrs["id"]
+assert len(f["requests/0/generated_tokens"]) <= 2  # max-new-tokens from the job file
+PY
+[ ! -e cls.h5.conditions/requests.jsonl ] || { echo "FAIL: the requests went through a file"; exit 1; }
+printf 'mask = %s\n' "$causal" > mask-key.ini
+expect_error "mask-key.ini:1: 'mask =' sets a mask" "$MOTE_BIN" experiment --config mask-key.ini --prompts "$heldout" --target-mask "$causal" --out x.h5
+printf 'random = 1\n[mote]\noff = 1:1\n' > mask-section.ini
+expect_error "mask-section.ini:3: the .mote. section sets a mask" "$MOTE_BIN" experiment --config mask-section.ini --prompts "$heldout" \
+  --target-mask "$causal" --out x.h5
+expect_error "--score-tokens is not an option of 'mote experiment'" "$MOTE_BIN" experiment --prompts "$heldout" --target-mask "$causal" \
+  --score-tokens I --out x.h5
 
 # --save-logits last keeps one row per request, the last prompt position's; --score-tokens its two log-probabilities.
 "$MOTE_BIN" generate --prompts "$heldout" --max-new-tokens 3 --save-logits last --score-tokens I,S --out last.h5 --log-level warn > /dev/null \

@@ -67,7 +67,7 @@ cp target.ini target.orig
 expect_refused "--out target.ini: is the file --" "$mote" random-mask --like target.ini --exclude target.ini --out target.ini
 cmp -s target.ini target.orig || { echo "FAIL: random-mask changed its input"; failures=$((failures + 1)); }
 # Two outputs on one file.
-expect_refused "--csv e.h5: --out writes this file too" \
+expect_refused "--out e.h5: --csv writes this file too" \
   "$mote" experiment --prompts prompts.jsonl --target-mask target.ini --random 1 --out e.h5 --csv e.h5
 # The CSV's default name (OUT with .csv) is an input.
 cp prompts.jsonl p.csv

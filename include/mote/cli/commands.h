@@ -3,8 +3,6 @@
 // the process exit code.
 #pragma once
 
-#include <functional>
-#include <ostream>
 #include <string>
 #include <vector>
 
@@ -16,12 +14,8 @@ namespace mote {
 class MpiSession;
 
 // `profile` is an fTRI job: the same run, labelled and documented for profiling.
-int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile = false,
-                 const JobFinish& finish = {});
-// The options of a generation job, as --help lists them (for commands
-// that pass them through).
-void print_generation_options(std::ostream& out);
-// The options of a job, bound to `job` (generate, profile, scan).
+int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile = false);
+// The options of a job, bound to `job` (generate, profile, scan, experiment).
 po::options_description job_options(JobOptions& job);
 // A job file's [mote] section (its mask): keys accepted in the file only;
 // check_job_file_mask() refuses a file with both a section and 'mask ='.

@@ -33,7 +33,8 @@ struct PromptSpec {
   std::string chat_template;          // the line's own template file, resolved; empty: the job's
   bool add_special_tokens = true;
   std::string mask;                   // mask-set name, empty = unsteered
-  int line = 0;                       // 1-based line in the file, for errors
+  std::string file;                   // the prompt file, and
+  int line = 0;                       // 1-based line in it, for errors
   // Why this request cannot run (invalid UTF-8, empty prompt); the job
   // records it as failed and runs the others.
   std::string error;

@@ -10,15 +10,18 @@
 #include <hdf5.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "mote/io/prompt_file.h"
+#include "mote/model/expert_mask.h"
 #include "mote/runtime/generator.h"
 
 namespace mote {
 
 class MpiSession;
-struct PromptSpec;
+class Tokenizer;
 
 struct JobOptions {
   std::string model_dir;
@@ -38,6 +41,12 @@ struct JobOptions {
   std::string wire_dtype = "f32";
   std::string weights = "map";  // map or copy (WeightMemory)
   std::vector<std::string> masks;  // FILE or NAME=FILE
+  // Set by a caller that builds the job itself (an experiment's
+  // conditions), on rank 0: requests that replace what --prompts and
+  // --class-prompts would read (those then only name their source in
+  // messages and provenance), and mask sets beside --mask's, each named.
+  std::optional<std::vector<PromptSpec>> built_requests;
+  std::vector<ExpertMask> built_masks;
   // Tokens (or #IDs, comma-separated) whose log-probabilities every request
   // keeps at the first answer position (GenerationOptions::score_ids).
   std::string score_tokens;
@@ -69,6 +78,7 @@ struct JobOutcome {
   // With --score-tokens: the log-probabilities of its ids (GenerationOptions::score_ids)
   // at the first answer position; empty for a failed request.
   const std::vector<std::vector<double>>& scores;
+  const Tokenizer& tokenizer;  // the model's, to read ids as text
 };
 
 // Called on rank 0 when a job has finished, before its HDF5 file (root
