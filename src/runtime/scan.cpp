@@ -65,13 +65,13 @@ using Expert = std::pair<int, int>;  // (MoE layer, expert)
 
 // The experts a condition switches off beyond the base mask, and the MoE
 // layer its requests resume at (the earliest of them) with prefix reuse.
-struct Condition {
+struct Knockout {
   std::vector<Expert> off;
   int resume = -1;
 };
 
-Condition knockout(std::vector<Expert> off, const std::vector<Expert>& also_off = {}) {
-  Condition c;
+Knockout knockout(std::vector<Expert> off, const std::vector<Expert>& also_off = {}) {
+  Knockout c;
   c.resume = off.empty() ? -1 : std::min_element(off.begin(), off.end())->first;
   c.off = std::move(off);
   c.off.insert(c.off.end(), also_off.begin(), also_off.end());
@@ -115,8 +115,8 @@ class Scan {
  private:
   // One phase: every prompt under every condition. Rank 0 returns the
   // metric [condition][prompt]; with `reference`, the residuals too.
-  std::vector<std::vector<double>> run_phase(const std::vector<Condition>& conditions, bool reference, const char* what);
-  void build_masks(const std::vector<Condition>& conditions);
+  std::vector<std::vector<double>> run_phase(const std::vector<Knockout>& conditions, bool reference, const char* what);
+  void build_masks(const std::vector<Knockout>& conditions);
   std::vector<Expert> ranked(const std::vector<Expert>& among) const;
   double effect(const std::vector<double>& metric, std::vector<double>* per_prompt = nullptr) const;
   void block_phase(std::vector<Expert>& singles);
@@ -225,9 +225,9 @@ void Scan::read_inputs(const MaskSets& masks) {
   job_run_ = std::make_unique<JobRun>(o_.job, mpi_, model_, masks_, 1);
 }
 
-void Scan::build_masks(const std::vector<Condition>& conditions) {
+void Scan::build_masks(const std::vector<Knockout>& conditions) {
   masks_.assign(1, ExpertMask());
-  for (const Condition& c : conditions) {
+  for (const Knockout& c : conditions) {
     stop_point("planning the scan");
     ExpertMask m = base_ ? *base_ : ExpertMask(moe_layers(), experts());
     m.id = static_cast<int32_t>(masks_.size());
@@ -242,21 +242,21 @@ void Scan::build_masks(const std::vector<Condition>& conditions) {
   }
 }
 
-std::vector<std::vector<double>> Scan::run_phase(const std::vector<Condition>& conditions, bool reference, const char* what) {
+std::vector<std::vector<double>> Scan::run_phase(const std::vector<Knockout>& conditions, bool reference, const char* what) {
   const int phase = phase_++;
   // Every rank builds the same masks from the conditions rank 0 sends.
   std::vector<int32_t> wire;
   if (root()) {
-    for (const Condition& c : conditions) {
+    for (const Knockout& c : conditions) {
       wire.push_back(static_cast<int32_t>(c.off.size()));
       wire.push_back(c.resume);
       for (const auto& [l, e] : c.off) wire.insert(wire.end(), {l, e});
     }
   }
   broadcast(wire, "the scan's conditions");
-  std::vector<Condition> conds;
+  std::vector<Knockout> conds;
   for (size_t at = 0; at < wire.size();) {
-    Condition c;
+    Knockout c;
     const int32_t count = wire[at];
     c.resume = wire[at + 1];
     at += 2;
@@ -355,7 +355,7 @@ std::vector<Expert> Scan::ranked(const std::vector<Expert>& among) const {
 void Scan::block_phase(std::vector<Expert>& singles) {
   const ModelConfig& c = model_.config;
   const int width = o_.block_size > 0 ? o_.block_size : c.n_group > 1 ? experts() / c.n_group : 8;
-  std::vector<Condition> blocks;
+  std::vector<Knockout> blocks;
   if (root()) {
     data_.block_width = width;
     for (int l = 0; l < moe_layers(); ++l) {
@@ -410,7 +410,7 @@ void Scan::greedy() {
   MPI_Bcast(&rounds, 1, MPI_INT, 0, MPI_COMM_WORLD);
   for (int round = 1; round < rounds; ++round) {
     run_phase({knockout({}, selected_)}, true, "greedy reference");
-    std::vector<Condition> conds;
+    std::vector<Knockout> conds;
     std::vector<Expert> tried;
     if (root()) {
       for (const auto& x : pool) {
@@ -444,7 +444,7 @@ void Scan::greedy() {
 
 void Scan::run() {
   start_ = std::chrono::steady_clock::now();
-  const auto reference = run_phase({Condition{}}, true, "reference");
+  const auto reference = run_phase({Knockout{}}, true, "reference");
   if (root()) data_.baseline = reference[0];
 
   std::vector<Expert> singles;
@@ -454,7 +454,7 @@ void Scan::run() {
     block_phase(singles);
     if (o_.search == "both") singles = candidates_;
   }
-  std::vector<Condition> conds;
+  std::vector<Knockout> conds;
   if (root()) {
     for (const auto& x : singles) conds.push_back(knockout({x}));
   }
