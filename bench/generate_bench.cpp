@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bench_util.h"
+#include "mote/expert_parallel/local_experts.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/generator.h"
 
@@ -30,7 +31,8 @@ int main(int argc, char** argv) {
     std::vector<double> prefill, decode, bandwidth;
     GenerationStats last;
     const double total = bench::median_seconds(reps, [&] {
-      MoeTransformer model(m->config, m->weights);
+      LocalExperts local_experts(m->weights, m->config);
+      MoeTransformer model(m->config, m->weights, local_experts);
       Generator g(model, m->eos_ids, o);
       g.run(requests, [](size_t, GenerationResult&&) {});
       last = g.stats();

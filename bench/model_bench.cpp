@@ -26,6 +26,7 @@
 #include <string>
 
 #include "bench_util.h"
+#include "mote/expert_parallel/local_experts.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/kv_cache.h"
 #include "mote/model/loaded_model.h"
@@ -59,7 +60,8 @@ Run run_once(const LoadedModel& m, const std::vector<GenerationRequest>& request
   o.stop_at_eos = false;
   o.batch_size = batch;
   o.max_step_tokens = 1 << 20;
-  MoeTransformer model(m.config, m.weights);
+  LocalExperts local_experts(m.weights, m.config);
+  MoeTransformer model(m.config, m.weights, local_experts);
   Generator g(model, m.eos_ids, o);
   const uint64_t before = weight_bytes_streamed();
   g.run(requests, [](size_t, GenerationResult&&) {});
@@ -91,7 +93,8 @@ using bench::median;
 // the last-level cache: a difference of routing, not of depth.
 double interleaved_depth_ratio(const LoadedModel& m, int prompt, int gen, bool same_experts) {
   const ModelConfig& c = m.config;
-  MoeTransformer model(c, m.weights);
+  LocalExperts local_experts(m.weights, c);
+  MoeTransformer model(c, m.weights, local_experts);
   KvCache cache(c, 2);
   cache.reset(0, gen + 1);
   cache.reset(1, prompt + gen);

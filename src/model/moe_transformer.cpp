@@ -15,7 +15,7 @@
 
 namespace mote {
 
-MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts)
+MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor& experts)
     : c_(config),
       w_(weights),
       rope_(config.rope()),
@@ -23,12 +23,7 @@ MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& we
       gqa_(config, rope_),
       router_(config),
       experts_(experts),
-      moe_layers_(config.moe_layers()) {
-  if (experts_ == nullptr) {
-    local_experts_ = std::make_unique<LocalExpertExecutor>(weights, config.hidden_size, config.n_routed_experts);
-    experts_ = local_experts_.get();
-  }
-}
+      moe_layers_(config.moe_layers()) {}
 
 void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std::span<const int32_t> logit_rows, float* logits,
                          const ForwardTaps& taps) {
@@ -251,13 +246,13 @@ void MoeTransformer::run_experts(const LayerWeights& w, int layer, int moe_layer
   const int k = router_.top_k();
   // Routed experts, then the weighted sum in top-k slot order (never in the
   // order results arrive), then the shared expert.
-  experts_->begin({layer, moe_layer, x, n, sent, gates, k, rows});
+  experts_.begin({layer, moe_layer, x, n, sent, gates, k, rows});
   if (!w.shared.empty()) {
     // Runs while the routed experts' tokens are in flight to their ranks.
     shared_out_.resize(static_cast<size_t>(n) * hidden);
     ffn_.forward(w.shared, x, n, shared_out_.data());
   }
-  experts_->finish(expert_rows_);
+  experts_.finish(expert_rows_);
   const RowView<float> y_rows(out, hidden), shared(shared_out_.data(), hidden);
   for (int r = 0; r < n; ++r) {
     float* y = y_rows[r];

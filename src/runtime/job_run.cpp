@@ -44,7 +44,7 @@ int JobRun::run(std::vector<std::pair<size_t, GenerationRequest>> todo, const Re
     RequestQueue queue(coordinators_comm_, *exchange_, model_.moe_layers(), masks_, std::move(todo), rank == 0 ? on_done : ResultHandler(),
                        rank == 0 ? fill : RequestFiller());
     gen.stop_requested = [&] { return queue.stopped(); };
-    MoeTransformer transformer(model_.config, model_.loaded->weights, exchange_.get());
+    MoeTransformer transformer(model_.config, model_.loaded->weights, *exchange_);
     Generator generator(transformer, model_.loaded->eos_ids, gen);
     generator.run(queue, [&](size_t id, GenerationResult&& result) { queue.done(id, std::move(result)); });
     stats_ += generator.stats();

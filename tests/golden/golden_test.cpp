@@ -10,6 +10,7 @@
 
 #include "../support/golden_checks.h"
 #include "mote/io/json_file.h"
+#include "mote/expert_parallel/local_experts.h"
 #include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
 
@@ -74,7 +75,8 @@ TEST_P(Golden, MatchesReference) {
 
   const ExpertMask mask = golden_mask();
   const ExpertMask* row_mask = gc.run == "masked" ? &mask : nullptr;
-  MoeTransformer model(c, model_->weights);
+  LocalExperts local_experts(model_->weights, c);
+  MoeTransformer model(c, model_->weights, local_experts);
   KvCache cache(c, 1);
   cache.reset(0, n + new_tokens);
 

@@ -21,6 +21,7 @@
 #include "../support/golden_checks.h"
 #include "../support/npz.h"
 #include "mote/io/json_file.h"
+#include "mote/expert_parallel/local_experts.h"
 #include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
 
@@ -120,7 +121,8 @@ TEST_P(NpzGolden, MatchesReference) {
   const int n = static_cast<int>(ids.size());
   const int new_tokens = static_cast<int>(gen_ids.size());
 
-  MoeTransformer model(c, model_files->weights);
+  LocalExperts local_experts(model_files->weights, c);
+  MoeTransformer model(c, model_files->weights, local_experts);
   KvCache cache(c, 1);
   cache.reset(0, n + new_tokens);
   const test::Prefill pre = test::prefill(model, cache, ids, vocab);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "mote/io/safetensors_writer.h"
+#include "mote/expert_parallel/local_experts.h"
 #include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
 #include "mote/ops/matmul.h"
@@ -161,7 +162,8 @@ TEST(Fp8, SyntheticFp8ModelLoadsAndRuns) {
   ASSERT_TRUE(m->config.fp8.has_value());
   EXPECT_EQ(m->weights.layers[1].experts[0].gate.dtype, DType::F8_E4M3);
   EXPECT_EQ(m->weights.layers[1].router.gate.dtype, DType::BF16);  // the router stays as shipped
-  MoeTransformer model(m->config, m->weights);
+  LocalExperts local_experts(m->weights, m->config);
+  MoeTransformer model(m->config, m->weights, local_experts);
   KvCache cache(m->config, 1);
   cache.reset(0, 4);
   std::vector<StepRow> rows{{0, 0, 0}, {0, 1, 17}, {0, 2, 300}, {0, 3, 5}};

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "mote/expert_parallel/local_experts.h"
 #include "mote/model/expert_counters.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/loaded_model.h"
@@ -35,7 +36,8 @@ std::vector<GenerationRequest> golden_requests() {
 }
 
 std::vector<GenerationResult> run(GenerationOptions options, const std::vector<GenerationRequest>& requests) {
-  MoeTransformer model(model_files().config, model_files().weights);
+  LocalExperts local_experts(model_files().weights, model_files().config);
+  MoeTransformer model(model_files().config, model_files().weights, local_experts);
   Generator gen(model, model_files().eos_ids, options);
   std::vector<GenerationResult> results(requests.size());
   gen.run(requests, [&](size_t i, GenerationResult&& r) { results[i] = std::move(r); });
@@ -338,7 +340,8 @@ TEST(Generator, PaddedVocabularyIdsAreNeverSampled) {
     }
   });
   const auto m = load_model(dir.path());
-  MoeTransformer model(m->config, m->weights);
+  LocalExperts local_experts(m->weights, m->config);
+  MoeTransformer model(m->config, m->weights, local_experts);
   const std::vector<GenerationRequest> requests{{{0, 17, 300}, nullptr, 0}};
   for (const int sample_vocab : {0, 4096}) {
     GenerationOptions options;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "mote/expert_parallel/local_experts.h"
 #include "mote/model/moe_transformer.h"
 #include "mote/model/loaded_model.h"
 #include "mote/util/error.h"
@@ -16,7 +17,8 @@ using test::rewrite_tensors;
 using test::ScratchDir;
 
 std::vector<float> last_logits(const LoadedModel& m, const std::vector<int32_t>& tokens) {
-  MoeTransformer model(m.config, m.weights);
+  LocalExperts local_experts(m.weights, m.config);
+  MoeTransformer model(m.config, m.weights, local_experts);
   KvCache cache(m.config, 1);
   cache.reset(0, static_cast<int>(tokens.size()));
   std::vector<StepRow> rows;

@@ -1,15 +1,14 @@
-// Runs the routed experts of one MoE layer for a batch. The local executor
-// computes every expert in this process; the expert-parallel one ships
-// tokens to the ranks that own them. Both return the same bits.
+// Runs the routed experts of one MoE layer for a batch: a job's exchange
+// ships tokens to the ranks that own them (expert_parallel/), and
+// LocalExperts runs them all in this process with the same worker. Both
+// return the same bits.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
-#include "mote/model/ffn.h"
 #include "mote/model/step.h"
-#include "mote/model/weights.h"
 
 namespace mote {
 
@@ -35,24 +34,6 @@ class ExpertExecutor {
   // slots. (Pointers rather than a copy into one array: a layer's expert
   // results are top_k times its input, and the combine reads them once.)
   virtual void finish(std::vector<const float*>& rows) = 0;
-};
-
-// Computes each expert once over all of its rows: gather, SwiGLU, scatter.
-class LocalExpertExecutor : public ExpertExecutor {
- public:
-  LocalExpertExecutor(const ModelWeights& weights, int hidden, int n_experts);
-  void begin(const ExpertBatch& batch) override { batch_ = batch; }
-  void finish(std::vector<const float*>& rows) override;
-
- private:
-  ExpertBatch batch_;
-  const ModelWeights& weights_;
-  int hidden_;
-  int n_experts_;
-  Ffn ffn_;
-  std::vector<int> offsets_, order_;
-  std::vector<float> gathered_, results_;
-  std::vector<FfnJob> jobs_;
 };
 
 }  // namespace mote

@@ -28,8 +28,9 @@ namespace mote {
 
 class MoeTransformer {
  public:
-  // `experts` runs the routed experts; null means all of them run here.
-  MoeTransformer(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor* experts = nullptr);
+  // `experts` runs the routed experts: a job's exchange, or LocalExperts
+  // (expert_parallel/local_experts.h) for a model run alone.
+  MoeTransformer(const ModelConfig& config, const ModelWeights& weights, ExpertExecutor& experts);
 
   const ModelConfig& config() const { return c_; }
   int moe_layer_count() const { return static_cast<int>(moe_layers_.size()); }
@@ -71,8 +72,7 @@ class MoeTransformer {
   GqaAttention gqa_;
   Router router_;
   Ffn ffn_;
-  std::unique_ptr<LocalExpertExecutor> local_experts_;
-  ExpertExecutor* experts_;
+  ExpertExecutor& experts_;
   std::vector<int> moe_layers_;
 
   // Scratch reused across steps; grows to the largest batch seen.
