@@ -16,6 +16,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
   ExperimentOptions experiment;
   experiment.job.command_line = command_line;
   po::options_description options("Experiment options");
+  // clang-format off
   options.add_options()
       ("target-mask", input_file(&experiment.target_masks, "[NAME=]FILE")->composing(),
        "mask file of a condition under test (e.g. from 'mote rank' or 'mote scan'); NAME=FILE names it (repeatable: the "
@@ -30,6 +31,7 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
        "at the first answer position, per condition and class")
       ("tokens", po::value(&experiment.tokens), "token-prob: vocabulary tokens or #ID, comma-separated (e.g. I,S)")
       ("csv", output_file(&experiment.csv), "CSV file of the table (default: OUT with .csv)");
+  // clang-format on
   // The job's options, but for the masks, which the conditions set.
   po::options_description job("Job options (as for 'mote generate'; --out is required, and holds the whole experiment)");
   const po::options_description every_job_option = job_options(experiment.job);

@@ -15,6 +15,7 @@ namespace mote {
 
 po::options_description job_options(JobOptions& job) {
   po::options_description o("Options (also accepted as 'key = value' lines of a --config job file)");
+  // clang-format off
   o.add_options()
       ("model", input_file(&job.model_dir, "DIR")->default_value(default_model_dir()), "Hugging Face model directory")
       ("prompts", input_file(&job.prompts), "prompt file: JSONL requests or plain text, one per line")
@@ -72,6 +73,7 @@ po::options_description job_options(JobOptions& job) {
        "this rank holds into its own memory at load (one copy per rank; faster where mapped file pages are slow to "
        "reread, as on some virtual machines; docs/performance.md)")
       ("log-level", po::value(&job.log_level)->default_value("info"), "trace, debug, info, warn, error or off");
+  // clang-format on
   return o;
 }
 

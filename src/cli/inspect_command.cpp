@@ -13,10 +13,12 @@ int run_inspect(const std::vector<std::string>& args, const std::string&, MpiSes
   std::string target;
   int top = 5, ranks = 1;
   po::options_description options("Options");
+  // clang-format off
   options.add_options()
       ("path", input_file(&target, "PATH"), "a mote HDF5 file or a model directory (also the first positional argument)")
       ("top", po::value(&top)->default_value(5), "experts listed per class")
       ("ranks,n", po::value(&ranks)->default_value(1), "for a model directory: the world size to plan memory for");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("path", 1);
   const auto parsed = parse_command(args, options, mpi,
@@ -36,9 +38,11 @@ int run_diff(const std::vector<std::string>& args, const std::string&, MpiSessio
   std::vector<std::string> files;
   int top = 10;
   po::options_description options("Options");
+  // clang-format off
   options.add_options()
       ("files", input_file(&files), "the two profile files A and B (positional)")
       ("top", po::value(&top)->default_value(10), "experts listed per class");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("files", 2);
   const auto parsed = parse_command(args, options, mpi,

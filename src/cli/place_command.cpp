@@ -26,6 +26,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   LoadPlacementSpec spec;
   PlanRequest job_shape;  // what --mem-per-rank must hold besides the experts
   po::options_description options("Options");
+  // clang-format off
   options.add_options()
       ("profile", input_file(&profile_path), "profile (or generate) HDF5 file whose expert counts give the load")
       ("ranks,n", po::value(&spec.world_size)->default_value(1), "world size (MPI ranks) of the job to place")
@@ -43,6 +44,7 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
        "with --mem-per-rank: the job's --max-step-tokens (working buffers grow with it)")
       ("model", input_file(&model, "DIR"), "model directory, for --mem-per-rank (default: the one the profile names)")
       ("out", output_file(&out), "placement file to write, for --placement-file");
+  // clang-format on
   const auto parsed = parse_command(args, options, mpi,
                                     "Usage: mote place --profile PROFILE.h5 -n N [--coordinators K] [--mem-per-rank SIZE] --out placement.json\n\n"
                                     "Spreads each MoE layer's routed experts over the ranks that hold experts so that the tokens each\n"

@@ -19,6 +19,7 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
   std::string model = default_model_dir(), mem, wire = "f32", coordinators;
   bool json = false;
   po::options_description options("Options");
+  // clang-format off
   options.add_options()
       ("model", input_file(&model, "DIR")->default_value(default_model_dir()),
        "Hugging Face model directory; config.json and model.safetensors.index.json are enough")
@@ -46,6 +47,7 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
       ("threads", po::value(&speed.threads_per_rank)->default_value(1), "throughput model: compute threads per rank")
       ("node-cores", po::value(&speed.node_cores)->default_value(0),
        "throughput model: cores of one node, when ranks x threads oversubscribe them (0: never oversubscribed)");
+  // clang-format on
   const auto parsed = parse_command(args, options, mpi,
                                     "Usage: mote plan --model DIR -n N [--placement RULE] [--mem-per-rank SIZE] [--json]\n\n"
                                     "Prints what each rank of a job will hold: weight bytes by kind (embeddings, attention, dense layers,\n"

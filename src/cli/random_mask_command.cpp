@@ -19,6 +19,7 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
   int count = 0;
   uint64_t seed = 0;
   po::options_description options("Options");
+  // clang-format off
   options.add_options()
       ("model", input_file(&model_dir, "DIR")->default_value(default_model_dir()), "model directory (for its layer and expert counts)")
       ("count", po::value(&count), "number of experts to switch off or force on (required unless --like)")
@@ -30,6 +31,7 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
       ("like", input_file(&like), "mask file whose number of off (with --mode on: on) experts per MoE layer to match")
       ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
       ("out", output_file(&out)->required(), "mask file to write");
+  // clang-format on
   const auto parsed = parse_command(args, options, mpi,
                                     "Usage: mote random-mask --out FILE (--count N | --like MASK) [--mode off|on] [--exclude MASK] [--seed S]\n\n"
                                     "Writes a mask file that switches off (or forces on) randomly chosen routed experts: the control\n"

@@ -25,6 +25,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
   std::string file, out, policy = "reroute", by = "frequency";
   RankingSpec spec;
   po::options_description options("Options");
+  // clang-format off
   options.add_options()
       ("file", input_file(&file), "profile or scan HDF5 file (also the first positional argument)")
       ("by", po::value(&by)->default_value("frequency"),
@@ -43,6 +44,7 @@ int run_rank(const std::vector<std::string>& args, const std::string& command_li
       ("per-layer", po::bool_switch(&spec.per_layer), "take the top N of every MoE layer instead of overall")
       ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
       ("out", output_file(&out), "mask file to write with the ranked experts switched off");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("file", 1);
   const auto parsed = parse_command(args, options, mpi,

@@ -15,6 +15,7 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
   ScanOptions scan;
   scan.job.command_line = command_line;
   po::options_description options("Scan options");
+  // clang-format off
   options.add_options()
       ("class", po::value(&scan.cls), "scan only the prompts of this class (the prompt file's \"class\"); default: all")
       ("metric", po::value(&scan.metric)->default_value("token-prob"),
@@ -36,6 +37,7 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
       ("top", po::value(&scan.top)->default_value(0), "experts with the largest effect to write to --mask-out")
       ("mask-out", output_file(&scan.mask_out), "mask file switching the --top N experts off, for 'mote generate' and 'mote experiment'")
       ("no-prefix-reuse", po::bool_switch(), "recompute every knockout from the first layer (for measuring what reuse saves)");
+  // clang-format on
   po::options_description all;
   all.add(options).add(job_options(scan.job));
   const po::options_description mask_keys = job_file_mask_keys();

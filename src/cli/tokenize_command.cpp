@@ -21,6 +21,7 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
   std::string dir = default_model_dir(), input, template_file;
   bool add_special = false;
   po::options_description options("Options");
+  // clang-format off
   options.add_options()
       ("tokenizer", input_file(&dir, "DIR")->default_value(default_model_dir()),
        "directory with tokenizer.json and tokenizer_config.json (a model directory will do)")
@@ -29,6 +30,7 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
        "Jinja chat template to render messages with (default: the directory's chat_template.jinja, else "
        "tokenizer_config.json's chat_template)")
       ("add-special-tokens", po::bool_switch(&add_special), "encode text lines with the special tokens (BOS) a raw prompt gets");
+  // clang-format on
   const auto parsed = parse_command(args, options, mpi,
                                     "Usage: mote tokenize --tokenizer DIR --input FILE.jsonl [--chat-template FILE] [--add-special-tokens]\n\n"
                                     "Prints one JSON object per input line, in order: {\"ids\": [...]} for {\"text\": ...} lines (encoded\n"
