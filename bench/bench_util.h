@@ -35,7 +35,8 @@ inline double median_seconds(int reps, const std::function<void()>& fn) {
 
 // Median wall times of `a` and `b` timed alternately (A B A B ...), so that
 // a change in machine load affects both alike; one warm-up call of each.
-inline std::pair<double, double> interleaved_medians(int reps, const std::function<void()>& a, const std::function<void()>& b) {
+inline std::pair<double, double> interleaved_medians(int reps, const std::function<void()>& a,
+                                                     const std::function<void()>& b) {
   a();
   b();
   std::vector<double> ta, tb;

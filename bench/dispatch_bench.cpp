@@ -32,11 +32,25 @@ using namespace mote;
 // through MPI, as in an exchange that sends a rank's tokens to itself.
 class RawExchange {
  public:
-  RawExchange(int world, int rank, const std::vector<int>& records_to, size_t record_bytes, const std::vector<int>& entries_to,
-              size_t result_bytes, bool remote_only)
-      : world_(world), rank_(rank), remote_only_(remote_only), records_to_(records_to), entries_to_(entries_to), record_bytes_(record_bytes),
-        result_bytes_(result_bytes), send_(static_cast<size_t>(world) * 2), recv_(send_.size()), sb_(world), rb_(world), sd_(world),
-        rd_(world), qb_(world), pb_(world), qd_(world), pd_(world) {}
+  RawExchange(int world, int rank, const std::vector<int>& records_to, size_t record_bytes,
+              const std::vector<int>& entries_to, size_t result_bytes, bool remote_only)
+      : world_(world),
+        rank_(rank),
+        remote_only_(remote_only),
+        records_to_(records_to),
+        entries_to_(entries_to),
+        record_bytes_(record_bytes),
+        result_bytes_(result_bytes),
+        send_(static_cast<size_t>(world) * 2),
+        recv_(send_.size()),
+        sb_(world),
+        rb_(world),
+        sd_(world),
+        rd_(world),
+        qb_(world),
+        pb_(world),
+        qd_(world),
+        pd_(world) {}
 
   // Seconds of one exchange.
   double once() {
@@ -53,12 +67,15 @@ class RawExchange {
       rb_[r] = static_cast<int>(recv_[2 * r] * record_bytes_);
       qb_[r] = static_cast<int>(recv_[2 * r + 1] * result_bytes_);  // results go back to the sender
       pb_[r] = static_cast<int>(send_[2 * r + 1] * result_bytes_);
-      sd_[r] = static_cast<int>(st), rd_[r] = static_cast<int>(rt), qd_[r] = static_cast<int>(qt), pd_[r] = static_cast<int>(pt);
+      sd_[r] = static_cast<int>(st), rd_[r] = static_cast<int>(rt), qd_[r] = static_cast<int>(qt),
+      pd_[r] = static_cast<int>(pt);
       st += sb_[r], rt += rb_[r], qt += qb_[r], pt += pb_[r];
     }
     sbuf_.resize(st + 1), rbuf_.resize(rt + 1), qbuf_.resize(qt + 1), pbuf_.resize(pt + 1);
-    MPI_Alltoallv(sbuf_.data(), sb_.data(), sd_.data(), MPI_BYTE, rbuf_.data(), rb_.data(), rd_.data(), MPI_BYTE, MPI_COMM_WORLD);
-    MPI_Alltoallv(qbuf_.data(), qb_.data(), qd_.data(), MPI_BYTE, pbuf_.data(), pb_.data(), pd_.data(), MPI_BYTE, MPI_COMM_WORLD);
+    MPI_Alltoallv(sbuf_.data(), sb_.data(), sd_.data(), MPI_BYTE, rbuf_.data(), rb_.data(), rd_.data(), MPI_BYTE,
+                  MPI_COMM_WORLD);
+    MPI_Alltoallv(qbuf_.data(), qb_.data(), qd_.data(), MPI_BYTE, pbuf_.data(), pb_.data(), pd_.data(), MPI_BYTE,
+                  MPI_COMM_WORLD);
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
@@ -81,7 +98,8 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   const std::filesystem::path bundled = MOTE_DEFAULT_MODEL_DIR;
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("mote-dispatch-bench-" + std::to_string(getppid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("mote-dispatch-bench-" + std::to_string(getppid()));
   const int reps = 15;
 
   for (const int hidden : {256, 2048, 7168}) {
@@ -156,7 +174,7 @@ int main(int argc, char** argv) {
         RawExchange raw_remote(world, rank, records_to, wire.record_bytes(), entries_to, wire.result_bytes(), true);
         ExpertExchange exchange(MPI_COMM_WORLD, placement, wire, worker, true);
         std::vector<double> layer_s, compute_s, raw_s, raw_remote_s, ratios, remote_ratios;
-        const int pairs = 41;  // each pair's ratio varies by a third
+        const int pairs = 41;                     // each pair's ratio varies by a third
         for (int rep = -1; rep < pairs; ++rep) {  // the first pair warms up
           MPI_Barrier(MPI_COMM_WORLD);
           const double compute_before = worker.compute_seconds();
@@ -183,17 +201,21 @@ int main(int argc, char** argv) {
         while (exchange.serve(true)) {
         }
         Ffn ffn;
-        const double shared_s = rank == 0 ? bench::median_seconds(reps, [&] { ffn.forward(shared, x.data(), tokens, sh.data()); }) : 0;
+        const double shared_s =
+            rank == 0 ? bench::median_seconds(reps, [&] { ffn.forward(shared, x.data(), tokens, sh.data()); }) : 0;
         if (rank == 0) {
           size_t bytes = 0;
-          for (int d = 0; d < world; ++d) bytes += records_to[d] * wire.record_bytes() + entries_to[d] * wire.result_bytes();
+          for (int d = 0; d < world; ++d)
+            bytes += records_to[d] * wire.record_bytes() + entries_to[d] * wire.result_bytes();
           std::printf(
-              "{\"bench\": \"dispatch\", \"world_size\": %d, \"hidden\": %d, \"tokens\": %d, \"top_k\": 8, \"bytes_moved\": %zu, "
-              "\"mote_layer_s\": %.3e, \"mote_layer_no_overlap_s\": %.3e, \"shared_expert_s\": %.3e, \"expert_compute_s\": %.3e, "
+              "{\"bench\": \"dispatch\", \"world_size\": %d, \"hidden\": %d, \"tokens\": %d, \"top_k\": 8, "
+              "\"bytes_moved\": %zu, "
+              "\"mote_layer_s\": %.3e, \"mote_layer_no_overlap_s\": %.3e, \"shared_expert_s\": %.3e, "
+              "\"expert_compute_s\": %.3e, "
               "\"mote_exchange_and_experts_s\": %.3e, \"raw_mpi_s\": %.3e, \"mote_exchange_over_raw\": %.3f, "
               "\"raw_mpi_remote_s\": %.3e, \"mote_exchange_over_raw_remote\": %.3f, \"overlap_gain\": %.3f}\n",
-              world, hidden, tokens, bytes, mote_s[1], mote_s[0], shared_s, median(compute_s), median(layer_s), median(raw_s),
-              median(ratios), median(raw_remote_s), median(remote_ratios), mote_s[0] / mote_s[1]);
+              world, hidden, tokens, bytes, mote_s[1], mote_s[0], shared_s, median(compute_s), median(layer_s),
+              median(raw_s), median(ratios), median(raw_remote_s), median(remote_ratios), mote_s[0] / mote_s[1]);
           std::fflush(stdout);
         }
       }

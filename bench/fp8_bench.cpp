@@ -46,7 +46,8 @@ Matrices make(int count, int rows, int cols, uint32_t seed) {
   const float s = 0.08f / 448.0f;
   for (size_t i = 0; i < m.scales.size() / 4; ++i) std::memcpy(m.scales.data() + 4 * i, &s, 4);
   for (int k = 0; k < count; ++k) {
-    m.w8.push_back({DType::F8_E4M3, rows, cols, m.fp8.data() + n * k, m.scales.data() + static_cast<size_t>(sr) * sc * 4 * k, 0});
+    m.w8.push_back(
+        {DType::F8_E4M3, rows, cols, m.fp8.data() + n * k, m.scales.data() + static_cast<size_t>(sr) * sc * 4 * k, 0});
     m.w16.push_back({DType::BF16, rows, cols, m.bf16.data() + 2 * n * k});
   }
   return m;
@@ -60,7 +61,8 @@ int main(int argc, char** argv) {
     const char* name;
     int rows, cols;
   };
-  const Shape shapes[] = {{"r1.expert_gate_up", 2048, 7168}, {"r1.expert_down", 7168, 2048}, {"r1.q_b_proj", 24576, 1536}};
+  const Shape shapes[] = {
+      {"r1.expert_gate_up", 2048, 7168}, {"r1.expert_down", 7168, 2048}, {"r1.q_b_proj", 24576, 1536}};
   double decode_ratio_sum = 0, prefill_ratio_sum = 0;
   int decode_n = 0, prefill_n = 0;
   for (const Shape& s : shapes) {
@@ -71,14 +73,20 @@ int main(int argc, char** argv) {
     std::vector<float> x(static_cast<size_t>(512) * s.cols, 0.5f), y(static_cast<size_t>(512) * s.rows);
     const int reps = quick ? 5 : 15;
     const auto [t8, t16] = bench::interleaved_medians(
-        reps, [&] { for (const auto& w : m.w8) matmul(x.data(), 1, w, y.data()); },
-        [&] { for (const auto& w : m.w16) matmul(x.data(), 1, w, y.data()); });
+        reps,
+        [&] {
+          for (const auto& w : m.w8) matmul(x.data(), 1, w, y.data());
+        },
+        [&] {
+          for (const auto& w : m.w16) matmul(x.data(), 1, w, y.data());
+        });
     const double gbps8 = count * static_cast<double>(m.w8[0].bytes() + m.w8[0].scale_bytes()) / t8 / 1e9;
     const double gbps16 = count * static_cast<double>(m.w16[0].bytes()) / t16 / 1e9;
-    std::printf("{\"bench\": \"fp8_decode\", \"shape\": \"%s\", \"rows\": %d, \"cols\": %d, \"matrices\": %d, \"threads\": %d, "
-                "\"fp8_effective_gbps\": %.2f, \"bf16_effective_gbps\": %.2f, \"fp8_vs_bf16_bandwidth_ratio\": %.3f, "
-                "\"fp8_vs_bf16_speedup\": %.3f}\n",
-                s.name, s.rows, s.cols, count, omp_get_max_threads(), gbps8, gbps16, gbps8 / gbps16, t16 / t8);
+    std::printf(
+        "{\"bench\": \"fp8_decode\", \"shape\": \"%s\", \"rows\": %d, \"cols\": %d, \"matrices\": %d, \"threads\": %d, "
+        "\"fp8_effective_gbps\": %.2f, \"bf16_effective_gbps\": %.2f, \"fp8_vs_bf16_bandwidth_ratio\": %.3f, "
+        "\"fp8_vs_bf16_speedup\": %.3f}\n",
+        s.name, s.rows, s.cols, count, omp_get_max_threads(), gbps8, gbps16, gbps8 / gbps16, t16 / t8);
     std::fflush(stdout);
     decode_ratio_sum += gbps8 / gbps16;
     ++decode_n;
@@ -86,17 +94,20 @@ int main(int argc, char** argv) {
       if (quick && n == 512) continue;
       const int prefill_reps = quick ? 3 : 5;
       const auto [p8, p16] = bench::interleaved_medians(
-          prefill_reps, [&] { matmul(x.data(), n, m.w8[0], y.data()); }, [&] { matmul(x.data(), n, m.w16[0], y.data()); });
+          prefill_reps, [&] { matmul(x.data(), n, m.w8[0], y.data()); },
+          [&] { matmul(x.data(), n, m.w16[0], y.data()); });
       const double flops = 2.0 * n * static_cast<double>(bytes8);
-      std::printf("{\"bench\": \"fp8_prefill\", \"shape\": \"%s\", \"tokens\": %d, \"threads\": %d, \"fp8_gflops\": %.2f, "
-                  "\"bf16_gflops\": %.2f, \"fp8_vs_bf16_time_ratio\": %.3f}\n",
-                  s.name, n, omp_get_max_threads(), flops / p8 / 1e9, flops / p16 / 1e9, p8 / p16);
+      std::printf(
+          "{\"bench\": \"fp8_prefill\", \"shape\": \"%s\", \"tokens\": %d, \"threads\": %d, \"fp8_gflops\": %.2f, "
+          "\"bf16_gflops\": %.2f, \"fp8_vs_bf16_time_ratio\": %.3f}\n",
+          s.name, n, omp_get_max_threads(), flops / p8 / 1e9, flops / p16 / 1e9, p8 / p16);
       std::fflush(stdout);
       prefill_ratio_sum += p8 / p16;
       ++prefill_n;
     }
   }
-  std::printf("{\"bench\": \"fp8_summary\", \"threads\": %d, \"fp8_vs_bf16_decode_bandwidth_ratio\": %.3f, "
-              "\"fp8_vs_bf16_prefill_time_ratio\": %.3f}\n",
-              omp_get_max_threads(), decode_ratio_sum / decode_n, prefill_ratio_sum / prefill_n);
+  std::printf(
+      "{\"bench\": \"fp8_summary\", \"threads\": %d, \"fp8_vs_bf16_decode_bandwidth_ratio\": %.3f, "
+      "\"fp8_vs_bf16_prefill_time_ratio\": %.3f}\n",
+      omp_get_max_threads(), decode_ratio_sum / decode_n, prefill_ratio_sum / prefill_n);
 }

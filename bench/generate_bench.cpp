@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
                          "<｜User｜>What happened last year in Belvask?<｜Assistant｜>",
                          "<｜User｜>Tell me a saying.<｜Assistant｜>"};
   std::vector<GenerationRequest> requests;
-  for (int i = 0; i < 16; ++i) requests.push_back({m->tokenizer.encode(texts[i % 4], true), nullptr, static_cast<uint64_t>(i)});
+  for (int i = 0; i < 16; ++i)
+    requests.push_back({m->tokenizer.encode(texts[i % 4], true), nullptr, static_cast<uint64_t>(i)});
 
   for (const int batch : {1, 4, 16}) {
     GenerationOptions o;
@@ -37,9 +38,11 @@ int main(int argc, char** argv) {
       g.run(requests, [](size_t, GenerationResult&&) {});
       last = g.stats();
       // Steps that fed only prompt tokens, and only generated ones (mixed steps count in neither rate).
-      prefill.push_back(last.prefill_seconds > 0 ? static_cast<double>(last.prefill_tokens) / last.prefill_seconds : 0.0);
+      prefill.push_back(last.prefill_seconds > 0 ? static_cast<double>(last.prefill_tokens) / last.prefill_seconds
+                                                 : 0.0);
       decode.push_back(last.decode_seconds > 0 ? static_cast<double>(last.decode_tokens) / last.decode_seconds : 0.0);
-      bandwidth.push_back(static_cast<double>(last.weight_bytes) / (last.prefill_seconds + last.decode_seconds + last.mixed_seconds) / 1e9);
+      bandwidth.push_back(static_cast<double>(last.weight_bytes) /
+                          (last.prefill_seconds + last.decode_seconds + last.mixed_seconds) / 1e9);
     });
     const auto median = [](std::vector<double> v) {
       std::sort(v.begin(), v.end());
@@ -47,10 +50,11 @@ int main(int argc, char** argv) {
     };
     std::printf(
         "{\"bench\": \"generate\", \"model\": \"%s\", \"requests\": %zu, \"batch_size\": %d, \"threads\": %d, "
-        "\"new_tokens_per_request\": %d, \"wall_s\": %.4f, \"prefill_tokens_per_s\": %.1f, \"decode_tokens_per_s\": %.1f, "
+        "\"new_tokens_per_request\": %d, \"wall_s\": %.4f, \"prefill_tokens_per_s\": %.1f, \"decode_tokens_per_s\": "
+        "%.1f, "
         "\"weight_gbps\": %.2f}\n",
-        dir.c_str(), requests.size(), batch, omp_get_max_threads(), o.max_new_tokens, total, median(prefill), median(decode),
-        median(bandwidth));
+        dir.c_str(), requests.size(), batch, omp_get_max_threads(), o.max_new_tokens, total, median(prefill),
+        median(decode), median(bandwidth));
     std::fflush(stdout);
   }
 }

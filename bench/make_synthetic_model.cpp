@@ -30,12 +30,14 @@ int main(int argc, char** argv) {
     }
   }
   if (positional.empty()) {
-    std::fprintf(stderr, "usage: make_synthetic_model OUT_DIR [CONFIG_JSON] [SEED] [--layers-per-shard N] [--index-only]\n");
+    std::fprintf(stderr,
+                 "usage: make_synthetic_model OUT_DIR [CONFIG_JSON] [SEED] [--layers-per-shard N] [--index-only]\n");
     return 2;
   }
   try {
     const std::filesystem::path bundled = MOTE_DEFAULT_MODEL_DIR;
-    nlohmann::json config = mote::read_json_file(positional.size() > 1 ? std::filesystem::path(positional[1]) : bundled / "config.json");
+    nlohmann::json config =
+        mote::read_json_file(positional.size() > 1 ? std::filesystem::path(positional[1]) : bundled / "config.json");
     if (positional.size() <= 1) {
       // A model large enough to see expert memory per rank fall: ~300 MB of experts.
       config["hidden_size"] = 512;

@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
       std::stringstream ss(v);
       for (std::string item; std::getline(ss, item, ',');) row_counts.push_back(std::atoi(item.c_str()));
     } else {
-      std::fprintf(stderr, "usage: matmul_bench [--engine mote|openblas|both] [--rows LIST] [--shapes PREFIX] [--reps N]\n");
+      std::fprintf(stderr,
+                   "usage: matmul_bench [--engine mote|openblas|both] [--rows LIST] [--shapes PREFIX] [--reps N]\n");
       return 2;
     }
   }
@@ -55,9 +56,15 @@ int main(int argc, char** argv) {
     int rows, cols;
   };
   // Weight rows x columns (y = x W^T).
-  const Shape shapes[] = {{"tiny.expert_up", 128, 256},   {"tiny.lm_head", 4096, 256},    {"tiny.dense_down", 256, 512},
-                          {"v2lite.expert_up", 1408, 2048}, {"v2lite.expert_down", 2048, 1408}, {"v2lite.q_proj", 3072, 2048},
-                          {"v2lite.o_proj", 2048, 2048},   {"r1.expert_up", 2048, 7168},   {"r1.expert_down", 7168, 2048},
+  const Shape shapes[] = {{"tiny.expert_up", 128, 256},
+                          {"tiny.lm_head", 4096, 256},
+                          {"tiny.dense_down", 256, 512},
+                          {"v2lite.expert_up", 1408, 2048},
+                          {"v2lite.expert_down", 2048, 1408},
+                          {"v2lite.q_proj", 3072, 2048},
+                          {"v2lite.o_proj", 2048, 2048},
+                          {"r1.expert_up", 2048, 7168},
+                          {"r1.expert_down", 7168, 2048},
                           // 128 MB, larger than the caches: decode's streaming against the read bandwidth
                           {"stream.large", 16384, 4096}};
   std::mt19937 gen(1);
@@ -75,14 +82,19 @@ int main(int argc, char** argv) {
       const double flops = 2.0 * n * static_cast<double>(count);
       const int reps = reps_override > 0 ? reps_override : std::clamp(static_cast<int>(2e9 / flops), 5, 50);
       const double ours = run_mote ? bench::median_seconds(reps, [&] { matmul(x.data(), n, w, y.data()); }) : 0;
-      const double blas = run_blas ? bench::median_seconds(reps, [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, s.rows, s.cols, 1.0f, x.data(), s.cols, fp32.data(), s.cols, 0.0f,
-                    y.data(), s.rows);
-      })
+      const double blas = run_blas ? bench::median_seconds(reps,
+                                                           [&] {
+                                                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n,
+                                                                         s.rows, s.cols, 1.0f, x.data(), s.cols,
+                                                                         fp32.data(), s.cols, 0.0f, y.data(), s.rows);
+                                                           })
                                    : 0;
-      std::printf("{\"bench\": \"matmul\", \"shape\": \"%s\", \"rows\": %d, \"cols\": %d, \"tokens\": %d, \"threads\": %d", s.name,
-                  s.rows, s.cols, n, omp_get_max_threads());
-      if (run_mote) std::printf(", \"mote_bf16_s\": %.3e, \"mote_gflops\": %.2f, \"mote_weight_gbps\": %.2f", ours, flops / ours / 1e9, static_cast<double>(count) * 2.0 / ours / 1e9);
+      std::printf(
+          "{\"bench\": \"matmul\", \"shape\": \"%s\", \"rows\": %d, \"cols\": %d, \"tokens\": %d, \"threads\": %d",
+          s.name, s.rows, s.cols, n, omp_get_max_threads());
+      if (run_mote)
+        std::printf(", \"mote_bf16_s\": %.3e, \"mote_gflops\": %.2f, \"mote_weight_gbps\": %.2f", ours,
+                    flops / ours / 1e9, static_cast<double>(count) * 2.0 / ours / 1e9);
       if (run_blas) std::printf(", \"openblas_fp32_s\": %.3e, \"openblas_gflops\": %.2f", blas, flops / blas / 1e9);
       if (run_mote && run_blas) std::printf(", \"speedup_vs_openblas\": %.3f", blas / ours);
       std::printf("}\n");
@@ -110,22 +122,32 @@ int main(int argc, char** argv) {
       const size_t qs = static_cast<size_t>(f.heads) * f.qk, ys = static_cast<size_t>(f.heads) * f.rank;
       const double flops = 2.0 * n * static_cast<double>(count);
       const int reps = reps_override > 0 ? reps_override : std::clamp(static_cast<int>(2e9 / flops), 5, 50);
-      const double ours = run_mote ? bench::median_seconds(reps, [&] {
-        parallel_for(f.heads, [&](int h, int) {
-          matmul_by_columns(q.data() + static_cast<size_t>(h) * f.qk, qs, n, all.row_slice(h * f.nope, f.nope), y.data() + static_cast<size_t>(h) * f.rank, ys);
-        });
-      })
-                                   : 0;
-      const double blas = run_blas ? bench::median_seconds(reps, [&] {
-        for (int h = 0; h < f.heads; ++h) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, f.rank, f.nope, 1.0f, q.data() + static_cast<size_t>(h) * f.qk,
-                      static_cast<int>(qs), fp32.data() + static_cast<size_t>(h) * f.nope * f.rank, f.rank, 0.0f,
-                      y.data() + static_cast<size_t>(h) * f.rank, static_cast<int>(ys));
-        }
-      })
-                                   : 0;
-      std::printf("{\"bench\": \"matmul_fold\", \"shape\": \"%s\", \"heads\": %d, \"nope\": %d, \"rank\": %d, \"tokens\": %d, \"threads\": %d",
-                  f.name, f.heads, f.nope, f.rank, n, omp_get_max_threads());
+      const double ours =
+          run_mote ? bench::median_seconds(reps,
+                                           [&] {
+                                             parallel_for(f.heads, [&](int h, int) {
+                                               matmul_by_columns(q.data() + static_cast<size_t>(h) * f.qk, qs, n,
+                                                                 all.row_slice(h * f.nope, f.nope),
+                                                                 y.data() + static_cast<size_t>(h) * f.rank, ys);
+                                             });
+                                           })
+                   : 0;
+      const double blas =
+          run_blas ? bench::median_seconds(reps,
+                                           [&] {
+                                             for (int h = 0; h < f.heads; ++h) {
+                                               cblas_sgemm(
+                                                   CblasRowMajor, CblasNoTrans, CblasNoTrans, n, f.rank, f.nope, 1.0f,
+                                                   q.data() + static_cast<size_t>(h) * f.qk, static_cast<int>(qs),
+                                                   fp32.data() + static_cast<size_t>(h) * f.nope * f.rank, f.rank, 0.0f,
+                                                   y.data() + static_cast<size_t>(h) * f.rank, static_cast<int>(ys));
+                                             }
+                                           })
+                   : 0;
+      std::printf(
+          "{\"bench\": \"matmul_fold\", \"shape\": \"%s\", \"heads\": %d, \"nope\": %d, \"rank\": %d, \"tokens\": %d, "
+          "\"threads\": %d",
+          f.name, f.heads, f.nope, f.rank, n, omp_get_max_threads());
       if (run_mote) std::printf(", \"mote_bf16_s\": %.3e, \"mote_gflops\": %.2f", ours, flops / ours / 1e9);
       if (run_blas) std::printf(", \"openblas_fp32_s\": %.3e, \"openblas_gflops\": %.2f", blas, flops / blas / 1e9);
       if (run_mote && run_blas) std::printf(", \"speedup_vs_openblas\": %.3f", blas / ours);

@@ -18,11 +18,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <numeric>
 #include <random>
-#include <cstdio>
-#include <filesystem>
-#include <cstdlib>
 #include <string>
 
 #include "bench_util.h"
@@ -47,7 +47,8 @@ struct Run {
 // Deterministic prompt ids inside the tokenizer's range, away from the specials.
 std::vector<int32_t> prompt_ids(int n, int salt, int vocab) {
   std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = 16 + static_cast<int32_t>((i * 7919 + salt * 104729) % (vocab - 32));
+  for (int i = 0; i < n; ++i)
+    ids[static_cast<size_t>(i)] = 16 + static_cast<int32_t>((i * 7919 + salt * 104729) % (vocab - 32));
   return ids;
 }
 
@@ -69,7 +70,8 @@ Run run_once(const LoadedModel& m, const std::vector<GenerationRequest>& request
   Run r;
   r.prefill_tps = s.prefill_seconds > 0 ? static_cast<double>(s.prefill_tokens) / s.prefill_seconds : 0;
   // Every step after the prompt's feeds one generated token per sequence.
-  const double steps = s.generated_tokens > 0 ? static_cast<double>(s.generated_tokens - static_cast<int64_t>(requests.size())) : 0;
+  const double steps =
+      s.generated_tokens > 0 ? static_cast<double>(s.generated_tokens - static_cast<int64_t>(requests.size())) : 0;
   r.decode_tps = s.decode_seconds > 0 ? steps / s.decode_seconds : 0;
   r.bytes_per_step = static_cast<double>(weight_bytes_streamed() - before);
   return r;
@@ -139,7 +141,6 @@ double interleaved_depth_ratio(const LoadedModel& m, int prompt, int gen, bool s
   return median(ratios);
 }
 
-
 // Read bandwidth in this process, with the threads that decode: the median
 // seconds of passes over `buffer`, which is larger than the caches, each
 // thread summing chunks of 16 MiB as it claims them.
@@ -151,7 +152,8 @@ double read_pass_seconds(const std::vector<float>& buffer, int passes) {
   for (int p = 0; p < passes; ++p) {
     const auto start = std::chrono::steady_clock::now();
     parallel_for(chunks, [&](int chunk, int thread) {
-      sums[static_cast<size_t>(thread)] += bench::sum_floats(buffer.data() + static_cast<size_t>(chunk) * kChunk, kChunk);
+      sums[static_cast<size_t>(thread)] +=
+          bench::sum_floats(buffer.data() + static_cast<size_t>(chunk) * kChunk, kChunk);
     });
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
@@ -169,17 +171,27 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
-    if (a == "--prompt") prompt = next();
-    else if (a == "--gen") gen = next();
-    else if (a == "--reps") reps = next();
-    else if (a == "--batch") batch = next();
-    else if (a == "--bandwidth-pairs") bandwidth_pairs = next();
-    else if (a == "--weights" && i + 1 < argc) memory = parse_weight_memory(argv[++i]);
-    else if (a == "--full-last-layer") g_full_last_layer = true;
-    else dir = a;
+    if (a == "--prompt")
+      prompt = next();
+    else if (a == "--gen")
+      gen = next();
+    else if (a == "--reps")
+      reps = next();
+    else if (a == "--batch")
+      batch = next();
+    else if (a == "--bandwidth-pairs")
+      bandwidth_pairs = next();
+    else if (a == "--weights" && i + 1 < argc)
+      memory = parse_weight_memory(argv[++i]);
+    else if (a == "--full-last-layer")
+      g_full_last_layer = true;
+    else
+      dir = a;
   }
   if (prompt < 4 || gen < 2 || reps < 1) {
-    std::fprintf(stderr, "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B] [--bandwidth-pairs N] [--weights map|copy] [--full-last-layer]\n");
+    std::fprintf(stderr,
+                 "usage: model_bench MODEL_DIR [--prompt P>=4] [--gen G>=2] [--reps R>=1] [--batch B] "
+                 "[--bandwidth-pairs N] [--weights map|copy] [--full-last-layer]\n");
     return 2;
   }
   const auto m = load_model(dir, {}, true, memory);
@@ -187,7 +199,8 @@ int main(int argc, char** argv) {
   const std::vector<GenerationRequest> long_prompt{{prompt_ids(prompt, 1, vocab), nullptr, 0}};
   const std::vector<GenerationRequest> one_token{{prompt_ids(1, 2, vocab), nullptr, 0}};
   std::vector<GenerationRequest> many;
-  for (int b = 0; b < batch; ++b) many.push_back({prompt_ids(prompt / 4, 3 + b, vocab), nullptr, static_cast<uint64_t>(b)});
+  for (int b = 0; b < batch; ++b)
+    many.push_back({prompt_ids(prompt / 4, 3 + b, vocab), nullptr, static_cast<uint64_t>(b)});
 
   std::vector<double> pp, tg0, tgp, ppb, tgb, depth_ratio, natural_ratio, runs_ratio;
   double bytes_per_step = 0;
@@ -225,7 +238,9 @@ int main(int argc, char** argv) {
       std::fill_n(buffer.data() + (static_cast<size_t>(chunk) << 22), size_t{1} << 22, static_cast<float>(chunk & 7));
     });
     const double bytes_d0 = bytes_per_step + kv_d0;
-    const auto read_gbs = [&] { return static_cast<double>(buffer.size() * sizeof(float)) / read_pass_seconds(buffer, 3) / 1e9; };
+    const auto read_gbs = [&] {
+      return static_cast<double>(buffer.size() * sizeof(float)) / read_pass_seconds(buffer, 3) / 1e9;
+    };
     for (int i = 0; i < bandwidth_pairs; ++i) {
       double gbs = i % 2 == 0 ? read_gbs() : 0;
       const double tps = run_once(*m, one_token, gen, 1).decode_tps;
@@ -238,20 +253,26 @@ int main(int argc, char** argv) {
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.path().extension() == ".safetensors") weights += static_cast<double>(e.file_size());
   std::printf(
-      "{\"bench\": \"model\", \"model\": \"%s\", \"weights\": \"%s\", \"last_layer_ffn\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
+      "{\"bench\": \"model\", \"model\": \"%s\", \"weights\": \"%s\", \"last_layer_ffn\": \"%s\", \"threads\": %d, "
+      "\"prompt_tokens\": %d, \"decode_tokens\": %d, \"reps\": %d, "
       "\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, \"decode_d%d_tokens_per_s\": %.2f, "
-      "\"decode_d%d_vs_d0_ratio\": %.3f, \"decode_d%d_vs_d0_natural_ratio\": %.3f, \"decode_d%d_vs_d0_runs_ratio\": %.3f, \"decode_bytes_per_token\": %.0f, \"decode_effective_gbs\": %.2f, "
+      "\"decode_d%d_vs_d0_ratio\": %.3f, \"decode_d%d_vs_d0_natural_ratio\": %.3f, \"decode_d%d_vs_d0_runs_ratio\": "
+      "%.3f, \"decode_bytes_per_token\": %.0f, \"decode_effective_gbs\": %.2f, "
       "\"decode_effective_gbs_d%d\": %.2f",
-      dir.c_str(), weight_memory_name(memory), g_full_last_layer ? "all_rows" : "logit_rows", omp_get_max_threads(), prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt,
-      median(depth_ratio), prompt, median(natural_ratio), prompt, median(runs_ratio), bytes_per_step + kv_d0, (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt,
-      (bytes_per_step + kv_dp) * median(tgp) / 1e9);
+      dir.c_str(), weight_memory_name(memory), g_full_last_layer ? "all_rows" : "logit_rows", omp_get_max_threads(),
+      prompt, gen, reps, median(pp), median(tg0), prompt, median(tgp), prompt, median(depth_ratio), prompt,
+      median(natural_ratio), prompt, median(runs_ratio), bytes_per_step + kv_d0,
+      (bytes_per_step + kv_d0) * median(tg0) / 1e9, prompt, (bytes_per_step + kv_dp) * median(tgp) / 1e9);
   if (bandwidth_pairs > 0)
-    std::printf(", \"read_bandwidth_gbs\": %.2f, \"decode_bandwidth_ratio\": %.3f", median(bandwidth), median(bandwidth_ratio));
+    std::printf(", \"read_bandwidth_gbs\": %.2f, \"decode_bandwidth_ratio\": %.3f", median(bandwidth),
+                median(bandwidth_ratio));
   if (batch > 0)
-    std::printf(", \"batch\": %d, \"batch_prefill_tokens_per_s\": %.2f, \"batch_decode_tokens_per_s\": %.2f", batch, median(ppb),
-                median(tgb));
+    std::printf(", \"batch\": %d, \"batch_prefill_tokens_per_s\": %.2f, \"batch_decode_tokens_per_s\": %.2f", batch,
+                median(ppb), median(tgb));
   // Peak RSS of the single-sequence runs (one P-token step's buffers) and of the whole run.
-  std::printf(", \"weights_bytes\": %.0f, \"kv_cache_bytes\": %.0f, \"peak_rss_single_bytes\": %llu, \"peak_rss_bytes\": %llu}\n",
-              weights, kv_entry_bytes * (prompt + gen), static_cast<unsigned long long>(rss_single),
-              static_cast<unsigned long long>(rss_end));
+  std::printf(
+      ", \"weights_bytes\": %.0f, \"kv_cache_bytes\": %.0f, \"peak_rss_single_bytes\": %llu, \"peak_rss_bytes\": "
+      "%llu}\n",
+      weights, kv_entry_bytes * (prompt + gen), static_cast<unsigned long long>(rss_single),
+      static_cast<unsigned long long>(rss_end));
 }

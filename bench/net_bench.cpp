@@ -24,22 +24,26 @@ int main(int argc, char** argv) {
   const auto ping_pong = [&](size_t bytes, int reps) {
     std::vector<char> buffer(bytes + 1);
     const int n = static_cast<int>(bytes);
-    return mote::bench::median_seconds(reps, [&] {
-      if (rank == 0) {
-        MPI_Send(buffer.data(), n, MPI_BYTE, 1, 0, MPI_COMM_WORLD);
-        MPI_Recv(buffer.data(), n, MPI_BYTE, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-      } else if (rank == 1) {
-        MPI_Recv(buffer.data(), n, MPI_BYTE, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        MPI_Send(buffer.data(), n, MPI_BYTE, 0, 0, MPI_COMM_WORLD);
-      }
-    }) / 2;
+    return mote::bench::median_seconds(
+               reps,
+               [&] {
+                 if (rank == 0) {
+                   MPI_Send(buffer.data(), n, MPI_BYTE, 1, 0, MPI_COMM_WORLD);
+                   MPI_Recv(buffer.data(), n, MPI_BYTE, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                 } else if (rank == 1) {
+                   MPI_Recv(buffer.data(), n, MPI_BYTE, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                   MPI_Send(buffer.data(), n, MPI_BYTE, 0, 0, MPI_COMM_WORLD);
+                 }
+               }) /
+           2;
   };
   const double latency = ping_pong(8, 201);
   const size_t big = size_t{32} << 20;
   const double transfer = ping_pong(big, 11);
   if (rank == 0) {
-    std::printf("{\"bench\": \"net\", \"ranks\": %d, \"latency_us\": %.2f, \"network_gbs\": %.3f, \"message_bytes\": %zu}\n", world,
-                latency * 1e6, static_cast<double>(big) / (transfer - latency) / 1e9, big);
+    std::printf(
+        "{\"bench\": \"net\", \"ranks\": %d, \"latency_us\": %.2f, \"network_gbs\": %.3f, \"message_bytes\": %zu}\n",
+        world, latency * 1e6, static_cast<double>(big) / (transfer - latency) / 1e9, big);
   }
   MPI_Finalize();
   return 0;

@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
   // 1 MB of mixed text from the reference strings.
   std::vector<std::string> texts;
   std::ifstream in(data + "/tokenizers/deepseek_v3/public.jsonl");
-  for (std::string line; std::getline(in, line);) texts.push_back(nlohmann::json::parse(line)["text"].get<std::string>());
+  for (std::string line; std::getline(in, line);)
+    texts.push_back(nlohmann::json::parse(line)["text"].get<std::string>());
   std::vector<std::string> corpus;
   size_t bytes = 0;
   for (size_t i = 0; bytes < (1u << 20); ++i) {
@@ -43,11 +44,15 @@ int main(int argc, char** argv) {
       const double decode = mote::bench::median_seconds(5, [&] {
         for (const auto& v : ids) (void)t.decode(v);
       });
-      std::printf("{\"bench\": \"tokenizer\", \"tokenizer\": \"%s\", \"bytes\": %zu, \"tokens\": %zu, \"encode_mb_per_s\": %.2f, "
-                  "\"decode_mb_per_s\": %.2f, \"encode_tokens_per_s\": %.0f}\n",
-                  dir.c_str(), bytes, tokens, static_cast<double>(bytes) / encode / 1e6, static_cast<double>(bytes) / decode / 1e6, static_cast<double>(tokens) / encode);
+      std::printf(
+          "{\"bench\": \"tokenizer\", \"tokenizer\": \"%s\", \"bytes\": %zu, \"tokens\": %zu, \"encode_mb_per_s\": "
+          "%.2f, "
+          "\"decode_mb_per_s\": %.2f, \"encode_tokens_per_s\": %.0f}\n",
+          dir.c_str(), bytes, tokens, static_cast<double>(bytes) / encode / 1e6,
+          static_cast<double>(bytes) / decode / 1e6, static_cast<double>(tokens) / encode);
     } catch (const mote::Error& e) {
-      std::printf("{\"bench\": \"tokenizer\", \"tokenizer\": \"%s\", \"error\": %s}\n", dir.c_str(), nlohmann::json(e.what()).dump().c_str());
+      std::printf("{\"bench\": \"tokenizer\", \"tokenizer\": \"%s\", \"error\": %s}\n", dir.c_str(),
+                  nlohmann::json(e.what()).dump().c_str());
     }
   }
 }

@@ -33,14 +33,17 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
       ("csv", output_file(&experiment.csv), "CSV file of the table (default: OUT with .csv)");
   // clang-format on
   // The job's options, but for the masks, which the conditions set.
-  po::options_description job("Job options (as for 'mote generate'; --out is required, and holds the whole experiment)");
+  po::options_description job(
+      "Job options (as for 'mote generate'; --out is required, and holds the whole experiment)");
   const po::options_description every_job_option = job_options(experiment.job);
   for (const auto& option : every_job_option.options()) {
     if (option->long_name() != "mask" && option->long_name() != "score-tokens") job.add(option);
   }
   for (const auto& a : args) {
     if (a == "--mask" || a.starts_with("--mask=")) {
-      fail("--mask is not an option of 'mote experiment': it sets the masks of its conditions itself (give --target-mask)");
+      fail(
+          "--mask is not an option of 'mote experiment': it sets the masks of its conditions itself (give "
+          "--target-mask)");
     }
     if (a == "--score-tokens" || a.starts_with("--score-tokens=")) {
       fail("--score-tokens is not an option of 'mote experiment': give --metric token-prob --tokens LIST");
@@ -54,23 +57,26 @@ int run_experiment(const std::vector<std::string>& args, const std::string& comm
   const ParsedOptions parsed = parse_options(args, all, nullptr, &job_file_masks);
   if (parsed.help) {
     if (mpi.rank() == 0) {
-      std::cout << "Usage: mote experiment --prompts FILE --target-mask [NAME=]MASK... --out FILE.h5 [--random K] [options]\n"
-                   "       mpirun -n N mote experiment ...   (or launch/mote-run -n N experiment ...)\n\n"
-                   "Runs the prompts with no mask, with each target mask, and with K random masks switching off (or\n"
-                   "forcing on) the same number of experts (never a target's), and reports a behaviour per\n"
-                   "condition with the random conditions' mean and spread: the rate of responses matching a regex\n"
-                   "or starting with a token, or the probability of given tokens at the first answer position.\n"
-                   "All conditions run as one job, sharing batches. The table goes to stdout, /experiment in --out\n"
-                   "and the CSV file; the random masks to OUT.conditions/random-K.ini (docs/ftri.md).\n\n"
-                << options << "\n" << job << "  --config FILE                         job file (INI) with any of the options above\n";
+      std::cout
+          << "Usage: mote experiment --prompts FILE --target-mask [NAME=]MASK... --out FILE.h5 [--random K] [options]\n"
+             "       mpirun -n N mote experiment ...   (or launch/mote-run -n N experiment ...)\n\n"
+             "Runs the prompts with no mask, with each target mask, and with K random masks switching off (or\n"
+             "forcing on) the same number of experts (never a target's), and reports a behaviour per\n"
+             "condition with the random conditions' mean and spread: the rate of responses matching a regex\n"
+             "or starting with a token, or the probability of given tokens at the first answer position.\n"
+             "All conditions run as one job, sharing batches. The table goes to stdout, /experiment in --out\n"
+             "and the CSV file; the random masks to OUT.conditions/random-K.ini (docs/ftri.md).\n\n"
+          << options << "\n"
+          << job << "  --config FILE                         job file (INI) with any of the options above\n";
     }
     return 0;
   }
   for (const auto& option : job_file_masks.options()) {
     const std::string& key = option->long_name();
     if (parsed.values.count(key) > 0) {
-      fail("{}:{}: {} sets a mask, and the experiment sets the masks of its conditions itself (give --target-mask)", parsed.config_file,
-           find_ini_line(parsed.config_file, key), key == "mask" ? "'mask ='" : "the [mote] section");
+      fail("{}:{}: {} sets a mask, and the experiment sets the masks of its conditions itself (give --target-mask)",
+           parsed.config_file, find_ini_line(parsed.config_file, key),
+           key == "mask" ? "'mask ='" : "the [mote] section");
     }
   }
   experiment.job.config_file = parsed.config_file;

@@ -112,17 +112,18 @@ void print_usage(const po::options_description& options, bool profile) {
                  "(--placement);\n"
                  "results are bit-identical for any number of ranks and coordinators (docs/distributed.md).\n\n";
   }
-  std::cout << "Prompt files hold one request per line, JSONL or plain text:\n"
-               "  {\"id\": \"q1\", \"class\": \"neutral\", \"prompt\": \"raw text\"}\n"
-               "  {\"id\": \"q2\", \"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}\n"
-               "Raw prompts get the tokenizer's special tokens (BOS) unless \"add_special_tokens\": false;\n"
-               "messages are rendered with the model's chat template (docs/chat-templates.md), which writes its own\n"
-               "BOS; a conversation may carry \"add_generation_prompt\", \"chat_template\" and the template's variables.\n"
-               "Supported models (config.json model_type): deepseek_v3 (DeepSeek-V3, DeepSeek-R1; BF16, F16, F32\n"
-               "or FP8 block-scaled weights), deepseek_v2 (DeepSeek-V2, V2-Lite), qwen3_moe (Qwen3-MoE), mixtral\n"
-               "(Mixtral) and olmoe (OLMoE). Exit status: 0 done, 1 error, 128 + N stopped by signal N with a checkpoint.\n\n"
-            << options << "  --config FILE                         job file (INI) with any of the options above\n"
-            << "  -h [ --help ]                         this text\n";
+  std::cout
+      << "Prompt files hold one request per line, JSONL or plain text:\n"
+         "  {\"id\": \"q1\", \"class\": \"neutral\", \"prompt\": \"raw text\"}\n"
+         "  {\"id\": \"q2\", \"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}\n"
+         "Raw prompts get the tokenizer's special tokens (BOS) unless \"add_special_tokens\": false;\n"
+         "messages are rendered with the model's chat template (docs/chat-templates.md), which writes its own\n"
+         "BOS; a conversation may carry \"add_generation_prompt\", \"chat_template\" and the template's variables.\n"
+         "Supported models (config.json model_type): deepseek_v3 (DeepSeek-V3, DeepSeek-R1; BF16, F16, F32\n"
+         "or FP8 block-scaled weights), deepseek_v2 (DeepSeek-V2, V2-Lite), qwen3_moe (Qwen3-MoE), mixtral\n"
+         "(Mixtral) and olmoe (OLMoE). Exit status: 0 done, 1 error, 128 + N stopped by signal N with a checkpoint.\n\n"
+      << options << "  --config FILE                         job file (INI) with any of the options above\n"
+      << "  -h [ --help ]                         this text\n";
 }
 
 }  // namespace

@@ -21,16 +21,19 @@ int run_inspect(const std::vector<std::string>& args, const std::string&, MpiSes
   // clang-format on
   po::positional_options_description positional;
   positional.add("path", 1);
-  const auto parsed = parse_command(args, options, mpi,
-                                    "Usage: mote inspect FILE.h5 [--top N]\n       mote inspect MODEL_DIR [-n N]\n\n"
-                                    "For a file written by mote: its job, model, masks, classes with their token totals, and the\n"
-                                    "experts that fire most in each class. For a model directory: its family, layers, experts and\n"
-                                    "what each of N ranks would hold (as 'mote plan').\n\n", &positional);
+  const auto parsed =
+      parse_command(args, options, mpi,
+                    "Usage: mote inspect FILE.h5 [--top N]\n       mote inspect MODEL_DIR [-n N]\n\n"
+                    "For a file written by mote: its job, model, masks, classes with their token totals, and the\n"
+                    "experts that fire most in each class. For a model directory: its family, layers, experts and\n"
+                    "what each of N ranks would hold (as 'mote plan').\n\n",
+                    &positional);
   if (!parsed) return 0;
   if (target.empty()) fail("give a file or a model directory: mote inspect PATH");
   if (top < 0) fail("--top {} must not be negative", top);
   std::error_code ec;
-  std::cout << (std::filesystem::is_directory(target, ec) ? describe_model_dir(target, ranks) : describe_result_file(target, top));
+  std::cout << (std::filesystem::is_directory(target, ec) ? describe_model_dir(target, ranks)
+                                                          : describe_result_file(target, top));
   return 0;
 }
 
@@ -45,10 +48,12 @@ int run_diff(const std::vector<std::string>& args, const std::string&, MpiSessio
   // clang-format on
   po::positional_options_description positional;
   positional.add("files", 2);
-  const auto parsed = parse_command(args, options, mpi,
-                                    "Usage: mote diff A.h5 B.h5 [--top N]\n\n"
-                                    "Compares two profiles of the same model class by class: the experts whose activation frequency\n"
-                                    "changed most from A to B, with their token counts, and the summed change per class.\n\n", &positional);
+  const auto parsed =
+      parse_command(args, options, mpi,
+                    "Usage: mote diff A.h5 B.h5 [--top N]\n\n"
+                    "Compares two profiles of the same model class by class: the experts whose activation frequency\n"
+                    "changed most from A to B, with their token counts, and the summed change per class.\n\n",
+                    &positional);
   if (!parsed) return 0;
   if (files.size() != 2) fail("give two profile files: mote diff A.h5 B.h5");
   if (top < 0) fail("--top {} must not be negative", top);

@@ -13,7 +13,8 @@ void setup_logging(const std::string& level, int rank) {
     fail("--log-level '{}' is not one of trace, debug, info, warn, error, off", level);
   }
   auto logger = spdlog::stderr_color_mt("mote");
-  logger->set_pattern(rank == 0 ? "[%H:%M:%S.%e] [%^%l%$] %v" : fmt::format("[%H:%M:%S.%e] [rank {}] [%^%l%$] %v", rank));
+  logger->set_pattern(rank == 0 ? "[%H:%M:%S.%e] [%^%l%$] %v"
+                                : fmt::format("[%H:%M:%S.%e] [rank {}] [%^%l%$] %v", rank));
   logger->set_level(parsed);
   spdlog::set_default_logger(logger);
 }

@@ -14,20 +14,22 @@
 namespace {
 
 void print_usage() {
-  std::cout << "mote " MOTE_VERSION ": expert-parallel Mixture-of-Experts runtime for fTRI profiling and MoTE steering\n\n"
-               "Usage: mote <command> [options]     (mote <command> --help for the options of one)\n\n"
-               "Commands:\n"
-               "  generate      generate text for a prompt file, optionally steered by MoTE masks; HDF5 output\n"
-               "  profile       fTRI profiling: count which routed experts fire per prompt class into HDF5\n"
-               "  experiment    a behaviour under no mask, a target mask and K random masks of the same size\n"
-               "  scan          causal fTRI: switch experts off one at a time and measure a behaviour's change\n"
-               "  rank          rank experts of a profile (target vs control class) or of a scan; write the top as a mask\n"
-               "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n"
-               "  plan          memory per rank of a job (weights by kind, KV cache, buffers) before loading\n"
-               "  place         a placement balancing each rank's expected expert load, from a profile\n"
-               "  inspect       what a mote HDF5 file or a model directory holds\n"
-               "  diff          per-expert change of activation frequency between two profiles\n"
-               "  tokenize      the token ids a job would feed the model, one JSON line per input line\n";
+  std::cout
+      << "mote " MOTE_VERSION
+         ": expert-parallel Mixture-of-Experts runtime for fTRI profiling and MoTE steering\n\n"
+         "Usage: mote <command> [options]     (mote <command> --help for the options of one)\n\n"
+         "Commands:\n"
+         "  generate      generate text for a prompt file, optionally steered by MoTE masks; HDF5 output\n"
+         "  profile       fTRI profiling: count which routed experts fire per prompt class into HDF5\n"
+         "  experiment    a behaviour under no mask, a target mask and K random masks of the same size\n"
+         "  scan          causal fTRI: switch experts off one at a time and measure a behaviour's change\n"
+         "  rank          rank experts of a profile (target vs control class) or of a scan; write the top as a mask\n"
+         "  random-mask   write a mask file with random experts off (the control of a MoTE experiment)\n"
+         "  plan          memory per rank of a job (weights by kind, KV cache, buffers) before loading\n"
+         "  place         a placement balancing each rank's expected expert load, from a profile\n"
+         "  inspect       what a mote HDF5 file or a model directory holds\n"
+         "  diff          per-expert change of activation frequency between two profiles\n"
+         "  tokenize      the token ids a job would feed the model, one JSON line per input line\n";
 }
 
 }  // namespace
@@ -80,7 +82,8 @@ int main(int argc, char** argv) {
     return e.code;
   } catch (const mote::Stopped& e) {
     const int code = 128 + e.signal;
-    const std::string what = std::string("stopped by ") + mote::signal_name(e.signal) + " while " + e.phase + "; nothing was written";
+    const std::string what =
+        std::string("stopped by ") + mote::signal_name(e.signal) + " while " + e.phase + "; nothing was written";
     // Other ranks may be waiting for this one in a collective call.
     if (mpi.size() > 1) {
       std::cerr << "mote " << command << ": rank " << mpi.rank() << ": " << what << std::endl;

@@ -10,9 +10,9 @@
 
 #include <fmt/format.h>
 
-#include "mote/io/ini_file.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/file_guard.h"
+#include "mote/io/ini_file.h"
 #include "mote/io/json_file.h"
 #include "mote/util/error.h"
 #include "mote/util/utf8.h"
@@ -28,19 +28,20 @@ int parse_coordinators(const std::string& text) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text.size()) fail("--coordinators '{}' is neither a number of ranks nor all", short_excerpt(text));
+  if (used == 0 || used != text.size())
+    fail("--coordinators '{}' is neither a number of ranks nor all", short_excerpt(text));
   if (k < 1) fail("--coordinators {} must be at least 1 (or all: every rank)", k);
   if (k > 1'000'000) fail("--coordinators {} is more ranks than any job has", k);
   return static_cast<int>(k);
 }
-
 
 namespace {
 
 // Seeds are unsigned: Boost would read "-1" as 2^64 - 1 without a word.
 void check_unsigned(const po::parsed_options& parsed, const std::string& where) {
   for (const auto& o : parsed.options) {
-    if ((o.string_key == "seed" || o.string_key == "mask-seed") && !o.value.empty() && o.value.front().starts_with("-")) {
+    if ((o.string_key == "seed" || o.string_key == "mask-seed") && !o.value.empty() &&
+        o.value.front().starts_with("-")) {
       fail("{}: --{} {}: must be a whole number from 0 to 18446744073709551615", where, o.string_key, o.value.front());
     }
   }
@@ -71,7 +72,8 @@ std::vector<std::string> named_files(const po::variable_value& value) {
 
 }  // namespace
 
-void guard_file_options(const po::options_description& options, const po::variables_map& values, const std::string& config_file) {
+void guard_file_options(const po::options_description& options, const po::variables_map& values,
+                        const std::string& config_file) {
   // Rank 0 reads the inputs and writes the outputs; other ranks may not
   // even see the same directories.
   int initialized = 0, rank = 0;
@@ -84,7 +86,8 @@ void guard_file_options(const po::options_description& options, const po::variab
     if (file == nullptr || file->file_role() != FileRole::Input || values.count(option->long_name()) == 0) continue;
     for (const auto& path : named_files(values[option->long_name()])) {
       std::error_code ec;
-      note_input(path, fmt::format("the {} --{} names", std::filesystem::is_directory(path, ec) ? "directory" : "file", option->long_name()));
+      note_input(path, fmt::format("the {} --{} names", std::filesystem::is_directory(path, ec) ? "directory" : "file",
+                                   option->long_name()));
     }
   }
   for (const auto& option : options.options()) {
@@ -92,7 +95,8 @@ void guard_file_options(const po::options_description& options, const po::variab
     if (file == nullptr || file->file_role() != FileRole::Output || values.count(option->long_name()) == 0) continue;
     if (values[option->long_name()].defaulted()) continue;
     for (const auto& path : named_files(values[option->long_name()])) {
-      if (!path.empty()) claim_output(path, "--" + option->long_name());  // empty: no such output (--out "" over a job file's)
+      if (!path.empty())
+        claim_output(path, "--" + option->long_name());  // empty: no such output (--out "" over a job file's)
     }
   }
   check_claimed_outputs();
@@ -111,7 +115,8 @@ void list_file_options(const po::options_description& options, const std::vector
 }
 
 ParsedOptions parse_options(const std::vector<std::string>& args, const po::options_description& options,
-                            const po::positional_options_description* positional, const po::options_description* file_only) {
+                            const po::positional_options_description* positional,
+                            const po::options_description* file_only) {
   if (std::find(args.begin(), args.end(), "--file-options") != args.end()) list_file_options(options);
   ParsedOptions parsed;
   po::options_description all;
@@ -141,9 +146,11 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
       check_unsigned(result, parsed.config_file);
       po::store(result, parsed.values);
     } catch (const po::error_with_option_name& e) {
-      const std::string key = e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
+      const std::string key =
+          e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
       // A key given twice is cited at its second line, the one in the way.
-      const int line = find_ini_line(parsed.config_file, key, dynamic_cast<const po::multiple_occurrences*>(&e) != nullptr ? 1 : 0);
+      const int line =
+          find_ini_line(parsed.config_file, key, dynamic_cast<const po::multiple_occurrences*>(&e) != nullptr ? 1 : 0);
       fail("{}:{}: key '{}': {}", parsed.config_file, line, key, e.what());
     } catch (const po::error& e) {
       fail("{}: {}", parsed.config_file, e.what());
@@ -161,10 +168,13 @@ ParsedOptions parse_options(const std::vector<std::string>& args, const po::opti
 }
 
 std::optional<ParsedOptions> parse_command(const std::vector<std::string>& args, const po::options_description& options,
-                                           const MpiSession& mpi, const char* usage, const po::positional_options_description* positional) {
+                                           const MpiSession& mpi, const char* usage,
+                                           const po::positional_options_description* positional) {
   ParsedOptions parsed = parse_options(args, options, positional);
   if (parsed.help) {
-    if (mpi.rank() == 0) std::cout << usage << options << "  --config FILE                         job file (INI) with any of the options above\n";
+    if (mpi.rank() == 0)
+      std::cout << usage << options
+                << "  --config FILE                         job file (INI) with any of the options above\n";
     return std::nullopt;
   }
   if (mpi.rank() != 0) return std::nullopt;
@@ -182,7 +192,8 @@ std::string default_model_dir() {
   }
   candidates.push_back(std::filesystem::path("models") / kBundled);
   for (const auto& c : candidates) {
-    if (std::filesystem::is_regular_file(c / "config.json", ec)) return std::filesystem::weakly_canonical(c, ec).string();
+    if (std::filesystem::is_regular_file(c / "config.json", ec))
+      return std::filesystem::weakly_canonical(c, ec).string();
   }
   return (std::filesystem::path("models") / kBundled).string();
 }
@@ -219,13 +230,19 @@ uint64_t parse_byte_size(const std::string& text, const char* option) {
   }
   const double base = si ? 1000.0 : 1024.0;
   double scale = 1;
-  if (unit == "K" || unit == "k") scale = base;
-  else if (unit == "M" || unit == "m") scale = base * base;
-  else if (unit == "G" || unit == "g") scale = base * base * base;
-  else if (unit == "T" || unit == "t") scale = base * base * base * base;
-  else if (!unit.empty()) used = 0;
+  if (unit == "K" || unit == "k")
+    scale = base;
+  else if (unit == "M" || unit == "m")
+    scale = base * base;
+  else if (unit == "G" || unit == "g")
+    scale = base * base * base;
+  else if (unit == "T" || unit == "t")
+    scale = base * base * base * base;
+  else if (!unit.empty())
+    used = 0;
   if (used == 0 || !(value > 0) || value * scale > 1e18) {
-    fail("{} '{}': expected a size such as 512G or 96GiB (powers of 1024), 120GB (powers of 1000) or 800000000 (bytes)", option, text);
+    fail("{} '{}': expected a size such as 512G or 96GiB (powers of 1024), 120GB (powers of 1000) or 800000000 (bytes)",
+         option, text);
   }
   return static_cast<uint64_t>(value * scale);
 }

@@ -10,10 +10,10 @@
 #include <fmt/format.h>
 
 #include "mote/cli/commands.h"
-#include "mote/io/text_output.h"
 #include "mote/cli/options.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/h5.h"
+#include "mote/io/text_output.h"
 #include "mote/runtime/load_placement.h"
 #include "mote/runtime/memory_plan.h"
 #include "mote/util/error.h"
@@ -45,13 +45,14 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
       ("model", input_file(&model, "DIR"), "model directory, for --mem-per-rank (default: the one the profile names)")
       ("out", output_file(&out), "placement file to write, for --placement-file");
   // clang-format on
-  const auto parsed = parse_command(args, options, mpi,
-                                    "Usage: mote place --profile PROFILE.h5 -n N [--coordinators K] [--mem-per-rank SIZE] --out placement.json\n\n"
-                                    "Spreads each MoE layer's routed experts over the ranks that hold experts so that the tokens each\n"
-                                    "rank expects (the profile's counts, for the classes and phase chosen) are balanced: heaviest expert\n"
-                                    "first, each to the least-loaded rank with room. Prints, per MoE layer, the busiest rank's tokens\n"
-                                    "over the mean with the contiguous rule and with the new placement. The file is what\n"
-                                    "'mote generate --placement-file' reads; results do not depend on the placement. Deterministic.\n\n");
+  const auto parsed = parse_command(
+      args, options, mpi,
+      "Usage: mote place --profile PROFILE.h5 -n N [--coordinators K] [--mem-per-rank SIZE] --out placement.json\n\n"
+      "Spreads each MoE layer's routed experts over the ranks that hold experts so that the tokens each\n"
+      "rank expects (the profile's counts, for the classes and phase chosen) are balanced: heaviest expert\n"
+      "first, each to the least-loaded rank with room. Prints, per MoE layer, the busiest rank's tokens\n"
+      "over the mean with the contiguous rule and with the new placement. The file is what\n"
+      "'mote generate --placement-file' reads; results do not depend on the placement. Deterministic.\n\n");
   if (!parsed) return 0;
   if (profile_path.empty()) fail("give --profile FILE.h5");
   if (out.empty()) fail("give --out FILE for the placement");
@@ -67,9 +68,10 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
     req.mem_per_rank = parse_byte_size(mem, "--mem-per-rank");
     req.mem_per_rank_text = mem;
     const MemoryPlan plan = plan_memory(req);
-    if (plan.config.n_routed_experts != profile.experts || static_cast<int>(plan.config.moe_layers().size()) != profile.moe_layers) {
-      fail("{}: the model has {} MoE layers of {} experts, the profile {} of {}", req.model_dir.string(), plan.config.moe_layers().size(),
-           plan.config.n_routed_experts, profile.moe_layers, profile.experts);
+    if (plan.config.n_routed_experts != profile.experts ||
+        static_cast<int>(plan.config.moe_layers().size()) != profile.moe_layers) {
+      fail("{}: the model has {} MoE layers of {} experts, the profile {} of {}", req.model_dir.string(),
+           plan.config.moe_layers().size(), plan.config.n_routed_experts, profile.moe_layers, profile.experts);
     }
     uint64_t routed = 0;
     int held = 0;
@@ -81,16 +83,19 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
     std::string room;
     for (size_t r = 0; r < plan.ranks.size(); ++r) {
       const uint64_t other = plan.ranks[r].total() - plan.ranks[r].routed;
-      spec.capacity.push_back(req.mem_per_rank > other ? static_cast<int64_t>((req.mem_per_rank - other) / std::max<uint64_t>(per_expert, 1)) : 0);
-      room += fmt::format("{}rank {}: {:.1f} MB besides experts, room for {} experts", r ? "; " : "", r, static_cast<double>(other) / 1e6,
-                          spec.capacity.back());
+      spec.capacity.push_back(req.mem_per_rank > other
+                                  ? static_cast<int64_t>((req.mem_per_rank - other) / std::max<uint64_t>(per_expert, 1))
+                                  : 0);
+      room += fmt::format("{}rank {}: {:.1f} MB besides experts, room for {} experts", r ? "; " : "", r,
+                          static_cast<double>(other) / 1e6, spec.capacity.back());
     }
-    std::cout << fmt::format("--mem-per-rank {} ({:.2f} MB per routed expert): {}\n", mem, static_cast<double>(per_expert) / 1e6, room);
+    std::cout << fmt::format("--mem-per-rank {} ({:.2f} MB per routed expert): {}\n", mem,
+                             static_cast<double>(per_expert) / 1e6, room);
   }
   const LoadPlacement placement = place_by_load(profile, spec);
 
-  std::cout << fmt::format("{} routed experts per MoE layer over {} ranks holding experts ({})\n", profile.experts, placement.holders.size(),
-                           [&] {
+  std::cout << fmt::format("{} routed experts per MoE layer over {} ranks holding experts ({})\n", profile.experts,
+                           placement.holders.size(), [&] {
                              std::string list;
                              for (int r : placement.holders) list += (list.empty() ? "" : ", ") + std::to_string(r);
                              return list;
@@ -99,9 +104,12 @@ int run_place(const std::vector<std::string>& args, const std::string&, MpiSessi
   for (int l = 0; l < profile.moe_layers; ++l) {
     std::cout << fmt::format("{:>9}  {:>10.3f}  {:>10.3f}\n", l, placement.before[l], placement.after[l]);
   }
-  const auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); };
-  std::cout << fmt::format("busiest rank's tokens over the mean, averaged over MoE layers: {:.3f} contiguous, {:.3f} placed\n",
-                           mean(placement.before), mean(placement.after));
+  const auto mean = [](const std::vector<double>& v) {
+    return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  };
+  std::cout << fmt::format(
+      "busiest rank's tokens over the mean, averaged over MoE layers: {:.3f} contiguous, {:.3f} placed\n",
+      mean(placement.before), mean(placement.after));
 
   write_text_output(out, placement.json(), "--out");
   std::cout << "wrote " << out << "\n";

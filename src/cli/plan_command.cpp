@@ -48,26 +48,32 @@ int run_plan(const std::vector<std::string>& args, const std::string&, MpiSessio
       ("node-cores", po::value(&speed.node_cores)->default_value(0),
        "throughput model: cores of one node, when ranks x threads oversubscribe them (0: never oversubscribed)");
   // clang-format on
-  const auto parsed = parse_command(args, options, mpi,
-                                    "Usage: mote plan --model DIR -n N [--placement RULE] [--mem-per-rank SIZE] [--json]\n\n"
-                                    "Prints what each rank of a job will hold: weight bytes by kind (embeddings, attention, dense layers,\n"
-                                    "router and norms, shared experts, routed experts), the KV cache and working buffers, and the total.\n"
-                                    "Reads only config.json, model.safetensors.index.json and the safetensors headers, so it works on a\n"
-                                    "directory holding just the config and the index, before downloading the weights. Exit status 3\n"
-                                    "when a rank exceeds --mem-per-rank.\n\n"
-                                    "With --gemm-gflops, --bandwidth-gbs, --latency-us and --network-gbs (per rank; scripts/bench measures\n"
-                                    "them here) it also predicts prefill, decode and job tokens/s and where one MoE layer's time goes\n"
-                                    "(docs/cluster-model.md says how, and how well it matched measured runs).\n\n");
+  const auto parsed = parse_command(
+      args, options, mpi,
+      "Usage: mote plan --model DIR -n N [--placement RULE] [--mem-per-rank SIZE] [--json]\n\n"
+      "Prints what each rank of a job will hold: weight bytes by kind (embeddings, attention, dense layers,\n"
+      "router and norms, shared experts, routed experts), the KV cache and working buffers, and the total.\n"
+      "Reads only config.json, model.safetensors.index.json and the safetensors headers, so it works on a\n"
+      "directory holding just the config and the index, before downloading the weights. Exit status 3\n"
+      "when a rank exceeds --mem-per-rank.\n\n"
+      "With --gemm-gflops, --bandwidth-gbs, --latency-us and --network-gbs (per rank; scripts/bench measures\n"
+      "them here) it also predicts prefill, decode and job tokens/s and where one MoE layer's time goes\n"
+      "(docs/cluster-model.md says how, and how well it matched measured runs).\n\n");
   if (!parsed) return 0;
   if (req.world_size < 1) fail("-n {} must be at least 1", req.world_size);
   req.coordinators = parse_coordinators(coordinators);
   if (wire != "f32" && wire != "bf16") fail("--wire-dtype '{}' is not one of f32, bf16", wire);
   speed.wire_bytes = wire == "f32" ? 4 : 2;
   speed.step_tokens = req.max_step_tokens;
-  if (speed.ranks_per_node < 1 || speed.ranks_per_node > req.world_size) fail("--ranks-per-node {} must be between 1 and -n", speed.ranks_per_node);
-  if (speed.threads_per_rank < 1 || speed.node_cores < 0) fail("--threads must be at least 1 and --node-cores not negative");
-  if (!(speed.load_imbalance >= 1.0) || !std::isfinite(speed.load_imbalance)) fail("--load-imbalance {} must be at least 1", speed.load_imbalance);
-  const bool predict = parsed->values.count("gemm-gflops") + parsed->values.count("bandwidth-gbs") + parsed->values.count("network-gbs") > 0;
+  if (speed.ranks_per_node < 1 || speed.ranks_per_node > req.world_size)
+    fail("--ranks-per-node {} must be between 1 and -n", speed.ranks_per_node);
+  if (speed.threads_per_rank < 1 || speed.node_cores < 0)
+    fail("--threads must be at least 1 and --node-cores not negative");
+  if (!(speed.load_imbalance >= 1.0) || !std::isfinite(speed.load_imbalance))
+    fail("--load-imbalance {} must be at least 1", speed.load_imbalance);
+  const bool predict = parsed->values.count("gemm-gflops") + parsed->values.count("bandwidth-gbs") +
+                           parsed->values.count("network-gbs") >
+                       0;
   req.model_dir = model;
   if (!mem.empty()) {
     req.mem_per_rank = parse_byte_size(mem, "--mem-per-rank");

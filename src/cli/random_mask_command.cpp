@@ -6,9 +6,9 @@
 #include "mote/cli/commands.h"
 #include "mote/cli/options.h"
 #include "mote/expert_parallel/mpi_session.h"
-#include "mote/model/mask_file.h"
 #include "mote/io/text_output.h"
 #include "mote/model/loaded_model.h"
+#include "mote/model/mask_file.h"
 #include "mote/runtime/random_mask.h"
 #include "mote/util/error.h"
 
@@ -32,10 +32,11 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
       ("off-policy", po::value(&policy)->default_value("reroute"), "off-policy written into the mask: reroute, drop or zero")
       ("out", output_file(&out)->required(), "mask file to write");
   // clang-format on
-  const auto parsed = parse_command(args, options, mpi,
-                                    "Usage: mote random-mask --out FILE (--count N | --like MASK) [--mode off|on] [--exclude MASK] [--seed S]\n\n"
-                                    "Writes a mask file that switches off (or forces on) randomly chosen routed experts: the control\n"
-                                    "condition of a MoTE experiment. The same seed gives the same mask on every machine.\n\n");
+  const auto parsed = parse_command(
+      args, options, mpi,
+      "Usage: mote random-mask --out FILE (--count N | --like MASK) [--mode off|on] [--exclude MASK] [--seed S]\n\n"
+      "Writes a mask file that switches off (or forces on) randomly chosen routed experts: the control\n"
+      "condition of a MoTE experiment. The same seed gives the same mask on every machine.\n\n");
   if (!parsed) return 0;
   check_text_output(out, "--out");
   if (parsed->values.count("count") == 0 && like.empty()) fail("give --count N or --like MASK");
@@ -44,7 +45,8 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
   std::optional<ExpertMask> exclude_mask, like_mask;
   if (!exclude.empty()) exclude_mask = read_mask_file(exclude, config, "exclude");
   if (!like.empty()) like_mask = read_mask_file(like, config, "like");
-  RandomMaskSpec spec{count, seed, exclude_mask ? &*exclude_mask : nullptr, like_mask ? &*like_mask : nullptr, OffPolicy::Reroute};
+  RandomMaskSpec spec{count, seed, exclude_mask ? &*exclude_mask : nullptr, like_mask ? &*like_mask : nullptr,
+                      OffPolicy::Reroute};
   const auto off_policy = parse_off_policy(policy);
   if (!off_policy) fail("--off-policy '{}' is not one of reroute, drop, zero", policy);
   if (mode != "off" && mode != "on") fail("--mode '{}' is not one of off, on", mode);
@@ -55,7 +57,8 @@ int run_random_mask(const std::vector<std::string>& args, const std::string& com
   spec.on_policy = *forced_policy;
   const ExpertMask mask = random_mask(config, spec, "random");
   write_text_output(out, format_mask_file(mask, "random mask: " + command_line), "--out");
-  std::cout << "wrote " << out << ": " << (spec.on ? mask.count_on() : mask.count_off()) << " experts " << (spec.on ? "on" : "off") << "\n";
+  std::cout << "wrote " << out << ": " << (spec.on ? mask.count_on() : mask.count_off()) << " experts "
+            << (spec.on ? "on" : "off") << "\n";
   return 0;
 }
 

@@ -44,25 +44,33 @@ int run_scan(const std::vector<std::string>& args, const std::string& command_li
   const ParsedOptions parsed = parse_options(args, all, nullptr, &mask_keys);
   if (parsed.help) {
     if (mpi.rank() == 0) {
-      std::cout << "Usage: mote scan --prompts FILE [--class NAME] --metric token-prob --tokens LIST [--candidates all|FILE]\n"
-                   "                 [--top N --mask-out MASK.ini] --out SCAN.h5\n"
-                   "       mpirun -n N mote scan ...   (or launch/mote-run -n N scan ...)\n\n"
-                   "A causal knockout scan: runs the prompts once per candidate expert with that expert switched off\n"
-                   "and once without, and records how a behaviour metric read from the logits at the first answer\n"
-                   "position changes: the effect of an expert is the metric without it off minus with it off, averaged\n"
-                   "over prompts. Knockouts of many experts share batches (one mask per request), and a knockout at\n"
-                   "MoE layer m resumes from the baseline run's state there. --mask FILE sets a base condition for all.\n"
-                   "Writes /scan to --out (docs/hdf5-format.md), prints the best experts, and with --top N --mask-out\n"
-                   "writes them as a mask file. 'mote rank --by effect SCAN.h5' ranks a scan like a profile.\n"
-                   "Results are bit-identical for any number of ranks, coordinators and placement (docs/ftri.md).\n\n"
-                << options << "\nJob options (as for 'mote generate'; --max-new-tokens, sampling, --save-logits, --score-tokens, --trace and\n"
-                   "--resume-from do not apply; --checkpoint-every N saves finished requests to OUT.checkpoint/, --resume continues):\n"
-                << job_options(scan.job) << "  --config FILE                         job file (INI) with any of the options above\n";
+      std::cout
+          << "Usage: mote scan --prompts FILE [--class NAME] --metric token-prob --tokens LIST [--candidates "
+             "all|FILE]\n"
+             "                 [--top N --mask-out MASK.ini] --out SCAN.h5\n"
+             "       mpirun -n N mote scan ...   (or launch/mote-run -n N scan ...)\n\n"
+             "A causal knockout scan: runs the prompts once per candidate expert with that expert switched off\n"
+             "and once without, and records how a behaviour metric read from the logits at the first answer\n"
+             "position changes: the effect of an expert is the metric without it off minus with it off, averaged\n"
+             "over prompts. Knockouts of many experts share batches (one mask per request), and a knockout at\n"
+             "MoE layer m resumes from the baseline run's state there. --mask FILE sets a base condition for all.\n"
+             "Writes /scan to --out (docs/hdf5-format.md), prints the best experts, and with --top N --mask-out\n"
+             "writes them as a mask file. 'mote rank --by effect SCAN.h5' ranks a scan like a profile.\n"
+             "Results are bit-identical for any number of ranks, coordinators and placement (docs/ftri.md).\n\n"
+          << options
+          << "\nJob options (as for 'mote generate'; --max-new-tokens, sampling, --save-logits, --score-tokens, "
+             "--trace and\n"
+             "--resume-from do not apply; --checkpoint-every N saves finished requests to OUT.checkpoint/, --resume "
+             "continues):\n"
+          << job_options(scan.job)
+          << "  --config FILE                         job file (INI) with any of the options above\n";
     }
     return 0;
   }
-  for (const char* key : {"max-new-tokens", "temperature", "top-p", "seed", "save-logits", "score-tokens", "trace", "ignore-eos", "resume-from"}) {
-    if (parsed.values.count(key) > 0 && !parsed.values[key].defaulted()) fail("--{} does not apply to a scan: it generates nothing", key);
+  for (const char* key : {"max-new-tokens", "temperature", "top-p", "seed", "save-logits", "score-tokens", "trace",
+                          "ignore-eos", "resume-from"}) {
+    if (parsed.values.count(key) > 0 && !parsed.values[key].defaulted())
+      fail("--{} does not apply to a scan: it generates nothing", key);
   }
   check_job_file_mask(parsed);
   scan.job.config_file = parsed.config_file;

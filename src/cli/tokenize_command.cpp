@@ -9,8 +9,8 @@
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/json_file.h"
 #include "mote/tokenizer/chat_template.h"
-#include "mote/tokenizer/tokenizer.h"
 #include "mote/tokenizer/pretokenizer.h"
+#include "mote/tokenizer/tokenizer.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
 #include "mote/util/utf8.h"
@@ -31,17 +31,18 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
        "tokenizer_config.json's chat_template)")
       ("add-special-tokens", po::bool_switch(&add_special), "encode text lines with the special tokens (BOS) a raw prompt gets");
   // clang-format on
-  const auto parsed = parse_command(args, options, mpi,
-                                    "Usage: mote tokenize --tokenizer DIR --input FILE.jsonl [--chat-template FILE] [--add-special-tokens]\n\n"
-                                    "Prints one JSON object per input line, in order: {\"ids\": [...]} for {\"text\": ...} lines (encoded\n"
-                                    "as the Hugging Face library does with add_special_tokens=False unless the flag is given), and\n"
-                                    "{\"ids\": [...], \"text\": RENDERED} for {\"messages\": [...]} lines, rendered with the chat template\n"
-                                    "and encoded without added special tokens. A messages line may carry \"add_generation_prompt\"\n"
-                                    "(default true) and any variable the template reads (\"enable_thinking\", \"reasoning_effort\", ...);\n"
-                                    "\"current_date\": \"YYYY-MM-DD\" also fixes the date strftime_now() gives. A line the template\n"
-                                    "refuses (raise_exception) or that cannot be encoded prints {\"error\": MESSAGE}.\n"
-                                    "DIR may hold only tokenizer.json and tokenizer_config.json (and chat_template.jinja), or be a\n"
-                                    "whole model directory; no weights are read.\n\n");
+  const auto parsed = parse_command(
+      args, options, mpi,
+      "Usage: mote tokenize --tokenizer DIR --input FILE.jsonl [--chat-template FILE] [--add-special-tokens]\n\n"
+      "Prints one JSON object per input line, in order: {\"ids\": [...]} for {\"text\": ...} lines (encoded\n"
+      "as the Hugging Face library does with add_special_tokens=False unless the flag is given), and\n"
+      "{\"ids\": [...], \"text\": RENDERED} for {\"messages\": [...]} lines, rendered with the chat template\n"
+      "and encoded without added special tokens. A messages line may carry \"add_generation_prompt\"\n"
+      "(default true) and any variable the template reads (\"enable_thinking\", \"reasoning_effort\", ...);\n"
+      "\"current_date\": \"YYYY-MM-DD\" also fixes the date strftime_now() gives. A line the template\n"
+      "refuses (raise_exception) or that cannot be encoded prints {\"error\": MESSAGE}.\n"
+      "DIR may hold only tokenizer.json and tokenizer_config.json (and chat_template.jinja), or be a\n"
+      "whole model directory; no weights are read.\n\n");
   if (!parsed) return 0;
   const Tokenizer tokenizer = Tokenizer::load(dir);
   std::optional<std::filesystem::path> template_path;
@@ -63,7 +64,11 @@ int run_tokenize(const std::vector<std::string>& args, const std::string&, MpiSe
     try {
       if (!j.is_object()) fail("{}: expected a JSON object", where);
       if (j.contains("messages")) {
-        if (!chat) fail("{}: no chat template: {} has neither chat_template.jinja nor a chat_template in tokenizer_config.json (give --chat-template FILE)", where, dir);
+        if (!chat)
+          fail(
+              "{}: no chat template: {} has neither chat_template.jinja nor a chat_template in tokenizer_config.json "
+              "(give --chat-template FILE)",
+              where, dir);
         const std::string rendered = chat->render(j);
         out["ids"] = tokenizer.encode(rendered, false);
         out["text"] = rendered;

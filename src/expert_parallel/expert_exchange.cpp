@@ -24,7 +24,9 @@ constexpr const char* kRemedy = "lower --max-step-tokens";
 
 int to_count(size_t bytes) { return mpi_count(bytes, kExchange, kRemedy); }
 
-void displacements(const std::vector<int>& counts, std::vector<int>& displs) { mpi_displacements(counts, displs, kExchange, kRemedy); }
+void displacements(const std::vector<int>& counts, std::vector<int>& displs) {
+  mpi_displacements(counts, displs, kExchange, kRemedy);
+}
 
 // Values travel as fp32 or bf16; both ends of every path (the local one
 // included) round the same way, so the world size never changes the bits.
@@ -81,10 +83,17 @@ WireDType parse_wire_dtype(const std::string& name) {
 
 ExpertWorker::ExpertWorker(const ModelWeights& weights, const ModelConfig& config, const Placement& placement, int rank,
                            WireFormat wire, std::vector<ExpertCounters>* counters, const std::vector<ExpertMask>* masks)
-    : weights_(weights), config_(config), placement_(placement), rank_(rank), wire_(wire), counters_(counters), masks_(masks) {}
+    : weights_(weights),
+      config_(config),
+      placement_(placement),
+      rank_(rank),
+      wire_(wire),
+      counters_(counters),
+      masks_(masks) {}
 
-void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>& recv_records, const std::vector<int>& recv_layers,
-                           std::vector<char>& results, std::vector<int>& result_counts, const LocalTokens& local) {
+void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>& recv_records,
+                           const std::vector<int>& recv_layers, std::vector<char>& results,
+                           std::vector<int>& result_counts, const LocalTokens& local) {
   const int sources = static_cast<int>(recv_records.size());
   const int n_experts = config_.n_routed_experts;
   const int moe_layers = placement_.moe_layers();
@@ -101,12 +110,12 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
   };
   const auto check_expert = [&](int32_t e, int moe_layer, const ExpertMask* mask, int src) {
     if (e < 0 || e >= n_experts || placement_.owner(moe_layer, e) != rank_) {
-      fail("protocol error: rank {} received a token for expert {} of MoE layer {} from rank {}, which it does not own", rank_, e,
-           moe_layer, src);
+      fail("protocol error: rank {} received a token for expert {} of MoE layer {} from rank {}, which it does not own",
+           rank_, e, moe_layer, src);
     }
     if (mask != nullptr && mask->is_off(moe_layer, e)) {
-      fail("protocol error: rank {} received a token for expert {} of MoE layer {}, which mask set '{}' switches off", rank_, e, moe_layer,
-           mask->name);
+      fail("protocol error: rank {} received a token for expert {} of MoE layer {}, which mask set '{}' switches off",
+           rank_, e, moe_layer, mask->name);
     }
   };
   result_counts.assign(static_cast<size_t>(sources), 0);
@@ -118,12 +127,14 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
   for (int src = 0; src < sources; ++src) {
     const int moe_layer = recv_layers[src];
     if (recv_records[src] > 0) {
-      if (moe_layer < 0 || moe_layer >= moe_layers) fail("protocol error: rank {} received tokens for MoE layer {} from rank {}", rank_, moe_layer, src);
+      if (moe_layer < 0 || moe_layer >= moe_layers)
+        fail("protocol error: rank {} received tokens for MoE layer {} from rank {}", rank_, moe_layer, src);
       check_source(src);
     }
     for (int i = 0; i < recv_records[src]; ++i, record += rec) {
       const int32_t entries = read_i32(record, 0);
-      if (entries < 1 || entries > k) fail("protocol error: rank {} received a record with {} experts from rank {}", rank_, entries, src);
+      if (entries < 1 || entries > k)
+        fail("protocol error: rank {} received a record with {} experts from rank {}", rank_, entries, src);
       const int32_t mask_id = read_i32(record, 3);
       const ExpertMask* mask = nullptr;
       if (mask_id != 0) {
@@ -146,7 +157,8 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
     }
     if (src != rank_ || local.batch == nullptr || local.entries.empty()) continue;
     const ExpertBatch& b = *local.batch;
-    if (b.moe_layer < 0 || b.moe_layer >= moe_layers) fail("protocol error: rank {} has its own tokens for MoE layer {}", rank_, b.moe_layer);
+    if (b.moe_layer < 0 || b.moe_layer >= moe_layers)
+      fail("protocol error: rank {} has its own tokens for MoE layer {}", rank_, b.moe_layer);
     check_source(src);
     for (size_t i = 0; i < local.entries.size(); ++i) {
       const int32_t entry = local.entries[i], row = entry / b.top_k;
@@ -166,7 +178,8 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
   for (int key = 0; key < keys; ++key) offsets_[key + 1] += offsets_[key];
   order_.resize(entries_.size());
   cursor_.assign(offsets_.begin(), offsets_.end() - 1);
-  for (size_t entry = 0; entry < entries_.size(); ++entry) order_[cursor_[entries_[entry].key]++] = static_cast<int>(entry);
+  for (size_t entry = 0; entry < entries_.size(); ++entry)
+    order_[cursor_[entries_[entry].key]++] = static_cast<int>(entry);
 
   const size_t h = static_cast<size_t>(wire_.hidden);
   const auto start = std::chrono::steady_clock::now();
@@ -186,7 +199,8 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
       } else {
         round_values(gathered_.data() + i * h, en.local, wire_.hidden, wire_.dtype);
       }
-      if (counters_ != nullptr) (*counters_)[static_cast<size_t>(en.source)].add(en.cls, en.phase, moe_layer, e, en.weight);
+      if (counters_ != nullptr)
+        (*counters_)[static_cast<size_t>(en.source)].add(en.cls, en.phase, moe_layer, e, en.weight);
     }
     const LayerWeights& lw = weights_.layers[static_cast<size_t>(config_.moe_layers()[static_cast<size_t>(moe_layer)])];
     jobs_.push_back({&lw.experts[e], gathered_.data() + begin * h, count, computed_.data() + begin * h});
@@ -205,7 +219,8 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
   compute_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-ExpertExchange::ExpertExchange(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker, bool overlap)
+ExpertExchange::ExpertExchange(MPI_Comm comm, const Placement& placement, WireFormat wire, ExpertWorker& worker,
+                               bool overlap)
     : comm_(comm), placement_(placement), wire_(wire), worker_(worker), overlap_(overlap) {
   MPI_Comm_size(comm_, &world_);
   MPI_Comm_rank(comm_, &rank_);
@@ -232,7 +247,8 @@ bool ExpertExchange::exchange_control(int state, int moe_layer) {
     c[3] = signal;
   }
   MPI_Request control = MPI_REQUEST_NULL;
-  check_mpi(MPI_Ialltoall(control_send_.data(), kControlInts, MPI_INT32_T, control_recv_.data(), kControlInts, MPI_INT32_T, comm_, &control),
+  check_mpi(MPI_Ialltoall(control_send_.data(), kControlInts, MPI_INT32_T, control_recv_.data(), kControlInts,
+                          MPI_INT32_T, comm_, &control),
             "Ialltoall (control)");
   wait(control, "Ialltoall (control)");
   recv_records_.assign(static_cast<size_t>(world_), 0);
@@ -241,7 +257,8 @@ bool ExpertExchange::exchange_control(int state, int moe_layer) {
   for (int r = 0; r < world_; ++r) {
     const int32_t* c = &control_recv_[static_cast<size_t>(r) * kControlInts];
     if (c[0] != kWork && c[0] != kIdle && c[0] != kDone) fail("protocol error: unknown state {} from rank {}", c[0], r);
-    if (c[2] < 0 || (c[0] != kWork && c[2] != 0)) fail("protocol error: rank {} announced {} records in state {}", r, c[2], c[0]);
+    if (c[2] < 0 || (c[0] != kWork && c[2] != 0))
+      fail("protocol error: rank {} announced {} records in state {}", r, c[2], c[0]);
     all_done &= c[0] == kDone;
     recv_records_[r] = c[2];
     recv_layers_[r] = c[1];
@@ -260,8 +277,8 @@ void ExpertExchange::post_payload() {
   for (int d = 0; d < world_; ++d) send_bytes_[d] = to_count(static_cast<size_t>(send_records_[d]) * rec);
   displacements(send_bytes_, send_displs_);
   if (send_buf_.empty()) send_buf_.resize(1);
-  check_mpi(MPI_Ialltoallv(send_buf_.data(), send_bytes_.data(), send_displs_.data(), MPI_BYTE, recv_buf_.data(), recv_bytes_.data(),
-                           recv_displs_.data(), MPI_BYTE, comm_, &payload_request_),
+  check_mpi(MPI_Ialltoallv(send_buf_.data(), send_bytes_.data(), send_displs_.data(), MPI_BYTE, recv_buf_.data(),
+                           recv_bytes_.data(), recv_displs_.data(), MPI_BYTE, comm_, &payload_request_),
             "Ialltoallv (payload)");
 }
 
@@ -270,10 +287,12 @@ void ExpertExchange::post_payload() {
 void ExpertExchange::exchange_results() {
   wait(payload_request_, "Ialltoallv (payload)");
   // This rank's own entries: none in a round without tokens of its own (serve() clears them).
-  worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_, {&batch_, entries_[static_cast<size_t>(rank_)]});
+  worker_.process(recv_buf_, recv_records_, recv_layers_, results_, result_counts_,
+                  {&batch_, entries_[static_cast<size_t>(rank_)]});
   displacements(result_counts_, result_displs_);
   returned_counts_.resize(static_cast<size_t>(world_));
-  for (int d = 0; d < world_; ++d) returned_counts_[d] = d == rank_ ? 0 : to_count(entries_[d].size() * wire_.result_bytes());
+  for (int d = 0; d < world_; ++d)
+    returned_counts_[d] = d == rank_ ? 0 : to_count(entries_[d].size() * wire_.result_bytes());
   displacements(returned_counts_, returned_displs_);
   returned_.resize(static_cast<size_t>(returned_displs_.back()) + static_cast<size_t>(returned_counts_.back()) + 1);
   if (results_.empty()) results_.resize(1);
@@ -323,9 +342,11 @@ void ExpertExchange::begin(const ExpertBatch& b) {
           record = send_buf_.data() + fill_[d];
           fill_[d] += rec;
           std::memset(record, 0, wire_.header_bytes());
-          const int32_t meta[3] = {b.rows[row].cls, b.rows[row].phase, b.rows[row].mask != nullptr ? b.rows[row].mask->id : 0};
+          const int32_t meta[3] = {b.rows[row].cls, b.rows[row].phase,
+                                   b.rows[row].mask != nullptr ? b.rows[row].mask->id : 0};
           std::memcpy(record + 4, meta, sizeof meta);
-          put_values(record + wire_.header_bytes(), b.x + static_cast<size_t>(row) * wire_.hidden, wire_.hidden, wire_.dtype);
+          put_values(record + wire_.header_bytes(), b.x + static_cast<size_t>(row) * wire_.hidden, wire_.hidden,
+                     wire_.dtype);
         }
         std::memcpy(record + 4 * (WireFormat::kMeta + entries), &e, 4);
         std::memcpy(record + 4 * (WireFormat::kMeta + k + entries), &b.weights[row * k + s], 4);

@@ -3,8 +3,10 @@
 namespace mote {
 
 LocalExperts::LocalExperts(const ModelWeights& weights, const ModelConfig& config)
-    : placement_(Placement::by_rule("contiguous", static_cast<int>(config.moe_layers().size()), config.n_routed_experts, 1, true)),
-      worker_(weights, config, placement_, 0, WireFormat{config.hidden_size, config.num_experts_per_tok, WireDType::F32}, nullptr) {}
+    : placement_(Placement::by_rule("contiguous", static_cast<int>(config.moe_layers().size()), config.n_routed_experts,
+                                    1, true)),
+      worker_(weights, config, placement_, 0,
+              WireFormat{config.hidden_size, config.num_experts_per_tok, WireDType::F32}, nullptr) {}
 
 void LocalExperts::begin(const ExpertBatch& batch) {
   batch_ = batch;

@@ -22,17 +22,22 @@ int coordinator_count(int requested, int world_size) {
   return requested == 0 ? world_size : requested;
 }
 
-Placement Placement::by_rule(const std::string& kind, int moe_layers, int experts, int world_size, bool coordinator_experts,
-                             int coordinators) {
+Placement Placement::by_rule(const std::string& kind, int moe_layers, int experts, int world_size,
+                             bool coordinator_experts, int coordinators) {
   if (world_size < 1) fail("world size {} must be at least 1", world_size);
-  if (coordinators < 1 || coordinators > world_size) fail("{} coordinators cannot be among {} ranks", coordinators, world_size);
+  if (coordinators < 1 || coordinators > world_size)
+    fail("{} coordinators cannot be among {} ranks", coordinators, world_size);
   if (!coordinator_experts && world_size == 1) {
-    fail("--coordinator-experts false: a job of one rank has no rank but its coordinator to hold the routed experts; run more ranks "
-         "than coordinators, or leave the option out");
+    fail(
+        "--coordinator-experts false: a job of one rank has no rank but its coordinator to hold the routed experts; "
+        "run more ranks "
+        "than coordinators, or leave the option out");
   }
   if (!coordinator_experts && coordinators == world_size) {
-    fail("every rank is a coordinator and coordinators hold no experts (--coordinator-experts false): no rank would hold them; "
-         "give --coordinators K below the world size");
+    fail(
+        "every rank is a coordinator and coordinators hold no experts (--coordinator-experts false): no rank would "
+        "hold them; "
+        "give --coordinators K below the world size");
   }
   const bool with_coordinators = coordinator_experts;
   std::vector<int> holders;
@@ -59,7 +64,8 @@ Placement Placement::from_file(const std::filesystem::path& path, int moe_layers
                                bool coordinator_experts, int coordinators) try {
   const auto j = read_json_file(path);
   const std::string where = path.string();
-  if (!j.is_object() || !j.contains("owner") || !j["owner"].is_array()) fail("{}: expected {{\"owner\": [[rank, ...], ...]}}", where);
+  if (!j.is_object() || !j.contains("owner") || !j["owner"].is_array())
+    fail("{}: expected {{\"owner\": [[rank, ...], ...]}}", where);
   const auto& owner = j["owner"];
   if (static_cast<int>(owner.size()) != moe_layers) {
     fail("{}: 'owner' has {} rows but the model has {} MoE layers", where, owner.size(), moe_layers);
@@ -82,13 +88,16 @@ Placement Placement::from_file(const std::filesystem::path& path, int moe_layers
             if (v.is_number_integer()) largest = std::max(largest, v.get<int64_t>());
           }
         }
-        fail("{}: a placement for {} ranks or more (owner[{}][{}] = {}), but this job has {}; run it with as many ranks, or make a "
-             "placement for {} with 'mote place -n {}'",
-             where, largest + 1, l, e, rank, world_size, world_size, world_size);
+        fail(
+            "{}: a placement for {} ranks or more (owner[{}][{}] = {}), but this job has {}; run it with as many "
+            "ranks, or make a "
+            "placement for {} with 'mote place -n {}'",
+            where, largest + 1, l, e, rank, world_size, world_size, world_size);
       }
       if (rank < 0) fail("{}: owner[{}][{}] = {} is not a rank", where, l, e, rank);
       if (rank < coordinators && !coordinator_experts && world_size > 1) {
-        fail("{}: owner[{}][{}] = {} is a coordinator, but coordinators hold no experts (--coordinator-experts false)", where, l, e, rank);
+        fail("{}: owner[{}][{}] = {} is a coordinator, but coordinators hold no experts (--coordinator-experts false)",
+             where, l, e, rank);
       }
       p.owner_[static_cast<size_t>(l) * experts + e] = static_cast<int>(rank);
     }

@@ -63,11 +63,14 @@ void check_locked(Guard& g, const std::filesystem::path& path, const std::string
       const auto link = std::filesystem::read_symlink(path, ec);
       struct stat to {};
       if (::stat(path.c_str(), &to) != 0) {
-        fail("{} {}: is a symbolic link to {}, which does not exist; refusing to replace the link (name its target or a new file)",
-             what, shown, ec ? std::string("?") : link.string());
+        fail(
+            "{} {}: is a symbolic link to {}, which does not exist; refusing to replace the link (name its target or a "
+            "new file)",
+            what, shown, ec ? std::string("?") : link.string());
       }
       if (!S_ISREG(to.st_mode)) {
-        fail("{} {}: is a symbolic link to {}; refusing to replace it (name a new or regular file)", what, shown, file_kind(to.st_mode));
+        fail("{} {}: is a symbolic link to {}; refusing to replace it (name a new or regular file)", what, shown,
+             file_kind(to.st_mode));
       }
       target = resolved(path);
       st = to;
@@ -76,15 +79,19 @@ void check_locked(Guard& g, const std::filesystem::path& path, const std::string
     }
     for (const Input& in : g.inputs) {
       if (in.dev == st.st_dev && in.ino == st.st_ino) {
-        if (in.path == path) fail("{} {}: is {}; writing it would destroy it (name another file)", what, shown, in.what);
-        fail("{} {}: is {} ({}, the same file); writing it would destroy it (name another file)", what, shown, in.what, in.path.string());
+        if (in.path == path)
+          fail("{} {}: is {}; writing it would destroy it (name another file)", what, shown, in.what);
+        fail("{} {}: is {} ({}, the same file); writing it would destroy it (name another file)", what, shown, in.what,
+             in.path.string());
       }
     }
   }
   const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
   struct stat ds {};
-  if (::stat(dir.c_str(), &ds) != 0 || !S_ISDIR(ds.st_mode)) fail("{} {}: the directory {} does not exist", what, shown, dir.string());
-  if (::access(dir.c_str(), W_OK) != 0) fail("{} {}: the directory {} is not writable: {}", what, shown, dir.string(), std::strerror(errno));
+  if (::stat(dir.c_str(), &ds) != 0 || !S_ISDIR(ds.st_mode))
+    fail("{} {}: the directory {} does not exist", what, shown, dir.string());
+  if (::access(dir.c_str(), W_OK) != 0)
+    fail("{} {}: the directory {} is not writable: {}", what, shown, dir.string(), std::strerror(errno));
 }
 
 }  // namespace
@@ -102,7 +109,8 @@ void note_input(const std::filesystem::path& path, const std::string& what) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
     struct stat est {};
-    if (::stat(entry.path().c_str(), &est) == 0 && S_ISREG(est.st_mode)) note_one(g, entry.path(), est, "a file of " + what);
+    if (::stat(entry.path().c_str(), &est) == 0 && S_ISREG(est.st_mode))
+      note_one(g, entry.path(), est, "a file of " + what);
   }
 }
 

@@ -40,13 +40,15 @@ std::string read_ini_file(const std::filesystem::path& path, const char* what) {
     }
     const auto eq = t.find('=');
     const std::string key = trim(eq == std::string::npos ? std::string() : t.substr(0, eq));
-    const bool plain = !key.empty() && key.size() <= 64 &&
-                       key.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == std::string::npos;
+    const bool plain =
+        !key.empty() && key.size() <= 64 &&
+        key.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == std::string::npos;
     if (!plain && !ini_so_far) {
       fail("{}:{}: expected 'key = value', a [section] or a # comment: is it a {}?", path.string(), number, what);
     }
     if (!plain) {
-      fail("{}:{}: expected 'key = value', a [section] or a # comment, not '{}'", path.string(), number, short_excerpt(t));
+      fail("{}:{}: expected 'key = value', a [section] or a # comment, not '{}'", path.string(), number,
+           short_excerpt(t));
     }
     ini_so_far = true;
     // Boost cuts a value at its first '#': a comment after blanks is meant
@@ -54,9 +56,11 @@ std::string read_ini_file(const std::filesystem::path& path, const char* what) {
     std::string value = t.substr(eq + 1);
     if (const auto hash = value.find('#'); hash != std::string::npos) {
       if (hash > 0 && value[hash - 1] != ' ' && value[hash - 1] != '\t') {
-        fail("{}:{}: key '{}': a '#' inside a value would start a comment here and cut the value short; give this option on the "
-             "command line instead",
-             path.string(), number, key);
+        fail(
+            "{}:{}: key '{}': a '#' inside a value would start a comment here and cut the value short; give this "
+            "option on the "
+            "command line instead",
+            path.string(), number, key);
       }
       value.resize(hash);
     }

@@ -28,7 +28,8 @@ std::string read_input_file(const std::filesystem::path& path, const char* what,
   } closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) fail("{}: cannot stat: {}", path.string(), std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail("{}: the {} is {}; it must be a regular file", path.string(), what, file_kind(st.st_mode));
+  if (!S_ISREG(st.st_mode))
+    fail("{}: the {} is {}; it must be a regular file", path.string(), what, file_kind(st.st_mode));
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     fail("{}: the {} has {} bytes, more than the {} it may hold", path.string(), what, st.st_size, max_bytes);
   }
@@ -51,9 +52,11 @@ void check_line_endings(std::string_view text, const std::filesystem::path& path
   const size_t cr = text.find('\r');
   if (cr == std::string_view::npos || text.find('\n') != std::string_view::npos) return;
   if (text.find_first_not_of("\r", cr) == std::string_view::npos) return;  // one line, CR at its end
-  fail("{}: the {} ends its lines in CR alone (classic Mac OS line endings), so it would read as one line; convert them to "
-       "LF first, e.g. tr '\\r' '\\n' < FILE > NEW",
-       path.string(), what);
+  fail(
+      "{}: the {} ends its lines in CR alone (classic Mac OS line endings), so it would read as one line; convert them "
+      "to "
+      "LF first, e.g. tr '\\r' '\\n' < FILE > NEW",
+      path.string(), what);
 }
 
 std::string read_text_file(const std::filesystem::path& path) { return read_input_file(path, "input", 4ull << 30); }
@@ -90,7 +93,9 @@ Json parse_any_json(std::string_view text, const std::string& where) {
 
 }  // namespace
 
-nlohmann::json parse_json(std::string_view text, const std::string& where) { return parse_any_json<nlohmann::json>(text, where); }
+nlohmann::json parse_json(std::string_view text, const std::string& where) {
+  return parse_any_json<nlohmann::json>(text, where);
+}
 
 nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& where) {
   return parse_any_json<nlohmann::ordered_json>(text, where);

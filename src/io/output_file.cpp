@@ -20,7 +20,6 @@ namespace mote {
 
 namespace {
 
-
 std::string host_name() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "?";
@@ -50,13 +49,16 @@ OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested
     lock_fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (lock_fd_ < 0) fail("{}: cannot create the output's lock file: {}", lock_path_.string(), std::strerror(errno));
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) break;
-    struct stat held {}, now {};
-    if (::fstat(lock_fd_, &held) == 0 && ::stat(lock_path_.c_str(), &now) == 0 && held.st_ino == now.st_ino && held.st_dev == now.st_dev) {
+    struct stat held {
+    }, now{};
+    if (::fstat(lock_fd_, &held) == 0 && ::stat(lock_path_.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
+        held.st_dev == now.st_dev) {
       break;
     }
     ::close(lock_fd_);
     lock_fd_ = -1;
-    if (attempt == 10) fail("{}: the output's lock file keeps changing; is another job starting and ending?", lock_path_.string());
+    if (attempt == 10)
+      fail("{}: the output's lock file keeps changing; is another job starting and ending?", lock_path_.string());
   }
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     char holder[256] = {};
@@ -65,8 +67,8 @@ OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested
     lock_fd_ = -1;
     std::string who(holder, n > 0 ? static_cast<size_t>(n) : 0);
     while (!who.empty() && (who.back() == '\n' || who.back() == '\0')) who.pop_back();
-    fail("{}: another mote job is writing this output ({}); wait for it to end, or choose another --out", path_.string(),
-         who.empty() ? "its lock is " + lock_path_.string() : who);
+    fail("{}: another mote job is writing this output ({}); wait for it to end, or choose another --out",
+         path_.string(), who.empty() ? "its lock is " + lock_path_.string() : who);
   }
   const std::string me = fmt::format("pid {} on host {}\n", ::getpid(), host_name());
   if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
@@ -115,14 +117,16 @@ void OutputFile::ensure_room(uint64_t bytes) const {
   if (::statvfs(temp_path_.c_str(), &fs) == 0) {
     const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
     if (bytes > free_bytes) {
-      fail("{}: cannot write HDF5 file (disk full?): it needs about {:.1f} MB and the file system has {:.1f} MB free", temp_path_.string(),
-           static_cast<double>(bytes) / 1e6, static_cast<double>(free_bytes) / 1e6);
+      fail("{}: cannot write HDF5 file (disk full?): it needs about {:.1f} MB and the file system has {:.1f} MB free",
+           temp_path_.string(), static_cast<double>(bytes) / 1e6, static_cast<double>(free_bytes) / 1e6);
     }
   }
   struct rlimit limit {};
   if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && bytes > limit.rlim_cur) {
-    fail("{}: cannot write HDF5 file (disk full?): it needs about {:.1f} MB, more than the file-size limit of {:.1f} MB (ulimit -f)",
-         temp_path_.string(), static_cast<double>(bytes) / 1e6, static_cast<double>(limit.rlim_cur) / 1e6);
+    fail(
+        "{}: cannot write HDF5 file (disk full?): it needs about {:.1f} MB, more than the file-size limit of {:.1f} MB "
+        "(ulimit -f)",
+        temp_path_.string(), static_cast<double>(bytes) / 1e6, static_cast<double>(limit.rlim_cur) / 1e6);
   }
 }
 

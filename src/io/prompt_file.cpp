@@ -44,7 +44,8 @@ PromptSpec parse_json_line(std::string_view line, const std::string& where, cons
     } else if (key == "messages") {
       if (!value.is_array() || value.empty()) fail("{}: 'messages' must be a non-empty array", where);
       for (const auto& m : value) {
-        if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) fail("{}: each message needs a string 'role'", where);
+        if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+          fail("{}: each message needs a string 'role'", where);
       }
       if (!spec.chat) spec.chat = json::object();
       (*spec.chat)["messages"] = value;
@@ -66,12 +67,15 @@ PromptSpec parse_json_line(std::string_view line, const std::string& where, cons
   }
   if (spec.chat && !spec.chat->contains("messages")) {
     if (spec.prompt) {
-      fail("{}: unknown key '{}' (known: id, class, prompt, messages, add_special_tokens, mask; a conversation may also "
-           "carry its chat template's variables)", where, spec.chat->begin().key());
+      fail(
+          "{}: unknown key '{}' (known: id, class, prompt, messages, add_special_tokens, mask; a conversation may also "
+          "carry its chat template's variables)",
+          where, spec.chat->begin().key());
     }
     fail("{}: give exactly one of 'prompt' and 'messages'", where);
   }
-  if (spec.chat && spec.chat->contains("add_generation_prompt") && !(*spec.chat)["add_generation_prompt"].is_boolean()) {
+  if (spec.chat && spec.chat->contains("add_generation_prompt") &&
+      !(*spec.chat)["add_generation_prompt"].is_boolean()) {
     fail("{}: 'add_generation_prompt' must be true or false", where);
   }
   if (spec.chat) {
@@ -83,7 +87,8 @@ PromptSpec parse_json_line(std::string_view line, const std::string& where, cons
     }
     spec.chat = std::move(ordered);
   }
-  if (!spec.chat_template.empty() && !spec.chat) fail("{}: 'chat_template' applies to conversations ('messages') only", where);
+  if (!spec.chat_template.empty() && !spec.chat)
+    fail("{}: 'chat_template' applies to conversations ('messages') only", where);
   if (spec.prompt.has_value() == spec.chat.has_value()) fail("{}: give exactly one of 'prompt' and 'messages'", where);
   if (spec.prompt && spec.prompt->empty()) spec.error = "the prompt is empty";
   if (spec.chat && j.contains("add_special_tokens")) {

@@ -8,12 +8,12 @@
 #include <cerrno>
 #include <cstring>
 
-#include "mote/io/json_file.h"
 #include "mote/io/file_guard.h"
+#include "mote/io/json_file.h"
 #include "mote/util/checked_math.h"
 #include "mote/util/error.h"
-#include "mote/util/stop_signal.h"
 #include "mote/util/file_kind.h"
+#include "mote/util/stop_signal.h"
 
 namespace mote {
 namespace {
@@ -57,7 +57,8 @@ std::vector<std::byte> read_header_bytes(int fd, uint64_t file_size, const std::
     while (done < n) {
       const ssize_t got = ::pread(fd, dst + done, n - done, at + static_cast<off_t>(done));
       if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) fail("{}: cannot read the header: {}", where, got < 0 ? std::strerror(errno) : "unexpected end of file");
+      if (got <= 0)
+        fail("{}: cannot read the header: {}", where, got < 0 ? std::strerror(errno) : "unexpected end of file");
       done += static_cast<size_t>(got);
     }
   };
@@ -97,7 +98,8 @@ void SafetensorsFile::map() {
   if (file_) return;
   auto file = std::make_unique<MappedFile>(path_);
   if (file->bytes().size() != size_) {
-    fail("{}: the file changed size since its header was read ({} bytes, then {})", path_.string(), size_, file->bytes().size());
+    fail("{}: the file changed size since its header was read ({} bytes, then {})", path_.string(), size_,
+         file->bytes().size());
   }
   const uint64_t header_len = header_length(file->bytes(), size_, path_.string());
   for (auto& [name, view] : tensors_) view.data = file->bytes().data() + 8 + header_len + view.offset;
@@ -113,7 +115,8 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
 }
 
 std::map<std::string, TensorView> parse_safetensors_header(std::span<const std::byte> prefix, uint64_t file_size,
-                                                           const std::string& where, const std::filesystem::path* file) {
+                                                           const std::string& where,
+                                                           const std::filesystem::path* file) {
   std::map<std::string, TensorView> tensors;
   const uint64_t header_len = header_length(prefix, file_size, where);
   if (prefix.size() < 8 + header_len) fail("{}: truncated header", where);
@@ -134,8 +137,10 @@ std::map<std::string, TensorView> parse_safetensors_header(std::span<const std::
     const auto dtype_it = entry.find("dtype");
     const auto shape_it = entry.find("shape");
     const auto offsets_it = entry.find("data_offsets");
-    if (dtype_it == entry.end() || !dtype_it->is_string()) fail("{}: tensor '{}': missing or non-string 'dtype'", where, name);
-    if (shape_it == entry.end() || !shape_it->is_array()) fail("{}: tensor '{}': missing or non-array 'shape'", where, name);
+    if (dtype_it == entry.end() || !dtype_it->is_string())
+      fail("{}: tensor '{}': missing or non-string 'dtype'", where, name);
+    if (shape_it == entry.end() || !shape_it->is_array())
+      fail("{}: tensor '{}': missing or non-array 'shape'", where, name);
     if (offsets_it == entry.end() || !offsets_it->is_array() || offsets_it->size() != 2) {
       fail("{}: tensor '{}': 'data_offsets' must be an array of two integers", where, name);
     }
@@ -159,7 +164,8 @@ std::map<std::string, TensorView> parse_safetensors_header(std::span<const std::
     const uint64_t end = offs[1].get<uint64_t>();
     if (end < begin) fail("{}: tensor '{}': data_offsets [{}, {}] end before they begin", where, name, begin, end);
     if (end > data_size) {
-      fail("{}: tensor '{}': data_offsets [{}, {}] run past the end of the data ({} bytes)", where, name, begin, end, data_size);
+      fail("{}: tensor '{}': data_offsets [{}, {}] run past the end of the data ({} bytes)", where, name, begin, end,
+           data_size);
     }
     const auto numel = checked_product(view.shape);
     const auto expected = numel ? checked_mul(*numel, static_cast<uint64_t>(dtype_size(*known))) : std::nullopt;
@@ -175,9 +181,8 @@ std::map<std::string, TensorView> parse_safetensors_header(std::span<const std::
     extents.push_back({begin, end, &it->first});
   }
 
-  std::sort(extents.begin(), extents.end(), [](const Extent& a, const Extent& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::sort(extents.begin(), extents.end(),
+            [](const Extent& a, const Extent& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   for (size_t i = 1; i < extents.size(); ++i) {
     const Extent& prev = extents[i - 1];
     const Extent& cur = extents[i];
@@ -205,7 +210,8 @@ WeightStore WeightStore::open_files(const std::vector<std::filesystem::path>& fi
   for (auto& file : store.files_) {
     const auto& tensors = file->tensors();
     stop_point("loading the model");
-    if (!used || std::any_of(tensors.begin(), tensors.end(), [&](const auto& entry) { return used(entry.first); })) file->map();
+    if (!used || std::any_of(tensors.begin(), tensors.end(), [&](const auto& entry) { return used(entry.first); }))
+      file->map();
   }
   return store;
 }

@@ -16,7 +16,9 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   for (const auto& t : tensors) {
     offset = (offset + 7) / 8 * 8;
     offsets.push_back(offset);
-    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
+    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
   std::string h = header.dump();
@@ -29,7 +31,8 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   uint64_t written = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     for (; written < offsets[i]; ++written) out.put('\0');
-    out.write(reinterpret_cast<const char*>(tensors[i].bytes.data()), static_cast<std::streamsize>(tensors[i].bytes.size()));
+    out.write(reinterpret_cast<const char*>(tensors[i].bytes.data()),
+              static_cast<std::streamsize>(tensors[i].bytes.size()));
     written += tensors[i].bytes.size();
   }
   if (!out) fail("{}: write failed", path.string());

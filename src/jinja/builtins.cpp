@@ -23,7 +23,8 @@ const Value& arg(const CallArgs& args, size_t index, const char* name, const Val
   return index < args.positional.size() ? args.positional[index] : fallback;
 }
 
-void check_arity(const CallArgs& args, const std::string& what, size_t max_positional, std::initializer_list<const char*> keywords) {
+void check_arity(const CallArgs& args, const std::string& what, size_t max_positional,
+                 std::initializer_list<const char*> keywords) {
   if (args.positional.size() > max_positional) {
     fail("{}() takes at most {} positional argument{} ({} given)", what, max_positional, max_positional == 1 ? "" : "s",
          args.positional.size());
@@ -69,7 +70,8 @@ Value attribute_path(const Value& v, const std::string& path) {
   while (true) {
     const size_t dot = path.find('.', begin);
     const std::string part = path.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
-    const bool digits = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const bool digits =
+        !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
     cur = item(cur, digits ? Value::from(static_cast<int64_t>(std::stoll(part))) : Value::from(part));
     if (dot == std::string::npos) return cur;
     begin = dot + 1;
@@ -99,9 +101,10 @@ bool has_prefix(const std::string& s, const Value& prefix, bool suffix, const ch
 }
 
 Value string_method(const std::string& s, const std::string& name) {
-  static const std::set<std::string> kOther{"casefold", "center", "encode", "expandtabs", "format", "format_map", "isascii",
-                                            "isidentifier", "isnumeric", "isprintable", "istitle", "ljust", "maketrans",
-                                            "rjust", "swapcase", "translate", "zfill"};
+  static const std::set<std::string> kOther{"casefold",   "center",  "encode",       "expandtabs", "format",
+                                            "format_map", "isascii", "isidentifier", "isnumeric",  "isprintable",
+                                            "istitle",    "ljust",   "maketrans",    "rjust",      "swapcase",
+                                            "translate",  "zfill"};
   const std::string what = "str." + name;
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     return bound(what, [s, name, what](CallArgs& a) {
@@ -136,8 +139,8 @@ Value string_method(const std::string& s, const std::string& name) {
       check_arity(a, what, 3, {"count"});
       if (a.positional.size() < 2) fail("str.replace() takes two strings");
       const int64_t count = need_int(arg(a, 2, "count", Value::from(-1)), "count");
-      return Value::from(pystr::replace(s, need_string(a.positional[0], "old"), need_string(a.positional[1], "new"), count,
-                                        size_t{64} << 20));
+      return Value::from(pystr::replace(s, need_string(a.positional[0], "old"), need_string(a.positional[1], "new"),
+                                        count, size_t{64} << 20));
     });
   }
   if (name == "find" || name == "rfind" || name == "index" || name == "rindex" || name == "count") {
@@ -220,8 +223,10 @@ Value dict_method(const Value& d, const std::string& name) {
       check_arity(a, what, 0, {});
       List l;
       for (const auto& [k, v] : *d.dict) {
-        if (name == "items") l.push_back(Value::make_tuple(List{Value::from(k), v}));
-        else l.push_back(name == "keys" ? Value::from(k) : v);
+        if (name == "items")
+          l.push_back(Value::make_tuple(List{Value::from(k), v}));
+        else
+          l.push_back(name == "keys" ? Value::from(k) : v);
       }
       return Value::from(std::move(l));
     });
@@ -244,13 +249,15 @@ Value dict_method(const Value& d, const std::string& name) {
 
 Value attribute(const Value& obj, const std::string& name) {
   if (name.starts_with("_")) fail("access to attribute '{}' of a '{}' object is unsafe", name, type_name(obj));
-  static const std::set<std::string> kMutators{"append", "extend", "insert", "pop", "remove", "sort", "clear", "update",
-                                               "setdefault", "popitem"};
+  static const std::set<std::string> kMutators{"append", "extend", "insert", "pop",        "remove",
+                                               "sort",   "clear",  "update", "setdefault", "popitem"};
   switch (obj.kind) {
-    case Value::Kind::String: return string_method(obj.text, name);
+    case Value::Kind::String:
+      return string_method(obj.text, name);
     case Value::Kind::Map: {
       if (Value m = dict_method(obj, name); m.kind == Value::Kind::Function) return m;
-      if (kMutators.count(name)) fail("access to attribute '{}' of a 'dict' object is unsafe: templates cannot modify values", name);
+      if (kMutators.count(name))
+        fail("access to attribute '{}' of a 'dict' object is unsafe: templates cannot modify values", name);
       if (const Value* v = obj.find(name)) return *v;
       return Value::undefined(fmt::format("'dict object' has no attribute '{}'", name));
     }
@@ -259,10 +266,12 @@ Value attribute(const Value& obj, const std::string& name) {
       return Value::undefined(fmt::format("'Namespace object' has no attribute '{}'", name));
     }
     case Value::Kind::Array:
-      if (kMutators.count(name)) fail("access to attribute '{}' of a 'list' object is unsafe: templates cannot modify values", name);
+      if (kMutators.count(name))
+        fail("access to attribute '{}' of a 'list' object is unsafe: templates cannot modify values", name);
       if (name == "index" || name == "count" || name == "copy") outside_subset("list." + name + "()");
       return Value::undefined(fmt::format("'list object' has no attribute '{}'", name));
-    default: return Value::undefined(fmt::format("'{}' has no attribute '{}'", repr(obj), name));
+    default:
+      return Value::undefined(fmt::format("'{}' has no attribute '{}'", repr(obj), name));
   }
 }
 
@@ -323,15 +332,18 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
   List out;
   std::string text;
   for (int64_t i = b; s > 0 ? i < e : i > e; i += s) {
-    if (obj.kind == Value::Kind::Array) out.push_back((*obj.list)[static_cast<size_t>(i)]);
-    else append_utf8(text, cps[static_cast<size_t>(i)]);
+    if (obj.kind == Value::Kind::Array)
+      out.push_back((*obj.list)[static_cast<size_t>(i)]);
+    else
+      append_utf8(text, cps[static_cast<size_t>(i)]);
   }
   return obj.kind == Value::Kind::Array ? Value::from(std::move(out)) : Value::from(std::move(text));
 }
 
 List iterate(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::Array: return *v.list;
+    case Value::Kind::Array:
+      return *v.list;
     case Value::Kind::Map: {
       List keys;
       for (const auto& [k, e] : *v.dict) keys.push_back(Value::from(k));
@@ -346,19 +358,26 @@ List iterate(const Value& v) {
       }
       return chars;
     }
-    case Value::Kind::Undefined: return {};
-    default: fail("'{}' object is not iterable", type_name(v));
+    case Value::Kind::Undefined:
+      return {};
+    default:
+      fail("'{}' object is not iterable", type_name(v));
   }
 }
 
 size_t length(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::String: return pystr::length(v.text);
-    case Value::Kind::Array: return v.list->size();
+    case Value::Kind::String:
+      return pystr::length(v.text);
+    case Value::Kind::Array:
+      return v.list->size();
     case Value::Kind::Map:
-    case Value::Kind::Namespace: return v.dict->size();
-    case Value::Kind::Undefined: return 0;
-    default: fail("object of type '{}' has no len()", type_name(v));
+    case Value::Kind::Namespace:
+      return v.dict->size();
+    case Value::Kind::Undefined:
+      return 0;
+    default:
+      fail("object of type '{}' has no len()", type_name(v));
   }
 }
 
@@ -371,12 +390,23 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (const char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -494,7 +524,10 @@ const std::map<std::string, FilterFn>& filters() {
     };
     f["float"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "float", 1, {"default"});
-      if (v.is_number()) return Value::from(v.kind == Value::Kind::Float ? v.real : static_cast<double>(v.kind == Value::Kind::Bool ? v.boolean : v.integer));
+      if (v.is_number())
+        return Value::from(v.kind == Value::Kind::Float
+                               ? v.real
+                               : static_cast<double>(v.kind == Value::Kind::Bool ? v.boolean : v.integer));
       if (v.kind == Value::Kind::String) {
         const std::string t = pystr::strip(v.text, std::nullopt, true, true);
         char* end = nullptr;
@@ -505,7 +538,8 @@ const std::map<std::string, FilterFn>& filters() {
     };
     f["int"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "int", 2, {"default", "base"});
-      if (v.kind == Value::Kind::Int || v.kind == Value::Kind::Bool) return Value::from(v.kind == Value::Kind::Bool ? int64_t{v.boolean} : v.integer);
+      if (v.kind == Value::Kind::Int || v.kind == Value::Kind::Bool)
+        return Value::from(v.kind == Value::Kind::Bool ? int64_t{v.boolean} : v.integer);
       if (v.kind == Value::Kind::Float && std::isfinite(v.real) && std::fabs(v.real) < 9.2e18) {
         return Value::from(static_cast<int64_t>(v.real));
       }
@@ -587,8 +621,10 @@ const std::map<std::string, FilterFn>& filters() {
       List out;
       const Value* attr = nullptr;
       for (const auto& [k, e] : a.keyword) {
-        if (k == "attribute") attr = &e;
-        else if (k != "default") fail("map() got an unexpected keyword argument '{}'", k);
+        if (k == "attribute")
+          attr = &e;
+        else if (k != "default")
+          fail("map() got an unexpected keyword argument '{}'", k);
       }
       if (attr) {
         const std::string path = need_string(*attr, "the attribute");
@@ -649,13 +685,19 @@ const std::map<std::string, FilterFn>& filters() {
       const int64_t precision = need_int(arg(a, 0, "precision", Value::from(0)), "precision");
       const std::string method = need_string(arg(a, 1, "method", Value::from("common")), "method");
       if (!v.is_number()) fail("round needs a number, not {}", type_name(v));
-      const double x = v.kind == Value::Kind::Float ? v.real : static_cast<double>(v.kind == Value::Kind::Bool ? v.boolean : v.integer);
+      const double x = v.kind == Value::Kind::Float
+                           ? v.real
+                           : static_cast<double>(v.kind == Value::Kind::Bool ? v.boolean : v.integer);
       const double scale = std::pow(10.0, static_cast<double>(precision));
       double r = 0;
-      if (method == "common") r = std::nearbyint(x * scale) / scale;  // Python's round(): ties to even
-      else if (method == "ceil") r = std::ceil(x * scale) / scale;
-      else if (method == "floor") r = std::floor(x * scale) / scale;
-      else fail("round: method must be 'common', 'ceil' or 'floor'");
+      if (method == "common")
+        r = std::nearbyint(x * scale) / scale;  // Python's round(): ties to even
+      else if (method == "ceil")
+        r = std::ceil(x * scale) / scale;
+      else if (method == "floor")
+        r = std::floor(x * scale) / scale;
+      else
+        fail("round: method must be 'common', 'ceil' or 'floor'");
       return Value::from(r);
     };
     f["safe"] = [](Renderer&, const Value& v, CallArgs& a) {
@@ -679,9 +721,14 @@ const std::map<std::string, FilterFn>& filters() {
       Value total = arg(a, 1, "start", Value::from(0));
       for (const Value& e : iterate(v)) {
         const Value x = attr ? attribute_path(e, *attr) : e;
-        if (!x.is_number() || !total.is_number()) fail("sum: unsupported operand types '{}' and '{}'", type_name(total), type_name(x));
+        if (!x.is_number() || !total.is_number())
+          fail("sum: unsupported operand types '{}' and '{}'", type_name(total), type_name(x));
         if (x.kind == Value::Kind::Float || total.kind == Value::Kind::Float) {
-          const auto d = [](const Value& y) { return y.kind == Value::Kind::Float ? y.real : static_cast<double>(y.kind == Value::Kind::Bool ? y.boolean : y.integer); };
+          const auto d = [](const Value& y) {
+            return y.kind == Value::Kind::Float
+                       ? y.real
+                       : static_cast<double>(y.kind == Value::Kind::Bool ? y.boolean : y.integer);
+          };
           total = Value::from(d(total) + d(x));
         } else {
           int64_t s = 0;
@@ -699,12 +746,15 @@ const std::map<std::string, FilterFn>& filters() {
       if (truthy(arg(a, 0, "ensure_ascii", kFalse))) outside_subset("tojson(ensure_ascii=True)");
       const Value indent = arg(a, 1, "indent", kNone);
       if (arg(a, 2, "separators", kNone).kind != Value::Kind::None) outside_subset("tojson(separators=...)");
-      const int width = indent.kind == Value::Kind::None ? -1 : static_cast<int>(std::clamp<int64_t>(need_int(indent, "indent"), 0, 64));
+      const int width = indent.kind == Value::Kind::None
+                            ? -1
+                            : static_cast<int>(std::clamp<int64_t>(need_int(indent, "indent"), 0, 64));
       return Value::from(to_json(v, width, truthy(arg(a, 3, "sort_keys", kFalse))));
     };
     f["trim"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "trim", 1, {"chars"});
-      return Value::from(pystr::strip(to_str(v), optional_string(arg(a, 0, "chars", kNone), "the characters"), true, true));
+      return Value::from(
+          pystr::strip(to_str(v), optional_string(arg(a, 0, "chars", kNone), "the characters"), true, true));
     };
     f["unique"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "unique", 2, {"case_sensitive", "attribute"});
@@ -729,7 +779,9 @@ const std::map<std::string, FilterFn>& filters() {
   return table;
 }
 
-bool number_kind(const Value& v) { return v.kind == Value::Kind::Int || v.kind == Value::Kind::Float || v.kind == Value::Kind::Bool; }
+bool number_kind(const Value& v) {
+  return v.kind == Value::Kind::Int || v.kind == Value::Kind::Float || v.kind == Value::Kind::Bool;
+}
 
 const std::map<std::string, TestFn>& tests() {
   static const std::map<std::string, TestFn> table = [] {
@@ -751,16 +803,24 @@ const std::map<std::string, TestFn>& tests() {
     t["number"] = unary(number_kind, "number");
     t["string"] = unary([](const Value& v) { return v.kind == Value::Kind::String; }, "string");
     t["mapping"] = unary([](const Value& v) { return v.kind == Value::Kind::Map; }, "mapping");
-    t["iterable"] = unary([](const Value& v) {
-      return v.kind == Value::Kind::Array || v.kind == Value::Kind::Map || v.kind == Value::Kind::String || v.is_undefined();
-    }, "iterable");
-    t["sequence"] = unary([](const Value& v) {
-      return v.kind == Value::Kind::Array || v.kind == Value::Kind::Map || v.kind == Value::Kind::String || v.is_undefined();
-    }, "sequence");
+    t["iterable"] = unary(
+        [](const Value& v) {
+          return v.kind == Value::Kind::Array || v.kind == Value::Kind::Map || v.kind == Value::Kind::String ||
+                 v.is_undefined();
+        },
+        "iterable");
+    t["sequence"] = unary(
+        [](const Value& v) {
+          return v.kind == Value::Kind::Array || v.kind == Value::Kind::Map || v.kind == Value::Kind::String ||
+                 v.is_undefined();
+        },
+        "sequence");
     t["callable"] = unary([](const Value& v) { return v.kind == Value::Kind::Function; }, "callable");
     t["escaped"] = unary([](const Value&) { return false; }, "escaped");
-    t["lower"] = unary([](const Value& v) { return v.kind == Value::Kind::String && pystr::test_chars(v.text, "islower"); }, "lower");
-    t["upper"] = unary([](const Value& v) { return v.kind == Value::Kind::String && pystr::test_chars(v.text, "isupper"); }, "upper");
+    t["lower"] = unary(
+        [](const Value& v) { return v.kind == Value::Kind::String && pystr::test_chars(v.text, "islower"); }, "lower");
+    t["upper"] = unary(
+        [](const Value& v) { return v.kind == Value::Kind::String && pystr::test_chars(v.text, "isupper"); }, "upper");
     t["even"] = unary([](const Value& v) { return need_int(v, "'even' operand") % 2 == 0; }, "even");
     t["odd"] = unary([](const Value& v) { return need_int(v, "'odd' operand") % 2 != 0; }, "odd");
     t["divisibleby"] = [](Renderer&, const Value& v, CallArgs& a) {
@@ -788,23 +848,32 @@ const std::map<std::string, TestFn>& tests() {
     t["greaterthan"] = t[">"] = t["gt"];
     t["ge"] = binary([](const Value& x, const Value& y) { return compare(x, y, ">=") >= 0; }, "ge");
     t[">="] = t["ge"];
-    t["sameas"] = binary([](const Value& x, const Value& y) {
-      if (x.kind != y.kind) return false;
-      switch (x.kind) {
-        case Value::Kind::None:
-        case Value::Kind::Undefined: return true;
-        case Value::Kind::Bool: return x.boolean == y.boolean;
-        case Value::Kind::Array: return x.list == y.list;
-        case Value::Kind::Map:
-        case Value::Kind::Namespace: return x.dict == y.dict;
-        case Value::Kind::Function: return x.function == y.function;
-        default: return equals(x, y);
-      }
-    }, "sameas");
+    t["sameas"] = binary(
+        [](const Value& x, const Value& y) {
+          if (x.kind != y.kind) return false;
+          switch (x.kind) {
+            case Value::Kind::None:
+            case Value::Kind::Undefined:
+              return true;
+            case Value::Kind::Bool:
+              return x.boolean == y.boolean;
+            case Value::Kind::Array:
+              return x.list == y.list;
+            case Value::Kind::Map:
+            case Value::Kind::Namespace:
+              return x.dict == y.dict;
+            case Value::Kind::Function:
+              return x.function == y.function;
+            default:
+              return equals(x, y);
+          }
+        },
+        "sameas");
     t["in"] = [](Renderer&, const Value& v, CallArgs& a) {
       check_arity(a, "in", 1, {"seq"});
       const Value seq = arg(a, 0, "seq", kNone);
-      if (seq.kind == Value::Kind::String) return v.kind == Value::Kind::String && seq.text.find(v.text) != std::string::npos;
+      if (seq.kind == Value::Kind::String)
+        return v.kind == Value::Kind::String && seq.text.find(v.text) != std::string::npos;
       if (seq.kind == Value::Kind::Map) return v.kind == Value::Kind::String && seq.find(v.text) != nullptr;
       const List l = iterate(seq);
       return std::any_of(l.begin(), l.end(), [&](const Value& x) { return equals(x, v); });
@@ -871,8 +940,10 @@ Dict keyword_dict(CallArgs& a, const char* what) {
   }
   for (const auto& kw : a.keyword) {
     auto it = std::find_if(d.begin(), d.end(), [&](const auto& kv) { return kv.first == kw.first; });
-    if (it != d.end()) it->second = kw.second;
-    else d.emplace_back(kw.first, kw.second);
+    if (it != d.end())
+      it->second = kw.second;
+    else
+      d.emplace_back(kw.first, kw.second);
   }
   return d;
 }
@@ -882,8 +953,11 @@ Dict keyword_dict(CallArgs& a, const char* what) {
 Dict globals() {
   return Dict{
       {"range", Value::make_function("range", range)},
-      {"dict", Value::make_function("dict", [](Renderer&, CallArgs& a) { return Value::from(keyword_dict(a, "dict")); })},
-      {"namespace", Value::make_function("namespace", [](Renderer&, CallArgs& a) { return Value::make_namespace(keyword_dict(a, "namespace")); })},
+      {"dict",
+       Value::make_function("dict", [](Renderer&, CallArgs& a) { return Value::from(keyword_dict(a, "dict")); })},
+      {"namespace",
+       Value::make_function(
+           "namespace", [](Renderer&, CallArgs& a) { return Value::make_namespace(keyword_dict(a, "namespace")); })},
       {"raise_exception", Value::make_function("raise_exception", raise_exception)},
       {"strftime_now", Value::make_function("strftime_now", strftime_now)},
   };
@@ -893,9 +967,9 @@ bool has_filter(const std::string& name) { return filters().count(name) > 0; }
 bool has_test(const std::string& name) { return tests().count(name) > 0; }
 
 bool known_unsupported_filter(const std::string& name) {
-  static const std::set<std::string> kNames{"batch", "center", "filesizeformat", "format", "forceescape", "groupby",
-                                            "pprint", "random", "slice", "striptags", "truncate", "urlencode", "urlize",
-                                            "wordwrap", "xmlattr"};
+  static const std::set<std::string> kNames{"batch",    "center",    "filesizeformat", "format",   "forceescape",
+                                            "groupby",  "pprint",    "random",         "slice",    "striptags",
+                                            "truncate", "urlencode", "urlize",         "wordwrap", "xmlattr"};
   return kNames.count(name) > 0;
 }
 

@@ -118,8 +118,10 @@ class Lexer {
   // After a tag's closing marker at `pos` (past it): `-` eats all following
   // whitespace, `+` nothing, otherwise a block or comment eats one newline.
   size_t after_end(size_t pos, char sign, bool block) {
-    if (sign == '-') pos = skip_space(src_, pos);
-    else if (sign != '+' && block && pos < src_.size() && src_[pos] == '\n') ++pos;
+    if (sign == '-')
+      pos = skip_space(src_, pos);
+    else if (sign != '+' && block && pos < src_.size() && src_[pos] == '\n')
+      ++pos;
     return pos;
   }
 
@@ -175,8 +177,8 @@ class Lexer {
     }
     if (is_digit(c)) return number(pos, out);
     if (c == '\'' || c == '"') return string_literal(pos, out);
-    static const char* const kOperators[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">",
-                                             "=", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|"};
+    static const char* const kOperators[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<",
+                                             ">",  "=",  "(",  ")",  "[",  "]",  "{", "}", ",", ".", ":", "|"};
     for (const char* op : kOperators) {
       const size_t n = std::strlen(op);
       if (src_.compare(pos, n, op) != 0) continue;
@@ -201,7 +203,8 @@ class Lexer {
     size_t end = pos;
     std::string digits;
     const auto run = [&] {
-      while (end < src_.size() && (is_digit(src_[end]) || (src_[end] == '_' && end + 1 < src_.size() && is_digit(src_[end + 1])))) {
+      while (end < src_.size() &&
+             (is_digit(src_[end]) || (src_[end] == '_' && end + 1 < src_.size() && is_digit(src_[end + 1])))) {
         if (src_[end] != '_') digits += src_[end];
         ++end;
       }
@@ -262,17 +265,39 @@ class Lexer {
       const char e = src_[i + 1];
       i += 2;
       switch (e) {
-        case '\n': ++line_; break;
-        case '\\': value += '\\'; break;
-        case '\'': value += '\''; break;
-        case '"': value += '"'; break;
-        case 'a': value += '\a'; break;
-        case 'b': value += '\b'; break;
-        case 'f': value += '\f'; break;
-        case 'n': value += '\n'; break;
-        case 'r': value += '\r'; break;
-        case 't': value += '\t'; break;
-        case 'v': value += '\v'; break;
+        case '\n':
+          ++line_;
+          break;
+        case '\\':
+          value += '\\';
+          break;
+        case '\'':
+          value += '\'';
+          break;
+        case '"':
+          value += '"';
+          break;
+        case 'a':
+          value += '\a';
+          break;
+        case 'b':
+          value += '\b';
+          break;
+        case 'f':
+          value += '\f';
+          break;
+        case 'n':
+          value += '\n';
+          break;
+        case 'r':
+          value += '\r';
+          break;
+        case 't':
+          value += '\t';
+          break;
+        case 'v':
+          value += '\v';
+          break;
         case 'x':
         case 'u':
         case 'U': {
@@ -290,11 +315,13 @@ class Lexer {
           append_utf8(value, cp);
           break;
         }
-        case 'N': syntax_error(name_, line_, "\\N{...} escapes are not supported");
+        case 'N':
+          syntax_error(name_, line_, "\\N{...} escapes are not supported");
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = static_cast<uint32_t>(e - '0');
-            for (int k = 0; k < 2 && i < src_.size() && src_[i] >= '0' && src_[i] <= '7'; ++k) cp = cp * 8 + static_cast<uint32_t>(src_[i++] - '0');
+            for (int k = 0; k < 2 && i < src_.size() && src_[i] >= '0' && src_[i] <= '7'; ++k)
+              cp = cp * 8 + static_cast<uint32_t>(src_[i++] - '0');
             append_utf8(value, cp);
           } else {
             // Python keeps an unknown escape as written.

@@ -27,9 +27,12 @@ class ExprParser {
   [[noreturn]] void error(const std::string& message) const { syntax_error(name_, peek().line, message); }
   std::string describe(const Token& t) const {
     switch (t.type) {
-      case Token::Type::End: return "the end of the tag";
-      case Token::Type::String: return "a string";
-      default: return "'" + t.text + "'";
+      case Token::Type::End:
+        return "the end of the tag";
+      case Token::Type::String:
+        return "a string";
+      default:
+        return "'" + t.text + "'";
     }
   }
   void expect_op(std::string_view op) {
@@ -132,9 +135,8 @@ class ExprParser {
     std::unique_ptr<Expr> c;
     while (true) {
       std::string op;
-      if (peek().type == Token::Type::Operator &&
-          (peek().text == "==" || peek().text == "!=" || peek().text == "<" || peek().text == "<=" || peek().text == ">" ||
-           peek().text == ">=")) {
+      if (peek().type == Token::Type::Operator && (peek().text == "==" || peek().text == "!=" || peek().text == "<" ||
+                                                   peek().text == "<=" || peek().text == ">" || peek().text == ">=")) {
         op = next().text;
       } else if (at_name("in")) {
         ++i_;
@@ -194,9 +196,12 @@ class ExprParser {
         ++i_;
         static const std::set<std::string> kTrue{"true", "True"}, kFalse{"false", "False"}, kNone{"none", "None"};
         auto e = node(ExprKind::Literal, t.line);
-        if (kTrue.count(t.text)) e->value = Value::from(true);
-        else if (kFalse.count(t.text)) e->value = Value::from(false);
-        else if (kNone.count(t.text)) e->value = Value::none();
+        if (kTrue.count(t.text))
+          e->value = Value::from(true);
+        else if (kFalse.count(t.text))
+          e->value = Value::from(false);
+        else if (kNone.count(t.text))
+          e->value = Value::none();
         else {
           e->kind = ExprKind::Name;
           e->name = t.text;
@@ -262,7 +267,8 @@ class ExprParser {
           return e;
         }
         break;
-      default: break;
+      default:
+        break;
     }
     error(fmt::format("expected an expression, found {}", describe(t)));
   }
@@ -366,8 +372,9 @@ class ExprParser {
         t->args.push_back(std::move(e));
         if (at_op("(")) {
           arguments(*t);
-        } else if ((peek().type == Token::Type::Name || peek().type == Token::Type::String || peek().type == Token::Type::Integer ||
-                    peek().type == Token::Type::Float || at_op("(") || at_op("[") || at_op("{")) &&
+        } else if ((peek().type == Token::Type::Name || peek().type == Token::Type::String ||
+                    peek().type == Token::Type::Integer || peek().type == Token::Type::Float || at_op("(") ||
+                    at_op("[") || at_op("{")) &&
                    !at_name("else") && !at_name("or") && !at_name("and")) {
           if (at_name("is")) error("tests cannot be chained with 'is'");
           t->args.push_back(postfix(primary()));
@@ -409,7 +416,8 @@ class Parser {
 
   // Nodes up to (not including) a statement whose keyword is in `until`.
   std::vector<Node> block(const std::set<std::string>& until) {
-    if (++depth_ > kMaxNesting) syntax_error(name_, pieces_[i_ - 1].line, fmt::format("blocks nest more than {} deep", kMaxNesting));
+    if (++depth_ > kMaxNesting)
+      syntax_error(name_, pieces_[i_ - 1].line, fmt::format("blocks nest more than {} deep", kMaxNesting));
     std::vector<Node> out;
     while (i_ < pieces_.size()) {
       const Piece& p = pieces_[i_];
@@ -552,7 +560,8 @@ class Parser {
           ++e.i_;
           n.defaults.push_back(e.expression());
         } else {
-          if (!n.defaults.empty() && n.defaults.back()) e.error("a parameter without default follows one with a default");
+          if (!n.defaults.empty() && n.defaults.back())
+            e.error("a parameter without default follows one with a default");
           n.defaults.push_back(nullptr);
         }
         if (!e.at_op(",")) break;
@@ -580,8 +589,9 @@ class Parser {
     } else if (kw.empty()) {
       syntax_error(name_, p.line, "expected a statement name after '{%'");
     } else {
-      static const std::set<std::string> kKnown{"include", "import", "from", "extends", "block", "call", "filter",
-                                                "with", "do", "raw", "autoescape", "trans", "pluralize"};
+      static const std::set<std::string> kKnown{"include",    "import", "from",     "extends", "block",
+                                                "call",       "filter", "with",     "do",      "raw",
+                                                "autoescape", "trans",  "pluralize"};
       if (kKnown.count(kw)) {
         syntax_error(name_, p.line, fmt::format("'{{% {} %}}' is outside the template subset mote supports", kw));
       }
@@ -599,6 +609,8 @@ class Parser {
 
 }  // namespace
 
-std::vector<Node> parse(std::vector<Piece> pieces, const std::string& name) { return Parser(std::move(pieces), name).run(); }
+std::vector<Node> parse(std::vector<Piece> pieces, const std::string& name) {
+  return Parser(std::move(pieces), name).run();
+}
 
 }  // namespace mote::jinja::detail

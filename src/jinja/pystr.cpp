@@ -41,14 +41,19 @@ std::string strip(std::string_view s, const std::optional<std::string>& chars, b
   const std::vector<char32_t> cps = code_points(s);
   std::vector<char32_t> set;
   if (chars) set = code_points(*chars);
-  const auto strips = [&](char32_t c) { return chars ? std::find(set.begin(), set.end(), c) != set.end() : is_space(c); };
+  const auto strips = [&](char32_t c) {
+    return chars ? std::find(set.begin(), set.end(), c) != set.end() : is_space(c);
+  };
   size_t begin = 0, end = cps.size();
-  if (left) while (begin < end && strips(cps[begin])) ++begin;
-  if (right) while (end > begin && strips(cps[end - 1])) --end;
+  if (left)
+    while (begin < end && strips(cps[begin])) ++begin;
+  if (right)
+    while (end > begin && strips(cps[end - 1])) --end;
   return from_code_points(cps, begin, end);
 }
 
-std::vector<std::string> split(std::string_view s, const std::optional<std::string>& sep, int64_t maxsplit, bool from_right) {
+std::vector<std::string> split(std::string_view s, const std::optional<std::string>& sep, int64_t maxsplit,
+                               bool from_right) {
   std::vector<std::string> out;
   if (sep) {
     if (sep->empty()) fail("empty separator");
@@ -234,10 +239,14 @@ bool test_chars(std::string_view s, std::string_view method) {
   for (const char32_t c : cps) {
     const auto u = static_cast<UChar32>(c);
     bool ok = false;
-    if (method == "isspace") ok = is_space(c);
-    else if (method == "isalpha") ok = u_isalpha(u);
-    else if (method == "isdigit" || method == "isdecimal") ok = u_isdigit(u);
-    else if (method == "isalnum") ok = u_isalpha(u) || u_isdigit(u) || u_getNumericValue(u) != U_NO_NUMERIC_VALUE;
+    if (method == "isspace")
+      ok = is_space(c);
+    else if (method == "isalpha")
+      ok = u_isalpha(u);
+    else if (method == "isdigit" || method == "isdecimal")
+      ok = u_isdigit(u);
+    else if (method == "isalnum")
+      ok = u_isalpha(u) || u_isdigit(u) || u_getNumericValue(u) != U_NO_NUMERIC_VALUE;
     if (!ok) return false;
   }
   return true;

@@ -29,7 +29,8 @@ void collect(const Expr* e, std::set<std::string>& names, const std::string& tna
   if (e->kind == ExprKind::Name) names.insert(e->name);
   if (e->kind == ExprKind::Filter && !builtins::has_filter(e->name)) {
     if (builtins::known_unsupported_filter(e->name)) {
-      detail::syntax_error(tname, e->line, fmt::format("the filter '{}' is outside the template subset mote supports", e->name));
+      detail::syntax_error(tname, e->line,
+                           fmt::format("the filter '{}' is outside the template subset mote supports", e->name));
     }
     detail::syntax_error(tname, e->line, fmt::format("no filter named '{}'", e->name));
   }
@@ -53,9 +54,7 @@ void collect(const std::vector<Node>& body, std::set<std::string>& names, const 
 int64_t as_int(const Value& v) { return v.kind == Value::Kind::Bool ? v.boolean : v.integer; }
 double as_real(const Value& v) { return v.kind == Value::Kind::Float ? v.real : static_cast<double>(as_int(v)); }
 
-[[noreturn]] void undefined_error(const Value& v) {
-  fail("{}", v.text.empty() ? "a value is undefined" : v.text);
-}
+[[noreturn]] void undefined_error(const Value& v) { fail("{}", v.text.empty() ? "a value is undefined" : v.text); }
 
 }  // namespace
 
@@ -123,7 +122,8 @@ void Renderer::emit(std::string& out, std::string_view text) {
 }
 
 void Renderer::step() {
-  if (++steps_ > options_.max_steps) fail("the template runs for more than {} steps (a loop without end?)", options_.max_steps);
+  if (++steps_ > options_.max_steps)
+    fail("the template runs for more than {} steps (a loop without end?)", options_.max_steps);
 }
 
 Renderer::Flow Renderer::exec(const std::vector<Node>& body, Frame& frame, std::string& out) {
@@ -131,8 +131,12 @@ Renderer::Flow Renderer::exec(const std::vector<Node>& body, Frame& frame, std::
     step();
     line = n.line;
     switch (n.kind) {
-      case NodeKind::Text: emit(out, n.text); break;
-      case NodeKind::Output: emit(out, to_str(eval(*n.expr, frame))); break;
+      case NodeKind::Text:
+        emit(out, n.text);
+        break;
+      case NodeKind::Output:
+        emit(out, to_str(eval(*n.expr, frame)));
+        break;
       case NodeKind::If: {
         bool done = false;
         for (size_t i = 0; i < n.conditions.size() && !done; ++i) {
@@ -149,16 +153,22 @@ Renderer::Flow Renderer::exec(const std::vector<Node>& body, Frame& frame, std::
       case NodeKind::For:
         exec_for(n, frame, out);
         break;
-      case NodeKind::Set: assign(n, frame, eval(*n.expr, frame)); break;
+      case NodeKind::Set:
+        assign(n, frame, eval(*n.expr, frame));
+        break;
       case NodeKind::SetBlock: {
         std::string captured;
         exec(n.bodies[0], frame, captured);
         frame.set(n.targets[0], Value::from(std::move(captured)));
         break;
       }
-      case NodeKind::Macro: frame.set(n.text, make_macro(n)); break;
-      case NodeKind::Break: return Flow::Break;
-      case NodeKind::Continue: return Flow::Continue;
+      case NodeKind::Macro:
+        frame.set(n.text, make_macro(n));
+        break;
+      case NodeKind::Break:
+        return Flow::Break;
+      case NodeKind::Continue:
+        return Flow::Continue;
       case NodeKind::Generation:
         if (const Flow f = exec(n.bodies[0], frame, out); f != Flow::Normal) return f;
         break;
@@ -202,7 +212,8 @@ Renderer::Flow Renderer::exec_for(const Node& n, Frame& frame, std::string& out)
       return;
     }
     const List parts = builtins::iterate(item);
-    if (parts.size() != n.targets.size()) fail("cannot unpack {} values into {} loop variables", parts.size(), n.targets.size());
+    if (parts.size() != n.targets.size())
+      fail("cannot unpack {} values into {} loop variables", parts.size(), n.targets.size());
     for (size_t i = 0; i < parts.size(); ++i) f.set(n.targets[i], parts[i]);
   };
   if (n.condition) {
@@ -224,17 +235,18 @@ Renderer::Flow Renderer::exec_for(const Node& n, Frame& frame, std::string& out)
     step();
     Frame f{{}, &frame};
     bind(f, items[static_cast<size_t>(i)]);
-    Dict loop{{"index", Value::from(i + 1)},
-              {"index0", Value::from(i)},
-              {"revindex", Value::from(count - i)},
-              {"revindex0", Value::from(count - i - 1)},
-              {"first", Value::from(i == 0)},
-              {"last", Value::from(i == count - 1)},
-              {"length", Value::from(count)},
-              {"depth", Value::from(1)},
-              {"depth0", Value::from(0)},
-              {"previtem", i > 0 ? items[static_cast<size_t>(i - 1)] : Value::undefined("there is no previous item")},
-              {"nextitem", i + 1 < count ? items[static_cast<size_t>(i + 1)] : Value::undefined("there is no next item")}};
+    Dict loop{
+        {"index", Value::from(i + 1)},
+        {"index0", Value::from(i)},
+        {"revindex", Value::from(count - i)},
+        {"revindex0", Value::from(count - i - 1)},
+        {"first", Value::from(i == 0)},
+        {"last", Value::from(i == count - 1)},
+        {"length", Value::from(count)},
+        {"depth", Value::from(1)},
+        {"depth0", Value::from(0)},
+        {"previtem", i > 0 ? items[static_cast<size_t>(i - 1)] : Value::undefined("there is no previous item")},
+        {"nextitem", i + 1 < count ? items[static_cast<size_t>(i + 1)] : Value::undefined("there is no next item")}};
     loop.emplace_back("cycle", Value::make_function("loop.cycle", [i](Renderer&, CallArgs& a) {
                         if (a.positional.empty()) fail("loop.cycle() needs at least one value");
                         return a.positional[static_cast<size_t>(i) % a.positional.size()];
@@ -263,9 +275,12 @@ Value Renderer::make_macro(const Node& n) {
           given = &v;
         }
       }
-      if (given) f.set(node->targets[i], *given);
-      else if (node->defaults[i]) f.set(node->targets[i], r.eval(*node->defaults[i], f));
-      else f.set(node->targets[i], Value::undefined(fmt::format("'{}' is undefined", node->targets[i])));
+      if (given)
+        f.set(node->targets[i], *given);
+      else if (node->defaults[i])
+        f.set(node->targets[i], r.eval(*node->defaults[i], f));
+      else
+        f.set(node->targets[i], Value::undefined(fmt::format("'{}' is undefined", node->targets[i])));
     }
     for (const auto& [k, v] : a.keyword) {
       if (std::find(node->targets.begin(), node->targets.end(), k) == node->targets.end()) {
@@ -292,23 +307,28 @@ CallArgs Renderer::arguments(const Expr& e, Frame& frame, size_t first) {
   CallArgs a;
   const size_t keyword_start = e.args.size() - e.keywords.size();
   for (size_t i = first; i < keyword_start; ++i) a.positional.push_back(eval(*e.args[i], frame));
-  for (size_t i = 0; i < e.keywords.size(); ++i) a.keyword.emplace_back(e.keywords[i], eval(*e.args[keyword_start + i], frame));
+  for (size_t i = 0; i < e.keywords.size(); ++i)
+    a.keyword.emplace_back(e.keywords[i], eval(*e.args[keyword_start + i], frame));
   return a;
 }
 
 bool Renderer::contains(const Value& container, const Value& item) {
   switch (container.kind) {
     case Value::Kind::String:
-      if (item.kind != Value::Kind::String) fail("'in <string>' requires a string as left operand, not {}", type_name(item));
+      if (item.kind != Value::Kind::String)
+        fail("'in <string>' requires a string as left operand, not {}", type_name(item));
       return container.text.find(item.text) != std::string::npos;
     case Value::Kind::Array:
       for (const Value& v : *container.list) {
         if (equals(v, item)) return true;
       }
       return false;
-    case Value::Kind::Map: return item.kind == Value::Kind::String && container.find(item.text) != nullptr;
-    case Value::Kind::Undefined: return false;
-    default: fail("argument of type '{}' is not iterable", type_name(container));
+    case Value::Kind::Map:
+      return item.kind == Value::Kind::String && container.find(item.text) != nullptr;
+    case Value::Kind::Undefined:
+      return false;
+    default:
+      fail("argument of type '{}' is not iterable", type_name(container));
   }
 }
 
@@ -332,7 +352,9 @@ Value Renderer::binary(const std::string& op, const Value& a, const Value& b) {
         const double p = as_real(a), q = as_real(b);
         return Value::from(op == "+" ? p + q : op == "-" ? p - q : p * q);
       }
-      const bool overflow = op == "+" ? __builtin_add_overflow(x, y, &r) : op == "-" ? __builtin_sub_overflow(x, y, &r) : __builtin_mul_overflow(x, y, &r);
+      const bool overflow = op == "+"   ? __builtin_add_overflow(x, y, &r)
+                            : op == "-" ? __builtin_sub_overflow(x, y, &r)
+                                        : __builtin_mul_overflow(x, y, &r);
       if (overflow) fail("integer overflow in {} {} {}", x, op, y);
       return Value::from(r);
     }
@@ -387,7 +409,8 @@ Value Renderer::binary(const std::string& op, const Value& a, const Value& b) {
     if (times->kind == Value::Kind::Int && (seq->kind == Value::Kind::String || seq->kind == Value::Kind::Array)) {
       const int64_t n = std::max<int64_t>(0, times->integer);
       const size_t unit = seq->kind == Value::Kind::String ? seq->text.size() : seq->list->size() * 64;
-      if (unit > 0 && static_cast<uint64_t>(n) > options_.max_output_bytes / unit) check_size(options_.max_output_bytes + 1);
+      if (unit > 0 && static_cast<uint64_t>(n) > options_.max_output_bytes / unit)
+        check_size(options_.max_output_bytes + 1);
       if (seq->kind == Value::Kind::String) {
         std::string s;
         for (int64_t i = 0; i < n; ++i) s += seq->text;
@@ -399,7 +422,8 @@ Value Renderer::binary(const std::string& op, const Value& a, const Value& b) {
     }
     return unsupported();
   }
-  if (op == "%" && a.kind == Value::Kind::String) fail("printf-style string formatting ('...' % x) is outside the template subset mote supports");
+  if (op == "%" && a.kind == Value::Kind::String)
+    fail("printf-style string formatting ('...' % x) is outside the template subset mote supports");
   return unsupported();
 }
 
@@ -407,7 +431,8 @@ Value Renderer::eval(const Expr& e, Frame& frame) {
   step();
   line = e.line;
   switch (e.kind) {
-    case ExprKind::Literal: return e.value;
+    case ExprKind::Literal:
+      return e.value;
     case ExprKind::Name: {
       if (Value* v = frame.lookup(e.name)) return *v;
       return Value::undefined(fmt::format("'{}' is undefined", e.name));
@@ -478,13 +503,15 @@ Value Renderer::eval(const Expr& e, Frame& frame) {
     case ExprKind::Plus: {
       const Value v = eval(*e.args[0], frame);
       if (v.is_undefined()) undefined_error(v);
-      if (!v.is_number()) fail("bad operand type for unary {}: '{}'", e.kind == ExprKind::Negate ? '-' : '+', type_name(v));
+      if (!v.is_number())
+        fail("bad operand type for unary {}: '{}'", e.kind == ExprKind::Negate ? '-' : '+', type_name(v));
       if (e.kind == ExprKind::Plus) return v.kind == Value::Kind::Bool ? Value::from(as_int(v)) : v;
       if (v.kind == Value::Kind::Float) return Value::from(-v.real);
       if (as_int(v) == INT64_MIN) fail("integer overflow");
       return Value::from(-as_int(v));
     }
-    case ExprKind::Not: return Value::from(!truthy(eval(*e.args[0], frame)));
+    case ExprKind::Not:
+      return Value::from(!truthy(eval(*e.args[0], frame)));
     case ExprKind::And: {
       Value a = eval(*e.args[0], frame);
       return truthy(a) ? eval(*e.args[1], frame) : a;
@@ -505,10 +532,14 @@ Value Renderer::eval(const Expr& e, Frame& frame) {
         Value right = eval(*e.args[i + 1], frame);
         const std::string& op = e.ops[i];
         bool ok = false;
-        if (op == "==") ok = equals(left, right);
-        else if (op == "!=") ok = !equals(left, right);
-        else if (op == "in") ok = contains(right, left);
-        else if (op == "not in") ok = !contains(right, left);
+        if (op == "==")
+          ok = equals(left, right);
+        else if (op == "!=")
+          ok = !equals(left, right);
+        else if (op == "in")
+          ok = contains(right, left);
+        else if (op == "not in")
+          ok = !contains(right, left);
         else {
           if (left.is_undefined()) undefined_error(left);
           if (right.is_undefined()) undefined_error(right);

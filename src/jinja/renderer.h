@@ -75,7 +75,8 @@ size_t length(const Value& v);
 
 // The named argument, or positional `index`, or `fallback`.
 const Value& arg(const CallArgs& args, size_t index, const char* name, const Value& fallback);
-void check_arity(const CallArgs& args, const std::string& what, size_t max_positional, std::initializer_list<const char*> keywords);
+void check_arity(const CallArgs& args, const std::string& what, size_t max_positional,
+                 std::initializer_list<const char*> keywords);
 
 }  // namespace builtins
 }  // namespace mote::jinja

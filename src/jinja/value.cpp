@@ -15,16 +15,21 @@ namespace mote::jinja {
 
 Value Value::from_json(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return none();
-    case nlohmann::ordered_json::value_t::boolean: return from(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return from(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return from(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return from(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       const auto u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(INT64_MAX)) fail("the integer {} is too large", u);
       return from(static_cast<int64_t>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return from(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return from(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return from(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return from(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       List l;
       for (const auto& e : j) l.push_back(from_json(e));
@@ -35,7 +40,8 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
       for (const auto& [k, v] : j.items()) d.emplace_back(k, from_json(v));
       return from(std::move(d));
     }
-    default: fail("a JSON value of this type cannot be a template variable");
+    default:
+      fail("a JSON value of this type cannot be a template variable");
   }
 }
 
@@ -49,16 +55,26 @@ const Value* Value::find(std::string_view key) const {
 
 std::string type_name(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::Undefined: return "Undefined";
-    case Value::Kind::None: return "NoneType";
-    case Value::Kind::Bool: return "bool";
-    case Value::Kind::Int: return "int";
-    case Value::Kind::Float: return "float";
-    case Value::Kind::String: return "str";
-    case Value::Kind::Array: return "list";
-    case Value::Kind::Map: return "dict";
-    case Value::Kind::Namespace: return "Namespace";
-    case Value::Kind::Function: return "function";
+    case Value::Kind::Undefined:
+      return "Undefined";
+    case Value::Kind::None:
+      return "NoneType";
+    case Value::Kind::Bool:
+      return "bool";
+    case Value::Kind::Int:
+      return "int";
+    case Value::Kind::Float:
+      return "float";
+    case Value::Kind::String:
+      return "str";
+    case Value::Kind::Array:
+      return "list";
+    case Value::Kind::Map:
+      return "dict";
+    case Value::Kind::Namespace:
+      return "Namespace";
+    case Value::Kind::Function:
+      return "function";
   }
   return "?";
 }
@@ -66,15 +82,23 @@ std::string type_name(const Value& v) {
 bool truthy(const Value& v) {
   switch (v.kind) {
     case Value::Kind::Undefined:
-    case Value::Kind::None: return false;
-    case Value::Kind::Bool: return v.boolean;
-    case Value::Kind::Int: return v.integer != 0;
-    case Value::Kind::Float: return v.real != 0;
-    case Value::Kind::String: return !v.text.empty();
-    case Value::Kind::Array: return !v.list->empty();
-    case Value::Kind::Map: return !v.dict->empty();
+    case Value::Kind::None:
+      return false;
+    case Value::Kind::Bool:
+      return v.boolean;
+    case Value::Kind::Int:
+      return v.integer != 0;
+    case Value::Kind::Float:
+      return v.real != 0;
+    case Value::Kind::String:
+      return !v.text.empty();
+    case Value::Kind::Array:
+      return !v.list->empty();
+    case Value::Kind::Map:
+      return !v.dict->empty();
     case Value::Kind::Namespace:
-    case Value::Kind::Function: return true;
+    case Value::Kind::Function:
+      return true;
   }
   return false;
 }
@@ -116,8 +140,10 @@ bool printable(char32_t c) {
     case U_UNASSIGNED:
     case U_LINE_SEPARATOR:
     case U_PARAGRAPH_SEPARATOR:
-    case U_SPACE_SEPARATOR: return false;
-    default: return true;
+    case U_SPACE_SEPARATOR:
+      return false;
+    default:
+      return true;
   }
 }
 
@@ -153,13 +179,27 @@ void json_string(std::string& out, const std::string& s) {
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           out += fmt::format("\\u{:04x}", c);
@@ -179,15 +219,26 @@ void json_dump(std::string& out, const Value& v, int indent, bool sort_keys, int
     out.append(static_cast<size_t>(indent * lvl), ' ');
   };
   switch (v.kind) {
-    case Value::Kind::None: out += "null"; return;
-    case Value::Kind::Bool: out += v.boolean ? "true" : "false"; return;
-    case Value::Kind::Int: out += std::to_string(v.integer); return;
-    case Value::Kind::Float:
-      if (std::isnan(v.real)) out += "NaN";
-      else if (std::isinf(v.real)) out += v.real > 0 ? "Infinity" : "-Infinity";
-      else out += float_repr(v.real);
+    case Value::Kind::None:
+      out += "null";
       return;
-    case Value::Kind::String: json_string(out, v.text); return;
+    case Value::Kind::Bool:
+      out += v.boolean ? "true" : "false";
+      return;
+    case Value::Kind::Int:
+      out += std::to_string(v.integer);
+      return;
+    case Value::Kind::Float:
+      if (std::isnan(v.real))
+        out += "NaN";
+      else if (std::isinf(v.real))
+        out += v.real > 0 ? "Infinity" : "-Infinity";
+      else
+        out += float_repr(v.real);
+      return;
+    case Value::Kind::String:
+      json_string(out, v.text);
+      return;
     case Value::Kind::Array: {
       if (v.list->empty()) {
         out += "[]";
@@ -223,7 +274,8 @@ void json_dump(std::string& out, const Value& v, int indent, bool sort_keys, int
       out += '}';
       return;
     }
-    default: fail("tojson: object of type {} is not JSON serializable", type_name(v));
+    default:
+      fail("tojson: object of type {} is not JSON serializable", type_name(v));
   }
 }
 
@@ -231,12 +283,18 @@ void json_dump(std::string& out, const Value& v, int indent, bool sort_keys, int
 
 std::string repr(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::Undefined: return "Undefined";
-    case Value::Kind::None: return "None";
-    case Value::Kind::Bool: return v.boolean ? "True" : "False";
-    case Value::Kind::Int: return std::to_string(v.integer);
-    case Value::Kind::Float: return float_repr(v.real);
-    case Value::Kind::String: return string_repr(v.text);
+    case Value::Kind::Undefined:
+      return "Undefined";
+    case Value::Kind::None:
+      return "None";
+    case Value::Kind::Bool:
+      return v.boolean ? "True" : "False";
+    case Value::Kind::Int:
+      return std::to_string(v.integer);
+    case Value::Kind::Float:
+      return float_repr(v.real);
+    case Value::Kind::String:
+      return string_repr(v.text);
     case Value::Kind::Array: {
       std::string out = v.tuple ? "(" : "[";
       for (size_t i = 0; i < v.list->size(); ++i) out += (i ? ", " : "") + repr((*v.list)[i]);
@@ -253,7 +311,8 @@ std::string repr(const Value& v) {
       }
       return out + (v.kind == Value::Kind::Namespace ? "}>" : "}");
     }
-    case Value::Kind::Function: return "<function " + v.function->name + ">";
+    case Value::Kind::Function:
+      return "<function " + v.function->name + ">";
   }
   return "";
 }
@@ -267,8 +326,12 @@ std::string to_str(const Value& v) {
 bool equals(const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) {
     if (a.kind == Value::Kind::Float || b.kind == Value::Kind::Float) {
-      const double x = a.kind == Value::Kind::Float ? a.real : static_cast<double>(a.kind == Value::Kind::Bool ? a.boolean : a.integer);
-      const double y = b.kind == Value::Kind::Float ? b.real : static_cast<double>(b.kind == Value::Kind::Bool ? b.boolean : b.integer);
+      const double x = a.kind == Value::Kind::Float
+                           ? a.real
+                           : static_cast<double>(a.kind == Value::Kind::Bool ? a.boolean : a.integer);
+      const double y = b.kind == Value::Kind::Float
+                           ? b.real
+                           : static_cast<double>(b.kind == Value::Kind::Bool ? b.boolean : b.integer);
       return x == y;
     }
     const int64_t x = a.kind == Value::Kind::Bool ? a.boolean : a.integer;
@@ -278,8 +341,10 @@ bool equals(const Value& a, const Value& b) {
   if (a.kind != b.kind) return false;
   switch (a.kind) {
     case Value::Kind::Undefined:
-    case Value::Kind::None: return true;
-    case Value::Kind::String: return a.text == b.text;
+    case Value::Kind::None:
+      return true;
+    case Value::Kind::String:
+      return a.text == b.text;
     case Value::Kind::Array:
       if (a.tuple != b.tuple || a.list->size() != b.list->size()) return false;
       for (size_t i = 0; i < a.list->size(); ++i) {
@@ -293,16 +358,20 @@ bool equals(const Value& a, const Value& b) {
         if (!other || !equals(v, *other)) return false;
       }
       return true;
-    case Value::Kind::Namespace: return a.dict == b.dict;
-    case Value::Kind::Function: return a.function == b.function;
-    default: return false;
+    case Value::Kind::Namespace:
+      return a.dict == b.dict;
+    case Value::Kind::Function:
+      return a.function == b.function;
+    default:
+      return false;
   }
 }
 
 int compare(const Value& a, const Value& b, std::string_view op) {
   if (a.is_number() && b.is_number()) {
     const auto num = [](const Value& v) {
-      return v.kind == Value::Kind::Float ? v.real : static_cast<double>(v.kind == Value::Kind::Bool ? v.boolean : v.integer);
+      return v.kind == Value::Kind::Float ? v.real
+                                          : static_cast<double>(v.kind == Value::Kind::Bool ? v.boolean : v.integer);
     };
     if (a.kind != Value::Kind::Float && b.kind != Value::Kind::Float) {
       const int64_t x = a.kind == Value::Kind::Bool ? a.boolean : a.integer;

@@ -14,7 +14,8 @@ MlaAttention::MlaAttention(const ModelConfig& config, const Rope& rope)
 // Scores of every query of `tile` at positions [s0, s1) (each query up to
 // its own row's position) into scores[q * stride + s]: four heads by four
 // positions at a time, in runs of positions that stay in L1.
-void MlaAttention::tile_scores_of(const Span& a, const QueryTile& tile, int s0, int s1, float* scores, int stride) const {
+void MlaAttention::tile_scores_of(const Span& a, const QueryTile& tile, int s0, int s1, float* scores,
+                                  int stride) const {
   const int slot = a.rows[tile.r0].slot;
   const auto entry = static_cast<size_t>(a.cache.entry_size());
   for (int run = s0; run < s1; run += kTilePositions) {
@@ -106,7 +107,9 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     rms_norm(src, w.kv_a_norm.data(), eps, entry, rank);
     std::copy(src + rank, src + rank + rope_dim, entry + rank);
     rope_.apply(entry + rank, rope_cos + r * half, rope_sin + r * half);
-    for (int h = 0; h < heads; ++h) rope_.apply(q_.data() + (static_cast<size_t>(r) * heads + h) * qk + nope, rope_cos + r * half, rope_sin + r * half);
+    for (int h = 0; h < heads; ++h)
+      rope_.apply(q_.data() + (static_cast<size_t>(r) * heads + h) * qk + nope, rope_cos + r * half,
+                  rope_sin + r * half);
   }
 
   // Fold each head's key up-projection into its query, q_latent = q_nope W_k,
@@ -174,7 +177,8 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     parallel_for(tile_count * blocks_per_tile, [&](int task, int) {
       const QueryTile& tile = tiles_[static_cast<size_t>(task / blocks_per_tile)];
       const int block = task % blocks_per_tile;
-      const int per_block = (tile.context + blocks_per_tile * kTilePositions - 1) / (blocks_per_tile * kTilePositions) * kTilePositions;
+      const int per_block =
+          (tile.context + blocks_per_tile * kTilePositions - 1) / (blocks_per_tile * kTilePositions) * kTilePositions;
       const int s0 = std::min(tile.context, block * per_block), s1 = std::min(tile.context, s0 + per_block);
       if (s0 < s1) tile_scores_of(span, tile, s0, s1, tile_scores_at(task / blocks_per_tile), max_context);
     });
@@ -183,7 +187,8 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
       const QueryTile& tile = tiles_[static_cast<size_t>(task / queries_per_tile)];
       const int q = task % queries_per_tile;
       if (q >= (tile.r1 - tile.r0) * heads) return;
-      softmax(tile_scores_at(task / queries_per_tile) + static_cast<size_t>(q) * max_context, rows[tile.r0 + q / heads].pos + 1);
+      softmax(tile_scores_at(task / queries_per_tile) + static_cast<size_t>(q) * max_context,
+              rows[tile.r0 + q / heads].pos + 1);
     });
     // Column chunks of at least 16 floats, enough of them to share.
     int chunk = std::max(16, rank / (4 * threads));
@@ -191,8 +196,8 @@ void MlaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     const int chunks = (rank + chunk - 1) / chunk;
     parallel_for(tile_count * chunks, [&](int task, int) {
       const int d0 = task % chunks * chunk;
-      tile_sums_of(span, tiles_[static_cast<size_t>(task / chunks)], d0, std::min(rank, d0 + chunk), tile_scores_at(task / chunks),
-                   max_context);
+      tile_sums_of(span, tiles_[static_cast<size_t>(task / chunks)], d0, std::min(rank, d0 + chunk),
+                   tile_scores_at(task / chunks), max_context);
     });
   }
 

@@ -5,9 +5,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "config_reader.h"
 #include "mote/io/json_file.h"
 #include "mote/model/family.h"
-#include "config_reader.h"
 #include "mote/util/error.h"
 
 namespace mote {
@@ -19,19 +19,22 @@ using Reader = ConfigReader;
 // quantization_config: accepted only as DeepSeek ships FP8 checkpoints;
 // anything else is refused by name rather than misread.
 Fp8Quantization parse_quantization(const json& q, const std::string& where) {
-  constexpr const char* kSupported = "supported: quant_method fp8, fmt e4m3, activation_scheme dynamic, weight_block_size [128, 128]";
+  constexpr const char* kSupported =
+      "supported: quant_method fp8, fmt e4m3, activation_scheme dynamic, weight_block_size [128, 128]";
   if (!q.is_object()) fail("{}: key 'quantization_config' must be an object", where);
   const Reader r(q, where + " quantization_config");
   const std::string method = r.get_string_or("quant_method", "");
-  if (method != "fp8") fail("{}: quantization_config quant_method '{}' is not supported ({})", where, method, kSupported);
+  if (method != "fp8")
+    fail("{}: quantization_config quant_method '{}' is not supported ({})", where, method, kSupported);
   const std::string fmt_name = r.get_string_or("fmt", "e4m3");
   if (fmt_name != "e4m3") fail("{}: quantization_config fmt '{}' is not supported ({})", where, fmt_name, kSupported);
   const std::string scheme = r.get_string_or("activation_scheme", "dynamic");
-  if (scheme != "dynamic") fail("{}: quantization_config activation_scheme '{}' is not supported ({})", where, scheme, kSupported);
+  if (scheme != "dynamic")
+    fail("{}: quantization_config activation_scheme '{}' is not supported ({})", where, scheme, kSupported);
   const json* block = r.find("weight_block_size");
   if (block == nullptr) fail("{}: quantization_config has no 'weight_block_size' ({})", where, kSupported);
-  if (!block->is_array() || block->size() != 2 || !(*block)[0].is_number_integer() || !(*block)[1].is_number_integer() ||
-      (*block)[0].get<int64_t>() != 128 || (*block)[1].get<int64_t>() != 128) {
+  if (!block->is_array() || block->size() != 2 || !(*block)[0].is_number_integer() ||
+      !(*block)[1].is_number_integer() || (*block)[0].get<int64_t>() != 128 || (*block)[1].get<int64_t>() != 128) {
     fail("{}: quantization_config weight_block_size {} is not supported ({})", where, block->dump(), kSupported);
   }
   for (const auto& [key, value] : q.items()) {
@@ -59,11 +62,13 @@ void check_moe(const ModelConfig& c, const std::string& where) {
          c.topk_group * c.experts_per_group(), c.topk_group);
   }
   if (c.first_k_dense_replace > c.num_hidden_layers) {
-    fail("{}: first_k_dense_replace {} exceeds num_hidden_layers {}", where, c.first_k_dense_replace, c.num_hidden_layers);
+    fail("{}: first_k_dense_replace {} exceeds num_hidden_layers {}", where, c.first_k_dense_replace,
+         c.num_hidden_layers);
   }
   if (c.attention == AttentionKind::Gqa) {
     if (c.num_attention_heads % c.num_key_value_heads != 0) {
-      fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", where, c.num_attention_heads, c.num_key_value_heads);
+      fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", where, c.num_attention_heads,
+           c.num_key_value_heads);
     }
     if (c.head_dim % 2 != 0) fail("{}: head_dim {} must be even for rope", where, c.head_dim);
   }
@@ -104,7 +109,8 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
   ModelConfig c;
   c.model_type = r.get_string_or("model_type", "");
   const Family* family = find_family(c.model_type);
-  if (family == nullptr) fail("{}: model_type '{}' is not supported (supported: {})", where, c.model_type, supported_families());
+  if (family == nullptr)
+    fail("{}: model_type '{}' is not supported (supported: {})", where, c.model_type, supported_families());
   if (const auto* q = r.find("quantization_config")) c.fp8 = parse_quantization(*q, where);
   c.vocab_size = r.get_int("vocab_size", 1);
   c.hidden_size = r.get_int("hidden_size", 1);
@@ -112,12 +118,14 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
   c.num_attention_heads = r.get_int("num_attention_heads", 1);
   const std::string act = r.get_string_or("hidden_act", "silu");
   if (act != "silu") fail("{}: hidden_act '{}' is not supported (supported: silu)", where, act);
-  if (r.get_bool_or("attention_bias", false)) fail("{}: attention_bias true is not supported ({} has no attention biases)", where, c.model_type);
+  if (r.get_bool_or("attention_bias", false))
+    fail("{}: attention_bias true is not supported ({} has no attention biases)", where, c.model_type);
   family->read_config(r, c);
   check_moe(c, where);
 
   c.rms_norm_eps = r.get_double_or("rms_norm_eps", 1e-6);
-  if (!(c.rms_norm_eps > 0.0 && c.rms_norm_eps < 1.0)) fail("{}: key 'rms_norm_eps' = {} must be in (0, 1)", where, c.rms_norm_eps);
+  if (!(c.rms_norm_eps > 0.0 && c.rms_norm_eps < 1.0))
+    fail("{}: key 'rms_norm_eps' = {} must be in (0, 1)", where, c.rms_norm_eps);
   c.rope_theta = r.get_double_or("rope_theta", 10000.0);
   if (c.rope_theta <= 1.0) fail("{}: rope_theta must be greater than 1", where);
   c.max_position_embeddings = r.get_int("max_position_embeddings", 1);
@@ -145,8 +153,10 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
     y.beta_slow = s.get_double_or("beta_slow", 1.0);
     y.mscale = s.get_double_or("mscale", 1.0);
     y.mscale_all_dim = s.get_double_or("mscale_all_dim", 0.0);
-    if (!(y.beta_fast > 0.0 && y.beta_slow > 0.0)) fail("{}: rope_scaling beta_fast {} and beta_slow {} must be positive", where, y.beta_fast, y.beta_slow);
-    if (y.mscale < 0.0 || y.mscale_all_dim < 0.0) fail("{}: rope_scaling mscale {} and mscale_all_dim {} must not be negative", where, y.mscale, y.mscale_all_dim);
+    if (!(y.beta_fast > 0.0 && y.beta_slow > 0.0))
+      fail("{}: rope_scaling beta_fast {} and beta_slow {} must be positive", where, y.beta_fast, y.beta_slow);
+    if (y.mscale < 0.0 || y.mscale_all_dim < 0.0)
+      fail("{}: rope_scaling mscale {} and mscale_all_dim {} must not be negative", where, y.mscale, y.mscale_all_dim);
     c.yarn = y;
   }
   return c;
@@ -165,26 +175,33 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where
 }
 
 std::string ModelConfig::summary() const {
-  static const char* const kRouters[] = {"sigmoid + bias, groups by top-2 sum", "softmax, top-k", "softmax, groups by best score",
-                                         "top-k logits, softmax over them"};
-  std::string out = fmt::format("{}: {} layers ({} dense, {} MoE), hidden {}, heads {}, vocab {}, max positions {}\n", model_type,
-                                num_hidden_layers, num_hidden_layers - static_cast<int>(moe_layers().size()), moe_layers().size(),
-                                hidden_size, num_attention_heads, vocab_size, max_position_embeddings);
+  static const char* const kRouters[] = {"sigmoid + bias, groups by top-2 sum", "softmax, top-k",
+                                         "softmax, groups by best score", "top-k logits, softmax over them"};
+  std::string out =
+      fmt::format("{}: {} layers ({} dense, {} MoE), hidden {}, heads {}, vocab {}, max positions {}\n", model_type,
+                  num_hidden_layers, num_hidden_layers - static_cast<int>(moe_layers().size()), moe_layers().size(),
+                  hidden_size, num_attention_heads, vocab_size, max_position_embeddings);
   if (attention == AttentionKind::Mla) {
     out += fmt::format("  MLA: q_lora_rank {}, kv_lora_rank {}, qk_nope {}, qk_rope {}, v {}\n",
-                       q_lora_rank == 0 ? std::string("none") : std::to_string(q_lora_rank), kv_lora_rank, qk_nope_head_dim,
-                       qk_rope_head_dim, v_head_dim);
+                       q_lora_rank == 0 ? std::string("none") : std::to_string(q_lora_rank), kv_lora_rank,
+                       qk_nope_head_dim, qk_rope_head_dim, v_head_dim);
   } else {
-    out += fmt::format("  attention: {} query / {} key-value heads of {}, q/k norm {}\n", num_attention_heads, num_key_value_heads,
-                       head_dim, qk_norm == QkNorm::None ? "none" : qk_norm == QkNorm::PerHead ? "per head" : "over the projection");
+    out += fmt::format("  attention: {} query / {} key-value heads of {}, q/k norm {}\n", num_attention_heads,
+                       num_key_value_heads, head_dim,
+                       qk_norm == QkNorm::None      ? "none"
+                       : qk_norm == QkNorm::PerHead ? "per head"
+                                                    : "over the projection");
   }
-  out += fmt::format("  MoE: {} routed + {} shared experts of width {}, router {}, top-{} of {} groups (keep {}), scale {}, norm_topk_prob {}",
-                     n_routed_experts, n_shared_experts, moe_intermediate_size, kRouters[static_cast<int>(router)], num_experts_per_tok,
-                     n_group, topk_group, routed_scaling_factor, norm_topk_prob);
+  out += fmt::format(
+      "  MoE: {} routed + {} shared experts of width {}, router {}, top-{} of {} groups (keep {}), scale {}, "
+      "norm_topk_prob {}",
+      n_routed_experts, n_shared_experts, moe_intermediate_size, kRouters[static_cast<int>(router)],
+      num_experts_per_tok, n_group, topk_group, routed_scaling_factor, norm_topk_prob);
   if (fp8) out += fmt::format("\n  weights: FP8 e4m3 with {}x{} block scales", fp8->block_rows, fp8->block_cols);
   if (yarn) {
-    out += fmt::format("\n  rope: theta {}, yarn factor {} (original {} positions, mscale {}, mscale_all_dim {})", rope_theta,
-                       yarn->factor, yarn->original_max_position_embeddings, yarn->mscale, yarn->mscale_all_dim);
+    out += fmt::format("\n  rope: theta {}, yarn factor {} (original {} positions, mscale {}, mscale_all_dim {})",
+                       rope_theta, yarn->factor, yarn->original_max_position_embeddings, yarn->mscale,
+                       yarn->mscale_all_dim);
   } else {
     out += fmt::format("\n  rope: theta {}, {} layout, no scaling", rope_theta, rope_neox ? "neox" : "interleaved");
   }

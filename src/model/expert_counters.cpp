@@ -14,13 +14,14 @@ ExpertCounters::ExpertCounters(int n_classes, int n_layers, int n_experts)
       gate_sum(tokens.size(), 0.0) {}
 
 std::optional<std::string> ExpertCounters::first_difference(const ExpertCounters& o) const {
-  if (tokens.size() != o.tokens.size()) return fmt::format("shapes differ ({} vs {} entries)", tokens.size(), o.tokens.size());
+  if (tokens.size() != o.tokens.size())
+    return fmt::format("shapes differ ({} vs {} entries)", tokens.size(), o.tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] != o.tokens[i] || std::memcmp(&gate_sum[i], &o.gate_sum[i], sizeof(double)) != 0) {
       const size_t e = i % experts, l = i / experts % moe_layers, p = i / experts / moe_layers % kPhaseCount,
                    c = i / experts / moe_layers / kPhaseCount;
-      return fmt::format("class {} phase {} MoE layer {} expert {}: {} tokens / gate sum {:.17g} vs {} / {:.17g}", c, p, l, e,
-                         tokens[i], gate_sum[i], o.tokens[i], o.gate_sum[i]);
+      return fmt::format("class {} phase {} MoE layer {} expert {}: {} tokens / gate sum {:.17g} vs {} / {:.17g}", c, p,
+                         l, e, tokens[i], gate_sum[i], o.tokens[i], o.gate_sum[i]);
     }
   }
   return std::nullopt;

@@ -6,9 +6,12 @@ namespace mote {
 
 const char* off_policy_name(OffPolicy p) {
   switch (p) {
-    case OffPolicy::Reroute: return "reroute";
-    case OffPolicy::Drop: return "drop";
-    case OffPolicy::Zero: return "zero";
+    case OffPolicy::Reroute:
+      return "reroute";
+    case OffPolicy::Drop:
+      return "drop";
+    case OffPolicy::Zero:
+      return "zero";
   }
   return "?";
 }
@@ -38,7 +41,8 @@ ExpertMask::ExpertMask(int layers, int n_experts)
 
 void ExpertMask::add_switches(const ExpertMask& other) {
   if (other.moe_layers != moe_layers || other.experts != experts) {
-    fail("mask '{}' is for {} MoE layers x {} experts, not {} x {}", other.name, other.moe_layers, other.experts, moe_layers, experts);
+    fail("mask '{}' is for {} MoE layers x {} experts, not {} x {}", other.name, other.moe_layers, other.experts,
+         moe_layers, experts);
   }
   for (size_t i = 0; i < off_bits.size(); ++i) off_bits[i] |= other.off_bits[i];
   for (size_t i = 0; i < on_bits.size(); ++i) on_bits[i] |= other.on_bits[i];
@@ -52,9 +56,12 @@ int ExpertMask::count_off() const {
 }
 
 bool ExpertMask::switches_nothing() const {
-  for (const uint64_t b : off_bits) if (b != 0) return false;
-  for (const uint64_t b : on_bits) if (b != 0) return false;
-  for (const float g : gains) if (g != 1.0f) return false;
+  for (const uint64_t b : off_bits)
+    if (b != 0) return false;
+  for (const uint64_t b : on_bits)
+    if (b != 0) return false;
+  for (const float g : gains)
+    if (g != 1.0f) return false;
   return shared_gain == 1.0f;
 }
 

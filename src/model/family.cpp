@@ -11,7 +11,8 @@ extern const Family kMixtralFamily;
 extern const Family kOlmoeFamily;
 
 namespace {
-const Family* const kFamilies[] = {&kDeepseekV3Family, &kDeepseekV2Family, &kQwen3MoeFamily, &kMixtralFamily, &kOlmoeFamily};
+const Family* const kFamilies[] = {&kDeepseekV3Family, &kDeepseekV2Family, &kQwen3MoeFamily, &kMixtralFamily,
+                                   &kOlmoeFamily};
 }
 
 const Family* find_family(std::string_view model_type) {

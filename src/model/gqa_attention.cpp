@@ -8,7 +8,8 @@
 
 namespace mote {
 
-GqaAttention::GqaAttention(const ModelConfig& config, const Rope& rope) : c_(config), rope_(rope), scale_(config.attention_scale()) {}
+GqaAttention::GqaAttention(const ModelConfig& config, const Rope& rope)
+    : c_(config), rope_(rope), scale_(config.attention_scale()) {}
 
 void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x, std::span<const StepRow> rows,
                            const float* rope_cos, const float* rope_sin, KvCache& cache, float* out) {
@@ -70,7 +71,8 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     softmax(scores, context);
     float* o = attn_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
     std::fill(o, o + d, 0.0f);
-    for (int s = 0; s < context; ++s) add_scaled(o, scores[s], cache.entry(row.slot, layer, s) + kv_width + static_cast<size_t>(kv) * d, d);
+    for (int s = 0; s < context; ++s)
+      add_scaled(o, scores[s], cache.entry(row.slot, layer, s) + kv_width + static_cast<size_t>(kv) * d, d);
   };
   parallel_for(tasks, one_task, parallel);
   matmul(attn_.data(), n, w.o, out);

@@ -18,8 +18,8 @@ ModelConfig read_model_dir_config(const std::filesystem::path& dir) {
   return load_model_config(dir / "config.json");
 }
 
-std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert, bool shared_parts,
-                                        WeightMemory memory) {
+std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const ExpertFilter& load_expert,
+                                        bool shared_parts, WeightMemory memory) {
   std::error_code ec;
   auto m = std::make_unique<LoadedModel>();
   m->dir = dir;
@@ -35,31 +35,32 @@ std::unique_ptr<LoadedModel> load_model(const std::filesystem::path& dir, const 
   }
   const ExpertFilter all = [](int, int) { return true; };
   const ExpertFilter& experts = load_expert ? load_expert : all;
-  m->store = WeightStore::open_model_dir(dir, [&](std::string_view name) { return tensor_used(m->config, experts, shared_parts, name); });
+  m->store = WeightStore::open_model_dir(
+      dir, [&](std::string_view name) { return tensor_used(m->config, experts, shared_parts, name); });
   m->weights = load_model_weights(m->store, m->config, experts, shared_parts, memory);
   stop_point("loading the model");
 
   // Stop tokens: generation_config.json, else config.json, else the tokenizer's eos.
   const auto gen_path = dir / "generation_config.json";
   if (std::filesystem::exists(gen_path, ec)) try {
-    const auto gen = read_json_file(gen_path);
-    if (gen.is_object() && gen.contains("eos_token_id")) {
-      const auto& e = gen["eos_token_id"];
-      const auto add = [&](const nlohmann::json& v) {
-        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= m->config.vocab_size) {
-          fail("{}: eos_token_id must be token ids inside the vocabulary", gen_path.string());
+      const auto gen = read_json_file(gen_path);
+      if (gen.is_object() && gen.contains("eos_token_id")) {
+        const auto& e = gen["eos_token_id"];
+        const auto add = [&](const nlohmann::json& v) {
+          if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= m->config.vocab_size) {
+            fail("{}: eos_token_id must be token ids inside the vocabulary", gen_path.string());
+          }
+          m->eos_ids.push_back(v.get<int32_t>());
+        };
+        if (e.is_array()) {
+          for (const auto& v : e) add(v);
+        } else {
+          add(e);
         }
-        m->eos_ids.push_back(v.get<int32_t>());
-      };
-      if (e.is_array()) {
-        for (const auto& v : e) add(v);
-      } else {
-        add(e);
       }
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: unexpected structure: {}", gen_path.string(), e.what());
     }
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: unexpected structure: {}", gen_path.string(), e.what());
-  }
   if (m->eos_ids.empty()) m->eos_ids = m->config.eos_token_ids;
   if (m->eos_ids.empty() && m->tokenizer.eos_id() >= 0) m->eos_ids.push_back(m->tokenizer.eos_id());
   for (int32_t id : m->eos_ids) {

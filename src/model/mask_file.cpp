@@ -39,13 +39,16 @@ class MaskReader {
     // each once, so that includes fanning out cost their size, not the
     // number of paths through them.
     if (const auto done = done_.find(id); done != done_.end()) return done->second;
-    if (files_.size() >= kMaxFiles) fail("{}: the mask includes more than {} files in all", files_.front().string(), kMaxFiles);
+    if (files_.size() >= kMaxFiles)
+      fail("{}: the mask includes more than {} files in all", files_.front().string(), kMaxFiles);
     open_.insert(id);
 
     const std::string text = read_ini_file(path, allow_other_keys ? "job file" : "mask file");
     std::error_code size_ec;
     bytes_ += std::filesystem::file_size(path, size_ec);  // as read, comments too
-    if (bytes_ > kMaxBytes) fail("{}: the mask and its includes hold more than {} MiB in all", files_.empty() ? path.string() : files_.front().string(), kMaxBytes >> 20);
+    if (bytes_ > kMaxBytes)
+      fail("{}: the mask and its includes hold more than {} MiB in all",
+           files_.empty() ? path.string() : files_.front().string(), kMaxBytes >> 20);
     const auto key_lines = ini_key_lines(text);
     std::istringstream in(text);
     files_.push_back(path);
@@ -53,7 +56,8 @@ class MaskReader {
     try {
       po::store(po::parse_config_file(in, mask_file_options(), allow_other_keys), vm);
     } catch (const po::error_with_option_name& e) {
-      const std::string key = e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
+      const std::string key =
+          e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
       fail("{}:{}: key '{}': {}", path.string(), find_ini_line(path, key), key, e.what());
     } catch (const po::error& e) {
       fail("{}: {}", path.string(), e.what());
@@ -67,7 +71,9 @@ class MaskReader {
     };
     const auto line_of = [&](const char* key, int occurrence = 0) {
       const auto it = key_lines.find(std::string("mote.") + key);
-      return it == key_lines.end() || static_cast<size_t>(occurrence) >= it->second.size() ? 0 : it->second[static_cast<size_t>(occurrence)];
+      return it == key_lines.end() || static_cast<size_t>(occurrence) >= it->second.size()
+                 ? 0
+                 : it->second[static_cast<size_t>(occurrence)];
     };
     const auto list = [&](const char* key) {
       const std::string full = std::string("mote.") + key;
@@ -88,7 +94,9 @@ class MaskReader {
     }
     if (const auto v = single("shared-gain")) {
       const float g = parse_gain(*v, where, line_of("shared-gain"), "shared-gain");
-      if (shared_gain_ && *shared_gain_ != g) fail("{}:{}: shared-gain = {} conflicts with shared-gain = {} set before", where, line_of("shared-gain"), *v, *shared_gain_);
+      if (shared_gain_ && *shared_gain_ != g)
+        fail("{}:{}: shared-gain = {} conflicts with shared-gain = {} set before", where, line_of("shared-gain"), *v,
+             *shared_gain_);
       shared_gain_ = g;
     }
 
@@ -96,22 +104,29 @@ class MaskReader {
     bool decoder_index = false;
     if (!off.empty() || !on.empty() || !gain.empty()) {
       const auto li = single("layer-index");
-      if (!li) fail("{}: the file lists entries but does not say how it numbers layers: add 'layer-index = moe' or 'layer-index = decoder' to [mote]", where);
-      if (*li != "moe" && *li != "decoder") fail("{}:{}: layer-index = {}: not one of moe, decoder", where, line_of("layer-index"), *li);
+      if (!li)
+        fail(
+            "{}: the file lists entries but does not say how it numbers layers: add 'layer-index = moe' or "
+            "'layer-index = decoder' to [mote]",
+            where);
+      if (*li != "moe" && *li != "decoder")
+        fail("{}:{}: layer-index = {}: not one of moe, decoder", where, line_of("layer-index"), *li);
       decoder_index = *li == "decoder";
     }
     for (size_t i = 0; i < off.size(); ++i) {
       const int line = line_of("off", static_cast<int>(i));
       const auto [l, e, g] = parse_entry(off[i], false, decoder_index, where, line, "off");
       (void)g;
-      if (mask_.is_on(l, e)) fail("{}:{}: off = {} conflicts with an earlier 'on' for the same expert", where, line, off[i]);
+      if (mask_.is_on(l, e))
+        fail("{}:{}: off = {} conflicts with an earlier 'on' for the same expert", where, line, off[i]);
       mask_.set_off(l, e);
     }
     for (size_t i = 0; i < on.size(); ++i) {
       const int line = line_of("on", static_cast<int>(i));
       const auto [l, e, g] = parse_entry(on[i], false, decoder_index, where, line, "on");
       (void)g;
-      if (mask_.is_off(l, e)) fail("{}:{}: on = {} conflicts with an earlier 'off' for the same expert", where, line, on[i]);
+      if (mask_.is_off(l, e))
+        fail("{}:{}: on = {} conflicts with an earlier 'off' for the same expert", where, line, on[i]);
       if (!mask_.is_on(l, e)) {
         mask_.set_on(l, e);
         check_forced(l, where, line, on[i]);
@@ -122,7 +137,8 @@ class MaskReader {
       const auto [l, e, g] = parse_entry(gain[i], true, decoder_index, where, line, "gain");
       if (mask_.is_off(l, e)) fail("{}:{}: gain = {} is for an expert that is switched off", where, line, gain[i]);
       float& slot = mask_.gains[mask_.index(l, e)];
-      if (gain_set_.count(mask_.index(l, e)) > 0 && slot != g) fail("{}:{}: gain = {} conflicts with an earlier gain {} for the same expert", where, line, gain[i], slot);
+      if (gain_set_.count(mask_.index(l, e)) > 0 && slot != g)
+        fail("{}:{}: gain = {} conflicts with an earlier gain {} for the same expert", where, line, gain[i], slot);
       slot = g;
       gain_set_.insert(mask_.index(l, e));
     }
@@ -130,7 +146,8 @@ class MaskReader {
       const int line = line_of("include", static_cast<int>(i++));
       if (inc.empty()) fail("{}:{}: include = (empty)", where, line);
       // Relative to the including file, as C, ssh and nginx resolve includes.
-      const std::filesystem::path target = std::filesystem::path(inc).is_absolute() ? std::filesystem::path(inc) : path.parent_path() / inc;
+      const std::filesystem::path target =
+          std::filesystem::path(inc).is_absolute() ? std::filesystem::path(inc) : path.parent_path() / inc;
       try {
         if (!read(target, false)) fail("{}: holds no [mote] entries (an empty mask file)", target.string());
       } catch (const Error& e) {
@@ -192,20 +209,26 @@ class MaskReader {
     bool ok = parts.size() == want;
     int layer = ok ? parse_index(parts[0], ok) : 0;
     const int expert = ok ? parse_index(parts[1], ok) : 0;
-    if (!ok) fail("{}:{}: {} = {}: expected {}", where, line, key, value, with_gain ? "LAYER:EXPERT:GAIN" : "LAYER:EXPERT");
+    if (!ok)
+      fail("{}:{}: {} = {}: expected {}", where, line, key, value, with_gain ? "LAYER:EXPERT:GAIN" : "LAYER:EXPERT");
     const float gain = with_gain ? parse_gain(parts[2], where, line, key) : 1.0f;
     if (decoder_index) {
       if (layer >= config_.num_hidden_layers) {
-        fail("{}:{}: {} = {}: decoder layer {} does not exist (the model has {})", where, line, key, value, layer, config_.num_hidden_layers);
+        fail("{}:{}: {} = {}: decoder layer {} does not exist (the model has {})", where, line, key, value, layer,
+             config_.num_hidden_layers);
       }
       const auto it = std::find(moe_.begin(), moe_.end(), layer);
-      if (it == moe_.end()) fail("{}:{}: {} = {}: decoder layer {} is a dense layer, it has no routed experts", where, line, key, value, layer);
+      if (it == moe_.end())
+        fail("{}:{}: {} = {}: decoder layer {} is a dense layer, it has no routed experts", where, line, key, value,
+             layer);
       layer = static_cast<int>(it - moe_.begin());
     } else if (layer >= static_cast<int>(moe_.size())) {
-      fail("{}:{}: {} = {}: MoE layer {} does not exist (the model has {})", where, line, key, value, layer, moe_.size());
+      fail("{}:{}: {} = {}: MoE layer {} does not exist (the model has {})", where, line, key, value, layer,
+           moe_.size());
     }
     if (expert >= config_.n_routed_experts) {
-      fail("{}:{}: {} = {}: expert {} does not exist (the model has {} routed experts)", where, line, key, value, expert, config_.n_routed_experts);
+      fail("{}:{}: {} = {}: expert {} does not exist (the model has {} routed experts)", where, line, key, value,
+           expert, config_.n_routed_experts);
     }
     return {layer, expert, gain};
   }
@@ -213,16 +236,16 @@ class MaskReader {
   void check_forced(int layer, const std::string& where, int line, const std::string& value) const {
     const int forced = mask_.count_on(layer);
     if (forced > config_.num_experts_per_tok) {
-      fail("{}:{}: on = {}: {} experts forced on in MoE layer {}, more than the {} a token takes", where, line, value, forced, layer,
-           config_.num_experts_per_tok);
+      fail("{}:{}: on = {}: {} experts forced on in MoE layer {}, more than the {} a token takes", where, line, value,
+           forced, layer, config_.num_experts_per_tok);
     }
     std::set<int> groups;
     for (int e = 0; e < config_.n_routed_experts; ++e) {
       if (mask_.is_on(layer, e)) groups.insert(e / config_.experts_per_group());
     }
     if (static_cast<int>(groups.size()) > config_.topk_group) {
-      fail("{}:{}: on = {}: forced experts of MoE layer {} span {} groups, more than topk_group {}", where, line, value, layer,
-           groups.size(), config_.topk_group);
+      fail("{}:{}: on = {}: forced experts of MoE layer {} span {} groups, more than topk_group {}", where, line, value,
+           layer, groups.size(), config_.topk_group);
     }
   }
 
@@ -251,7 +274,8 @@ ExpertMask new_mask(const ModelConfig& config, const std::string& name) {
 
 po::options_description mask_file_options() {
   po::options_description d;
-  for (const char* key : kListKeys) d.add_options()((std::string("mote.") + key).c_str(), po::value<std::vector<std::string>>()->composing());
+  for (const char* key : kListKeys)
+    d.add_options()((std::string("mote.") + key).c_str(), po::value<std::vector<std::string>>()->composing());
   for (const char* key : kSingleKeys) d.add_options()((std::string("mote.") + key).c_str(), po::value<std::string>());
   return d;
 }
@@ -265,7 +289,8 @@ ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& 
   return mask;
 }
 
-std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name) {
+std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config,
+                                             const std::string& name) {
   ExpertMask mask = new_mask(config, name);
   MaskReader reader(config, mask);
   if (!reader.read(path, true)) return std::nullopt;
@@ -274,7 +299,8 @@ std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, 
   return mask;
 }
 
-std::string format_mask_file(const ExpertMask& m, const std::string& header, const std::vector<std::pair<int, int>>& off_order) {
+std::string format_mask_file(const ExpertMask& m, const std::string& header,
+                             const std::vector<std::pair<int, int>>& off_order) {
   std::string out;
   std::stringstream hs(header);
   for (std::string line; std::getline(hs, line);) out += "# " + line + "\n";

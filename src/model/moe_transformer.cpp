@@ -25,8 +25,8 @@ MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& we
       experts_(experts),
       moe_layers_(config.moe_layers()) {}
 
-void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std::span<const int32_t> logit_rows, float* logits,
-                         const ForwardTaps& taps) {
+void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std::span<const int32_t> logit_rows,
+                             float* logits, const ForwardTaps& taps) {
   const int n = static_cast<int>(rows.size());
   if (n == 0) return;
   const int hidden = c_.hidden_size;
@@ -41,7 +41,9 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
   if (resuming) clear_routing(taps, n, 0, moe_layer_count());
   const auto rows_resumed_before = [&](int l) {
     if (!resuming) return n;
-    return static_cast<int>(std::partition_point(rows.begin(), rows.end(), [&](const StepRow& row) { return row.resume_layer < l; }) - rows.begin());
+    return static_cast<int>(
+        std::partition_point(rows.begin(), rows.end(), [&](const StepRow& row) { return row.resume_layer < l; }) -
+        rows.begin());
   };
 
   int moe_layer = 0;
@@ -57,7 +59,8 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
       for (int r = 0; r < attending; ++r) rms_norm(h[r], lw.input_norm.data(), eps, x[r], hidden);
       const std::span<const StepRow> att_rows = rows.first(static_cast<size_t>(attending));
       if (c_.attention == AttentionKind::Mla) {
-        attention_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
+        attention_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache,
+                           branch_.data());
       } else {
         gqa_.forward(lw.attention, l, x_.data(), att_rows, rope_cos_.data(), rope_sin_.data(), cache, branch_.data());
       }
@@ -66,7 +69,8 @@ void MoeTransformer::forward(std::span<const StepRow> rows, KvCache& cache, std:
     for (int r = attending; r < feeding; ++r) std::copy_n(rows[r].resume_h, hidden, h[r]);
     if (lw.is_moe) {
       for (int r = 0; r < feeding; ++r) {
-        if (rows[r].capture != nullptr) std::copy_n(h[r], hidden, rows[r].capture + static_cast<size_t>(moe_layer) * hidden);
+        if (rows[r].capture != nullptr)
+          std::copy_n(h[r], hidden, rows[r].capture + static_cast<size_t>(moe_layer) * hidden);
       }
     }
 
@@ -104,18 +108,22 @@ void MoeTransformer::embed(std::span<const StepRow> rows, const KvCache& cache) 
   const RowView<float> h(h_.data(), hidden), cos(rope_cos_.data(), half), sin(rope_sin_.data(), half);
   for (int r = 0; r < n; ++r) {
     const StepRow& row = rows[r];
-    if (row.token < 0 || row.token >= c_.vocab_size) fail("token id {} is outside the model's vocabulary ({})", row.token, c_.vocab_size);
+    if (row.token < 0 || row.token >= c_.vocab_size)
+      fail("token id {} is outside the model's vocabulary ({})", row.token, c_.vocab_size);
     if (row.pos < 0 || row.pos >= cache.capacity(row.slot)) {
-      fail("position {} is outside the KV cache of slot {} ({} positions)", row.pos, row.slot, cache.capacity(row.slot));
+      fail("position {} is outside the KV cache of slot {} ({} positions)", row.pos, row.slot,
+           cache.capacity(row.slot));
     }
     if (row.resume_layer >= 0) {
       if (row.resume_layer >= c_.num_hidden_layers || !w_.layers[row.resume_layer].is_moe || row.resume_h == nullptr) {
-        fail("row {} resumes at decoder layer {}, which is not a MoE layer of the model, or without its residual", r, row.resume_layer);
+        fail("row {} resumes at decoder layer {}, which is not a MoE layer of the model, or without its residual", r,
+             row.resume_layer);
       }
     } else {
       widen_row(w_.embed, row.token, h[r]);
     }
-    if (r > 0 && row.resume_layer < rows[r - 1].resume_layer) fail("the rows of a step are not ordered by the layer they resume at");
+    if (r > 0 && row.resume_layer < rows[r - 1].resume_layer)
+      fail("the rows of a step are not ordered by the layer they resume at");
     rope_.angles(row.pos, cos[r], sin[r]);
   }
 }
@@ -144,7 +152,8 @@ void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, 
   sub_rows_.clear();
   sub_x_.resize(static_cast<size_t>(kept) * hidden);
   sub_out_.resize(sub_x_.size());
-  const RowView<float> h(h_.data(), hidden), x(x_.data(), hidden), sub_x(sub_x_.data(), hidden), sub_out(sub_out_.data(), hidden);
+  const RowView<float> h(h_.data(), hidden), x(x_.data(), hidden), sub_x(sub_x_.data(), hidden),
+      sub_out(sub_out_.data(), hidden);
   if (lw.is_moe) {
     for (int r = 0; r < n; ++r) rms_norm(h[r], lw.post_attention_norm.data(), eps, x[r], hidden);
     route(lw, moe_layer, x_.data(), rows, taps, &logit_rows);
@@ -173,13 +182,13 @@ void MoeTransformer::last_ffn(const LayerWeights& lw, int layer, int moe_layer, 
 }
 
 void MoeTransformer::moe(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
-                     float* out, const ForwardTaps& taps) {
+                         float* out, const ForwardTaps& taps) {
   route(w, moe_layer, x, rows, taps, nullptr);
   run_experts(w, layer, moe_layer, x, rows, sent_.data(), gate_weights_.data(), out);
 }
 
-void MoeTransformer::route(const LayerWeights& w, int moe_layer, const float* x, std::span<const StepRow> rows, const ForwardTaps& taps,
-                           const std::span<const int32_t>* run_rows) {
+void MoeTransformer::route(const LayerWeights& w, int moe_layer, const float* x, std::span<const StepRow> rows,
+                           const ForwardTaps& taps, const std::span<const int32_t>* run_rows) {
   const int n = static_cast<int>(rows.size());
   const int n_experts = c_.n_routed_experts;
   const int k = router_.top_k();
@@ -202,8 +211,9 @@ void MoeTransformer::route(const LayerWeights& w, int moe_layer, const float* x,
   }
   for (int r = 0; r < n; ++r) {
     const size_t at = static_cast<size_t>(r) * k;
-    router_.route(&router_logits_[static_cast<size_t>(r) * n_experts], w.router.bias.empty() ? nullptr : w.router.bias.data(), moe_layer, rows[r].mask,
-                  &chosen_[at], &gate_weights_[at], &dispatch_[at], router_scratch_.data());
+    router_.route(&router_logits_[static_cast<size_t>(r) * n_experts],
+                  w.router.bias.empty() ? nullptr : w.router.bias.data(), moe_layer, rows[r].mask, &chosen_[at],
+                  &gate_weights_[at], &dispatch_[at], router_scratch_.data());
   }
   // Experts that are sent the token: the routed ones minus those switched
   // off with the zero policy (routed, but contributing nothing).
@@ -239,8 +249,8 @@ void MoeTransformer::route(const LayerWeights& w, int moe_layer, const float* x,
   }
 }
 
-void MoeTransformer::run_experts(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
-                                 const int32_t* sent, const float* gates, float* out) {
+void MoeTransformer::run_experts(const LayerWeights& w, int layer, int moe_layer, const float* x,
+                                 std::span<const StepRow> rows, const int32_t* sent, const float* gates, float* out) {
   const int n = static_cast<int>(rows.size());
   const int hidden = c_.hidden_size;
   const int k = router_.top_k();

@@ -37,10 +37,10 @@ Router::Router(const ModelConfig& c)
 
 void Router::route(const float* logits, const float* bias, int moe_layer, const ExpertMask* mask, int32_t* experts,
                    float* weights, uint8_t* dispatch, float* scratch) const {
-  float* score = scratch;                  // what weights come from: sigmoid, softmax, or the (masked) logit
-  float* choice = scratch + n_experts_;    // selection key, then -inf once taken or outside kept groups
+  float* score = scratch;                // what weights come from: sigmoid, softmax, or the (masked) logit
+  float* choice = scratch + n_experts_;  // selection key, then -inf once taken or outside kept groups
   float* group_score = choice + n_experts_;
-  float* logit = group_score + n_group_;   // the logits with the mask's reroute/max applied
+  float* logit = group_score + n_group_;  // the logits with the mask's reroute/max applied
 
   const bool reroute = mask != nullptr && mask->off_policy == OffPolicy::Reroute;
   const auto is_off = [&](int e) { return mask != nullptr && mask->is_off(moe_layer, e); };

@@ -42,7 +42,8 @@ std::vector<TensorSpec> mtp_tensors(const ModelConfig& c) {
     const auto name = [&](const char* rest) { return fmt::format("model.layers.{}.{}", l, rest); };
     out.push_back({name("enorm.weight"), {c.hidden_size}, true});
     out.push_back({name("hnorm.weight"), {c.hidden_size}, true});
-    out.push_back({name("eh_proj.weight"), {c.hidden_size, 2 * static_cast<int64_t>(c.hidden_size)}, false, false, true});
+    out.push_back(
+        {name("eh_proj.weight"), {c.hidden_size, 2 * static_cast<int64_t>(c.hidden_size)}, false, false, true});
     out.push_back({name("shared_head.norm.weight"), {c.hidden_size}, true});
   }
   return out;
@@ -90,7 +91,10 @@ class Generator {
     std::vector<float> w(static_cast<size_t>(rows * cols));
     for (auto& v : w) v = static_cast<float>(0.02 * normal());
     const int64_t srows = (rows + kFp8Block - 1) / kFp8Block, scols = (cols + kFp8Block - 1) / kFp8Block;
-    TensorData scale{t.name + "_scale_inv", DType::F32, {srows, scols}, std::vector<std::byte>(static_cast<size_t>(srows * scols * 4))};
+    TensorData scale{t.name + "_scale_inv",
+                     DType::F32,
+                     {srows, scols},
+                     std::vector<std::byte>(static_cast<size_t>(srows * scols * 4))};
     t.dtype = DType::F8_E4M3;
     t.bytes.resize(w.size());
     for (int64_t br = 0; br < srows; ++br) {
@@ -98,7 +102,8 @@ class Generator {
         float amax = 0.0f;
         const int64_t r_end = std::min(rows, (br + 1) * kFp8Block), c_end = std::min(cols, (bc + 1) * kFp8Block);
         for (int64_t r = br * kFp8Block; r < r_end; ++r)
-          for (int64_t c = bc * kFp8Block; c < c_end; ++c) amax = std::max(amax, std::fabs(w[static_cast<size_t>(r * cols + c)]));
+          for (int64_t c = bc * kFp8Block; c < c_end; ++c)
+            amax = std::max(amax, std::fabs(w[static_cast<size_t>(r * cols + c)]));
         const float s = amax > 0.0f ? amax / 448.0f : 1.0f;
         std::memcpy(scale.bytes.data() + 4 * (br * scols + bc), &s, 4);
         for (int64_t r = br * kFp8Block; r < r_end; ++r)
@@ -150,12 +155,15 @@ void write_synthetic_model(const std::filesystem::path& dir, const nlohmann::jso
                      (config.num_nextn_predict_layers > 0 ? 1 : 0);
   const auto shard_of = [&](const std::string& name) {
     const int layer = layer_of(name);
-    if (layer < 0) return name.starts_with("model.embed_tokens") ? 0 : (config.num_hidden_layers - 1) / layout.layers_per_shard;
+    if (layer < 0)
+      return name.starts_with("model.embed_tokens") ? 0 : (config.num_hidden_layers - 1) / layout.layers_per_shard;
     if (layer >= config.num_hidden_layers) return shards - 1;
     return layer / layout.layers_per_shard;
   };
   (void)total_layers;
-  const auto file_name = [&](int shard) { return fmt::format("model-{:05d}-of-{:05d}.safetensors", shard + 1, shards); };
+  const auto file_name = [&](int shard) {
+    return fmt::format("model-{:05d}-of-{:05d}.safetensors", shard + 1, shards);
+  };
   nlohmann::json weight_map = nlohmann::json::object();
   std::map<int, std::vector<const TensorSpec*>> by_shard;
   for (const TensorSpec& spec : specs) {

@@ -35,36 +35,41 @@ class Loader {
   Weight matrix(const std::string& name, int rows, int cols) {
     const TensorView& t = checked(name);
     if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols) {
-      fail("tensor '{}' in {}: shape {} but config.json implies [{}, {}]", name, store_.describe(), t.shape_string(), rows, cols);
+      fail("tensor '{}' in {}: shape {} but config.json implies [{}, {}]", name, store_.describe(), t.shape_string(),
+           rows, cols);
     }
     Weight w{t.dtype, rows, cols, memory_ == WeightMemory::Copy ? copy(t.data, t.nbytes) : t.data};
     const std::string scale_name = name + kScaleSuffix;
     const TensorView* scale = store_.find(scale_name);
     if (t.dtype != DType::F8_E4M3) {
       if (scale != nullptr) {
-        fail("tensor '{}' in {}: a block scale for '{}', which is {}, not F8_E4M3", scale_name, store_.describe(), name, dtype_name(t.dtype));
+        fail("tensor '{}' in {}: a block scale for '{}', which is {}, not F8_E4M3", scale_name, store_.describe(), name,
+             dtype_name(t.dtype));
       }
       other_.push_back(w);
       return w;
     }
     if (!config_.fp8) {
-      fail("tensor '{}' in {}: dtype F8_E4M3 but config.json has no quantization_config saying how to read it", name, store_.describe());
+      fail("tensor '{}' in {}: dtype F8_E4M3 but config.json has no quantization_config saying how to read it", name,
+           store_.describe());
     }
-    if (scale == nullptr) fail("tensor '{}' in {}: FP8 weight without its scale tensor '{}'", name, store_.describe(), scale_name);
+    if (scale == nullptr)
+      fail("tensor '{}' in {}: FP8 weight without its scale tensor '{}'", name, store_.describe(), scale_name);
     const int64_t scale_rows = (rows + kFp8Block - 1) / kFp8Block, scale_cols = (cols + kFp8Block - 1) / kFp8Block;
     if (scale->dtype != DType::F32) {
-      fail("tensor '{}' in {}: dtype {} but FP8 block scales must be F32", scale_name, store_.describe(), dtype_name(scale->dtype));
+      fail("tensor '{}' in {}: dtype {} but FP8 block scales must be F32", scale_name, store_.describe(),
+           dtype_name(scale->dtype));
     }
     if (scale->shape != std::vector<int64_t>{scale_rows, scale_cols}) {
-      fail("tensor '{}' in {}: shape {} but the 128x128 blocks of '{}' [{}, {}] need [{}, {}]", scale_name, store_.describe(),
-           scale->shape_string(), name, rows, cols, scale_rows, scale_cols);
+      fail("tensor '{}' in {}: shape {} but the 128x128 blocks of '{}' [{}, {}] need [{}, {}]", scale_name,
+           store_.describe(), scale->shape_string(), name, rows, cols, scale_rows, scale_cols);
     }
     for (int64_t i = 0; i < scale_rows * scale_cols; ++i) {
       float v;
       std::memcpy(&v, scale->data + 4 * i, 4);
       if (!std::isfinite(v)) {
-        fail("tensor '{}' in {}: block [{}, {}] has the non-finite scale {}", scale_name, store_.describe(), i / scale_cols,
-             i % scale_cols, v);
+        fail("tensor '{}' in {}: block [{}, {}] has the non-finite scale {}", scale_name, store_.describe(),
+             i / scale_cols, i % scale_cols, v);
       }
     }
     w.scales = scale->data;
@@ -78,10 +83,13 @@ class Loader {
     if (t.shape.size() != 1 || t.shape[0] != n) {
       fail("tensor '{}' in {}: shape {} but config.json implies [{}]", name, store_.describe(), t.shape_string(), n);
     }
-    if (t.dtype == DType::F8_E4M3) fail("tensor '{}' in {}: a 1-D tensor in F8_E4M3; only matrices may be FP8", name, store_.describe());
+    if (t.dtype == DType::F8_E4M3)
+      fail("tensor '{}' in {}: a 1-D tensor in F8_E4M3; only matrices may be FP8", name, store_.describe());
     std::vector<float> v = widen_all(Weight{t.dtype, 1, n, t.data});
     for (size_t i = 0; i < v.size(); ++i) {
-      if (!std::isfinite(v[i])) fail("tensor '{}' in {}: element {} is {}; norms and router biases must be finite", name, store_.describe(), i, v[i]);
+      if (!std::isfinite(v[i]))
+        fail("tensor '{}' in {}: element {} is {}; norms and router biases must be finite", name, store_.describe(), i,
+             v[i]);
     }
     return v;
   }
@@ -97,8 +105,8 @@ class Loader {
       widen_row(w, r, row.data());
       for (int c = 0; c < cols; ++c) {
         if (!std::isfinite(row[static_cast<size_t>(c)])) {
-          fail("tensor '{}' in {}: element [{}, {}] is {}; the router's weights must be finite", name, store_.describe(), r, c,
-               row[static_cast<size_t>(c)]);
+          fail("tensor '{}' in {}: element [{}, {}] is {}; the router's weights must be finite", name,
+               store_.describe(), r, c, row[static_cast<size_t>(c)]);
         }
       }
     }
@@ -136,8 +144,9 @@ class Loader {
       if (any == 0) continue;
       for (size_t i = 0; i < n; ++i) {
         if (e4m3_is_nan(bytes[i])) {
-          errors[k] = fmt::format("tensor '{}' in {}: FP8 byte 0x{:02x} at [{}, {}] encodes NaN", fp8_[k].first, store_.describe(),
-                                  bytes[i], i / static_cast<size_t>(w.cols), i % static_cast<size_t>(w.cols));
+          errors[k] = fmt::format("tensor '{}' in {}: FP8 byte 0x{:02x} at [{}, {}] encodes NaN", fp8_[k].first,
+                                  store_.describe(), bytes[i], i / static_cast<size_t>(w.cols),
+                                  i % static_cast<size_t>(w.cols));
           break;
         }
       }
@@ -163,8 +172,10 @@ class Loader {
     constexpr size_t kHuge = size_t{2} << 20;
     const size_t align = bytes >= kHuge ? kHuge : 64;
     const size_t size = (bytes + align - 1) / align * align;
-    std::shared_ptr<std::byte> memory(static_cast<std::byte*>(std::aligned_alloc(align, std::max(size, align))), std::free);
-    if (!memory) fail("cannot allocate {} bytes to copy weights into (--weights copy); --weights map needs none", bytes);
+    std::shared_ptr<std::byte> memory(static_cast<std::byte*>(std::aligned_alloc(align, std::max(size, align))),
+                                      std::free);
+    if (!memory)
+      fail("cannot allocate {} bytes to copy weights into (--weights copy); --weights map needs none", bytes);
     if (align == kHuge) ::madvise(memory.get(), size, MADV_HUGEPAGE);
     std::memcpy(memory.get(), data, bytes);
     const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
@@ -179,8 +190,8 @@ class Loader {
   const TensorView& checked(const std::string& name) const {
     const TensorView& t = store_.get(name);
     if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16 && t.dtype != DType::F8_E4M3) {
-      fail("tensor '{}' in {}: dtype {} is not supported (supported: F32, F16, BF16, and F8_E4M3 with block scales)", name,
-           store_.describe(), dtype_name(t.dtype));
+      fail("tensor '{}' in {}: dtype {} is not supported (supported: F32, F16, BF16, and F8_E4M3 with block scales)",
+           name, store_.describe(), dtype_name(t.dtype));
     }
     if (t.data == nullptr) fail("tensor '{}' in {}: its file is not mapped", name, store_.describe());
     out_.file_bytes += t.nbytes;
@@ -226,7 +237,9 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   const auto matrix = [&](std::string name, int64_t rows, int64_t cols, bool quantizable = true) {
     add({.name = std::move(name), .shape = {rows, cols}, .quantizable = quantizable});
   };
-  const auto norm = [&](std::string name, int64_t size) { add({.name = std::move(name), .shape = {size}, .is_norm = true}); };
+  const auto norm = [&](std::string name, int64_t size) {
+    add({.name = std::move(name), .shape = {size}, .is_norm = true});
+  };
   const auto ffn = [&](int l, const std::string& prefix, int64_t width) {
     matrix(Names::layer(l, fmt::format("{}.{}.weight", prefix, n.gate)), width, hidden);
     matrix(Names::layer(l, fmt::format("{}.{}.weight", prefix, n.up)), width, hidden);
@@ -296,8 +309,8 @@ WeightMemory parse_weight_memory(const std::string& name) {
 
 const char* weight_memory_name(WeightMemory memory) { return memory == WeightMemory::Copy ? "copy" : "map"; }
 
-ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, const ExpertFilter& load_expert, bool shared_parts,
-                                WeightMemory memory) {
+ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, const ExpertFilter& load_expert,
+                                bool shared_parts, WeightMemory memory) {
   ModelWeights w;
   Loader load(store, c, memory, w);
   const TensorNames& n = family_of(c).names;
@@ -309,8 +322,8 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
   for (const auto& [name, view] : store.all()) {
     const int index = layer_of(name);
     if (index >= c.num_hidden_layers + c.num_nextn_predict_layers) {
-      fail("tensor '{}' in {} belongs to layer {} but config.json has num_hidden_layers {}", name, store.describe(), index,
-           c.num_hidden_layers);
+      fail("tensor '{}' in {} belongs to layer {} but config.json has num_hidden_layers {}", name, store.describe(),
+           index, c.num_hidden_layers);
     }
   }
 
@@ -323,7 +336,8 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
       if (lw.is_moe) {
         lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
         for (int e = 0; e < c.n_routed_experts; ++e) {
-          if (load_expert(moe_index, e)) lw.experts[e] = load.ffn(l, Names::expert(n, e), hidden, c.moe_intermediate_size);
+          if (load_expert(moe_index, e))
+            lw.experts[e] = load.ffn(l, Names::expert(n, e), hidden, c.moe_intermediate_size);
         }
         ++moe_index;
       }
@@ -380,7 +394,8 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
     } else {
       lw.router.gate = load.router_matrix(Names::layer(l, n.router), c.n_routed_experts, hidden);
       if (c.router_bias) lw.router.bias = load.vector(Names::layer(l, n.router_bias), c.n_routed_experts);
-      if (c.n_shared_experts > 0) lw.shared = load.ffn(l, n.shared, hidden, c.moe_intermediate_size * c.n_shared_experts);
+      if (c.n_shared_experts > 0)
+        lw.shared = load.ffn(l, n.shared, hidden, c.moe_intermediate_size * c.n_shared_experts);
       lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
       for (int e = 0; e < c.n_routed_experts; ++e) {
         if (!load_expert(moe_index, e)) continue;

@@ -198,10 +198,18 @@ void dot_block(const float* const a[], int rows, const float* b, size_t stride, 
   for (int k0 = 0; k0 < rows; k0 += kDotRows) {
     const int k = std::min(kDotRows, rows - k0);
     switch (k) {
-      case 1: dot_rows<1>(a + k0, b, stride, n, out + 4 * k0); break;
-      case 2: dot_rows<2>(a + k0, b, stride, n, out + 4 * k0); break;
-      case 3: dot_rows<3>(a + k0, b, stride, n, out + 4 * k0); break;
-      default: dot_rows<kDotRows>(a + k0, b, stride, n, out + 4 * k0); break;
+      case 1:
+        dot_rows<1>(a + k0, b, stride, n, out + 4 * k0);
+        break;
+      case 2:
+        dot_rows<2>(a + k0, b, stride, n, out + 4 * k0);
+        break;
+      case 3:
+        dot_rows<3>(a + k0, b, stride, n, out + 4 * k0);
+        break;
+      default:
+        dot_rows<kDotRows>(a + k0, b, stride, n, out + 4 * k0);
+        break;
     }
   }
 }
@@ -250,18 +258,24 @@ void add_scaled_block(float* const y[], const float* const a[], const float* x, 
 }
 
 template <int Vectors>
-void add_scaled_block_rows(float* const y[], const float* const a[], int rows, const float* x, size_t stride, int count) {
+void add_scaled_block_rows(float* const y[], const float* const a[], int rows, const float* x, size_t stride,
+                           int count) {
   switch (rows) {
-    case 1: return add_scaled_block<1, Vectors>(y, a, x, stride, count);
-    case 2: return add_scaled_block<2, Vectors>(y, a, x, stride, count);
-    case 3: return add_scaled_block<3, Vectors>(y, a, x, stride, count);
-    default: return add_scaled_block<4, Vectors>(y, a, x, stride, count);
+    case 1:
+      return add_scaled_block<1, Vectors>(y, a, x, stride, count);
+    case 2:
+      return add_scaled_block<2, Vectors>(y, a, x, stride, count);
+    case 3:
+      return add_scaled_block<3, Vectors>(y, a, x, stride, count);
+    default:
+      return add_scaled_block<4, Vectors>(y, a, x, stride, count);
   }
 }
 
 }  // namespace
 
-void add_scaled_run(float* const y[], const float* const a[], int rows, const float* x, size_t stride, int count, int n) {
+void add_scaled_run(float* const y[], const float* const a[], int rows, const float* x, size_t stride, int count,
+                    int n) {
   int i = 0;
   float* yi[4];
   const auto at = [&](int offset) {

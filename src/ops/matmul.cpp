@@ -25,7 +25,9 @@ constexpr int kTokenTile = 6;
 constexpr int kRowBlock = 4;
 
 template <DType DT>
-constexpr size_t kElementSize = DT == DType::F32 ? 4 : DT == DType::F8_E4M3 ? 1 : 2;
+constexpr size_t kElementSize = DT == DType::F32       ? 4
+                                : DT == DType::F8_E4M3 ? 1
+                                                       : 2;
 
 // Element `i` of a stored row, widened; FP8 values come without their block
 // scale (the callers multiply by it).
@@ -119,9 +121,13 @@ inline __m512 widen16_fp8(__m128i bytes) {
   const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(bytes), 8);
   return _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBFFF))));
 }
-inline __m512 load16_fp8(const std::byte* p) { return widen16_fp8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m512 load16_fp8(const std::byte* p) {
+  return widen16_fp8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
 // The last 8 of a row (upper lanes zero).
-inline __m512 load8_fp8_wide(const std::byte* p) { return widen16_fp8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+inline __m512 load8_fp8_wide(const std::byte* p) {
+  return widen16_fp8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
 // Fixed-order reduction of 16 lanes: the two 256-bit halves, then hsum's order.
 inline float hsum16(__m512 v) { return hsum(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))); }
 
@@ -131,7 +137,8 @@ inline float hsum16(__m512 v) { return hsum(_mm256_add_ps(_mm512_castps512_ps256
 // kShared (the NR rows lie in one 128-row block, so share their scales)
 // the block scale multiplies the activations once instead of every weight.
 template <int NT, int NR, bool kShared, bool kPrefetch>
-void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y,
+                          size_t ys) {
   const int cols = w.cols;
   __m512 acc[NT][NR];
   for (int t = 0; t < NT; ++t)
@@ -145,7 +152,8 @@ void micro_kernel_fp8_512(const float* x, size_t xs, const Weight& w, int row, c
       if constexpr (kPrefetch) {
         // As in micro_kernel_512: the next row block, one instruction in a loop.
 #pragma GCC unroll 1
-        for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(i)), _MM_HINT_T0);
+        for (int r = 0; r < NR; ++r)
+          _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(i)), _MM_HINT_T0);
       }
       __m512 wv[NR];
       for (int r = 0; r < NR; ++r) {
@@ -194,8 +202,8 @@ constexpr int kFp8TokenTile = 6;
 constexpr int kFp8ChunkBlocks = 4;
 constexpr int kFp8ColumnChunk = kFp8ChunkBlocks * kFp8Block;
 template <int NT, int NR>
-void fp8_chunk_512(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, int k0, int k1, float* spill,
-                   float* y, size_t ys) {
+void fp8_chunk_512(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, int k0, int k1,
+                   float* spill, float* y, size_t ys) {
   __m512 acc[NT][NR];
 #pragma GCC unroll 8
   for (int t = 0; t < NT; ++t)
@@ -205,7 +213,8 @@ void fp8_chunk_512(const float* x, size_t xs, const Weight& w, int row, const st
   // block (all but the row's last are whole multiples of 16): a loop per
   // block made GCC store and reload the accumulators at every block.
   float block_scale[kFp8ChunkBlocks];
-  for (int b = 0; b < kFp8ChunkBlocks && k0 + b * kFp8Block < k1; ++b) block_scale[b] = w.scale(row, k0 + b * kFp8Block) * 256.0f;
+  for (int b = 0; b < kFp8ChunkBlocks && k0 + b * kFp8Block < k1; ++b)
+    block_scale[b] = w.scale(row, k0 + b * kFp8Block) * 256.0f;
   __m512 scale = _mm512_set1_ps(block_scale[0]);
   int i = k0;
   for (; i + 16 <= k1; i += 16) {
@@ -255,21 +264,24 @@ void fp8_chunk_512(const float* x, size_t xs, const Weight& w, int row, const st
 }
 
 template <int NR, int NT>
-inline void fp8_tokens_512(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, int k0, int k1,
-                           float* spill, float* y, size_t ys) {
+inline void fp8_tokens_512(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws,
+                           int k0, int k1, float* spill, float* y, size_t ys) {
   int t = 0;
-  for (; t + NT <= n; t += NT, spill += 16 * NT * NR) fp8_chunk_512<NT, NR>(x + t * xs, xs, w, row, wp, ws, k0, k1, spill, y + t * ys, ys);
+  for (; t + NT <= n; t += NT, spill += 16 * NT * NR)
+    fp8_chunk_512<NT, NR>(x + t * xs, xs, w, row, wp, ws, k0, k1, spill, y + t * ys, ys);
   if constexpr (NT > 1) {
     if (t < n) fp8_tokens_512<NR, NT - 1>(x + t * xs, xs, n - t, w, row, wp, ws, k0, k1, spill, y + t * ys, ys);
   }
 }
 
 template <int NR>
-void fp8_rows_block_512(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+void fp8_rows_block_512(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws,
+                        float* y, size_t ys) {
   thread_local std::vector<float> spill;
   spill.resize(static_cast<size_t>(n + kFp8TokenTile) * NR * 16);
   for (int k0 = 0; k0 < w.cols; k0 += kFp8ColumnChunk)
-    fp8_tokens_512<NR, kFp8TokenTile>(x, xs, n, w, row, wp, ws, k0, std::min(w.cols, k0 + kFp8ColumnChunk), spill.data(), y, ys);
+    fp8_tokens_512<NR, kFp8TokenTile>(x, xs, n, w, row, wp, ws, k0, std::min(w.cols, k0 + kFp8ColumnChunk),
+                                      spill.data(), y, ys);
 }
 #pragma GCC diagnostic pop
 #endif
@@ -302,8 +314,8 @@ inline __m512 load16(const std::byte* p, __mmask16 m) {
 // in the same order as one pass over the row would); the last chunk reduces
 // them into y.
 template <DType DT, int NT, int NR>
-void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byte* wp, size_t ws, int k0, int k1, float* spill,
-                      float* y, size_t ys) {
+void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byte* wp, size_t ws, int k0, int k1,
+                      float* spill, float* y, size_t ys) {
   constexpr size_t esize = kElementSize<DT>;
   // Every loop over the tile is unrolled explicitly: otherwise GCC keeps the
   // accumulator array in memory and stores all of it on every step.
@@ -312,27 +324,28 @@ void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byt
   for (int t = 0; t < NT; ++t)
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[t][r] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(spill + 16 * (t * NR + r));
-  // One 16-column step; masked for the row's last columns. With one or two
-  // tokens the step waits on memory, so it prefetches the next row block.
-  // The prefetches stay one instruction in a loop: unrolled into NR
-  // instructions next to the NR loads, decode streamed 10-15% slower (more
-  // instruction addresses for the core's stride prefetcher to track).
-#define MOTE_STEP_512(I, M)                                                                    \
-  {                                                                                            \
-    if constexpr (NT <= 2) {                                                                   \
-      _Pragma("GCC unroll 1") for (int r = 0; r < NR; ++r)                                     \
-        _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(I) * esize), _MM_HINT_T0); \
-    }                                                                                          \
-    __m512 wv[NR];                                                                             \
-    _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) wv[r] = load16<DT>(wp + r * ws + static_cast<size_t>(I) * esize, M); \
-    _Pragma("GCC unroll 8") for (int t = 0; t < NT; ++t) {                                     \
-      /* An empty asm holds xv in a register: otherwise GCC folds the load */                  \
-      /* into each of the NR multiply-adds, and the loads, not the */                          \
-      /* multiply-adds, bound the kernel (half the speed on Zen 5). */                         \
-      __m512 xv = _mm512_maskz_loadu_ps(M, x + t * xs + (I));                                  \
-      __asm__("" : "+v"(xv));                                                                  \
-      _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]); \
-    }                                                                                          \
+      // One 16-column step; masked for the row's last columns. With one or two
+      // tokens the step waits on memory, so it prefetches the next row block.
+      // The prefetches stay one instruction in a loop: unrolled into NR
+      // instructions next to the NR loads, decode streamed 10-15% slower (more
+      // instruction addresses for the core's stride prefetcher to track).
+#define MOTE_STEP_512(I, M)                                                                                        \
+  {                                                                                                                \
+    if constexpr (NT <= 2) {                                                                                       \
+      _Pragma("GCC unroll 1") for (int r = 0; r < NR; ++r) _mm_prefetch(                                           \
+          reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(I) * esize), _MM_HINT_T0); \
+    }                                                                                                              \
+    __m512 wv[NR];                                                                                                 \
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) wv[r] =                                                   \
+        load16<DT>(wp + r * ws + static_cast<size_t>(I) * esize, M);                                               \
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; ++t) {                                                         \
+      /* An empty asm holds xv in a register: otherwise GCC folds the load */                                      \
+      /* into each of the NR multiply-adds, and the loads, not the */                                              \
+      /* multiply-adds, bound the kernel (half the speed on Zen 5). */                                             \
+      __m512 xv = _mm512_maskz_loadu_ps(M, x + t * xs + (I));                                                      \
+      __asm__("" : "+v"(xv));                                                                                      \
+      _Pragma("GCC unroll 8") for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);      \
+    }                                                                                                              \
   }
   int i = k0;
   for (; i + 16 <= k1; i += 16) MOTE_STEP_512(i, static_cast<__mmask16>(0xFFFF))
@@ -348,8 +361,7 @@ void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byt
 #pragma GCC unroll 8
   for (int t = 0; t < NT; ++t)
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r)
-      y[t * ys + r] = hsum16(acc[t][r]);
+    for (int r = 0; r < NR; ++r) y[t * ys + r] = hsum16(acc[t][r]);
 }
 
 // Columns per chunk: one chunk of the row block's weights stays in L1 while
@@ -357,17 +369,19 @@ void micro_kernel_512(const float* x, size_t xs, const Weight& w, const std::byt
 constexpr int kColumnChunk = 512;
 
 template <DType DT, int NR, int NT>
-inline void tokens_512(const float* x, size_t xs, int n, const Weight& w, const std::byte* wp, size_t ws, int k0, int k1,
-                       float* spill, float* y, size_t ys) {
+inline void tokens_512(const float* x, size_t xs, int n, const Weight& w, const std::byte* wp, size_t ws, int k0,
+                       int k1, float* spill, float* y, size_t ys) {
   int t = 0;
-  for (; t + NT <= n; t += NT, spill += 16 * NT * NR) micro_kernel_512<DT, NT, NR>(x + t * xs, xs, w, wp, ws, k0, k1, spill, y + t * ys, ys);
+  for (; t + NT <= n; t += NT, spill += 16 * NT * NR)
+    micro_kernel_512<DT, NT, NR>(x + t * xs, xs, w, wp, ws, k0, k1, spill, y + t * ys, ys);
   if constexpr (NT > 1) {
     if (t < n) tokens_512<DT, NR, NT - 1>(x + t * xs, xs, n - t, w, wp, ws, k0, k1, spill, y + t * ys, ys);
   }
 }
 
 template <DType DT, int NR>
-void rows_block_512(const float* x, size_t xs, int n, const Weight& w, const std::byte* wp, size_t ws, float* y, size_t ys) {
+void rows_block_512(const float* x, size_t xs, int n, const Weight& w, const std::byte* wp, size_t ws, float* y,
+                    size_t ys) {
   if (n == 1) {
     // One pass over the rows: the same lane order as the chunks below.
     micro_kernel_512<DT, 1, NR>(x, xs, w, wp, ws, 0, w.cols, nullptr, y, ys);
@@ -391,7 +405,8 @@ inline bool rows_share_scales(const Weight& w, int row, int nr) {
 // operations whatever NT and NR are. FP8 rows are walked block by block so
 // each 128-column block's scale is loaded once.
 template <DType DT, int NT, int NR, bool kShared = false, bool kPrefetch = false>
-void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y,
+                  size_t ys) {
   constexpr size_t esize = kElementSize<DT>;
   const int cols = w.cols;
   __m256 acc[NT][NR];
@@ -412,7 +427,9 @@ void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std
       // loop; for FP8, short of instructions here, once per 64-byte line.
       if (kPrefetch && (DT != DType::F8_E4M3 || i % 64 == 0)) {
 #pragma GCC unroll 1
-        for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(i) * esize), _MM_HINT_T0);
+        for (int r = 0; r < NR; ++r)
+          _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + static_cast<size_t>(i) * esize),
+                       _MM_HINT_T0);
       }
       __m256 wv[NR];
 #pragma GCC unroll 8
@@ -449,31 +466,47 @@ void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std
 // 6 products where 2 x 4 fed 2: widening, not the multiply-adds, bounded
 // 2 x 4 on Zen 3 (R1's expert products, one thread: 59 to 65-75 GFLOP/s).
 template <DType DT, int NR, bool kShared = false>
-void tokens_256(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+void tokens_256(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y,
+                size_t ys) {
   int t = 0;
   for (; t + 6 <= n; t += 6) micro_kernel<DT, 6, NR, kShared>(x + t * xs, xs, w, row, wp, ws, y + t * ys, ys);
   x += t * xs, y += t * ys;
   switch (n - t) {
-    case 5: micro_kernel<DT, 5, NR, kShared>(x, xs, w, row, wp, ws, y, ys); break;
-    case 4: micro_kernel<DT, 4, NR, kShared>(x, xs, w, row, wp, ws, y, ys); break;
-    case 3: micro_kernel<DT, 3, NR, kShared>(x, xs, w, row, wp, ws, y, ys); break;
-    case 2: micro_kernel<DT, 2, NR, kShared>(x, xs, w, row, wp, ws, y, ys); break;
-    case 1: micro_kernel<DT, 1, NR, kShared>(x, xs, w, row, wp, ws, y, ys); break;
-    default: break;
+    case 5:
+      micro_kernel<DT, 5, NR, kShared>(x, xs, w, row, wp, ws, y, ys);
+      break;
+    case 4:
+      micro_kernel<DT, 4, NR, kShared>(x, xs, w, row, wp, ws, y, ys);
+      break;
+    case 3:
+      micro_kernel<DT, 3, NR, kShared>(x, xs, w, row, wp, ws, y, ys);
+      break;
+    case 2:
+      micro_kernel<DT, 2, NR, kShared>(x, xs, w, row, wp, ws, y, ys);
+      break;
+    case 1:
+      micro_kernel<DT, 1, NR, kShared>(x, xs, w, row, wp, ws, y, ys);
+      break;
+    default:
+      break;
   }
 }
 
 template <DType DT, int NR, bool kShared = false>
-void prefill_rows_256(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+void prefill_rows_256(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws,
+                      float* y, size_t ys) {
   for (int r = 0; r < NR; r += 2) {
-    if (NR - r >= 2) tokens_256<DT, 2, kShared>(x, xs, n, w, row + r, wp + r * ws, ws, y + r, ys);
-    else tokens_256<DT, 1, kShared>(x, xs, n, w, row + r, wp + r * ws, ws, y + r, ys);
+    if (NR - r >= 2)
+      tokens_256<DT, 2, kShared>(x, xs, n, w, row + r, wp + r * ws, ws, y + r, ys);
+    else
+      tokens_256<DT, 1, kShared>(x, xs, n, w, row + r, wp + r * ws, ws, y + r, ys);
   }
 }
 #endif
 
 template <DType DT, int NR>
-void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y,
+                size_t ys) {
   if constexpr (DT == DType::F8_E4M3) {
     // The scale is folded into the activations where a row block shares it
     // (always, but in row slices that start inside a block), else into each weight.
@@ -486,10 +519,12 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
     }
     // Prefetching pays where one or two tokens leave the step waiting on
     // memory (decode), and costs a fifth of a larger batch's speed.
-    const auto kernel2 = n > 2 ? (shared ? micro_kernel_fp8_512<2, NR, true, false> : micro_kernel_fp8_512<2, NR, false, false>)
-                               : (shared ? micro_kernel_fp8_512<2, NR, true, true> : micro_kernel_fp8_512<2, NR, false, true>);
-    const auto kernel1 = n > 2 ? (shared ? micro_kernel_fp8_512<1, NR, true, false> : micro_kernel_fp8_512<1, NR, false, false>)
-                               : (shared ? micro_kernel_fp8_512<1, NR, true, true> : micro_kernel_fp8_512<1, NR, false, true>);
+    const auto kernel2 =
+        n > 2 ? (shared ? micro_kernel_fp8_512<2, NR, true, false> : micro_kernel_fp8_512<2, NR, false, false>)
+              : (shared ? micro_kernel_fp8_512<2, NR, true, true> : micro_kernel_fp8_512<2, NR, false, true>);
+    const auto kernel1 =
+        n > 2 ? (shared ? micro_kernel_fp8_512<1, NR, true, false> : micro_kernel_fp8_512<1, NR, false, false>)
+              : (shared ? micro_kernel_fp8_512<1, NR, true, true> : micro_kernel_fp8_512<1, NR, false, true>);
 #else
     if (n > 2 && shared) {
       prefill_rows_256<DT, NR, true>(x, xs, n, w, row, wp, ws, y, ys);
@@ -508,8 +543,10 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
   rows_block_512<DT, NR>(x, xs, n, w, wp, ws, y, ys);
 #else
   if (n <= 2) {  // decode: prefetching pays
-    if (n == 2) micro_kernel<DT, 2, NR, false, true>(x, xs, w, row, wp, ws, y, ys);
-    else micro_kernel<DT, 1, NR, false, true>(x, xs, w, row, wp, ws, y, ys);
+    if (n == 2)
+      micro_kernel<DT, 2, NR, false, true>(x, xs, w, row, wp, ws, y, ys);
+    else
+      micro_kernel<DT, 1, NR, false, true>(x, xs, w, row, wp, ws, y, ys);
     return;
   }
   prefill_rows_256<DT, NR>(x, xs, n, w, row, wp, ws, y, ys);
@@ -519,7 +556,8 @@ void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, cons
 #else  // portable fallback: one accumulator per output, same order for any batch
 
 template <DType DT, int NR>
-void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y, size_t ys) {
+void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y,
+                size_t ys) {
   for (int t = 0; t < n; ++t) {
     for (int r = 0; r < NR; ++r) {
       float s = 0.0f;
@@ -558,10 +596,18 @@ void product_rows(const MatmulJob& job, int b_begin, int b_end) {
       float* yr = job.y + static_cast<size_t>(t0) * job.y_stride + r0;
       const size_t xs = job.x_stride, ys = job.y_stride;
       switch (std::min(kRowBlock, w.rows - r0)) {
-        case 4: rows_block<DT, 4>(xt, xs, nt, w, r0, wr, ws, yr, ys); break;
-        case 3: rows_block<DT, 3>(xt, xs, nt, w, r0, wr, ws, yr, ys); break;
-        case 2: rows_block<DT, 2>(xt, xs, nt, w, r0, wr, ws, yr, ys); break;
-        default: rows_block<DT, 1>(xt, xs, nt, w, r0, wr, ws, yr, ys); break;
+        case 4:
+          rows_block<DT, 4>(xt, xs, nt, w, r0, wr, ws, yr, ys);
+          break;
+        case 3:
+          rows_block<DT, 3>(xt, xs, nt, w, r0, wr, ws, yr, ys);
+          break;
+        case 2:
+          rows_block<DT, 2>(xt, xs, nt, w, r0, wr, ws, yr, ys);
+          break;
+        default:
+          rows_block<DT, 1>(xt, xs, nt, w, r0, wr, ws, yr, ys);
+          break;
       }
     }
   }
@@ -569,10 +615,18 @@ void product_rows(const MatmulJob& job, int b_begin, int b_end) {
 
 void product_rows(const MatmulJob& job, int b_begin, int b_end) {
   switch (job.w->dtype) {
-    case DType::F8_E4M3: product_rows<DType::F8_E4M3>(job, b_begin, b_end); break;
-    case DType::BF16: product_rows<DType::BF16>(job, b_begin, b_end); break;
-    case DType::F16: product_rows<DType::F16>(job, b_begin, b_end); break;
-    default: product_rows<DType::F32>(job, b_begin, b_end); break;
+    case DType::F8_E4M3:
+      product_rows<DType::F8_E4M3>(job, b_begin, b_end);
+      break;
+    case DType::BF16:
+      product_rows<DType::BF16>(job, b_begin, b_end);
+      break;
+    case DType::F16:
+      product_rows<DType::F16>(job, b_begin, b_end);
+      break;
+    default:
+      product_rows<DType::F32>(job, b_begin, b_end);
+      break;
   }
 }
 
@@ -634,10 +688,17 @@ void columns_512(const float* x, size_t xs, int n, const Weight& w, int c_end, f
     int t = 0;
     for (; t + kTokens <= n; t += kTokens) columns_tile_512<DT, kTokens>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys);
     switch (n - t) {
-      case 3: columns_tile_512<DT, 3>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys); break;
-      case 2: columns_tile_512<DT, 2>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys); break;
-      case 1: columns_tile_512<DT, 1>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys); break;
-      default: break;
+      case 3:
+        columns_tile_512<DT, 3>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys);
+        break;
+      case 2:
+        columns_tile_512<DT, 2>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys);
+        break;
+      case 1:
+        columns_tile_512<DT, 1>(x + t * xs, xs, w, c0, c_end, y + t * ys, ys);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -690,10 +751,17 @@ void columns_tokens_256(const float* x, size_t xs, int n, const Weight& w, int c
   int t = 0;
   for (; t + 4 <= n; t += 4) columns_tile_256<DT, 4, NV>(x + t * xs, xs, w, c0, y + t * ys, ys);
   switch (n - t) {
-    case 3: columns_tile_256<DT, 3, NV>(x + t * xs, xs, w, c0, y + t * ys, ys); break;
-    case 2: columns_tile_256<DT, 2, NV>(x + t * xs, xs, w, c0, y + t * ys, ys); break;
-    case 1: columns_tile_256<DT, 1, NV>(x + t * xs, xs, w, c0, y + t * ys, ys); break;
-    default: break;
+    case 3:
+      columns_tile_256<DT, 3, NV>(x + t * xs, xs, w, c0, y + t * ys, ys);
+      break;
+    case 2:
+      columns_tile_256<DT, 2, NV>(x + t * xs, xs, w, c0, y + t * ys, ys);
+      break;
+    case 1:
+      columns_tile_256<DT, 1, NV>(x + t * xs, xs, w, c0, y + t * ys, ys);
+      break;
+    default:
+      break;
   }
 }
 
@@ -782,10 +850,18 @@ void matmul_by_columns(const float* x, size_t x_stride, int n, const Weight& w, 
   if (n <= 0 || w.cols == 0) return;
   g_weight_bytes.fetch_add(w.bytes() + w.scale_bytes(), std::memory_order_relaxed);
   switch (w.dtype) {
-    case DType::F8_E4M3: matmul_by_columns_typed<DType::F8_E4M3>(x, x_stride, n, w, y, y_stride); break;
-    case DType::BF16: matmul_by_columns_typed<DType::BF16>(x, x_stride, n, w, y, y_stride); break;
-    case DType::F16: matmul_by_columns_typed<DType::F16>(x, x_stride, n, w, y, y_stride); break;
-    default: matmul_by_columns_typed<DType::F32>(x, x_stride, n, w, y, y_stride); break;
+    case DType::F8_E4M3:
+      matmul_by_columns_typed<DType::F8_E4M3>(x, x_stride, n, w, y, y_stride);
+      break;
+    case DType::BF16:
+      matmul_by_columns_typed<DType::BF16>(x, x_stride, n, w, y, y_stride);
+      break;
+    case DType::F16:
+      matmul_by_columns_typed<DType::F16>(x, x_stride, n, w, y, y_stride);
+      break;
+    default:
+      matmul_by_columns_typed<DType::F32>(x, x_stride, n, w, y, y_stride);
+      break;
   }
 }
 

@@ -52,8 +52,8 @@ std::string experiment_csv(const ExperimentData& e) {
   std::string table = "condition,class,experts_off,experts_on,requests,matches,rate\n";
   for (const auto& c : e.conditions) {
     for (size_t k = 0; k < e.classes.size(); ++k) {
-      table += fmt::format("{},{},{},{},{},{},{:.6f}\n", c.name, e.classes[k], c.experts_off, c.experts_on, c.requests[k], c.matches[k],
-                           c.rate[k]);
+      table += fmt::format("{},{},{},{},{},{},{:.6f}\n", c.name, e.classes[k], c.experts_off, c.experts_on,
+                           c.requests[k], c.matches[k], c.rate[k]);
     }
   }
   return table;

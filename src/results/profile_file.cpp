@@ -13,7 +13,6 @@
 namespace mote {
 namespace {
 
-
 H5Handle open_dataset(hid_t file, const char* name, const std::string& where) {
   const hid_t id = H5Dopen2(file, name, H5P_DEFAULT);
   if (id < 0) fail("{}: no dataset '{}' (is it a mote profile file?)", where, name);
@@ -33,7 +32,8 @@ ProfileData read_profile_file(const std::filesystem::path& path, const char* too
     std::string job;
     h5_read_string_attr(file.id(), "job", job);
     if (H5Lexists(file.id(), "experiment", H5P_DEFAULT) > 0) {
-      fail("{}: is the file of a mote experiment; {} takes profiles (files of mote profile or mote generate)", where, tool);
+      fail("{}: is the file of a mote experiment; {} takes profiles (files of mote profile or mote generate)", where,
+           tool);
     }
     if (job == "scan" || H5Lexists(file.id(), "scan", H5P_DEFAULT) > 0) {
       fail("{}: is the file of a mote scan; {} takes profiles (files of mote profile or mote generate){}", where, tool,
@@ -44,32 +44,39 @@ ProfileData read_profile_file(const std::filesystem::path& path, const char* too
   h5_read_int_attr(file.id(), "failed_request_count", p.failed_requests);
   if (tool != nullptr && p.failed_requests > 0) {
     if (p.failed_requests >= p.requests) {
-      fail("{}: all {} requests of this profile failed (each /requests group's 'error' says why): it has no counts to use", where,
-           p.requests);
+      fail(
+          "{}: all {} requests of this profile failed (each /requests group's 'error' says why): it has no counts to "
+          "use",
+          where, p.requests);
     }
-    spdlog::warn("{}: {} of its {} requests failed; they are left out of its counts", where, p.failed_requests, p.requests);
+    spdlog::warn("{}: {} of its {} requests failed; they are left out of its counts", where, p.failed_requests,
+                 p.requests);
   }
 
   H5Handle counts = open_dataset(file.id(), "counts", where);
   const auto cd = h5_dims(counts.id());
   if (cd.size() != 4 || cd[1] != 2) fail("{}: 'counts' must be [class, 2, moe_layer, expert]", where);
-  const auto total = checked_product(std::vector<int64_t>{static_cast<int64_t>(cd[0]), 2, static_cast<int64_t>(cd[2]), static_cast<int64_t>(cd[3])});
+  const auto total = checked_product(
+      std::vector<int64_t>{static_cast<int64_t>(cd[0]), 2, static_cast<int64_t>(cd[2]), static_cast<int64_t>(cd[3])});
   if (!total || *total > (1ull << 32)) fail("{}: 'counts' is implausibly large", where);
   p.moe_layers = static_cast<int>(cd[2]);
   p.experts = static_cast<int>(cd[3]);
   p.counts.resize(*total);
-  if (H5Dread(counts.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.counts.data()) < 0) fail("{}: cannot read 'counts'", where);
+  if (H5Dread(counts.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.counts.data()) < 0)
+    fail("{}: cannot read 'counts'", where);
 
   H5Handle gate = open_dataset(file.id(), "gate_sum", where);
   if (h5_dims(gate.id()) != cd) fail("{}: 'gate_sum' must have the shape of 'counts'", where);
   p.gate_sum.resize(*total);
-  if (H5Dread(gate.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.gate_sum.data()) < 0) fail("{}: cannot read 'gate_sum'", where);
+  if (H5Dread(gate.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.gate_sum.data()) < 0)
+    fail("{}: cannot read 'gate_sum'", where);
 
   H5Handle tokens = open_dataset(file.id(), "tokens", where);
   const auto td = h5_dims(tokens.id());
   if (td.size() != 2 || td[0] != cd[0] || td[1] != 2) fail("{}: 'tokens' must be [class, 2] matching 'counts'", where);
   p.tokens.resize(td[0] * 2);
-  if (H5Dread(tokens.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.tokens.data()) < 0) fail("{}: cannot read 'tokens'", where);
+  if (H5Dread(tokens.id(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.tokens.data()) < 0)
+    fail("{}: cannot read 'tokens'", where);
 
   p.classes = h5_read_string_list(file.id(), "classes", 1u << 16, where);
   if (p.classes.size() != cd[0]) fail("{}: 'classes' must list one name per class of 'counts'", where);
@@ -78,10 +85,12 @@ ProfileData read_profile_file(const std::filesystem::path& path, const char* too
   if (H5Lexists(file.id(), "masks", H5P_DEFAULT) > 0) {
     H5Handle masks(H5Gopen2(file.id(), "masks", H5P_DEFAULT), H5Gclose);
     H5G_info_t info{};
-    if (masks.id() < 0 || H5Gget_info(masks.id(), &info) < 0 || info.nlinks > 100000) fail("{}: cannot read '/masks'", where);
+    if (masks.id() < 0 || H5Gget_info(masks.id(), &info) < 0 || info.nlinks > 100000)
+      fail("{}: cannot read '/masks'", where);
     for (hsize_t i = 0; i < info.nlinks; ++i) {
       char name[256] = {};
-      if (H5Lget_name_by_idx(masks.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) > 0) p.masks.emplace_back(name);
+      if (H5Lget_name_by_idx(masks.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) > 0)
+        p.masks.emplace_back(name);
     }
   }
 
@@ -103,7 +112,8 @@ void read_last_prompt_routing(const std::filesystem::path& path, ProfileData& p)
   if (requests.id() < 0) fail("{}: no /requests group", where);
   H5G_info_t info{};
   if (H5Gget_info(requests.id(), &info) < 0) fail("{}: cannot read /requests", where);
-  const size_t classes = p.classes.size(), layers = static_cast<size_t>(p.moe_layers), experts = static_cast<size_t>(p.experts);
+  const size_t classes = p.classes.size(), layers = static_cast<size_t>(p.moe_layers),
+               experts = static_cast<size_t>(p.experts);
   p.last_counts.assign(classes * layers * experts, 0);
   p.last_gate_sum.assign(p.last_counts.size(), 0.0);
   p.last_tokens.assign(classes, 0);
@@ -117,13 +127,15 @@ void read_last_prompt_routing(const std::filesystem::path& path, ProfileData& p)
     if (!h5_read_string_attr(g.id(), "class", cls)) fail("{}: no 'class' attribute", at);
     const auto c = std::find(p.classes.begin(), p.classes.end(), cls);
     if (c == p.classes.end()) fail("{}: class '{}' is not among /classes", at, cls);
-    if (H5Lexists(g.id(), "routing", H5P_DEFAULT) <= 0) fail("{}: no routing trace; profile with --trace to rank at the last prompt token", at);
+    if (H5Lexists(g.id(), "routing", H5P_DEFAULT) <= 0)
+      fail("{}: no routing trace; profile with --trace to rank at the last prompt token", at);
     H5Handle prompt(H5Dopen2(g.id(), "prompt_tokens", H5P_DEFAULT), H5Dclose);
     H5Handle ex(H5Dopen2(g.id(), "routing/experts", H5P_DEFAULT), H5Dclose);
     H5Handle wt(H5Dopen2(g.id(), "routing/weights", H5P_DEFAULT), H5Dclose);
     if (prompt.id() < 0 || ex.id() < 0 || wt.id() < 0) fail("{}: prompt_tokens or routing datasets missing", at);
     const auto pd = h5_dims(prompt.id()), ed = h5_dims(ex.id());
-    if (pd.size() != 1 || pd[0] == 0 || ed.size() != 3 || ed[0] < pd[0] || ed[1] != layers || ed[2] == 0 || ed[2] > 64 || h5_dims(wt.id()) != ed) {
+    if (pd.size() != 1 || pd[0] == 0 || ed.size() != 3 || ed[0] < pd[0] || ed[1] != layers || ed[2] == 0 ||
+        ed[2] > 64 || h5_dims(wt.id()) != ed) {
       fail("{}: the routing trace does not match the prompt and the model", at);
     }
     // One hyperslab: the row of the last prompt position.

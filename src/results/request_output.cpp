@@ -13,7 +13,8 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
   h5_attr_string(g.id(), "class", r.cls);
   h5_attr_string(g.id(), "mask", r.mask);
   h5_attr_string(g.id(), "stop_reason", stop_reason_name(res.stop));
-  h5_attr_int(g.id(), "stop_code", static_cast<int64_t>(res.stop));  // the same, fixed-size for readers of untrusted files
+  h5_attr_int(g.id(), "stop_code",
+              static_cast<int64_t>(res.stop));  // the same, fixed-size for readers of untrusted files
   if (!r.error.empty()) h5_attr_string(g.id(), "error", r.error);
   // A request that never ran keeps only the head of its prompt (a failed
   // 50 MB line would otherwise be stored whole) and the prompt's length.
@@ -37,7 +38,9 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
   }
   if (!res.scores.empty() && r.score_width > 0) {
     // Log-probabilities of the file's /score_ids after each scored position.
-    h5_dataset(g.id(), "scores", {res.scores.size() / static_cast<hsize_t>(r.score_width), static_cast<hsize_t>(r.score_width)}, res.scores.data());
+    h5_dataset(g.id(), "scores",
+               {res.scores.size() / static_cast<hsize_t>(r.score_width), static_cast<hsize_t>(r.score_width)},
+               res.scores.data());
     h5_axes(g.id(), "scores", "scored_position,score_id");
   }
   if (r.counts && !res.expert_counts.empty()) {

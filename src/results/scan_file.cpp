@@ -15,7 +15,8 @@ std::vector<int32_t> pairs(const std::vector<std::pair<int, int>>& v) {
 }
 
 template <class T>
-void read_exact(hid_t parent, const char* name, const std::vector<hsize_t>& dims, hid_t type, std::vector<T>& out, const std::string& where) {
+void read_exact(hid_t parent, const char* name, const std::vector<hsize_t>& dims, hid_t type, std::vector<T>& out,
+                const std::string& where) {
   const hid_t id = H5Dopen2(parent, name, H5P_DEFAULT);
   if (id < 0) fail("{}: no dataset '{}' (is it a file of 'mote scan'?)", where, name);
   H5Handle ds(id, H5Dclose);
@@ -23,14 +24,15 @@ void read_exact(hid_t parent, const char* name, const std::vector<hsize_t>& dims
   size_t n = 1;
   for (const hsize_t d : dims) n *= d;
   out.resize(n);
-  if (n > 0 && H5Dread(ds.id(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) fail("{}: cannot read '{}'", where, name);
+  if (n > 0 && H5Dread(ds.id(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    fail("{}: cannot read '{}'", where, name);
 }
 
 }  // namespace
 
 void write_scan(hid_t root, const ScanData& s) {
   const hsize_t L = static_cast<hsize_t>(s.moe_layers), E = static_cast<hsize_t>(s.experts), P = s.prompt_ids.size(),
-             C = s.candidates.size();
+                C = s.candidates.size();
   std::vector<int32_t> index(s.decoder_index.begin(), s.decoder_index.end());
   h5_dataset(root, "moe_layer_decoder_index", {L}, index.data());
   H5Handle g = h5_create_group(root, "scan");
@@ -45,7 +47,9 @@ void write_scan(hid_t root, const ScanData& s) {
   h5_attr_int(id, "layer_tokens", s.layer_tokens);
   h5_attr_int(id, "layer_tokens_without_reuse", s.layer_tokens_without_reuse);
   h5_attr_double(id, "seconds", s.seconds);
-  h5_attr_string(id, "effect_note", "effect = metric at baseline - metric with the expert off, averaged over prompts; NaN where not scanned");
+  h5_attr_string(
+      id, "effect_note",
+      "effect = metric at baseline - metric with the expert off, averaged over prompts; NaN where not scanned");
   h5_string_list(id, "prompts", s.prompt_ids);
   h5_dataset(id, "baseline", {P}, s.baseline.data());
   h5_axes(id, "baseline", "prompt");
@@ -95,7 +99,8 @@ ScanData read_scan_file(const std::filesystem::path& path) {
     if (eid < 0) fail("{}: no dataset '/scan/effect'", where);
     H5Handle effect(eid, H5Dclose);
     const auto d = h5_dims(effect.id());
-    if (d.size() != 2 || d[0] == 0 || d[1] == 0 || d[0] > 4096 || d[1] > 65536) fail("{}: '/scan/effect' must be [moe_layer, expert]", where);
+    if (d.size() != 2 || d[0] == 0 || d[1] == 0 || d[0] > 4096 || d[1] > 65536)
+      fail("{}: '/scan/effect' must be [moe_layer, expert]", where);
     s.moe_layers = static_cast<int>(d[0]);
     s.experts = static_cast<int>(d[1]);
   }

@@ -34,10 +34,10 @@ std::vector<T> read_vector(hid_t group, const char* name, hid_t mem_type, const 
   const hssize_t n = H5Sget_simple_extent_npoints(space.id());
   if (n < 0 || n > (hssize_t{1} << 28)) fail("{}: dataset '{}' has an implausible size", where, name);
   std::vector<T> out(static_cast<size_t>(std::max<hssize_t>(n, 0)));
-  if (n > 0 && H5Dread(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) fail("{}: cannot read '{}'", where, name);
+  if (n > 0 && H5Dread(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    fail("{}: cannot read '{}'", where, name);
   return out;
 }
-
 
 // Size and FNV-1a hash of a part, recorded beside it when it is complete
 // and checked before libhdf5 is let near it: a part cut short or damaged
@@ -80,12 +80,12 @@ void verify_part(const std::filesystem::path& part) {
   try {
     expected = read_input_file(summary_path(part), "checkpoint summary", 256);
   } catch (const Error&) {
-    fail("{}: has no readable {} beside it, so it was not completed by mote; remove it to run its requests again", part.string(),
-         summary_path(part).filename().string());
+    fail("{}: has no readable {} beside it, so it was not completed by mote; remove it to run its requests again",
+         part.string(), summary_path(part).filename().string());
   }
   if (part_summary(part) != expected) {
-    fail("{}: does not match {} (cut short or damaged since it was written); remove both to run its requests again", part.string(),
-         summary_path(part).filename().string());
+    fail("{}: does not match {} (cut short or damaged since it was written); remove both to run its requests again",
+         part.string(), summary_path(part).filename().string());
   }
 }
 
@@ -99,8 +99,10 @@ Checkpoint::Checkpoint(std::filesystem::path dir, std::string fingerprint, int e
   if (std::filesystem::exists(fp_path, ec)) {
     const std::string existing = read_text_file(fp_path);
     if (existing != fingerprint_) {
-      fail("{}: the checkpoint belongs to a different job (prompts, model or options changed); remove it to start this job over",
-           dir_.string());
+      fail(
+          "{}: the checkpoint belongs to a different job (prompts, model or options changed); remove it to start this "
+          "job over",
+          dir_.string());
     }
   }
   // Parts left half-written by a crash are discarded; complete ones are kept.
@@ -152,7 +154,8 @@ FinishedRequests Checkpoint::load() const {
     H5Gget_info(requests.id(), &info);
     for (hsize_t i = 0; i < info.nlinks; ++i) {
       char name[32] = {};
-      const ssize_t len = H5Lget_name_by_idx(requests.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+      const ssize_t len =
+          H5Lget_name_by_idx(requests.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
       const std::string_view sv(name);
       if (len <= 0 || len > 12 || sv.find_first_not_of("0123456789") != std::string_view::npos) {
         fail("{}: /requests holds an entry that is not a request index", where);
@@ -163,17 +166,23 @@ FinishedRequests Checkpoint::load() const {
       GenerationResult r;
       r.generated = read_vector<int32_t>(g.id(), "generated_tokens", H5T_NATIVE_INT32, at);
       if (H5Lexists(g.id(), "expert_counts", H5P_DEFAULT) <= 0) {
-        fail("{}: no 'expert_counts': the job ran with --no-request-counts, so a stopped run cannot be resumed (the class totals "
-             "need every request's counts); run it again without --resume", at);
+        fail(
+            "{}: no 'expert_counts': the job ran with --no-request-counts, so a stopped run cannot be resumed (the "
+            "class totals "
+            "need every request's counts); run it again without --resume",
+            at);
       }
       r.expert_counts = read_vector<uint32_t>(g.id(), "expert_counts", H5T_NATIVE_UINT32, at);
       r.expert_gate_sum = read_vector<double>(g.id(), "expert_gate_sum", H5T_NATIVE_DOUBLE, at);
       const auto prompt = read_vector<int32_t>(g.id(), "prompt_tokens", H5T_NATIVE_INT32, at);
-      if (H5Lexists(g.id(), "scores", H5P_DEFAULT) > 0) r.scores = read_vector<double>(g.id(), "scores", H5T_NATIVE_DOUBLE, at);
+      if (H5Lexists(g.id(), "scores", H5P_DEFAULT) > 0)
+        r.scores = read_vector<double>(g.id(), "scores", H5T_NATIVE_DOUBLE, at);
       int64_t stop = -1;
-      if (!h5_read_int_attr(g.id(), "stop_code", stop) || stop < 0 || stop > 3) fail("{}: missing or bad 'stop_code'", at);
+      if (!h5_read_int_attr(g.id(), "stop_code", stop) || stop < 0 || stop > 3)
+        fail("{}: missing or bad 'stop_code'", at);
       r.stop = static_cast<StopReason>(stop);
-      if (r.stop == StopReason::Error) r.error = "the request failed before the resume (its 'error' attribute says why)";
+      if (r.stop == StopReason::Error)
+        r.error = "the request failed before the resume (its 'error' attribute says why)";
       r.prompt_positions = static_cast<int>(prompt.size());
       r.generated_positions = std::max(static_cast<int>(r.generated.size()) - 1, 0);
       r.positions = r.prompt_positions + r.generated_positions;
@@ -204,9 +213,11 @@ void Checkpoint::request_written() {
 void Checkpoint::flush() {
   if (part_.id() < 0) return;
   part_requests_.reset();
-  if (H5Fflush(part_.id(), H5F_SCOPE_GLOBAL) < 0 || !part_.close()) fail("{}: cannot write checkpoint part (disk full?)", part_temp_.string());
+  if (H5Fflush(part_.id(), H5F_SCOPE_GLOBAL) < 0 || !part_.close())
+    fail("{}: cannot write checkpoint part (disk full?)", part_temp_.string());
   write_summary(part_temp_, part_final_);
-  if (std::rename(part_temp_.c_str(), part_final_.c_str()) != 0) fail("{}: cannot move checkpoint part into place", part_final_.string());
+  if (std::rename(part_temp_.c_str(), part_final_.c_str()) != 0)
+    fail("{}: cannot move checkpoint part into place", part_final_.string());
   part_temp_.clear();
   ++next_part_;
   in_part_ = 0;

@@ -38,8 +38,10 @@ std::vector<Target> named_targets(const std::vector<std::string>& specs) {
   std::vector<Target> targets;
   for (const std::string& t : specs) {
     const auto eq = t.find('=');
-    std::string name = eq == std::string::npos ? "target" : t.substr(0, eq), file = eq == std::string::npos ? t : t.substr(eq + 1);
-    if (eq == std::string::npos && specs.size() > 1) fail("--target-mask {}: name each of several targets, NAME=FILE", t);
+    std::string name = eq == std::string::npos ? "target" : t.substr(0, eq),
+                file = eq == std::string::npos ? t : t.substr(eq + 1);
+    if (eq == std::string::npos && specs.size() > 1)
+      fail("--target-mask {}: name each of several targets, NAME=FILE", t);
     if (name.empty() || name == "baseline" || name == "none" || name == "default" || name.starts_with("random-") ||
         name.find_first_of("/ \t") != std::string::npos) {
       fail("--target-mask {}: '{}' cannot name a condition", t, name);
@@ -77,11 +79,14 @@ std::vector<Condition> design_conditions(const ExperimentOptions& o, const std::
   ExpertMask all_targets(static_cast<int>(config.moe_layers().size()), config.n_routed_experts);
   for (const Target& t : targets) {
     ExpertMask target = read_mask_file(t.file, config, t.name);
-    if (target.count_off() == 0 && target.count_on() == 0) fail("{}: the target mask switches no expert off or on", t.file);
+    if (target.count_off() == 0 && target.count_on() == 0)
+      fail("{}: the target mask switches no expert off or on", t.file);
     const ExpertMask* first = conditions.size() > 1 ? &*conditions[1].mask : nullptr;
     if (first != nullptr && (target.count_off() != first->count_off() || target.count_on() != first->count_on())) {
-      fail("{}: switches {} experts off and {} on, {} switches {} and {}; targets sharing random controls must switch as many", t.file,
-           target.count_off(), target.count_on(), targets[0].file, first->count_off(), first->count_on());
+      fail(
+          "{}: switches {} experts off and {} on, {} switches {} and {}; targets sharing random controls must switch "
+          "as many",
+          t.file, target.count_off(), target.count_on(), targets[0].file, first->count_off(), first->count_on());
     }
     all_targets.add_switches(target);
     conditions.push_back({t.name, std::move(target), {}, {}, {}});
@@ -99,15 +104,17 @@ std::vector<Condition> design_conditions(const ExperimentOptions& o, const std::
     if (first.count_on() > 0) {
       ExpertMask exclude = all_targets;
       exclude.add_switches(random);  // its forced experts are none of its own off ones
-      RandomMaskSpec on{first.count_on(), seed ^ 0x6f6eull, &exclude, o.match_layers ? &first : nullptr, first.off_policy, true, first.on_policy};
+      RandomMaskSpec on{
+          first.count_on(), seed ^ 0x6f6eull, &exclude, o.match_layers ? &first : nullptr, first.off_policy, true,
+          first.on_policy};
       random.add_switches(random_mask(config, on, name));
       random.on_policy = first.on_policy;
     }
     random.description = format_mask_file(random);
     // Kept beside the output, so that a control can be rerun or reused.
     write_text_output(dir / (name + ".ini"),
-                      format_mask_file(random, fmt::format("random control {} of {}: {} experts off, {} on, seed {}", k, target_files,
-                                                           random.count_off(), random.count_on(), seed)),
+                      format_mask_file(random, fmt::format("random control {} of {}: {} experts off, {} on, seed {}", k,
+                                                           target_files, random.count_off(), random.count_on(), seed)),
                       "random mask");
     conditions.push_back({name, std::move(random), {}, {}, {}});
   }
@@ -117,14 +124,17 @@ std::vector<Condition> design_conditions(const ExperimentOptions& o, const std::
 // Step 2: every prompt under every condition, in prompt order, the
 // conditions of one prompt together. A prompt that 'mote generate' would
 // fail (invalid UTF-8) runs under no condition and counts in no rate.
-std::vector<PromptSpec> condition_requests(const JobOptions& job, const std::vector<Condition>& conditions, std::vector<std::string>& classes) {
+std::vector<PromptSpec> condition_requests(const JobOptions& job, const std::vector<Condition>& conditions,
+                                           std::vector<std::string>& classes) {
   std::vector<PromptSpec> requests;
   for (PromptSpec& spec : read_prompt_specs(job)) {
     if (!spec.error.empty()) {
-      spdlog::warn("{}:{} (id '{}'): request skipped in every condition: {}", spec.file, spec.line, spec.id, spec.error);
+      spdlog::warn("{}:{} (id '{}'): request skipped in every condition: {}", spec.file, spec.line, spec.id,
+                   spec.error);
       continue;
     }
-    if (!spec.mask.empty()) fail("{}:{}: the experiment sets the masks; remove \"mask\" from its requests", spec.file, spec.line);
+    if (!spec.mask.empty())
+      fail("{}:{}: the experiment sets the masks; remove \"mask\" from its requests", spec.file, spec.line);
     if (std::find(classes.begin(), classes.end(), spec.cls) == classes.end()) classes.push_back(spec.cls);
     for (const Condition& c : conditions) {
       PromptSpec& r = requests.emplace_back(spec);
@@ -137,8 +147,8 @@ std::vector<PromptSpec> condition_requests(const JobOptions& job, const std::vec
 
 // Step 4: the behaviour of every request that ran, tallied per condition
 // and class; a failed request says nothing about the behaviour.
-void score(const ExperimentOptions& o, const std::optional<Regex>& regex, const JobOutcome& outcome, const std::vector<std::string>& classes,
-           std::vector<Condition>& conditions) {
+void score(const ExperimentOptions& o, const std::optional<Regex>& regex, const JobOutcome& outcome,
+           const std::vector<std::string>& classes, std::vector<Condition>& conditions) {
   for (auto& c : conditions) {
     c.requests.assign(classes.size(), 0);
     c.matches.assign(classes.size(), 0);
@@ -147,7 +157,8 @@ void score(const ExperimentOptions& o, const std::optional<Regex>& regex, const 
   for (size_t i = 0; i < outcome.requests.size(); ++i) {
     if (!outcome.errors[i].empty()) continue;
     Condition& c = conditions[i % conditions.size()];
-    const size_t k = static_cast<size_t>(std::find(classes.begin(), classes.end(), outcome.requests[i].cls) - classes.begin());
+    const size_t k =
+        static_cast<size_t>(std::find(classes.begin(), classes.end(), outcome.requests[i].cls) - classes.begin());
     ++c.requests[k];
     if (regex) {
       c.matches[k] += regex->search(outcome.texts[i]);
@@ -162,8 +173,8 @@ void score(const ExperimentOptions& o, const std::optional<Regex>& regex, const 
   }
 }
 
-ExperimentData tabulate(const ExperimentOptions& o, const std::vector<Target>& targets, const std::vector<std::string>& classes,
-                        const std::vector<Condition>& conditions) {
+ExperimentData tabulate(const ExperimentOptions& o, const std::vector<Target>& targets,
+                        const std::vector<std::string>& classes, const std::vector<Condition>& conditions) {
   ExperimentData e;
   e.metric = metric_text(o);
   e.metric_kind = o.metric;
@@ -181,7 +192,9 @@ ExperimentData tabulate(const ExperimentOptions& o, const std::vector<Target>& t
     row.matches = c.matches;
     for (size_t k = 0; k < classes.size(); ++k) {
       const int n = c.requests[k];
-      row.rate.push_back(n == 0 ? 0.0 : o.metric == "token-prob" ? c.sum[k] / n : static_cast<double>(c.matches[k]) / n);
+      row.rate.push_back(n == 0                     ? 0.0
+                         : o.metric == "token-prob" ? c.sum[k] / n
+                                                    : static_cast<double>(c.matches[k]) / n);
     }
   }
   const size_t first_random = 1 + targets.size();
@@ -196,7 +209,8 @@ ExperimentData tabulate(const ExperimentOptions& o, const std::vector<Target>& t
 void print_table(const ExperimentData& e, size_t random_count) {
   const bool token_prob = e.metric_kind == "token-prob";
   std::cout << fmt::format("\nbehaviour: {}\n{:<12} {:>11}", e.metric, "condition", "experts_off");
-  const bool any_on = std::any_of(e.conditions.begin(), e.conditions.end(), [](const auto& c) { return c.experts_on > 0; });
+  const bool any_on =
+      std::any_of(e.conditions.begin(), e.conditions.end(), [](const auto& c) { return c.experts_on > 0; });
   if (any_on) std::cout << fmt::format(" {:>10}", "experts_on");
   for (const auto& cls : e.classes) std::cout << fmt::format(" {:>14}", cls);
   std::cout << "\n";
@@ -215,8 +229,8 @@ void print_table(const ExperimentData& e, size_t random_count) {
   if (random_count == 0) return;
   for (size_t k = 0; k < e.classes.size(); ++k) {
     const Spread& s = e.random[k];
-    std::cout << fmt::format("random masks, {}: mean {:.3f}, sd {:.3f}, min {:.3f}, max {:.3f} (over {})\n", e.classes[k], s.mean, s.sd,
-                             s.min, s.max, random_count);
+    std::cout << fmt::format("random masks, {}: mean {:.3f}, sd {:.3f}, min {:.3f}, max {:.3f} (over {})\n",
+                             e.classes[k], s.mean, s.sd, s.min, s.max, random_count);
   }
 }
 
@@ -225,16 +239,20 @@ void print_table(const ExperimentData& e, size_t random_count) {
 std::string ExperimentOptions::summary() const {
   std::string targets;
   for (const auto& t : target_masks) targets += (targets.empty() ? "" : ", ") + t;
-  return fmt::format("experiment: targets {}, {} random controls (seed {}{}), metric {}, csv {}", targets, random, mask_seed,
-                     match_layers ? ", matching layers" : "", metric_text(*this), csv);
+  return fmt::format("experiment: targets {}, {} random controls (seed {}{}), metric {}, csv {}", targets, random,
+                     mask_seed, match_layers ? ", matching layers" : "", metric_text(*this), csv);
 }
 
 void validate(ExperimentOptions& o) {
   validate(o.job);
   if (o.job.out.empty()) fail("give --out FILE.h5: the experiment writes its table there");
   if (o.target_masks.empty()) fail("give --target-mask [NAME=]FILE: the condition under test");
-  if (!o.job.masks.empty()) fail("--mask is not an option of 'mote experiment': it sets the masks of its conditions itself (give --target-mask)");
-  if (!o.job.score_tokens.empty()) fail("--score-tokens is not an option of 'mote experiment': give --metric token-prob --tokens LIST");
+  if (!o.job.masks.empty())
+    fail(
+        "--mask is not an option of 'mote experiment': it sets the masks of its conditions itself (give "
+        "--target-mask)");
+  if (!o.job.score_tokens.empty())
+    fail("--score-tokens is not an option of 'mote experiment': give --metric token-prob --tokens LIST");
   if (o.random < 0) fail("--random {} must not be negative", o.random);
   if (o.metric_regex_given && o.metric_regex.empty()) fail("--metric-regex is empty: it would match every response");
   if (!o.metric_regex.empty() && !o.first_token.empty()) fail("give --metric-regex or --first-token, not both");
@@ -242,7 +260,8 @@ void validate(ExperimentOptions& o) {
   if (o.metric != "regex" && o.metric != "first-token" && o.metric != "token-prob") {
     fail("--metric '{}' is not one of regex, first-token, token-prob", o.metric);
   }
-  if ((o.metric == "token-prob") != !o.tokens.empty()) fail("--tokens goes with --metric token-prob, and token-prob needs --tokens");
+  if ((o.metric == "token-prob") != !o.tokens.empty())
+    fail("--tokens goes with --metric token-prob, and token-prob needs --tokens");
   if (o.metric == "first-token" && o.first_token.empty()) fail("--metric first-token needs --first-token TEXT");
   if (o.metric != "regex" && !o.metric_regex.empty()) fail("--metric-regex goes with --metric regex");
   if (o.metric != "first-token" && !o.first_token.empty()) fail("--first-token goes with --metric first-token");
@@ -254,7 +273,9 @@ int run_experiment(ExperimentOptions& o, MpiSession& mpi) {
   const bool root = mpi.rank() == 0;
   const std::vector<Target> targets = named_targets(o.target_masks);
   const std::optional<Regex> regex =
-      o.metric == "regex" ? std::optional<Regex>(Regex(o.metric_regex.empty() ? kRefusalRegex : o.metric_regex, "--metric-regex")) : std::nullopt;
+      o.metric == "regex"
+          ? std::optional<Regex>(Regex(o.metric_regex.empty() ? kRefusalRegex : o.metric_regex, "--metric-regex"))
+          : std::nullopt;
   if (o.csv.empty()) {
     o.csv = std::filesystem::path(o.job.out).replace_extension(".csv").string();
     if (root) claim_output(o.csv, "--csv (OUT with .csv)");

@@ -48,7 +48,8 @@ Generator::Generator(MoeTransformer& model, std::vector<int32_t> eos_ids, Genera
   if (options_.max_step_tokens < 1) fail("max step tokens must be at least 1");
   if (options_.max_new_tokens < 0) fail("max new tokens must not be negative");
   if (options_.sample_vocab < 0 || options_.sample_vocab > model_.config().vocab_size) {
-    fail("the sampled vocabulary ({} ids) must be within the model's ({})", options_.sample_vocab, model_.config().vocab_size);
+    fail("the sampled vocabulary ({} ids) must be within the model's ({})", options_.sample_vocab,
+         model_.config().vocab_size);
   }
   const int scored_vocab = options_.sample_vocab > 0 ? options_.sample_vocab : model_.config().vocab_size;
   for (size_t i = 0; i < options_.score_ids.size(); ++i) {
@@ -92,8 +93,8 @@ using OnDone = std::function<void(size_t, GenerationResult&&)>;
 // each row and sample for the requests whose pending tokens are all in.
 class GenerationRun {
  public:
-  GenerationRun(MoeTransformer& model, const std::vector<int32_t>& eos_ids, const GenerationOptions& options, GenerationStats& stats,
-                const OnDone& on_done)
+  GenerationRun(MoeTransformer& model, const std::vector<int32_t>& eos_ids, const GenerationOptions& options,
+                GenerationStats& stats, const OnDone& on_done)
       : model_(model),
         eos_ids_(eos_ids),
         options_(options),
@@ -148,20 +149,22 @@ class GenerationRun {
  private:
   // Checks the requests taken, then gives each a free slot and its KV cache.
   void admit() {
-    if (static_cast<int>(taken_.size()) > slots_ - active_) fail("the request source gave {} requests for {} free slots", taken_.size(), slots_ - active_);
+    if (static_cast<int>(taken_.size()) > slots_ - active_)
+      fail("the request source gave {} requests for {} free slots", taken_.size(), slots_ - active_);
     for (auto& [id, req] : taken_) {
       const size_t len = req.prompt.size();
       if (len == 0) fail("request {}: the prompt has no tokens", id);
       if (len > static_cast<size_t>(max_pos_)) {
         fail("request {}: the prompt has {} tokens but the model has max_position_embeddings {}", id, len, max_pos_);
       }
-      if (req.score_from >= static_cast<int>(len)) fail("request {}: scoring from position {} of a {}-token prompt", id, req.score_from, len);
+      if (req.score_from >= static_cast<int>(len))
+        fail("request {}: scoring from position {} of a {}-token prompt", id, req.score_from, len);
       if (req.score_from >= 0 && options_.score_ids.empty()) fail("request {}: scoring needs the ids to score", id);
       if (req.resume_moe_layer >= 0) {
         if (options_.max_new_tokens != 0) fail("request {}: a request resumed at a MoE layer cannot generate", id);
         if (req.resume_moe_layer >= moe_layers_ || req.resume_h.size() != len * static_cast<size_t>(hidden_)) {
-          fail("request {}: resumes at MoE layer {} with {} values for {} positions of {}", id, req.resume_moe_layer, req.resume_h.size(), len,
-               hidden_);
+          fail("request {}: resumes at MoE layer {} with {} values for {} positions of {}", id, req.resume_moe_layer,
+               req.resume_h.size(), len, hidden_);
         }
       }
     }
@@ -178,7 +181,8 @@ class GenerationRun {
       slot.prompt_len = slot.tokens.size();
       slot.score_from = req.score_from;
       slot.capture = req.capture;
-      slot.resume_layer = req.resume_moe_layer >= 0 ? moe_decoder_layers_[static_cast<size_t>(req.resume_moe_layer)] : -1;
+      slot.resume_layer =
+          req.resume_moe_layer >= 0 ? moe_decoder_layers_[static_cast<size_t>(req.resume_moe_layer)] : -1;
       slot.resume_h = std::move(req.resume_h);
       if (slot.capture) slot.result.moe_inputs.assign(slot.prompt_len * moe_layers_ * hidden_, 0.0f);
       slot.rng.emplace(options_.seed, req.stream);
@@ -199,7 +203,8 @@ class GenerationRun {
   void schedule_rows() {
     slot_order_.clear();
     for (int s = 0; s < slots_; ++s) slot_order_.push_back(s);
-    std::stable_sort(slot_order_.begin(), slot_order_.end(), [&](int a, int b) { return state_[a].resume_layer < state_[b].resume_layer; });
+    std::stable_sort(slot_order_.begin(), slot_order_.end(),
+                     [&](int a, int b) { return state_[a].resume_layer < state_[b].resume_layer; });
     rows_.clear();
     row_slot_.clear();
     logit_rows_.clear();
@@ -215,19 +220,23 @@ class GenerationRun {
         for (int i = 0; i < take; ++i) {
           const int pos = slot.fed + i;
           const bool last = i + 1 == pending;
-          const bool scored = slot.score_from >= 0 && pos >= slot.score_from && static_cast<size_t>(pos) < slot.prompt_len;
+          const bool scored =
+              slot.score_from >= 0 && pos >= slot.score_from && static_cast<size_t>(pos) < slot.prompt_len;
           // Logits only where they are used: sampling, scoring, or kept.
           const bool last_prompt = static_cast<size_t>(pos) + 1 == slot.prompt_len;
-          if ((last && options_.max_new_tokens > 0) || scored || options_.save_logits || (options_.save_last_logits && last_prompt)) {
+          if ((last && options_.max_new_tokens > 0) || scored || options_.save_logits ||
+              (options_.save_last_logits && last_prompt)) {
             logit_rows_.push_back(static_cast<int32_t>(rows_.size()));
           }
           const bool prompt = static_cast<size_t>(pos) < slot.prompt_len;
-          StepRow row{s, pos, slot.tokens[pos], slot.mask, slot.cls, static_cast<uint8_t>(prompt ? kPromptPhase : kGeneratedPhase)};
+          StepRow row{s,         pos,      slot.tokens[pos],
+                      slot.mask, slot.cls, static_cast<uint8_t>(prompt ? kPromptPhase : kGeneratedPhase)};
           if (slot.resume_layer >= 0) {
             row.resume_layer = static_cast<int16_t>(slot.resume_layer);
             row.resume_h = &slot.resume_h[static_cast<size_t>(pos) * hidden_];
           }
-          if (slot.capture && prompt) row.capture = &slot.result.moe_inputs[static_cast<size_t>(pos) * moe_layers_ * hidden_];
+          if (slot.capture && prompt)
+            row.capture = &slot.result.moe_inputs[static_cast<size_t>(pos) * moe_layers_ * hidden_];
           rows_.push_back(row);
           row_slot_.push_back(s);
         }
@@ -287,9 +296,10 @@ class GenerationRun {
   void record(size_t r, Slot& slot, const float* row_logits) {
     const StepRow& row = rows_[r];
     if (router_nonfinite_[r] >= 0 && slot.result.error.empty()) {
-      slot.result.error = fmt::format("non-finite router scores at position {} in MoE layer {} ('{}' times the hidden state): a NaN or "
-                                      "infinity in the model's activations",
-                                      row.pos, router_nonfinite_[r], model_.router_tensor(router_nonfinite_[r]));
+      slot.result.error = fmt::format(
+          "non-finite router scores at position {} in MoE layer {} ('{}' times the hidden state): a NaN or "
+          "infinity in the model's activations",
+          row.pos, router_nonfinite_[r], model_.router_tensor(router_nonfinite_[r]));
     }
     const int phase = row.phase;
     if (phase == kPromptPhase) {
@@ -312,15 +322,19 @@ class GenerationRun {
       slot.result.logits.insert(slot.result.logits.end(), row_logits, row_logits + vocab_);
     }
     if (slot.score_from >= 0 && row.pos >= slot.score_from && phase == kPromptPhase) {
-      if (std::any_of(row_logits, row_logits + scored_vocab_, [](float v) { return !std::isfinite(v); }) && slot.result.error.empty()) {
-        slot.result.error = fmt::format("non-finite logits at scored position {}: a NaN or infinity in the model's weights or activations",
-                                        row.pos);
+      if (std::any_of(row_logits, row_logits + scored_vocab_, [](float v) { return !std::isfinite(v); }) &&
+          slot.result.error.empty()) {
+        slot.result.error = fmt::format(
+            "non-finite logits at scored position {}: a NaN or infinity in the model's weights or activations",
+            row.pos);
       }
       log_probabilities(row_logits, scored_vocab_, options_.score_ids, slot.result.scores);
     }
     if (options_.trace) {  // the routing itself is tapped always; kept only when asked
-      slot.result.route_experts.insert(slot.result.route_experts.end(), &route_experts_[r * route_width_], &route_experts_[(r + 1) * route_width_]);
-      slot.result.route_weights.insert(slot.result.route_weights.end(), &route_weights_[r * route_width_], &route_weights_[(r + 1) * route_width_]);
+      slot.result.route_experts.insert(slot.result.route_experts.end(), &route_experts_[r * route_width_],
+                                       &route_experts_[(r + 1) * route_width_]);
+      slot.result.route_weights.insert(slot.result.route_weights.end(), &route_weights_[r * route_width_],
+                                       &route_weights_[(r + 1) * route_width_]);
     }
     ++slot.fed;
     ++slot.result.positions;
@@ -339,9 +353,10 @@ class GenerationRun {
         bad != row_logits + vocab_ || !slot.result.error.empty()) {
       slot.result.stop = StopReason::Error;
       if (slot.result.error.empty()) {
-        slot.result.error = fmt::format("non-finite logit {} (token {}) after position {}: a NaN or infinity in the model's weights or "
-                                        "activations",
-                                        *bad, bad - row_logits, slot.fed - 1);
+        slot.result.error = fmt::format(
+            "non-finite logit {} (token {}) after position {}: a NaN or infinity in the model's weights or "
+            "activations",
+            *bad, bad - row_logits, slot.fed - 1);
       }
       finish(slot);
       return;

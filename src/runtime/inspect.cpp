@@ -6,11 +6,11 @@
 
 #include <fmt/format.h>
 
-#include "mote/model/expert_counters.h"
 #include "mote/io/h5.h"
+#include "mote/model/expert_counters.h"
+#include "mote/model/loaded_model.h"
 #include "mote/results/profile_file.h"
 #include "mote/results/scan_file.h"
-#include "mote/model/loaded_model.h"
 #include "mote/runtime/memory_plan.h"
 #include "mote/util/error.h"
 
@@ -49,8 +49,9 @@ std::vector<size_t> top_indices(const std::vector<double>& score, int top) {
 }
 
 std::string header(hid_t file, const std::filesystem::path& path) {
-  std::string out = fmt::format("{}: a mote {} file (format {} v{}), written by mote {}\n", path.string(), root_string(file, "job"),
-                                root_string(file, "format"), root_int(file, "format_version"), root_string(file, "mote_version"));
+  std::string out =
+      fmt::format("{}: a mote {} file (format {} v{}), written by mote {}\n", path.string(), root_string(file, "job"),
+                  root_string(file, "format"), root_int(file, "format_version"), root_string(file, "mote_version"));
   out += fmt::format("command:   {}\n", root_string(file, "command_line"));
   return out;
 }
@@ -64,11 +65,12 @@ std::string describe_scan(hid_t file, const std::filesystem::path& path, int top
   size_t scanned = 0;
   for (const double e : s.effect) scanned += !std::isnan(e);
   std::string out = header(file, path);
-  out += fmt::format("model:     {} ({}), {} MoE layers x {} routed experts\n", root_string(file, "model"), root_string(file, "model_type"),
-                     s.moe_layers, s.experts);
-  out += fmt::format("scan:      metric {} ({}), knockouts {}, search {}\n", s.metric, s.metric_spec, s.policy, s.search);
-  out += fmt::format("           {} prompts, {} experts scanned alone, {} requests in {:.1f} s\n", prompts.size(), scanned,
-                     root_int(g.id(), "requests"), [&] {
+  out += fmt::format("model:     {} ({}), {} MoE layers x {} routed experts\n", root_string(file, "model"),
+                     root_string(file, "model_type"), s.moe_layers, s.experts);
+  out +=
+      fmt::format("scan:      metric {} ({}), knockouts {}, search {}\n", s.metric, s.metric_spec, s.policy, s.search);
+  out += fmt::format("           {} prompts, {} experts scanned alone, {} requests in {:.1f} s\n", prompts.size(),
+                     scanned, root_int(g.id(), "requests"), [&] {
                        double seconds = 0;
                        H5Handle a(H5Aopen(g.id(), "seconds", H5P_DEFAULT), H5Aclose);
                        if (a.id() >= 0) H5Aread(a.id(), H5T_NATIVE_DOUBLE, &seconds);
@@ -76,13 +78,14 @@ std::string describe_scan(hid_t file, const std::filesystem::path& path, int top
                      }());
   std::vector<double> score(s.effect.size());
   for (size_t i = 0; i < score.size(); ++i) score[i] = std::isnan(s.effect[i]) ? -INFINITY : s.effect[i];
-  out += fmt::format("\ntop {} experts by effect (metric at baseline minus with the expert off, mean over prompts):\n", top);
+  out += fmt::format("\ntop {} experts by effect (metric at baseline minus with the expert off, mean over prompts):\n",
+                     top);
   out += "  moe_layer  decoder_layer  expert     effect   effect_sd\n";
   for (const size_t i : top_indices(score, top)) {
     if (std::isinf(score[i])) break;
     const int m = static_cast<int>(i) / s.experts;
-    out += fmt::format("  {:>9}  {:>13}  {:>6}  {:>9.4f}  {:>10.4f}\n", m, s.decoder_index[static_cast<size_t>(m)], static_cast<int>(i) % s.experts,
-                       s.effect[i], s.effect_sd[i]);
+    out += fmt::format("  {:>9}  {:>13}  {:>6}  {:>9.4f}  {:>10.4f}\n", m, s.decoder_index[static_cast<size_t>(m)],
+                       static_cast<int>(i) % s.experts, s.effect[i], s.effect_sd[i]);
   }
   out += fmt::format("rank it into a mask with: mote rank --by effect {} --top N --out MASK.ini\n", path.string());
   return out;
@@ -139,30 +142,37 @@ std::string describe_result_file(const std::filesystem::path& path, int top) {
   h5_silence_errors();
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (file.id() < 0) fail("{}: cannot open as HDF5", path.string());
-  if (root_string(file.id(), "job") == "scan" || H5Lexists(file.id(), "scan", H5P_DEFAULT) > 0) return describe_scan(file.id(), path, top);
+  if (root_string(file.id(), "job") == "scan" || H5Lexists(file.id(), "scan", H5P_DEFAULT) > 0)
+    return describe_scan(file.id(), path, top);
   const ProfileData d = read_profile_file(path);  // validates the counters' shapes
   std::string out = header(file.id(), path);
   out += fmt::format("model:     {} ({}), {} MoE layers x {} routed experts\n", root_string(file.id(), "model"),
                      root_string(file.id(), "model_type"), d.moe_layers, d.experts);
-  out += fmt::format("run:       {} ranks, placement {}, seed {}, max_new_tokens {}\n", root_int(file.id(), "world_size"),
-                     root_string(file.id(), "placement"), root_int(file.id(), "seed"), root_int(file.id(), "max_new_tokens"));
-  out += fmt::format("requests:  {} ({} failed)\n", root_int(file.id(), "request_count"), root_int(file.id(), "failed_request_count"));
-  out += fmt::format("masks:     {}\n", d.masks.empty() ? "none (every request unsteered)" : fmt::format("{}", fmt::join(d.masks, ", ")));
+  out += fmt::format("run:       {} ranks, placement {}, seed {}, max_new_tokens {}\n",
+                     root_int(file.id(), "world_size"), root_string(file.id(), "placement"),
+                     root_int(file.id(), "seed"), root_int(file.id(), "max_new_tokens"));
+  out += fmt::format("requests:  {} ({} failed)\n", root_int(file.id(), "request_count"),
+                     root_int(file.id(), "failed_request_count"));
+  out += fmt::format("masks:     {}\n",
+                     d.masks.empty() ? "none (every request unsteered)" : fmt::format("{}", fmt::join(d.masks, ", ")));
   out += describe_traces(file.id());
   out += "\nclass                 prompt tokens  generated tokens  routed tokens\n";
   const size_t per_phase = static_cast<size_t>(d.moe_layers) * d.experts;
   for (size_t c = 0; c < d.classes.size(); ++c) {
     uint64_t routed = 0;
     for (size_t i = 0; i < 2 * per_phase; ++i) routed += d.counts[c * 2 * per_phase + i];
-    out += fmt::format("{:<20} {:>14} {:>17} {:>14}\n", d.classes[c], d.tokens[c * kPhaseCount], d.tokens[c * kPhaseCount + 1], routed);
+    out += fmt::format("{:<20} {:>14} {:>17} {:>14}\n", d.classes[c], d.tokens[c * kPhaseCount],
+                       d.tokens[c * kPhaseCount + 1], routed);
   }
   for (size_t c = 0; c < d.classes.size(); ++c) {
     const auto f = frequencies(d, c);
-    out += fmt::format("\ntop {} experts of class '{}' (activation frequency over its token positions):\n", top, d.classes[c]);
+    out += fmt::format("\ntop {} experts of class '{}' (activation frequency over its token positions):\n", top,
+                       d.classes[c]);
     out += "  moe_layer  decoder_layer  expert  frequency\n";
     for (const size_t i : top_indices(f, top)) {
       const int m = static_cast<int>(i) / d.experts;
-      out += fmt::format("  {:>9}  {:>13}  {:>6}  {:>9.4f}\n", m, d.decoder_index[static_cast<size_t>(m)], static_cast<int>(i) % d.experts, f[i]);
+      out += fmt::format("  {:>9}  {:>13}  {:>6}  {:>9.4f}\n", m, d.decoder_index[static_cast<size_t>(m)],
+                         static_cast<int>(i) % d.experts, f[i]);
     }
   }
   if (H5Lexists(file.id(), "experiment", H5P_DEFAULT) > 0) out += describe_experiment(file.id(), path.string());
@@ -184,11 +194,12 @@ std::string describe_model_dir(const std::filesystem::path& dir, int world_size)
 std::string diff_profiles(const std::filesystem::path& a_path, const std::filesystem::path& b_path, int top) {
   const ProfileData a = read_profile_file(a_path, "mote diff"), b = read_profile_file(b_path, "mote diff");
   if (a.moe_layers != b.moe_layers || a.experts != b.experts) {
-    fail("{} has {} MoE layers x {} experts but {} has {} x {}: not profiles of the same model", a_path.string(), a.moe_layers, a.experts,
-         b_path.string(), b.moe_layers, b.experts);
+    fail("{} has {} MoE layers x {} experts but {} has {} x {}: not profiles of the same model", a_path.string(),
+         a.moe_layers, a.experts, b_path.string(), b.moe_layers, b.experts);
   }
-  std::string out = fmt::format("A = {}\nB = {}\nchange = frequency in B - frequency in A (tokens routed / token positions, all phases)\n",
-                                a_path.string(), b_path.string());
+  std::string out = fmt::format(
+      "A = {}\nB = {}\nchange = frequency in B - frequency in A (tokens routed / token positions, all phases)\n",
+      a_path.string(), b_path.string());
   bool any = false;
   for (size_t ca = 0; ca < a.classes.size(); ++ca) {
     const auto it = std::find(b.classes.begin(), b.classes.end(), a.classes[ca]);
@@ -204,13 +215,16 @@ std::string diff_profiles(const std::filesystem::path& a_path, const std::filesy
       l1 += magnitude[i];
     }
     const size_t per_phase = static_cast<size_t>(a.moe_layers) * a.experts;
-    const auto count = [&](const ProfileData& d, size_t c, size_t i) { return d.counts[c * 2 * per_phase + i] + d.counts[(c * 2 + 1) * per_phase + i]; };
+    const auto count = [&](const ProfileData& d, size_t c, size_t i) {
+      return d.counts[c * 2 * per_phase + i] + d.counts[(c * 2 + 1) * per_phase + i];
+    };
     out += fmt::format("\nclass '{}': token positions {} (A) and {} (B); summed |change| {:.4f}\n", a.classes[ca],
                        a.tokens[ca * 2] + a.tokens[ca * 2 + 1], b.tokens[cb * 2] + b.tokens[cb * 2 + 1], l1);
     out += "  moe_layer  expert   freq A   freq B    change  tokens A  tokens B\n";
     for (const size_t i : top_indices(magnitude, top)) {
-      out += fmt::format("  {:>9}  {:>6}  {:>7.4f}  {:>7.4f}  {:>+8.4f}  {:>8}  {:>8}\n", static_cast<int>(i) / a.experts, static_cast<int>(i) % a.experts,
-                         fa[i], fb[i], change[i], count(a, ca, i), count(b, cb, i));
+      out +=
+          fmt::format("  {:>9}  {:>6}  {:>7.4f}  {:>7.4f}  {:>+8.4f}  {:>8}  {:>8}\n", static_cast<int>(i) / a.experts,
+                      static_cast<int>(i) % a.experts, fa[i], fb[i], change[i], count(a, ca, i), count(b, cb, i));
     }
   }
   if (!any) fail("{} and {} have no class in common", a_path.string(), b_path.string());

@@ -21,8 +21,8 @@
 #include "job_steps.h"
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/mpi_calls.h"
-#include "mote/io/file_guard.h"
 #include "mote/expert_parallel/mpi_session.h"
+#include "mote/io/file_guard.h"
 #include "mote/model/moe_transformer.h"
 #include "mote/runtime/request_queue.h"
 #include "mote/runtime/scan_metric.h"
@@ -41,16 +41,17 @@ std::string JobOptions::summary() const {
       "  coordinators {}, placement {}, coordinators hold experts {}, wire dtype {}, weights {}",
       profile ? "profile" : "generate", model_dir, prompts.empty() ? "-" : prompts,
       class_prompts.empty() ? "" : fmt::format(" + {} class files", class_prompts.size()), out.empty() ? "(none)" : out,
-      gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p, gen.seed, gen.stop_at_eos, gen.save_logits, gen.trace,
-      gen.batch_size, gen.max_step_tokens, threads, coordinators, placement_file.empty() ? placement : "file " + placement_file,
-      coordinator_experts, wire_dtype, weights);
+      gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p, gen.seed, gen.stop_at_eos, gen.save_logits,
+      gen.trace, gen.batch_size, gen.max_step_tokens, threads, coordinators,
+      placement_file.empty() ? placement : "file " + placement_file, coordinator_experts, wire_dtype, weights);
 }
 
 void validate(const JobOptions& job) {
   const auto& g = job.gen;
   if (job.prompts.empty() && job.class_prompts.empty()) fail("give --prompts FILE or --class-prompts CLASS=FILE");
   if (g.max_new_tokens < 0) fail("--max-new-tokens {} must not be negative", g.max_new_tokens);
-  if (!std::isfinite(g.sampling.temperature) || g.sampling.temperature < 0) fail("--temperature {} must be 0 or positive", g.sampling.temperature);
+  if (!std::isfinite(g.sampling.temperature) || g.sampling.temperature < 0)
+    fail("--temperature {} must be 0 or positive", g.sampling.temperature);
   if (!(g.sampling.top_p > 0.0f && g.sampling.top_p <= 1.0f)) fail("--top-p {} must be in (0, 1]", g.sampling.top_p);
   if (g.batch_size < 1) fail("--batch-size {} must be at least 1", g.batch_size);
   if (g.max_step_tokens < 1) fail("--max-step-tokens {} must be at least 1", g.max_step_tokens);
@@ -62,7 +63,9 @@ void validate(const JobOptions& job) {
     fail("--save-logits '{}' is not one of all, last (or none)", job.save_logits);
   }
   if (!job.request_counts && (job.checkpoint_every > 0 || job.resume || !job.resume_from.empty())) {
-    fail("--no-request-counts cannot go with --checkpoint-every, --resume or --resume-from: a resumed job needs every request's counts");
+    fail(
+        "--no-request-counts cannot go with --checkpoint-every, --resume or --resume-from: a resumed job needs every "
+        "request's counts");
   }
   if ((job.checkpoint_every > 0 || job.resume || !job.resume_from.empty()) && job.out.empty()) {
     fail("--checkpoint-every, --resume and --resume-from need --out");
@@ -118,7 +121,8 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     spdlog::info("model {}", config.summary());
     std::string list;
     for (int r = 0; r < world; ++r) list += (r ? ", " : "") + std::to_string(placement.count_on(r));
-    spdlog::info("{} ranks, {} coordinator{}; routed experts per rank: {}", world, coordinators, coordinators == 1 ? "" : "s", list);
+    spdlog::info("{} ranks, {} coordinator{}; routed experts per rank: {}", world, coordinators,
+                 coordinators == 1 ? "" : "s", list);
   }
   mpi.job_started = true;
 
@@ -131,7 +135,9 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     std::vector<int32_t> ids;
     if (root) {
       const auto& tokenizer = model.loaded->tokenizer;
-      ids = make_scan_metric("token-prob", job.score_tokens, "", tokenizer, std::min(tokenizer.vocab_size(), config.vocab_size)).score_ids;
+      ids = make_scan_metric("token-prob", job.score_tokens, "", tokenizer,
+                             std::min(tokenizer.vocab_size(), config.vocab_size))
+                .score_ids;
     }
     broadcast(ids, "the --score-tokens ids");
     job.gen.score_ids = std::move(ids);
@@ -150,7 +156,10 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   int already_finished = job.already_finished ? 1 : 0;
   MPI_Bcast(&already_finished, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (already_finished != 0) {
-    if (root) spdlog::warn("{}: this job already finished (its result is complete and no checkpoint is left); nothing to resume", job.out);
+    if (root)
+      spdlog::warn(
+          "{}: this job already finished (its result is complete and no checkpoint is left); nothing to resume",
+          job.out);
     return 0;
   }
 
@@ -170,7 +179,8 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
       }
     }
     todo_count = todo.size();
-    collector.emplace(job, model, requests, out ? &*out : nullptr, checkpoint ? &*checkpoint : nullptr, std::move(finished), todo_index);
+    collector.emplace(job, model, requests, out ? &*out : nullptr, checkpoint ? &*checkpoint : nullptr,
+                      std::move(finished), todo_index);
   }
   const int stop_decided = job_run.run(std::move(todo), root ? ResultHandler(std::ref(*collector)) : ResultHandler());
 
@@ -179,7 +189,8 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   int stopped_by = 0;
   if (root && collector->finished_now() < todo_count) {
     stopped_by = stop_decided;
-    if (stopped_by == 0) fail("the job ended with {} of {} requests unfinished and no stop signal", collector->finished_now(), todo_count);
+    if (stopped_by == 0)
+      fail("the job ended with {} of {} requests unfinished and no stop signal", collector->finished_now(), todo_count);
   }
   MPI_Bcast(&stopped_by, 1, MPI_INT, 0, MPI_COMM_WORLD);
   const auto exit_code = [&] { return stopped_by == 0 ? 0 : 128 + stopped_by; };
@@ -191,7 +202,8 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   {
     // Per-rank memory: peak RSS and the resident part of the weight files
     // (falls as 1/N for expert weights), plus the copies (--weights copy).
-    const uint64_t mine[2] = {peak_rss_bytes(), mapped_rss_bytes(model.loaded->store.paths()) + model.loaded->weights.copied_bytes};
+    const uint64_t mine[2] = {peak_rss_bytes(),
+                              mapped_rss_bytes(model.loaded->store.paths()) + model.loaded->weights.copied_bytes};
     MPI_Gather(mine, 2, MPI_UINT64_T, rank_memory.data(), 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
   }
   job_run.report_throughput();
@@ -202,18 +214,19 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     // Stopped: keep what finished (in-flight requests run again on resume).
     const size_t saved = collector->finished_before() + collector->finished_now();
     if (!collector->save_checkpoint()) {
-      spdlog::warn("{}: stopped after {} of {} requests; nothing was saved ({})", signal_name(stopped_by), saved, requests.size(),
-                   job.out.empty() ? "no --out" : "--no-request-counts");
+      spdlog::warn("{}: stopped after {} of {} requests; nothing was saved ({})", signal_name(stopped_by), saved,
+                   requests.size(), job.out.empty() ? "no --out" : "--no-request-counts");
       return exit_code();
     }
     if (saved == 0) {
       // Nothing to resume from: a checkpoint would only make --resume necessary.
       checkpoint->remove();
-      spdlog::warn("{}: stopped before any of the {} requests finished; nothing was saved", signal_name(stopped_by), requests.size());
+      spdlog::warn("{}: stopped before any of the {} requests finished; nothing was saved", signal_name(stopped_by),
+                   requests.size());
       return exit_code();
     }
-    spdlog::warn("{}: stopped after {} of {} requests, saved in {}; run the same command with --resume to finish", signal_name(stopped_by),
-                 saved, requests.size(), checkpoint->dir().string());
+    spdlog::warn("{}: stopped after {} of {} requests, saved in {}; run the same command with --resume to finish",
+                 signal_name(stopped_by), saved, requests.size(), checkpoint->dir().string());
     return exit_code();
   }
   // The per-request counts add up to the same totals: token counts exactly,
@@ -223,8 +236,8 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   for (size_t i = 0; i < run_routed.tokens.size(); ++i) {
     const double a = run_routed.gate_sum[i], b = per_request.gate_sum[i];
     if (run_routed.tokens[i] != per_request.tokens[i] || std::abs(a - b) > 1e-9 * std::max(1.0, std::abs(a))) {
-      fail("per-request expert counts do not add up to the ranks' counters at entry {}: {} / {} vs {} / {}", i, per_request.tokens[i], b,
-           run_routed.tokens[i], a);
+      fail("per-request expert counts do not add up to the ranks' counters at entry {}: {} / {} vs {} / {}", i,
+           per_request.tokens[i], b, run_routed.tokens[i], a);
     }
   }
   collector->write_result(mpi, masks, rank_memory, finish);

@@ -1,14 +1,14 @@
 // A job's inputs: the model as this rank holds it, the mask sets, the
 // requests, and the checkpoint of an earlier run.
-#include <cereal/archives/binary.hpp>
 #include <spdlog/spdlog.h>
+#include <cereal/archives/binary.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -17,8 +17,8 @@
 #include "job_steps.h"
 #include "mote/expert_parallel/mpi_calls.h"
 #include "mote/io/json_file.h"
-#include "mote/model/mask_file.h"
 #include "mote/jinja/template.h"
+#include "mote/model/mask_file.h"
 #include "mote/tokenizer/pretokenizer.h"
 #include "mote/util/error.h"
 #include "mote/util/hash.h"
@@ -35,7 +35,8 @@ namespace mote {
 // tensor: a few seconds for DeepSeek-R1's 91,000 tensors from a cold disk.
 std::string model_fingerprint(const std::filesystem::path& dir, const WeightStore& store) {
   uint64_t h = kFnv1aBasis;
-  for (const char* name : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
+  for (const char* name :
+       {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
     std::error_code ec;
     if (std::filesystem::is_regular_file(dir / name, ec)) h = fnv1a(fnv1a(h, name), read_text_file(dir / name));
   }
@@ -54,8 +55,8 @@ std::string model_fingerprint(const std::filesystem::path& dir, const WeightStor
   char sample[kSample];
   for (const auto& [name, view] : store.all()) {
     stop_point("loading the model");
-    h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}\n", name, dtype_name(view->dtype), view->shape_string(), view->offset, view->nbytes,
-                             view->file->filename().string()));
+    h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}\n", name, dtype_name(view->dtype), view->shape_string(), view->offset,
+                             view->nbytes, view->file->filename().string()));
     auto it = files.find(*view->file);
     if (it == files.end()) {
       const int fd = ::open(view->file->c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -70,7 +71,8 @@ std::string model_fingerprint(const std::filesystem::path& dir, const WeightStor
     for (const uint64_t at : {view->offset, view->offset + view->nbytes / 2}) {
       const uint64_t n = std::min(kSample, view->offset + view->nbytes - at);
       if (n == 0) continue;
-      if (::pread(it->second.fd, sample, n, static_cast<off_t>(it->second.data_start + at)) != static_cast<ssize_t>(n)) {
+      if (::pread(it->second.fd, sample, n, static_cast<off_t>(it->second.data_start + at)) !=
+          static_cast<ssize_t>(n)) {
         fail("{}: cannot read tensor '{}' to fingerprint the weights (cut short?)", view->file->string(), name);
       }
       h = fnv1a(h, std::string_view(sample, n));
@@ -97,7 +99,8 @@ void adopt_checkpoint(const std::filesystem::path& from, const std::filesystem::
   size_t parts = 0;
   for (const auto& entry : std::filesystem::directory_iterator(from)) {
     const std::string name = entry.path().filename().string();
-    if (name == "job-fingerprint.txt" || (name.starts_with("part-") && (name.ends_with(".h5") || name.ends_with(".h5.sum")))) {
+    if (name == "job-fingerprint.txt" ||
+        (name.starts_with("part-") && (name.ends_with(".h5") || name.ends_with(".h5.sum")))) {
       std::filesystem::copy_file(entry.path(), to / name, ec);
       if (ec) fail("--resume-from {}: cannot copy {} to {}: {}", from.string(), name, to.string(), ec.message());
       parts += name.ends_with(".h5");
@@ -114,10 +117,10 @@ JobModel load_job_model(const JobOptions& options, int rank, int world_size) {
   m.config = read_model_dir_config(options.model_dir);
   const int moe_layers = m.moe_layers(), experts = m.config.n_routed_experts;
   m.placement.emplace(options.placement_file.empty()
-                          ? Placement::by_rule(options.placement, moe_layers, experts, world_size, options.coordinator_experts,
-                                               options.coordinators)
-                          : Placement::from_file(options.placement_file, moe_layers, experts, world_size, options.coordinator_experts,
-                                                 options.coordinators));
+                          ? Placement::by_rule(options.placement, moe_layers, experts, world_size,
+                                               options.coordinator_experts, options.coordinators)
+                          : Placement::from_file(options.placement_file, moe_layers, experts, world_size,
+                                                 options.coordinator_experts, options.coordinators));
   const bool coordinator = rank < options.coordinators;
   if (rank == 0) {
     std::optional<std::filesystem::path> file;
@@ -125,8 +128,9 @@ JobModel load_job_model(const JobOptions& options, int rank, int world_size) {
     m.chat_templates[""] = ChatTemplate::load(options.model_dir, file);
   }
   const Placement& placement = *m.placement;
-  m.loaded = load_model(options.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator,
-                       parse_weight_memory(options.weights));
+  m.loaded = load_model(
+      options.model_dir, [&](int l, int e) { return placement.owner(l, e) == rank; }, coordinator,
+      parse_weight_memory(options.weights));
   return m;
 }
 
@@ -153,15 +157,17 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
         add(read_mask_file(spec, config, "default"));
       } else {
         const std::string name = spec.substr(0, eq);
-        if (name.empty() || name == "none" || name == "default") fail("--mask {}: '{}' cannot name a mask set", spec, name);
+        if (name.empty() || name == "none" || name == "default")
+          fail("--mask {}: '{}' cannot name a mask set", spec, name);
         add(read_mask_file(spec.substr(eq + 1), config, name));
       }
     }
     for (size_t i = 0; i < m.sets.size(); ++i) {
       m.sets[i].id = static_cast<int32_t>(i);
       if (i > 0 && m.sets[i].switches_nothing()) {
-        spdlog::warn("mask set '{}' switches nothing: no expert off or on, no gain, shared gain 1 (recorded in /masks/{})", m.sets[i].name,
-                     m.sets[i].name);
+        spdlog::warn(
+            "mask set '{}' switches nothing: no expert off or on, no gain, shared gain 1 (recorded in /masks/{})",
+            m.sets[i].name, m.sets[i].name);
       }
     }
   }
@@ -185,8 +191,8 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
   if (root && m.sets.size() > 1) {
     for (const auto& mask : m.sets) {
       if (mask.id == 0) continue;
-      spdlog::info("mask set '{}': {} off ({}), {} on ({}), shared gain {}", mask.name, mask.count_off(), off_policy_name(mask.off_policy),
-                   mask.count_on(), on_policy_name(mask.on_policy), mask.shared_gain);
+      spdlog::info("mask set '{}': {} off ({}), {} on ({}), shared gain {}", mask.name, mask.count_off(),
+                   off_policy_name(mask.off_policy), mask.count_on(), on_policy_name(mask.on_policy), mask.shared_gain);
     }
   }
   return m;
@@ -235,7 +241,8 @@ JobRequests read_requests(JobOptions& options, JobModel& model, const MaskSets& 
     const std::string where = fmt::format("{}:{} (id '{}')", spec.file, spec.line, spec.id);
     const ExpertMask* mask = masks.default_mask;
     if (!spec.mask.empty()) {
-      const auto it = std::find_if(masks.sets.begin(), masks.sets.end(), [&](const ExpertMask& m) { return m.name == spec.mask; });
+      const auto it =
+          std::find_if(masks.sets.begin(), masks.sets.end(), [&](const ExpertMask& m) { return m.name == spec.mask; });
       if (it == masks.sets.end()) fail("{}: names mask set '{}', which no --mask NAME=FILE defines", where, spec.mask);
       mask = it->id == 0 ? nullptr : &*it;
     }
@@ -244,7 +251,9 @@ JobRequests read_requests(JobOptions& options, JobModel& model, const MaskSets& 
     if (spec.chat) {
       auto it = model.chat_templates.find(spec.chat_template);
       if (it == model.chat_templates.end()) {
-        it = model.chat_templates.emplace(spec.chat_template, ChatTemplate::load(options.model_dir, std::filesystem::path(spec.chat_template)))
+        it = model.chat_templates
+                 .emplace(spec.chat_template,
+                          ChatTemplate::load(options.model_dir, std::filesystem::path(spec.chat_template)))
                  .first;
       }
       if (it->second) {
@@ -275,7 +284,8 @@ JobRequests read_requests(JobOptions& options, JobModel& model, const MaskSets& 
     }
     if (!error.empty()) spdlog::warn("{}: request skipped: {}", where, error);
     if (prompt.double_bos) {
-      spdlog::warn("{}: the prompt text starts with BOS and another BOS was added; set \"add_special_tokens\": false", where);
+      spdlog::warn("{}: the prompt text starts with BOS and another BOS was added; set \"add_special_tokens\": false",
+                   where);
     }
     if (!error.empty() && prompt.text.empty() && spec.prompt) prompt.text = *spec.prompt;
     r.errors.push_back(std::move(error));
@@ -306,8 +316,9 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   for (const auto& spec : requests.specs) h = fnv1a(fnv1a(fnv1a(h, spec.id), spec.cls), spec.mask);
   for (const auto& m : masks.sets) h = fnv1a(fnv1a(h, m.name), m.description);
   const auto& g = options.gen;
-  h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", std::filesystem::absolute(options.model_dir).string(), g.max_new_tokens,
-                           g.sampling.temperature, g.sampling.top_p, g.seed, g.stop_at_eos, g.save_logits, g.trace, options.wire_dtype));
+  h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", std::filesystem::absolute(options.model_dir).string(),
+                           g.max_new_tokens, g.sampling.temperature, g.sampling.top_p, g.seed, g.stop_at_eos,
+                           g.save_logits, g.trace, options.wire_dtype));
   h = fnv1a(h, fmt::format("|{}|{}|{}", g.save_last_logits, options.score_tokens, options.request_counts));
   // The model itself, not just its path: a directory updated in place
   // between a crash and the resume is another model.
@@ -315,12 +326,14 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   options.fingerprint = fmt::format("{:016x}", h);
   const std::filesystem::path dir = options.out + ".checkpoint";
   std::error_code ec;
-  if (options.resume && options.resume_from.empty() && !std::filesystem::exists(dir, ec) && std::filesystem::is_regular_file(options.out, ec)) {
+  if (options.resume && options.resume_from.empty() && !std::filesystem::exists(dir, ec) &&
+      std::filesystem::is_regular_file(options.out, ec)) {
     // Resubmitted after it finished: the result of this very job is there.
     h5_silence_errors();
     H5Handle done(H5Fopen(options.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     std::string written;
-    if (done.id() >= 0 && h5_read_string_attr(done.id(), "job_fingerprint", written) && written == options.fingerprint) {
+    if (done.id() >= 0 && h5_read_string_attr(done.id(), "job_fingerprint", written) &&
+        written == options.fingerprint) {
       options.already_finished = true;
       return;
     }
@@ -336,9 +349,11 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   if (options.resume) {
     finished = checkpoint->load();
     for (const auto& [index, result] : finished) {
-      if (index >= requests.size() || !requests.errors[index].empty()) fail("{}: holds request {}, which this job does not run", dir.string(), index);
+      if (index >= requests.size() || !requests.errors[index].empty())
+        fail("{}: holds request {}, which this job does not run", dir.string(), index);
     }
-    if (checkpoint->parts() == 0) spdlog::warn("--resume: {} holds no checkpoint; starting from the beginning", dir.string());
+    if (checkpoint->parts() == 0)
+      spdlog::warn("--resume: {} holds no checkpoint; starting from the beginning", dir.string());
     spdlog::info("resuming: {} of {} requests finished before", finished.size(), requests.size());
   }
 }

@@ -9,14 +9,14 @@
 
 #include "job_steps.h"
 #include "mote/expert_parallel/mpi_session.h"
-#include "mote/results/counters_output.h"
 #include "mote/io/json_file.h"
+#include "mote/results/counters_output.h"
 #include "mote/results/mask_output.h"
 #include "mote/results/request_output.h"
 #include "mote/util/error.h"
-#include "mote/util/utf8.h"
 #include "mote/util/hash.h"
 #include "mote/util/stop_signal.h"
+#include "mote/util/utf8.h"
 
 namespace mote {
 namespace {
@@ -30,8 +30,9 @@ std::string last_message(const nlohmann::ordered_json& chat) {
 
 }  // namespace
 
-ResultCollector::ResultCollector(const JobOptions& options, const JobModel& model, const JobRequests& requests, OutputFile* out,
-                                 Checkpoint* checkpoint, FinishedRequests finished, const std::vector<size_t>& todo)
+ResultCollector::ResultCollector(const JobOptions& options, const JobModel& model, const JobRequests& requests,
+                                 OutputFile* out, Checkpoint* checkpoint, FinishedRequests finished,
+                                 const std::vector<size_t>& todo)
     : options_(options),
       model_(model),
       requests_(requests),
@@ -64,12 +65,13 @@ void ResultCollector::write(hid_t group, size_t index, const GenerationResult& r
   // be as large as its text).
   static const std::vector<int32_t> kNoTokens;
   const bool never_ran = !requests_.errors[index].empty();
-  write_request(group, RequestRecord{index, requests_.specs[index].id, requests_.specs[index].cls, mask_name, requests_.encoded[index].text,
-                                     tokenizer.decode(result.generated), result.error.empty() ? requests_.errors[index] : result.error,
-                                     never_ran ? &kNoTokens : &requests_.encoded[index].tokens, &result, model_.config.vocab_size, model_.moe_layers(),
-                                     model_.config.num_experts_per_tok, model_.config.n_routed_experts,
-                                     static_cast<int>(options_.gen.score_ids.size()), options_.gen.save_last_logits,
-                                     options_.request_counts});
+  write_request(group, RequestRecord{index, requests_.specs[index].id, requests_.specs[index].cls, mask_name,
+                                     requests_.encoded[index].text, tokenizer.decode(result.generated),
+                                     result.error.empty() ? requests_.errors[index] : result.error,
+                                     never_ran ? &kNoTokens : &requests_.encoded[index].tokens, &result,
+                                     model_.config.vocab_size, model_.moe_layers(), model_.config.num_experts_per_tok,
+                                     model_.config.n_routed_experts, static_cast<int>(options_.gen.score_ids.size()),
+                                     options_.gen.save_last_logits, options_.request_counts});
 }
 
 void ResultCollector::operator()(size_t index, GenerationResult&& result) {
@@ -79,7 +81,8 @@ void ResultCollector::operator()(size_t index, GenerationResult&& result) {
   if (!result.error.empty()) {
     run_errors_[index] = result.error;
     const PromptSpec& spec = requests_.specs[index];
-    spdlog::warn("{}:{} (id '{}'): request failed: {}", spec.line > 0 ? options_.prompts : "-", spec.line, spec.id, result.error);
+    spdlog::warn("{}:{} (id '{}'): request failed: {}", spec.line > 0 ? options_.prompts : "-", spec.line, spec.id,
+                 result.error);
   }
   progress_.request_done(result.generated.size());
   ++finished_now_;
@@ -177,8 +180,8 @@ bool ResultCollector::save_checkpoint() {
   return true;
 }
 
-void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement, int world_size,
-                          const char* job) {
+void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement,
+                          int world_size, const char* job) {
   const auto& gen = options.gen;
   h5_attr_string(root, "format", "mote");
   h5_attr_int(root, "format_version", 1);
@@ -188,7 +191,8 @@ void write_job_attributes(hid_t root, const JobOptions& options, const ModelConf
   h5_attr_string(root, "model", options.model_dir);
   h5_attr_string(root, "model_type", config.model_type);
   h5_attr_string(root, "model_config_fnv1a",
-                 fmt::format("{:016x}", fnv1a(kFnv1aBasis, read_text_file(std::filesystem::path(options.model_dir) / "config.json"))));
+                 fmt::format("{:016x}", fnv1a(kFnv1aBasis, read_text_file(std::filesystem::path(options.model_dir) /
+                                                                          "config.json"))));
   h5_attr_int(root, "world_size", world_size);
   h5_attr_int(root, "coordinators", options.coordinators);
   h5_attr_string(root, "placement", placement.name());
@@ -201,8 +205,8 @@ void write_job_attributes(hid_t root, const JobOptions& options, const ModelConf
   h5_attr_int(root, "stop_at_eos", gen.stop_at_eos ? 1 : 0);
 }
 
-void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks, const std::vector<uint64_t>& rank_memory,
-                                   const JobFinish& finish) {
+void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
+                                   const std::vector<uint64_t>& rank_memory, const JobFinish& finish) {
   progress_.finish();
   print_ready();  // requests all finished before a resume print here
   const ModelConfig& config = model_.config;
@@ -212,18 +216,22 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   for (int r = 0; r < mpi.size(); ++r) {
     peak_rss.push_back(rank_memory[2 * static_cast<size_t>(r)]);
     weights_resident.push_back(rank_memory[2 * static_cast<size_t>(r) + 1]);
-    memory_line += fmt::format("{}rank {}: {:.1f} MB peak, {:.1f} MB of weights resident", r ? "; " : "", r,
-                               static_cast<double>(peak_rss.back()) / 1e6, static_cast<double>(weights_resident.back()) / 1e6);
+    memory_line +=
+        fmt::format("{}rank {}: {:.1f} MB peak, {:.1f} MB of weights resident", r ? "; " : "", r,
+                    static_cast<double>(peak_rss.back()) / 1e6, static_cast<double>(weights_resident.back()) / 1e6);
   }
   spdlog::info("memory: {}", memory_line);
   const auto& all_errors = errors();
-  const auto failed = static_cast<size_t>(std::count_if(all_errors.begin(), all_errors.end(), [](const auto& e) { return !e.empty(); }));
+  const auto failed = static_cast<size_t>(
+      std::count_if(all_errors.begin(), all_errors.end(), [](const auto& e) { return !e.empty(); }));
   if (failed > 0) {
     spdlog::warn("{} of {} requests failed (see the warnings above{})", failed, requests_.size(),
                  out_ != nullptr ? ", and the 'error' attribute in /requests" : "");
   }
 
-  if (finish) finish(out_ != nullptr ? out_->root() : -1, JobOutcome{requests_.specs, texts_, all_errors, first_tokens_, scores_, model_.loaded->tokenizer});
+  if (finish)
+    finish(out_ != nullptr ? out_->root() : -1,
+           JobOutcome{requests_.specs, texts_, all_errors, first_tokens_, scores_, model_.loaded->tokenizer});
   if (out_ == nullptr) return;
   OutputFile& out = *out_;
   if (write_parts_) checkpoint_->flush();
@@ -242,8 +250,8 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   // Complete or not at all: every request of the job has its group.
   H5G_info_t info{};
   if (H5Gget_info(requests_group_->id(), &info) < 0 || info.nlinks != requests_.size()) {
-    fail("{}: the result holds {} of the job's {} requests; it is not moved into place (the checkpoint is kept)", options_.out,
-         info.nlinks, requests_.size());
+    fail("{}: the result holds {} of the job's {} requests; it is not moved into place (the checkpoint is kept)",
+         options_.out, info.nlinks, requests_.size());
   }
   // Requests finish in any order; the result lists them in prompt-file
   // order (a group that tracks creation order, links moved in index order).
@@ -271,9 +279,10 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   write_counters(root, class_totals_, requests_.classes, config.moe_layers());
   h5_dataset(root, "tokens", {static_cast<hsize_t>(requests_.classes.size()), kPhaseCount}, class_tokens_.data());
   h5_axes(root, "tokens", "class,phase");
-  h5_attr_string(root, "axes_note",
-                 "a moe_layer axis counts MoE layers only, in order (0 = the first MoE layer); /moe_layer_decoder_index gives "
-                 "each one's decoder-layer index; class and phase axes follow /classes and /phases");
+  h5_attr_string(
+      root, "axes_note",
+      "a moe_layer axis counts MoE layers only, in order (0 = the first MoE layer); /moe_layer_decoder_index gives "
+      "each one's decoder-layer index; class and phase axes follow /classes and /phases");
   write_masks(root, masks.sets);
   if (!options_.gen.score_ids.empty()) {
     h5_dataset(root, "score_ids", {options_.gen.score_ids.size()}, options_.gen.score_ids.data());

@@ -11,18 +11,18 @@
 #include <string>
 #include <vector>
 
-#include "mote/model/expert_counters.h"
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/io/output_file.h"
 #include "mote/io/prompt_file.h"
+#include "mote/model/expert_counters.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/loaded_model.h"
 #include "mote/runtime/checkpoint.h"
 #include "mote/runtime/job.h"
 #include "mote/runtime/progress.h"
-#include "mote/runtime/request_queue.h"
 #include "mote/runtime/prompt_encoding.h"
+#include "mote/runtime/request_queue.h"
 #include "mote/tokenizer/chat_template.h"
 
 namespace mote {
@@ -84,7 +84,8 @@ class ResultCollector {
   // Stopped: keeps what finished in the checkpoint. Returns false without one.
   bool save_checkpoint();
   // Complete: writes the result file and moves it into place.
-  void write_result(const MpiSession& mpi, const MaskSets& masks, const std::vector<uint64_t>& rank_memory, const JobFinish& finish);
+  void write_result(const MpiSession& mpi, const MaskSets& masks, const std::vector<uint64_t>& rank_memory,
+                    const JobFinish& finish);
 
   size_t finished_before() const { return finished_before_; }
   size_t finished_now() const { return finished_now_; }
@@ -124,7 +125,8 @@ class JobRun {
  public:
   // `masks`: the job's mask sets (the same on every rank); a phase may
   // replace them between runs, never during one.
-  JobRun(const JobOptions& options, const MpiSession& mpi, const JobModel& model, const std::vector<ExpertMask>& masks, int classes);
+  JobRun(const JobOptions& options, const MpiSession& mpi, const JobModel& model, const std::vector<ExpertMask>& masks,
+         int classes);
   ~JobRun();
   JobRun(const JobRun&) = delete;
   JobRun& operator=(const JobRun&) = delete;
@@ -132,7 +134,8 @@ class JobRun {
   // Every rank calls it; rank 0 passes the requests and takes the results
   // in on_done (not in order). Returns, on the coordinators, the stop signal
   // that ended the phase early (0 when it ran to the end; other ranks: 0).
-  int run(std::vector<std::pair<size_t, GenerationRequest>> todo, const ResultHandler& on_done, const RequestFiller& fill = {});
+  int run(std::vector<std::pair<size_t, GenerationRequest>> todo, const ResultHandler& on_done,
+          const RequestFiller& fill = {});
   // Step 6: what the experts processed (on whichever ranks own them)
   // against what each coordinator's router decided, to the bit. Returns
   // the routing decisions of all coordinators summed (rank 0).
@@ -148,7 +151,7 @@ class JobRun {
   int classes_;
   std::vector<ExpertCounters> processed_;  // per coordinator that sent the tokens
   ExpertCounters routed_;                  // this coordinator's routing decisions whose experts ran
-  ExpertCounters routed_not_run_;                   // and those whose experts did not (ForwardTaps::routed_not_run_counts)
+  ExpertCounters routed_not_run_;          // and those whose experts did not (ForwardTaps::routed_not_run_counts)
   std::unique_ptr<ExpertWorker> worker_;
   std::unique_ptr<ExpertExchange> exchange_;
   MPI_Comm coordinators_comm_ = MPI_COMM_NULL;
@@ -161,8 +164,8 @@ class JobRun {
 std::string model_fingerprint(const std::filesystem::path& dir, const WeightStore& store);
 
 // The provenance every result file's root carries (docs/hdf5-format.md).
-void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement, int world_size,
-                          const char* job);
+void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement,
+                          int world_size, const char* job);
 
 // Threads per rank: --threads, else OMP_NUM_THREADS, else the host's cores
 // shared among the job's ranks on it.

@@ -5,8 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mote/model/expert_counters.h"
 #include "mote/expert_parallel/placement.h"
+#include "mote/model/expert_counters.h"
 #include "mote/util/error.h"
 #include "mote/util/stop_signal.h"
 
@@ -37,10 +37,14 @@ LoadPlacement place_by_load(const ProfileData& profile, const LoadPlacementSpec&
   const int h = static_cast<int>(p.holders.size());
 
   std::vector<int> phases;
-  if (spec.phase == "all") phases = {kPromptPhase, kGeneratedPhase};
-  else if (spec.phase == "prompt") phases = {kPromptPhase};
-  else if (spec.phase == "generated") phases = {kGeneratedPhase};
-  else fail("--phase '{}' is not one of all, prompt, generated", spec.phase);
+  if (spec.phase == "all")
+    phases = {kPromptPhase, kGeneratedPhase};
+  else if (spec.phase == "prompt")
+    phases = {kPromptPhase};
+  else if (spec.phase == "generated")
+    phases = {kGeneratedPhase};
+  else
+    fail("--phase '{}' is not one of all, prompt, generated", spec.phase);
   std::vector<int> classes;
   for (const std::string& name : spec.classes) {
     const auto it = std::find(profile.classes.begin(), profile.classes.end(), name);
@@ -71,13 +75,15 @@ LoadPlacement place_by_load(const ProfileData& profile, const LoadPlacementSpec&
     if (spec.capacity.empty()) {
       cap[i] = (experts + h - 1) / h;
     } else {
-      if (spec.capacity.size() != static_cast<size_t>(spec.world_size)) fail("capacity must be given for each of the {} ranks", spec.world_size);
-      cap[i] = static_cast<int>(std::min<int64_t>(experts, std::max<int64_t>(0, spec.capacity[r] / std::max(layers, 1))));
+      if (spec.capacity.size() != static_cast<size_t>(spec.world_size))
+        fail("capacity must be given for each of the {} ranks", spec.world_size);
+      cap[i] =
+          static_cast<int>(std::min<int64_t>(experts, std::max<int64_t>(0, spec.capacity[r] / std::max(layers, 1))));
     }
   }
   if (std::accumulate(cap.begin(), cap.end(), 0) < experts) {
-    fail("the {} routed experts of each MoE layer do not fit: the {} ranks holding experts have room for {} per layer", experts, h,
-         std::accumulate(cap.begin(), cap.end(), 0));
+    fail("the {} routed experts of each MoE layer do not fit: the {} ranks holding experts have room for {} per layer",
+         experts, h, std::accumulate(cap.begin(), cap.end(), 0));
   }
 
   p.owner.assign(load.size(), 0);
@@ -88,7 +94,8 @@ LoadPlacement place_by_load(const ProfileData& profile, const LoadPlacementSpec&
     std::vector<double> before(static_cast<size_t>(h), 0.0), after(static_cast<size_t>(h), 0.0);
     for (int e = 0; e < experts; ++e) {
       const int r = contiguous.owner(l, e);
-      before[static_cast<size_t>(std::find(p.holders.begin(), p.holders.end(), r) - p.holders.begin())] += layer_load[e];
+      before[static_cast<size_t>(std::find(p.holders.begin(), p.holders.end(), r) - p.holders.begin())] +=
+          layer_load[e];
     }
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return layer_load[a] > layer_load[b]; });
@@ -121,9 +128,11 @@ std::string LoadPlacement::json() const {
   j["max_over_mean_tokens"] = after;
   // One row per line: readable, and diffs stay small.
   std::string text = "{\n  \"owner\": [\n";
-  for (int l = 0; l < moe_layers; ++l) text += "    " + j["owner"][static_cast<size_t>(l)].dump() + (l + 1 < moe_layers ? ",\n" : "\n");
-  text += "  ],\n  \"holders\": " + j["holders"].dump() + ",\n  \"max_over_mean_tokens_contiguous\": " +
-          j["max_over_mean_tokens_contiguous"].dump() + ",\n  \"max_over_mean_tokens\": " + j["max_over_mean_tokens"].dump() + "\n}\n";
+  for (int l = 0; l < moe_layers; ++l)
+    text += "    " + j["owner"][static_cast<size_t>(l)].dump() + (l + 1 < moe_layers ? ",\n" : "\n");
+  text += "  ],\n  \"holders\": " + j["holders"].dump() +
+          ",\n  \"max_over_mean_tokens_contiguous\": " + j["max_over_mean_tokens_contiguous"].dump() +
+          ",\n  \"max_over_mean_tokens\": " + j["max_over_mean_tokens"].dump() + "\n}\n";
   return text;
 }
 

@@ -1,7 +1,7 @@
 #include "mote/runtime/memory_plan.h"
 
-#include <map>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -19,12 +19,18 @@ namespace {
 
 uint64_t& slot(RankPlan& r, TensorPart part) {
   switch (part) {
-    case TensorPart::Embeddings: return r.embeddings;
-    case TensorPart::Attention: return r.attention;
-    case TensorPart::Dense: return r.dense;
-    case TensorPart::Shared: return r.shared;
-    case TensorPart::Routed: return r.routed;
-    case TensorPart::RouterAndNorms: break;
+    case TensorPart::Embeddings:
+      return r.embeddings;
+    case TensorPart::Attention:
+      return r.attention;
+    case TensorPart::Dense:
+      return r.dense;
+    case TensorPart::Shared:
+      return r.shared;
+    case TensorPart::Routed:
+      return r.routed;
+    case TensorPart::RouterAndNorms:
+      break;
   }
   return r.router_and_norms;
 }
@@ -35,7 +41,8 @@ uint64_t derived_bytes(const TensorSpec& spec, const ModelConfig& c, size_t elem
   for (int64_t d : spec.shape) n *= static_cast<uint64_t>(d);
   if (spec.is_bias) return n * 4;
   if (c.fp8 && spec.quantizable && spec.shape.size() == 2) {
-    const uint64_t blocks = static_cast<uint64_t>((spec.shape[0] + kFp8Block - 1) / kFp8Block) * ((spec.shape[1] + kFp8Block - 1) / kFp8Block);
+    const uint64_t blocks = static_cast<uint64_t>((spec.shape[0] + kFp8Block - 1) / kFp8Block) *
+                            ((spec.shape[1] + kFp8Block - 1) / kFp8Block);
     return n + 4 * blocks;
   }
   return n * element;
@@ -43,7 +50,9 @@ uint64_t derived_bytes(const TensorSpec& spec, const ModelConfig& c, size_t elem
 
 size_t element_size_of(const std::filesystem::path& config_path) {
   const auto j = nlohmann::json::parse(std::ifstream(config_path), nullptr, false);
-  const std::string dtype = j.is_object() && j.contains("torch_dtype") && j["torch_dtype"].is_string() ? j["torch_dtype"].get<std::string>() : "bfloat16";
+  const std::string dtype = j.is_object() && j.contains("torch_dtype") && j["torch_dtype"].is_string()
+                                ? j["torch_dtype"].get<std::string>()
+                                : "bfloat16";
   return dtype == "float32" ? 4 : 2;
 }
 
@@ -60,13 +69,14 @@ MemoryPlan plan_memory(const PlanRequest& req) {
   plan.config = read_model_dir_config(req.model_dir);
   const ModelConfig& c = plan.config;
   const int moe_layers = static_cast<int>(c.moe_layers().size());
-  const Placement placement =
-      req.placement_file.empty()
-          ? Placement::by_rule(req.placement, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts, coordinators)
-          : Placement::from_file(req.placement_file, moe_layers, c.n_routed_experts, req.world_size, req.coordinator_experts,
-                                 coordinators);
+  const Placement placement = req.placement_file.empty()
+                                  ? Placement::by_rule(req.placement, moe_layers, c.n_routed_experts, req.world_size,
+                                                       req.coordinator_experts, coordinators)
+                                  : Placement::from_file(req.placement_file, moe_layers, c.n_routed_experts,
+                                                         req.world_size, req.coordinator_experts, coordinators);
   plan.placement_name = placement.name();
-  if (req.batch_size < 1 || req.context_tokens < 1 || req.max_step_tokens < 1) fail("batch size, context and step tokens must be at least 1");
+  if (req.batch_size < 1 || req.context_tokens < 1 || req.max_step_tokens < 1)
+    fail("batch size, context and step tokens must be at least 1");
 
   // Sizes from the headers of the files that are present; the index alone
   // says where the others would be.
@@ -88,14 +98,17 @@ MemoryPlan plan_memory(const PlanRequest& req) {
       ++missing_files;
     }
   }
-  if (index.empty() && present.empty()) fail("{}: no model.safetensors or model.safetensors.index.json in the model directory", req.model_dir.string());
+  if (index.empty() && present.empty())
+    fail("{}: no model.safetensors or model.safetensors.index.json in the model directory", req.model_dir.string());
   if (!present.empty()) {
     const WeightStore store = WeightStore::open_files(present, [](std::string_view) { return false; });
     for (const auto& [name, view] : store.all()) header_bytes[name] = view->nbytes;
   }
   plan.sizes_from = missing_files == 0 ? fmt::format("safetensors headers ({} files)", present.size())
-                    : present.empty()  ? "config.json and the index (no weight files present)"
-                                       : fmt::format("safetensors headers ({} files) and config.json for the {} files not present", present.size(), missing_files);
+                    : present.empty()
+                        ? "config.json and the index (no weight files present)"
+                        : fmt::format("safetensors headers ({} files) and config.json for the {} files not present",
+                                      present.size(), missing_files);
 
   const size_t element = element_size_of(req.model_dir / "config.json");
   plan.ranks.assign(static_cast<size_t>(req.world_size), RankPlan{});
@@ -111,8 +124,10 @@ MemoryPlan plan_memory(const PlanRequest& req) {
         continue;
       }
       const auto in_index = index.find(name);
-      const bool file_present = index.empty() || (in_index != index.end() && std::filesystem::exists(req.model_dir / in_index->second));
-      if (!index.empty() && in_index == index.end()) fail("{}: the index does not map tensor '{}'", req.model_dir.string(), name);
+      const bool file_present =
+          index.empty() || (in_index != index.end() && std::filesystem::exists(req.model_dir / in_index->second));
+      if (!index.empty() && in_index == index.end())
+        fail("{}: the index does not map tensor '{}'", req.model_dir.string(), name);
       if (file_present) fail("missing tensor '{}' in {}", name, req.model_dir.string());
       from_header = false;
     }
@@ -136,11 +151,14 @@ MemoryPlan plan_memory(const PlanRequest& req) {
   const uint64_t rows = static_cast<uint64_t>(std::max(req.max_step_tokens, req.batch_size));
   const uint64_t hidden = static_cast<uint64_t>(c.hidden_size), heads = static_cast<uint64_t>(c.num_attention_heads);
   const uint64_t k = static_cast<uint64_t>(c.num_experts_per_tok);
-  const uint64_t widest_ffn = std::max<uint64_t>(c.intermediate_size, static_cast<uint64_t>(c.moe_intermediate_size) * std::max(c.n_shared_experts, 1));
-  const uint64_t coordinator_rows = 4 * rows *
+  const uint64_t widest_ffn = std::max<uint64_t>(
+      c.intermediate_size, static_cast<uint64_t>(c.moe_intermediate_size) * std::max(c.n_shared_experts, 1));
+  const uint64_t coordinator_rows =
+      4 * rows *
       (4 * hidden +
-       (c.attention == AttentionKind::Mla ? heads * (c.qk_head_dim() + 2 * c.kv_lora_rank + c.v_head_dim) + c.kv_lora_rank + c.qk_rope_head_dim
-                                          : 2 * heads * c.head_dim + 2 * static_cast<uint64_t>(c.kv_entry_size())) +
+       (c.attention == AttentionKind::Mla
+            ? heads * (c.qk_head_dim() + 2 * c.kv_lora_rank + c.v_head_dim) + c.kv_lora_rank + c.qk_rope_head_dim
+            : 2 * heads * c.head_dim + 2 * static_cast<uint64_t>(c.kv_entry_size())) +
        c.n_routed_experts + 2 * k * hidden + 2 * widest_ffn);
   // Records out and results back; a job of one rank exchanges nothing.
   const uint64_t exchange = req.world_size == 1 ? 0 : rows * k * (hidden * 4 + 64) * 2;
@@ -158,7 +176,8 @@ MemoryPlan plan_memory(const PlanRequest& req) {
     rp.process = 30'000'000 + tokenizer;
     rp.buffers = shard_work + exchange;
     if (r < coordinators) {
-      rp.kv_cache = plan.kv_bytes_per_token * static_cast<uint64_t>(req.batch_size) * std::min(req.context_tokens, c.max_position_embeddings);
+      rp.kv_cache = plan.kv_bytes_per_token * static_cast<uint64_t>(req.batch_size) *
+                    std::min(req.context_tokens, c.max_position_embeddings);
       rp.buffers += coordinator_rows + static_cast<uint64_t>(req.batch_size) * c.vocab_size * 4;
     }
     if (req.mem_per_rank > 0 && rp.total() > req.mem_per_rank) plan.over_limit.push_back(r);
@@ -170,32 +189,39 @@ std::string format_plan_text(const MemoryPlan& p) {
   const ModelConfig& c = p.config;
   std::string out = fmt::format("model {}: {}\n", p.request.model_dir.string(), c.summary());
   out += fmt::format("sizes from {}\n", p.sizes_from);
-  out += fmt::format("world size {}, {} coordinator{}, placement {}, coordinators hold experts: {}\n", p.request.world_size,
-                     p.request.coordinators, p.request.coordinators == 1 ? "" : "s", p.placement_name,
-                     p.request.coordinator_experts);
-  out += fmt::format("KV cache: {:.1f} KB per token; {} requests x {} tokens = {:.1f} MB on each coordinator\n", static_cast<double>(p.kv_bytes_per_token) / 1e3,
-                     p.request.batch_size, std::min(p.request.context_tokens, c.max_position_embeddings),
+  out += fmt::format("world size {}, {} coordinator{}, placement {}, coordinators hold experts: {}\n",
+                     p.request.world_size, p.request.coordinators, p.request.coordinators == 1 ? "" : "s",
+                     p.placement_name, p.request.coordinator_experts);
+  out += fmt::format("KV cache: {:.1f} KB per token; {} requests x {} tokens = {:.1f} MB on each coordinator\n",
+                     static_cast<double>(p.kv_bytes_per_token) / 1e3, p.request.batch_size,
+                     std::min(p.request.context_tokens, c.max_position_embeddings),
                      static_cast<double>(p.ranks[0].kv_cache) / 1e6);
   uint64_t largest = 0;
   for (const auto& r : p.ranks) largest = std::max(largest, r.total());
   g_unit = largest >= 10'000'000'000ull ? 1e9 : 1e6;
   const char* unit = g_unit == 1e9 ? "GB" : "MB";
-  out += fmt::format("\n{} per rank (1 {} = {} bytes; buffers: the working memory of a full step; process: code, libraries,\n"
-                     "MPI and the tokenizer)\n",
-                     unit, unit, g_unit == 1e9 ? "1e9" : "1e6");
-  out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}\n", "rank", "experts", "embedding",
-                     "attention", "dense", "router+norms", "shared", "routed", "weights", "kv", "buffers", "process", "total");
+  out += fmt::format(
+      "\n{} per rank (1 {} = {} bytes; buffers: the working memory of a full step; process: code, libraries,\n"
+      "MPI and the tokenizer)\n",
+      unit, unit, g_unit == 1e9 ? "1e9" : "1e6");
+  out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}\n", "rank",
+                     "experts", "embedding", "attention", "dense", "router+norms", "shared", "routed", "weights", "kv",
+                     "buffers", "process", "total");
   for (size_t r = 0; r < p.ranks.size(); ++r) {
     const RankPlan& x = p.ranks[r];
-    out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}{}\n", r, x.routed_experts,
-                       gb(x.embeddings), gb(x.attention), gb(x.dense), gb(x.router_and_norms), gb(x.shared), gb(x.routed), gb(x.weights()),
-                       gb(x.kv_cache), gb(x.buffers), gb(x.process), gb(x.total()),
-                       std::find(p.over_limit.begin(), p.over_limit.end(), static_cast<int>(r)) != p.over_limit.end() ? "  exceeds --mem-per-rank" : "");
+    out += fmt::format("{:>5} {:>8} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}{}\n", r,
+                       x.routed_experts, gb(x.embeddings), gb(x.attention), gb(x.dense), gb(x.router_and_norms),
+                       gb(x.shared), gb(x.routed), gb(x.weights()), gb(x.kv_cache), gb(x.buffers), gb(x.process),
+                       gb(x.total()),
+                       std::find(p.over_limit.begin(), p.over_limit.end(), static_cast<int>(r)) != p.over_limit.end()
+                           ? "  exceeds --mem-per-rank"
+                           : "");
   }
   if (p.request.mem_per_rank > 0) {
-    const std::string limit = p.request.mem_per_rank_text.empty() ? fmt::format("{} bytes", p.request.mem_per_rank)
-                                                                  : fmt::format("--mem-per-rank {} ({} bytes)", p.request.mem_per_rank_text,
-                                                                                p.request.mem_per_rank);
+    const std::string limit =
+        p.request.mem_per_rank_text.empty()
+            ? fmt::format("{} bytes", p.request.mem_per_rank)
+            : fmt::format("--mem-per-rank {} ({} bytes)", p.request.mem_per_rank_text, p.request.mem_per_rank);
     out += p.over_limit.empty() ? fmt::format("every rank fits in {}\n", limit)
                                 : fmt::format("{} of {} ranks exceed {}\n", p.over_limit.size(), p.ranks.size(), limit);
   }
@@ -206,16 +232,33 @@ std::string format_plan_json(const MemoryPlan& p) {
   nlohmann::json ranks = nlohmann::json::array();
   for (size_t r = 0; r < p.ranks.size(); ++r) {
     const RankPlan& x = p.ranks[r];
-    ranks.push_back({{"rank", r}, {"routed_experts", x.routed_experts}, {"embeddings_bytes", x.embeddings}, {"attention_bytes", x.attention},
-                     {"dense_bytes", x.dense}, {"router_and_norms_bytes", x.router_and_norms}, {"shared_bytes", x.shared},
-                     {"routed_bytes", x.routed}, {"weights_bytes", x.weights()}, {"kv_cache_bytes", x.kv_cache},
-                     {"buffers_bytes", x.buffers}, {"process_bytes", x.process}, {"total_bytes", x.total()}});
+    ranks.push_back({{"rank", r},
+                     {"routed_experts", x.routed_experts},
+                     {"embeddings_bytes", x.embeddings},
+                     {"attention_bytes", x.attention},
+                     {"dense_bytes", x.dense},
+                     {"router_and_norms_bytes", x.router_and_norms},
+                     {"shared_bytes", x.shared},
+                     {"routed_bytes", x.routed},
+                     {"weights_bytes", x.weights()},
+                     {"kv_cache_bytes", x.kv_cache},
+                     {"buffers_bytes", x.buffers},
+                     {"process_bytes", x.process},
+                     {"total_bytes", x.total()}});
   }
-  const nlohmann::json j{{"model", p.request.model_dir.string()}, {"model_type", p.config.model_type},
-                         {"fp8", p.config.fp8.has_value()}, {"sizes_from", p.sizes_from}, {"world_size", p.request.world_size},
-                         {"coordinators", p.request.coordinators}, {"placement", p.placement_name}, {"batch_size", p.request.batch_size},
-                         {"context_tokens", p.request.context_tokens}, {"kv_bytes_per_token", p.kv_bytes_per_token},
-                         {"mem_per_rank_bytes", p.request.mem_per_rank}, {"ranks_over_limit", p.over_limit}, {"ranks", ranks}};
+  const nlohmann::json j{{"model", p.request.model_dir.string()},
+                         {"model_type", p.config.model_type},
+                         {"fp8", p.config.fp8.has_value()},
+                         {"sizes_from", p.sizes_from},
+                         {"world_size", p.request.world_size},
+                         {"coordinators", p.request.coordinators},
+                         {"placement", p.placement_name},
+                         {"batch_size", p.request.batch_size},
+                         {"context_tokens", p.request.context_tokens},
+                         {"kv_bytes_per_token", p.kv_bytes_per_token},
+                         {"mem_per_rank_bytes", p.request.mem_per_rank},
+                         {"ranks_over_limit", p.over_limit},
+                         {"ranks", ranks}};
   return j.dump(2) + "\n";
 }
 

@@ -30,12 +30,14 @@ ExpertMask random_on_mask(const ModelConfig& config, const RandomMaskSpec& spec,
   const int group_size = experts / groups;
   const int max_groups = groups > 1 && config.topk_group > 0 ? config.topk_group : groups;
   std::vector<int> on_count(static_cast<size_t>(layers), 0);
-  std::vector<std::vector<uint8_t>> group_used(static_cast<size_t>(layers), std::vector<uint8_t>(static_cast<size_t>(groups), 0));
+  std::vector<std::vector<uint8_t>> group_used(static_cast<size_t>(layers),
+                                               std::vector<uint8_t>(static_cast<size_t>(groups), 0));
   const auto accept = [&](int l, int e) {
     const int g = e / group_size;
     auto& used = group_used[static_cast<size_t>(l)];
     const int in_use = static_cast<int>(std::count(used.begin(), used.end(), 1));
-    if (on_count[static_cast<size_t>(l)] >= top_k || (!used[static_cast<size_t>(g)] && in_use >= max_groups)) return false;
+    if (on_count[static_cast<size_t>(l)] >= top_k || (!used[static_cast<size_t>(g)] && in_use >= max_groups))
+      return false;
     used[static_cast<size_t>(g)] = 1;
     ++on_count[static_cast<size_t>(l)];
     mask.set_on(l, e);
@@ -52,7 +54,9 @@ ExpertMask random_on_mask(const ModelConfig& config, const RandomMaskSpec& spec,
       shuffle(pool, rng);
       int got = 0;
       for (size_t i = 0; i < pool.size() && got < want; ++i) got += accept(l, pool[i]);
-      if (got < want) fail("MoE layer {}: cannot force {} experts on within {} groups outside the excluded ones", l, want, max_groups);
+      if (got < want)
+        fail("MoE layer {}: cannot force {} experts on within {} groups outside the excluded ones", l, want,
+             max_groups);
     }
   } else {
     std::vector<int> pool;
@@ -65,7 +69,8 @@ ExpertMask random_on_mask(const ModelConfig& config, const RandomMaskSpec& spec,
     int got = 0;
     for (size_t i = 0; i < pool.size() && got < spec.count; ++i) got += accept(pool[i] / experts, pool[i] % experts);
     if (spec.count < 0 || got < spec.count) {
-      fail("{} random experts to force on, but at most {} fit (top-k {} per layer, within {} groups)", spec.count, got, top_k, max_groups);
+      fail("{} random experts to force on, but at most {} fit (top-k {} per layer, within {} groups)", spec.count, got,
+           top_k, max_groups);
     }
   }
   return mask;
@@ -93,7 +98,8 @@ ExpertMask random_mask(const ModelConfig& config, const RandomMaskSpec& spec, co
       for (int e = 0; e < experts; ++e) {
         if (allowed(l, e)) pool.push_back(e);
       }
-      if (want > static_cast<int>(pool.size())) fail("MoE layer {}: {} experts wanted but only {} are not excluded", l, want, pool.size());
+      if (want > static_cast<int>(pool.size()))
+        fail("MoE layer {}: {} experts wanted but only {} are not excluded", l, want, pool.size());
       shuffle(pool, rng);
       for (int i = 0; i < want; ++i) mask.set_off(l, pool[i]);
     }

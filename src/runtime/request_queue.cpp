@@ -17,8 +17,8 @@ namespace mote {
 template <class Archive>
 void serialize(Archive& ar, GenerationResult& r) {
   int32_t stop = static_cast<int32_t>(r.stop);
-  ar(r.generated, stop, r.positions, r.logits, r.route_experts, r.route_weights, r.expert_counts, r.expert_gate_sum, r.scores,
-     r.moe_inputs, r.prompt_positions, r.generated_positions, r.error);
+  ar(r.generated, stop, r.positions, r.logits, r.route_experts, r.route_weights, r.expert_counts, r.expert_gate_sum,
+     r.scores, r.moe_inputs, r.prompt_positions, r.generated_positions, r.error);
   r.stop = static_cast<StopReason>(stop);
 }
 
@@ -70,8 +70,9 @@ int to_count(size_t bytes, const char* what) { return mpi_count(bytes, what, kRe
 
 }  // namespace
 
-RequestQueue::RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers, const std::vector<ExpertMask>& masks,
-                           std::vector<std::pair<size_t, GenerationRequest>> todo, ResultHandler on_done, RequestFiller fill)
+RequestQueue::RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers,
+                           const std::vector<ExpertMask>& masks, std::vector<std::pair<size_t, GenerationRequest>> todo,
+                           ResultHandler on_done, RequestFiller fill)
     : comm_(comm),
       exchange_(exchange),
       moe_layers_(moe_layers),
@@ -108,25 +109,30 @@ void RequestQueue::serve_rest_of_block() {
 void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::pair<size_t, GenerationRequest>>& out) {
   const auto start = std::chrono::steady_clock::now();
   if (block_rounds_ >= 0 && exchange_.rounds() - block_rounds_ != moe_layers_) {
-    fail("internal error: a block of {} exchange rounds where the model has {} MoE layers", exchange_.rounds() - block_rounds_, moe_layers_);
+    fail("internal error: a block of {} exchange rounds where the model has {} MoE layers",
+         exchange_.rounds() - block_rounds_, moe_layers_);
   }
   const std::string results = to_bytes(finished_);
   finished_.clear();
-  const int64_t report[kReportSize] = {free_slots, finished ? 1 : 0, mote::stop_signal(), static_cast<int64_t>(results.size())};
+  const int64_t report[kReportSize] = {free_slots, finished ? 1 : 0, mote::stop_signal(),
+                                       static_cast<int64_t>(results.size())};
   std::vector<int64_t> reports(rank_ == 0 ? static_cast<size_t>(coordinators_) * kReportSize : 0);
   MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Igather(report, kReportSize, MPI_INT64_T, reports.data(), kReportSize, MPI_INT64_T, 0, comm_, &request), "Igather");
+  check_mpi(MPI_Igather(report, kReportSize, MPI_INT64_T, reports.data(), kReportSize, MPI_INT64_T, 0, comm_, &request),
+            "Igather");
   wait_for(request, "Igather (request queue)");
   std::vector<int> result_counts(static_cast<size_t>(coordinators_), 0), result_displs;
   std::vector<char> all_results;
   if (rank_ == 0) {
-    for (int c = 0; c < coordinators_; ++c) result_counts[c] = to_count(static_cast<size_t>(reports[c * kReportSize + kResultBytes]), "results");
+    for (int c = 0; c < coordinators_; ++c)
+      result_counts[c] = to_count(static_cast<size_t>(reports[c * kReportSize + kResultBytes]), "results");
     mpi_displacements(result_counts, result_displs, "the requests' results", kRemedy);
     all_results.resize(static_cast<size_t>(result_displs.back()) + static_cast<size_t>(result_counts.back()) + 1);
   }
-  check_mpi(MPI_Igatherv(results.data(), to_count(results.size(), "results"), MPI_BYTE, all_results.data(), result_counts.data(),
-                     rank_ == 0 ? result_displs.data() : nullptr, MPI_BYTE, 0, comm_, &request),
-        "Igatherv");
+  check_mpi(
+      MPI_Igatherv(results.data(), to_count(results.size(), "results"), MPI_BYTE, all_results.data(),
+                   result_counts.data(), rank_ == 0 ? result_displs.data() : nullptr, MPI_BYTE, 0, comm_, &request),
+      "Igatherv");
   wait_for(request, "Igatherv (request queue)");
 
   std::vector<char> answers;
@@ -139,7 +145,8 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
       cereal::BinaryInputArchive archive(is);
       archive(theirs);
       for (auto& [id, result] : theirs) {
-        if (in_flight_[c] == 0) fail("protocol error: coordinator {} returned request {}, which it was not given", c, id);
+        if (in_flight_[c] == 0)
+          fail("protocol error: coordinator {} returned request {}, which it was not given", c, id);
         --in_flight_[c];
         on_done_(id, std::move(result));
       }
@@ -148,7 +155,8 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
     // exchange's rounds, or to any coordinator.
     if (stop_signal_ == 0) stop_signal_ = mote::stop_signal();
     if (stop_signal_ == 0) stop_signal_ = exchange_.stop_signal();
-    for (int c = 0; c < coordinators_ && stop_signal_ == 0; ++c) stop_signal_ = static_cast<int>(reports[c * kReportSize + kSignal]);
+    for (int c = 0; c < coordinators_ && stop_signal_ == 0; ++c)
+      stop_signal_ = static_cast<int>(reports[c * kReportSize + kSignal]);
     bool all_done = true;
     for (int c = 0; c < coordinators_; ++c) {
       coordinator_done_[c] = reports[c * kReportSize + kFinished] != 0;
@@ -157,7 +165,9 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
     std::vector<Answer> each(static_cast<size_t>(coordinators_));
     for (int c = 0; c < coordinators_; ++c) {
       const int64_t free = std::max<int64_t>(reports[c * kReportSize + kFreeSlots], 0);
-      const size_t n = coordinator_done_[c] || stop_signal_ != 0 ? 0 : std::min({static_cast<size_t>(free), share(c), pending_.size()});
+      const size_t n = coordinator_done_[c] || stop_signal_ != 0
+                           ? 0
+                           : std::min({static_cast<size_t>(free), share(c), pending_.size()});
       Answer& a = each[static_cast<size_t>(c)];
       a.stop = stop_signal_;
       a.all_done = all_done;
@@ -183,9 +193,9 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
   check_mpi(MPI_Iscatter(answer_counts.data(), 1, MPI_INT, &mine, 1, MPI_INT, 0, comm_, &request), "Iscatter");
   wait_for(request, "Iscatter (request queue)");
   std::vector<char> answer(static_cast<size_t>(mine) + 1);
-  check_mpi(MPI_Iscatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_BYTE, answer.data(), mine,
-                      MPI_BYTE, 0, comm_, &request),
-        "Iscatterv");
+  check_mpi(MPI_Iscatterv(answers.data(), answer_counts.data(), rank_ == 0 ? answer_displs.data() : nullptr, MPI_BYTE,
+                          answer.data(), mine, MPI_BYTE, 0, comm_, &request),
+            "Iscatterv");
   wait_for(request, "Iscatterv (request queue)");
   Answer got;
   {
@@ -197,7 +207,8 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
   exhausted_ = got.exhausted;
   all_done_ = got.all_done;
   for (SentRequest& sent : got.requests) {
-    if (sent.mask < 0 || static_cast<size_t>(sent.mask) >= masks_.size()) fail("protocol error: request {} under unknown mask set {}", sent.id, sent.mask);
+    if (sent.mask < 0 || static_cast<size_t>(sent.mask) >= masks_.size())
+      fail("protocol error: request {} under unknown mask set {}", sent.id, sent.mask);
     sent.request.mask = sent.mask == 0 ? nullptr : &masks_[static_cast<size_t>(sent.mask)];
     out.emplace_back(static_cast<size_t>(sent.id), std::move(sent.request));
   }
@@ -205,7 +216,9 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
   block_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void RequestQueue::take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) { block_start(free_slots, false, out); }
+void RequestQueue::take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) {
+  block_start(free_slots, false, out);
+}
 
 void RequestQueue::wait() { serve_rest_of_block(); }
 

@@ -19,33 +19,37 @@
 #include <fmt/ranges.h>
 
 #include "job_steps.h"
-#include "scan_checkpoint.h"
 #include "mote/expert_parallel/mpi_calls.h"
 #include "mote/expert_parallel/mpi_session.h"
 #include "mote/io/file_guard.h"
+#include "mote/io/text_output.h"
 #include "mote/model/mask_file.h"
 #include "mote/results/mask_output.h"
 #include "mote/results/scan_file.h"
-#include "mote/io/text_output.h"
 #include "mote/runtime/scan_metric.h"
+#include "mote/util/error.h"
 #include "mote/util/hash.h"
 #include "mote/util/statistics.h"
 #include "mote/util/stop_signal.h"
-#include "mote/util/error.h"
+#include "scan_checkpoint.h"
 
 namespace mote {
 
 std::string ScanOptions::summary() const {
   return fmt::format("scan: metric {} {}, class {}, candidates {}, off-policy {}, search {}{}, prefix reuse {}", metric,
-                     metric == "token-prob" ? "of " + tokens : "of '" + continuation + "'", cls.empty() ? "(all)" : cls, candidates,
-                     policy, search, greedy > 0 ? fmt::format(", greedy {} rounds over the best {}", greedy, greedy_pool) : "", prefix_reuse);
+                     metric == "token-prob" ? "of " + tokens : "of '" + continuation + "'", cls.empty() ? "(all)" : cls,
+                     candidates, policy, search,
+                     greedy > 0 ? fmt::format(", greedy {} rounds over the best {}", greedy, greedy_pool) : "",
+                     prefix_reuse);
 }
 
 void validate(const ScanOptions& s) {
   validate(s.job);
-  if (s.metric != "token-prob" && s.metric != "continuation-logprob") fail("--metric '{}' is not one of token-prob, continuation-logprob", s.metric);
+  if (s.metric != "token-prob" && s.metric != "continuation-logprob")
+    fail("--metric '{}' is not one of token-prob, continuation-logprob", s.metric);
   if (!parse_off_policy(s.policy)) fail("--policy '{}' is not one of reroute, drop, zero", s.policy);
-  if (s.search != "full" && s.search != "blocks" && s.search != "both") fail("--search '{}' is not one of full, blocks, both", s.search);
+  if (s.search != "full" && s.search != "blocks" && s.search != "both")
+    fail("--search '{}' is not one of full, blocks, both", s.search);
   if (s.block_size < 0) fail("--block-size {} must not be negative", s.block_size);
   if (s.top_blocks < 0) fail("--top-blocks {} must not be negative", s.top_blocks);
   if (s.greedy < 0) fail("--greedy {} must not be negative", s.greedy);
@@ -54,9 +58,12 @@ void validate(const ScanOptions& s) {
   if (!s.mask_out.empty() && s.top == 0) fail("--mask-out needs --top N: how many experts to write");
   if (s.candidates.empty()) fail("--candidates is empty: give 'all' or a mask file");
   if (s.job.gen.max_new_tokens != 0) fail("a scan generates nothing: --max-new-tokens must be 0");
-  if (s.job.gen.save_logits || s.job.gen.trace) fail("--save-logits and --trace do not apply to a scan (it keeps the metric only)");
-  if (!s.job.resume_from.empty()) fail("--resume-from does not apply to a scan; copy OUT.checkpoint beside --out and use --resume");
-  if (!s.mask_out.empty() && !s.job.out.empty() && s.mask_out == s.job.out) fail("--mask-out and --out name the same file");
+  if (s.job.gen.save_logits || s.job.gen.trace)
+    fail("--save-logits and --trace do not apply to a scan (it keeps the metric only)");
+  if (!s.job.resume_from.empty())
+    fail("--resume-from does not apply to a scan; copy OUT.checkpoint beside --out and use --resume");
+  if (!s.mask_out.empty() && !s.job.out.empty() && s.mask_out == s.job.out)
+    fail("--mask-out and --out name the same file");
 }
 
 namespace {
@@ -103,7 +110,8 @@ class Scan {
       spdlog::warn("no request had finished; nothing was saved");
       return true;
     }
-    spdlog::warn("{} finished requests saved in {}; run the same command with --resume to finish", saved, checkpoint_->dir().string());
+    spdlog::warn("{} finished requests saved in {}; run the same command with --resume to finish", saved,
+                 checkpoint_->dir().string());
     return true;
   }
   // Every rank: the expert counters checked, the throughput reported.
@@ -130,8 +138,8 @@ class Scan {
   int moe_layers() const { return model_.moe_layers(); }
   int experts() const { return model_.config.n_routed_experts; }
 
-  std::optional<ExpertMask> base_;   // --mask, on every rank
-  std::vector<ExpertMask> masks_;    // the current phase's, on every rank ([0] unused)
+  std::optional<ExpertMask> base_;  // --mask, on every rank
+  std::vector<ExpertMask> masks_;   // the current phase's, on every rank ([0] unused)
   std::unique_ptr<JobRun> job_run_;
   ScanMetric metric_;
   std::vector<GenerationRequest> prompts_;  // rank 0: set up for scoring
@@ -147,7 +155,8 @@ class Scan {
 void Scan::read_inputs(const MaskSets& masks) {
   const ModelConfig& config = model_.config;
   for (const auto& m : masks.sets) {
-    if (m.id != 0 && m.name != "default") fail("--mask {}=FILE: a scan takes one base mask (--mask FILE), not named mask sets", m.name);
+    if (m.id != 0 && m.name != "default")
+      fail("--mask {}=FILE: a scan takes one base mask (--mask FILE), not named mask sets", m.name);
   }
   if (masks.default_mask != nullptr) base_ = *masks.default_mask;
   std::vector<int32_t> score_ids;
@@ -158,8 +167,11 @@ void Scan::read_inputs(const MaskSets& masks) {
       const PromptSpec& spec = requests.specs[i];
       if (std::find(classes.begin(), classes.end(), spec.cls) == classes.end()) classes.push_back(spec.cls);
       if (!o_.cls.empty() && spec.cls != o_.cls) continue;
-      if (!requests.errors[i].empty()) fail("{}:{}: prompt '{}' cannot run: {}", o_.job.prompts, spec.line, spec.id, requests.errors[i]);
-      if (!spec.mask.empty()) fail("{}:{}: prompt '{}' names mask set '{}'; a scan's prompts run under the base mask only", o_.job.prompts, spec.line, spec.id, spec.mask);
+      if (!requests.errors[i].empty())
+        fail("{}:{}: prompt '{}' cannot run: {}", o_.job.prompts, spec.line, spec.id, requests.errors[i]);
+      if (!spec.mask.empty())
+        fail("{}:{}: prompt '{}' names mask set '{}'; a scan's prompts run under the base mask only", o_.job.prompts,
+             spec.line, spec.id, spec.mask);
       prompts_.push_back(requests.requests[i]);
       prompts_.back().mask = nullptr;
       prompts_.back().stream = prompts_.size() - 1;
@@ -169,14 +181,17 @@ void Scan::read_inputs(const MaskSets& masks) {
     if (prompts_.empty()) {
       std::string names;
       for (const auto& c : classes) names += (names.empty() ? "" : ", ") + c;
-      fail("--class '{}': no prompt of {} has that class (its classes: {})", o_.cls, o_.job.prompts.empty() ? "the prompt files" : o_.job.prompts, names);
+      fail("--class '{}': no prompt of {} has that class (its classes: {})", o_.cls,
+           o_.job.prompts.empty() ? "the prompt files" : o_.job.prompts, names);
     }
     const auto& tokenizer = model_.loaded->tokenizer;
-    metric_ = make_scan_metric(o_.metric, o_.tokens, o_.continuation, tokenizer, std::min(tokenizer.vocab_size(), config.vocab_size));
+    metric_ = make_scan_metric(o_.metric, o_.tokens, o_.continuation, tokenizer,
+                               std::min(tokenizer.vocab_size(), config.vocab_size));
     for (auto& p : prompts_) {
       metric_.prepare(p);
       if (p.prompt.size() > static_cast<size_t>(config.max_position_embeddings)) {
-        fail("a prompt with its continuation has {} tokens, more than the model's {} positions", p.prompt.size(), config.max_position_embeddings);
+        fail("a prompt with its continuation has {} tokens, more than the model's {} positions", p.prompt.size(),
+             config.max_position_embeddings);
       }
     }
     score_ids = metric_.score_ids;
@@ -189,33 +204,41 @@ void Scan::read_inputs(const MaskSets& masks) {
       for (int l = 0; l < moe_layers(); ++l) {
         for (int e = 0; e < experts(); ++e) {
           if (listed.is_on(l, e) || listed.gain(l, e) != 1.0f) {
-            fail("--candidates {}: lists expert {} of MoE layer {} with 'on' or 'gain'; candidates are the file's 'off' entries", o_.candidates, e, l);
+            fail(
+                "--candidates {}: lists expert {} of MoE layer {} with 'on' or 'gain'; candidates are the file's 'off' "
+                "entries",
+                o_.candidates, e, l);
           }
           if (listed.is_off(l, e)) candidates_.emplace_back(l, e);
         }
       }
-      if (candidates_.empty()) fail("--candidates {}: the file switches no expert off, so there is nothing to scan", o_.candidates);
+      if (candidates_.empty())
+        fail("--candidates {}: the file switches no expert off, so there is nothing to scan", o_.candidates);
     }
     if (base_) {
       if (base_->count_off() > 0 && base_->off_policy != policy_) {
-        fail("the base mask switches experts off with policy {}, the scan with --policy {}; make them the same", off_policy_name(base_->off_policy), o_.policy);
+        fail("the base mask switches experts off with policy {}, the scan with --policy {}; make them the same",
+             off_policy_name(base_->off_policy), o_.policy);
       }
       for (const auto& [l, e] : candidates_) {
         if (base_->is_off(l, e)) fail("candidate expert {} of MoE layer {} is already off in the base mask", e, l);
       }
     }
     spdlog::info("{}", o_.summary());
-    spdlog::info("{} prompts, {} candidate experts, {} ids scored", prompts_.size(), candidates_.size(), score_ids.size());
+    spdlog::info("{} prompts, {} candidate experts, {} ids scored", prompts_.size(), candidates_.size(),
+                 score_ids.size());
     if (!o_.job.out.empty()) {
       // What the results depend on; world size, coordinators, placement and
       // prefix reuse do not change them.
       uint64_t h = fnv1a(kFnv1aBasis, model_fingerprint(o_.job.model_dir, model_.loaded->store));
       for (const auto& p : prompts_) h = fnv1a(h, fmt::format("{}|{}\n", fmt::join(p.prompt, ","), p.score_from));
       for (const auto& [l, e] : candidates_) h = fnv1a(h, fmt::format("{}:{},", l, e));
-      h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", o_.metric, metric_.spec, fmt::join(score_ids, ","), o_.policy, o_.search,
-                               o_.block_size, o_.top_blocks, o_.top, o_.greedy, o_.greedy_pool, o_.job.wire_dtype,
+      h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", o_.metric, metric_.spec,
+                               fmt::join(score_ids, ","), o_.policy, o_.search, o_.block_size, o_.top_blocks, o_.top,
+                               o_.greedy, o_.greedy_pool, o_.job.wire_dtype,
                                base_ ? base_->description + off_policy_name(base_->off_policy) : std::string("-")));
-      checkpoint_.emplace(o_.job.out + ".checkpoint", fmt::format("{:016x}\n", h), o_.job.resume, o_.job.checkpoint_every);
+      checkpoint_.emplace(o_.job.out + ".checkpoint", fmt::format("{:016x}\n", h), o_.job.resume,
+                          o_.job.checkpoint_every);
     }
   }
   // Every coordinator scores the same ids.
@@ -236,13 +259,15 @@ void Scan::build_masks(const std::vector<Knockout>& conditions) {
     for (const auto& [l, e] : c.off) m.set_off(l, e);
     stop_point("planning the scan");
     // Thousands of conditions: gains kept only where some differ from 1.
-    if (std::all_of(m.gains.begin(), m.gains.end(), [](float g) { return g == 1.0f; })) std::vector<float>().swap(m.gains);
+    if (std::all_of(m.gains.begin(), m.gains.end(), [](float g) { return g == 1.0f; }))
+      std::vector<float>().swap(m.gains);
     m.description.clear();
     masks_.push_back(std::move(m));
   }
 }
 
-std::vector<std::vector<double>> Scan::run_phase(const std::vector<Knockout>& conditions, bool reference, const char* what) {
+std::vector<std::vector<double>> Scan::run_phase(const std::vector<Knockout>& conditions, bool reference,
+                                                 const char* what) {
   const int phase = phase_++;
   // Every rank builds the same masks from the conditions rank 0 sends.
   std::vector<int32_t> wire;
@@ -271,7 +296,8 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Knockout>& co
   const int layers = model_.config.num_hidden_layers;
   const std::vector<int> decoder = model_.config.moe_layers();
   if (root()) {
-    spdlog::info("scan: {}: {} condition{} x {} prompts = {} requests", what, conds.size(), conds.size() == 1 ? "" : "s", P, conds.size() * P);
+    spdlog::info("scan: {}: {} condition{} x {} prompts = {} requests", what, conds.size(),
+                 conds.size() == 1 ? "" : "s", P, conds.size() * P);
     metric.assign(conds.size(), std::vector<double>(P, std::nan("")));
     if (reference) residuals_.assign(P, {});
     for (size_t c = 0; c < conds.size(); ++c) {
@@ -305,8 +331,9 @@ std::vector<std::vector<double>> Scan::run_phase(const std::vector<Knockout>& co
     const size_t len = r.prompt.size();
     r.resume_h.resize(len * static_cast<size_t>(hidden));
     for (size_t pos = 0; pos < len; ++pos) {
-      std::copy_n(&from[(pos * static_cast<size_t>(n_moe) + static_cast<size_t>(r.resume_moe_layer)) * static_cast<size_t>(hidden)], hidden,
-                  &r.resume_h[pos * static_cast<size_t>(hidden)]);
+      std::copy_n(&from[(pos * static_cast<size_t>(n_moe) + static_cast<size_t>(r.resume_moe_layer)) *
+                        static_cast<size_t>(hidden)],
+                  hidden, &r.resume_h[pos * static_cast<size_t>(hidden)]);
     }
   };
   std::optional<Progress> progress;
@@ -347,7 +374,8 @@ std::vector<Expert> Scan::ranked(const std::vector<Expert>& among) const {
   }
   // Best first; ties go to the lower (layer, expert).
   std::stable_sort(out.begin(), out.end(), [&](const Expert& a, const Expert& b) {
-    return data_.effect[static_cast<size_t>(a.first) * experts() + a.second] > data_.effect[static_cast<size_t>(b.first) * experts() + b.second];
+    return data_.effect[static_cast<size_t>(a.first) * experts() + a.second] >
+           data_.effect[static_cast<size_t>(b.first) * experts() + b.second];
   });
   return out;
 }
@@ -366,7 +394,9 @@ void Scan::block_phase(std::vector<Expert>& singles) {
         }
         if (members.empty()) continue;
         data_.block_layer.push_back(l);
-        for (int i = 0; i < width; ++i) data_.block_experts.push_back(i < static_cast<int>(members.size()) ? members[static_cast<size_t>(i)].second : -1);
+        for (int i = 0; i < width; ++i)
+          data_.block_experts.push_back(i < static_cast<int>(members.size()) ? members[static_cast<size_t>(i)].second
+                                                                             : -1);
         blocks.push_back(knockout(members));
       }
     }
@@ -382,16 +412,20 @@ void Scan::block_phase(std::vector<Expert>& singles) {
     data_.block_effect_sd.push_back(s.sd);
     order[b] = b;
   }
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return data_.block_effect[a] > data_.block_effect[b]; });
-  const size_t top = std::min(order.size(), static_cast<size_t>(o_.top_blocks > 0 ? o_.top_blocks : 2 * std::max(o_.top, 4)));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return data_.block_effect[a] > data_.block_effect[b]; });
+  const size_t top =
+      std::min(order.size(), static_cast<size_t>(o_.top_blocks > 0 ? o_.top_blocks : 2 * std::max(o_.top, 4)));
   data_.block_chosen.assign(blocks.size(), 0);
   for (size_t i = 0; i < top; ++i) {
     data_.block_chosen[order[i]] = 1;
     for (const auto& x : blocks[order[i]].off) singles.push_back(x);
   }
   std::sort(singles.begin(), singles.end());
-  spdlog::info("scan: the best {} of {} blocks hold {} candidates; best block: MoE layer {} from expert {} (effect {:.4g})", top, blocks.size(),
-               singles.size(), data_.block_layer[order[0]], data_.block_experts[order[0] * static_cast<size_t>(width)], data_.block_effect[order[0]]);
+  spdlog::info(
+      "scan: the best {} of {} blocks hold {} candidates; best block: MoE layer {} from expert {} (effect {:.4g})", top,
+      blocks.size(), singles.size(), data_.block_layer[order[0]],
+      data_.block_experts[order[0] * static_cast<size_t>(width)], data_.block_effect[order[0]]);
 }
 
 void Scan::greedy() {
@@ -404,7 +438,8 @@ void Scan::greedy() {
     const Expert best = pool[0];
     selected_.push_back(best);
     data_.greedy.push_back(best);
-    data_.greedy_metric.push_back(spread(data_.baseline).mean - data_.effect[static_cast<size_t>(best.first) * experts() + best.second]);
+    data_.greedy_metric.push_back(spread(data_.baseline).mean -
+                                  data_.effect[static_cast<size_t>(best.first) * experts() + best.second]);
   }
   int rounds = root() ? std::min(o_.greedy, static_cast<int>(pool.size())) : 0;
   MPI_Bcast(&rounds, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -436,8 +471,8 @@ void Scan::greedy() {
   }
   if (root()) {
     for (size_t i = 0; i < data_.greedy.size(); ++i) {
-      spdlog::info("scan: greedy round {}: MoE layer {} expert {} off, mean {} {:.4g}", i + 1, data_.greedy[i].first, data_.greedy[i].second,
-                   o_.metric, data_.greedy_metric[i]);
+      spdlog::info("scan: greedy round {}: MoE layer {} expert {} off, mean {} {:.4g}", i + 1, data_.greedy[i].first,
+                   data_.greedy[i].second, o_.metric, data_.greedy_metric[i]);
     }
   }
 }
@@ -496,7 +531,10 @@ void Scan::run() {
       if (full == blocks) {
         spdlog::info("scan: the block search and the full scan agree on the top {}", n);
       } else {
-        spdlog::warn("scan: the block search and the full scan disagree on the top {}: the blocks' top misses some of the full scan's", n);
+        spdlog::warn(
+            "scan: the block search and the full scan disagree on the top {}: the blocks' top misses some of the full "
+            "scan's",
+            n);
       }
     }
   }
@@ -508,20 +546,24 @@ void Scan::write(OutputFile* out, const MaskSets& masks) {
   if (!root()) return;
   const auto top = ranked(candidates_);
   const double base_mean = spread(data_.baseline).mean;
-  std::cout << fmt::format("baseline {} of {}: {:.6g} (mean over {} prompts)\n", o_.metric, metric_.spec, base_mean, data_.baseline.size());
-  std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12}  {:>12}\n", "rank", "moe_layer", "decoder_layer", "expert", "effect", "effect_sd");
+  std::cout << fmt::format("baseline {} of {}: {:.6g} (mean over {} prompts)\n", o_.metric, metric_.spec, base_mean,
+                           data_.baseline.size());
+  std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12}  {:>12}\n", "rank", "moe_layer", "decoder_layer",
+                           "expert", "effect", "effect_sd");
   const size_t shown = std::min(top.size(), static_cast<size_t>(std::max(o_.top, 10)));
   const std::vector<int> decoder = model_.config.moe_layers();
   for (size_t i = 0; i < shown; ++i) {
     const auto [l, e] = top[i];
     const size_t at = static_cast<size_t>(l) * experts() + e;
-    std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12.6f}  {:>12.6f}\n", i + 1, l, decoder[static_cast<size_t>(l)], e, data_.effect[at],
-                             data_.effect_sd[at]);
+    std::cout << fmt::format("{:>4}  {:>9}  {:>13}  {:>6}  {:>12.6f}  {:>12.6f}\n", i + 1, l,
+                             decoder[static_cast<size_t>(l)], e, data_.effect[at], data_.effect_sd[at]);
   }
-  const double saving = 1.0 - static_cast<double>(data_.layer_tokens) / static_cast<double>(data_.layer_tokens_without_reuse);
+  const double saving =
+      1.0 - static_cast<double>(data_.layer_tokens) / static_cast<double>(data_.layer_tokens_without_reuse);
   const auto rate = [&](double amount) { return data_.seconds > 0 ? amount / data_.seconds : 0.0; };
-  spdlog::info("scan: {} requests, {} prompt tokens in {:.3f} s ({:.1f} requests/s, {:.1f} tokens/s); prefix reuse {}", data_.requests,
-               data_.tokens, data_.seconds, rate(static_cast<double>(data_.requests)), rate(static_cast<double>(data_.tokens)),
+  spdlog::info("scan: {} requests, {} prompt tokens in {:.3f} s ({:.1f} requests/s, {:.1f} tokens/s); prefix reuse {}",
+               data_.requests, data_.tokens, data_.seconds, rate(static_cast<double>(data_.requests)),
+               rate(static_cast<double>(data_.tokens)),
                o_.prefix_reuse ? fmt::format("skipped {:.1f}% of the token-layers", 100 * saving) : std::string("off"));
 
   if (!o_.mask_out.empty()) {
@@ -529,8 +571,9 @@ void Scan::write(OutputFile* out, const MaskSets& masks) {
     mask.off_policy = policy_;
     const size_t n = std::min(top.size(), static_cast<size_t>(o_.top));
     for (size_t i = 0; i < n; ++i) mask.set_off(top[i].first, top[i].second);
-    const std::string header = fmt::format("the {} experts whose knockout most lowers {} of {}{} (mote scan)\n{}", n, o_.metric, metric_.spec,
-                                           base_ ? ", on top of the base mask" : "", o_.job.command_line);
+    const std::string header =
+        fmt::format("the {} experts whose knockout most lowers {} of {}{} (mote scan)\n{}", n, o_.metric, metric_.spec,
+                    base_ ? ", on top of the base mask" : "", o_.job.command_line);
     write_text_output(o_.mask_out, format_mask_file(mask, header), "--mask-out");
     std::cout << "wrote " << o_.mask_out << "\n";
   }

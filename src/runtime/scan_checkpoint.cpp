@@ -22,12 +22,16 @@ ScanCheckpoint::ScanCheckpoint(std::filesystem::path dir, const std::string& fin
     : dir_(std::move(dir)), fingerprint_(fingerprint), every_(every) {
   std::error_code ec;
   const bool exists = std::filesystem::exists(dir_, ec);
-  if (exists && !resume) fail("{} holds a checkpoint of an earlier scan: continue it with --resume, or remove it", dir_.string());
+  if (exists && !resume)
+    fail("{} holds a checkpoint of an earlier scan: continue it with --resume, or remove it", dir_.string());
   if (exists) {
-    if (!std::filesystem::is_regular_file(dir_ / kFingerprint, ec)) fail("{}: not a scan's checkpoint (no {})", dir_.string(), kFingerprint);
+    if (!std::filesystem::is_regular_file(dir_ / kFingerprint, ec))
+      fail("{}: not a scan's checkpoint (no {})", dir_.string(), kFingerprint);
     if (read_input_file(dir_ / kFingerprint, "scan fingerprint", 4096) != fingerprint_) {
-      fail("{}: the checkpoint is of another scan (prompts, metric, candidates, search, masks or model differ); remove it to start over",
-           dir_.string());
+      fail(
+          "{}: the checkpoint is of another scan (prompts, metric, candidates, search, masks or model differ); remove "
+          "it to start over",
+          dir_.string());
     }
     if (std::filesystem::is_regular_file(dir_ / kResults, ec)) {
       // One line per result: phase, request id, the metric as a hexadecimal
@@ -42,10 +46,12 @@ ScanCheckpoint::ScanCheckpoint(std::filesystem::path dir, const std::string& fin
         int phase = -1;
         uint64_t id = 0;
         std::string value;
-        if (!(in >> phase >> id >> value) || phase < 0) fail("{}:{}: not a scan result line", (dir_ / kResults).string(), line);
+        if (!(in >> phase >> id >> value) || phase < 0)
+          fail("{}:{}: not a scan result line", (dir_ / kResults).string(), line);
         char* stop = nullptr;
         const double metric = std::strtod(value.c_str(), &stop);
-        if (stop == value.c_str() || *stop != '\0') fail("{}:{}: not a number: '{}'", (dir_ / kResults).string(), line, value.substr(0, 32));
+        if (stop == value.c_str() || *stop != '\0')
+          fail("{}:{}: not a number: '{}'", (dir_ / kResults).string(), line, value.substr(0, 32));
         done_[{phase, id}] = metric;
         at = end + 1;
       }

@@ -15,7 +15,8 @@ int32_t parse_token(const std::string& item, const Tokenizer& tokenizer, int voc
   if (item.size() > 1 && item[0] == '#') {
     int64_t id = -1;
     const auto [end, ec] = std::from_chars(item.data() + 1, item.data() + item.size(), id);
-    if (ec != std::errc() || end != item.data() + item.size()) fail("--tokens: '{}' is not #ID with a decimal id", item);
+    if (ec != std::errc() || end != item.data() + item.size())
+      fail("--tokens: '{}' is not #ID with a decimal id", item);
     if (id < 0 || id >= vocab) fail("--tokens: id {} is outside the vocabulary (ids 0 to {})", id, vocab - 1);
     return static_cast<int32_t>(id);
   }
@@ -23,14 +24,16 @@ int32_t parse_token(const std::string& item, const Tokenizer& tokenizer, int voc
   // Text as typed (" I" for a byte-level "ĠI") that is one token.
   const std::vector<int32_t> ids = tokenizer.encode(item, false);
   if (ids.size() == 1 && ids[0] < vocab) return ids[0];
-  fail("--tokens: '{}' is not a token of the model's vocabulary (its text encodes to {} tokens); give the vocabulary's spelling or #ID",
-       item, ids.size());
+  fail(
+      "--tokens: '{}' is not a token of the model's vocabulary (its text encodes to {} tokens); give the vocabulary's "
+      "spelling or #ID",
+      item, ids.size());
 }
 
 }  // namespace
 
-ScanMetric make_scan_metric(const std::string& name, const std::string& tokens, const std::string& continuation, const Tokenizer& tokenizer,
-                            int sampled_vocab) {
+ScanMetric make_scan_metric(const std::string& name, const std::string& tokens, const std::string& continuation,
+                            const Tokenizer& tokenizer, int sampled_vocab) {
   ScanMetric m;
   m.name = name;
   if (name == "token-prob") {
@@ -44,7 +47,8 @@ ScanMetric make_scan_metric(const std::string& name, const std::string& tokens, 
       const std::string item = tokens.substr(start, comma - start);
       if (item.empty()) fail("--tokens '{}': an empty item (two commas, or one at an end)", tokens);
       const int32_t id = parse_token(item, tokenizer, sampled_vocab);
-      if (std::find(m.tokens.begin(), m.tokens.end(), id) != m.tokens.end()) fail("--tokens: '{}' (id {}) is given twice", item, id);
+      if (std::find(m.tokens.begin(), m.tokens.end(), id) != m.tokens.end())
+        fail("--tokens: '{}' (id {}) is given twice", item, id);
       m.tokens.push_back(id);
       start = comma + 1;
     }
@@ -75,9 +79,12 @@ void ScanMetric::prepare(GenerationRequest& request) const {
 
 double ScanMetric::value(const std::vector<double>& scores) const {
   const size_t width = score_ids.size();
-  const auto column = [&](int32_t id) { return static_cast<size_t>(std::lower_bound(score_ids.begin(), score_ids.end(), id) - score_ids.begin()); };
+  const auto column = [&](int32_t id) {
+    return static_cast<size_t>(std::lower_bound(score_ids.begin(), score_ids.end(), id) - score_ids.begin());
+  };
   if (!continuation.empty()) {
-    if (scores.size() != continuation.size() * width) fail("internal error: {} scores for a {}-token continuation", scores.size(), continuation.size());
+    if (scores.size() != continuation.size() * width)
+      fail("internal error: {} scores for a {}-token continuation", scores.size(), continuation.size());
     double sum = 0;
     for (size_t i = 0; i < continuation.size(); ++i) sum += scores[i * width + column(continuation[i])];
     return sum;

@@ -39,7 +39,8 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
   if (!(node.gemm_gflops > 0) || !(node.bandwidth_gbs > 0) || node.latency_us < 0 || !(node.network_gbs > 0)) {
     fail("the throughput model needs --gemm-gflops, --bandwidth-gbs, --network-gbs (positive) and --latency-us");
   }
-  if (req.prompt_tokens < 1 || req.new_tokens < 1 || req.step_tokens < 1) fail("prompt, new and step tokens must be at least 1");
+  if (req.prompt_tokens < 1 || req.new_tokens < 1 || req.step_tokens < 1)
+    fail("prompt, new and step tokens must be at least 1");
   const int n = job.world_size, k_coord = job.coordinators, batch = job.batch_size;
   const double h = c.hidden_size, experts = c.n_routed_experts, top_k = c.num_experts_per_tok;
   const int moe_layers = static_cast<int>(c.moe_layers().size()), dense_layers = c.num_hidden_layers - moe_layers;
@@ -72,7 +73,8 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
     // Three collectives, each a message to every other rank; the busiest
     // rank's bytes (a coordinator's out and back, or an expert rank's in
     // and out) over the network.
-    const double coordinator_bytes = tokens_per_coordinator * ((destinations - home) * record + top_k * remote * h * req.wire_bytes);
+    const double coordinator_bytes =
+        tokens_per_coordinator * ((destinations - home) * record + top_k * remote * h * req.wire_bytes);
     // An expert rank that is also a coordinator receives its own tokens without the network.
     const double from_others = coordinators_hold && n == k_coord ? static_cast<double>(k_coord - 1) / k_coord : 1.0;
     const double expert_rank_bytes =
@@ -96,7 +98,8 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
     const double rows_with_logits = std::max(1.0, t / req.prompt_tokens);  // the last token of each prompt
     const double pos = req.prompt_tokens / 2.0;
     LayerTime& l = p.prefill_layer;
-    l.attention = seconds_for(t * (attention_macs(c, pos) + router_macs + shared_macs), node.gemm_gflops * coordinator_share);
+    l.attention =
+        seconds_for(t * (attention_macs(c, pos) + router_macs + shared_macs), node.gemm_gflops * coordinator_share);
     l.experts = seconds_for(k_coord * t * top_k * expert_macs * busiest_share, node.gemm_gflops * expert_share);
     l.exchange = exchange_seconds(t);
     // Ranks idle while others work: a coordinator without experts during
@@ -105,8 +108,8 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
     const double shard_busy = l.experts;
     l.idle = ((l.total() - coordinator_busy) * k_coord + (l.total() - shard_busy) * (n - k_coord)) / n;
     const double dense = seconds_for(t * (attention_macs(c, pos) + dense_macs), node.gemm_gflops * coordinator_share);
-    p.prefill_step_seconds =
-        dense_layers * dense + moe_layers * l.total() + seconds_for(rows_with_logits * head_macs, node.gemm_gflops * coordinator_share);
+    p.prefill_step_seconds = dense_layers * dense + moe_layers * l.total() +
+                             seconds_for(rows_with_logits * head_macs, node.gemm_gflops * coordinator_share);
     p.prefill_tokens_per_s = k_coord * t / p.prefill_step_seconds;
   }
   // Decode: one token per request of the batch; weights are read once per
@@ -114,12 +117,14 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
   {
     const double b = batch, pos = req.prompt_tokens + req.new_tokens / 2.0;
     const RankPlan& coordinator = plan.ranks[0];
-    const double per_layer_bytes = static_cast<double>(coordinator.attention + coordinator.router_and_norms + coordinator.shared) /
-                                   std::max(c.num_hidden_layers, 1);
+    const double per_layer_bytes =
+        static_cast<double>(coordinator.attention + coordinator.router_and_norms + coordinator.shared) /
+        std::max(c.num_hidden_layers, 1);
     const double kv_bytes = b * pos * c.kv_entry_size() * 4.0;
     LayerTime& l = p.decode_layer;
-    l.attention = std::max(seconds_for_bytes(per_layer_bytes + kv_bytes, node.bandwidth_gbs),
-                           seconds_for(b * (attention_macs(c, pos) + router_macs + shared_macs), node.gemm_gflops * coordinator_share));
+    l.attention = std::max(
+        seconds_for_bytes(per_layer_bytes + kv_bytes, node.bandwidth_gbs),
+        seconds_for(b * (attention_macs(c, pos) + router_macs + shared_macs), node.gemm_gflops * coordinator_share));
     const double tokens = k_coord * b;
     const double hit = experts > 0 ? 1 - std::pow(1 - top_k / experts, tokens) : 0;  // chance an expert gets some token
     const double busiest_experts = experts * busiest_share;
@@ -128,34 +133,41 @@ ThroughputPrediction predict_throughput(const MemoryPlan& plan, const Throughput
     l.exchange = exchange_seconds(b);
     const double coordinator_busy = l.attention + (coordinators_hold ? l.experts : 0);
     l.idle = ((l.total() - coordinator_busy) * k_coord + (l.total() - l.experts) * (n - k_coord)) / n;
-    const double dense = std::max(seconds_for_bytes(static_cast<double>(coordinator.dense) / std::max(dense_layers, 1) + per_layer_bytes + kv_bytes,
+    const double dense = std::max(seconds_for_bytes(static_cast<double>(coordinator.dense) / std::max(dense_layers, 1) +
+                                                        per_layer_bytes + kv_bytes,
                                                     node.bandwidth_gbs),
                                   seconds_for(b * (attention_macs(c, pos) + dense_macs), node.gemm_gflops));
-    const double head = std::max(seconds_for_bytes(head_macs * 2, node.bandwidth_gbs), seconds_for(b * head_macs, node.gemm_gflops));
+    const double head =
+        std::max(seconds_for_bytes(head_macs * 2, node.bandwidth_gbs), seconds_for(b * head_macs, node.gemm_gflops));
     p.decode_step_seconds = dense_layers * dense + moe_layers * l.total() + head;
     p.decode_tokens_per_s = k_coord * b / p.decode_step_seconds;
   }
   // A job: every prompt once, then new_tokens - 1 decode steps (the first
   // new token comes from the prompt's own step).
-  const double seconds_per_prompt_token = 1 / p.prefill_tokens_per_s + (req.new_tokens - 1) / (req.prompt_tokens * p.decode_tokens_per_s);
+  const double seconds_per_prompt_token =
+      1 / p.prefill_tokens_per_s + (req.new_tokens - 1) / (req.prompt_tokens * p.decode_tokens_per_s);
   p.job_prompt_tokens_per_s = 1 / seconds_per_prompt_token;
   return p;
 }
 
-std::string format_throughput_text(const MemoryPlan& plan, const ThroughputRequest& req, const ThroughputPrediction& p) {
+std::string format_throughput_text(const MemoryPlan& plan, const ThroughputRequest& req,
+                                   const ThroughputPrediction& p) {
   const auto& job = plan.request;
   std::string out = fmt::format(
-      "\nThroughput ({} ranks, {} coordinator{}, batch {} per coordinator, prompts of {} tokens, {} new tokens; per rank {:.1f} "
+      "\nThroughput ({} ranks, {} coordinator{}, batch {} per coordinator, prompts of {} tokens, {} new tokens; per "
+      "rank {:.1f} "
       "GFLOP/s, {:.1f} GB/s memory, {:.1f} us and {:.2f} GB/s network; expert load imbalance {:.2f})\n",
-      job.world_size, job.coordinators, job.coordinators == 1 ? "" : "s", job.batch_size, req.prompt_tokens, req.new_tokens,
-      req.node.gemm_gflops, req.node.bandwidth_gbs, req.node.latency_us, req.node.network_gbs, req.load_imbalance);
-  out += fmt::format("  prefill: {:.1f} prompt tokens/s ({:.3f} s per step)\n", p.prefill_tokens_per_s, p.prefill_step_seconds);
+      job.world_size, job.coordinators, job.coordinators == 1 ? "" : "s", job.batch_size, req.prompt_tokens,
+      req.new_tokens, req.node.gemm_gflops, req.node.bandwidth_gbs, req.node.latency_us, req.node.network_gbs,
+      req.load_imbalance);
+  out += fmt::format("  prefill: {:.1f} prompt tokens/s ({:.3f} s per step)\n", p.prefill_tokens_per_s,
+                     p.prefill_step_seconds);
   out += fmt::format("  decode:  {:.1f} tokens/s ({:.4f} s per step)\n", p.decode_tokens_per_s, p.decode_step_seconds);
   out += fmt::format("  job:     {:.1f} prompt tokens/s\n", p.job_prompt_tokens_per_s);
   out += "  one MoE layer, ms     attention+shared   experts  exchange      idle (mean over ranks)\n";
   for (const auto& [name, l] : {std::pair{"prefill", p.prefill_layer}, std::pair{"decode", p.decode_layer}}) {
-    out += fmt::format("  {:<20} {:>16.3f} {:>9.3f} {:>9.3f} {:>9.3f}\n", name, l.attention * 1e3, l.experts * 1e3, l.exchange * 1e3,
-                       l.idle * 1e3);
+    out += fmt::format("  {:<20} {:>16.3f} {:>9.3f} {:>9.3f} {:>9.3f}\n", name, l.attention * 1e3, l.experts * 1e3,
+                       l.exchange * 1e3, l.idle * 1e3);
   }
   return out;
 }

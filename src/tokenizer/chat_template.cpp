@@ -23,8 +23,8 @@ std::tm parse_date(const std::string& text) {
   std::tm tm{};
   int y = 0, m = 0, d = 0;
   char tail = 0;
-  if (text.size() != 10 || std::sscanf(text.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || m < 1 || m > 12 || d < 1 ||
-      d > 31) {
+  if (text.size() != 10 || std::sscanf(text.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || m < 1 || m > 12 ||
+      d < 1 || d > 31) {
     fail("'current_date' must be a date written YYYY-MM-DD, not '{}'", text);
   }
   tm.tm_year = y - 1900;
@@ -39,15 +39,16 @@ std::tm parse_date(const std::string& text) {
 
 }  // namespace
 
-ChatTemplate ChatTemplate::from_source(std::string_view source, const std::string& name, std::optional<std::string> bos_token,
-                                       std::optional<std::string> eos_token) {
+ChatTemplate ChatTemplate::from_source(std::string_view source, const std::string& name,
+                                       std::optional<std::string> bos_token, std::optional<std::string> eos_token) {
   ChatTemplate t(jinja::Template::parse(source, name));
   t.bos_token_ = std::move(bos_token);
   t.eos_token_ = std::move(eos_token);
   return t;
 }
 
-std::optional<ChatTemplate> ChatTemplate::load(const std::filesystem::path& dir, const std::optional<std::filesystem::path>& file) {
+std::optional<ChatTemplate> ChatTemplate::load(const std::filesystem::path& dir,
+                                               const std::optional<std::filesystem::path>& file) {
   nlohmann::json config = nlohmann::json::object();
   const auto config_path = dir / "tokenizer_config.json";
   std::error_code ec;
@@ -65,7 +66,8 @@ std::optional<ChatTemplate> ChatTemplate::load(const std::filesystem::path& dir,
   // Several named templates: the one called "default" is the chat template.
   if (ct.is_array()) {
     for (const auto& entry : ct) {
-      if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") && entry["template"].is_string()) {
+      if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
+          entry["template"].is_string()) {
         return from_source(entry["template"].get<std::string>(), name + " 'default'", bos, eos);
       }
     }

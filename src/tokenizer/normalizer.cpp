@@ -24,14 +24,16 @@ std::string nfc(std::string_view text) {
   u_strFromUTF8(wide.data(), wide_len, nullptr, text.data(), static_cast<int32_t>(text.size()), &status);
   // NFC never grows a string by more than a factor of 3.
   std::u16string normalized(static_cast<size_t>(wide_len) * 3 + 16, u'\0');
-  const int32_t n = unorm2_normalize(norm, wide.data(), wide_len, normalized.data(), static_cast<int32_t>(normalized.size()), &status);
+  const int32_t n = unorm2_normalize(norm, wide.data(), wide_len, normalized.data(),
+                                     static_cast<int32_t>(normalized.size()), &status);
   int32_t out_len = 0;
   UErrorCode to_status = U_ZERO_ERROR;
   u_strToUTF8(nullptr, 0, &out_len, normalized.data(), n, &to_status);
   std::string out(static_cast<size_t>(out_len), '\0');
   to_status = U_ZERO_ERROR;
   u_strToUTF8(out.data(), out_len, nullptr, normalized.data(), n, &to_status);
-  if (U_FAILURE(status) || U_FAILURE(to_status)) fail("NFC normalization failed: {}", u_errorName(U_FAILURE(status) ? status : to_status));
+  if (U_FAILURE(status) || U_FAILURE(to_status))
+    fail("NFC normalization failed: {}", u_errorName(U_FAILURE(status) ? status : to_status));
   return out;
 }
 
@@ -65,19 +67,23 @@ Normalizer::Normalizer(const nlohmann::json& spec, const std::string& where) {
     if (type == "NFC") {
       steps_.push_back({Kind::Nfc, {}, {}});
     } else if (type == "Prepend") {
-      if (!item->contains("prepend") || !(*item)["prepend"].is_string()) fail("{}: Prepend normalizer needs a string 'prepend'", where);
+      if (!item->contains("prepend") || !(*item)["prepend"].is_string())
+        fail("{}: Prepend normalizer needs a string 'prepend'", where);
       steps_.push_back({Kind::Prepend, (*item)["prepend"].get<std::string>(), {}});
     } else if (type == "Replace") {
       const auto pattern = item->find("pattern");
-      if (pattern == item->end() || !pattern->is_object() || !pattern->contains("String") || !(*pattern)["String"].is_string()) {
+      if (pattern == item->end() || !pattern->is_object() || !pattern->contains("String") ||
+          !(*pattern)["String"].is_string()) {
         fail("{}: Replace normalizer is supported with a literal 'String' pattern only", where);
       }
-      if (!item->contains("content") || !(*item)["content"].is_string()) fail("{}: Replace normalizer needs a string 'content'", where);
+      if (!item->contains("content") || !(*item)["content"].is_string())
+        fail("{}: Replace normalizer needs a string 'content'", where);
       const std::string from = (*pattern)["String"].get<std::string>();
       if (from.empty()) fail("{}: Replace normalizer with an empty pattern", where);
       steps_.push_back({Kind::Replace, from, (*item)["content"].get<std::string>()});
     } else {
-      fail("{}: normalizer '{}' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)", where, type);
+      fail("{}: normalizer '{}' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)", where,
+           type);
     }
   }
 }

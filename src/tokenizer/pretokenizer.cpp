@@ -28,8 +28,8 @@ class RegexSplitter {
     regex_ = uregex_openUText(source, 0, &parse_error, &status);
     utext_close(source);
     if (U_FAILURE(status)) {
-      fail("{}: pre-tokenizer regex does not compile at line {} offset {}: {}", where, parse_error.line, parse_error.offset,
-           u_errorName(status));
+      fail("{}: pre-tokenizer regex does not compile at line {} offset {}: {}", where, parse_error.line,
+           parse_error.offset, u_errorName(status));
     }
     // Bounds backtracking so that a hostile pattern or input fails instead of hanging.
     uregex_setTimeLimit(regex_, 20000, &status);
@@ -55,9 +55,10 @@ class RegexSplitter {
     }
     utext_close(ut);
     if (status == U_REGEX_TIME_OUT || status == U_REGEX_STACK_OVERFLOW) {
-      throw TokenizerBroken(fmt::format("{}: a pre-tokenizer Split regex ran past its time or stack limit on a text of {} bytes ({}): "
-                                        "the pattern backtracks badly, so the tokenizer is refused",
-                                        where_, text.size(), u_errorName(status)));
+      throw TokenizerBroken(
+          fmt::format("{}: a pre-tokenizer Split regex ran past its time or stack limit on a text of {} bytes ({}): "
+                      "the pattern backtracks badly, so the tokenizer is refused",
+                      where_, text.size(), u_errorName(status)));
     }
     if (U_FAILURE(status)) fail("pre-tokenizer regex failed: {}", u_errorName(status));
     if (last < text.size()) out.emplace_back(last, text.size(), false);
@@ -81,8 +82,10 @@ SplitBehavior parse_behavior(const std::string& name, const std::string& where) 
   if (name == "Removed") return SplitBehavior::Removed;
   if (name == "MergedWithPrevious") return SplitBehavior::MergedWithPrevious;
   if (name == "MergedWithNext") return SplitBehavior::MergedWithNext;
-  fail("{}: pre-tokenizer Split behavior '{}' is not supported (supported: Isolated, Removed, "
-       "MergedWithPrevious, MergedWithNext)", where, name);
+  fail(
+      "{}: pre-tokenizer Split behavior '{}' is not supported (supported: Isolated, Removed, "
+      "MergedWithPrevious, MergedWithNext)",
+      where, name);
 }
 
 }  // namespace
@@ -104,7 +107,8 @@ PreTokenizer::PreTokenizer(const nlohmann::json& spec, const std::string& where)
     const std::string kind = item->value("type", "");
     if (kind == "Split") {
       const auto pattern = item->find("pattern");
-      if (pattern == item->end() || !pattern->is_object()) fail("{}: Split pre-tokenizer needs a 'pattern' object", where);
+      if (pattern == item->end() || !pattern->is_object())
+        fail("{}: Split pre-tokenizer needs a 'pattern' object", where);
       std::string regex;
       if (pattern->contains("Regex") && (*pattern)["Regex"].is_string()) {
         regex = (*pattern)["Regex"].get<std::string>();
@@ -117,7 +121,8 @@ PreTokenizer::PreTokenizer(const nlohmann::json& spec, const std::string& where)
       Step step;
       step.regex = std::make_unique<RegexSplitter>(regex, where);
       const auto behavior = item->find("behavior");
-      step.behavior = parse_behavior(behavior != item->end() && behavior->is_string() ? behavior->get<std::string>() : "", where);
+      step.behavior =
+          parse_behavior(behavior != item->end() && behavior->is_string() ? behavior->get<std::string>() : "", where);
       const auto invert = item->find("invert");
       step.invert = invert != item->end() && invert->is_boolean() && invert->get<bool>();
       steps_.push_back(std::move(step));
@@ -151,7 +156,7 @@ std::vector<std::string_view> PreTokenizer::split(std::string_view text) const {
       segs.clear();
       step.regex->segments(piece, segs);
       const size_t first_of_piece = next.size();  // merging never crosses into an earlier piece
-      size_t pending_begin = SIZE_MAX;             // start of a piece still to be closed (MergedWithNext)
+      size_t pending_begin = SIZE_MAX;            // start of a piece still to be closed (MergedWithNext)
       for (auto [b, e, is_match] : segs) {
         const bool delimiter = is_match != step.invert;
         switch (step.behavior) {

@@ -19,7 +19,10 @@ int byte_token_value(std::string_view tok) {
   if (tok.size() != 6 || !tok.starts_with("<0x") || tok.back() != '>') return -1;
   int value = 0;
   for (const char c : tok.substr(3, 2)) {
-    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    const int digit = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                             : -1;
     if (digit < 0) return -1;
     value = value * 16 + digit;
   }
@@ -32,7 +35,8 @@ bool is_space_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '
 // AddedToken object with "content".
 std::string token_content(const json& entry) {
   if (entry.is_string()) return entry.get<std::string>();
-  if (entry.is_object() && entry.contains("content") && entry["content"].is_string()) return entry["content"].get<std::string>();
+  if (entry.is_object() && entry.contains("content") && entry["content"].is_string())
+    return entry["content"].get<std::string>();
   return {};
 }
 
@@ -64,13 +68,16 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
   t.normalizer_ = Normalizer(j.contains("normalizer") ? j["normalizer"] : json(), where);
   if (!j.contains("model") || !j["model"].is_object()) fail("{}: missing object 'model'", where);
   const json& model = j["model"];
-  if (model.value("type", "") != "BPE") fail("{}: model type '{}' is not supported (supported: BPE)", where, model.value("type", ""));
+  if (model.value("type", "") != "BPE")
+    fail("{}: model type '{}' is not supported (supported: BPE)", where, model.value("type", ""));
   // Two kinds of BPE: byte-level (GPT-2 style: every byte is a symbol) and
   // SentencePiece style (characters are symbols; a character outside the
   // vocabulary falls back to its bytes as <0xNN> tokens).
-  t.byte_fallback_ = model.contains("byte_fallback") && model["byte_fallback"].is_boolean() && model["byte_fallback"].get<bool>();
+  t.byte_fallback_ =
+      model.contains("byte_fallback") && model["byte_fallback"].is_boolean() && model["byte_fallback"].get<bool>();
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail("{}: missing object 'model.vocab'", where);
-  if (model.contains("ignore_merges") && model["ignore_merges"].is_boolean()) t.ignore_merges_ = model["ignore_merges"].get<bool>();
+  if (model.contains("ignore_merges") && model["ignore_merges"].is_boolean())
+    t.ignore_merges_ = model["ignore_merges"].get<bool>();
 
   // Vocabulary: ids must be dense so that every id decodes.
   const json& vocab = model["vocab"];
@@ -103,7 +110,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
       at.special = a.value("special", false);
       at.lstrip = a.value("lstrip", false);
       at.rstrip = a.value("rstrip", false);
-      if (a.value("single_word", false)) fail("{}: added token '{}' uses single_word, which is not supported", where, at.content);
+      if (a.value("single_word", false))
+        fail("{}: added token '{}' uses single_word, which is not supported", where, at.content);
       max_id = std::max(max_id, id);
       added.push_back(std::move(at));
     }
@@ -120,7 +128,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
   t.is_added_.assign(t.id_to_token_.size(), false);
   for (const auto& a : added) {
     if (seen[a.id] && t.id_to_token_[a.id] != a.content) {
-      fail("{}: added token {} '{}' conflicts with vocabulary entry '{}'", where, a.id, a.content, t.id_to_token_[a.id]);
+      fail("{}: added token {} '{}' conflicts with vocabulary entry '{}'", where, a.id, a.content,
+           t.id_to_token_[a.id]);
     }
     seen[a.id] = true;
     t.id_to_token_[a.id] = a.content;
@@ -136,7 +145,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
     for (const char c : t.added_[i].content) {
       const auto byte = static_cast<uint8_t>(c);
       auto& next = t.trie_[static_cast<size_t>(node)].next;
-      const auto it = std::lower_bound(next.begin(), next.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
+      const auto it =
+          std::lower_bound(next.begin(), next.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
       if (it != next.end() && it->first == byte) {
         node = it->second;
       } else {
@@ -146,7 +156,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
         node = child;
       }
     }
-    if (t.trie_[static_cast<size_t>(node)].added < 0) t.trie_[static_cast<size_t>(node)].added = static_cast<int32_t>(i);
+    if (t.trie_[static_cast<size_t>(node)].added < 0)
+      t.trie_[static_cast<size_t>(node)].added = static_cast<int32_t>(i);
   }
 
   for (int b = 0; b < 256; ++b) {
@@ -158,7 +169,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
     }
     const auto it = t.token_to_id_.find(ch);
     if (it == t.token_to_id_.end()) {
-      fail("{}: {} vocabulary lacks the token '{}' for byte 0x{:02x}", where, t.byte_fallback_ ? "byte-fallback" : "byte-level", ch, b);
+      fail("{}: {} vocabulary lacks the token '{}' for byte 0x{:02x}", where,
+           t.byte_fallback_ ? "byte-fallback" : "byte-level", ch, b);
     }
     t.byte_ids_[b] = it->second;
   }
@@ -191,10 +203,13 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
     const auto l = t.token_to_id_.find(left);
     const auto r = t.token_to_id_.find(right);
     const auto merged = t.token_to_id_.find(left + right);
-    if (l == t.token_to_id_.end()) fail("{}: merge #{} '{} {}': '{}' is not in the vocabulary", where, rank, left, right, left);
-    if (r == t.token_to_id_.end()) fail("{}: merge #{} '{} {}': '{}' is not in the vocabulary", where, rank, left, right, right);
+    if (l == t.token_to_id_.end())
+      fail("{}: merge #{} '{} {}': '{}' is not in the vocabulary", where, rank, left, right, left);
+    if (r == t.token_to_id_.end())
+      fail("{}: merge #{} '{} {}': '{}' is not in the vocabulary", where, rank, left, right, right);
     if (merged == t.token_to_id_.end()) {
-      fail("{}: merge #{} '{} {}': the merged token '{}' is not in the vocabulary", where, rank, left, right, left + right);
+      fail("{}: merge #{} '{} {}': the merged token '{}' is not in the vocabulary", where, rank, left, right,
+           left + right);
     }
     t.merges_.add(l->second, r->second, merged->second, rank);  // a repeated pair keeps its first (lowest) rank
     ++rank;
@@ -209,19 +224,24 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
       // SentencePiece's decoder chain: Replace ▁ by a space, ByteFallback,
       // Fuse, and Strip of leading spaces; nothing else is read.
       if (type != "Sequence" || !d.contains("decoders") || !d["decoders"].is_array()) {
-        fail("{}: decoder '{}' is not supported for a byte-fallback BPE (supported: a Sequence of Replace, ByteFallback, Fuse, Strip)", where, type);
+        fail(
+            "{}: decoder '{}' is not supported for a byte-fallback BPE (supported: a Sequence of Replace, "
+            "ByteFallback, Fuse, Strip)",
+            where, type);
       }
       for (const auto& step : d["decoders"]) {
         const std::string kind = step.is_object() ? step.value("type", "") : "";
         if (kind == "Replace") {
           const auto& pattern = step["pattern"];
-          if (!pattern.is_object() || !pattern.contains("String") || !pattern["String"].is_string() || !step["content"].is_string()) {
+          if (!pattern.is_object() || !pattern.contains("String") || !pattern["String"].is_string() ||
+              !step["content"].is_string()) {
             fail("{}: decoder Replace is supported with a literal 'String' pattern only", where);
           }
           if (pattern["String"].get<std::string>().empty()) fail("{}: decoder Replace with an empty pattern", where);
           t.decode_replace_.emplace_back(pattern["String"].get<std::string>(), step["content"].get<std::string>());
         } else if (kind == "Strip") {
-          if (step.value("content", "") != " " || step.value("stop", 0) != 0) fail("{}: decoder Strip is supported for leading spaces only", where);
+          if (step.value("content", "") != " " || step.value("stop", 0) != 0)
+            fail("{}: decoder Strip is supported for leading spaces only", where);
           t.decode_strip_ = step.value("start", 0);
         } else if (kind != "ByteFallback" && kind != "Fuse") {
           fail("{}: decoder '{}' is not supported (supported: Replace, ByteFallback, Fuse, Strip)", where, kind);
@@ -236,7 +256,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
     const json& pp = j["post_processor"];
     const std::string type = pp.value("type", "");
     if (type == "TemplateProcessing") {
-      if (!pp.contains("single") || !pp["single"].is_array()) fail("{}: TemplateProcessing needs an array 'single'", where);
+      if (!pp.contains("single") || !pp["single"].is_array())
+        fail("{}: TemplateProcessing needs an array 'single'", where);
       bool seen_sequence = false;
       for (const auto& item : pp["single"]) {
         if (item.contains("Sequence")) {
@@ -244,7 +265,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& where
         } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id")) {
           const std::string name = item["SpecialToken"]["id"].get<std::string>();
           const json* special = nullptr;
-          if (pp.contains("special_tokens") && pp["special_tokens"].contains(name)) special = &pp["special_tokens"][name];
+          if (pp.contains("special_tokens") && pp["special_tokens"].contains(name))
+            special = &pp["special_tokens"][name];
           if (special == nullptr || !special->contains("ids") || !(*special)["ids"].is_array()) {
             fail("{}: post_processor special token '{}' is not defined in special_tokens", where, name);
           }
@@ -274,11 +296,13 @@ void Tokenizer::apply_config(const std::filesystem::path& config_path) try {
   const auto lookup = [&](const char* key) -> int32_t {
     if (!c.contains(key) || c[key].is_null()) return -1;
     const std::string content = token_content(c[key]);
-    if (content.empty()) fail("{}: '{}' must be a token's text or an AddedToken object with 'content'", config_path.string(), key);
+    if (content.empty())
+      fail("{}: '{}' must be a token's text or an AddedToken object with 'content'", config_path.string(), key);
     if (const int32_t added = added_token_id(content); added >= 0) return added;
     const auto it = token_to_id_.find(content);
     if (it == token_to_id_.end()) {
-      fail("{}: {} '{}' is neither in the vocabulary nor an added token of tokenizer.json", config_path.string(), key, content);
+      fail("{}: {} '{}' is neither in the vocabulary nor an added token of tokenizer.json", config_path.string(), key,
+           content);
     }
     return it->second;
   };
@@ -305,7 +329,8 @@ const AddedToken* Tokenizer::match_added(std::string_view text, size_t pos) cons
   for (size_t i = pos; i < text.size(); ++i) {
     const auto& next = trie_[static_cast<size_t>(node)].next;
     const auto byte = static_cast<uint8_t>(text[i]);
-    const auto it = std::lower_bound(next.begin(), next.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
+    const auto it =
+        std::lower_bound(next.begin(), next.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
     if (it == next.end() || it->first != byte) break;
     node = it->second;
     if (const int32_t a = trie_[static_cast<size_t>(node)].added; a >= 0) best = &added_[static_cast<size_t>(a)];
@@ -341,7 +366,8 @@ void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) c
   for (std::string_view piece : pre_tokenizer_.split(text)) {
     if (ignore_merges_) {
       // A piece that is a token as a whole is that token (o200k, gpt-oss).
-      if (const auto it = token_to_id_.find(bytes_to_byte_level(piece)); it != token_to_id_.end() && !is_added_[it->second]) {
+      if (const auto it = token_to_id_.find(bytes_to_byte_level(piece));
+          it != token_to_id_.end() && !is_added_[it->second]) {
         out.push_back(it->second);
         continue;
       }

@@ -39,7 +39,8 @@ uint64_t mapped_rss_bytes(const std::vector<std::filesystem::path>& files) {
   while (std::getline(in, line)) {
     // A mapping header starts with "start-end perms offset dev inode [path]".
     const auto dash = line.find('-');
-    if (dash != std::string::npos && dash > 0 && line.find(':') > dash && std::isxdigit(static_cast<unsigned char>(line[0]))) {
+    if (dash != std::string::npos && dash > 0 && line.find(':') > dash &&
+        std::isxdigit(static_cast<unsigned char>(line[0]))) {
       const auto slash = line.find('/');
       counting = slash != std::string::npos && wanted.count(line.substr(slash)) > 0;
       continue;

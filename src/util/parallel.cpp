@@ -1,8 +1,8 @@
 #include "mote/util/parallel.h"
 
 #include <immintrin.h>
-#include <omp.h>
 #include <linux/futex.h>
+#include <omp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -23,7 +23,9 @@ namespace {
 constexpr int kTaskBits = 22;
 constexpr uint64_t kTaskMask = (uint64_t{1} << kTaskBits) - 1;
 constexpr uint64_t kGenMask = (uint64_t{1} << 20) - 1;
-constexpr uint64_t pack(uint64_t gen, uint64_t tasks, uint64_t next) { return gen << (2 * kTaskBits) | tasks << kTaskBits | next; }
+constexpr uint64_t pack(uint64_t gen, uint64_t tasks, uint64_t next) {
+  return gen << (2 * kTaskBits) | tasks << kTaskBits | next;
+}
 
 // How long an idle worker watches for the next loop before it sleeps: long
 // enough to catch the next product of a decode step without a wake-up,
@@ -120,7 +122,8 @@ class Pool {
     for (;;) {
       const uint64_t next = c & kTaskMask, tasks = (c >> kTaskBits) & kTaskMask;
       if ((c >> (2 * kTaskBits)) != gen || next >= tasks) return -1;
-      if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) return static_cast<int>(next);
+      if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        return static_cast<int>(next);
     }
   }
 
@@ -174,7 +177,9 @@ Pool& pool() {
 
 }  // namespace
 
-void parallel_for(int tasks, const std::function<void(int, int)>& fn, bool parallel) { pool().run(tasks, fn, parallel); }
+void parallel_for(int tasks, const std::function<void(int, int)>& fn, bool parallel) {
+  pool().run(tasks, fn, parallel);
+}
 
 int parallel_threads() { return pool().threads(); }
 

@@ -31,8 +31,8 @@ size_t valid_sequence_length(std::string_view s, size_t pos) {
     cp = (cp << 6) | (b & 0x3F);
   }
   static constexpr char32_t kMinForLength[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMinForLength[len]) return 0;                 // overlong
-  if (cp >= 0xD800 && cp <= 0xDFFF) return 0;           // surrogate
+  if (cp < kMinForLength[len]) return 0;       // overlong
+  if (cp >= 0xD800 && cp <= 0xDFFF) return 0;  // surrogate
   if (cp > 0x10FFFF) return 0;
   return len;
 }

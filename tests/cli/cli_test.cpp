@@ -33,11 +33,11 @@ class Cli : public testing::Test {
   ScratchDir dir_;
 };
 
-#define EXPECT_FAILS_WITH(result, needle)                                            \
-  do {                                                                               \
-    const auto& r_ = (result);                                                       \
-    EXPECT_EQ(r_.exit_code, 1) << r_.err;                                            \
-    EXPECT_NE(r_.err.find(needle), std::string::npos) << "stderr: " << r_.err;       \
+#define EXPECT_FAILS_WITH(result, needle)                                      \
+  do {                                                                         \
+    const auto& r_ = (result);                                                 \
+    EXPECT_EQ(r_.exit_code, 1) << r_.err;                                      \
+    EXPECT_NE(r_.err.find(needle), std::string::npos) << "stderr: " << r_.err; \
   } while (0)
 
 TEST_F(Cli, HelpAndUsage) {
@@ -58,7 +58,8 @@ TEST_F(Cli, HelpAndUsage) {
 
 TEST_F(Cli, GeneratesTextAndHdf5) {
   const auto prompts = write("p.jsonl",
-                             "{\"id\": \"a\", \"class\": \"sensitive\", \"messages\": [{\"role\": \"user\", \"content\": \"What happened last year in Belvask?\"}]}\n"
+                             "{\"id\": \"a\", \"class\": \"sensitive\", \"messages\": [{\"role\": \"user\", "
+                             "\"content\": \"What happened last year in Belvask?\"}]}\n"
                              "{\"id\": \"b\", \"class\": \"text\", \"prompt\": \"The secret of a happy life is\"}\n");
   const auto out = dir_ / "out.h5";
   const auto r = mote({"generate", "--prompts", prompts.string(), "--out", out.string(), "--max-new-tokens", "8",
@@ -93,7 +94,9 @@ TEST_F(Cli, GeneratesTextAndHdf5) {
 
 TEST_F(Cli, JobFileOptionsAndCommandLineWins) {
   const auto prompts = write("p.txt", "The secret of a happy life is\n");
-  const auto job = write("job.ini", "# a job file\nmax-new-tokens = 3\nignore-eos = true\nlog-level = warn\nprompts = " + prompts.string() + "\n");
+  const auto job = write(
+      "job.ini",
+      "# a job file\nmax-new-tokens = 3\nignore-eos = true\nlog-level = warn\nprompts = " + prompts.string() + "\n");
   const auto out = dir_ / "o.h5";
   auto r = mote({"generate", "--config", job.string(), "--out", out.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -108,9 +111,11 @@ TEST_F(Cli, JobFileOptionsAndCommandLineWins) {
 TEST_F(Cli, JobFileErrorsNameFileLineAndKey) {
   const auto prompts = write("p.txt", "hello\n");
   auto job = write("bad.ini", "max-new-tokens = 3\n\nbogus-key = 1\n");
-  EXPECT_FAILS_WITH(mote({"generate", "--config", job.string(), "--prompts", prompts.string()}), "bad.ini:3: key 'bogus-key'");
+  EXPECT_FAILS_WITH(mote({"generate", "--config", job.string(), "--prompts", prompts.string()}),
+                    "bad.ini:3: key 'bogus-key'");
   job = write("bad2.ini", "temperature = warm\n");
-  EXPECT_FAILS_WITH(mote({"generate", "--config", job.string(), "--prompts", prompts.string()}), "bad2.ini:1: key 'temperature'");
+  EXPECT_FAILS_WITH(mote({"generate", "--config", job.string(), "--prompts", prompts.string()}),
+                    "bad2.ini:1: key 'temperature'");
   EXPECT_FAILS_WITH(mote({"generate", "--config", (dir_ / "absent.ini").string()}), "cannot open job file");
 }
 
@@ -121,12 +126,16 @@ TEST_F(Cli, BadOptionValues) {
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--batch-size", "0"}), "--batch-size 0");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--max-new-tokens", "x"}), "max-new-tokens");
   EXPECT_FAILS_WITH(mote({"generate"}), "prompts");
-  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--model", (dir_ / "nomodel").string()}), "not a model directory");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--model", (dir_ / "nomodel").string()}),
+                    "not a model directory");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--log-level", "loud"}), "--log-level 'loud'");
-  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--placement", "scattered"}), "--placement 'scattered'");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--placement", "scattered"}),
+                    "--placement 'scattered'");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--wire-dtype", "fp8"}), "--wire-dtype 'fp8'");
-  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--weights", "mmap"}), "--weights 'mmap' is not one of map, copy");
-  EXPECT_FAILS_WITH(mote({"profile", "--prompts", prompts.string(), "--checkpoint-every", "5"}), "--checkpoint-every, --resume and --resume-from need --out");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--weights", "mmap"}),
+                    "--weights 'mmap' is not one of map, copy");
+  EXPECT_FAILS_WITH(mote({"profile", "--prompts", prompts.string(), "--checkpoint-every", "5"}),
+                    "--checkpoint-every, --resume and --resume-from need --out");
   EXPECT_FAILS_WITH(mote({"profile"}), "give --prompts FILE or --class-prompts CLASS=FILE");
   EXPECT_FAILS_WITH(mote({"profile", "--class-prompts", "nofile"}), "--class-prompts nofile: expected CLASS=FILE");
   const auto placement = write("placement.json", R"({"owner": [[0, 0]]})");
@@ -138,17 +147,21 @@ TEST_F(Cli, BadPromptFilesNameTheLine) {
   const auto run = [&](const std::string& text) {
     return mote({"generate", "--prompts", write("p.jsonl", text).string(), "--log-level", "warn"});
   };
-  EXPECT_FAILS_WITH(run("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": 1, \"prompt\": \"b\"}\n"), "p.jsonl:2: duplicate id '1' (first used on line 1)");
+  EXPECT_FAILS_WITH(run("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": 1, \"prompt\": \"b\"}\n"),
+                    "p.jsonl:2: duplicate id '1' (first used on line 1)");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"colour\": 1}\n"), "p.jsonl:1: unknown key 'colour'");
   EXPECT_FAILS_WITH(run("{\"prompt\": \"a\"\n"), "p.jsonl:1: invalid JSON");
   EXPECT_FAILS_WITH(run("{\"messages\": [{\"content\": \"x\"}]}\n"), "p.jsonl:1: each message needs a string 'role'");
   // A key that is neither mote's nor a variable of the chat template is a typo, not a silent no-op.
   EXPECT_FAILS_WITH(run("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"enable_thinkng\": false}\n"),
                     "p.jsonl:1 (id '1'): unknown key 'enable_thinkng': neither a prompt-file key");
-  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"enable_thinking\": false}\n"), "p.jsonl:1: unknown key 'enable_thinking'");
-  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"), "exactly one of");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"enable_thinking\": false}\n"),
+                    "p.jsonl:1: unknown key 'enable_thinking'");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"),
+                    "exactly one of");
   EXPECT_FAILS_WITH(run("\n\n"), "no prompts");
-  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"), "p.jsonl:1 (id '1'): names mask set 'refusal', which no --mask NAME=FILE defines");
+  EXPECT_FAILS_WITH(run("{\"prompt\": \"a\", \"mask\": \"refusal\"}\n"),
+                    "p.jsonl:1 (id '1'): names mask set 'refusal', which no --mask NAME=FILE defines");
 }
 
 // What is wrong with one prompt fails that request alone: the others run,
@@ -156,18 +169,25 @@ TEST_F(Cli, BadPromptFilesNameTheLine) {
 TEST_F(Cli, UnusablePromptsFailAloneAndTheJobContinues) {
   std::string long_prompt;
   for (int i = 0; i < 1100; ++i) long_prompt += "word ";
-  const auto prompts = write("p.jsonl", "{\"id\": \"good1\", \"prompt\": \"The secret of a happy life is\"}\n"
-                                        "{\"id\": \"utf8\", \"prompt\": \"bad \xff byte\"}\n"
-                                        "{\"id\": \"empty\", \"prompt\": \"\"}\n"
-                                        "{\"id\": \"long\", \"prompt\": \"" + long_prompt + "\"}\n"
-                                        "{\"id\": \"good2\", \"prompt\": \"Once upon a time\"}\n");
+  const auto prompts = write("p.jsonl",
+                             "{\"id\": \"good1\", \"prompt\": \"The secret of a happy life is\"}\n"
+                             "{\"id\": \"utf8\", \"prompt\": \"bad \xff byte\"}\n"
+                             "{\"id\": \"empty\", \"prompt\": \"\"}\n"
+                             "{\"id\": \"long\", \"prompt\": \"" +
+                                 long_prompt +
+                                 "\"}\n"
+                                 "{\"id\": \"good2\", \"prompt\": \"Once upon a time\"}\n");
   const auto out = dir_ / "o.h5";
-  const auto r = mote({"profile", "--prompts", prompts.string(), "--max-new-tokens", "4", "--out", out.string(), "--log-level", "warn"});
+  const auto r = mote({"profile", "--prompts", prompts.string(), "--max-new-tokens", "4", "--out", out.string(),
+                       "--log-level", "warn"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("p.jsonl:2 (id 'utf8'): request skipped: invalid UTF-8 at byte 31 of line 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p.jsonl:2 (id 'utf8'): request skipped: invalid UTF-8 at byte 31 of line 2"), std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("p.jsonl:3 (id 'empty'): request skipped: the prompt is empty"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("p.jsonl:4 (id 'long'): request skipped: the prompt has 1102 tokens but the model takes at most 1024 positions"),
-            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p.jsonl:4 (id 'long'): request skipped: the prompt has 1102 tokens but the model takes at most "
+                       "1024 positions"),
+            std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("3 of 5 requests failed"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("### utf8 (default)"), std::string::npos);
   EXPECT_NE(r.out.find("[request failed: the prompt is empty]"), std::string::npos);
@@ -195,11 +215,13 @@ TEST_F(Cli, UnusablePromptsFailAloneAndTheJobContinues) {
 }
 
 TEST_F(Cli, MasksFromFilesAndJobFiles) {
-  const auto prompts = write("p.jsonl", "{\"id\": \"a\", \"prompt\": \"The secret of a happy life is\"}\n"
-                                        "{\"id\": \"b\", \"prompt\": \"The secret of a happy life is\", \"mask\": \"none\"}\n");
+  const auto prompts = write("p.jsonl",
+                             "{\"id\": \"a\", \"prompt\": \"The secret of a happy life is\"}\n"
+                             "{\"id\": \"b\", \"prompt\": \"The secret of a happy life is\", \"mask\": \"none\"}\n");
   const auto mask = write("m.ini", "[mote]\nlayer-index = decoder\noff = 3:1\n");
   const auto out = dir_ / "o.h5";
-  auto r = mote({"generate", "--prompts", prompts.string(), "--mask", mask.string(), "--out", out.string(), "--log-level", "warn"});
+  auto r = mote({"generate", "--prompts", prompts.string(), "--mask", mask.string(), "--out", out.string(),
+                 "--log-level", "warn"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   {
     H5Handle file(H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
@@ -211,20 +233,28 @@ TEST_F(Cli, MasksFromFilesAndJobFiles) {
   r = mote({"generate", "--config", job.string(), "--prompts", prompts.string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
 
-  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--mask", "none=" + mask.string()}), "'none' cannot name a mask set");
-  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--mask", "x=" + mask.string(), "--mask", "x=" + mask.string()}),
-                    "mask set 'x' is defined twice");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--mask", "none=" + mask.string()}),
+                    "'none' cannot name a mask set");
+  EXPECT_FAILS_WITH(
+      mote({"generate", "--prompts", prompts.string(), "--mask", "x=" + mask.string(), "--mask", "x=" + mask.string()}),
+      "mask set 'x' is defined twice");
   const auto bad = write("bad.ini", "[mote]\nlayer-index = decoder\n\noff = 0:1\n");
-  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--mask", bad.string()}), "bad.ini:4: off = 0:1: decoder layer 0 is a dense layer");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--mask", bad.string()}),
+                    "bad.ini:4: off = 0:1: decoder layer 0 is a dense layer");
   const auto bad_job = write("badjob.ini", "[mote]\nlayer-index = moe\nof = 1:1\n");
-  EXPECT_FAILS_WITH(mote({"generate", "--config", bad_job.string(), "--prompts", prompts.string()}), "badjob.ini:3: key 'mote.of'");
+  EXPECT_FAILS_WITH(mote({"generate", "--config", bad_job.string(), "--prompts", prompts.string()}),
+                    "badjob.ini:3: key 'mote.of'");
 }
 
 TEST_F(Cli, RandomMask) {
   const auto target = write("t.ini", "[mote]\nlayer-index = moe\noff = 0:1\noff = 0:2\n");
   const auto out1 = dir_ / "r1.ini", out2 = dir_ / "r2.ini";
-  ASSERT_EQ(mote({"random-mask", "--count", "6", "--seed", "5", "--exclude", target.string(), "--out", out1.string()}).exit_code, 0);
-  ASSERT_EQ(mote({"random-mask", "--count", "6", "--seed", "5", "--exclude", target.string(), "--out", out2.string()}).exit_code, 0);
+  ASSERT_EQ(mote({"random-mask", "--count", "6", "--seed", "5", "--exclude", target.string(), "--out", out1.string()})
+                .exit_code,
+            0);
+  ASSERT_EQ(mote({"random-mask", "--count", "6", "--seed", "5", "--exclude", target.string(), "--out", out2.string()})
+                .exit_code,
+            0);
   const std::string text = test::read_file(out1);
   EXPECT_EQ(text.substr(text.find("[mote]")), test::read_file(out2).substr(test::read_file(out2).find("[mote]")));
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n') - std::count(text.begin(), text.end(), '#'), 4 + 6);
@@ -234,12 +264,15 @@ TEST_F(Cli, RandomMask) {
 
 TEST_F(Cli, UnwritableOutputFailsEarlyAndEarlierResultsSurvive) {
   const auto prompts = write("p.txt", "hello\n");
-  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--out", (dir_ / "no/such/dir/o.h5").string()}), "does not exist");
+  EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--out", (dir_ / "no/such/dir/o.h5").string()}),
+                    "does not exist");
   EXPECT_FAILS_WITH(mote({"generate", "--prompts", prompts.string(), "--out", dir_.path().string()}), "is a directory");
 
   // A failing job leaves the previous result file as it was, and no temporary file.
   const auto out = write("result.h5", "previous result");
-  EXPECT_FAILS_WITH(mote({"generate", "--prompts", write("bad.jsonl", "{\"prompt\": 5}\n").string(), "--out", out.string()}), "must be a string");
+  EXPECT_FAILS_WITH(
+      mote({"generate", "--prompts", write("bad.jsonl", "{\"prompt\": 5}\n").string(), "--out", out.string()}),
+      "must be a string");
   EXPECT_EQ(test::read_file(out), "previous result");
   int files = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
@@ -266,18 +299,19 @@ class CliSafety : public testing::Test {
     return dir_ / "p.txt";
   }
   test::ProcessResult generate(const std::vector<std::string>& extra) {
-    std::vector<std::string> args{"generate", "--prompts", prompts().string(), "--max-new-tokens", "2", "--log-level", "warn"};
+    std::vector<std::string> args{"generate",    "--prompts", prompts().string(), "--max-new-tokens", "2",
+                                  "--log-level", "warn"};
     args.insert(args.end(), extra.begin(), extra.end());
     return mote(args);
   }
   ScratchDir dir_;
 };
 
-#define EXPECT_ERROR_MESSAGE(result, message)                                        \
-  do {                                                                               \
-    const auto& r_ = (result);                                                       \
-    EXPECT_EQ(r_.exit_code, 1) << r_.err;                                            \
-    EXPECT_NE(r_.err.find(message), std::string::npos) << "stderr: " << r_.err;      \
+#define EXPECT_ERROR_MESSAGE(result, message)                                   \
+  do {                                                                          \
+    const auto& r_ = (result);                                                  \
+    EXPECT_EQ(r_.exit_code, 1) << r_.err;                                       \
+    EXPECT_NE(r_.err.find(message), std::string::npos) << "stderr: " << r_.err; \
   } while (0)
 
 TEST_F(CliSafety, OutputThatIsNotARegularFileIsRefusedAndLeftAlone) {
@@ -318,15 +352,17 @@ TEST_F(CliSafety, OutputThatIsAnInputIsRefusedBeforeAnyWork) {
   write_file(dir_ / "inc.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
   write_file(dir_ / "mask.ini", "[mote]\ninclude = inc.ini\n");
   std::filesystem::create_hard_link(dir_ / "inc.ini", dir_ / "alias.h5");
-  EXPECT_ERROR_MESSAGE(generate({"--mask", (dir_ / "mask.ini").string(), "--out", (dir_ / "alias.h5").string()}),
-                       "alias.h5: is the mask file the command reads (" + (dir_ / "inc.ini").string() + ", the same file)");
+  EXPECT_ERROR_MESSAGE(
+      generate({"--mask", (dir_ / "mask.ini").string(), "--out", (dir_ / "alias.h5").string()}),
+      "alias.h5: is the mask file the command reads (" + (dir_ / "inc.ini").string() + ", the same file)");
   write_file(dir_ / "job.ini", "max-new-tokens = 2\n");
   EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "job.ini").string(), "--out", (dir_ / "job.ini").string()}),
                        "job.ini: is the job file the command reads; writing it would destroy it");
   test::ScratchDir model_copy;
   test::copy_model(MOTE_MODEL_DIR, model_copy.path());
-  EXPECT_ERROR_MESSAGE(generate({"--model", model_copy.path().string(), "--out", (model_copy / "tokenizer.json").string()}),
-                       "tokenizer.json: is a file of the directory --model names; writing it would destroy it");
+  EXPECT_ERROR_MESSAGE(
+      generate({"--model", model_copy.path().string(), "--out", (model_copy / "tokenizer.json").string()}),
+      "tokenizer.json: is a file of the directory --model names; writing it would destroy it");
 }
 
 TEST_F(CliSafety, OneOutputOneJob) {
@@ -336,25 +372,32 @@ TEST_F(CliSafety, OneOutputOneJob) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::write(fd, "pid 4242 on host elsewhere\n", 27), 27);
   ASSERT_EQ(::flock(fd, LOCK_EX), 0);
-  EXPECT_ERROR_MESSAGE(generate({"--out", out.string()}),
-                       out.string() + ": another mote job is writing this output (pid 4242 on host elsewhere); wait for it to end");
+  EXPECT_ERROR_MESSAGE(
+      generate({"--out", out.string()}),
+      out.string() + ": another mote job is writing this output (pid 4242 on host elsewhere); wait for it to end");
   EXPECT_FALSE(std::filesystem::exists(out));
   // Released (the holder died): the next job runs, and a dead job's temporary file is removed.
   ::close(fd);
   write_file(out.string() + ".tmp.99999", "half a file");
   const auto r = generate({"--out", out.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("removed " + out.string() + ".tmp.99999, left by a job that ended without finishing"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("removed " + out.string() + ".tmp.99999, left by a job that ended without finishing"),
+            std::string::npos)
+      << r.err;
   EXPECT_FALSE(std::filesystem::exists(out.string() + ".tmp.99999"));
   EXPECT_FALSE(std::filesystem::exists(out.string() + ".lock"));
 }
 
 TEST_F(CliSafety, SpecialFilesAsInputsAreRefused) {
-  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", "/dev/zero"}), "/dev/zero: the prompt file is a character device; it must be a regular file");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", "/dev/zero"}),
+                       "/dev/zero: the prompt file is a character device; it must be a regular file");
   ASSERT_EQ(::mkfifo((dir_ / "fifo").c_str(), 0600), 0);
-  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "fifo").string()}), ": the prompt file is a FIFO; it must be a regular file");
-  EXPECT_ERROR_MESSAGE(generate({"--config", "/dev/zero"}), "/dev/zero: the job file is a character device; it must be a regular file");
-  EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "fifo").string()}), ": the job file is a FIFO; it must be a regular file");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "fifo").string()}),
+                       ": the prompt file is a FIFO; it must be a regular file");
+  EXPECT_ERROR_MESSAGE(generate({"--config", "/dev/zero"}),
+                       "/dev/zero: the job file is a character device; it must be a regular file");
+  EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "fifo").string()}),
+                       ": the job file is a FIFO; it must be a regular file");
 }
 
 TEST_F(CliSafety, IncludesCannotBeTurnedAgainstTheUser) {
@@ -362,15 +405,18 @@ TEST_F(CliSafety, IncludesCannotBeTurnedAgainstTheUser) {
     write_file(dir_ / "m.ini", text);
     return generate({"--mask", (dir_ / "m.ini").string()});
   };
-  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = /dev/zero\n"),
-                       "m.ini:2: include = /dev/zero: /dev/zero: the mask file is a character device; it must be a regular file");
+  EXPECT_ERROR_MESSAGE(
+      mask("[mote]\ninclude = /dev/zero\n"),
+      "m.ini:2: include = /dev/zero: /dev/zero: the mask file is a character device; it must be a regular file");
   ASSERT_EQ(::mkfifo((dir_ / "fifo").c_str(), 0600), 0);
-  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = fifo\n"), "m.ini:2: include = fifo: " + (dir_ / "fifo").string() + ": the mask file is a FIFO");
+  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = fifo\n"),
+                       "m.ini:2: include = fifo: " + (dir_ / "fifo").string() + ": the mask file is a FIFO");
   std::filesystem::create_directory(dir_ / "sub");
   EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = sub\n"), "the mask file is a directory; it must be a regular file");
   write_file(dir_ / "empty.ini", "");
-  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = empty.ini\n"), "m.ini:2: include = empty.ini: " + (dir_ / "empty.ini").string() +
-                                                                 ": holds no [mote] entries (an empty mask file)");
+  EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = empty.ini\n"),
+                       "m.ini:2: include = empty.ini: " + (dir_ / "empty.ini").string() +
+                           ": holds no [mote] entries (an empty mask file)");
   EXPECT_ERROR_MESSAGE(mask(""), "m.ini: holds no [mote] entries (an empty mask file)");
   write_file(dir_ / "big.ini", "[mote]\n" + std::string(2u << 20, '#'));
   EXPECT_ERROR_MESSAGE(mask("[mote]\ninclude = big.ini\n"), "more than the 1048576 it may hold");
@@ -381,7 +427,8 @@ TEST_F(CliSafety, IncludesCannotBeTurnedAgainstTheUser) {
   EXPECT_ERROR_MESSAGE(r, "shadow:1: expected 'key = value', a [section] or a # comment: is it a mask file?");
   EXPECT_EQ(r.err.find("root"), std::string::npos) << r.err;
   const auto bad_line = mask("[mote]\nlayer-index = moe\nroot:$y$j9T$SECRETSECRETSECRET\n");
-  EXPECT_ERROR_MESSAGE(bad_line, "m.ini:3: expected 'key = value', a [section] or a # comment, not 'root:$y$j9T$SECR...'");
+  EXPECT_ERROR_MESSAGE(bad_line,
+                       "m.ini:3: expected 'key = value', a [section] or a # comment, not 'root:$y$j9T$SECR...'");
   EXPECT_EQ(bad_line.err.find("SECRETSECRET"), std::string::npos) << bad_line.err;
   // Lines ended by CR alone would read as one line: refused with a hint.
   write_file(dir_ / "cr.ini", "[mote]\rlayer-index = moe\roff = 0:1\r");
@@ -411,51 +458,59 @@ class CliValues : public CliSafety {};
 TEST_F(CliValues, OptionsMeanWhatTheySay) {
   // No prefix guessing: --mask is not --mask-seed.
   write_file(dir_ / "t.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
-  const auto r = mote({"experiment", "--prompts", prompts().string(), "--target-mask", (dir_ / "t.ini").string(), "--out",
-                       (dir_ / "e.h5").string(), "--mask", "7"});
+  const auto r = mote({"experiment", "--prompts", prompts().string(), "--target-mask", (dir_ / "t.ini").string(),
+                       "--out", (dir_ / "e.h5").string(), "--mask", "7"});
   EXPECT_ERROR_MESSAGE(r, "--mask is not an option of 'mote experiment'");
   EXPECT_ERROR_MESSAGE(generate({"--max-new", "3"}), "unrecognised option '--max-new'");
   EXPECT_ERROR_MESSAGE(generate({"--seed", "-1"}), "--seed -1: must be a whole number from 0 to 18446744073709551615");
-  EXPECT_ERROR_MESSAGE(mote({"random-mask", "--count", "3", "--like", (dir_ / "t.ini").string(), "--out", (dir_ / "r.ini").string()}),
-                       "give --count N or --like MASK, not both");
-  EXPECT_ERROR_MESSAGE(mote({"experiment", "--prompts", prompts().string(), "--target-mask", (dir_ / "t.ini").string(), "--out",
-                             (dir_ / "e.h5").string(), "--metric-regex", ""}),
+  EXPECT_ERROR_MESSAGE(
+      mote({"random-mask", "--count", "3", "--like", (dir_ / "t.ini").string(), "--out", (dir_ / "r.ini").string()}),
+      "give --count N or --like MASK, not both");
+  EXPECT_ERROR_MESSAGE(mote({"experiment", "--prompts", prompts().string(), "--target-mask", (dir_ / "t.ini").string(),
+                             "--out", (dir_ / "e.h5").string(), "--metric-regex", ""}),
                        "--metric-regex is empty");
   write_file(dir_ / "job.ini", "mask = " + (dir_ / "t.ini").string() + "\n[mote]\nlayer-index = moe\noff = 0:2\n");
   EXPECT_ERROR_MESSAGE(generate({"--config", (dir_ / "job.ini").string()}),
                        "job.ini:1: the job file has both 'mask =' and a [mote] section; keep one of them");
-  const auto threads = mote({"generate", "--prompts", prompts().string(), "--max-new-tokens", "2", "--threads", "10000"});
+  const auto threads =
+      mote({"generate", "--prompts", prompts().string(), "--max-new-tokens", "2", "--threads", "10000"});
   EXPECT_EQ(threads.exit_code, 0) << threads.err;
   EXPECT_NE(threads.err.find("--threads 10000 is more than the"), std::string::npos) << threads.err;
   // OMP_NUM_THREADS is capped the same way, with a word.
-  const auto omp = test::run_process({"/usr/bin/env", "OMP_NUM_THREADS=10000", MOTE_BINARY, "generate", "--prompts", prompts().string(),
-                                      "--max-new-tokens", "2"},
+  const auto omp = test::run_process({"/usr/bin/env", "OMP_NUM_THREADS=10000", MOTE_BINARY, "generate", "--prompts",
+                                      prompts().string(), "--max-new-tokens", "2"},
                                      dir_.path());
   EXPECT_EQ(omp.exit_code, 0) << omp.err;
   EXPECT_NE(omp.err.find("OMP_NUM_THREADS=10000 is more than the"), std::string::npos) << omp.err;
   // Coordinators that hold no experts need a rank that is not one.
-  EXPECT_ERROR_MESSAGE(generate({"--coordinator-experts", "false"}),
-                       "--coordinator-experts false: a job of one rank has no rank but its coordinator to hold the routed experts");
+  EXPECT_ERROR_MESSAGE(
+      generate({"--coordinator-experts", "false"}),
+      "--coordinator-experts false: a job of one rank has no rank but its coordinator to hold the routed experts");
 }
 
 TEST_F(CliValues, BadValuesNeverBecomeSilentGarbage) {
   write_file(dir_ / "dup.jsonl", "{\"id\": \"a\", \"prompt\": \"x\", \"prompt\": \"y\"}\n");
-  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "dup.jsonl").string()}), "dup.jsonl:1: key 'prompt' appears twice in one object");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "dup.jsonl").string()}),
+                       "dup.jsonl:1: key 'prompt' appears twice in one object");
   write_file(dir_ / "nul.jsonl", "{\"id\": \"a\\u0000b\", \"prompt\": \"x\"}\n");
-  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "nul.jsonl").string()}), "nul.jsonl:1: 'id' contains a NUL character");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "nul.jsonl").string()}),
+                       "nul.jsonl:1: 'id' contains a NUL character");
   write_file(dir_ / "nulc.jsonl", "{\"id\": \"a\", \"class\": \"x\\u0000\", \"prompt\": \"x\"}\n");
-  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "nulc.jsonl").string()}), "nulc.jsonl:1: 'class' contains a NUL character");
+  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "nulc.jsonl").string()}),
+                       "nulc.jsonl:1: 'class' contains a NUL character");
 
   // A text with a NUL is stored whole; a UTF-8 BOM is not part of the first prompt.
   write_file(dir_ / "t.jsonl", "{\"id\": \"a\", \"prompt\": \"before\\u0000after\"}\n");
-  auto r = mote({"generate", "--prompts", (dir_ / "t.jsonl").string(), "--max-new-tokens", "1", "--out", (dir_ / "t.h5").string()});
+  auto r = mote({"generate", "--prompts", (dir_ / "t.jsonl").string(), "--max-new-tokens", "1", "--out",
+                 (dir_ / "t.h5").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   write_file(dir_ / "bom.txt", "\xEF\xBB\xBFHello\n");
-  r = mote({"generate", "--prompts", (dir_ / "bom.txt").string(), "--max-new-tokens", "1", "--out", (dir_ / "bom.h5").string()});
+  r = mote({"generate", "--prompts", (dir_ / "bom.txt").string(), "--max-new-tokens", "1", "--out",
+            (dir_ / "bom.h5").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   h5_silence_errors();
-  for (const auto& [file, expected] : std::vector<std::pair<std::string, std::string>>{{"t.h5", std::string("before\0after", 12)},
-                                                                                       {"bom.h5", "Hello"}}) {
+  for (const auto& [file, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"t.h5", std::string("before\0after", 12)}, {"bom.h5", "Hello"}}) {
     H5Handle f(H5Fopen((dir_ / file).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     H5Handle ds(H5Dopen2(f.id(), "/requests/0/prompt_text", H5P_DEFAULT), H5Dclose);
     H5Handle type(H5Dget_type(ds.id()), H5Tclose);
@@ -479,7 +534,8 @@ TEST_F(CliValues, BadValuesNeverBecomeSilentGarbage) {
   const std::string good = config;
   config.replace(config.find("\"rms_norm_eps\": 1e-06"), 21, "\"rms_norm_eps\": -1e-06");
   write_file(model / "config.json", config);
-  EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}), "config.json: key 'rms_norm_eps' = -1e-06 must be in (0, 1)");
+  EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}),
+                       "config.json: key 'rms_norm_eps' = -1e-06 must be in (0, 1)");
   write_file(model / "config.json", good);
   const std::string good_weights = test::read_file(model / "model.safetensors");
   const auto poisoned = [&](const std::string& tensor) {  // its first bf16 element NaN (0x7FC0)
@@ -497,14 +553,17 @@ TEST_F(CliValues, BadValuesNeverBecomeSilentGarbage) {
   // In a norm: refused at load, named.
   write_file(model / "model.safetensors", poisoned("model.norm.weight"));
   EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}), "tensor 'model.norm.weight' in ");
-  EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}), ": element 0 is nan; norms and router biases must be finite");
+  EXPECT_ERROR_MESSAGE(generate({"--model", model.path().string()}),
+                       ": element 0 is nan; norms and router biases must be finite");
   // In a projection (too large to check at load): the request fails where
   // the NaN first reaches a router, named, and adds nothing to the totals.
   write_file(model / "model.safetensors", poisoned("model.layers.0.self_attn.o_proj.weight"));
   const auto nan_h5 = dir_ / "nan.h5";
-  r = mote({"profile", "--prompts", prompts().string(), "--max-new-tokens", "2", "--model", model.path().string(), "--out", nan_h5.string()});
+  r = mote({"profile", "--prompts", prompts().string(), "--max-new-tokens", "2", "--model", model.path().string(),
+            "--out", nan_h5.string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("[request failed: non-finite router scores at position 0 in MoE layer 0 ('model.layers.1.mlp.gate.weight' times "
+  EXPECT_NE(r.out.find("[request failed: non-finite router scores at position 0 in MoE layer 0 "
+                       "('model.layers.1.mlp.gate.weight' times "
                        "the hidden state)"),
             std::string::npos)
       << r.out;
@@ -518,13 +577,15 @@ TEST_F(CliValues, BadValuesNeverBecomeSilentGarbage) {
       H5Handle space(H5Dget_space(ds.id()), H5Sclose);
       std::vector<double> values(static_cast<size_t>(H5Sget_simple_extent_npoints(space.id())));
       ASSERT_GE(H5Dread(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
-      EXPECT_TRUE(std::all_of(values.begin(), values.end(), [](double v) { return v == 0.0; })) << name << " holds the failed request";
+      EXPECT_TRUE(std::all_of(values.begin(), values.end(), [](double v) { return v == 0.0; }))
+          << name << " holds the failed request";
     }
   }
   // Tools that read a profile refuse one whose every request failed.
   EXPECT_ERROR_MESSAGE(mote({"rank", nan_h5.string(), "--target", "x", "--control", "y"}),
                        "nan.h5: all 1 requests of this profile failed");
-  EXPECT_ERROR_MESSAGE(mote({"diff", nan_h5.string(), nan_h5.string()}), "nan.h5: all 1 requests of this profile failed");
+  EXPECT_ERROR_MESSAGE(mote({"diff", nan_h5.string(), nan_h5.string()}),
+                       "nan.h5: all 1 requests of this profile failed");
 }
 
 TEST_F(CliValues, SizesAreReadAndPrintedAsWritten) {
@@ -543,22 +604,27 @@ TEST_F(CliValues, SizesAreReadAndPrintedAsWritten) {
 }
 
 TEST_F(CliValues, ToolsNameTheFileKindsTheyTake) {
-  write_file(dir_ / "p.jsonl", "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello\"}\n{\"id\": \"b\", \"class\": \"y\", \"prompt\": \"World\"}\n");
+  write_file(dir_ / "p.jsonl",
+             "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello\"}\n{\"id\": \"b\", \"class\": \"y\", \"prompt\": "
+             "\"World\"}\n");
   write_file(dir_ / "t.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
-  auto r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "1", "--out", (dir_ / "p.h5").string()});
+  auto r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "1", "--out",
+                 (dir_ / "p.h5").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = mote({"experiment", "--prompts", (dir_ / "p.jsonl").string(), "--target-mask", (dir_ / "t.ini").string(), "--random", "1",
-            "--max-new-tokens", "1", "--out", (dir_ / "e.h5").string()});
+  r = mote({"experiment", "--prompts", (dir_ / "p.jsonl").string(), "--target-mask", (dir_ / "t.ini").string(),
+            "--random", "1", "--max-new-tokens", "1", "--out", (dir_ / "e.h5").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = mote({"scan", "--prompts", (dir_ / "p.jsonl").string(), "--tokens", "I", "--candidates", (dir_ / "t.ini").string(), "--out",
-            (dir_ / "s.h5").string()});
+  r = mote({"scan", "--prompts", (dir_ / "p.jsonl").string(), "--tokens", "I", "--candidates",
+            (dir_ / "t.ini").string(), "--out", (dir_ / "s.h5").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_ERROR_MESSAGE(mote({"diff", (dir_ / "p.h5").string(), (dir_ / "e.h5").string()}),
                        "e.h5: is the file of a mote experiment; mote diff takes profiles");
-  EXPECT_ERROR_MESSAGE(mote({"place", "--profile", (dir_ / "s.h5").string(), "-n", "2", "--out", (dir_ / "pl.json").string()}),
-                       "s.h5: is the file of a mote scan; mote place takes profiles");
+  EXPECT_ERROR_MESSAGE(
+      mote({"place", "--profile", (dir_ / "s.h5").string(), "-n", "2", "--out", (dir_ / "pl.json").string()}),
+      "s.h5: is the file of a mote scan; mote place takes profiles");
   EXPECT_ERROR_MESSAGE(mote({"rank", (dir_ / "s.h5").string(), "--target", "x", "--control", "y"}),
-                       "s.h5: is the file of a mote scan; mote rank takes profiles (files of mote profile or mote generate); rank a scan "
+                       "s.h5: is the file of a mote scan; mote rank takes profiles (files of mote profile or mote "
+                       "generate); rank a scan "
                        "with --by effect");
   r = mote({"diff", (dir_ / "p.h5").string(), (dir_ / "p.h5").string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -580,7 +646,8 @@ TEST_F(CliValues, AFailedOverlongPromptKeepsItsHeadAndLength) {
   while (words.size() < 40000) words += "éa word ";
   write_file(dir_ / "long.txt", words + "\nShort prompt\n");
   const auto out = dir_ / "long.h5";
-  const auto r = mote({"generate", "--prompts", (dir_ / "long.txt").string(), "--max-new-tokens", "1", "--out", out.string()});
+  const auto r =
+      mote({"generate", "--prompts", (dir_ / "long.txt").string(), "--max-new-tokens", "1", "--out", out.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("positions (max_position_embeddings)"), std::string::npos) << r.err;
   h5_silence_errors();
@@ -607,7 +674,9 @@ TEST_F(CliValues, AFailedOverlongPromptKeepsItsHeadAndLength) {
 }
 
 TEST_F(CliValues, PrintedTextHasNoTerminalEscapes) {
-  write_file(dir_ / "esc.jsonl", "{\"id\": \"a\\u001b[2J\", \"class\": \"x\\u009b31m\", \"prompt\": \"Hi \\u001b]0;title\\u0007 there\"}\n");
+  write_file(
+      dir_ / "esc.jsonl",
+      "{\"id\": \"a\\u001b[2J\", \"class\": \"x\\u009b31m\", \"prompt\": \"Hi \\u001b]0;title\\u0007 there\"}\n");
   const auto r = mote({"generate", "--prompts", (dir_ / "esc.jsonl").string(), "--max-new-tokens", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
@@ -620,8 +689,8 @@ TEST_F(CliValues, PrintedTextHasNoTerminalEscapes) {
 TEST_F(CliValues, ATemplatesLongRaiseIsCut) {
   write_file(dir_ / "raise.jinja", "{{ raise_exception('" + std::string(200000, 'x') + "') }}");
   write_file(dir_ / "chat.jsonl", "{\"id\": \"c\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}\n");
-  const auto r = mote({"generate", "--prompts", (dir_ / "chat.jsonl").string(), "--chat-template", (dir_ / "raise.jinja").string(),
-                       "--max-new-tokens", "1"});
+  const auto r = mote({"generate", "--prompts", (dir_ / "chat.jsonl").string(), "--chat-template",
+                       (dir_ / "raise.jinja").string(), "--max-new-tokens", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("the chat template refuses the conversation: xxx"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("... (200000 bytes)"), std::string::npos) << r.out;
@@ -631,7 +700,8 @@ TEST_F(CliValues, ATemplatesLongRaiseIsCut) {
 
 TEST_F(CliValues, JobFileValuesAreReadAsWritten) {
   // Quotes around a value are the file's, not the value's.
-  write_file(dir_ / "quoted.ini", "seed = \"3\"\nout = '" + (dir_ / "quoted.h5").string() + "'  # a comment after blanks\n");
+  write_file(dir_ / "quoted.ini",
+             "seed = \"3\"\nout = '" + (dir_ / "quoted.h5").string() + "'  # a comment after blanks\n");
   auto r = generate({"--config", (dir_ / "quoted.ini").string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(std::filesystem::exists(dir_ / "quoted.h5"));
@@ -650,9 +720,10 @@ TEST_F(CliValues, ARelocatedBinaryAsksForTheModel) {
   std::filesystem::copy_file(MOTE_BINARY, copy);
   std::filesystem::permissions(copy, std::filesystem::perms::owner_exec, std::filesystem::perm_options::add);
   // Run from a directory without models/ either.
-  const auto r = test::run_process(
-      {"/bin/sh", "-c", "cd '" + dir_.path().string() + "' && exec '" + copy.string() + "' generate --prompts '" + prompts().string() + "'"},
-      dir_.path());
+  const auto r = test::run_process({"/bin/sh", "-c",
+                                    "cd '" + dir_.path().string() + "' && exec '" + copy.string() +
+                                        "' generate --prompts '" + prompts().string() + "'"},
+                                   dir_.path());
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("not a model directory (name the model with --model DIR"), std::string::npos) << r.err;
 }
@@ -661,7 +732,8 @@ TEST_F(CliValues, ABacktrackingTokenizerFailsOnceNotPerLine) {
   test::ScratchDir model;
   test::copy_model(MOTE_MODEL_DIR, model.path());
   auto tokenizer = nlohmann::json::parse(test::read_file(model / "tokenizer.json"));
-  tokenizer["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(a|aa)+$"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  tokenizer["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(a|aa)+$"}}}, {"behavior", "Isolated"}, {"invert", false}};
   write_file(model / "tokenizer.json", tokenizer.dump());
   std::string lines;
   for (int i = 0; i < 4; ++i) lines += "{\"text\": \"" + std::string(60, 'a') + "b\"}\n";
@@ -672,14 +744,18 @@ TEST_F(CliValues, ABacktrackingTokenizerFailsOnceNotPerLine) {
 }
 
 TEST_F(CliValues, RankRefusesItsInputAsOutputAndSteeredFiles) {
-  write_file(dir_ / "p.jsonl", "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello\"}\n{\"id\": \"b\", \"class\": \"y\", \"prompt\": \"World\"}\n");
-  auto r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "2", "--out", (dir_ / "p.h5").string()});
+  write_file(dir_ / "p.jsonl",
+             "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello\"}\n{\"id\": \"b\", \"class\": \"y\", \"prompt\": "
+             "\"World\"}\n");
+  auto r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "2", "--out",
+                 (dir_ / "p.h5").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_ERROR_MESSAGE(mote({"rank", (dir_ / "p.h5").string(), "--target", "x", "--control", "y", "--out", (dir_ / "p.h5").string()}),
-                       "--out " + (dir_ / "p.h5").string() + ": is the file --file names; writing it would destroy it");
+  EXPECT_ERROR_MESSAGE(
+      mote({"rank", (dir_ / "p.h5").string(), "--target", "x", "--control", "y", "--out", (dir_ / "p.h5").string()}),
+      "--out " + (dir_ / "p.h5").string() + ": is the file --file names; writing it would destroy it");
   write_file(dir_ / "m.ini", "[mote]\nlayer-index = moe\noff = 0:1\n");
-  r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "2", "--mask", "m=" + (dir_ / "m.ini").string(),
-            "--out", (dir_ / "s.h5").string()});
+  r = mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "2", "--mask",
+            "m=" + (dir_ / "m.ini").string(), "--out", (dir_ / "s.h5").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_ERROR_MESSAGE(mote({"rank", (dir_ / "s.h5").string(), "--target", "x", "--control", "y"}),
                        "s.h5: its requests ran under mask sets (m), so its counts mix steered and unsteered routing");
@@ -692,17 +768,23 @@ namespace mote {
 namespace {
 
 TEST_F(CliValues, InspectAndDiffAnswerTheCommonQuestions) {
-  write_file(dir_ / "p.jsonl", "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello there\"}\n{\"id\": \"b\", \"class\": \"y\", \"prompt\": \"World\"}\n");
+  write_file(dir_ / "p.jsonl",
+             "{\"id\": \"a\", \"class\": \"x\", \"prompt\": \"Hello there\"}\n{\"id\": \"b\", \"class\": \"y\", "
+             "\"prompt\": \"World\"}\n");
   write_file(dir_ / "m.ini", "[mote]\nlayer-index = moe\noff = 0:1\noff = 0:2\n");
-  ASSERT_EQ(mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "3", "--out", (dir_ / "a.h5").string()}).exit_code, 0);
-  ASSERT_EQ(mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "3", "--mask", (dir_ / "m.ini").string(),
-                  "--out", (dir_ / "b.h5").string()})
+  ASSERT_EQ(mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "3", "--out",
+                  (dir_ / "a.h5").string()})
+                .exit_code,
+            0);
+  ASSERT_EQ(mote({"profile", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "3", "--mask",
+                  (dir_ / "m.ini").string(), "--out", (dir_ / "b.h5").string()})
                 .exit_code,
             0);
   auto r = mote({"inspect", (dir_ / "b.h5").string(), "--top", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* needle : {"a mote profile file (format mote v1)", "5 MoE layers x 32 routed experts", "requests:  2 (0 failed)",
-                             "masks:     default", "top 2 experts of class 'x'", "top 2 experts of class 'y'"}) {
+  for (const char* needle :
+       {"a mote profile file (format mote v1)", "5 MoE layers x 32 routed experts", "requests:  2 (0 failed)",
+        "masks:     default", "top 2 experts of class 'x'", "top 2 experts of class 'y'"}) {
     EXPECT_NE(r.out.find(needle), std::string::npos) << needle << "\n" << r.out;
   }
   r = mote({"inspect", MOTE_MODEL_DIR, "-n", "2"});
@@ -744,7 +826,8 @@ TEST_F(CliValues, TokenizeMatchesTheReferenceLibraryOnEveryCase) {
       ++differ;
       const std::string text = reference["text"].get<std::string>();
       EXPECT_TRUE(std::string(name) == "deepseek_v3" &&
-                  std::any_of(unicode16.begin(), unicode16.end(), [&](const std::string& c) { return text.find(c) != std::string::npos; }))
+                  std::any_of(unicode16.begin(), unicode16.end(),
+                              [&](const std::string& c) { return text.find(c) != std::string::npos; }))
           << name << " case " << cases << " differs: " << nlohmann::json(text).dump();
     }
     EXPECT_EQ(cases, 1500) << name;
@@ -761,10 +844,13 @@ TEST_F(CliValues, TokenizeRendersEveryChatReference) {
     const char* tokenizer;
     std::string template_file;
   };
-  for (const Set& set : {Set{"deepseek_v3", "deepseek_v3", ""}, Set{"deepseek_r1", "deepseek_v3", (data / "deepseek_r1/chat_template.jinja").string()},
-                         Set{"qwen3", "qwen3", ""}, Set{"gpt-oss", "gpt-oss", ""}, Set{"mistral-7b-mixtral", "mistral-7b-mixtral", ""}}) {
+  for (const Set& set : {Set{"deepseek_v3", "deepseek_v3", ""},
+                         Set{"deepseek_r1", "deepseek_v3", (data / "deepseek_r1/chat_template.jinja").string()},
+                         Set{"qwen3", "qwen3", ""}, Set{"gpt-oss", "gpt-oss", ""},
+                         Set{"mistral-7b-mixtral", "mistral-7b-mixtral", ""}}) {
     const auto input = data / set.folder / "chat_public.jsonl";
-    std::vector<std::string> args{"tokenize", "--tokenizer", (data / set.tokenizer).string(), "--input", input.string()};
+    std::vector<std::string> args{"tokenize", "--tokenizer", (data / set.tokenizer).string(), "--input",
+                                  input.string()};
     if (!set.template_file.empty()) args.insert(args.end(), {"--chat-template", set.template_file});
     const auto r = mote(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -777,9 +863,11 @@ TEST_F(CliValues, TokenizeRendersEveryChatReference) {
       const auto reference = nlohmann::json::parse(want), result = nlohmann::json::parse(got);
       ++cases;
       if (reference.contains("error")) {
-        EXPECT_EQ(result.value("error", ""), reference["error"].get<std::string>()) << set.folder << " " << reference["id"];
+        EXPECT_EQ(result.value("error", ""), reference["error"].get<std::string>())
+            << set.folder << " " << reference["id"];
       } else {
-        EXPECT_EQ(result.value("text", ""), reference["text"].get<std::string>()) << set.folder << " " << reference["id"];
+        EXPECT_EQ(result.value("text", ""), reference["text"].get<std::string>())
+            << set.folder << " " << reference["id"];
         EXPECT_EQ(result["ids"], reference["ids"]) << set.folder << " " << reference["id"];
       }
     }
@@ -794,20 +882,27 @@ TEST_F(CliValues, ConversationsRenderWithTheirChatTemplate) {
   write_file(dir_ / "t.jinja",
              "{% if messages[0].content == 'no' %}{{ raise_exception('refused: ' ~ messages[0].content) }}{% endif %}"
              "{{ bos_token }}<｜User｜>{{ messages[0].content }}{% if shout %}!{% endif %}<｜Assistant｜>");
-  write_file(dir_ / "p.jsonl", "{\"id\": \"own\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"shout\": true, \"chat_template\": \"t.jinja\"}\n"
-                               "{\"id\": \"refused\", \"messages\": [{\"role\": \"user\", \"content\": \"no\"}], \"chat_template\": \"t.jinja\"}\n"
-                               "{\"id\": \"model\", \"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Hi\"}]}\n");
+  write_file(dir_ / "p.jsonl",
+             "{\"id\": \"own\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"shout\": true, "
+             "\"chat_template\": \"t.jinja\"}\n"
+             "{\"id\": \"refused\", \"messages\": [{\"role\": \"user\", \"content\": \"no\"}], \"chat_template\": "
+             "\"t.jinja\"}\n"
+             "{\"id\": \"model\", \"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", "
+             "\"content\": \"Hi\"}]}\n");
   const auto out = dir_ / "o.h5";
-  const auto r = mote({"generate", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "1", "--out", out.string(), "--log-level", "warn"});
+  const auto r = mote({"generate", "--prompts", (dir_ / "p.jsonl").string(), "--max-new-tokens", "1", "--out",
+                       out.string(), "--log-level", "warn"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("p.jsonl:2 (id 'refused'): request skipped: the chat template refuses the conversation: refused: no"), std::string::npos)
+  EXPECT_NE(
+      r.err.find("p.jsonl:2 (id 'refused'): request skipped: the chat template refuses the conversation: refused: no"),
+      std::string::npos)
       << r.err;
   h5_silence_errors();
   H5Handle f(H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  for (const auto& [request, expected] : std::vector<std::pair<std::string, std::string>>{
-           {"0", "<｜begin▁of▁sentence｜><｜User｜>Hi!<｜Assistant｜>"},
-           // The bundled model's own template writes no system turn.
-           {"2", "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>"}}) {
+  for (const auto& [request, expected] :
+       std::vector<std::pair<std::string, std::string>>{{"0", "<｜begin▁of▁sentence｜><｜User｜>Hi!<｜Assistant｜>"},
+                                                        // The bundled model's own template writes no system turn.
+                                                        {"2", "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>"}}) {
     H5Handle ds(H5Dopen2(f.id(), ("/requests/" + request + "/prompt_text").c_str(), H5P_DEFAULT), H5Dclose);
     H5Handle type(H5Dget_type(ds.id()), H5Tclose);
     ASSERT_GT(H5Tis_variable_str(type.id()), 0);
@@ -818,23 +913,28 @@ TEST_F(CliValues, ConversationsRenderWithTheirChatTemplate) {
   }
   // --chat-template: a template that does not parse fails the job before any weights are read.
   write_file(dir_ / "bad.jinja", "{% for m in messages %}{{ m.content }}");
-  EXPECT_ERROR_MESSAGE(mote({"generate", "--prompts", (dir_ / "p.jsonl").string(), "--chat-template", (dir_ / "bad.jinja").string()}),
-                       (dir_ / "bad.jinja").string() + ":1: '{% for %}' is not closed: '{% endfor %}' missing");
+  EXPECT_ERROR_MESSAGE(
+      mote({"generate", "--prompts", (dir_ / "p.jsonl").string(), "--chat-template", (dir_ / "bad.jinja").string()}),
+      (dir_ / "bad.jinja").string() + ":1: '{% for %}' is not closed: '{% endfor %}' missing");
 }
 
 TEST_F(CliValues, TokenizeLinesAndTheirErrors) {
   const std::filesystem::path tokenizer = std::filesystem::path(MOTE_TEST_DATA_DIR) / "tokenizers/deepseek_v3";
-  write_file(dir_ / "in.jsonl", "{\"text\": \"Hello\"}\n"
-                                "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n"
-                                "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"add_generation_prompt\": false}\n"
-                                "{\"neither\": 1}\n");
+  write_file(dir_ / "in.jsonl",
+             "{\"text\": \"Hello\"}\n"
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n"
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"add_generation_prompt\": false}\n"
+             "{\"neither\": 1}\n");
   auto r = mote({"tokenize", "--tokenizer", tokenizer.string(), "--input", (dir_ / "in.jsonl").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "{\"ids\":[19923]}\n"
-                   "{\"ids\":[0,128803,23166,128804],\"text\":\"<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>\"}\n"
-                   "{\"ids\":[0,128803,23166],\"text\":\"<｜begin▁of▁sentence｜><｜User｜>Hi\"}\n"
-                   "{\"error\":\"" + (dir_ / "in.jsonl").string() + ":4: expected {\\\"text\\\": ...} or {\\\"messages\\\": [...]}\"}\n");
-  r = mote({"tokenize", "--tokenizer", tokenizer.string(), "--input", (dir_ / "in.jsonl").string(), "--add-special-tokens"});
+  EXPECT_EQ(r.out,
+            "{\"ids\":[19923]}\n"
+            "{\"ids\":[0,128803,23166,128804],\"text\":\"<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>\"}\n"
+            "{\"ids\":[0,128803,23166],\"text\":\"<｜begin▁of▁sentence｜><｜User｜>Hi\"}\n"
+            "{\"error\":\"" +
+                (dir_ / "in.jsonl").string() + ":4: expected {\\\"text\\\": ...} or {\\\"messages\\\": [...]}\"}\n");
+  r = mote(
+      {"tokenize", "--tokenizer", tokenizer.string(), "--input", (dir_ / "in.jsonl").string(), "--add-special-tokens"});
   EXPECT_EQ(r.out.substr(0, r.out.find('\n')), "{\"ids\":[0,19923]}");
   // A broken template fails at once, naming its line.
   write_file(dir_ / "bad.jinja", "{% for m in messages %}\n{{ m.content | frobnicate }}{% endfor %}");

@@ -16,8 +16,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     RenderOptions options;
     options.max_output_bytes = 1 << 20;
     options.max_steps = 200000;
-    (void)t.render(Dict{{"messages", Value::from_json(messages)}, {"add_generation_prompt", Value::from(true)},
-                        {"bos_token", Value::from("<s>")}, {"eos_token", Value::from("</s>")}},
+    (void)t.render(Dict{{"messages", Value::from_json(messages)},
+                        {"add_generation_prompt", Value::from(true)},
+                        {"bos_token", Value::from("<s>")},
+                        {"eos_token", Value::from("</s>")}},
                    options);
   } catch (const mote::Error&) {
   }

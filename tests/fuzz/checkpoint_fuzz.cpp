@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "job-fingerprint.txt") << "fuzz";
-  std::ofstream(dir / "part-000000.h5", std::ios::binary).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  std::ofstream(dir / "part-000000.h5", std::ios::binary)
+      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   // A summary that matches, so that the HDF5 readers behind the check are fuzzed too.
   const uint64_t h = fnv1a(kFnv1aBasis, std::string_view(reinterpret_cast<const char*>(data), size));
   std::ofstream(dir / "part-000000.h5.sum") << fmt::format("mote-checkpoint-part {} {:016x}\n", size, h);

@@ -14,7 +14,9 @@
 
 namespace mote::fuzz {
 
-inline std::string_view as_text(const uint8_t* data, size_t size) { return {reinterpret_cast<const char*>(data), size}; }
+inline std::string_view as_text(const uint8_t* data, size_t size) {
+  return {reinterpret_cast<const char*>(data), size};
+}
 
 // A scratch file for parsers that read paths, one per process.
 inline std::filesystem::path scratch_file(const char* name) {

@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The same bytes as a shard index beside no shards.
   const auto dir = fuzz::scratch_file("index-dir");
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / "model.safetensors.index.json", std::ios::binary).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  std::ofstream(dir / "model.safetensors.index.json", std::ios::binary)
+      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   try {
     WeightStore::open_model_dir(dir);
   } catch (const Error&) {

@@ -9,10 +9,10 @@
 #include <numeric>
 
 #include "../support/golden_checks.h"
-#include "mote/io/json_file.h"
 #include "mote/expert_parallel/local_experts.h"
-#include "mote/model/moe_transformer.h"
+#include "mote/io/json_file.h"
 #include "mote/model/loaded_model.h"
+#include "mote/model/moe_transformer.h"
 
 namespace mote {
 namespace {
@@ -97,7 +97,8 @@ TEST_P(Golden, MatchesReference) {
     const auto& top5 = golden["top5"][p];
     for (int i = 0; i < 5; ++i) {
       const int id = top5["ids"][i].get<int>();
-      max_diff = std::max(max_diff, std::abs(logits[static_cast<size_t>(p) * vocab + id] - top5["logits"][i].get<float>()));
+      max_diff =
+          std::max(max_diff, std::abs(logits[static_cast<size_t>(p) * vocab + id] - top5["logits"][i].get<float>()));
     }
     const float* row = &logits[static_cast<size_t>(p) * vocab];
     EXPECT_EQ(std::max_element(row, row + vocab) - row, top5["ids"][0].get<int>()) << "argmax at position " << p;
@@ -119,7 +120,8 @@ TEST_P(Golden, MatchesReference) {
       std::sort(ours.begin(), ours.end());
       for (int s = 0; s < k; ++s) {
         ASSERT_EQ(ours[s].first, layer_entry["experts"][p][s].get<int>()) << "layer " << m << " position " << p;
-        max_weight_diff = std::max(max_weight_diff, std::abs(ours[s].second - layer_entry["weights"][p][s].get<float>()));
+        max_weight_diff =
+            std::max(max_weight_diff, std::abs(ours[s].second - layer_entry["weights"][p][s].get<float>()));
       }
     }
   }

@@ -14,16 +14,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <cmath>
+#include <fstream>
 #include <numeric>
 
 #include "../support/golden_checks.h"
 #include "../support/npz.h"
-#include "mote/io/json_file.h"
 #include "mote/expert_parallel/local_experts.h"
-#include "mote/model/moe_transformer.h"
+#include "mote/io/json_file.h"
 #include "mote/model/loaded_model.h"
+#include "mote/model/moe_transformer.h"
 
 namespace mote {
 namespace {
@@ -34,9 +34,9 @@ struct FamilyCase {
   std::string model;   // directory under models/
   std::string golden;  // "golden" or "golden/group_limited"
   std::string prompt;
-  float logit_tolerance = 0.0f;     // absolute; 0: relative_tolerance x the prompt's largest |logit|
+  float logit_tolerance = 0.0f;  // absolute; 0: relative_tolerance x the prompt's largest |logit|
   float relative_tolerance = 1e-3f;
-  float route_margin = 1e-3f;       // 0: every routing decision is compared
+  float route_margin = 1e-3f;  // 0: every routing decision is compared
   float weight_tolerance = 1e-4f;
 };
 
@@ -50,9 +50,13 @@ std::string case_name(const testing::TestParamInfo<FamilyCase>& info) {
 
 std::vector<FamilyCase> all_cases() {
   std::vector<FamilyCase> cases;
-  for (const auto& [model, golden] : std::vector<std::pair<std::string, std::string>>{
-           {"tiny-deepseek-v3-mote-fp8", "golden"}, {"tiny-qwen3-moe", "golden"}, {"tiny-mixtral", "golden"},
-           {"tiny-olmoe", "golden"}, {"tiny-deepseek-v2-lite", "golden"}, {"tiny-deepseek-v2-lite", "golden/group_limited"}}) {
+  for (const auto& [model, golden] :
+       std::vector<std::pair<std::string, std::string>>{{"tiny-deepseek-v3-mote-fp8", "golden"},
+                                                        {"tiny-qwen3-moe", "golden"},
+                                                        {"tiny-mixtral", "golden"},
+                                                        {"tiny-olmoe", "golden"},
+                                                        {"tiny-deepseek-v2-lite", "golden"},
+                                                        {"tiny-deepseek-v2-lite", "golden/group_limited"}}) {
     const auto g = read_json_file(kModels / model / golden / "golden.json");
     for (const auto& p : g["prompts"]) {
       FamilyCase fc{model, golden, p["name"].get<std::string>()};
@@ -76,7 +80,8 @@ std::unique_ptr<LoadedModel> load_case_model(const FamilyCase& fc) {
   const auto dir = kModels / fc.model;
   const auto override_path = dir / fc.golden / "config_override.json";
   if (!std::filesystem::exists(override_path)) return load_model(dir);
-  const auto copy = std::filesystem::temp_directory_path() / ("mote-family-" + fc.model + "-" + std::to_string(::getpid()));
+  const auto copy =
+      std::filesystem::temp_directory_path() / ("mote-family-" + fc.model + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(copy);
   std::filesystem::create_directories(copy);
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -149,17 +154,20 @@ TEST_P(NpzGolden, MatchesReference) {
     std::sort(u.begin(), u.end(), std::greater<>());
     return fc.route_margin <= 0 || k >= n_experts || u[k - 1] - u[k] > fc.route_margin;
   };
-  const test::RoutingCheck routing = test::compare_routing(experts, weights, ref_experts, ref_weights, n, layers, k, clear_margin);
+  const test::RoutingCheck routing =
+      test::compare_routing(experts, weights, ref_experts, ref_weights, n, layers, k, clear_margin);
   EXPECT_LE(routing.max_weight_diff, fc.weight_tolerance);
   EXPECT_GT(routing.compared, (n * layers) / 2);
 
   // The greedy continuation through the KV cache.
-  const float max_step_diff = test::follow_greedy(model, cache, &logits[static_cast<size_t>(n - 1) * vocab], n, gen_ids, gen_logits, vocab);
+  const float max_step_diff =
+      test::follow_greedy(model, cache, &logits[static_cast<size_t>(n - 1) * vocab], n, gen_ids, gen_logits, vocab);
   EXPECT_LE(max_step_diff, tolerance);
-  std::printf("%s %s %s: max |logit diff| %.3g (prompt), %.3g (greedy), tolerance %.3g; routing %d compared, %d near ties, "
-              "max |weight diff| %.3g\n",
-              fc.model.c_str(), fc.golden.c_str(), fc.prompt.c_str(), max_diff, max_step_diff, tolerance, routing.compared,
-              routing.skipped, routing.max_weight_diff);
+  std::printf(
+      "%s %s %s: max |logit diff| %.3g (prompt), %.3g (greedy), tolerance %.3g; routing %d compared, %d near ties, "
+      "max |weight diff| %.3g\n",
+      fc.model.c_str(), fc.golden.c_str(), fc.prompt.c_str(), max_diff, max_step_diff, tolerance, routing.compared,
+      routing.skipped, routing.max_weight_diff);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, NpzGolden, testing::ValuesIn(all_cases()), case_name);

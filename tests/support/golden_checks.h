@@ -18,8 +18,8 @@ namespace mote::test {
 // One prefill of a whole prompt (slot 0 of `cache`), with the logits of every
 // position and the routing of every token and MoE layer.
 struct Prefill {
-  std::vector<float> logits;    // [position][vocab]
-  std::vector<int32_t> experts; // [position][moe layer][slot]
+  std::vector<float> logits;     // [position][vocab]
+  std::vector<int32_t> experts;  // [position][moe layer][slot]
   std::vector<float> weights;
   int layers = 0, k = 0;
 };
@@ -51,8 +51,8 @@ struct RoutingCheck {
 // reference's ([moe layer][position][slot], any order): the same expert set
 // wherever compare(moe_layer, position) is true.
 inline RoutingCheck compare_routing(const std::vector<int32_t>& experts, const std::vector<float>& weights,
-                                    const std::vector<int32_t>& ref_experts, const std::vector<float>& ref_weights, int n,
-                                    int layers, int k, const std::function<bool(int, int)>& compare = {}) {
+                                    const std::vector<int32_t>& ref_experts, const std::vector<float>& ref_weights,
+                                    int n, int layers, int k, const std::function<bool(int, int)>& compare = {}) {
   RoutingCheck check;
   for (int m = 0; m < layers; ++m) {
     for (int p = 0; p < n; ++p) {
@@ -83,8 +83,8 @@ inline RoutingCheck compare_routing(const std::vector<int32_t>& experts, const s
 // tokens back through the cache (teacher forcing, so one near-tie cannot
 // hide the rest), checking each step's argmax; returns the largest
 // difference from the reference's logit rows.
-inline float follow_greedy(MoeTransformer& model, KvCache& cache, const float* last_logits, int n, const std::vector<int32_t>& gen_ids,
-                           const std::vector<float>& gen_logits, int vocab) {
+inline float follow_greedy(MoeTransformer& model, KvCache& cache, const float* last_logits, int n,
+                           const std::vector<int32_t>& gen_ids, const std::vector<float>& gen_logits, int vocab) {
   std::vector<float> step_logits(vocab);
   const std::vector<int32_t> first_row{0};
   float max_diff = 0.0f;

@@ -18,9 +18,9 @@
 namespace mote::test {
 
 struct NpyArray {
-  std::string descr;           // e.g. "<f4", "<i4"
+  std::string descr;  // e.g. "<f4", "<i4"
   std::vector<int64_t> shape;
-  std::vector<char> data;      // C order
+  std::vector<char> data;  // C order
 
   size_t size() const {
     size_t n = 1;
@@ -31,7 +31,8 @@ struct NpyArray {
   std::vector<T> as() const {
     const bool ok = (std::is_same_v<T, float> && descr == "<f4") || (std::is_same_v<T, int32_t> && descr == "<i4") ||
                     (std::is_same_v<T, int64_t> && descr == "<i8") || (std::is_same_v<T, double> && descr == "<f8");
-    if (!ok || data.size() != size() * sizeof(T)) throw std::runtime_error("npy: array of type " + descr + " read as another type");
+    if (!ok || data.size() != size() * sizeof(T))
+      throw std::runtime_error("npy: array of type " + descr + " read as another type");
     std::vector<T> out(size());
     std::memcpy(out.data(), data.data(), data.size());
     return out;
@@ -39,7 +40,8 @@ struct NpyArray {
 };
 
 inline NpyArray parse_npy(const std::vector<char>& bytes, const std::string& where) {
-  if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0) throw std::runtime_error(where + ": not an npy array");
+  if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0)
+    throw std::runtime_error(where + ": not an npy array");
   const int major = static_cast<unsigned char>(bytes[6]);
   size_t header_len = 0, at = 0;
   if (major == 1) {
@@ -52,13 +54,17 @@ inline NpyArray parse_npy(const std::vector<char>& bytes, const std::string& whe
   const std::string header(bytes.data() + at, header_len);
   std::smatch m;
   NpyArray a;
-  if (!std::regex_search(header, m, std::regex("'descr': *'([^']+)'"))) throw std::runtime_error(where + ": npy header lacks descr");
+  if (!std::regex_search(header, m, std::regex("'descr': *'([^']+)'")))
+    throw std::runtime_error(where + ": npy header lacks descr");
   a.descr = m[1];
-  if (header.find("'fortran_order': False") == std::string::npos) throw std::runtime_error(where + ": Fortran-order arrays are not read");
-  if (!std::regex_search(header, m, std::regex("'shape': *\\(([^)]*)\\)"))) throw std::runtime_error(where + ": npy header lacks shape");
+  if (header.find("'fortran_order': False") == std::string::npos)
+    throw std::runtime_error(where + ": Fortran-order arrays are not read");
+  if (!std::regex_search(header, m, std::regex("'shape': *\\(([^)]*)\\)")))
+    throw std::runtime_error(where + ": npy header lacks shape");
   const std::string dims = m[1];
   const std::regex number("[0-9]+");
-  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) a.shape.push_back(std::stoll(it->str()));
+  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it)
+    a.shape.push_back(std::stoll(it->str()));
   a.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(at + header_len), bytes.end());
   return a;
 }
@@ -68,7 +74,10 @@ inline std::map<std::string, NpyArray> read_npz(const std::filesystem::path& pat
   std::ifstream in(path, std::ios::binary);
   const std::vector<char> zip((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (zip.empty()) throw std::runtime_error(path.string() + ": cannot read");
-  const auto u16 = [&](size_t at) { return static_cast<uint32_t>(static_cast<unsigned char>(zip.at(at)) | static_cast<unsigned char>(zip.at(at + 1)) << 8); };
+  const auto u16 = [&](size_t at) {
+    return static_cast<uint32_t>(static_cast<unsigned char>(zip.at(at)) | static_cast<unsigned char>(zip.at(at + 1))
+                                                                              << 8);
+  };
   const auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
   const auto u64 = [&](size_t at) { return static_cast<uint64_t>(u32(at)) | static_cast<uint64_t>(u32(at + 4)) << 32; };
   std::map<std::string, NpyArray> out;

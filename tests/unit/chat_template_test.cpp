@@ -9,11 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_files.h"
 #include "mote/io/json_file.h"
 #include "mote/jinja/template.h"
 #include "mote/tokenizer/chat_template.h"
 #include "mote/tokenizer/tokenizer.h"
-#include "model_files.h"
 
 namespace mote {
 namespace {
@@ -43,7 +43,7 @@ TEST(Jinja, WhitespaceControlAsTransformersSetsItUp) {
   EXPECT_EQ(render("{% if true %}\nA\n{% endif %}\nB"), "A\nB");
   EXPECT_EQ(render("  {% if true %}X{% endif %}"), "X");
   EXPECT_EQ(render("a  {% if true %}X{% endif %}"), "a  X");  // not at a line start
-  EXPECT_EQ(render("{{ 'v' }}\n"), "v");                       // one trailing newline is dropped
+  EXPECT_EQ(render("{{ 'v' }}\n"), "v");                      // one trailing newline is dropped
   EXPECT_EQ(render("{{ 'v' }}\n\n"), "v\n");
   EXPECT_EQ(render("a \n {{- 'b' -}} \n c"), "abc");
   EXPECT_EQ(render("x\n  {#- c -#}\n  y"), "xy");
@@ -54,43 +54,59 @@ TEST(Jinja, WhitespaceControlAsTransformersSetsItUp) {
 TEST(Jinja, ScopesLoopsAndNamespaces) {
   // An assignment inside a loop stays in the loop; a namespace carries it out.
   EXPECT_EQ(render("{% set x = 1 %}{% for i in [1, 2] %}{% set x = i %}{% endfor %}{{ x }}"), "1");
-  EXPECT_EQ(render("{% set ns = namespace(x=1) %}{% for i in [1, 2] %}{% set ns.x = ns.x + i %}{% endfor %}{{ ns.x }}"), "4");
+  EXPECT_EQ(render("{% set ns = namespace(x=1) %}{% for i in [1, 2] %}{% set ns.x = ns.x + i %}{% endfor %}{{ ns.x }}"),
+            "4");
   EXPECT_EQ(render("{% set y = 1 %}{% if true %}{% set y = 2 %}{% endif %}{{ y }}"), "2");
-  EXPECT_EQ(render("{% for m in messages %}{{ loop.index0 }}{{ m.role[0] }}{% if loop.last %}!{% endif %}{% endfor %}", conversation()),
+  EXPECT_EQ(render("{% for m in messages %}{{ loop.index0 }}{{ m.role[0] }}{% if loop.last %}!{% endif %}{% endfor %}",
+                   conversation()),
             "0s1u2a3u!");
-  EXPECT_EQ(render("{% for m in messages[::-1] if m.role == 'user' %}{{ m.content }}{{ loop.length }}{% endfor %}", conversation()),
+  EXPECT_EQ(render("{% for m in messages[::-1] if m.role == 'user' %}{{ m.content }}{{ loop.length }}{% endfor %}",
+                   conversation()),
             "U22U12");
-  EXPECT_EQ(render("{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}"),
+  EXPECT_EQ(render("{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif "
+                   "%}{{ i }}{% endfor %}"),
             "02");
-  EXPECT_EQ(render("{% for a, b in {'x': 1, 'y': 2}.items() %}{{ a }}{{ b }}{% endfor %}{% for z in [] %}n{% else %}e{% endfor %}"),
+  EXPECT_EQ(render("{% for a, b in {'x': 1, 'y': 2}.items() %}{{ a }}{{ b }}{% endfor %}{% for z in [] %}n{% else "
+                   "%}e{% endfor %}"),
             "x1y2e");
-  EXPECT_EQ(render("{% for x in 'abc' %}{{ loop.previtem | default('-') }}{{ loop.cycle(1, 2) }}{% endfor %}"), "-1a2b1");
+  EXPECT_EQ(render("{% for x in 'abc' %}{{ loop.previtem | default('-') }}{{ loop.cycle(1, 2) }}{% endfor %}"),
+            "-1a2b1");
   EXPECT_EQ(render("{% macro m(a, b='B') %}<{{ a }}{{ b }}>{% endmacro %}{{ m(1) }}{{ m(2, b=3) }}"), "<1B><23>");
   EXPECT_EQ(render("{% set s %}in {{ 1 + 1 }}{% endset %}{{ s | upper }}"), "IN 2");
 }
 
 TEST(Jinja, PythonValuesAndOperators) {
-  EXPECT_EQ(render("{{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e16 }} {{ 1e-5 }}"),
+  EXPECT_EQ(render("{{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 1.0 }} {{ 0.1 + 0.2 }} {{ "
+                   "1e16 }} {{ 1e-5 }}"),
             "3 -4 2 3.5 1024 1.0 0.30000000000000004 1e+16 1e-05");
-  EXPECT_EQ(render("{{ none }} {{ true }} {{ [1, 'a', none] }} {{ {'k': \"it's\"} }} {{ (1,) }} {{ 'ab' * 2 }} {{ 1 ~ 'x' }}"),
-            "None True [1, 'a', None] {'k': \"it's\"} (1,) abab 1x");
-  EXPECT_EQ(render("{{ 1 == 1.0 }} {{ 'b' in 'abc' }} {{ 'k' in {'k': 1} }} {{ 3 not in [1] }} {{ 1 < 2 < 2 }} {{ 0 or 'z' }} {{ 'a' and 0 }}"),
+  EXPECT_EQ(
+      render(
+          "{{ none }} {{ true }} {{ [1, 'a', none] }} {{ {'k': \"it's\"} }} {{ (1,) }} {{ 'ab' * 2 }} {{ 1 ~ 'x' }}"),
+      "None True [1, 'a', None] {'k': \"it's\"} (1,) abab 1x");
+  EXPECT_EQ(render("{{ 1 == 1.0 }} {{ 'b' in 'abc' }} {{ 'k' in {'k': 1} }} {{ 3 not in [1] }} {{ 1 < 2 < 2 }} {{ 0 or "
+                   "'z' }} {{ 'a' and 0 }}"),
             "True True True True False z 0");
-  EXPECT_EQ(render("{{ 'x' if false }}|{{ 'héllo'[1] }}|{{ 'hello'[-3:] }}|{{ [1, 2, 3, 4][::2] }}|{{ 'abc'[9] is undefined }}"),
-            "|é|llo|[1, 3]|True");
+  EXPECT_EQ(
+      render(
+          "{{ 'x' if false }}|{{ 'héllo'[1] }}|{{ 'hello'[-3:] }}|{{ [1, 2, 3, 4][::2] }}|{{ 'abc'[9] is undefined }}"),
+      "|é|llo|[1, 3]|True");
   EXPECT_EQ(render("{{ '\\t\\u00e9\\x41\\101\\n' }}"), "\téAA\n");
 }
 
 TEST(Jinja, StringMethodsFollowPython) {
   // strip with an argument removes only those characters (Qwen3's template depends on it).
-  EXPECT_EQ(render("[{{ '\\n a \\n'.strip('\\n') }}][{{ ' \\n a'.lstrip('\\n') }}][{{ '\\u3000a\\xa0'.strip() }}]"), "[ a ][ \n a][a]");
-  EXPECT_EQ(render("{{ 'a,b,,c'.split(',') }} {{ ' a  b '.split() }} {{ 'a,b,c'.rsplit(',', 1) }} {{ 'a</think>b</think>c'.split('</think>')[-1] }}"),
+  EXPECT_EQ(render("[{{ '\\n a \\n'.strip('\\n') }}][{{ ' \\n a'.lstrip('\\n') }}][{{ '\\u3000a\\xa0'.strip() }}]"),
+            "[ a ][ \n a][a]");
+  EXPECT_EQ(render("{{ 'a,b,,c'.split(',') }} {{ ' a  b '.split() }} {{ 'a,b,c'.rsplit(',', 1) }} {{ "
+                   "'a</think>b</think>c'.split('</think>')[-1] }}"),
             "['a', 'b', '', 'c'] ['a', 'b'] ['a,b', 'c'] c");
-  EXPECT_EQ(render("{{ 'héllo'.find('l') }} {{ 'aaa'.replace('a', 'b', 2) }} {{ 'abc'.replace('', '-') }} {{ 'x'.startswith(('y', 'x')) }}"),
+  EXPECT_EQ(render("{{ 'héllo'.find('l') }} {{ 'aaa'.replace('a', 'b', 2) }} {{ 'abc'.replace('', '-') }} {{ "
+                   "'x'.startswith(('y', 'x')) }}"),
             "2 bba -a-b-c- True");
   EXPECT_EQ(render("{{ 'straße'.upper() }} {{ 'ΣΑΣ'.lower() }} {{ 'hello wORLD'.title() }} {{ 'hELLO'.capitalize() }}"),
             "STRASSE σας Hello World Hello");
-  EXPECT_ERROR_CONTAINS(render("{{ 'x'.zfill(3) }}"), "t.jinja:1: str.zfill() is outside the template subset mote supports");
+  EXPECT_ERROR_CONTAINS(render("{{ 'x'.zfill(3) }}"),
+                        "t.jinja:1: str.zfill() is outside the template subset mote supports");
 }
 
 TEST(Jinja, FiltersAndTests) {
@@ -98,14 +114,18 @@ TEST(Jinja, FiltersAndTests) {
                    "{{ messages | selectattr('role', 'equalto', 'user') | map(attribute='content') | list }}",
                    conversation()),
             "4 system,user,assistant,user ['U1', 'U2']");
-  EXPECT_EQ(render("{{ {'b': [1, {'z': 1, 'a': 'é'}]} | tojson }} {{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }} {{ '<&>' | tojson }}"),
+  EXPECT_EQ(render("{{ {'b': [1, {'z': 1, 'a': 'é'}]} | tojson }} {{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }} {{ "
+                   "'<&>' | tojson }}"),
             "{\"b\": [1, {\"z\": 1, \"a\": \"é\"}]} {\"a\": 2, \"b\": 1} \"<&>\"");
   EXPECT_EQ(render("{{ [1, [2]] | tojson(indent=2) }}"), "[\n  1,\n  [\n    2\n  ]\n]");
-  EXPECT_EQ(render("{{ x | default('d') }} {{ '' | default('e', true) }} {{ ['b', 'A', 'c'] | sort }} {{ [3, 1] | sort(reverse=true) }}"),
+  EXPECT_EQ(render("{{ x | default('d') }} {{ '' | default('e', true) }} {{ ['b', 'A', 'c'] | sort }} {{ [3, 1] | "
+                   "sort(reverse=true) }}"),
             "d e ['A', 'b', 'c'] [3, 1]");
-  EXPECT_EQ(render("{{ 'a\\nb' | indent(2) }}|{{ ' x ' | trim }}|{{ 2.5 | round }}|{{ '42' | int }}|{{ 'x' | int }}|{{ [1, 2] | sum }}"),
+  EXPECT_EQ(render("{{ 'a\\nb' | indent(2) }}|{{ ' x ' | trim }}|{{ 2.5 | round }}|{{ '42' | int }}|{{ 'x' | int }}|{{ "
+                   "[1, 2] | sum }}"),
             "a\n  b|x|2.0|42|0|3");
-  EXPECT_EQ(render("{{ x is defined }} {{ none is none }} {{ false is false }} {{ 0 is false }} {{ 3 is odd }} {{ 'a' is string }} "
+  EXPECT_EQ(render("{{ x is defined }} {{ none is none }} {{ false is false }} {{ 0 is false }} {{ 3 is odd }} {{ 'a' "
+                   "is string }} "
                    "{{ [] is iterable }} {{ 'a' is not mapping }} {{ 4 is divisibleby 2 }}"),
             "False True True False True True True True True");
 }
@@ -116,25 +136,32 @@ TEST(Jinja, StrftimeNowTakesAPinnedDate) {
   options.now->tm_year = 2026 - 1900;
   options.now->tm_mon = 0;
   options.now->tm_mday = 14;
-  EXPECT_EQ(Template::parse("{{ strftime_now('%Y-%m-%d') }} {{ strftime_now('%d %b') }}", "t").render({}, options), "2026-01-14 14 Jan");
+  EXPECT_EQ(Template::parse("{{ strftime_now('%Y-%m-%d') }} {{ strftime_now('%d %b') }}", "t").render({}, options),
+            "2026-01-14 14 Jan");
 }
 
 TEST(Jinja, ErrorsNameTheTemplateLine) {
-  EXPECT_ERROR_CONTAINS(render("ok\n{% include 'other.jinja' %}"), "t.jinja:2: '{% include %}' is outside the template subset mote supports");
-  EXPECT_ERROR_CONTAINS(render("\n\n{{ x | format(1) }}"), "t.jinja:3: the filter 'format' is outside the template subset mote supports");
+  EXPECT_ERROR_CONTAINS(render("ok\n{% include 'other.jinja' %}"),
+                        "t.jinja:2: '{% include %}' is outside the template subset mote supports");
+  EXPECT_ERROR_CONTAINS(render("\n\n{{ x | format(1) }}"),
+                        "t.jinja:3: the filter 'format' is outside the template subset mote supports");
   EXPECT_ERROR_CONTAINS(render("{{ x | frobnicate }}"), "t.jinja:1: no filter named 'frobnicate'");
   EXPECT_ERROR_CONTAINS(render("{{ x is frob }}"), "t.jinja:1: no test named 'frob'");
   EXPECT_ERROR_CONTAINS(render("{% if true %}\nx"), "t.jinja:1: '{% if %}' is not closed: '{% endif %}' missing");
   EXPECT_ERROR_CONTAINS(render("a\n{{ 'x' "), "t.jinja:2: tag not closed ('}}' missing)");
-  EXPECT_ERROR_CONTAINS(render("{% for x in y recursive %}{% endfor %}"), "t.jinja:1: recursive loops are not supported");
+  EXPECT_ERROR_CONTAINS(render("{% for x in y recursive %}{% endfor %}"),
+                        "t.jinja:1: recursive loops are not supported");
   EXPECT_ERROR_CONTAINS(render("{{ '%s' % 1 }}"), "t.jinja:1: printf-style string formatting");
   EXPECT_ERROR_CONTAINS(render("{% break %}"), "t.jinja:1: 'break' outside a loop");
-  EXPECT_ERROR_CONTAINS(render("\n{{ messages[0].nope.deeper }}", conversation()), "t.jinja:2: 'dict object' has no attribute 'nope'");
+  EXPECT_ERROR_CONTAINS(render("\n{{ messages[0].nope.deeper }}", conversation()),
+                        "t.jinja:2: 'dict object' has no attribute 'nope'");
   EXPECT_ERROR_CONTAINS(render("{{ 'a' + 1 }}"), "t.jinja:1: can only concatenate str (not \"int\") to str");
-  EXPECT_ERROR_CONTAINS(render("{{ ''.__class__ }}"), "t.jinja:1: access to attribute '__class__' of a 'str' object is unsafe");
+  EXPECT_ERROR_CONTAINS(render("{{ ''.__class__ }}"),
+                        "t.jinja:1: access to attribute '__class__' of a 'str' object is unsafe");
   EXPECT_ERROR_CONTAINS(render("{{ messages.append(1) }}", conversation()), "templates cannot modify values");
   try {
-    render("{% if messages | length > 1 %}\n{{ raise_exception('Only one message, please!') }}{% endif %}", conversation());
+    render("{% if messages | length > 1 %}\n{{ raise_exception('Only one message, please!') }}{% endif %}",
+           conversation());
     FAIL() << "no exception";
   } catch (const jinja::RaisedError& e) {
     EXPECT_EQ(e.message(), "Only one message, please!");
@@ -153,14 +180,19 @@ TEST(Jinja, RenderingIsBounded) {
   EXPECT_ERROR_CONTAINS(render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
                         "t.jinja:1: macro calls nest more than 64 deep (recursion without end?)");
   // A gigabyte of output stops at the output bound, before it is allocated.
-  EXPECT_ERROR_CONTAINS(Template::parse("{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}", "t").render({}, small),
-                        "t:1: the template renders more than 1048576 bytes");
-  EXPECT_ERROR_CONTAINS(render("{{ 'x' * 10000000000 }}"), "t.jinja:1: the template builds a string of more than 67108864 bytes");
-  EXPECT_ERROR_CONTAINS(render("{% for i in range(10**12) %}{% endfor %}"), "t.jinja:1: range() of 1000000000000 numbers is larger than a template may build");
+  EXPECT_ERROR_CONTAINS(
+      Template::parse("{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}", "t").render({}, small),
+      "t:1: the template renders more than 1048576 bytes");
+  EXPECT_ERROR_CONTAINS(render("{{ 'x' * 10000000000 }}"),
+                        "t.jinja:1: the template builds a string of more than 67108864 bytes");
+  EXPECT_ERROR_CONTAINS(render("{% for i in range(10**12) %}{% endfor %}"),
+                        "t.jinja:1: range() of 1000000000000 numbers is larger than a template may build");
   jinja::RenderOptions few_steps;
   few_steps.max_steps = 100000;
-  EXPECT_ERROR_CONTAINS(Template::parse("{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}{% endfor %}", "t").render({}, few_steps),
-                        "t:1: the template runs for more than 100000 steps (a loop without end?)");
+  EXPECT_ERROR_CONTAINS(
+      Template::parse("{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}{% endfor %}", "t")
+          .render({}, few_steps),
+      "t:1: the template runs for more than 100000 steps (a loop without end?)");
   EXPECT_ERROR_CONTAINS(render("{{ " + std::string(1000, '(') + "1" + std::string(1000, ')') + " }}"),
                         "t.jinja:1: the expression nests more than 128 deep");
   std::string blocks;
@@ -205,12 +237,16 @@ void expect_chat_references(const std::string& folder, const std::filesystem::pa
   EXPECT_EQ(errors, expected_errors.count(folder) ? expected_errors.at(folder) : 0) << folder;
 }
 
-TEST(ChatTemplates, DeepSeekV3MatchesTheReferences) { expect_chat_references("deepseek_v3", kTokenizers / "deepseek_v3", std::nullopt); }
+TEST(ChatTemplates, DeepSeekV3MatchesTheReferences) {
+  expect_chat_references("deepseek_v3", kTokenizers / "deepseek_v3", std::nullopt);
+}
 TEST(ChatTemplates, DeepSeekR1MatchesTheReferences) {
   expect_chat_references("deepseek_r1", kTokenizers / "deepseek_v3", kTokenizers / "deepseek_r1/chat_template.jinja");
 }
 TEST(ChatTemplates, Qwen3MatchesTheReferences) { expect_chat_references("qwen3", kTokenizers / "qwen3", std::nullopt); }
-TEST(ChatTemplates, GptOssMatchesTheReferences) { expect_chat_references("gpt-oss", kTokenizers / "gpt-oss", std::nullopt); }
+TEST(ChatTemplates, GptOssMatchesTheReferences) {
+  expect_chat_references("gpt-oss", kTokenizers / "gpt-oss", std::nullopt);
+}
 TEST(ChatTemplates, MistralMatchesTheReferences) {
   expect_chat_references("mistral-7b-mixtral", kTokenizers / "mistral-7b-mixtral", std::nullopt);
 }
@@ -263,19 +299,25 @@ TEST(ChatTemplates, FamilyFixturesGoldenChatPrompts) {
 TEST(ChatTemplates, SourcesAndVariables) {
   const test::ScratchDir scratch;
   const auto& dir = scratch.path();
-  std::ofstream(dir / "tokenizer_config.json") << R"({"bos_token": {"content": "<B>"}, "eos_token": "<E>", "chat_template": "cfg{{ bos_token }}"})";
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"bos_token": {"content": "<B>"}, "eos_token": "<E>", "chat_template": "cfg{{ bos_token }}"})";
   EXPECT_EQ(ChatTemplate::load(dir, std::nullopt)->render({{"messages", ordered_json::array()}}), "cfg<B>");
-  std::ofstream(dir / "chat_template.jinja") << "file{{ eos_token }}{{ add_generation_prompt }}{{ tools }}{{ enable_thinking }}";
-  EXPECT_EQ(ChatTemplate::load(dir, std::nullopt)->render({{"messages", ordered_json::array()}, {"enable_thinking", false}}),
-            "file<E>TrueNoneFalse");
+  std::ofstream(dir / "chat_template.jinja")
+      << "file{{ eos_token }}{{ add_generation_prompt }}{{ tools }}{{ enable_thinking }}";
+  EXPECT_EQ(
+      ChatTemplate::load(dir, std::nullopt)->render({{"messages", ordered_json::array()}, {"enable_thinking", false}}),
+      "file<E>TrueNoneFalse");
   std::ofstream(dir / "other.jinja") << "{{ strftime_now('%A %d') }}";
   const auto other = ChatTemplate::load(dir, dir / "other.jinja");
   EXPECT_EQ(other->render({{"messages", ordered_json::array()}, {"current_date", "2026-11-29"}}), "Sunday 29");
-  EXPECT_ERROR_CONTAINS(other->render({{"messages", ordered_json::array()}, {"current_date", "2026-02-30"}}), "not a calendar date");
-  EXPECT_ERROR_CONTAINS(other->render({{"messages", ordered_json::array()}, {"add_generation_prompt", "yes"}}), "must be true or false");
+  EXPECT_ERROR_CONTAINS(other->render({{"messages", ordered_json::array()}, {"current_date", "2026-02-30"}}),
+                        "not a calendar date");
+  EXPECT_ERROR_CONTAINS(other->render({{"messages", ordered_json::array()}, {"add_generation_prompt", "yes"}}),
+                        "must be true or false");
   EXPECT_ERROR_CONTAINS(ChatTemplate::load(dir, dir / "missing.jinja"), "missing.jinja: cannot open chat template");
   std::ofstream(dir / "bad.jinja") << "line one\n{% for %}";
-  EXPECT_ERROR_CONTAINS(ChatTemplate::load(dir, dir / "bad.jinja"), "bad.jinja:2: expected a loop variable, found the end of the tag");
+  EXPECT_ERROR_CONTAINS(ChatTemplate::load(dir, dir / "bad.jinja"),
+                        "bad.jinja:2: expected a loop variable, found the end of the tag");
   std::filesystem::remove(dir / "chat_template.jinja");
   std::ofstream(dir / "tokenizer_config.json") << R"({"bos_token": "<B>"})";
   EXPECT_FALSE(ChatTemplate::load(dir, std::nullopt).has_value());

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "mote/util/error.h"
 #include "model_files.h"
+#include "mote/util/error.h"
 
 namespace mote {
 namespace {
@@ -35,7 +35,8 @@ TEST(Config, MoeLayerFrequency) {
 TEST(Config, RefusesUnsupportedOptionsByName) {
   json j = test::small_config();
   j["model_type"] = "grok";
-  expect_config_error(j, "model_type 'grok' is not supported (supported: deepseek_v3, deepseek_v2, qwen3_moe, mixtral, olmoe)");
+  expect_config_error(
+      j, "model_type 'grok' is not supported (supported: deepseek_v3, deepseek_v2, qwen3_moe, mixtral, olmoe)");
   j = test::small_config();
   j["scoring_func"] = "softmax";
   expect_config_error(j, "scoring_func 'softmax' is not supported");

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model_files.h"
 #include "mote/expert_parallel/expert_exchange.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/io/safetensors_writer.h"
@@ -14,7 +15,6 @@
 #include "mote/runtime/job.h"
 #include "mote/runtime/load_placement.h"
 #include "mote/runtime/memory_plan.h"
-#include "model_files.h"
 
 namespace mote {
 namespace {
@@ -30,7 +30,8 @@ TEST(Placement, ContiguousAndRoundRobin) {
   for (int e = 0; e < 8; ++e) EXPECT_EQ(r.owner(0, e), 1 + e % 2);
   EXPECT_EQ(r.count_on(0), 0);
   // One rank is its own coordinator: coordinators without experts leave none to hold them.
-  EXPECT_ERROR_CONTAINS(Placement::by_rule("contiguous", 1, 8, 1, false), "a job of one rank has no rank but its coordinator");
+  EXPECT_ERROR_CONTAINS(Placement::by_rule("contiguous", 1, 8, 1, false),
+                        "a job of one rank has no rank but its coordinator");
   EXPECT_ERROR_CONTAINS(Placement::by_rule("random", 1, 8, 2, true), "--placement 'random'");
 }
 
@@ -41,11 +42,13 @@ TEST(Placement, FileIsValidated) {
   EXPECT_EQ(Placement::from_file(path, 1, 4, 2, true).owner(0, 1), 1);
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 2, 4, 2, true), "has 1 rows but the model has 2 MoE layers");
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 5, 2, true), "owner[0] must list 5 ranks");
-  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, false), "owner[0][0] = 0 is a coordinator, but coordinators hold no experts");
+  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, false),
+                        "owner[0][0] = 0 is a coordinator, but coordinators hold no experts");
   test::write_file(path, R"({"owner": [[0, 1, 7, 0]]})");
-  EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true),
-                        "a placement for 8 ranks or more (owner[0][2] = 7), but this job has 2; run it with as many ranks, or make a "
-                        "placement for 2 with 'mote place -n 2'");
+  EXPECT_ERROR_CONTAINS(
+      Placement::from_file(path, 1, 4, 2, true),
+      "a placement for 8 ranks or more (owner[0][2] = 7), but this job has 2; run it with as many ranks, or make a "
+      "placement for 2 with 'mote place -n 2'");
   test::write_file(path, R"({"owner": [[0, -1, 1, 0]]})");
   EXPECT_ERROR_CONTAINS(Placement::from_file(path, 1, 4, 2, true), "owner[0][1] = -1 is not a rank");
   test::write_file(path, R"({"placement": 1})");
@@ -55,7 +58,8 @@ TEST(Placement, FileIsValidated) {
 TEST(ExpertWorker, RefusesTokensForExpertsItDoesNotOwn) {
   const auto m = load_model(test::bundled_model());
   const ModelConfig& c = m->config;
-  const Placement placement = Placement::by_rule("round-robin", 5, c.n_routed_experts, 2, true);  // rank 0: even experts
+  const Placement placement =
+      Placement::by_rule("round-robin", 5, c.n_routed_experts, 2, true);  // rank 0: even experts
   const WireFormat wire{c.hidden_size, c.num_experts_per_tok, WireDType::F32};
   std::vector<ExpertCounters> per_source(1, ExpertCounters(1, 5, c.n_routed_experts));
   const ExpertCounters& counters = per_source[0];
@@ -135,7 +139,8 @@ TEST(ExpertWorker, OwnTokensInPlaceMatchRecordsBitForBit) {
       recv.insert(recv.end(), rec.begin(), rec.end());
     }
     std::vector<ExpertCounters> sent(1, ExpertCounters(2, moe_layers, c.n_routed_experts)), local(sent);
-    ExpertWorker by_record(m->weights, c, placement, 0, wire, &sent), in_place(m->weights, c, placement, 0, wire, &local);
+    ExpertWorker by_record(m->weights, c, placement, 0, wire, &sent),
+        in_place(m->weights, c, placement, 0, wire, &local);
     std::vector<char> results, none;
     std::vector<int> counts, no_counts;
     by_record.process(recv, {n}, {1}, results, counts);
@@ -164,7 +169,8 @@ TEST(ExpertWorker, OwnTokensInPlaceMatchRecordsBitForBit) {
     off.name = "off";
     off.set_off(1, experts[0]);
     rows[0].mask = &off;
-    EXPECT_ERROR_CONTAINS(in_place.process({}, {0}, {-1}, none, no_counts, {&batch, slots}), "which mask set 'off' switches off");
+    EXPECT_ERROR_CONTAINS(in_place.process({}, {0}, {-1}, none, no_counts, {&batch, slots}),
+                          "which mask set 'off' switches off");
     rows[0].mask = nullptr;
   }
 }

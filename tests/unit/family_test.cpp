@@ -6,11 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_files.h"
 #include "mote/io/json_file.h"
 #include "mote/model/config.h"
 #include "mote/model/loaded_model.h"
 #include "mote/model/router.h"
-#include "model_files.h"
 
 namespace mote {
 namespace {
@@ -40,7 +40,8 @@ Routed route(const ModelConfig& c, const std::vector<float>& probabilities, cons
   std::vector<float> logits;
   for (const float p : probabilities) logits.push_back(p > 0 ? std::log(p) : -INFINITY);
   const Router router(c);
-  Routed r{std::vector<int32_t>(static_cast<size_t>(router.top_k())), std::vector<float>(static_cast<size_t>(router.top_k())),
+  Routed r{std::vector<int32_t>(static_cast<size_t>(router.top_k())),
+           std::vector<float>(static_cast<size_t>(router.top_k())),
            std::vector<uint8_t>(static_cast<size_t>(router.top_k()))};
   std::vector<float> scratch(static_cast<size_t>(router.scratch_size()));
   router.route(logits.data(), nullptr, 0, mask, r.experts.data(), r.weights.data(), r.dispatch.data(), scratch.data());
@@ -148,7 +149,9 @@ TEST(SoftmaxRouter, ADisabledExpertNeverReceivesAToken) {
   }
 }
 
-json family_config(const std::string& model) { return read_json_file(std::filesystem::path(MOTE_SOURCE_DIR) / "models" / model / "config.json"); }
+json family_config(const std::string& model) {
+  return read_json_file(std::filesystem::path(MOTE_SOURCE_DIR) / "models" / model / "config.json");
+}
 
 void expect_config_message(const json& j, const std::string& message) {
   try {
@@ -186,7 +189,9 @@ TEST(Families, ReadTheirConfigs) {
 TEST(Families, RefuseWhatMoteDoesNotImplementByName) {
   json j = family_config("tiny-qwen3-moe");
   j["model_type"] = "grok";
-  expect_config_message(j, "cfg.json: model_type 'grok' is not supported (supported: deepseek_v3, deepseek_v2, qwen3_moe, mixtral, olmoe)");
+  expect_config_message(
+      j,
+      "cfg.json: model_type 'grok' is not supported (supported: deepseek_v3, deepseek_v2, qwen3_moe, mixtral, olmoe)");
   j = family_config("tiny-qwen3-moe");
   j["use_sliding_window"] = true;
   expect_config_message(j, "cfg.json: use_sliding_window true is not supported (sliding-window attention)");
@@ -216,7 +221,8 @@ TEST(Families, RefuseWhatMoteDoesNotImplementByName) {
   expect_config_message(j, "cfg.json: rope_scaling is not supported for mixtral (only null)");
   j = family_config("tiny-deepseek-v2-lite");
   j["topk_method"] = "noaux_tc";
-  expect_config_message(j, "cfg.json: topk_method 'noaux_tc' is not supported for deepseek_v2 (supported: greedy, group_limited_greedy)");
+  expect_config_message(
+      j, "cfg.json: topk_method 'noaux_tc' is not supported for deepseek_v2 (supported: greedy, group_limited_greedy)");
   j = family_config("tiny-deepseek-v2-lite");
   j["scoring_func"] = "sigmoid";
   expect_config_message(j, "cfg.json: scoring_func 'sigmoid' is not supported for deepseek_v2 (supported: softmax)");
@@ -258,13 +264,17 @@ TEST(Families, MissingAndMisshapenTensorsAreNamed) {
       EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
     }
   };
-  check("tiny-mixtral", "model.layers.2.block_sparse_moe.experts.5.w3.weight", {}, "model.layers.2.block_sparse_moe.experts.5.w3.weight");
-  check("tiny-qwen3-moe", "model.layers.1.self_attn.k_norm.weight", {64},
-        "tensor 'model.layers.1.self_attn.k_norm.weight' in model.safetensors: shape [64] but config.json implies [32]");
-  check("tiny-olmoe", "model.layers.0.self_attn.q_norm.weight", {32},
-        "tensor 'model.layers.0.self_attn.q_norm.weight' in model.safetensors: shape [32] but config.json implies [128]");
+  check("tiny-mixtral", "model.layers.2.block_sparse_moe.experts.5.w3.weight", {},
+        "model.layers.2.block_sparse_moe.experts.5.w3.weight");
+  check(
+      "tiny-qwen3-moe", "model.layers.1.self_attn.k_norm.weight", {64},
+      "tensor 'model.layers.1.self_attn.k_norm.weight' in model.safetensors: shape [64] but config.json implies [32]");
+  check(
+      "tiny-olmoe", "model.layers.0.self_attn.q_norm.weight", {32},
+      "tensor 'model.layers.0.self_attn.q_norm.weight' in model.safetensors: shape [32] but config.json implies [128]");
   check("tiny-deepseek-v2-lite", "model.layers.3.mlp.gate.weight", {31, 128},
-        "tensor 'model.layers.3.mlp.gate.weight' in model.safetensors: shape [31, 128] but config.json implies [32, 128]");
+        "tensor 'model.layers.3.mlp.gate.weight' in model.safetensors: shape [31, 128] but config.json implies [32, "
+        "128]");
 }
 
 }  // namespace

@@ -7,12 +7,12 @@
 #include <cstring>
 #include <random>
 
-#include "mote/io/safetensors_writer.h"
-#include "mote/expert_parallel/local_experts.h"
-#include "mote/model/moe_transformer.h"
-#include "mote/model/loaded_model.h"
-#include "mote/ops/matmul.h"
 #include "model_files.h"
+#include "mote/expert_parallel/local_experts.h"
+#include "mote/io/safetensors_writer.h"
+#include "mote/model/loaded_model.h"
+#include "mote/model/moe_transformer.h"
+#include "mote/ops/matmul.h"
 
 namespace mote {
 namespace {
@@ -22,7 +22,8 @@ using test::ScratchDir;
 
 json fp8_config() {
   json c = test::small_config();
-  c["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"}, {"weight_block_size", {128, 128}}};
+  c["quantization_config"] = {
+      {"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"}, {"weight_block_size", {128, 128}}};
   return c;
 }
 
@@ -40,7 +41,7 @@ TEST(Fp8, DecodesEveryCodeAsTheFormatSays) {
     EXPECT_EQ(float_to_e4m3(v), v == 0.0f ? (b & 0x80) : b) << b;  // every finite code round-trips
   }
   EXPECT_EQ(e4m3_to_float(0x7E), 448.0f);
-  EXPECT_EQ(float_to_e4m3(1e9f), 0x7E);    // saturates, never NaN
+  EXPECT_EQ(float_to_e4m3(1e9f), 0x7E);  // saturates, never NaN
   EXPECT_EQ(float_to_e4m3(-500.0f), 0xFE);
   EXPECT_EQ(float_to_e4m3(1.0625f), 0x38);  // tie between 1 and 1.125: to even
   EXPECT_EQ(float_to_e4m3(1.1875f), 0x3A);  // tie between 1.125 and 1.25: to even
@@ -95,7 +96,8 @@ void expect_matmul_matches_and_is_batch_independent(int rows, int cols, int n) {
         mag += std::abs(static_cast<double>(x[t * cols + c]) * m.dequantized[static_cast<size_t>(r) * cols + c]);
       }
       ASSERT_NEAR(y[static_cast<size_t>(t) * rows + r], ref, 1e-6 * mag + 1e-30) << t << "," << r;
-      ASSERT_EQ(y[static_cast<size_t>(t) * rows + r], alone[r]) << "token " << t << " row " << r << " depends on its batch";
+      ASSERT_EQ(y[static_cast<size_t>(t) * rows + r], alone[r])
+          << "token " << t << " row " << r << " depends on its batch";
     }
   }
   // A row slice that starts inside a block keeps its rows' scales. Starting
@@ -110,7 +112,8 @@ void expect_matmul_matches_and_is_batch_independent(int rows, int cols, int n) {
       matmul(x.data() + static_cast<size_t>(t) * cols, 1, slice, ys_alone.data());
       for (int r = 0; r < 60; ++r) {
         const float got = ys[static_cast<size_t>(t) * 60 + r], whole = y[static_cast<size_t>(t) * rows + first + r];
-        EXPECT_EQ(got, ys_alone[r]) << "slice at " << first << ": token " << t << " row " << r << " depends on its batch";
+        EXPECT_EQ(got, ys_alone[r]) << "slice at " << first << ": token " << t << " row " << r
+                                    << " depends on its batch";
         if (first % 4 == 0) {
           EXPECT_EQ(got, whole) << t << "," << r;
         } else {
@@ -151,7 +154,8 @@ TEST(Fp8, MatmulByColumnsMatchesTheDequantizedMatrix) {
     // Alone, the same bits as in the batch.
     std::vector<float> alone(cols);
     matmul_by_columns(xt, rows, 1, m.weight, alone.data(), cols);
-    for (int c = 0; c < cols; ++c) ASSERT_EQ(alone[c], y[static_cast<size_t>(t) * cols + c]) << "token " << t << " column " << c;
+    for (int c = 0; c < cols; ++c)
+      ASSERT_EQ(alone[c], y[static_cast<size_t>(t) * cols + c]) << "token " << t << " column " << c;
   }
 }
 
@@ -183,7 +187,8 @@ TEST(Fp8, MultiTokenPredictionLayerIsNeverMapped) {
   EXPECT_EQ(mapped.size(), 3u);  // the three decoder layers' shards, not the MTP layer's
   for (const auto& p : mapped) EXPECT_NE(p.filename().string(), "model-00004-of-00004.safetensors");
   // An expert shard maps only the files holding its experts.
-  const auto shard = load_model(dir.path(), [](int layer, int) { return layer == 1; }, false);
+  const auto shard = load_model(
+      dir.path(), [](int layer, int) { return layer == 1; }, false);
   ASSERT_EQ(shard->store.paths().size(), 1u);
   EXPECT_EQ(shard->store.paths()[0].filename().string(), "model-00003-of-00004.safetensors");
 }
@@ -195,8 +200,10 @@ void expect_config_error(const json& j, const std::string& message) {
 TEST(Fp8, UnsupportedQuantizationIsRefusedByName) {
   json j = fp8_config();
   j["quantization_config"]["quant_method"] = "gptq";
-  expect_config_error(j, "cfg.json: quantization_config quant_method 'gptq' is not supported (supported: quant_method fp8, fmt e4m3, "
-                         "activation_scheme dynamic, weight_block_size [128, 128])");
+  expect_config_error(
+      j,
+      "cfg.json: quantization_config quant_method 'gptq' is not supported (supported: quant_method fp8, fmt e4m3, "
+      "activation_scheme dynamic, weight_block_size [128, 128])");
   j = fp8_config();
   j["quantization_config"]["weight_block_size"] = {64, 64};
   expect_config_error(j, "cfg.json: quantization_config weight_block_size [64,64] is not supported");
@@ -231,10 +238,12 @@ TensorData& find(std::vector<TensorData>& ts, const std::string& name) {
 const std::string kExpert = "model.layers.2.mlp.experts.3.up_proj.weight";
 
 TEST(Fp8, Fp8TensorWithoutItsScaleIsNamed) {
-  expect_load_error([](auto& ts) { std::erase_if(ts, [](const TensorData& t) { return t.name == kExpert + "_scale_inv"; }); },
-                    "tensor '" + kExpert + "' in ");
-  expect_load_error([](auto& ts) { std::erase_if(ts, [](const TensorData& t) { return t.name == kExpert + "_scale_inv"; }); },
-                    ": FP8 weight without its scale tensor '" + kExpert + "_scale_inv'");
+  expect_load_error(
+      [](auto& ts) { std::erase_if(ts, [](const TensorData& t) { return t.name == kExpert + "_scale_inv"; }); },
+      "tensor '" + kExpert + "' in ");
+  expect_load_error(
+      [](auto& ts) { std::erase_if(ts, [](const TensorData& t) { return t.name == kExpert + "_scale_inv"; }); },
+      ": FP8 weight without its scale tensor '" + kExpert + "_scale_inv'");
 }
 
 TEST(Fp8, ScaleOfTheWrongShapeIsNamed) {
@@ -271,8 +280,7 @@ TEST(Fp8, NanByteIsNamed) {
 }
 
 TEST(Fp8, Fp8WithoutQuantizationConfigAndOrphanScalesAreRefused) {
-  expect_load_error([](auto&) {}, "tensor 'model.layers.0.self_attn.q_a_proj.weight' in ",
-                    test::small_config());
+  expect_load_error([](auto&) {}, "tensor 'model.layers.0.self_attn.q_a_proj.weight' in ", test::small_config());
   expect_load_error([](auto&) {}, ": dtype F8_E4M3 but config.json has no quantization_config saying how to read it",
                     test::small_config());
   expect_load_error(
@@ -283,7 +291,9 @@ TEST(Fp8, Fp8WithoutQuantizationConfigAndOrphanScalesAreRefused) {
       },
       "tensor 'model.layers.1.mlp.gate.weight_scale_inv' in ");
   expect_load_error(
-      [](auto& ts) { ts.push_back({"model.layers.1.mlp.gate.weight_scale_inv", DType::F32, {1, 1}, std::vector<std::byte>(4)}); },
+      [](auto& ts) {
+        ts.push_back({"model.layers.1.mlp.gate.weight_scale_inv", DType::F32, {1, 1}, std::vector<std::byte>(4)});
+      },
       ": a block scale for 'model.layers.1.mlp.gate.weight', which is BF16, not F8_E4M3");
   expect_load_error([](auto& ts) { find(ts, kExpert + "_scale_inv").dtype = DType::I32; },
                     ": dtype I32 but FP8 block scales must be F32");

@@ -7,13 +7,13 @@
 #include <cmath>
 #include <cstring>
 
+#include "model_files.h"
 #include "mote/expert_parallel/local_experts.h"
 #include "mote/model/expert_counters.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/loaded_model.h"
 #include "mote/util/error.h"
 #include "mote/util/parallel.h"
-#include "model_files.h"
 
 namespace mote {
 namespace {
@@ -268,7 +268,8 @@ TEST(Generator, ScoringAndPrefixReuseAreBitIdentical) {
       for (size_t i = 0; i < full.size(); ++i) {
         SCOPED_TRACE("request " + std::to_string(i) + " batch " + std::to_string(batch));
         ASSERT_EQ(got[i].scores.size(), expected[i].scores.size());
-        EXPECT_EQ(0, std::memcmp(got[i].scores.data(), expected[i].scores.data(), got[i].scores.size() * sizeof(double)));
+        EXPECT_EQ(0,
+                  std::memcmp(got[i].scores.data(), expected[i].scores.data(), got[i].scores.size() * sizeof(double)));
       }
     }
   }
@@ -278,7 +279,8 @@ TEST(Generator, ScoringAndPrefixReuseAreBitIdentical) {
     const auto got = run(o, *set);
     for (size_t i = 0; i < full.size(); ++i) {
       ASSERT_EQ(got[i].scores.size(), expected[i].scores.size());
-      EXPECT_EQ(0, std::memcmp(got[i].scores.data(), expected[i].scores.data(), got[i].scores.size() * sizeof(double))) << i;
+      EXPECT_EQ(0, std::memcmp(got[i].scores.data(), expected[i].scores.data(), got[i].scores.size() * sizeof(double)))
+          << i;
     }
   }
   o.last_ffn_logit_rows_only = false;

@@ -7,10 +7,10 @@
 
 #include <fmt/format.h>
 
+#include "model_files.h"
 #include "mote/model/mask_file.h"
 #include "mote/model/router.h"
 #include "mote/runtime/random_mask.h"
-#include "model_files.h"
 
 namespace mote {
 namespace {
@@ -42,7 +42,8 @@ TEST_F(MaskFile, ReadsEntriesInBothLayerNumberings) {
   EXPECT_TRUE(d.is_on(2, 2));
   EXPECT_FLOAT_EQ(d.gain(4, 7), 0.5f);
   EXPECT_EQ(d.count_off(), 1);
-  const ExpertMask m = read("# comment\n[mote]\nlayer-index = moe\noff = 0:5\noff-policy = drop\non-policy = max\nshared-gain = 0\n");
+  const ExpertMask m =
+      read("# comment\n[mote]\nlayer-index = moe\noff = 0:5\noff-policy = drop\non-policy = max\nshared-gain = 0\n");
   EXPECT_TRUE(m.is_off(0, 5));
   EXPECT_EQ(m.off_policy, OffPolicy::Drop);
   EXPECT_EQ(m.on_policy, OnPolicy::Max);
@@ -55,7 +56,8 @@ TEST_F(MaskFile, ReadsEntriesInBothLayerNumberings) {
 
 TEST_F(MaskFile, IncludesOtherFiles) {
   write("base.ini", "[mote]\nlayer-index = moe\noff = 1:1\n");
-  const ExpertMask m = read("[mote]\nlayer-index = decoder\noff = 1:2\ninclude = " + (dir_ / "base.ini").string() + "\n");
+  const ExpertMask m =
+      read("[mote]\nlayer-index = decoder\noff = 1:2\ninclude = " + (dir_ / "base.ini").string() + "\n");
   EXPECT_TRUE(m.is_off(0, 2));
   EXPECT_TRUE(m.is_off(1, 1));
   write("loop.ini", "[mote]\ninclude = " + (dir_ / "loop.ini").string() + "\n");
@@ -78,7 +80,8 @@ TEST_F(MaskFile, IncludesFanningOutAreReadOnceAndBounded) {
   EXPECT_EQ(m.count_off(), 10);
   EXPECT_TRUE(m.is_off(4, 9));
   // More distinct files than a mask may include.
-  for (int i = 0; i < 1100; ++i) write(fmt::format("many{}.ini", i), fmt::format("[mote]\nlayer-index = moe\ngain = 0:0:1\n"));
+  for (int i = 0; i < 1100; ++i)
+    write(fmt::format("many{}.ini", i), fmt::format("[mote]\nlayer-index = moe\ngain = 0:0:1\n"));
   std::string many = "[mote]\n";
   for (int i = 0; i < 1100; ++i) many += fmt::format("include = many{}.ini\n", i);
   EXPECT_ERROR_CONTAINS(read(many), "the mask includes more than 1024 files in all");
@@ -97,14 +100,16 @@ TEST_F(MaskFile, BadEntriesNameFileLineAndEntry) {
   expect_error("[mote]\nlayer-index = moe\noff = 5:1\n", 3, "off = 5:1: MoE layer 5 does not exist (the model has 5)");
   expect_error("[mote]\nlayer-index = decoder\n\noff = 0:1\n", 4, "off = 0:1: decoder layer 0 is a dense layer");
   expect_error("[mote]\nlayer-index = decoder\noff = 6:1\n", 3, "decoder layer 6 does not exist");
-  expect_error("[mote]\nlayer-index = moe\non = 1:32\n", 3, "on = 1:32: expert 32 does not exist (the model has 32 routed experts)");
+  expect_error("[mote]\nlayer-index = moe\non = 1:32\n", 3,
+               "on = 1:32: expert 32 does not exist (the model has 32 routed experts)");
   expect_error("[mote]\nlayer-index = moe\noff = 1-2\n", 3, "off = 1-2: expected LAYER:EXPERT");
   expect_error("[mote]\nlayer-index = moe\noff = 1:-2\n", 3, "expected LAYER:EXPERT");
   expect_error("[mote]\nlayer-index = moe\ngain = 1:2\n", 3, "expected LAYER:EXPERT:GAIN");
   expect_error("[mote]\nlayer-index = moe\ngain = 1:2:-1\n", 3, "expected a finite gain >= 0");
   expect_error("[mote]\nlayer-index = moe\ngain = 1:2:nan\n", 3, "expected a finite gain >= 0");
   expect_error("[mote]\nlayer-index = moe\noff = 1:2\non = 1:2\n", 4, "on = 1:2 conflicts with an earlier 'off'");
-  expect_error("[mote]\nlayer-index = moe\noff = 1:2\ngain = 1:2:2\n", 4, "gain = 1:2:2 is for an expert that is switched off");
+  expect_error("[mote]\nlayer-index = moe\noff = 1:2\ngain = 1:2:2\n", 4,
+               "gain = 1:2:2 is for an expert that is switched off");
   expect_error("[mote]\nlayer-index = moe\ngain = 1:2:2\ngain = 1:2:3\n", 4, "conflicts with an earlier gain");
   expect_error("[mote]\noff = 1:2\n", 0, "does not say how it numbers layers");
   expect_error("[mote]\nlayer-index = hf\noff = 1:2\n", 2, "layer-index = hf: not one of moe, decoder");
@@ -120,7 +125,8 @@ TEST_F(MaskFile, TooManyForcedExpertsAreRefused) {
   expect_error("[mote]\nlayer-index = moe\non = 0:0\non = 0:1\non = 0:2\non = 0:3\non = 0:4\n", 7,
                "5 experts forced on in MoE layer 0, more than the 4 a token takes");
   // topk_group 2 of 4 groups of 8: forced experts in groups 0, 1 and 2.
-  expect_error("[mote]\nlayer-index = moe\non = 2:0\non = 2:8\non = 2:16\n", 5, "span 3 groups, more than topk_group 2");
+  expect_error("[mote]\nlayer-index = moe\non = 2:0\non = 2:8\non = 2:16\n", 5,
+               "span 3 groups, more than topk_group 2");
 }
 
 // Router semantics on hand-made scores: groups of 8, keep 2 groups, top-4.
@@ -145,7 +151,8 @@ class RouterSemantics : public testing::Test {
     const Router router(bundled_config());
     Routed r{std::vector<int32_t>(4), std::vector<float>(4), std::vector<uint8_t>(4)};
     std::vector<float> scratch(router.scratch_size());
-    router.route(logits_.data(), bias_.data(), 0, mask, r.experts.data(), r.weights.data(), r.dispatch.data(), scratch.data());
+    router.route(logits_.data(), bias_.data(), 0, mask, r.experts.data(), r.weights.data(), r.dispatch.data(),
+                 scratch.data());
     return r;
   }
   ExpertMask mask() const { return ExpertMask(5, 32); }
@@ -167,7 +174,7 @@ TEST_F(RouterSemantics, RerouteDropZeroOnAndGain) {
 
   off.off_policy = OffPolicy::Drop;
   const Routed drop = route(&off);
-  EXPECT_EQ(drop.experts, (std::vector<int32_t>{0, 2, 3, -1}));  // no replacement
+  EXPECT_EQ(drop.experts, (std::vector<int32_t>{0, 2, 3, -1}));                   // no replacement
   EXPECT_NEAR(drop.weights[0] + drop.weights[1] + drop.weights[2], 2.5f, 1e-5f);  // renormalised over the rest
   EXPECT_FALSE(drop.dispatch[3]);
 
@@ -222,7 +229,8 @@ TEST(RandomMask, SeededExcludingAndLayerMatched) {
     for (int e = 0; e < 32; ++e) n += like.is_off(l, e);
     EXPECT_EQ(n, want[l]) << "layer " << l;
   }
-  EXPECT_ERROR_CONTAINS(random_mask(c, {200, 1, nullptr, nullptr, OffPolicy::Reroute}, "r"), "200 random experts wanted but 160");
+  EXPECT_ERROR_CONTAINS(random_mask(c, {200, 1, nullptr, nullptr, OffPolicy::Reroute}, "r"),
+                        "200 random experts wanted but 160");
 }
 
 // Forced sets the router can honour: at most top-k (4) per MoE layer, within

@@ -4,11 +4,11 @@
 #include <cstring>
 #include <tuple>
 
-#include "mote/expert_parallel/local_experts.h"
-#include "mote/model/moe_transformer.h"
-#include "mote/model/loaded_model.h"
-#include "mote/util/error.h"
 #include "model_files.h"
+#include "mote/expert_parallel/local_experts.h"
+#include "mote/model/loaded_model.h"
+#include "mote/model/moe_transformer.h"
+#include "mote/util/error.h"
 
 namespace mote {
 namespace {
@@ -78,8 +78,9 @@ TEST(ModelLoader, SyntheticModelRunsWithAndWithoutQueryLowRank) {
 TEST(ModelLoader, YarnModelRuns) {
   ScratchDir dir;
   auto config = test::small_config();
-  config["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32},
-                            {"beta_fast", 32}, {"beta_slow", 1}, {"mscale", 1.0}, {"mscale_all_dim", 1.0}};
+  config["rope_scaling"] = {{"type", "yarn"},       {"factor", 4.0},  {"original_max_position_embeddings", 32},
+                            {"beta_fast", 32},      {"beta_slow", 1}, {"mscale", 1.0},
+                            {"mscale_all_dim", 1.0}};
   test::make_small_model(dir.path(), config);
   const auto m = load_model(dir.path());
   ASSERT_TRUE(m->config.yarn.has_value());
@@ -138,7 +139,8 @@ TEST(ModelLoader, NonFiniteRouterAndNormValuesAreNamed) {
     }
   };
   for (const auto& [name, element, message] : std::vector<std::tuple<std::string, size_t, std::string>>{
-           {"model.layers.1.mlp.gate.e_score_correction_bias", 5, "element 5 is nan; norms and router biases must be finite"},
+           {"model.layers.1.mlp.gate.e_score_correction_bias", 5,
+            "element 5 is nan; norms and router biases must be finite"},
            {"model.layers.2.post_attention_layernorm.weight", 3, "element 3 is nan"},
            {"model.norm.weight", 0, "element 0 is nan"},
            {"model.layers.1.mlp.gate.weight", 64 + 7, "element [1, 7] is nan; the router's weights must be finite"},

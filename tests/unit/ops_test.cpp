@@ -63,22 +63,24 @@ std::vector<float> random_vector(size_t n, uint32_t seed) {
 class MatmulTest : public testing::TestWithParam<DType> {};
 
 TEST_P(MatmulTest, MatchesOpenBlasAndDoesNotDependOnBatch) {
-  for (const auto& [n, rows, cols] : {std::tuple{1, 7, 13}, std::tuple{5, 33, 64}, std::tuple{16, 130, 257}, std::tuple{3, 256, 512},
-                                    // several token blocks and column chunks, each with a remainder
-                                    std::tuple{200, 37, 1100}}) {
+  for (const auto& [n, rows, cols] :
+       {std::tuple{1, 7, 13}, std::tuple{5, 33, 64}, std::tuple{16, 130, 257}, std::tuple{3, 256, 512},
+        // several token blocks and column chunks, each with a remainder
+        std::tuple{200, 37, 1100}}) {
     const TestMatrix w = random_matrix(GetParam(), rows, cols, static_cast<uint32_t>(rows * cols));
     const auto x = random_vector(static_cast<size_t>(n) * cols, 99);
     std::vector<float> y(static_cast<size_t>(n) * rows), ref(y.size());
     matmul(x.data(), n, w.weight, y.data());
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x.data(), cols, w.widened.data(), cols, 0.0f,
-                ref.data(), rows);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x.data(), cols, w.widened.data(), cols,
+                0.0f, ref.data(), rows);
     for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-4f * std::sqrt(static_cast<float>(cols)));
 
     // Every row alone gives the same bits as in the batch.
     for (int t = 0; t < n; ++t) {
       std::vector<float> alone(rows);
       matmul(x.data() + static_cast<size_t>(t) * cols, 1, w.weight, alone.data());
-      for (int r = 0; r < rows; ++r) ASSERT_EQ(alone[r], y[static_cast<size_t>(t) * rows + r]) << "row " << t << " out " << r;
+      for (int r = 0; r < rows; ++r)
+        ASSERT_EQ(alone[r], y[static_cast<size_t>(t) * rows + r]) << "row " << t << " out " << r;
     }
   }
 }
@@ -98,7 +100,7 @@ TEST_P(MatmulTest, ByColumnsMatchesReference) {
         double ref = 0;
         for (int r = 0; r < rows; ++r) ref += static_cast<double>(x[t * rows + r]) * w.widened[r * cols + c];
         EXPECT_NEAR(y[t * cols + c], ref, 1e-4);
-  #if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__FMA__)
         // The order every build with AVX2 keeps, 8 or 16 lanes at a time: one
         // fused multiply-add per row, in row order, for the columns of whole
         // groups of 8; a separate multiply and add for the rest.
@@ -108,18 +110,21 @@ TEST_P(MatmulTest, ByColumnsMatchesReference) {
           exact = c < cols / 8 * 8 ? std::fma(activation, weight, exact) : exact + activation * weight;
         }
         EXPECT_EQ(y[t * cols + c], exact) << "token " << t << " column " << c;
-  #endif
+#endif
       }
       // Alone, the same bits as in the batch.
       std::vector<float> alone(cols);
       matmul_by_columns(x.data() + static_cast<size_t>(t) * rows, rows, 1, w.weight, alone.data(), cols);
-      for (int c = 0; c < cols; ++c) ASSERT_EQ(alone[c], y[static_cast<size_t>(t) * cols + c]) << "token " << t << " column " << c;
+      for (int c = 0; c < cols; ++c)
+        ASSERT_EQ(alone[c], y[static_cast<size_t>(t) * cols + c]) << "token " << t << " column " << c;
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, MatmulTest, testing::Values(DType::F32, DType::F16, DType::BF16),
-                         [](const testing::TestParamInfo<DType>& param) { return std::string(dtype_name(param.param)); });
+                         [](const testing::TestParamInfo<DType>& param) {
+                           return std::string(dtype_name(param.param));
+                         });
 
 TEST(Ops, RmsNorm) {
   const auto x = random_vector(100, 1);
@@ -226,7 +231,6 @@ TEST(Ops, DotMatchesADoubleSumAtEveryLength) {
   }
 }
 
-
 // The blocked forms are the one-at-a-time ones, bit for bit, at every
 // length around their steps and for every row count: attention uses either,
 // depending on how many positions a query has left.
@@ -250,7 +254,8 @@ TEST(Ops, BlockedFormsMatchOneAtATimeBitForBit) {
       float* run_rows[4];
       for (int k = 0; k < rows; ++k) {
         for (int j = 0; j < 4; ++j)
-          EXPECT_EQ(block[k * 4 + j], dot(queries[k], x.data() + j * kStride, n)) << "n = " << n << ", row " << k << ", column " << j;
+          EXPECT_EQ(block[k * 4 + j], dot(queries[k], x.data() + j * kStride, n))
+              << "n = " << n << ", row " << k << ", column " << j;
         for (int s = 0; s < kCount; ++s) add_scaled(one[k].data(), weights[k][s], x.data() + s * kStride, n);
         run_rows[k] = run[k].data();
       }

@@ -28,7 +28,8 @@ TEST(Parallel, EveryTaskRunsOnceOnAThreadOfThePool) {
           runs[static_cast<size_t>(task)].fetch_add(1);
           if (thread < 0 || thread >= threads) bad_thread = true;
         });
-        for (int t = 0; t < tasks; ++t) ASSERT_EQ(runs[static_cast<size_t>(t)].load(), 1) << threads << " threads, task " << t;
+        for (int t = 0; t < tasks; ++t)
+          ASSERT_EQ(runs[static_cast<size_t>(t)].load(), 1) << threads << " threads, task " << t;
         ASSERT_FALSE(bad_thread);
       }
     }

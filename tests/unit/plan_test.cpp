@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include "model_files.h"
 #include "mote/io/json_file.h"
 #include "mote/model/loaded_model.h"
-#include "model_files.h"
 
 namespace mote {
 namespace {
@@ -81,7 +81,8 @@ TEST(Plan, AnIndexThatLacksATensorIsNamed) {
   test::write_file(dir / "model.safetensors.index.json", index.dump());
   PlanRequest req;
   req.model_dir = dir.path();
-  EXPECT_ERROR_CONTAINS(plan_memory(req), "the index does not map tensor 'model.layers.2.mlp.experts.5.down_proj.weight'");
+  EXPECT_ERROR_CONTAINS(plan_memory(req),
+                        "the index does not map tensor 'model.layers.2.mlp.experts.5.down_proj.weight'");
 }
 
 }  // namespace
@@ -137,7 +138,8 @@ TEST(ThroughputModel, CoordinatorsScaleWhatOneRankWouldDoAlone) {
   // Twice the product rate halves a compute-bound prefill step.
   ThroughputRequest faster = req;
   faster.node.gemm_gflops *= 2;
-  EXPECT_NEAR(predict_throughput(r1_plan(dir, 1, 1), faster).prefill_step_seconds, alone.prefill_step_seconds / 2, 1e-9);
+  EXPECT_NEAR(predict_throughput(r1_plan(dir, 1, 1), faster).prefill_step_seconds, alone.prefill_step_seconds / 2,
+              1e-9);
   // Load imbalance slows only the experts.
   ThroughputRequest skewed = req;
   skewed.load_imbalance = 1.5;
@@ -175,12 +177,14 @@ TEST(Plan, EachRankHoldsWhatThePlanSaysInEveryFamily) {
         req.coordinators = coordinators;
         const MemoryPlan plan = plan_memory(req);
         const int moe_layers = static_cast<int>(plan.config.moe_layers().size());
-        const Placement placement = Placement::by_rule("contiguous", moe_layers, plan.config.n_routed_experts, world, true, coordinators);
+        const Placement placement =
+            Placement::by_rule("contiguous", moe_layers, plan.config.n_routed_experts, world, true, coordinators);
         int experts = 0;
         for (int r = 0; r < world; ++r) {
-          SCOPED_TRACE(entry.path().filename().string() + ", rank " + std::to_string(r) + " of " + std::to_string(world) + ", " +
-                       std::to_string(coordinators) + " coordinators");
-          const auto model = load_model(entry.path(), [&](int l, int e) { return placement.owner(l, e) == r; }, r < coordinators);
+          SCOPED_TRACE(entry.path().filename().string() + ", rank " + std::to_string(r) + " of " +
+                       std::to_string(world) + ", " + std::to_string(coordinators) + " coordinators");
+          const auto model = load_model(
+              entry.path(), [&](int l, int e) { return placement.owner(l, e) == r; }, r < coordinators);
           EXPECT_EQ(plan.ranks[static_cast<size_t>(r)].weights(), model->weights.file_bytes);
           EXPECT_EQ(plan.ranks[static_cast<size_t>(r)].routed_experts, placement.count_on(r));
           experts += plan.ranks[static_cast<size_t>(r)].routed_experts;

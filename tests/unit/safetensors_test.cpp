@@ -34,8 +34,10 @@ json tensor(const char* dtype, std::vector<int64_t> shape, uint64_t begin, uint6
 
 TEST(Safetensors, ReadsValidFile) {
   ScratchDir dir;
-  const json header = {{"__metadata__", {{"format", "pt"}}}, {"a", tensor("F32", {2, 2}, 0, 16)}, {"b", tensor("BF16", {3}, 16, 22)}};
-  write_file(dir / "model.safetensors", safetensors_bytes(header, test::as_bytes({1, 2, 3, 4}) + std::string(6, '\x3f')));
+  const json header = {
+      {"__metadata__", {{"format", "pt"}}}, {"a", tensor("F32", {2, 2}, 0, 16)}, {"b", tensor("BF16", {3}, 16, 22)}};
+  write_file(dir / "model.safetensors",
+             safetensors_bytes(header, test::as_bytes({1, 2, 3, 4}) + std::string(6, '\x3f')));
   SafetensorsFile file(dir / "model.safetensors");
   ASSERT_EQ(file.tensors().size(), 2u);
   const TensorView& a = file.tensors().at("a");
@@ -69,10 +71,13 @@ TEST(Safetensors, RejectsInvalidJson) {
   expect_rejected(bytes + h, "invalid JSON");
 }
 
-TEST(Safetensors, RejectsNonObjectHeader) { expect_rejected(safetensors_bytes(json::array({1, 2}), ""), "not a JSON object"); }
+TEST(Safetensors, RejectsNonObjectHeader) {
+  expect_rejected(safetensors_bytes(json::array({1, 2}), ""), "not a JSON object");
+}
 
 TEST(Safetensors, RejectsOffsetsOutOfRange) {
-  expect_rejected(safetensors_bytes({{"a", tensor("F32", {4}, 0, 16)}}, std::string(8, '\0')), "run past the end of the data");
+  expect_rejected(safetensors_bytes({{"a", tensor("F32", {4}, 0, 16)}}, std::string(8, '\0')),
+                  "run past the end of the data");
 }
 
 TEST(Safetensors, RejectsOffsetsThatEndBeforeTheyBegin) {
@@ -99,7 +104,8 @@ TEST(Safetensors, RejectsUnknownDtype) {
 
 TEST(Safetensors, RejectsMalformedEntries) {
   expect_rejected(safetensors_bytes({{"a", {{"dtype", "F32"}, {"shape", {1}}}}}, ""), "data_offsets");
-  expect_rejected(safetensors_bytes({{"a", {{"dtype", "F32"}, {"shape", {-1}}, {"data_offsets", {0, 0}}}}}, ""), "non-negative");
+  expect_rejected(safetensors_bytes({{"a", {{"dtype", "F32"}, {"shape", {-1}}, {"data_offsets", {0, 0}}}}}, ""),
+                  "non-negative");
   expect_rejected(safetensors_bytes({{"a", 5}}, ""), "not an object");
 }
 
@@ -118,10 +124,13 @@ TEST(WeightStore, MissingTensorIsNamed) {
 
 TEST(WeightStore, ReadsShardsThroughIndex) {
   ScratchDir dir;
-  write_file(dir / "model-00001-of-00002.safetensors", safetensors_bytes({{"a", tensor("F32", {1}, 0, 4)}}, std::string(4, '\0')));
-  write_file(dir / "model-00002-of-00002.safetensors", safetensors_bytes({{"b", tensor("F32", {1}, 0, 4)}}, std::string(4, '\0')));
-  const json index = {{"metadata", json::object()},
-                      {"weight_map", {{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00002-of-00002.safetensors"}}}};
+  write_file(dir / "model-00001-of-00002.safetensors",
+             safetensors_bytes({{"a", tensor("F32", {1}, 0, 4)}}, std::string(4, '\0')));
+  write_file(dir / "model-00002-of-00002.safetensors",
+             safetensors_bytes({{"b", tensor("F32", {1}, 0, 4)}}, std::string(4, '\0')));
+  const json index = {
+      {"metadata", json::object()},
+      {"weight_map", {{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00002-of-00002.safetensors"}}}};
   write_file(dir / "model.safetensors.index.json", index.dump());
   const WeightStore store = WeightStore::open_model_dir(dir.path());
   EXPECT_NE(store.find("a"), nullptr);
@@ -138,7 +147,9 @@ TEST(WeightStore, RejectsIndexThatDisagreesWithShards) {
         try {
           WeightStore::open_model_dir(dir.path());
         } catch (const Error& e) {
-          EXPECT_NE(std::string(e.what()).find("tensor 'b' is mapped to s1.safetensors but that file does not hold it"), std::string::npos) << e.what();
+          EXPECT_NE(std::string(e.what()).find("tensor 'b' is mapped to s1.safetensors but that file does not hold it"),
+                    std::string::npos)
+              << e.what();
           throw;
         }
       },

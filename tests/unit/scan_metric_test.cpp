@@ -6,11 +6,11 @@
 
 #include <cmath>
 
+#include "model_files.h"
 #include "mote/model/loaded_model.h"
 #include "mote/tokenizer/tokenizer.h"
 #include "mote/util/error.h"
 #include "mote/util/statistics.h"
-#include "model_files.h"
 
 namespace mote {
 namespace {
@@ -51,12 +51,14 @@ TEST(ScanMetric, ContinuationLogProbIsTeacherForced) {
   m.prepare(r);
   EXPECT_EQ(r.score_from, 1);
   EXPECT_EQ(r.prompt.size(), 2 + cont.size() - 1);
-  // Row k holds log-probabilities of score_ids after position score_from + k; the metric sums those of the continuation.
+  // Row k holds log-probabilities of score_ids after position score_from + k; the metric sums those of the
+  // continuation.
   const size_t w = m.score_ids.size();
   std::vector<double> scores(cont.size() * w, -100.0);
   double expected = 0;
   for (size_t k = 0; k < cont.size(); ++k) {
-    const size_t col = static_cast<size_t>(std::lower_bound(m.score_ids.begin(), m.score_ids.end(), cont[k]) - m.score_ids.begin());
+    const size_t col =
+        static_cast<size_t>(std::lower_bound(m.score_ids.begin(), m.score_ids.end(), cont[k]) - m.score_ids.begin());
     scores[k * w + col] = -0.5 * static_cast<double>(k + 1);
     expected += -0.5 * static_cast<double>(k + 1);
   }
@@ -92,7 +94,10 @@ TEST(Spread, MeanSampleDeviationAndRange) {
   const std::vector<double> v{1.0, 2.0, 4.0};
   const Spread s = spread(v);
   EXPECT_DOUBLE_EQ(s.mean, 7.0 / 3.0);
-  EXPECT_NEAR(s.sd, std::sqrt(((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) + (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2), 1e-12);
+  EXPECT_NEAR(
+      s.sd,
+      std::sqrt(((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) + (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2),
+      1e-12);
   EXPECT_EQ(s.min, 1.0);
   EXPECT_EQ(s.max, 4.0);
   EXPECT_EQ(spread(std::vector<double>{3.0}).sd, 0.0);

@@ -7,11 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_files.h"
 #include "mote/io/json_file.h"
 #include "mote/tokenizer/byte_level.h"
 #include "mote/tokenizer/normalizer.h"
 #include "mote/util/error.h"
-#include "model_files.h"
 
 namespace mote {
 namespace {
@@ -31,7 +31,8 @@ TEST(Tokenizer, MatchesIndependentReferenceEncoder) {
   ASSERT_GT(cases.size(), 20u);
   for (const auto& c : cases) {
     const std::string text = c["text"].get<std::string>();
-    EXPECT_EQ(bundled().encode(text, c["add_special_tokens"].get<bool>()), c["ids"].get<std::vector<int32_t>>()) << text;
+    EXPECT_EQ(bundled().encode(text, c["add_special_tokens"].get<bool>()), c["ids"].get<std::vector<int32_t>>())
+        << text;
   }
 }
 
@@ -94,19 +95,25 @@ TEST(Tokenizer, RejectsMergeWithUnknownToken) {
 TEST(Tokenizer, RejectsUnsupportedPartsByName) {
   json t = bundled_json();
   t["normalizer"] = {{"type", "NFKC"}};
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "tok.json: normalizer 'NFKC' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)");
+  EXPECT_ERROR_CONTAINS(
+      Tokenizer::from_json_text(t.dump(), "tok.json"),
+      "tok.json: normalizer 'NFKC' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)");
   t = bundled_json();
   t["model"]["type"] = "Unigram";
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "tok.json: model type 'Unigram' is not supported (supported: BPE)");
+  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"),
+                        "tok.json: model type 'Unigram' is not supported (supported: BPE)");
   t = bundled_json();
   t["pre_tokenizer"] = {{"type", "Metaspace"}};
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "tok.json: pre-tokenizer type 'Metaspace' is not supported (supported: Split, ByteLevel, Sequence)");
+  EXPECT_ERROR_CONTAINS(
+      Tokenizer::from_json_text(t.dump(), "tok.json"),
+      "tok.json: pre-tokenizer type 'Metaspace' is not supported (supported: Split, ByteLevel, Sequence)");
   t = bundled_json();
   t["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed";
   EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "does not compile");
   t = bundled_json();
   t["decoder"] = {{"type", "WordPiece"}};
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"), "tok.json: decoder type 'WordPiece' is not supported (supported: ByteLevel)");
+  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(t.dump(), "tok.json"),
+                        "tok.json: decoder type 'WordPiece' is not supported (supported: ByteLevel)");
 }
 
 TEST(Tokenizer, RejectsBrokenVocabulary) {
@@ -144,13 +151,15 @@ TEST(RealTokenizers, DeepSeekV3MatchesTheReferenceLibrary) {
     const std::string text = j["text"].get<std::string>();
     const auto reference = j["ids"].get<std::vector<int32_t>>();
     ++cases;
-    const bool newer = std::any_of(unicode16.begin(), unicode16.end(), [&](const std::string& c) { return text.find(c) != std::string::npos; });
+    const bool newer = std::any_of(unicode16.begin(), unicode16.end(),
+                                   [&](const std::string& c) { return text.find(c) != std::string::npos; });
     unicode16_cases += newer;
     const auto ids = t.encode(text, false);
     if (ids == reference) {
       ++equal;
     } else {
-      EXPECT_TRUE(newer) << "case " << cases << " differs and holds no Unicode 16 character: " << nlohmann::json(text).dump();
+      EXPECT_TRUE(newer) << "case " << cases
+                         << " differs and holds no Unicode 16 character: " << nlohmann::json(text).dump();
     }
     ASSERT_EQ(t.decode(reference), text) << "case " << cases;
   }
@@ -177,7 +186,8 @@ TEST(RealTokenizers, GptOssMatchesTheReferenceLibrary) {
     const auto j = nlohmann::json::parse(line);
     const std::string text = j["text"].get<std::string>();
     ++cases;
-    ASSERT_EQ(t.encode(text, false), j["ids"].get<std::vector<int32_t>>()) << "case " << cases << ": " << nlohmann::json(text).dump();
+    ASSERT_EQ(t.encode(text, false), j["ids"].get<std::vector<int32_t>>())
+        << "case " << cases << ": " << nlohmann::json(text).dump();
     ASSERT_EQ(t.decode(j["ids"].get<std::vector<int32_t>>()), text) << "case " << cases;
   }
   EXPECT_EQ(cases, 1500);
@@ -198,7 +208,8 @@ TEST(RealTokenizers, Qwen3MatchesTheReferenceLibrary) {
     const auto j = nlohmann::json::parse(line);
     const std::string text = j["text"].get<std::string>();
     ++cases;
-    ASSERT_EQ(t.encode(text, false), j["ids"].get<std::vector<int32_t>>()) << "case " << cases << ": " << nlohmann::json(text).dump();
+    ASSERT_EQ(t.encode(text, false), j["ids"].get<std::vector<int32_t>>())
+        << "case " << cases << ": " << nlohmann::json(text).dump();
     ASSERT_EQ(t.decode(j["ids"].get<std::vector<int32_t>>()), nfc.apply(text)) << "case " << cases;
     normalized += nfc.apply(text) != text;
   }
@@ -223,7 +234,8 @@ TEST(RealTokenizers, MistralMatchesTheReferenceLibrary) {
     const auto j = nlohmann::json::parse(line);
     const std::string text = j["text"].get<std::string>();
     ++cases;
-    ASSERT_EQ(t.encode(text, false), j["ids"].get<std::vector<int32_t>>()) << "case " << cases << ": " << nlohmann::json(text).dump();
+    ASSERT_EQ(t.encode(text, false), j["ids"].get<std::vector<int32_t>>())
+        << "case " << cases << ": " << nlohmann::json(text).dump();
     const bool lossy = text.find("\u2581") != std::string::npos || text.find("<s>") != std::string::npos ||
                        text.find("</s>") != std::string::npos || text.find("<unk>") != std::string::npos;
     const std::string decoded = t.decode(j["ids"].get<std::vector<int32_t>>());
@@ -241,18 +253,27 @@ TEST(RealTokenizers, MistralMatchesTheReferenceLibrary) {
 }
 
 TEST(RealTokenizers, NormalizersAreRefusedByNameOrApplied) {
-  EXPECT_EQ(Normalizer(nlohmann::json::parse(R"({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "_"},
-                        {"type": "Replace", "pattern": {"String": " "}, "content": "_"}]})"), "t").apply("a b"), "_a_b");
+  EXPECT_EQ(
+      Normalizer(nlohmann::json::parse(R"({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "_"},
+                        {"type": "Replace", "pattern": {"String": " "}, "content": "_"}]})"),
+                 "t")
+          .apply("a b"),
+      "_a_b");
   EXPECT_EQ(Normalizer(nlohmann::json{{"type", "NFC"}}, "t").apply("e\u0301"), "\u00e9");
   EXPECT_EQ(replace_all("a__b_", "_", "--"), "a----b--");
   // An empty pattern would never advance: refused, in decoders as in normalizers.
-  nlohmann::json sp = nlohmann::json::parse(std::ifstream(std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/mistral-7b-mixtral/tokenizer.json"));
+  nlohmann::json sp = nlohmann::json::parse(
+      std::ifstream(std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/mistral-7b-mixtral/tokenizer.json"));
   sp["decoder"]["decoders"][0]["pattern"]["String"] = "";
-  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(sp.dump(), "sp.json"), "sp.json: decoder Replace with an empty pattern");
-  EXPECT_ERROR_CONTAINS(Normalizer(nlohmann::json{{"type", "Lowercase"}}, "tok.json"),
-                        "tok.json: normalizer 'Lowercase' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)");
-  EXPECT_ERROR_CONTAINS(Normalizer(nlohmann::json::parse(R"({"type": "Replace", "pattern": {"Regex": "x"}, "content": "y"})"), "tok.json"),
-                        "tok.json: Replace normalizer is supported with a literal 'String' pattern only");
+  EXPECT_ERROR_CONTAINS(Tokenizer::from_json_text(sp.dump(), "sp.json"),
+                        "sp.json: decoder Replace with an empty pattern");
+  EXPECT_ERROR_CONTAINS(
+      Normalizer(nlohmann::json{{"type", "Lowercase"}}, "tok.json"),
+      "tok.json: normalizer 'Lowercase' is not supported (supported: NFC, Prepend, Replace, and a Sequence of these)");
+  EXPECT_ERROR_CONTAINS(
+      Normalizer(nlohmann::json::parse(R"({"type": "Replace", "pattern": {"Regex": "x"}, "content": "y"})"),
+                 "tok.json"),
+      "tok.json: Replace normalizer is supported with a literal 'String' pattern only");
 }
 
 // ignore_merges: a piece that is a vocabulary entry as a whole is that
@@ -274,13 +295,15 @@ TEST(RealTokenizers, BosAndEosMayBeAddedTokensOnly) {
   const std::filesystem::path src = std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/deepseek_v3";
   std::filesystem::copy_file(src / "tokenizer.json", dir / "tokenizer.json");
   // <｜User｜> exists only among the added tokens.
-  test::write_file(dir / "tokenizer_config.json", R"({"bos_token": "<｜User｜>", "eos_token": {"content": "<｜Assistant｜>"}})");
+  test::write_file(dir / "tokenizer_config.json",
+                   R"({"bos_token": "<｜User｜>", "eos_token": {"content": "<｜Assistant｜>"}})");
   const Tokenizer t = Tokenizer::load(dir.path());
   EXPECT_EQ(t.bos_id(), t.added_token_id("<｜User｜>"));
   EXPECT_EQ(t.eos_id(), t.added_token_id("<｜Assistant｜>"));
   test::write_file(dir / "tokenizer_config.json", R"({"eos_token": "<|im_end|>"})");
   EXPECT_ERROR_CONTAINS(Tokenizer::load(dir.path()),
-                        "tokenizer_config.json: eos_token '<|im_end|>' is neither in the vocabulary nor an added token of tokenizer.json");
+                        "tokenizer_config.json: eos_token '<|im_end|>' is neither in the vocabulary nor an added token "
+                        "of tokenizer.json");
 }
 
 }  // namespace

@@ -14,7 +14,8 @@ namespace mote {
 class MpiSession;
 
 // `profile` is an fTRI job: the same run, labelled and documented for profiling.
-int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi, bool profile = false);
+int run_generate(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi,
+                 bool profile = false);
 // The options of a job, bound to `job` (generate, profile, scan, experiment).
 po::options_description job_options(JobOptions& job);
 // A job file's [mote] section (its mask): keys accepted in the file only;

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mote {
@@ -58,7 +58,8 @@ inline po::typed_value<std::string>* output_file(std::string* store, const char*
 // Notes the input options' files and claims the output options' paths of
 // `options` as parsed into `values` (see FileOption); the job file is an
 // input too.
-void guard_file_options(const po::options_description& options, const po::variables_map& values, const std::string& config_file);
+void guard_file_options(const po::options_description& options, const po::variables_map& values,
+                        const std::string& config_file);
 
 // Thrown to end a command early with a status and nothing more to do (the
 // hidden --file-options listing).

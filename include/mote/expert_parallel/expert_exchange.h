@@ -32,9 +32,9 @@
 #include <span>
 #include <vector>
 
-#include "mote/model/expert_counters.h"
 #include "mote/expert_parallel/placement.h"
 #include "mote/model/config.h"
+#include "mote/model/expert_counters.h"
 #include "mote/model/expert_mask.h"
 #include "mote/model/experts.h"
 #include "mote/model/ffn.h"
@@ -77,8 +77,8 @@ class ExpertWorker {
   // against its own routing record to the last bit. `masks`: the job's
   // mask sets by id (id 0 may be unused); a token for an expert its
   // request's set switches off is a protocol error.
-  ExpertWorker(const ModelWeights& weights, const ModelConfig& config, const Placement& placement, int rank, WireFormat wire,
-               std::vector<ExpertCounters>* counters, const std::vector<ExpertMask>* masks = nullptr);
+  ExpertWorker(const ModelWeights& weights, const ModelConfig& config, const Placement& placement, int rank,
+               WireFormat wire, std::vector<ExpertCounters>* counters, const std::vector<ExpertMask>* masks = nullptr);
   // recv holds records from each source rank (recv_records[src] of them, in
   // source order, for MoE layer recv_layers[src]); writes the results for
   // each source into `results` (result_counts[src] bytes each, in source order).
@@ -87,7 +87,9 @@ class ExpertWorker {
                std::vector<char>& results, std::vector<int>& result_counts, const LocalTokens& local = {});
   // The result of local entry i of the last process(), rounded as the wire
   // rounds; valid until the next process().
-  const float* local_result(size_t i) const { return computed_.data() + local_row_[i] * static_cast<size_t>(wire_.hidden); }
+  const float* local_result(size_t i) const {
+    return computed_.data() + local_row_[i] * static_cast<size_t>(wire_.hidden);
+  }
   // Seconds spent in expert GEMMs so far (for benchmarks).
   double compute_seconds() const { return compute_seconds_; }
 

@@ -19,8 +19,8 @@ class Placement {
   // `kind`: "contiguous" or "round-robin". The coordinators (ranks
   // 0..coordinators-1) hold experts only when `coordinator_experts` is set;
   // some rank must hold them.
-  static Placement by_rule(const std::string& kind, int moe_layers, int experts, int world_size, bool coordinator_experts,
-                           int coordinators = 1);
+  static Placement by_rule(const std::string& kind, int moe_layers, int experts, int world_size,
+                           bool coordinator_experts, int coordinators = 1);
   // A JSON file {"owner": [[rank, ...] per expert] per MoE layer}; every
   // rank must be in [0, world_size), and a coordinator only with `coordinator_experts`.
   static Placement from_file(const std::filesystem::path& path, int moe_layers, int experts, int world_size,

@@ -76,14 +76,20 @@ void h5_string_dataset(hid_t parent, const std::string& name, const std::string&
 void h5_string_list(hid_t parent, const std::string& name, const std::vector<std::string>& values);
 // Reads a list h5_string_list() wrote (fixed-length strings, at most
 // `max_count` of at most 4 KiB each); errors name `where` and the dataset.
-std::vector<std::string> h5_read_string_list(hid_t parent, const char* name, size_t max_count, const std::string& where);
+std::vector<std::string> h5_read_string_list(hid_t parent, const char* name, size_t max_count,
+                                             const std::string& where);
 
 // N-D numeric datasets; chunked and deflate-compressed when `compress` and
 // the data is not tiny.
-void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const int32_t* data, bool compress = false);
-void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const float* data, bool compress = false);
-void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const uint64_t* data, bool compress = false);
-void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const uint32_t* data, bool compress = false);
-void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const double* data, bool compress = false);
+void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const int32_t* data,
+                bool compress = false);
+void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const float* data,
+                bool compress = false);
+void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const uint64_t* data,
+                bool compress = false);
+void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const uint32_t* data,
+                bool compress = false);
+void h5_dataset(hid_t parent, const std::string& name, const std::vector<hsize_t>& dims, const double* data,
+                bool compress = false);
 
 }  // namespace mote

@@ -30,11 +30,11 @@ struct PromptSpec {
   std::optional<std::string> prompt;  // raw text, or
   // a conversation: the chat template's variables, "messages" first
   std::optional<nlohmann::ordered_json> chat;
-  std::string chat_template;          // the line's own template file, resolved; empty: the job's
+  std::string chat_template;  // the line's own template file, resolved; empty: the job's
   bool add_special_tokens = true;
-  std::string mask;                   // mask-set name, empty = unsteered
-  std::string file;                   // the prompt file, and
-  int line = 0;                       // 1-based line in it, for errors
+  std::string mask;  // mask-set name, empty = unsteered
+  std::string file;  // the prompt file, and
+  int line = 0;      // 1-based line in it, for errors
   // Why this request cannot run (invalid UTF-8, empty prompt); the job
   // records it as failed and runs the others.
   std::string error;

@@ -28,7 +28,7 @@ struct TensorView {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   const std::byte* data = nullptr;  // null until the file is mapped
-  uint64_t offset = 0;               // byte offset in the file
+  uint64_t offset = 0;              // byte offset in the file
   uint64_t nbytes = 0;
   const std::filesystem::path* file = nullptr;
 

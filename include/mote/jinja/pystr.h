@@ -19,7 +19,8 @@ size_t length(std::string_view s);
 // strip/lstrip/rstrip; `chars` absent strips whitespace.
 std::string strip(std::string_view s, const std::optional<std::string>& chars, bool left, bool right);
 // split(sep, maxsplit) and rsplit; `sep` absent splits on whitespace runs.
-std::vector<std::string> split(std::string_view s, const std::optional<std::string>& sep, int64_t maxsplit, bool from_right);
+std::vector<std::string> split(std::string_view s, const std::optional<std::string>& sep, int64_t maxsplit,
+                               bool from_right);
 std::vector<std::string> splitlines(std::string_view s, bool keepends);
 std::string replace(std::string_view s, std::string_view old, std::string_view with, int64_t count, size_t max_bytes);
 // Counts and positions are in code points; find returns -1 when absent.

@@ -43,18 +43,64 @@ struct Value {
   std::shared_ptr<Dict> dict;          // Dict and Namespace
   std::shared_ptr<Function> function;  // Function
 
-  static Value undefined(std::string why) { Value v; v.text = std::move(why); return v; }
-  static Value none() { Value v; v.kind = Kind::None; return v; }
-  static Value from(bool b) { Value v; v.kind = Kind::Bool; v.boolean = b; return v; }
-  static Value from(int64_t i) { Value v; v.kind = Kind::Int; v.integer = i; return v; }
+  static Value undefined(std::string why) {
+    Value v;
+    v.text = std::move(why);
+    return v;
+  }
+  static Value none() {
+    Value v;
+    v.kind = Kind::None;
+    return v;
+  }
+  static Value from(bool b) {
+    Value v;
+    v.kind = Kind::Bool;
+    v.boolean = b;
+    return v;
+  }
+  static Value from(int64_t i) {
+    Value v;
+    v.kind = Kind::Int;
+    v.integer = i;
+    return v;
+  }
   static Value from(int i) { return from(static_cast<int64_t>(i)); }
-  static Value from(double d) { Value v; v.kind = Kind::Float; v.real = d; return v; }
-  static Value from(std::string s) { Value v; v.kind = Kind::String; v.text = std::move(s); return v; }
+  static Value from(double d) {
+    Value v;
+    v.kind = Kind::Float;
+    v.real = d;
+    return v;
+  }
+  static Value from(std::string s) {
+    Value v;
+    v.kind = Kind::String;
+    v.text = std::move(s);
+    return v;
+  }
   static Value from(const char* s) { return from(std::string(s)); }
-  static Value from(List l) { Value v; v.kind = Kind::Array; v.list = std::make_shared<List>(std::move(l)); return v; }
-  static Value from(Dict d) { Value v; v.kind = Kind::Map; v.dict = std::make_shared<Dict>(std::move(d)); return v; }
-  static Value make_tuple(List l) { Value v = from(std::move(l)); v.tuple = true; return v; }
-  static Value make_namespace(Dict d) { Value v = from(std::move(d)); v.kind = Kind::Namespace; return v; }
+  static Value from(List l) {
+    Value v;
+    v.kind = Kind::Array;
+    v.list = std::make_shared<List>(std::move(l));
+    return v;
+  }
+  static Value from(Dict d) {
+    Value v;
+    v.kind = Kind::Map;
+    v.dict = std::make_shared<Dict>(std::move(d));
+    return v;
+  }
+  static Value make_tuple(List l) {
+    Value v = from(std::move(l));
+    v.tuple = true;
+    return v;
+  }
+  static Value make_namespace(Dict d) {
+    Value v = from(std::move(d));
+    v.kind = Kind::Namespace;
+    return v;
+  }
   static Value make_function(std::string name, std::function<Value(Renderer&, CallArgs&)> call) {
     Value v;
     v.kind = Kind::Function;
@@ -72,8 +118,8 @@ struct Value {
 // Python's type name, for error messages ("str", "NoneType", ...).
 std::string type_name(const Value& v);
 bool truthy(const Value& v);
-std::string to_str(const Value& v);   // str(v); Undefined prints as ''
-std::string repr(const Value& v);     // repr(v)
+std::string to_str(const Value& v);  // str(v); Undefined prints as ''
+std::string repr(const Value& v);    // repr(v)
 bool equals(const Value& a, const Value& b);
 // <0, 0, >0 as Python orders numbers, strings and lists; anything else is an
 // Error ("'<' not supported between instances of 'str' and 'int'").

@@ -25,8 +25,8 @@ struct Fp8Quantization {
 
 // How a family is put together from the shared parts (filled in by the
 // family's file in src/model/families/).
-enum class AttentionKind { Mla, Gqa };           // latent attention, or grouped-query/multi-head
-enum class QkNorm { None, PerHead, Whole };      // GQA: RMSNorm of q and k per head, or over the whole projection
+enum class AttentionKind { Mla, Gqa };       // latent attention, or grouped-query/multi-head
+enum class QkNorm { None, PerHead, Whole };  // GQA: RMSNorm of q and k per head, or over the whole projection
 enum class RouterKind {
   SigmoidGrouped,   // DeepSeek-V3: sigmoid + bias, groups scored by their top-2 sum, top-k
   SoftmaxTopk,      // softmax over all experts, top-k (DeepSeek-V2 greedy, Qwen3-MoE, OLMoE)
@@ -39,12 +39,12 @@ struct ModelConfig {
   AttentionKind attention = AttentionKind::Mla;
   RouterKind router = RouterKind::SigmoidGrouped;
   QkNorm qk_norm = QkNorm::None;
-  bool rope_neox = false;     // rotate halves (i, i + d/2); DeepSeek rotates interleaved pairs (2i, 2i+1)
-  bool router_bias = false;   // e_score_correction_bias present (selection only)
+  bool rope_neox = false;    // rotate halves (i, i + d/2); DeepSeek rotates interleaved pairs (2i, 2i+1)
+  bool router_bias = false;  // e_score_correction_bias present (selection only)
   int vocab_size = 0;
   int hidden_size = 0;
-  int intermediate_size = 0;       // dense layers' FFN width
-  int moe_intermediate_size = 0;   // each routed expert's FFN width
+  int intermediate_size = 0;      // dense layers' FFN width
+  int moe_intermediate_size = 0;  // each routed expert's FFN width
   int num_hidden_layers = 0;
   int num_attention_heads = 0;
   // GQA/MHA: key-value heads and the width of every head.

@@ -16,8 +16,8 @@ inline constexpr int kPhaseCount = 2;
 
 struct ExpertCounters {
   int classes = 0, moe_layers = 0, experts = 0;
-  std::vector<uint64_t> tokens;   // [class, phase, moe_layer, expert]
-  std::vector<double> gate_sum;   // same shape
+  std::vector<uint64_t> tokens;  // [class, phase, moe_layer, expert]
+  std::vector<double> gate_sum;  // same shape
 
   ExpertCounters() = default;
   ExpertCounters(int n_classes, int n_layers, int n_experts);

@@ -20,8 +20,8 @@
 
 #include <cstdint>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mote {
@@ -35,8 +35,8 @@ std::optional<OffPolicy> parse_off_policy(std::string_view name);
 std::optional<OnPolicy> parse_on_policy(std::string_view name);
 
 struct ExpertMask {
-  std::string name;       // mask-set name requests refer to
-  int32_t id = 0;         // index among the job's mask sets, travels with each token
+  std::string name;  // mask-set name requests refer to
+  int32_t id = 0;    // index among the job's mask sets, travels with each token
   int32_t moe_layers = 0;
   int32_t experts = 0;
   std::vector<uint64_t> off_bits, on_bits;

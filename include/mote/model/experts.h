@@ -14,14 +14,14 @@ namespace mote {
 
 // The routed-expert work of one MoE layer for one step.
 struct ExpertBatch {
-  int layer = 0;      // decoder-layer index
-  int moe_layer = 0;  // index among MoE layers
-  const float* x = nullptr;        // [n, hidden] normalised hidden states
+  int layer = 0;             // decoder-layer index
+  int moe_layer = 0;         // index among MoE layers
+  const float* x = nullptr;  // [n, hidden] normalised hidden states
   int n = 0;
   const int32_t* experts = nullptr;  // [n, top_k] expert ids in slot order, -1 = empty slot
   const float* weights = nullptr;    // [n, top_k] gate weights
   int top_k = 0;
-  std::span<const StepRow> rows;     // class and phase of each row
+  std::span<const StepRow> rows;  // class and phase of each row
 };
 
 class ExpertExecutor {

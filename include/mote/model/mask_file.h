@@ -39,7 +39,8 @@ ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& 
 
 // Reads the [mote] section of a job file (its other keys belong to the
 // command); nullopt when it has no [mote] keys.
-std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
+std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config,
+                                             const std::string& name);
 
 // The mask in mask-file syntax (MoE-layer numbering), `header` as comments.
 // Its off entries come in `off_order` (MoE layer, expert) first, when

@@ -53,17 +53,17 @@ class MoeTransformer {
   // Routes every row (into chosen_, gate_weights_, sent_) and records it in
   // the taps. With `run_rows`, the decisions of the other rows are counted
   // in taps.routed_not_run_counts: their experts will not run.
-  void route(const LayerWeights& w, int moe_layer, const float* x, std::span<const StepRow> rows, const ForwardTaps& taps,
-             const std::span<const int32_t>* run_rows);
+  void route(const LayerWeights& w, int moe_layer, const float* x, std::span<const StepRow> rows,
+             const ForwardTaps& taps, const std::span<const int32_t>* run_rows);
   // Routed experts (`sent`, `gates`: [rows, top_k]), the shared expert and
   // the weighted sum, into out.
-  void run_experts(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows, const int32_t* sent,
-                   const float* gates, float* out);
+  void run_experts(const LayerWeights& w, int layer, int moe_layer, const float* x, std::span<const StepRow> rows,
+                   const int32_t* sent, const float* gates, float* out);
   // Routing taps of rows 0..n-1 at MoE layers [first, first + count) set to "none routed".
   void clear_routing(const ForwardTaps& taps, int n, int first_moe_layer, int moe_layers) const;
   // The last layer's feed-forward for the logit rows only (ForwardTaps::last_ffn_logit_rows_only).
-  void last_ffn(const LayerWeights& lw, int layer, int moe_layer, std::span<const StepRow> rows, std::span<const int32_t> logit_rows,
-                const ForwardTaps& taps);
+  void last_ffn(const LayerWeights& lw, int layer, int moe_layer, std::span<const StepRow> rows,
+                std::span<const int32_t> logit_rows, const ForwardTaps& taps);
 
   const ModelConfig& c_;
   const ModelWeights& w_;
@@ -76,8 +76,8 @@ class MoeTransformer {
   std::vector<int> moe_layers_;
 
   // Scratch reused across steps; grows to the largest batch seen.
-  std::vector<float> h_, x_, branch_, rope_cos_, rope_sin_, router_logits_, router_scratch_, gate_weights_,
-      shared_out_, final_rows_;
+  std::vector<float> h_, x_, branch_, rope_cos_, rope_sin_, router_logits_, router_scratch_, gate_weights_, shared_out_,
+      final_rows_;
   std::vector<const float*> expert_rows_;  // each (row, slot)'s expert output, held by the executor
   std::vector<int32_t> chosen_, sent_;
   std::vector<StepRow> sub_rows_;

@@ -14,7 +14,8 @@ namespace mote {
 
 struct GenerationRequest {
   GenerationRequest() = default;
-  GenerationRequest(std::vector<int32_t> tokens, const ExpertMask* m = nullptr, uint64_t random_stream = 0, int16_t class_index = 0)
+  GenerationRequest(std::vector<int32_t> tokens, const ExpertMask* m = nullptr, uint64_t random_stream = 0,
+                    int16_t class_index = 0)
       : prompt(std::move(tokens)), mask(m), stream(random_stream), cls(class_index) {}
 
   std::vector<int32_t> prompt;
@@ -44,8 +45,8 @@ const char* stop_reason_name(StopReason reason);
 struct GenerationResult {
   std::vector<int32_t> generated;  // includes the final EOS when one was produced
   StopReason stop = StopReason::MaxTokens;
-  int positions = 0;               // positions fed: prompt + generated tokens fed back
-  std::vector<float> logits;       // [positions, vocab] with save_logits
+  int positions = 0;                   // positions fed: prompt + generated tokens fed back
+  std::vector<float> logits;           // [positions, vocab] with save_logits
   std::vector<int32_t> route_experts;  // [positions, moe_layers, top_k] with trace
   std::vector<float> route_weights;
   // Tokens each routed expert processed for this request, and the sum of

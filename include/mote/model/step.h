@@ -11,12 +11,12 @@ struct ExpertMask;  // mote/model/expert_mask.h
 struct ExpertCounters;
 
 struct StepRow {
-  int32_t slot = 0;   // sequence slot in the KV cache
-  int32_t pos = 0;    // position of the token in its sequence
-  int32_t token = 0;  // token id
+  int32_t slot = 0;                  // sequence slot in the KV cache
+  int32_t pos = 0;                   // position of the token in its sequence
+  int32_t token = 0;                 // token id
   const ExpertMask* mask = nullptr;  // MoTE switches of the row's request, or none
-  int16_t cls = 0;    // prompt class of the row's request, for counters
-  uint8_t phase = 0;  // 0: prompt token, 1: generated token fed back
+  int16_t cls = 0;                   // prompt class of the row's request, for counters
+  uint8_t phase = 0;                 // 0: prompt token, 1: generated token fed back
   // Prefix reuse: a row may enter at the feed-forward of decoder layer
   // `resume_layer` (a MoE layer) with `resume_h`, the residual stream there
   // as an earlier run recorded it; nothing before that point is computed

@@ -24,21 +24,21 @@ struct FfnWeights {
 };
 
 struct AttentionWeights {
-  Weight q_a;                  // [q_lora_rank, hidden]       (q_lora_rank > 0)
-  std::vector<float> q_a_norm; // [q_lora_rank]
-  Weight q_b;                  // [heads*qk_head_dim, q_lora_rank]
-  Weight q;                    // MLA: [heads*qk_head_dim, hidden] (q_lora_rank == 0); GQA: [heads*head_dim, hidden]
-  Weight k, v;                 // GQA: [kv_heads*head_dim, hidden]
+  Weight q_a;                   // [q_lora_rank, hidden]       (q_lora_rank > 0)
+  std::vector<float> q_a_norm;  // [q_lora_rank]
+  Weight q_b;                   // [heads*qk_head_dim, q_lora_rank]
+  Weight q;                     // MLA: [heads*qk_head_dim, hidden] (q_lora_rank == 0); GQA: [heads*head_dim, hidden]
+  Weight k, v;                  // GQA: [kv_heads*head_dim, hidden]
   std::vector<float> q_norm, k_norm;  // GQA q/k RMSNorm: [head_dim] per head, or the whole projection's width
-  Weight kv_a;                 // [kv_lora_rank + qk_rope, hidden]
-  std::vector<float> kv_a_norm;// [kv_lora_rank]
-  Weight kv_b;                 // [heads*(qk_nope + v), kv_lora_rank]
-  Weight o;                    // [hidden, heads*v]
+  Weight kv_a;                        // [kv_lora_rank + qk_rope, hidden]
+  std::vector<float> kv_a_norm;       // [kv_lora_rank]
+  Weight kv_b;                        // [heads*(qk_nope + v), kv_lora_rank]
+  Weight o;                           // [hidden, heads*v]
 };
 
 struct RouterWeights {
-  Weight gate;                 // [n_routed, hidden]
-  std::vector<float> bias;     // e_score_correction_bias [n_routed]; empty where the family has none
+  Weight gate;              // [n_routed, hidden]
+  std::vector<float> bias;  // e_score_correction_bias [n_routed]; empty where the family has none
 };
 
 struct LayerWeights {
@@ -87,8 +87,8 @@ enum class TensorPart { Embeddings, Attention, Dense, RouterAndNorms, Shared, Ro
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
-  bool is_norm = false;    // 1-D norm weight (ones in synthetic models)
-  bool is_bias = false;    // router bias (kept in F32, as DeepSeek ships it)
+  bool is_norm = false;      // 1-D norm weight (ones in synthetic models)
+  bool is_bias = false;      // router bias (kept in F32, as DeepSeek ships it)
   bool quantizable = false;  // stored FP8 with block scales in FP8 checkpoints
   TensorPart part = TensorPart::RouterAndNorms;
   int moe_layer = -1;  // a routed expert's MoE-layer index and expert

@@ -34,6 +34,7 @@ void add_scaled(float* y, float a, const float* x, int n);
 // for s = 0 .. count-1 in turn, bit for bit, with blocks of y held in
 // registers while the run of vectors x passes: weighted sums of many
 // vectors (attention's values) in one pass.
-void add_scaled_run(float* const y[], const float* const a[], int rows, const float* x, size_t stride, int count, int n);
+void add_scaled_run(float* const y[], const float* const a[], int rows, const float* x, size_t stride, int count,
+                    int n);
 
 }  // namespace mote

@@ -20,9 +20,9 @@ struct YarnScaling {
 };
 
 struct RopeParams {
-  int dim = 0;            // dimensions rotated
+  int dim = 0;  // dimensions rotated
   double theta = 10000.0;
-  bool neox = false;      // rotate halves rather than interleaved pairs
+  bool neox = false;  // rotate halves rather than interleaved pairs
   std::optional<YarnScaling> yarn;
 };
 

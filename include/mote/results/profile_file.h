@@ -22,7 +22,7 @@ struct ProfileData {
   std::vector<uint64_t> last_tokens;
   std::vector<int32_t> decoder_index;  // [moe_layer]
   std::string model;
-  std::vector<std::string> masks;  // mask sets the file's requests could run under (groups of /masks)
+  std::vector<std::string> masks;             // mask sets the file's requests could run under (groups of /masks)
   int64_t requests = 0, failed_requests = 0;  // root attributes request_count and failed_request_count
 };
 

@@ -35,7 +35,7 @@ struct RequestRecord {
   int moe_layers = 0;
   int top_k = 0;
   int experts = 0;
-  int score_width = 0;  // ids per scored position
+  int score_width = 0;            // ids per scored position
   bool last_logits_only = false;  // --save-logits last: one row, the last prompt position's
   bool counts = true;             // expert_counts and expert_gate_sum (not with --no-request-counts)
 };

@@ -17,18 +17,18 @@ namespace mote {
 struct ScanData {
   std::string metric, metric_spec, policy, search;
   int moe_layers = 0, experts = 0;
-  std::vector<int32_t> decoder_index;              // [moe_layer]
-  std::vector<std::string> prompt_ids;             // [prompt]
-  std::vector<double> baseline;                    // [prompt] metric with no candidate off
-  std::vector<std::pair<int, int>> candidates;     // scanned experts (moe_layer, expert)
-  std::vector<double> per_prompt;                  // [prompt, candidate] baseline - knockout
-  std::vector<double> effect, effect_sd;           // [moe_layer, expert]; NaN where not scanned
+  std::vector<int32_t> decoder_index;           // [moe_layer]
+  std::vector<std::string> prompt_ids;          // [prompt]
+  std::vector<double> baseline;                 // [prompt] metric with no candidate off
+  std::vector<std::pair<int, int>> candidates;  // scanned experts (moe_layer, expert)
+  std::vector<double> per_prompt;               // [prompt, candidate] baseline - knockout
+  std::vector<double> effect, effect_sd;        // [moe_layer, expert]; NaN where not scanned
   // Two-level search: the blocks knocked out first.
   int block_width = 0;
-  std::vector<int32_t> block_layer;                // [block]
-  std::vector<int32_t> block_experts;              // [block, block_width], -1 padded
+  std::vector<int32_t> block_layer;                   // [block]
+  std::vector<int32_t> block_experts;                 // [block, block_width], -1 padded
   std::vector<double> block_effect, block_effect_sd;  // [block]
-  std::vector<uint8_t> block_chosen;               // [block] 1 for blocks searched expert by expert
+  std::vector<uint8_t> block_chosen;                  // [block] 1 for blocks searched expert by expert
   int blocks_agree = -1;  // --search both: 1 when the blocks' top experts are the full scan's, 0 when not
   // Greedy selection: experts in the order chosen, and the mean metric with
   // the first i + 1 of them off.

@@ -37,8 +37,8 @@ struct ExperimentOptions {
   std::string metric_regex;               // empty: the bundled model's refusal phrases
   bool metric_regex_given = false;
   std::string first_token;
-  std::string tokens;                     // token-prob: vocabulary tokens or #ID, comma-separated
-  std::string csv;                        // empty: OUT with .csv
+  std::string tokens;  // token-prob: vocabulary tokens or #ID, comma-separated
+  std::string csv;     // empty: OUT with .csv
 
   std::string summary() const;
 };

@@ -23,7 +23,7 @@ struct RankingSpec {
   std::string phase = "all";        // all, prompt, generated, last-prompt
   double smoothing = 0.5;
   int top = 10;
-  bool per_layer = false;           // top N in every MoE layer instead of overall
+  bool per_layer = false;  // top N in every MoE layer instead of overall
 };
 
 struct RankedExpert {

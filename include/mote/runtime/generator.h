@@ -26,9 +26,9 @@ struct GenerationOptions {
   SamplingParams sampling;
   uint64_t seed = 0;
   bool stop_at_eos = true;
-  bool save_logits = false;  // logits of every fed position
+  bool save_logits = false;       // logits of every fed position
   bool save_last_logits = false;  // logits of the last prompt position only (the first answer position)
-  bool trace = false;        // routed experts and weights of every fed position
+  bool trace = false;             // routed experts and weights of every fed position
   // Ids at or above this are never sampled: the padding rows of a vocabulary
   // larger than the tokenizer's (DeepSeek's 129,280 against ~128.8k
   // tokens). 0 samples the model's whole vocabulary.
@@ -60,7 +60,7 @@ struct GenerationStats {
   int64_t prefill_tokens = 0, decode_tokens = 0, mixed_prompt_tokens = 0, mixed_generated_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0, mixed_seconds = 0;
   double total_seconds = 0;
-  uint64_t weight_bytes = 0;   // weights streamed by the kernels
+  uint64_t weight_bytes = 0;  // weights streamed by the kernels
 
   GenerationStats& operator+=(const GenerationStats& o) {
     prompt_tokens += o.prompt_tokens;

@@ -39,7 +39,7 @@ struct JobOptions {
   std::string placement_file;
   bool coordinator_experts = true;
   std::string wire_dtype = "f32";
-  std::string weights = "map";  // map or copy (WeightMemory)
+  std::string weights = "map";     // map or copy (WeightMemory)
   std::vector<std::string> masks;  // FILE or NAME=FILE
   // Set by a caller that builds the job itself (an experiment's
   // conditions), on rank 0: requests that replace what --prompts and
@@ -72,8 +72,8 @@ void validate(const JobOptions& options);
 // What a finished job hands to JobFinish, per request in prompt-file order.
 struct JobOutcome {
   const std::vector<PromptSpec>& requests;
-  const std::vector<std::string>& texts;   // generated text up to (not including) a final EOS
-  const std::vector<std::string>& errors;  // non-empty for a request that failed
+  const std::vector<std::string>& texts;     // generated text up to (not including) a final EOS
+  const std::vector<std::string>& errors;    // non-empty for a request that failed
   const std::vector<int32_t>& first_tokens;  // the first generated token id, -1 if none
   // With --score-tokens: the log-probabilities of its ids (GenerationOptions::score_ids)
   // at the first answer position; empty for a failed request.

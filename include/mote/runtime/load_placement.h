@@ -27,12 +27,12 @@ struct LoadPlacementSpec {
 
 struct LoadPlacement {
   int moe_layers = 0, experts = 0;
-  std::vector<int> owner;          // [moe_layer * experts + expert] -> rank
-  std::vector<int> holders;        // ranks that hold experts
+  std::vector<int> owner;    // [moe_layer * experts + expert] -> rank
+  std::vector<int> holders;  // ranks that hold experts
   // Expected tokens per holder over the mean, the busiest rank, per MoE
   // layer: with the contiguous rule and with this placement.
   std::vector<double> before, after;
-  std::string json() const;        // {"owner": [...]} as `--placement-file` reads it, and the loads
+  std::string json() const;  // {"owner": [...]} as `--placement-file` reads it, and the loads
 };
 
 LoadPlacement place_by_load(const ProfileData& profile, const LoadPlacementSpec& spec);

@@ -17,7 +17,7 @@ namespace mote {
 struct PlanRequest {
   std::filesystem::path model_dir;
   int world_size = 1;
-  int coordinators = 0;           // ranks 0..K-1 hold the non-expert weights and KV caches; 0: every rank
+  int coordinators = 0;  // ranks 0..K-1 hold the non-expert weights and KV caches; 0: every rank
   std::string placement = "contiguous";
   std::string placement_file;
   bool coordinator_experts = true;
@@ -49,7 +49,7 @@ struct MemoryPlan {
   std::string sizes_from;           // where tensor sizes came from
   uint64_t kv_bytes_per_token = 0;  // on the coordinator, all layers
   std::vector<RankPlan> ranks;
-  std::vector<int> over_limit;      // ranks whose total exceeds mem_per_rank
+  std::vector<int> over_limit;  // ranks whose total exceeds mem_per_rank
 };
 
 // Reads the model directory's config, index and headers (never the weights)

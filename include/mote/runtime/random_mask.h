@@ -13,12 +13,12 @@
 namespace mote {
 
 struct RandomMaskSpec {
-  int count = 0;                      // experts to switch off or force on (ignored with `like`)
+  int count = 0;  // experts to switch off or force on (ignored with `like`)
   uint64_t seed = 0;
   const ExpertMask* exclude = nullptr;  // its off (and on) experts are never chosen
   const ExpertMask* like = nullptr;     // same number of off (with `on`: on) experts per MoE layer as this
   OffPolicy off_policy = OffPolicy::Reroute;
-  bool on = false;                      // force experts on instead of switching them off
+  bool on = false;  // force experts on instead of switching them off
   OnPolicy on_policy = OnPolicy::Natural;
 };
 

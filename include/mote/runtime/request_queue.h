@@ -39,7 +39,8 @@ class RequestQueue : public RequestSource {
   // result; other coordinators pass none. `masks`: the job's mask sets,
   // which every rank holds (requests travel with their set's id).
   RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers, const std::vector<ExpertMask>& masks,
-               std::vector<std::pair<size_t, GenerationRequest>> todo = {}, ResultHandler on_done = {}, RequestFiller fill = {});
+               std::vector<std::pair<size_t, GenerationRequest>> todo = {}, ResultHandler on_done = {},
+               RequestFiller fill = {});
   // A block starts: reports and receives (a collective among coordinators).
   void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) override;
   bool exhausted() const override { return exhausted_ || stop_signal_ != 0; }

@@ -27,11 +27,11 @@
 namespace mote {
 
 struct ScanOptions {
-  JobOptions job;              // model, prompts, base mask, placement, batch size ...
-  std::string cls;             // scan only the prompts of this class ("" all)
+  JobOptions job;   // model, prompts, base mask, placement, batch size ...
+  std::string cls;  // scan only the prompts of this class ("" all)
   std::string metric = "token-prob";
-  std::string tokens;          // token-prob: vocabulary tokens or #ID, comma-separated
-  std::string continuation;    // continuation-logprob: text
+  std::string tokens;              // token-prob: vocabulary tokens or #ID, comma-separated
+  std::string continuation;        // continuation-logprob: text
   std::string candidates = "all";  // or a mask file whose 'off' entries are the candidates
   std::string policy = "reroute";  // what "off" means for the knockouts
   std::string search = "full";     // full, blocks, or both (blocks checked against the full scan)

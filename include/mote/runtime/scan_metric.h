@@ -37,7 +37,7 @@ struct ScanMetric {
 // `tokens`: a comma-separated list of vocabulary tokens (in the
 // vocabulary's spelling, or text that encodes to exactly one token) or
 // "#ID"; `continuation`: text. Errors name what is not in the vocabulary.
-ScanMetric make_scan_metric(const std::string& name, const std::string& tokens, const std::string& continuation, const Tokenizer& tokenizer,
-                            int sampled_vocab);
+ScanMetric make_scan_metric(const std::string& name, const std::string& tokens, const std::string& continuation,
+                            const Tokenizer& tokenizer, int sampled_vocab);
 
 }  // namespace mote

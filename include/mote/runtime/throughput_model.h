@@ -18,17 +18,17 @@
 namespace mote {
 
 struct NodeFigures {
-  double gemm_gflops = 0;     // per rank: sustained product rate on batched rows
-  double bandwidth_gbs = 0;   // per rank: read bandwidth while streaming weights
-  double latency_us = 0;      // one message between ranks
-  double network_gbs = 0;     // per rank, each direction
+  double gemm_gflops = 0;    // per rank: sustained product rate on batched rows
+  double bandwidth_gbs = 0;  // per rank: read bandwidth while streaming weights
+  double latency_us = 0;     // one message between ranks
+  double network_gbs = 0;    // per rank, each direction
 };
 
 struct ThroughputRequest {
   NodeFigures node;
-  int prompt_tokens = 512;    // mean prompt length
-  int new_tokens = 1;         // generated tokens per request
-  int step_tokens = 2048;     // prompt tokens per coordinator per step (--max-step-tokens)
+  int prompt_tokens = 512;      // mean prompt length
+  int new_tokens = 1;           // generated tokens per request
+  int step_tokens = 2048;       // prompt tokens per coordinator per step (--max-step-tokens)
   double load_imbalance = 1.0;  // busiest expert rank's tokens over the mean (mote place prints it)
   int wire_bytes = 4;           // f32 (4) or bf16 (2) hidden states on the wire
   // Ranks sharing a node's cores: the figures above are a rank's when it
@@ -52,12 +52,13 @@ struct LayerTime {
 struct ThroughputPrediction {
   LayerTime prefill_layer, decode_layer;
   double prefill_step_seconds = 0, decode_step_seconds = 0;
-  double prefill_tokens_per_s = 0;  // prompt tokens, all coordinators
-  double decode_tokens_per_s = 0;   // generated tokens at batch size per coordinator
+  double prefill_tokens_per_s = 0;     // prompt tokens, all coordinators
+  double decode_tokens_per_s = 0;      // generated tokens at batch size per coordinator
   double job_prompt_tokens_per_s = 0;  // a job of prompts of prompt_tokens with new_tokens each
 };
 
 ThroughputPrediction predict_throughput(const MemoryPlan& plan, const ThroughputRequest& request);
-std::string format_throughput_text(const MemoryPlan& plan, const ThroughputRequest& request, const ThroughputPrediction& p);
+std::string format_throughput_text(const MemoryPlan& plan, const ThroughputRequest& request,
+                                   const ThroughputPrediction& p);
 
 }  // namespace mote

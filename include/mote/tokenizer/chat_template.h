@@ -22,10 +22,11 @@ class ChatTemplate {
  public:
   // The template of a model or tokenizer directory, or of `file` when given.
   // Nullopt when neither the directory nor the file provides one.
-  static std::optional<ChatTemplate> load(const std::filesystem::path& dir, const std::optional<std::filesystem::path>& file);
+  static std::optional<ChatTemplate> load(const std::filesystem::path& dir,
+                                          const std::optional<std::filesystem::path>& file);
   // A template from text; `name` prefixes its errors.
-  static ChatTemplate from_source(std::string_view source, const std::string& name, std::optional<std::string> bos_token,
-                                  std::optional<std::string> eos_token);
+  static ChatTemplate from_source(std::string_view source, const std::string& name,
+                                  std::optional<std::string> bos_token, std::optional<std::string> eos_token);
 
   // Renders a request: {"messages": [...], "add_generation_prompt": bool
   // (default true), other keys...}. A template's raise_exception() is a

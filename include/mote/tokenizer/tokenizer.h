@@ -73,8 +73,8 @@ class Tokenizer {
   std::vector<TrieNode> trie_;
   // The longest added token starting at text[pos], or null.
   const AddedToken* match_added(std::string_view text, size_t pos) const;
-  std::vector<bool> is_added_;          // by id
-  std::array<int32_t, 256> byte_ids_{}; // id of each byte's token (byte-level character, or <0xNN>)
+  std::vector<bool> is_added_;           // by id
+  std::array<int32_t, 256> byte_ids_{};  // id of each byte's token (byte-level character, or <0xNN>)
   BpeMerges merges_;
   Normalizer normalizer_;
   PreTokenizer pre_tokenizer_;
@@ -82,7 +82,8 @@ class Tokenizer {
   bool ignore_merges_ = false;
   bool byte_fallback_ = false;  // SentencePiece-style BPE: characters, bytes as <0xNN> tokens
   std::vector<std::pair<std::string, std::string>> decode_replace_;  // its decoder's Replace steps
-  int decode_strip_ = 0;        // leading spaces its decoder strips  // a pre-tokenized piece that is a vocabulary entry skips the merges
+  int decode_strip_ =
+      0;  // leading spaces its decoder strips  // a pre-tokenized piece that is a vocabulary entry skips the merges
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
 };

@@ -13,7 +13,8 @@ namespace {
 void read_config(const ConfigReader& r, ModelConfig& c) {
   deepseek::read_mla_and_moe(r, c);
   c.router_bias = false;
-  if (c.scoring_func != "softmax") fail("{}: scoring_func '{}' is not supported for deepseek_v2 (supported: softmax)", r.where(), c.scoring_func);
+  if (c.scoring_func != "softmax")
+    fail("{}: scoring_func '{}' is not supported for deepseek_v2 (supported: softmax)", r.where(), c.scoring_func);
   if (c.topk_method == "greedy") {
     c.router = RouterKind::SoftmaxTopk;
     c.n_group = 1;
@@ -21,7 +22,8 @@ void read_config(const ConfigReader& r, ModelConfig& c) {
   } else if (c.topk_method == "group_limited_greedy") {
     c.router = RouterKind::SoftmaxGroupMax;
   } else {
-    fail("{}: topk_method '{}' is not supported for deepseek_v2 (supported: greedy, group_limited_greedy)", r.where(), c.topk_method);
+    fail("{}: topk_method '{}' is not supported for deepseek_v2 (supported: greedy, group_limited_greedy)", r.where(),
+         c.topk_method);
   }
 }
 

@@ -13,8 +13,10 @@ void read_config(const ConfigReader& r, ModelConfig& c) {
   deepseek::read_mla_and_moe(r, c);
   c.router = RouterKind::SigmoidGrouped;
   c.router_bias = true;
-  if (c.scoring_func != "sigmoid") fail("{}: scoring_func '{}' is not supported for deepseek_v3 (supported: sigmoid)", r.where(), c.scoring_func);
-  if (c.topk_method != "noaux_tc") fail("{}: topk_method '{}' is not supported for deepseek_v3 (supported: noaux_tc)", r.where(), c.topk_method);
+  if (c.scoring_func != "sigmoid")
+    fail("{}: scoring_func '{}' is not supported for deepseek_v3 (supported: sigmoid)", r.where(), c.scoring_func);
+  if (c.topk_method != "noaux_tc")
+    fail("{}: topk_method '{}' is not supported for deepseek_v3 (supported: noaux_tc)", r.where(), c.topk_method);
 }
 
 }  // namespace

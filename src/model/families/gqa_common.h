@@ -18,7 +18,8 @@ inline void read_attention(const ConfigReader& r, ModelConfig& c) {
   c.n_group = 1;
   c.topk_group = 1;
   c.routed_scaling_factor = 1.0;
-  if (r.find("rope_scaling") != nullptr) fail("{}: rope_scaling is not supported for {} (only null)", r.where(), c.model_type);
+  if (r.find("rope_scaling") != nullptr)
+    fail("{}: rope_scaling is not supported for {} (only null)", r.where(), c.model_type);
 }
 
 }  // namespace mote::gqa

@@ -17,7 +17,8 @@ void read_config(const ConfigReader& r, ModelConfig& c) {
   c.moe_intermediate_size = r.get_int("intermediate_size", 1);
   c.intermediate_size = c.moe_intermediate_size;
   c.norm_topk_prob = true;
-  if (r.find("sliding_window") != nullptr) fail("{}: sliding_window {} is not supported (supported: null)", r.where(), r.find("sliding_window")->dump());
+  if (r.find("sliding_window") != nullptr)
+    fail("{}: sliding_window {} is not supported (supported: null)", r.where(), r.find("sliding_window")->dump());
 }
 
 TensorNames names() {

@@ -16,9 +16,11 @@ void read_config(const ConfigReader& r, ModelConfig& c) {
   c.moe_intermediate_size = r.get_int("moe_intermediate_size", 1);
   c.intermediate_size = r.get_int_or("intermediate_size", c.moe_intermediate_size, 1);
   c.norm_topk_prob = r.get_bool_or("norm_topk_prob", false);
-  if (r.get_bool_or("use_sliding_window", false)) fail("{}: use_sliding_window true is not supported (sliding-window attention)", r.where());
+  if (r.get_bool_or("use_sliding_window", false))
+    fail("{}: use_sliding_window true is not supported (sliding-window attention)", r.where());
   if (r.get_int_or("decoder_sparse_step", 1, 0) != 1) {
-    fail("{}: decoder_sparse_step {} is not supported (supported: 1, every layer sparse)", r.where(), r.get_int_or("decoder_sparse_step", 1, 0));
+    fail("{}: decoder_sparse_step {} is not supported (supported: 1, every layer sparse)", r.where(),
+         r.get_int_or("decoder_sparse_step", 1, 0));
   }
   if (const auto* dense = r.find("mlp_only_layers"); dense != nullptr && !(dense->is_array() && dense->empty())) {
     fail("{}: mlp_only_layers {} is not supported (supported: [], every layer sparse)", r.where(), dense->dump());
