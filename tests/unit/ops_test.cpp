@@ -152,7 +152,7 @@ TEST(Ops, SoftmaxAndSiluMul) {
 }
 
 TEST(Ops, RopeRotatesPairsByPositionTimesFrequency) {
-  const Rope rope(RopeParams{.dim = 8, .theta = 10000.0});
+  const Rope rope(RopeParams{.dim = 8, .theta = 10000.0, .neox = false, .yarn = std::nullopt});
   float cos_v[4], sin_v[4];
   rope.angles(7, cos_v, sin_v);
   std::vector<float> x{1, 0, 0, 1, 1, 1, 2, -1};
