@@ -6,14 +6,8 @@
 # rank 0, and a coordinator killed outright, end the job as for K = 1;
 # without --coordinators every rank coordinates; bad values are refused by
 # name.
-set -uo pipefail
-root=$1
-export MOTE_BIN=$2
-run=$root/launch/mote-run
-work=$(mktemp -d)
-trap 'pkill -9 -f "$MOTE_BIN profile --prompts $work" 2>/dev/null; rm -rf "$work"' EXIT
-cd "$work"
-source "$root/tests/jobs/same_results.sh"
+source "$(dirname "$0")/lib.sh"
+on_exit() { pkill -9 -f "$MOTE_BIN profile --prompts $work" 2>/dev/null; }
 
 /usr/bin/python3 "$root/tests/jobs/golden_prompts.py" "$root/models/tiny-deepseek-v3-mote" golden.jsonl
 golden=(--prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-logits --trace --log-level warn)

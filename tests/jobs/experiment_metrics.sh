@@ -4,13 +4,7 @@
 # forced-on targets with random forced controls (random-mask --mode on within
 # top-k and topk_group), first-token counted from the generated ids,
 # --score-tokens and --save-logits last in every job's file.
-set -uo pipefail
-root=$1
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-source "$root/tests/jobs/same_results.sh"
+source "$(dirname "$0")/lib.sh"
 
 heldout=$root/configs/prompts/refusal-heldout.jsonl
 causal=$root/configs/masks/refusal-causal-top4.ini

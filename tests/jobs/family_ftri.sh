@@ -3,12 +3,8 @@
 # profile at world sizes 1 and 2 (identical files; every token routed to
 # top_k experts per MoE layer), rank into a mask file, and an experiment
 # with that mask and random controls.
-set -euo pipefail
-root=$1
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
+set -e
 head -n 8 "$root/configs/prompts/refusal-profile.jsonl" > prompts.jsonl
 tail -n 8 "$root/configs/prompts/refusal-profile.jsonl" >> prompts.jsonl
 for family in olmoe qwen3-moe; do

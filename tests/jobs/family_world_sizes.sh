@@ -6,14 +6,9 @@
 # exceeds 1e-3, greedy continuation), 1 and 3 ranks are bit-identical, and
 # with a mask (each off policy, an expert forced on, a gain) 1 and 3 ranks
 # are bit-identical and a switched-off expert is never sent a token.
-set -euo pipefail
-root=$1
-run=$root/launch/mote-run
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
+set -e
 
-source "$root/tests/jobs/same_results.sh"
 
 check() {  # check NAME MODEL_DIR GOLDEN_DIR
   local name=$1 model=$2 golden=$3 n_gen

@@ -3,12 +3,8 @@
 # sizes 1 and 3: the golden prompts match the reference (tokens, logits,
 # routing, greedy continuation) and the files are bit-identical; with the
 # bundled model's causal refusal mask, 1 and 3 ranks are bit-identical too.
-set -euo pipefail
-root=$1
-run=$root/launch/mote-run
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
+set -e
 model=$root/models/tiny-deepseek-v3-mote-fp8
 
 /usr/bin/python3 - "$model" "$work/golden.jsonl" <<'PY'

@@ -4,12 +4,8 @@
 # with root, also a real full tmpfs) fails with an error naming the file,
 # leaves no partial file, keeps its checkpoint, and --resume with room
 # finishes it with the same file as an uninterrupted run.
-set -uo pipefail
-root=$1
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'umount "$work/small" "$work/tiny" "$work/full" 2>/dev/null; rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
+on_exit() { umount "$work/small" "$work/tiny" "$work/full" 2>/dev/null; }
 { head -n 30 "$root/configs/prompts/refusal-profile.jsonl"; tail -n 18 "$root/configs/prompts/refusal-profile.jsonl"; } > p.jsonl
 common=(--prompts "$work/p.jsonl" --max-new-tokens 40 --ignore-eos --batch-size 4 --log-level warn)
 "$MOTE_BIN" profile "${common[@]}" --out full.h5 > /dev/null || { echo "FAIL: uninterrupted run"; exit 1; }

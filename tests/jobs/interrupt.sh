@@ -5,13 +5,8 @@
 # process without --checkpoint-every (the unfinished result file becomes the
 # checkpoint), SIGTERM to mpirun (forwarded to every rank), and SIGINT to
 # one shard rank only (reported to the coordinator in the next exchange).
-set -uo pipefail
-root=$1
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'pkill -9 -f "$MOTE_BIN profile --prompts $work" 2>/dev/null; rm -rf "$work"' EXIT
-cd "$work"
-source "$root/tests/jobs/same_results.sh"
+source "$(dirname "$0")/lib.sh"
+on_exit() { pkill -9 -f "$MOTE_BIN profile --prompts $work" 2>/dev/null; }
 for _ in 1 2; do cat "$root/configs/prompts/refusal-profile.jsonl"; done | awk '{ sub(/"id": *"[^"]*"/, "\"id\": \"r" NR "\""); print }' > p.jsonl
 base=(--ignore-eos --batch-size 4 --log-level warn)
 common=(--prompts "$work/p.jsonl" --max-new-tokens 40 "${base[@]}")

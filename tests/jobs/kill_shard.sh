@@ -2,11 +2,8 @@
 # Kills one expert rank with SIGKILL in the middle of a generation job: the
 # job must end with a non-zero exit, name the dead rank, and do so within
 # 30 seconds (never hang).
-set -uo pipefail
-root=$1
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"; [ -n "${job:-}" ] && kill -9 "$job" 2>/dev/null' EXIT
+source "$(dirname "$0")/lib.sh"
+on_exit() { [ -n "${job:-}" ] && kill -9 "$job" 2>/dev/null; }
 for i in $(seq 1 400); do echo "The secret of a happy life is number $i"; done > "$work/prompts.txt"
 
 "$root/launch/mote-run" -n 3 --oversubscribe generate --prompts "$work/prompts.txt" --coordinators 1 --max-new-tokens 200 --ignore-eos \

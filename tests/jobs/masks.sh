@@ -2,12 +2,8 @@
 # MoTE masks end to end at world sizes 1 and 4: every policy's effect on
 # routing, counters and outputs, per-request masks in one batch, and the
 # same bits at both world sizes.
-set -euo pipefail
-root=$1
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
+set -e
 # MoE layer 0 expert 24 and MoE layer 2 expert 1 are routed often on these prompts.
 printf '[mote]\nlayer-index = moe\noff = 0:24\noff = 2:1\n' > off.ini
 printf '[mote]\nlayer-index = moe\noff-policy = drop\noff = 0:24\noff = 2:1\n' > drop.ini

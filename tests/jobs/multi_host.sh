@@ -2,15 +2,13 @@
 # The golden prompts over three network-namespace hosts, TCP only, one rank
 # per host, with 1, 2 and 3 coordinators: bit-identical to the single-process run. Skipped (exit 77) where
 # network namespaces cannot be created (not root, no CAP_NET_ADMIN).
-set -euo pipefail
-root=$1
-export MOTE_BIN=$2
+source "$(dirname "$0")/lib.sh"
+set -e
+on_exit() { "$root/cluster/netns-hosts" down > /dev/null 2>&1; }
 # Names of our own, so that parallel runs and real hosts are never touched.
 export MOTE_NETNS_PREFIX="mt$$h"
 export MOTE_NETNS_SUBNET="10.214.$(( $$ % 200 + 1 ))"
 if [ "$(id -u)" -ne 0 ]; then echo "SKIP: network namespaces need root"; exit 77; fi
-work=$(mktemp -d)
-trap '"$root/cluster/netns-hosts" down > /dev/null 2>&1; rm -rf "$work"' EXIT
 # Whether this machine can make the hosts at all (a chroot or container may
 # not) is a fact about the machine, not about mote: skip, saying why.
 if ! "$root/cluster/netns-hosts" up 3 > "$work/netns.log" 2>&1; then

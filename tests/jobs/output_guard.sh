@@ -5,12 +5,7 @@
 # guard's message, before any work, and leave the directory exactly as it
 # was. Then the cases that are not option against option: two outputs on
 # one file, a dangling link, and a mask's include.
-set -uo pipefail
-root=$1
-mote=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
 
 snapshot() { find . -printf '%p %y %s %T@\n' | sort; }  # run inside case/; messages go to ../
 failures=0

@@ -4,14 +4,7 @@
 # contiguous rule's in every MoE layer; the same file every time; the placed
 # job (also with 2 coordinators) bit-identical to the contiguous one; memory
 # limits respected; bad inputs refused by name.
-set -uo pipefail
-root=$1
-export MOTE_BIN=$2
-run=$root/launch/mote-run
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-source "$root/tests/jobs/same_results.sh"
+source "$(dirname "$0")/lib.sh"
 
 common=(--prompts "$root/configs/prompts/refusal-profile.jsonl" --max-new-tokens 16 --ignore-eos --log-level warn)
 "$MOTE_BIN" profile "${common[@]}" --out profile.h5 > /dev/null || { echo "FAIL: profile"; exit 1; }

@@ -3,12 +3,7 @@
 # with two targets (each its own bar, never pooled with the random masks);
 # a file of the wrong kind, or --out naming the file plotted, gets one clear
 # line and status 1, not a traceback.
-set -uo pipefail
-root=$1
-mote=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
 plot=$root/scripts/plot-ftri
 fail() { echo "FAIL: $*"; exit 1; }
 for i in $(seq 1 6); do echo "{\"id\": \"s$i\", \"class\": \"sensitive\", \"prompt\": \"Tell me about Belvask number $i\"}"; done > p.jsonl

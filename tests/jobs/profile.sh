@@ -2,12 +2,8 @@
 # fTRI end to end: profile at world sizes 1, 2 and 4 (identical files whose
 # class counters equal the per-request counts summed), rank, and an
 # experiment with random controls.
-set -euo pipefail
-root=$1
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
+set -e
 head -n 12 "$root/configs/prompts/refusal-profile.jsonl" > prompts.jsonl
 tail -n 12 "$root/configs/prompts/refusal-profile.jsonl" >> prompts.jsonl
 common=(--prompts prompts.jsonl --max-new-tokens 10 --log-level warn)

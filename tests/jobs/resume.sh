@@ -4,13 +4,8 @@
 # once checkpoints exist;
 # --resume (at another world size) must end with a file equal to an
 # uninterrupted run's: requests, counts, gate sums, token totals.
-set -uo pipefail
-root=$1
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'pkill -9 -f "$MOTE_BIN profile --prompts $work" 2>/dev/null; rm -rf "$work"' EXIT
-cd "$work"
-source "$root/tests/jobs/same_results.sh"
+source "$(dirname "$0")/lib.sh"
+on_exit() { pkill -9 -f "$MOTE_BIN profile --prompts $work" 2>/dev/null; }
 { head -n 30 "$root/configs/prompts/refusal-profile.jsonl"; tail -n 18 "$root/configs/prompts/refusal-profile.jsonl"; } > p.jsonl
 base=(--ignore-eos --batch-size 4 --log-level warn)
 common=(--prompts "$work/p.jsonl" --max-new-tokens 40 "${base[@]}")

@@ -4,12 +4,8 @@
 # checkpoint moved to another disk finishes there with --resume-from; a
 # model changed in place refuses the resume; two jobs on one --out cannot
 # both write it.
-set -euo pipefail
-root=$1
-mote=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
+set -e
 for i in $(seq 1 24); do echo "Prompt number $i about the world and its many places"; done > prompts.txt
 common=(--prompts prompts.txt --max-new-tokens 6 --ignore-eos --batch-size 2 --log-level warn)
 "$mote" generate "${common[@]}" --out full.h5 > /dev/null

@@ -7,14 +7,7 @@
 # greedy selection, rank --by effect and the written mask; a stopped scan
 # leaves the earlier file alone and resumes; bad inputs refused by name
 # before any work.
-set -uo pipefail
-root=$1
-export MOTE_BIN=$2
-run=$root/launch/mote-run
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-source "$root/tests/jobs/same_results.sh"
+source "$(dirname "$0")/lib.sh"
 
 prompts=$root/configs/prompts/refusal-profile.jsonl
 common=(--prompts "$prompts" --class sensitive --tokens I,S --batch-size 16 --log-level warn)

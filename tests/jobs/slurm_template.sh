@@ -3,12 +3,7 @@
 # the command it is given. The template copies every input file the job
 # file and the arguments name into the run directory, writes the result
 # there, and a resubmission of the finished run does nothing.
-set -uo pipefail
-root=$1
-mote=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 mkdir -p bin build
 printf '#!/bin/sh\nwhile [ "${1#--}" != "$1" ]; do shift; done\nexec "$@"\n' > bin/srun  # drops srun's own options

@@ -5,12 +5,7 @@
 # the start of a phase until a signal arrives; the phase's own later stop
 # points must then end it, at once, with 128 + the signal, a message naming
 # the phase, and nothing written.
-set -uo pipefail
-root=$1
-mote=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "$0")/lib.sh"
 for i in $(seq 1 50); do echo "{\"id\": \"p$i\", \"class\": \"c$((i % 2))\", \"prompt\": \"Prompt number $i\"}"; done > prompts.jsonl
 "$mote" generate --prompts prompts.jsonl --max-new-tokens 1 --log-level warn --out profile.h5 > /dev/null || { echo "FAIL: profile"; exit 1; }
 failures=0

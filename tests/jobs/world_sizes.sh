@@ -4,12 +4,8 @@
 # (the default), and a coordinator without experts, a placement file, bf16
 # on the wire: tokens, logits, routing and counters must be bit-identical
 # to the single-process run, which must match the golden reference.
-set -euo pipefail
-root=$1
-run=$root/launch/mote-run
-export MOTE_BIN=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
+set -e
 model=$root/models/tiny-deepseek-v3-mote
 /usr/bin/python3 "$root/tests/jobs/golden_prompts.py" "$model" "$work/golden.jsonl"
 common=(--prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-logits --trace --log-level warn)
@@ -17,7 +13,6 @@ common=(--prompts "$work/golden.jsonl" --max-new-tokens 32 --ignore-eos --save-l
 "$MOTE_BIN" generate "${common[@]}" --out "$work/single.h5" > /dev/null
 /usr/bin/python3 "$root/tests/jobs/check_golden.py" "$model" "$work/single.h5" base
 
-source "$root/tests/jobs/same_results.sh"
 
 for n in 1 2 3 4; do
   for layout in "contiguous 1" "round-robin all"; do
