@@ -151,8 +151,6 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
     requests = read_requests(job, model, masks);
     open_checkpoint(job, model, requests, masks, checkpoint, finished);
   }
-  int n_classes = static_cast<int>(requests.classes.size());
-  MPI_Bcast(&n_classes, 1, MPI_INT, 0, MPI_COMM_WORLD);
   int already_finished = job.already_finished ? 1 : 0;
   MPI_Bcast(&already_finished, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (already_finished != 0) {
@@ -164,7 +162,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   }
 
   // 5. Run.
-  JobRun job_run(job, mpi, model, masks.sets, n_classes);
+  JobRun job_run(job, mpi, model, masks.sets);
   std::optional<ResultCollector> collector;
   size_t todo_count = 0;
   std::vector<std::pair<size_t, GenerationRequest>> todo;

@@ -43,7 +43,7 @@ ResultCollector::ResultCollector(const JobOptions& options, const JobModel& mode
       write_parts_(checkpoint != nullptr && options.checkpoint_every > 0),
       ran_(requests.size(), false),
       class_totals_(static_cast<int>(requests.classes.size()), model.moe_layers(), model.config.n_routed_experts),
-      run_totals_(class_totals_),
+      run_totals_(ExpertCounters::pooled_classes(model.moe_layers(), model.config.n_routed_experts)),
       class_tokens_(requests.classes.size() * kPhaseCount, 0),
       texts_(requests.size()),
       run_errors_(requests.size()),
@@ -81,7 +81,7 @@ void ResultCollector::operator()(size_t index, GenerationResult&& result) {
   if (!result.error.empty()) {
     run_errors_[index] = result.error;
     const PromptSpec& spec = requests_.specs[index];
-    spdlog::warn("{}:{} (id '{}'): request failed: {}", spec.line > 0 ? options_.prompts : "-", spec.line, spec.id,
+    spdlog::warn("{}:{} (id '{}'): request failed: {}", spec.file.empty() ? "-" : spec.file, spec.line, spec.id,
                  result.error);
   }
   progress_.request_done(result.generated.size());
@@ -140,8 +140,8 @@ void ResultCollector::print_ready() {
         class_totals_.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
       }
       if (ran_[next_to_print_]) {
-        run_totals_.tokens[cls * per_class + i] += done.expert_counts[i];
-        run_totals_.gate_sum[cls * per_class + i] += done.expert_gate_sum[i];
+        run_totals_.tokens[i] += done.expert_counts[i];
+        run_totals_.gate_sum[i] += done.expert_gate_sum[i];
       }
     }
     if (succeeded) {

@@ -12,15 +12,14 @@
 namespace mote {
 
 JobRun::JobRun(const JobOptions& options, const MpiSession& mpi, const JobModel& model,
-               const std::vector<ExpertMask>& masks, int classes)
+               const std::vector<ExpertMask>& masks)
     : options_(options),
       mpi_(mpi),
       model_(model),
       masks_(masks),
-      classes_(classes),
       processed_(static_cast<size_t>(options.coordinators),
-                 ExpertCounters(classes, model.moe_layers(), model.config.n_routed_experts)),
-      routed_(classes, model.moe_layers(), model.config.n_routed_experts),
+                 ExpertCounters::pooled_classes(model.moe_layers(), model.config.n_routed_experts)),
+      routed_(ExpertCounters::pooled_classes(model.moe_layers(), model.config.n_routed_experts)),
       routed_not_run_(routed_) {
   const ModelConfig& config = model.config;
   const WireFormat wire{config.hidden_size, config.num_experts_per_tok, parse_wire_dtype(options.wire_dtype)};
@@ -84,7 +83,7 @@ ExpertCounters JobRun::check_counters() {
     MPI_Reduce(mine.tokens.data(), total.tokens.data(), count, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
     MPI_Reduce(mine.gate_sum.data(), total.gate_sum.data(), count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
   };
-  const ExpertCounters none(classes_, moe_layers, experts);
+  const ExpertCounters none = ExpertCounters::pooled_classes(moe_layers, experts);
   ExpertCounters all_routed(none), done(none), decided(none), not_run(none);
   for (int c = 0; c < options_.coordinators; ++c) {
     sum_into_rank0(processed_[static_cast<size_t>(c)], done);

@@ -125,8 +125,7 @@ class JobRun {
  public:
   // `masks`: the job's mask sets (the same on every rank); a phase may
   // replace them between runs, never during one.
-  JobRun(const JobOptions& options, const MpiSession& mpi, const JobModel& model, const std::vector<ExpertMask>& masks,
-         int classes);
+  JobRun(const JobOptions& options, const MpiSession& mpi, const JobModel& model, const std::vector<ExpertMask>& masks);
   ~JobRun();
   JobRun(const JobRun&) = delete;
   JobRun& operator=(const JobRun&) = delete;
@@ -148,7 +147,6 @@ class JobRun {
   const MpiSession& mpi_;
   const JobModel& model_;
   const std::vector<ExpertMask>& masks_;
-  int classes_;
   std::vector<ExpertCounters> processed_;  // per coordinator that sent the tokens
   ExpertCounters routed_;                  // this coordinator's routing decisions whose experts ran
   ExpertCounters routed_not_run_;          // and those whose experts did not (ForwardTaps::routed_not_run_counts)

@@ -245,7 +245,7 @@ void Scan::read_inputs(const MaskSets& masks) {
   broadcast(score_ids, "the metric's token ids");
   o_.job.gen.score_ids = score_ids;
   o_.job.gen.max_new_tokens = 0;
-  job_run_ = std::make_unique<JobRun>(o_.job, mpi_, model_, masks_, 1);
+  job_run_ = std::make_unique<JobRun>(o_.job, mpi_, model_, masks_);
 }
 
 void Scan::build_masks(const std::vector<Knockout>& conditions) {
