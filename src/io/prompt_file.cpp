@@ -1,11 +1,15 @@
 #include "mote/io/prompt_file.h"
 
-#include <map>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "mote/io/json_file.h"
 #include "mote/util/error.h"
+#include "mote/util/hash.h"
 #include "mote/util/stop_signal.h"
 #include "mote/util/utf8.h"
 
@@ -106,55 +110,93 @@ bool looks_like_jsonl(const std::filesystem::path& path, std::string_view text) 
   return false;
 }
 
+// One line as a prompt; `line` without its line ending.
+PromptSpec parse_prompt_line(std::string_view line, const std::filesystem::path& path, int line_no, bool jsonl) {
+  const std::string where = fmt::format("{}:{}", path.string(), line_no);
+  // A line that is not UTF-8 becomes a failed request, not a failed job:
+  // the rest of the line (its id above all) is read from a repaired copy.
+  std::string error, repaired;
+  if (const auto bad = find_invalid_utf8(line)) {
+    error = fmt::format("invalid UTF-8 at byte {} of line {}", *bad + 1, line_no);
+    repaired = repair_utf8(line);
+    line = repaired;
+  }
+  PromptSpec spec;
+  if (jsonl) {
+    try {
+      spec = parse_json_line(line, where, path.parent_path());
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: unexpected structure: {}", where, e.what());
+    }
+  } else {
+    spec.prompt = std::string(line);
+  }
+  // The default id is the line number in both forms, as messages cite it.
+  if (spec.id.empty()) spec.id = std::to_string(line_no);
+  spec.file = path.string();
+  spec.line = line_no;
+  if (!error.empty()) spec.error = std::move(error);
+  return spec;
+}
+
 }  // namespace
 
-std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
+void for_each_prompt(const std::filesystem::path& path, const std::function<void(PromptSpec&&, const PromptPlace&)>& each) {
   const std::string text = read_input_file(path, "prompt file", 4ull << 30);
   check_line_endings(text, path, "prompt file");
   const bool jsonl = looks_like_jsonl(path, text);
-  std::vector<PromptSpec> specs;
-  std::map<std::string, int> line_of_id;
-  size_t begin = 0;
+  // Places count the file's bytes, with the byte-order mark read_input_file() drops.
+  uint64_t bom = 0;
+  {
+    char head[3] = {};
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0 && ::pread(fd, head, 3, 0) == 3 && std::string_view(head, 3) == "\xEF\xBB\xBF") bom = 3;
+    if (fd >= 0) ::close(fd);
+  }
+  // Ids by a 64-bit hash, with the line of each: a match is confirmed on
+  // the text, so the set costs 16 bytes per prompt, not a copy of every id.
+  std::unordered_map<uint64_t, int> line_of_id;
+  std::vector<std::pair<size_t, size_t>> line_spans{{0, 0}};  // [line] -> (begin, end) of lines with an id
+  size_t begin = 0, prompts = 0;
   int line_no = 0;
   while (begin < text.size()) {
     size_t end = text.find('\n', begin);
     if (end == std::string::npos) end = text.size();
     std::string_view line(text.data() + begin, end - begin);
+    const size_t line_begin = begin;
     begin = end + 1;
     ++line_no;
     stop_point("reading prompts");
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const std::string where = fmt::format("{}:{}", path.string(), line_no);
+    line_spans.emplace_back(line_begin, line_begin + line.size());
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-    // A line that is not UTF-8 becomes a failed request, not a failed job:
-    // the rest of the line (its id above all) is read from a repaired copy.
-    std::string error, repaired;
-    if (const auto bad = find_invalid_utf8(line)) {
-      error = fmt::format("invalid UTF-8 at byte {} of line {}", *bad + 1, line_no);
-      repaired = repair_utf8(line);
-      line = repaired;
-    }
-
-    PromptSpec spec;
-    if (jsonl) {
-      try {
-        spec = parse_json_line(line, where, path.parent_path());
-      } catch (const nlohmann::json::exception& e) {
-        fail("{}: unexpected structure: {}", where, e.what());
+    PromptSpec spec = parse_prompt_line(line, path, line_no, jsonl);
+    const auto [it, inserted] = line_of_id.emplace(fnv1a(kFnv1aBasis, spec.id), line_no);
+    if (!inserted) {
+      const auto [b, e] = line_spans[static_cast<size_t>(it->second)];
+      if (parse_prompt_line(std::string_view(text.data() + b, e - b), path, it->second, jsonl).id == spec.id) {
+        fail("{}:{}: duplicate id '{}' (first used on line {})", path.string(), line_no, spec.id, it->second);
       }
-    } else {
-      spec.prompt = std::string(line);
     }
-    // The default id is the line number in both forms, as messages cite it.
-    if (spec.id.empty()) spec.id = std::to_string(line_no);
-    spec.file = path.string();
-    spec.line = line_no;
-    if (!error.empty()) spec.error = std::move(error);
-    const auto [it, inserted] = line_of_id.emplace(spec.id, line_no);
-    if (!inserted) fail("{}: duplicate id '{}' (first used on line {})", where, spec.id, it->second);
-    specs.push_back(std::move(spec));
+    ++prompts;
+    stop_point("reading prompts");  // before `each` moves on to other phases
+    each(std::move(spec), PromptPlace{bom + line_begin, static_cast<uint32_t>(line.size()), line_no, jsonl});
   }
-  if (specs.empty()) fail("{}: no prompts in the file", path.string());
+  if (prompts == 0) fail("{}: no prompts in the file", path.string());
+}
+
+PromptSpec read_prompt_at(const std::filesystem::path& path, const PromptPlace& place) {
+  std::string line(place.length, '\0');
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  const ssize_t got = fd < 0 ? -1 : ::pread(fd, line.data(), line.size(), static_cast<off_t>(place.offset));
+  if (fd >= 0) ::close(fd);
+  if (got != static_cast<ssize_t>(line.size())) fail("{}:{}: cannot read the prompt again (was the file changed or removed?)", path.string(), place.line);
+  return parse_prompt_line(line, path, place.line, place.jsonl);
+}
+
+std::vector<PromptSpec> read_prompt_file(const std::filesystem::path& path) {
+  std::vector<PromptSpec> specs;
+  for_each_prompt(path, [&](PromptSpec&& spec, const PromptPlace&) { specs.push_back(std::move(spec)); });
   return specs;
 }
 

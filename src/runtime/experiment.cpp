@@ -125,7 +125,7 @@ std::vector<Condition> design_conditions(const ExperimentOptions& o, const std::
 // conditions of one prompt together. A prompt that 'mote generate' would
 // fail (invalid UTF-8) runs under no condition and counts in no rate.
 std::vector<PromptSpec> condition_requests(const JobOptions& job, const std::vector<Condition>& conditions,
-                                           std::vector<std::string>& classes) {
+                                           std::vector<std::string>& classes, std::vector<size_t>& request_class) {
   std::vector<PromptSpec> requests;
   for (PromptSpec& spec : read_prompt_specs(job)) {
     if (!spec.error.empty()) {
@@ -135,8 +135,10 @@ std::vector<PromptSpec> condition_requests(const JobOptions& job, const std::vec
     }
     if (!spec.mask.empty())
       fail("{}:{}: the experiment sets the masks; remove \"mask\" from its requests", spec.file, spec.line);
-    if (std::find(classes.begin(), classes.end(), spec.cls) == classes.end()) classes.push_back(spec.cls);
+    auto cls = std::find(classes.begin(), classes.end(), spec.cls);
+    if (cls == classes.end()) cls = classes.insert(classes.end(), spec.cls);
     for (const Condition& c : conditions) {
+      request_class.push_back(static_cast<size_t>(cls - classes.begin()));
       PromptSpec& r = requests.emplace_back(spec);
       r.id = c.name + "/" + spec.id;
       r.mask = c.mask ? c.name : "none";
@@ -148,17 +150,17 @@ std::vector<PromptSpec> condition_requests(const JobOptions& job, const std::vec
 // Step 4: the behaviour of every request that ran, tallied per condition
 // and class; a failed request says nothing about the behaviour.
 void score(const ExperimentOptions& o, const std::optional<Regex>& regex, const JobOutcome& outcome,
-           const std::vector<std::string>& classes, std::vector<Condition>& conditions) {
+           const std::vector<std::string>& classes, const std::vector<size_t>& request_class,
+           std::vector<Condition>& conditions) {
   for (auto& c : conditions) {
     c.requests.assign(classes.size(), 0);
     c.matches.assign(classes.size(), 0);
     c.sum.assign(classes.size(), 0.0);
   }
-  for (size_t i = 0; i < outcome.requests.size(); ++i) {
+  for (size_t i = 0; i < request_class.size(); ++i) {
     if (!outcome.errors[i].empty()) continue;
     Condition& c = conditions[i % conditions.size()];
-    const size_t k =
-        static_cast<size_t>(std::find(classes.begin(), classes.end(), outcome.requests[i].cls) - classes.begin());
+    const size_t k = request_class[i];
     ++c.requests[k];
     if (regex) {
       c.matches[k] += regex->search(outcome.texts[i]);
@@ -285,10 +287,11 @@ int run_experiment(ExperimentOptions& o, MpiSession& mpi) {
   // 1, 2. Conditions and their requests, on rank 0; the job hands them out.
   std::vector<Condition> conditions;
   std::vector<std::string> classes;
+  std::vector<size_t> request_class;  // per request
   if (root) {
     spdlog::info("{}", o.summary());
     conditions = design_conditions(o, targets);
-    o.job.built_requests = condition_requests(o.job, conditions, classes);
+    o.job.built_requests = condition_requests(o.job, conditions, classes, request_class);
     for (const Condition& c : conditions) {
       if (c.mask) o.job.built_masks.push_back(*c.mask);
     }
@@ -296,7 +299,7 @@ int run_experiment(ExperimentOptions& o, MpiSession& mpi) {
 
   // 3, 4. The job, scored before its file is committed.
   const auto finish = [&](hid_t result, const JobOutcome& outcome) {
-    score(o, regex, outcome, classes, conditions);
+    score(o, regex, outcome, classes, request_class, conditions);
     const ExperimentData table = tabulate(o, targets, classes, conditions);
     print_table(table, static_cast<size_t>(o.random));
     write_text_output(o.csv, experiment_csv(table), "--csv");

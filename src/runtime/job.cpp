@@ -148,7 +148,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   std::optional<Checkpoint> checkpoint;
   FinishedRequests finished;
   if (root) {
-    requests = read_requests(job, model, masks);
+    requests = JobRequests(job, model, masks);
     open_checkpoint(job, model, requests, masks, checkpoint, finished);
   }
   int already_finished = job.already_finished ? 1 : 0;
@@ -169,18 +169,25 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   if (root) {
     std::vector<size_t> todo_index;
     for (size_t i = 0; i < requests.size(); ++i) {
-      if (finished.count(i) == 0 && requests.errors[i].empty()) {
-        // Moved, not copied: the collector needs only the request's class,
-        // and the prompt's tokens stay in requests.encoded.
-        todo.emplace_back(i, std::move(requests.requests[i]));
+      if (finished.count(i) == 0 && !requests.failed(i)) {
+        todo.emplace_back(i, requests.request(i));
         todo_index.push_back(i);
       }
     }
     todo_count = todo.size();
     collector.emplace(job, model, requests, out ? &*out : nullptr, checkpoint ? &*checkpoint : nullptr,
-                      std::move(finished), todo_index);
+                      std::move(finished), todo_index, static_cast<bool>(finish));
   }
-  const int stop_decided = job_run.run(std::move(todo), root ? ResultHandler(std::ref(*collector)) : ResultHandler());
+  // A request's prompt is read and encoded as it is handed out, and kept
+  // until its result is written and printed.
+  const RequestFiller fill = [&](size_t i, GenerationRequest& req) {
+    PreparedPrompt prompt = requests.prepare(i);
+    req.prompt = prompt.encoded.tokens;
+    if (!job.gen.score_ids.empty()) req.score_from = static_cast<int32_t>(req.prompt.size()) - 1;
+    collector->handed_out(i, std::move(prompt));
+  };
+  const int stop_decided = job_run.run(std::move(todo), root ? ResultHandler(std::ref(*collector)) : ResultHandler(),
+                                       root ? fill : RequestFiller());
 
   // How the job ended, decided by rank 0: 0 complete, else the stop signal
   // that ended it early. Every rank exits with the same code.

@@ -219,101 +219,13 @@ std::vector<PromptSpec> read_prompt_specs(const JobOptions& options) {
   return specs;
 }
 
-JobRequests read_requests(JobOptions& options, JobModel& model, const MaskSets& masks) {
-  JobRequests r;
-  const ModelConfig& config = model.config;
-  if (options.built_requests) {
-    r.specs = std::move(*options.built_requests);
-    options.built_requests.reset();
-  } else {
-    r.specs = read_prompt_specs(options);
-  }
-  const Tokenizer& tokenizer = model.loaded->tokenizer;
-  // Hundreds of thousands of prompts take seconds: say how far it got.
-  auto last_report = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < r.specs.size(); ++i) {
-    stop_point("tokenizing prompts");
-    if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(2)) {
-      last_report = std::chrono::steady_clock::now();
-      spdlog::info("tokenizing: {} of {} prompts", i, r.specs.size());
-    }
-    const PromptSpec& spec = r.specs[i];
-    const std::string where = fmt::format("{}:{} (id '{}')", spec.file, spec.line, spec.id);
-    const ExpertMask* mask = masks.default_mask;
-    if (!spec.mask.empty()) {
-      const auto it =
-          std::find_if(masks.sets.begin(), masks.sets.end(), [&](const ExpertMask& m) { return m.name == spec.mask; });
-      if (it == masks.sets.end()) fail("{}: names mask set '{}', which no --mask NAME=FILE defines", where, spec.mask);
-      mask = it->id == 0 ? nullptr : &*it;
-    }
-    r.masks.push_back(mask);
-    const ChatTemplate* chat = nullptr;
-    if (spec.chat) {
-      auto it = model.chat_templates.find(spec.chat_template);
-      if (it == model.chat_templates.end()) {
-        it = model.chat_templates
-                 .emplace(spec.chat_template,
-                          ChatTemplate::load(options.model_dir, std::filesystem::path(spec.chat_template)))
-                 .first;
-      }
-      if (it->second) {
-        chat = &*it->second;
-        check_chat_variables(*chat, spec, where);
-      }
-    }
-    // A prompt that cannot run fails alone; the job runs the others.
-    std::string error = spec.error;
-    EncodedPrompt prompt;
-    if (error.empty()) {
-      try {
-        prompt = encode_prompt(tokenizer, chat, spec);
-      } catch (const jinja::RaisedError& e) {
-        error = fmt::format("the chat template refuses the conversation: {}", cut_utf8(e.message(), 1000));
-      } catch (const jinja::TemplateError&) {
-        throw;
-      } catch (const TokenizerBroken&) {
-        throw;  // a broken template (or one past its bounds) fails the job, not each request
-      } catch (const Error& e) {
-        error = e.what();
-      }
-    }
-    if (error.empty() && prompt.tokens.empty()) error = "the prompt encodes to no tokens";
-    if (error.empty() && prompt.tokens.size() > static_cast<size_t>(config.max_position_embeddings)) {
-      error = fmt::format("the prompt has {} tokens but the model takes at most {} positions (max_position_embeddings)",
-                          prompt.tokens.size(), config.max_position_embeddings);
-    }
-    if (!error.empty()) spdlog::warn("{}: request skipped: {}", where, error);
-    if (prompt.double_bos) {
-      spdlog::warn("{}: the prompt text starts with BOS and another BOS was added; set \"add_special_tokens\": false",
-                   where);
-    }
-    if (!error.empty() && prompt.text.empty() && spec.prompt) prompt.text = *spec.prompt;
-    r.errors.push_back(std::move(error));
-    r.encoded.push_back(std::move(prompt));
-    auto cls = std::find(r.classes.begin(), r.classes.end(), spec.cls);
-    if (cls == r.classes.end()) cls = r.classes.insert(r.classes.end(), spec.cls);
-    GenerationRequest& req = r.requests.emplace_back();
-    req.prompt = r.encoded.back().tokens;
-    req.mask = r.masks.back();
-    req.stream = i;
-    req.cls = static_cast<int16_t>(cls - r.classes.begin());
-    if (!options.gen.score_ids.empty()) req.score_from = static_cast<int32_t>(req.prompt.size()) - 1;
-  }
-  stop_point("tokenizing prompts");  // a stop now saves nothing: no checkpoint to speak of
-  if (r.classes.size() > 32767) fail("more than 32767 classes");
-  spdlog::info("{} requests in {} classes", r.requests.size(), r.classes.size());
-  return r;
-}
-
 void open_checkpoint(JobOptions& options, const JobModel& model, const JobRequests& requests, const MaskSets& masks,
                      std::optional<Checkpoint>& checkpoint, FinishedRequests& finished) {
   if (options.out.empty()) return;
   // A stable hash of what decides the job's results, to refuse resuming a
   // checkpoint with different prompts, masks, model or options. World
   // size, coordinators and placement are left out: they do not change the results.
-  uint64_t h = kFnv1aBasis;
-  for (const auto& e : requests.encoded) h = fnv1a(fnv1a(h, e.text), "\x1f");
-  for (const auto& spec : requests.specs) h = fnv1a(fnv1a(fnv1a(h, spec.id), spec.cls), spec.mask);
+  uint64_t h = requests.content_hash();
   for (const auto& m : masks.sets) h = fnv1a(fnv1a(h, m.name), m.description);
   const auto& g = options.gen;
   h = fnv1a(h, fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", std::filesystem::absolute(options.model_dir).string(),
@@ -349,7 +261,7 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
   if (options.resume) {
     finished = checkpoint->load();
     for (const auto& [index, result] : finished) {
-      if (index >= requests.size() || !requests.errors[index].empty())
+      if (index >= requests.size() || requests.failed(index))
         fail("{}: holds request {}, which this job does not run", dir.string(), index);
     }
     if (checkpoint->parts() == 0)

@@ -32,7 +32,7 @@ std::string last_message(const nlohmann::ordered_json& chat) {
 
 ResultCollector::ResultCollector(const JobOptions& options, const JobModel& model, const JobRequests& requests,
                                  OutputFile* out, Checkpoint* checkpoint, FinishedRequests finished,
-                                 const std::vector<size_t>& todo)
+                                 const std::vector<size_t>& todo, bool keep_outcome)
     : options_(options),
       model_(model),
       requests_(requests),
@@ -42,13 +42,13 @@ ResultCollector::ResultCollector(const JobOptions& options, const JobModel& mode
       // straight into the result file (which becomes a part if the job is stopped).
       write_parts_(checkpoint != nullptr && options.checkpoint_every > 0),
       ran_(requests.size(), false),
-      class_totals_(static_cast<int>(requests.classes.size()), model.moe_layers(), model.config.n_routed_experts),
+      class_totals_(static_cast<int>(requests.classes().size()), model.moe_layers(), model.config.n_routed_experts),
       run_totals_(ExpertCounters::pooled_classes(model.moe_layers(), model.config.n_routed_experts)),
-      class_tokens_(requests.classes.size() * kPhaseCount, 0),
-      texts_(requests.size()),
-      run_errors_(requests.size()),
-      first_tokens_(requests.size(), -1),
-      scores_(requests.size()),
+      class_tokens_(requests.classes().size() * kPhaseCount, 0),
+      keep_outcome_(keep_outcome),
+      texts_(keep_outcome ? requests.size() : 0),
+      first_tokens_(keep_outcome ? requests.size() : 0, -1),
+      scores_(keep_outcome ? requests.size() : 0),
       progress_(todo.size()) {
   if (out_ != nullptr) requests_group_.emplace(h5_create_group(out_->root(), "requests"));
   for (size_t i : todo) ran_[i] = true;
@@ -58,17 +58,27 @@ ResultCollector::ResultCollector(const JobOptions& options, const JobModel& mode
   for (auto& [index, result] : finished) waiting_.emplace(index, std::move(result));
 }
 
-void ResultCollector::write(hid_t group, size_t index, const GenerationResult& result) const {
+void ResultCollector::handed_out(size_t index, PreparedPrompt&& prompt) { prompts_[index] = std::move(prompt); }
+
+const PreparedPrompt& ResultCollector::prompt(size_t index) {
+  auto it = prompts_.find(index);
+  if (it == prompts_.end()) it = prompts_.emplace(index, requests_.prepare(index)).first;
+  return it->second;
+}
+
+void ResultCollector::write(hid_t group, size_t index, const GenerationResult& result) {
   const auto& tokenizer = model_.loaded->tokenizer;
-  const std::string mask_name = requests_.masks[index] != nullptr ? requests_.masks[index]->name : "";
+  const ExpertMask* mask = requests_.mask(index);
+  const std::string mask_name = mask != nullptr ? mask->name : "";
   // A request that never ran stores no tokens (an over-long prompt's would
   // be as large as its text).
   static const std::vector<int32_t> kNoTokens;
-  const bool never_ran = !requests_.errors[index].empty();
-  write_request(group, RequestRecord{index, requests_.specs[index].id, requests_.specs[index].cls, mask_name,
-                                     requests_.encoded[index].text, tokenizer.decode(result.generated),
-                                     result.error.empty() ? requests_.errors[index] : result.error,
-                                     never_ran ? &kNoTokens : &requests_.encoded[index].tokens, &result,
+  const bool never_ran = requests_.failed(index);
+  const PreparedPrompt& p = prompt(index);
+  write_request(group, RequestRecord{index, p.spec.id, p.spec.cls, mask_name,
+                                     p.encoded.text, tokenizer.decode(result.generated),
+                                     result.error.empty() ? requests_.error(index) : result.error,
+                                     never_ran ? &kNoTokens : &p.encoded.tokens, &result,
                                      model_.config.vocab_size, model_.moe_layers(), model_.config.num_experts_per_tok,
                                      model_.config.n_routed_experts, static_cast<int>(options_.gen.score_ids.size()),
                                      options_.gen.save_last_logits, options_.request_counts});
@@ -80,7 +90,7 @@ void ResultCollector::operator()(size_t index, GenerationResult&& result) {
   }
   if (!result.error.empty()) {
     run_errors_[index] = result.error;
-    const PromptSpec& spec = requests_.specs[index];
+    const PromptSpec& spec = prompt(index).spec;
     spdlog::warn("{}:{} (id '{}'): request failed: {}", spec.file.empty() ? "-" : spec.file, spec.line, spec.id,
                  result.error);
   }
@@ -101,7 +111,7 @@ void ResultCollector::operator()(size_t index, GenerationResult&& result) {
 
 void ResultCollector::show(size_t index, const std::string& body) {
   if (stdout_failed_) return;
-  const PromptSpec& s = requests_.specs[index];
+  const PromptSpec& s = prompt(index).spec;
   // Prompt files and model output can hold terminal escape sequences.
   std::cout << "### " << escape_controls(s.id) << " (" << escape_controls(s.cls) << ")\n"
             << "> " << escape_controls(s.prompt ? *s.prompt : last_message(*s.chat)) << "\n"
@@ -120,14 +130,15 @@ void ResultCollector::show(size_t index, const std::string& body) {
 void ResultCollector::print_ready() {
   const auto& tokenizer = model_.loaded->tokenizer;
   for (;;) {
-    if (next_to_print_ < requests_.size() && !requests_.errors[next_to_print_].empty()) {
-      show(next_to_print_, "[request failed: " + requests_.errors[next_to_print_] + "]");
+    if (next_to_print_ < requests_.size() && requests_.failed(next_to_print_)) {
+      show(next_to_print_, "[request failed: " + requests_.error(next_to_print_) + "]");
+      prompts_.erase(next_to_print_);
       ++next_to_print_;
       continue;
     }
     if (waiting_.empty() || waiting_.begin()->first != next_to_print_) return;
     const auto& done = waiting_.begin()->second;
-    const size_t cls = static_cast<size_t>(requests_.requests[next_to_print_].cls);
+    const size_t cls = static_cast<size_t>(requests_.cls(next_to_print_));
     const size_t per_class = done.expert_counts.size();
     // A request that failed while it ran (non-finite logits or router
     // scores) adds nothing to the class totals: its counts and gate sums
@@ -150,21 +161,17 @@ void ResultCollector::print_ready() {
     }
     std::vector<int32_t> shown = done.generated;
     if (done.stop == StopReason::Eos) shown.pop_back();
-    texts_[next_to_print_] = tokenizer.decode(shown);
-    if (!done.generated.empty()) first_tokens_[next_to_print_] = done.generated.front();
-    scores_[next_to_print_] = done.scores;
-    show(next_to_print_, done.error.empty() ? texts_[next_to_print_] : "[request failed: " + done.error + "]");
+    std::string text = tokenizer.decode(shown);
+    show(next_to_print_, done.error.empty() ? text : "[request failed: " + done.error + "]");
+    if (keep_outcome_) {
+      texts_[next_to_print_] = std::move(text);
+      if (!done.generated.empty()) first_tokens_[next_to_print_] = done.generated.front();
+      scores_[next_to_print_] = done.scores;
+    }
+    prompts_.erase(next_to_print_);
     waiting_.erase(waiting_.begin());
     ++next_to_print_;
   }
-}
-
-const std::vector<std::string>& ResultCollector::errors() {
-  all_errors_ = requests_.errors;
-  for (size_t i = 0; i < run_errors_.size(); ++i) {
-    if (!run_errors_[i].empty()) all_errors_[i] = run_errors_[i];
-  }
-  return all_errors_;
 }
 
 bool ResultCollector::save_checkpoint() {
@@ -221,17 +228,19 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
                     static_cast<double>(peak_rss.back()) / 1e6, static_cast<double>(weights_resident.back()) / 1e6);
   }
   spdlog::info("memory: {}", memory_line);
-  const auto& all_errors = errors();
-  const auto failed = static_cast<size_t>(
-      std::count_if(all_errors.begin(), all_errors.end(), [](const auto& e) { return !e.empty(); }));
+  size_t failed = run_errors_.size();
+  for (size_t i = 0; i < requests_.size(); ++i) failed += requests_.failed(i);
   if (failed > 0) {
     spdlog::warn("{} of {} requests failed (see the warnings above{})", failed, requests_.size(),
                  out_ != nullptr ? ", and the 'error' attribute in /requests" : "");
   }
 
-  if (finish)
-    finish(out_ != nullptr ? out_->root() : -1,
-           JobOutcome{requests_.specs, texts_, all_errors, first_tokens_, scores_, model_.loaded->tokenizer});
+  if (finish) {
+    std::vector<std::string> errors(requests_.size());
+    for (size_t i = 0; i < requests_.size(); ++i) errors[i] = requests_.error(i);
+    for (const auto& [i, error] : run_errors_) errors[i] = error;
+    finish(out_ != nullptr ? out_->root() : -1, JobOutcome{texts_, errors, first_tokens_, scores_, model_.loaded->tokenizer});
+  }
   if (out_ == nullptr) return;
   OutputFile& out = *out_;
   if (write_parts_) checkpoint_->flush();
@@ -245,7 +254,10 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   none.expert_counts.assign(static_cast<size_t>(kPhaseCount) * model_.moe_layers() * config.n_routed_experts, 0);
   none.expert_gate_sum.assign(none.expert_counts.size(), 0.0);
   for (size_t i = 0; i < requests_.size(); ++i) {
-    if (!requests_.errors[i].empty()) write(requests_group_->id(), i, none);
+    if (requests_.failed(i)) {
+      write(requests_group_->id(), i, none);
+      prompts_.erase(i);
+    }
   }
   // Complete or not at all: every request of the job has its group.
   H5G_info_t info{};
@@ -276,8 +288,8 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   h5_attr_string(root, "job_fingerprint", options_.fingerprint);
   h5_attr_int(root, "failed_request_count", static_cast<int64_t>(failed));
   h5_attr_int(root, "request_counts", options_.request_counts ? 1 : 0);
-  write_counters(root, class_totals_, requests_.classes, config.moe_layers());
-  h5_dataset(root, "tokens", {static_cast<hsize_t>(requests_.classes.size()), kPhaseCount}, class_tokens_.data());
+  write_counters(root, class_totals_, requests_.classes(), config.moe_layers());
+  h5_dataset(root, "tokens", {static_cast<hsize_t>(requests_.classes().size()), kPhaseCount}, class_tokens_.data());
   h5_axes(root, "tokens", "class,phase");
   h5_attr_string(
       root, "axes_note",

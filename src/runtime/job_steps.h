@@ -4,10 +4,12 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -52,18 +54,68 @@ MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bo
 // whose prompts take its class and CLASS: ids), read on rank 0.
 std::vector<PromptSpec> read_prompt_specs(const JobOptions& options);
 
-// The job's requests, read (or taken from JobOptions::built_requests) and
-// encoded on rank 0, in prompt-file order.
-struct JobRequests {
-  std::vector<PromptSpec> specs;
-  std::vector<std::string> classes;
-  std::vector<EncodedPrompt> encoded;
-  std::vector<GenerationRequest> requests;
-  std::vector<const ExpertMask*> masks;
-  std::vector<std::string> errors;  // non-empty: the request cannot run and is recorded as failed
-  size_t size() const { return specs.size(); }
+// One request's prompt, read and encoded.
+struct PreparedPrompt {
+  PromptSpec spec;
+  EncodedPrompt encoded;  // on error, the raw prompt's text and no tokens
+  std::string error;      // non-empty: the request cannot run
 };
-JobRequests read_requests(JobOptions& options, JobModel& model, const MaskSets& masks);
+
+// The job's requests on rank 0, in prompt-file order. Each keeps a few
+// bytes for the whole job (where its prompt is, its class and mask set,
+// whether it can run); the prompt itself is read and encoded again when
+// it is handed out and when its result is written, so that memory grows
+// with what runs, not with the prompt file. Every prompt is read and
+// encoded once at the start, to fail bad ones before any work.
+class JobRequests {
+ public:
+  JobRequests() = default;
+  // Reads (or takes JobOptions::built_requests) and checks every request.
+  JobRequests(JobOptions& options, JobModel& model, const MaskSets& masks);
+
+  size_t size() const { return entries_.size(); }
+  const std::vector<std::string>& classes() const { return classes_; }
+  int16_t cls(size_t i) const { return entries_[i].cls; }
+  const ExpertMask* mask(size_t i) const { return entries_[i].mask; }
+  bool failed(size_t i) const { return entries_[i].failed; }
+  // Why request i cannot run; empty when it can.
+  const std::string& error(size_t i) const;
+  // The hash of every request's id, class, mask set and encoded text (for
+  // checkpoints), in order.
+  uint64_t content_hash() const { return content_hash_; }
+  // Request i as it will run: its spec and encoded prompt, as at the start.
+  PreparedPrompt prepare(size_t i) const;
+  PromptSpec spec(size_t i) const;
+  // Request i without its prompt, which the job's filler adds when it is handed out.
+  GenerationRequest request(size_t i) const;
+
+ private:
+  struct Entry {
+    PromptPlace place;
+    uint32_t file = 0;  // index in files_
+    int16_t cls = 0;
+    bool failed = false;
+    const ExpertMask* mask = nullptr;
+    uint64_t line_hash = 0;  // of the spec read, to notice a prompt file changed under the job
+  };
+  PreparedPrompt prepare(PromptSpec spec) const;
+  void add(PromptSpec&& spec, const PromptPlace& place, uint32_t file, const MaskSets& masks);
+
+  const JobOptions* options_ = nullptr;
+  JobModel* model_ = nullptr;
+  std::vector<Entry> entries_;
+  struct Source {
+    std::string path, cls;  // cls: the class of a --class-prompts file
+  };
+  std::vector<Source> files_;
+  std::vector<PromptSpec> built_;  // JobOptions::built_requests, when given
+  std::vector<std::string> classes_;
+  std::unordered_map<std::string, int16_t> class_index_;
+  std::unordered_map<size_t, std::string> errors_;
+  std::unordered_map<uint64_t, size_t> id_hashes_;  // while reading: id hash -> request
+  std::chrono::steady_clock::time_point last_report_;
+  uint64_t content_hash_ = 0;
+};
 
 // The checkpoint of a job with --out, resumed with --resume or
 // --resume-from; `finished` receives what an earlier run finished.
@@ -77,7 +129,8 @@ void open_checkpoint(JobOptions& options, const JobModel& model, const JobReques
 class ResultCollector {
  public:
   ResultCollector(const JobOptions& options, const JobModel& model, const JobRequests& requests, OutputFile* out,
-                  Checkpoint* checkpoint, FinishedRequests finished, const std::vector<size_t>& todo);
+                  Checkpoint* checkpoint, FinishedRequests finished, const std::vector<size_t>& todo,
+                  bool keep_outcome);
   void operator()(size_t index, GenerationResult&& result);
   // Prints what waits (requests finished before a resume) once the job is complete.
   void print_ready();
@@ -90,11 +143,13 @@ class ResultCollector {
   size_t finished_before() const { return finished_before_; }
   size_t finished_now() const { return finished_now_; }
   const ExpertCounters& run_totals() const { return run_totals_; }
-  const std::vector<std::string>& errors();  // why each request failed, before or while running
+  // A request's prompt as it was handed out (the job's RequestFiller),
+  // kept until its result is written and printed.
+  void handed_out(size_t index, PreparedPrompt&& prompt);
 
  private:
   void show(size_t index, const std::string& body);
-  void write(hid_t group, size_t index, const GenerationResult& result) const;
+  void write(hid_t group, size_t index, const GenerationResult& result);
 
   const JobOptions& options_;
   const JobModel& model_;
@@ -110,7 +165,12 @@ class ResultCollector {
   std::vector<bool> ran_;
   ExpertCounters class_totals_, run_totals_;
   std::vector<uint64_t> class_tokens_;
-  std::vector<std::string> texts_, run_errors_, all_errors_;
+  const PreparedPrompt& prompt(size_t index);  // handed out, or prepared again
+  std::map<size_t, PreparedPrompt> prompts_;
+  std::map<size_t, std::string> run_errors_;  // requests that failed while they ran
+  // The outcome a JobFinish reads, kept only when there is one.
+  bool keep_outcome_;
+  std::vector<std::string> texts_;
   std::vector<int32_t> first_tokens_;
   std::vector<std::vector<double>> scores_;
   Progress progress_;

@@ -161,21 +161,19 @@ void Scan::read_inputs(const MaskSets& masks) {
   if (masks.default_mask != nullptr) base_ = *masks.default_mask;
   std::vector<int32_t> score_ids;
   if (root()) {
-    JobRequests requests = read_requests(o_.job, model_, masks);
-    std::vector<std::string> classes;
+    const JobRequests requests(o_.job, model_, masks);
+    const std::vector<std::string>& classes = requests.classes();
     for (size_t i = 0; i < requests.size(); ++i) {
-      const PromptSpec& spec = requests.specs[i];
-      if (std::find(classes.begin(), classes.end(), spec.cls) == classes.end()) classes.push_back(spec.cls);
-      if (!o_.cls.empty() && spec.cls != o_.cls) continue;
-      if (!requests.errors[i].empty())
-        fail("{}:{}: prompt '{}' cannot run: {}", o_.job.prompts, spec.line, spec.id, requests.errors[i]);
+      if (!o_.cls.empty() && classes[static_cast<size_t>(requests.cls(i))] != o_.cls) continue;
+      const PreparedPrompt prompt = requests.prepare(i);
+      const PromptSpec& spec = prompt.spec;
+      if (requests.failed(i))
+        fail("{}:{}: prompt '{}' cannot run: {}", spec.file, spec.line, spec.id, requests.error(i));
       if (!spec.mask.empty())
-        fail("{}:{}: prompt '{}' names mask set '{}'; a scan's prompts run under the base mask only", o_.job.prompts,
+        fail("{}:{}: prompt '{}' names mask set '{}'; a scan's prompts run under the base mask only", spec.file,
              spec.line, spec.id, spec.mask);
-      prompts_.push_back(requests.requests[i]);
-      prompts_.back().mask = nullptr;
-      prompts_.back().stream = prompts_.size() - 1;
-      prompts_.back().cls = 0;
+      GenerationRequest& r = prompts_.emplace_back(prompt.encoded.tokens);
+      r.stream = prompts_.size() - 1;
       data_.prompt_ids.push_back(spec.id.empty() ? std::to_string(i) : spec.id);
     }
     if (prompts_.empty()) {

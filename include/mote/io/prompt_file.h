@@ -15,7 +15,9 @@
 // non-blank character is '{'.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +41,22 @@ struct PromptSpec {
   // records it as failed and runs the others.
   std::string error;
 };
+
+// Where a prompt is in its file, to read it again with read_prompt_at().
+struct PromptPlace {
+  uint64_t offset = 0;  // of the line
+  uint32_t length = 0;  // of the line, without its line ending
+  int line = 0;
+  bool jsonl = false;
+};
+
+// Reads and validates the whole file as read_prompt_file() does, handing
+// each prompt and its place to `each`, in order, instead of keeping them
+// (a job keeps a few bytes per prompt, not the prompts).
+void for_each_prompt(const std::filesystem::path& path, const std::function<void(PromptSpec&&, const PromptPlace&)>& each);
+
+// The prompt at `place` again, as for_each_prompt() gave it.
+PromptSpec read_prompt_at(const std::filesystem::path& path, const PromptPlace& place);
 
 // Reads and validates the whole file. What is wrong with one prompt's text
 // (invalid UTF-8, an empty prompt) marks that request failed; what makes the

@@ -71,7 +71,6 @@ void validate(const JobOptions& options);
 
 // What a finished job hands to JobFinish, per request in prompt-file order.
 struct JobOutcome {
-  const std::vector<PromptSpec>& requests;
   const std::vector<std::string>& texts;     // generated text up to (not including) a final EOS
   const std::vector<std::string>& errors;    // non-empty for a request that failed
   const std::vector<int32_t>& first_tokens;  // the first generated token id, -1 if none
