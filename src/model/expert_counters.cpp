@@ -6,6 +6,13 @@
 
 namespace mote {
 
+std::optional<std::vector<int>> phases_named(const std::string& name) {
+  if (name == "all") return std::vector<int>{kPromptPhase, kGeneratedPhase};
+  if (name == "prompt") return std::vector<int>{kPromptPhase};
+  if (name == "generated") return std::vector<int>{kGeneratedPhase};
+  return std::nullopt;
+}
+
 ExpertCounters::ExpertCounters(int n_classes, int n_layers, int n_experts)
     : classes(n_classes),
       moe_layers(n_layers),

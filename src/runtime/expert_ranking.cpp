@@ -20,15 +20,9 @@ std::vector<RankedExpert> rank_experts(const ProfileData& d, const RankingSpec& 
   };
   const size_t t = class_index(spec.target), c = class_index(spec.control);
   if (t == c) fail("the target and control classes are both '{}'", spec.target);
-  std::vector<int> phases;
   const bool last_prompt = spec.phase == "last-prompt";
-  if (spec.phase == "all")
-    phases = {kPromptPhase, kGeneratedPhase};
-  else if (spec.phase == "prompt")
-    phases = {kPromptPhase};
-  else if (spec.phase == "generated")
-    phases = {kGeneratedPhase};
-  else if (!last_prompt)
+  const std::vector<int> phases = phases_named(spec.phase).value_or(std::vector<int>{});
+  if (phases.empty() && !last_prompt)
     fail("--phase '{}' is not one of all, prompt, generated, last-prompt", spec.phase);
   if (spec.score != "freq-diff" && spec.score != "log-odds" && spec.score != "gate-diff") {
     fail("--score '{}' is not one of freq-diff, log-odds, gate-diff", spec.score);

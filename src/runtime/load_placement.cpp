@@ -36,15 +36,9 @@ LoadPlacement place_by_load(const ProfileData& profile, const LoadPlacementSpec&
   }
   const int h = static_cast<int>(p.holders.size());
 
-  std::vector<int> phases;
-  if (spec.phase == "all")
-    phases = {kPromptPhase, kGeneratedPhase};
-  else if (spec.phase == "prompt")
-    phases = {kPromptPhase};
-  else if (spec.phase == "generated")
-    phases = {kGeneratedPhase};
-  else
-    fail("--phase '{}' is not one of all, prompt, generated", spec.phase);
+  const auto named = phases_named(spec.phase);
+  if (!named) fail("--phase '{}' is not one of all, prompt, generated", spec.phase);
+  const std::vector<int>& phases = *named;
   std::vector<int> classes;
   for (const std::string& name : spec.classes) {
     const auto it = std::find(profile.classes.begin(), profile.classes.end(), name);

@@ -14,6 +14,10 @@ namespace mote {
 enum Phase : uint8_t { kPromptPhase = 0, kGeneratedPhase = 1 };
 inline constexpr int kPhaseCount = 2;
 
+// The phases a --phase name counts: "all", "prompt" or "generated";
+// nullopt for any other name.
+std::optional<std::vector<int>> phases_named(const std::string& name);
+
 struct ExpertCounters {
   int classes = 0, moe_layers = 0, experts = 0;
   // Every class counted as class 0: a rank's own record, checked against
