@@ -327,6 +327,13 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
     }
   }
 
+  // The routed experts of decoder layer l (MoE layer m) this rank holds.
+  const auto load_routed_experts = [&](LayerWeights& lw, int l, int m) {
+    lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
+    for (int e = 0; e < c.n_routed_experts; ++e) {
+      if (load_expert(m, e)) lw.experts[e] = load.ffn(l, Names::expert(n, e), hidden, c.moe_intermediate_size);
+    }
+  };
   int moe_index = 0;
   if (!shared_parts) {
     // An expert shard holds its routed experts and nothing else.
@@ -334,12 +341,7 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
       LayerWeights lw;
       lw.is_moe = c.is_moe_layer(l);
       if (lw.is_moe) {
-        lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
-        for (int e = 0; e < c.n_routed_experts; ++e) {
-          if (load_expert(moe_index, e))
-            lw.experts[e] = load.ffn(l, Names::expert(n, e), hidden, c.moe_intermediate_size);
-        }
-        ++moe_index;
+        load_routed_experts(lw, l, moe_index++);
       }
       w.layers.push_back(std::move(lw));
     }
@@ -396,12 +398,7 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
       if (c.router_bias) lw.router.bias = load.vector(Names::layer(l, n.router_bias), c.n_routed_experts);
       if (c.n_shared_experts > 0)
         lw.shared = load.ffn(l, n.shared, hidden, c.moe_intermediate_size * c.n_shared_experts);
-      lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
-      for (int e = 0; e < c.n_routed_experts; ++e) {
-        if (!load_expert(moe_index, e)) continue;
-        lw.experts[e] = load.ffn(l, Names::expert(n, e), hidden, c.moe_intermediate_size);
-      }
-      ++moe_index;
+      load_routed_experts(lw, l, moe_index++);
     }
     w.layers.push_back(std::move(lw));
   }
