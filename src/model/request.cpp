@@ -12,6 +12,8 @@ const char* stop_reason_name(StopReason reason) {
       return "context_full";
     case StopReason::Error:
       return "error";
+    case StopReason::Cancelled:
+      return "cancelled";
   }
   return "?";
 }

@@ -23,6 +23,9 @@ struct Slot {
   int fed = 0;                  // positions already in the KV cache
   size_t prompt_len = 0;
   int score_from = -1;
+  int max_new = 0;  // the request's, else the job's
+  SamplingParams sampling;
+  int logprobs_from = -1, top_logprobs = 0;
   bool capture = false;
   int resume_layer = -1;  // decoder layer
   std::vector<float> resume_h;
@@ -38,6 +41,29 @@ void log_probabilities(const float* logits, int vocab, std::span<const int32_t> 
   for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - top);
   const double log_norm = top + std::log(sum);
   for (const int32_t id : ids) out.push_back(static_cast<double>(logits[id]) - log_norm);
+}
+
+// The log-probability of `chosen` and of the `top` most likely ids (ties to
+// the lower id), appended to the result.
+void token_log_probabilities(const float* logits, int vocab, int32_t chosen, int top, GenerationResult& result) {
+  std::vector<double> log_norm;
+  const int32_t none[1] = {chosen};
+  log_probabilities(logits, vocab, none, log_norm);
+  const double norm = static_cast<double>(logits[chosen]) - log_norm[0];
+  result.token_logprobs.push_back(static_cast<float>(log_norm[0]));
+  if (top <= 0) return;
+  std::vector<int32_t> best;
+  best.reserve(static_cast<size_t>(top) + 1);
+  const auto before = [&](int32_t a, int32_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; };
+  for (int32_t i = 0; i < vocab; ++i) {
+    if (static_cast<int>(best.size()) == top && !before(i, best.back())) continue;
+    best.insert(std::upper_bound(best.begin(), best.end(), i, before), i);
+    if (static_cast<int>(best.size()) > top) best.pop_back();
+  }
+  for (const int32_t id : best) {
+    result.top_ids.push_back(id);
+    result.top_logprobs.push_back(static_cast<float>(static_cast<double>(logits[id]) - norm));
+  }
 }
 
 }  // namespace
@@ -131,6 +157,7 @@ class GenerationRun {
         completed = false;
         break;
       }
+      cancel(source);
       if (active_ == 0 && taken_.empty()) {
         if (source.exhausted()) break;
         source.wait();
@@ -147,6 +174,19 @@ class GenerationRun {
   }
 
  private:
+  // Requests the source withdrew finish at once, as they are.
+  void cancel(RequestSource& source) {
+    cancelled_.clear();
+    source.cancelled(cancelled_);
+    for (const size_t id : cancelled_) {
+      for (Slot& slot : state_) {
+        if (!slot.active || slot.request != id) continue;
+        slot.result.stop = StopReason::Cancelled;
+        finish(slot);
+      }
+    }
+  }
+
   // Checks the requests taken, then gives each a free slot and its KV cache.
   void admit() {
     if (static_cast<int>(taken_.size()) > slots_ - active_)
@@ -160,8 +200,13 @@ class GenerationRun {
       if (req.score_from >= static_cast<int>(len))
         fail("request {}: scoring from position {} of a {}-token prompt", id, req.score_from, len);
       if (req.score_from >= 0 && options_.score_ids.empty()) fail("request {}: scoring needs the ids to score", id);
+      if (req.logprobs_from >= static_cast<int>(len) || req.top_logprobs < 0 || req.top_logprobs > kMaxTopLogprobs)
+        fail("request {}: log-probabilities from position {} of {} with {} alternatives", id, req.logprobs_from, len,
+             req.top_logprobs);
+      if (req.top_p > 1.0f || req.top_p == 0.0f) fail("request {}: top_p {} is not in (0, 1]", id, req.top_p);
       if (req.resume_moe_layer >= 0) {
-        if (options_.max_new_tokens != 0) fail("request {}: a request resumed at a MoE layer cannot generate", id);
+        if ((req.max_new_tokens >= 0 ? req.max_new_tokens : options_.max_new_tokens) != 0)
+          fail("request {}: a request resumed at a MoE layer cannot generate", id);
         if (req.resume_moe_layer >= moe_layers_ || req.resume_h.size() != len * static_cast<size_t>(hidden_)) {
           fail("request {}: resumes at MoE layer {} with {} values for {} positions of {}", id, req.resume_moe_layer,
                req.resume_h.size(), len, hidden_);
@@ -180,16 +225,22 @@ class GenerationRun {
       slot.tokens = std::move(req.prompt);
       slot.prompt_len = slot.tokens.size();
       slot.score_from = req.score_from;
+      slot.max_new = req.max_new_tokens >= 0 ? req.max_new_tokens : options_.max_new_tokens;
+      slot.sampling = options_.sampling;
+      if (req.temperature >= 0) slot.sampling.temperature = req.temperature;
+      if (req.top_p > 0) slot.sampling.top_p = req.top_p;
+      slot.logprobs_from = req.logprobs_from;
+      slot.top_logprobs = req.top_logprobs;
       slot.capture = req.capture;
       slot.resume_layer =
           req.resume_moe_layer >= 0 ? moe_decoder_layers_[static_cast<size_t>(req.resume_moe_layer)] : -1;
       slot.resume_h = std::move(req.resume_h);
       if (slot.capture) slot.result.moe_inputs.assign(slot.prompt_len * moe_layers_ * hidden_, 0.0f);
-      slot.rng.emplace(options_.seed, req.stream);
+      slot.rng.emplace(req.own_seed ? req.seed : options_.seed, req.stream);
       slot.result.expert_counts.assign(count_size_, 0);
       slot.result.expert_gate_sum.assign(count_size_, 0.0);
       // Positions that will be fed: the prompt and every generated token but the last.
-      const int wanted = static_cast<int>(slot.prompt_len) + std::max(options_.max_new_tokens - 1, 0);
+      const int wanted = static_cast<int>(slot.prompt_len) + std::max(slot.max_new - 1, 0);
       cache_.reset(s, std::min(wanted, max_pos_));
       ++active_;
     }
@@ -224,7 +275,9 @@ class GenerationRun {
               slot.score_from >= 0 && pos >= slot.score_from && static_cast<size_t>(pos) < slot.prompt_len;
           // Logits only where they are used: sampling, scoring, or kept.
           const bool last_prompt = static_cast<size_t>(pos) + 1 == slot.prompt_len;
-          if ((last && options_.max_new_tokens > 0) || scored || options_.save_logits ||
+          const bool prompt_logprob =
+              slot.logprobs_from >= 0 && pos >= slot.logprobs_from && static_cast<size_t>(pos) + 1 < slot.prompt_len;
+          if ((last && slot.max_new > 0) || scored || prompt_logprob || options_.save_logits ||
               (options_.save_last_logits && last_prompt)) {
             logit_rows_.push_back(static_cast<int32_t>(rows_.size()));
           }
@@ -330,6 +383,8 @@ class GenerationRun {
       }
       log_probabilities(row_logits, scored_vocab_, options_.score_ids, slot.result.scores);
     }
+    if (slot.logprobs_from >= 0 && row.pos >= slot.logprobs_from && static_cast<size_t>(row.pos) + 1 < slot.prompt_len)
+      token_log_probabilities(row_logits, scored_vocab_, slot.tokens[row.pos + 1], slot.top_logprobs, slot.result);
     if (options_.trace) {  // the routing itself is tapped always; kept only when asked
       slot.result.route_experts.insert(slot.result.route_experts.end(), &route_experts_[r * route_width_],
                                        &route_experts_[(r + 1) * route_width_]);
@@ -342,7 +397,7 @@ class GenerationRun {
 
   // Every pending token of the slot is fed: sample the next one, or finish.
   void next_token(Slot& slot, const float* row_logits) {
-    if (options_.max_new_tokens == 0) {
+    if (slot.max_new == 0) {
       if (!slot.result.error.empty()) slot.result.stop = StopReason::Error;
       finish(slot);
       return;
@@ -361,11 +416,14 @@ class GenerationRun {
       finish(slot);
       return;
     }
-    const int32_t next = sampler_.sample(row_logits, scored_vocab_, *slot.rng);
+    const int32_t next = sampler_.sample(row_logits, scored_vocab_, *slot.rng, slot.sampling);
     slot.result.generated.push_back(next);
+    if (slot.logprobs_from >= 0)
+      token_log_probabilities(row_logits, scored_vocab_, next, slot.top_logprobs, slot.result);
+    if (options_.on_token) options_.on_token(slot.request, slot.result);
     ++stats_.generated_tokens;
     const bool eos = options_.stop_at_eos && std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
-    const bool full_count = static_cast<int>(slot.result.generated.size()) >= options_.max_new_tokens;
+    const bool full_count = static_cast<int>(slot.result.generated.size()) >= slot.max_new;
     const bool no_room = slot.fed >= max_pos_;
     if (eos || full_count || no_room) {
       slot.result.stop = eos ? StopReason::Eos : full_count ? StopReason::MaxTokens : StopReason::ContextFull;
@@ -397,6 +455,7 @@ class GenerationRun {
   int active_ = 0;
   // The step's buffers, reused.
   std::vector<std::pair<size_t, GenerationRequest>> taken_;
+  std::vector<size_t> cancelled_;
   std::vector<StepRow> rows_;
   std::vector<int32_t> row_slot_, logit_rows_;
   std::vector<int> slot_order_;

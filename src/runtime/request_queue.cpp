@@ -18,7 +18,8 @@ template <class Archive>
 void serialize(Archive& ar, GenerationResult& r) {
   int32_t stop = static_cast<int32_t>(r.stop);
   ar(r.generated, stop, r.positions, r.logits, r.route_experts, r.route_weights, r.expert_counts, r.expert_gate_sum,
-     r.scores, r.moe_inputs, r.prompt_positions, r.generated_positions, r.error);
+     r.scores, r.moe_inputs, r.token_logprobs, r.top_ids, r.top_logprobs, r.prompt_positions, r.generated_positions,
+     r.error);
   r.stop = static_cast<StopReason>(stop);
 }
 
@@ -32,7 +33,8 @@ struct SentRequest {
   template <class Archive>
   void serialize(Archive& ar) {
     auto& r = request;
-    ar(id, r.prompt, mask, r.stream, r.cls, r.score_from, r.capture, r.resume_moe_layer, r.resume_h);
+    ar(id, r.prompt, mask, r.stream, r.cls, r.score_from, r.capture, r.resume_moe_layer, r.resume_h, r.max_new_tokens,
+       r.temperature, r.top_p, r.own_seed, r.seed, r.logprobs_from, r.top_logprobs);
   }
 };
 

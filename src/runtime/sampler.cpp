@@ -13,19 +13,19 @@ int32_t argmax(const float* logits, int vocab) {
   return best;
 }
 
-int32_t Sampler::sample(const float* logits, int vocab, Rng& rng) {
-  if (params_.temperature <= 0.0f) return argmax(logits, vocab);
+int32_t Sampler::sample(const float* logits, int vocab, Rng& rng, const SamplingParams& params) {
+  if (params.temperature <= 0.0f) return argmax(logits, vocab);
   const double max_logit = logits[argmax(logits, vocab)];
   probs_.resize(static_cast<size_t>(vocab));
   double total = 0.0;
   for (int32_t i = 0; i < vocab; ++i) {
-    const double p = std::exp((logits[i] - max_logit) / params_.temperature);
+    const double p = std::exp((logits[i] - max_logit) / params.temperature);
     probs_[i] = {p, i};
     total += p;
   }
   size_t kept = probs_.size();
   double kept_mass = total;
-  if (params_.top_p < 1.0f) {
+  if (params.top_p < 1.0f) {
     std::sort(probs_.begin(), probs_.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
     });
@@ -33,7 +33,7 @@ int32_t Sampler::sample(const float* logits, int vocab, Rng& rng) {
     for (kept = 0; kept < probs_.size();) {
       cumulative += probs_[kept].first;
       ++kept;
-      if (cumulative >= params_.top_p * total) break;
+      if (cumulative >= params.top_p * total) break;
     }
     kept_mass = cumulative;
   }

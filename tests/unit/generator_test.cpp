@@ -361,3 +361,137 @@ TEST(Generator, PaddedVocabularyIdsAreNeverSampled) {
 
 }  // namespace
 }  // namespace mote
+
+namespace mote {
+namespace {
+
+// A server's requests carry their own settings: each gives what a job with
+// those settings gives, in one batch with requests of other settings.
+TEST(Generator, PerRequestSettingsEqualTheJobsOwn) {
+  const auto requests = golden_requests();
+  GenerationOptions base;
+  base.max_new_tokens = 10;
+  base.batch_size = 8;
+  const auto greedy = run(base, requests);
+  GenerationOptions sampled_options = base;
+  sampled_options.max_new_tokens = 5;
+  sampled_options.sampling = {0.9f, 0.8f};
+  sampled_options.seed = 11;
+  const auto sampled = run(sampled_options, requests);
+
+  std::vector<GenerationRequest> mixed = requests;
+  for (size_t i = 0; i < mixed.size(); i += 2) {
+    mixed[i].max_new_tokens = 5;
+    mixed[i].temperature = 0.9f;
+    mixed[i].top_p = 0.8f;
+    mixed[i].own_seed = true;
+    mixed[i].seed = 11;
+  }
+  GenerationOptions other = base;
+  other.seed = 3;  // only the requests without their own seed would see it, and they are greedy
+  const auto got = run(other, mixed);
+  for (size_t i = 0; i < mixed.size(); ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    EXPECT_EQ(got[i].generated, (i % 2 == 0 ? sampled : greedy)[i].generated);
+  }
+  EXPECT_NE(sampled[0].generated, std::vector<int32_t>(greedy[0].generated.begin(), greedy[0].generated.begin() + 5));
+}
+
+// Log-probabilities of the prompt's own tokens and of the sampled ones: the
+// same numbers the scoring path gives for those ids, the top alternatives
+// in order, and batching changes none of them.
+TEST(Generator, TokenLogprobsMatchScoresAndDoNotDependOnTheBatch) {
+  auto requests = golden_requests();
+  for (auto& r : requests) {
+    r.logprobs_from = 0;
+    r.top_logprobs = 3;
+  }
+  GenerationOptions o;
+  o.max_new_tokens = 4;
+  o.stop_at_eos = false;
+  o.batch_size = 1;
+  const auto alone = run(o, requests);
+  o.batch_size = 8;
+  o.max_step_tokens = 3;
+  const auto batched = run(o, requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    const auto& r = alone[i];
+    const size_t n = requests[i].prompt.size() - 1 + r.generated.size();
+    ASSERT_EQ(r.token_logprobs.size(), n);
+    ASSERT_EQ(r.top_ids.size(), 3 * n);
+    EXPECT_EQ(r.token_logprobs, batched[i].token_logprobs);
+    EXPECT_EQ(r.top_ids, batched[i].top_ids);
+    for (size_t p = 0; p < n; ++p) {
+      EXPECT_GE(r.top_logprobs[3 * p], r.top_logprobs[3 * p + 1]);
+      EXPECT_GE(r.top_logprobs[3 * p + 1], r.top_logprobs[3 * p + 2]);
+      EXPECT_LE(r.token_logprobs[p], r.top_logprobs[3 * p] + 1e-6f);
+      EXPECT_LE(r.token_logprobs[p], 0.0f);
+    }
+    // Greedy: each sampled token is the most likely one.
+    for (size_t g = 0; g < r.generated.size(); ++g) {
+      const size_t p = requests[i].prompt.size() - 1 + g;
+      EXPECT_EQ(r.top_ids[3 * p], r.generated[g]);
+      EXPECT_EQ(r.token_logprobs[p], r.top_logprobs[3 * p]);
+    }
+  }
+  // The prompt's tokens against --score-tokens' path, which scores fixed ids at every position.
+  const auto& prompt = requests[1].prompt;
+  GenerationOptions scoring;
+  scoring.max_new_tokens = 0;
+  for (size_t p = 1; p < prompt.size(); ++p) scoring.score_ids.push_back(prompt[p]);
+  std::sort(scoring.score_ids.begin(), scoring.score_ids.end());
+  scoring.score_ids.erase(std::unique(scoring.score_ids.begin(), scoring.score_ids.end()), scoring.score_ids.end());
+  GenerationRequest scored = requests[1];
+  scored.logprobs_from = -1;
+  scored.score_from = 0;
+  const auto s = run(scoring, {scored});
+  const size_t ids = scoring.score_ids.size();
+  for (size_t p = 0; p + 1 < prompt.size(); ++p) {
+    const size_t k =
+        std::lower_bound(scoring.score_ids.begin(), scoring.score_ids.end(), prompt[p + 1]) - scoring.score_ids.begin();
+    EXPECT_EQ(alone[1].token_logprobs[p], static_cast<float>(s[0].scores[p * ids + k])) << "position " << p;
+  }
+}
+
+// A source that withdraws request 0 after a few steps: it ends as
+// cancelled with what it had, and the other requests run as they would alone.
+class CancellingSource : public RequestSource {
+ public:
+  explicit CancellingSource(std::vector<GenerationRequest> requests) : requests_(std::move(requests)) {}
+  void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) override {
+    ++steps_;
+    for (; free_slots > 0 && next_ < requests_.size(); --free_slots, ++next_) out.emplace_back(next_, requests_[next_]);
+  }
+  bool exhausted() const override { return next_ == requests_.size(); }
+  void cancelled(std::vector<size_t>& ids) override {
+    if (steps_ == 4) ids.push_back(0);
+  }
+
+ private:
+  std::vector<GenerationRequest> requests_;
+  size_t next_ = 0;
+  int steps_ = 0;
+};
+
+TEST(Generator, CancelledRequestsEndAndFreeTheirSlot) {
+  const auto requests = golden_requests();
+  GenerationOptions o;
+  o.max_new_tokens = 12;
+  o.stop_at_eos = false;
+  o.batch_size = 2;
+  const auto whole = run(o, requests);
+  LocalExperts local_experts(model_files().weights, model_files().config);
+  MoeTransformer model(model_files().config, model_files().weights, local_experts);
+  Generator gen(model, model_files().eos_ids, o);
+  std::vector<GenerationResult> results(requests.size());
+  CancellingSource source(requests);
+  gen.run(source, [&](size_t i, GenerationResult&& r) { results[i] = std::move(r); });
+  EXPECT_EQ(results[0].stop, StopReason::Cancelled);
+  ASSERT_LT(results[0].generated.size(), 12u);
+  EXPECT_TRUE(std::equal(results[0].generated.begin(), results[0].generated.end(), whole[0].generated.begin()));
+  for (size_t i = 1; i < requests.size(); ++i) EXPECT_EQ(results[i].generated, whole[i].generated) << i;
+}
+
+}  // namespace
+}  // namespace mote

@@ -36,10 +36,23 @@ struct GenerationRequest {
   // to running the whole prompt. -1: from the embeddings.
   int32_t resume_moe_layer = -1;
   std::vector<float> resume_h;
+  // The request's own generation settings (a server's requests differ);
+  // negative: the job's (GenerationOptions).
+  int32_t max_new_tokens = -1;
+  float temperature = -1.0f, top_p = -1.0f;
+  bool own_seed = false;  // sample from `seed` instead of the job's
+  uint64_t seed = 0;
+  // Log-probabilities (GenerationResult::token_logprobs) of the token that
+  // follows every position from logprobs_from on: the prompt's own next
+  // token, then each one sampled; with the top_logprobs most likely ids at
+  // each. -1: none.
+  int32_t logprobs_from = -1;
+  int32_t top_logprobs = 0;
 };
 
 // Error: the request never ran (its prompt was unusable); not from the generator.
-enum class StopReason { Eos, MaxTokens, ContextFull, Error };
+// Cancelled: its source withdrew it while it ran (a server's client left).
+enum class StopReason { Eos, MaxTokens, ContextFull, Error, Cancelled };
 const char* stop_reason_name(StopReason reason);
 
 struct GenerationResult {
@@ -57,6 +70,12 @@ struct GenerationResult {
   std::vector<double> scores;
   // With capture: [prompt position, moe_layer, hidden].
   std::vector<float> moe_inputs;
+  // With logprobs_from: per position from it, the log-probability of the
+  // token that followed (log-softmax of the raw logits, in double), and
+  // [position, top_logprobs] of the most likely ids (ties to the lower id).
+  std::vector<float> token_logprobs;
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_logprobs;
   int prompt_positions = 0;  // positions fed per phase
   int generated_positions = 0;
   // Set (with stop Error) when the request failed while running: its logits

@@ -50,7 +50,13 @@ struct GenerationOptions {
   // Polled before every step: when it returns true, run() returns at once,
   // leaving unfinished requests unreported (a stopped job resumes them).
   std::function<bool()> stop_requested;
+  // Called after every token sampled, with the request's result so far
+  // (a server streams it).
+  std::function<void(size_t, const GenerationResult&)> on_token;
 };
+
+// GenerationRequest::top_logprobs at most (OpenAI's limit).
+constexpr int kMaxTopLogprobs = 20;
 
 struct GenerationStats {
   int64_t prompt_tokens = 0;     // prompt positions fed
@@ -92,6 +98,9 @@ class RequestSource {
   // Called instead of a step when nothing runs and take() gave nothing
   // though more may come.
   virtual void wait() {}
+  // Called after take(): appends the ids of running requests to end now
+  // (reported with StopReason::Cancelled).
+  virtual void cancelled(std::vector<size_t>& /*ids*/) {}
 };
 
 class Generator {

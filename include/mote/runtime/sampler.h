@@ -19,7 +19,9 @@ struct SamplingParams {
 class Sampler {
  public:
   explicit Sampler(SamplingParams params) : params_(params) {}
-  int32_t sample(const float* logits, int vocab, Rng& rng);
+  int32_t sample(const float* logits, int vocab, Rng& rng) { return sample(logits, vocab, rng, params_); }
+  // With a request's own parameters.
+  int32_t sample(const float* logits, int vocab, Rng& rng, const SamplingParams& params);
 
  private:
   SamplingParams params_;
