@@ -5,6 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <mutex>
+#include <vector>
+
 #include "mote/util/error.h"
 
 namespace mote {
@@ -20,6 +23,8 @@ enum class SplitBehavior { Isolated, Removed, MergedWithPrevious, MergedWithNext
 // (ICU 72: Unicode 15.0) are the newest a Debian library carries; PCRE2
 // 10.42 stops at Unicode 14.
 class RegexSplitter {
+  static constexpr int32_t kTimeLimit = 20000;  // ICU's steps of its match loop
+
  public:
   RegexSplitter(std::string_view pattern, const std::string& where) : where_(where) {
     UParseError parse_error{};
@@ -32,27 +37,41 @@ class RegexSplitter {
            parse_error.offset, u_errorName(status));
     }
     // Bounds backtracking so that a hostile pattern or input fails instead of hanging.
-    uregex_setTimeLimit(regex_, 20000, &status);
+    uregex_setTimeLimit(regex_, kTimeLimit, &status);
   }
-  ~RegexSplitter() { uregex_close(regex_); }
+  ~RegexSplitter() {
+    for (URegularExpression* r : spare_) uregex_close(r);
+    uregex_close(regex_);
+  }
   RegexSplitter(const RegexSplitter&) = delete;
   RegexSplitter& operator=(const RegexSplitter&) = delete;
 
   // Appends (begin, end, is_match) segments covering `text` (valid UTF-8).
-  // Not for concurrent use: the compiled pattern holds the match state.
+  // Safe to call from several threads at once (a server's connections):
+  // each call matches with a matcher of its own, cloned from the compiled
+  // pattern once and then reused.
   void segments(std::string_view text, std::vector<std::tuple<size_t, size_t, bool>>& out) const {
     UErrorCode status = U_ZERO_ERROR;
+    URegularExpression* regex = take_matcher(status);
+    if (U_FAILURE(status)) fail("pre-tokenizer regex cannot be cloned: {}", u_errorName(status));
+    struct Return {
+      const RegexSplitter& owner;
+      URegularExpression* regex;
+      ~Return() { owner.give_back(regex); }
+    } give_back_at_exit{*this, regex};
     UText* ut = utext_openUTF8(nullptr, text.data(), static_cast<int64_t>(text.size()), &status);
-    uregex_setUText(regex_, ut, &status);
+    uregex_setUText(regex, ut, &status);
     size_t last = 0;
-    while (U_SUCCESS(status) && uregex_findNext(regex_, &status)) {
-      const auto begin = static_cast<size_t>(uregex_start64(regex_, 0, &status));
-      const auto end = static_cast<size_t>(uregex_end64(regex_, 0, &status));
+    while (U_SUCCESS(status) && uregex_findNext(regex, &status)) {
+      const auto begin = static_cast<size_t>(uregex_start64(regex, 0, &status));
+      const auto end = static_cast<size_t>(uregex_end64(regex, 0, &status));
       if (end == begin) continue;  // an empty match splits nothing
       if (begin > last) out.emplace_back(last, begin, false);
       out.emplace_back(begin, end, true);
       last = end;
     }
+    UErrorCode detach = U_ZERO_ERROR;
+    uregex_setText(regex, u"", 0, &detach);  // the matcher outlives `ut`
     utext_close(ut);
     if (status == U_REGEX_TIME_OUT || status == U_REGEX_STACK_OVERFLOW) {
       throw TokenizerBroken(
@@ -65,7 +84,28 @@ class RegexSplitter {
   }
 
  private:
-  URegularExpression* regex_ = nullptr;
+  URegularExpression* take_matcher(UErrorCode& status) const {
+    {
+      std::lock_guard lock(spare_mutex_);
+      if (!spare_.empty()) {
+        URegularExpression* r = spare_.back();
+        spare_.pop_back();
+        return r;
+      }
+    }
+    URegularExpression* r = uregex_clone(regex_, &status);
+    uregex_setTimeLimit(r, kTimeLimit, &status);  // a matcher setting, not the pattern's
+    return r;
+  }
+  void give_back(URegularExpression* r) const {
+    if (r == nullptr) return;
+    std::lock_guard lock(spare_mutex_);
+    spare_.push_back(r);
+  }
+
+  URegularExpression* regex_ = nullptr;  // the compiled pattern; matching uses clones
+  mutable std::mutex spare_mutex_;
+  mutable std::vector<URegularExpression*> spare_;
   std::string where_;
 };
 

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include <algorithm>
 #include <fstream>
 
@@ -34,6 +37,32 @@ TEST(Tokenizer, MatchesIndependentReferenceEncoder) {
     EXPECT_EQ(bundled().encode(text, c["add_special_tokens"].get<bool>()), c["ids"].get<std::vector<int32_t>>())
         << text;
   }
+}
+
+// A server encodes on many threads at once with one tokenizer: each gets
+// what encoding alone gives.
+TEST(Tokenizer, EncodesTheSameOnManyThreadsAtOnce) {
+  const json cases = read_json_file(std::filesystem::path(MOTE_TEST_DATA) / "tokenizer_cases.json");
+  std::vector<std::string> texts;
+  std::vector<std::vector<int32_t>> want;
+  for (const auto& c : cases) {
+    texts.push_back(c["text"].get<std::string>());
+    want.push_back(bundled().encode(texts.back(), false));
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 50; ++round) {
+        for (size_t i = 0; i < texts.size(); ++i) {
+          const size_t k = (i + static_cast<size_t>(t)) % texts.size();
+          if (bundled().encode(texts[k], false) != want[k]) ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(Tokenizer, AddsBosByPostProcessor) {
