@@ -48,9 +48,16 @@ void wait_for(MPI_Request& request, const char* what) {
     int done = 0;
     check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
     if (done) return;
-    if (clock::now() - start < std::chrono::microseconds(100)) continue;
+    const auto waited = clock::now() - start;
+    if (waited < std::chrono::microseconds(100)) continue;
     std::this_thread::sleep_for(nap);
-    nap = std::min(nap * 2, std::chrono::microseconds(200));
+    // Short naps while a peer computes a step; longer ones once it is
+    // clearly idle (a server with no requests), so that waiting costs
+    // next to no CPU.
+    const auto longest = waited < std::chrono::milliseconds(10)    ? std::chrono::microseconds(200)
+                         : waited < std::chrono::milliseconds(200) ? std::chrono::microseconds(1000)
+                                                                   : std::chrono::microseconds(5000);
+    nap = std::min(nap * 2, longest);
   }
 }
 

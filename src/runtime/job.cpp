@@ -39,7 +39,10 @@ std::string JobOptions::summary() const {
       "  max_new_tokens {}, temperature {}, top_p {}, seed {}, stop at EOS {}, save logits {}, trace {}\n"
       "  batch size {}, max step tokens {}, threads per rank {}\n"
       "  coordinators {}, placement {}, coordinators hold experts {}, wire dtype {}, weights {}",
-      profile ? "profile" : "generate", model_dir, prompts.empty() ? "-" : prompts,
+      serving   ? "serve"
+      : profile ? "profile"
+                : "generate",
+      model_dir, prompts.empty() ? "-" : prompts,
       class_prompts.empty() ? "" : fmt::format(" + {} class files", class_prompts.size()), out.empty() ? "(none)" : out,
       gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p, gen.seed, gen.stop_at_eos, gen.save_logits,
       gen.trace, gen.batch_size, gen.max_step_tokens, threads, coordinators,
@@ -47,16 +50,8 @@ std::string JobOptions::summary() const {
 }
 
 void validate(const JobOptions& job) {
-  const auto& g = job.gen;
   if (job.prompts.empty() && job.class_prompts.empty()) fail("give --prompts FILE or --class-prompts CLASS=FILE");
-  if (g.max_new_tokens < 0) fail("--max-new-tokens {} must not be negative", g.max_new_tokens);
-  if (!std::isfinite(g.sampling.temperature) || g.sampling.temperature < 0)
-    fail("--temperature {} must be 0 or positive", g.sampling.temperature);
-  if (!(g.sampling.top_p > 0.0f && g.sampling.top_p <= 1.0f)) fail("--top-p {} must be in (0, 1]", g.sampling.top_p);
-  if (g.batch_size < 1) fail("--batch-size {} must be at least 1", g.batch_size);
-  if (g.max_step_tokens < 1) fail("--max-step-tokens {} must be at least 1", g.max_step_tokens);
-  if (job.threads < 0) fail("--threads {} must not be negative", job.threads);
-  if (job.coordinators < 0) fail("--coordinators {} must be at least 1", job.coordinators);
+  validate_generation(job);
   if (job.checkpoint_every < 0) fail("--checkpoint-every {} must not be negative", job.checkpoint_every);
   if (job.save_logits != "none" && job.save_logits != "all" && job.save_logits != "last" && job.save_logits != "true" &&
       job.save_logits != "false") {
@@ -70,6 +65,18 @@ void validate(const JobOptions& job) {
   if ((job.checkpoint_every > 0 || job.resume || !job.resume_from.empty()) && job.out.empty()) {
     fail("--checkpoint-every, --resume and --resume-from need --out");
   }
+}
+
+void validate_generation(const JobOptions& job) {
+  const auto& g = job.gen;
+  if (g.max_new_tokens < 0) fail("--max-new-tokens {} must not be negative", g.max_new_tokens);
+  if (!std::isfinite(g.sampling.temperature) || g.sampling.temperature < 0)
+    fail("--temperature {} must be 0 or positive", g.sampling.temperature);
+  if (!(g.sampling.top_p > 0.0f && g.sampling.top_p <= 1.0f)) fail("--top-p {} must be in (0, 1]", g.sampling.top_p);
+  if (g.batch_size < 1) fail("--batch-size {} must be at least 1", g.batch_size);
+  if (g.max_step_tokens < 1) fail("--max-step-tokens {} must be at least 1", g.max_step_tokens);
+  if (job.threads < 0) fail("--threads {} must not be negative", job.threads);
+  if (job.coordinators < 0) fail("--coordinators {} must be at least 1", job.coordinators);
 }
 
 void set_threads(JobOptions& job, const MpiSession& mpi) {

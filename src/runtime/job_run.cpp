@@ -36,7 +36,7 @@ JobRun::~JobRun() {
 }
 
 int JobRun::run(std::vector<std::pair<size_t, GenerationRequest>> todo, const ResultHandler& on_done,
-                const RequestFiller& fill) {
+                const RequestFiller& fill, RequestInbox* inbox) {
   const int rank = mpi_.rank(), coordinators = options_.coordinators;
   const auto start = std::chrono::steady_clock::now();
   int stop_decided = 0;
@@ -46,8 +46,10 @@ int JobRun::run(std::vector<std::pair<size_t, GenerationRequest>> todo, const Re
     gen.routed_not_run_counts = &routed_not_run_;
     gen.sample_vocab = model_.loaded->tokenizer.vocab_size();
     RequestQueue queue(coordinators_comm_, *exchange_, model_.moe_layers(), masks_, std::move(todo),
-                       rank == 0 ? on_done : ResultHandler(), rank == 0 ? fill : RequestFiller());
+                       rank == 0 ? on_done : ResultHandler(), rank == 0 ? fill : RequestFiller(), options_.serving,
+                       rank == 0 ? inbox : nullptr);
     gen.stop_requested = [&] { return queue.stopped(); };
+    if (options_.serving) gen.on_token = [&](size_t id, const GenerationResult& r) { queue.sampled(id, r); };
     MoeTransformer transformer(model_.config, model_.loaded->weights, *exchange_);
     Generator generator(transformer, model_.loaded->eos_ids, gen);
     generator.run(queue, [&](size_t id, GenerationResult&& result) { queue.done(id, std::move(result)); });

@@ -9,8 +9,8 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "mote/expert_parallel/expert_exchange.h"
@@ -193,8 +193,9 @@ class JobRun {
   // Every rank calls it; rank 0 passes the requests and takes the results
   // in on_done (not in order). Returns, on the coordinators, the stop signal
   // that ended the phase early (0 when it ran to the end; other ranks: 0).
+  // A server (JobOptions::serving) passes no requests but its inbox, on rank 0.
   int run(std::vector<std::pair<size_t, GenerationRequest>> todo, const ResultHandler& on_done,
-          const RequestFiller& fill = {});
+          const RequestFiller& fill = {}, RequestInbox* inbox = nullptr);
   // Step 6: what the experts processed (on whichever ranks own them)
   // against what each coordinator's router decided, to the bit. Returns
   // the routing decisions of all coordinators summed (rank 0).

@@ -5,6 +5,7 @@
 #include <cereal/types/utility.hpp>
 #include <cereal/types/vector.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 
@@ -43,9 +44,10 @@ struct Answer {
   int32_t stop = 0;
   bool exhausted = false, all_done = false;
   std::vector<SentRequest> requests;
+  std::vector<uint64_t> cancel;  // running requests of this coordinator to end now
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(stop, exhausted, all_done, requests);
+    ar(stop, exhausted, all_done, requests, cancel);
   }
 };
 
@@ -74,15 +76,18 @@ int to_count(size_t bytes, const char* what) { return mpi_count(bytes, what, kRe
 
 RequestQueue::RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers,
                            const std::vector<ExpertMask>& masks, std::vector<std::pair<size_t, GenerationRequest>> todo,
-                           ResultHandler on_done, RequestFiller fill)
+                           ResultHandler on_done, RequestFiller fill, bool serving, RequestInbox* inbox)
     : comm_(comm),
       exchange_(exchange),
       moe_layers_(moe_layers),
       masks_(masks),
       pending_(std::make_move_iterator(todo.begin()), std::make_move_iterator(todo.end())),
       on_done_(std::move(on_done)),
-      fill_(std::move(fill)) {
+      fill_(std::move(fill)),
+      serving_(serving),
+      inbox_(inbox) {
   MPI_Comm_rank(comm_, &rank_);
+  if (serving_ && rank_ == 0 && inbox_ == nullptr) fail("internal error: a serving queue without an inbox");
   MPI_Comm_size(comm_, &coordinators_);
   coordinator_done_.assign(static_cast<size_t>(coordinators_), 0);
   ran_by_.assign(static_cast<size_t>(coordinators_), 0);
@@ -108,14 +113,45 @@ void RequestQueue::serve_rest_of_block() {
   while (exchange_.rounds() - block_rounds_ < moe_layers_) exchange_.serve(false);
 }
 
+void RequestQueue::collect_arrivals() {
+  if (!inbox_ || !inbox_open_) return;
+  std::vector<size_t> cancel;
+  inbox_open_ = inbox_->collect(pending_, cancel);
+  for (const size_t id : cancel) {
+    if (running_on_.count(id) != 0) {
+      cancel_.push_back(id);
+      continue;
+    }
+    const auto queued = std::find_if(pending_.begin(), pending_.end(), [&](const auto& p) { return p.first == id; });
+    if (queued == pending_.end()) continue;  // finished already
+    pending_.erase(queued);
+    GenerationResult none;
+    none.stop = StopReason::Cancelled;
+    on_done_(id, std::move(none));
+  }
+}
+
 void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::pair<size_t, GenerationRequest>>& out) {
+  if (rank_ == 0 && serving_) {
+    collect_arrivals();
+    // Nothing queued or running anywhere: sleep until a request arrives
+    // (an idle server costs next to nothing; the other ranks nap in their
+    // waits meanwhile), waking each second for signals.
+    const bool idle = std::all_of(in_flight_.begin(), in_flight_.end(), [](size_t n) { return n == 0; });
+    if (idle && pending_.empty() && finished_.empty() && inbox_open_ && mote::stop_signal() == 0 &&
+        exchange_.stop_signal() == 0) {
+      inbox_->wait_for_work(std::chrono::milliseconds(1000));
+      collect_arrivals();
+    }
+  }
   const auto start = std::chrono::steady_clock::now();
   if (block_rounds_ >= 0 && exchange_.rounds() - block_rounds_ != moe_layers_) {
     fail("internal error: a block of {} exchange rounds where the model has {} MoE layers",
          exchange_.rounds() - block_rounds_, moe_layers_);
   }
-  const std::string results = to_bytes(finished_);
+  const std::string results = to_bytes(std::make_pair(finished_, progress_));
   finished_.clear();
+  progress_.clear();
   const int64_t report[kReportSize] = {free_slots, finished ? 1 : 0, mote::stop_signal(),
                                        static_cast<int64_t>(results.size())};
   std::vector<int64_t> reports(rank_ == 0 ? static_cast<size_t>(coordinators_) * kReportSize : 0);
@@ -142,23 +178,34 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
   if (rank_ == 0) {
     // Every coordinator's results, in coordinator order.
     for (int c = 0; c < coordinators_; ++c) {
-      std::vector<std::pair<size_t, GenerationResult>> theirs;
+      std::pair<std::vector<std::pair<size_t, GenerationResult>>, std::vector<TokenProgress>> theirs;
       std::istringstream is(std::string(all_results.data() + result_displs[c], static_cast<size_t>(result_counts[c])));
       cereal::BinaryInputArchive archive(is);
       archive(theirs);
-      for (auto& [id, result] : theirs) {
+      // A request's tokens before its result.
+      for (TokenProgress& token : theirs.second) {
+        if (inbox_) inbox_->progress(std::move(token));
+      }
+      for (auto& [id, result] : theirs.first) {
         if (in_flight_[c] == 0)
           fail("protocol error: coordinator {} returned request {}, which it was not given", c, id);
         --in_flight_[c];
+        running_on_.erase(id);
         on_done_(id, std::move(result));
       }
     }
     // The stop decision: a signal to this rank, to any rank in the
-    // exchange's rounds, or to any coordinator.
-    if (stop_signal_ == 0) stop_signal_ = mote::stop_signal();
-    if (stop_signal_ == 0) stop_signal_ = exchange_.stop_signal();
-    for (int c = 0; c < coordinators_ && stop_signal_ == 0; ++c)
-      stop_signal_ = static_cast<int>(reports[c * kReportSize + kSignal]);
+    // exchange's rounds, or to any coordinator. A server shuts its inbox
+    // instead and runs on until what it took is done.
+    int signal = mote::stop_signal();
+    if (signal == 0) signal = exchange_.stop_signal();
+    for (int c = 0; c < coordinators_ && signal == 0; ++c)
+      signal = static_cast<int>(reports[c * kReportSize + kSignal]);
+    if (serving_) {
+      if (signal != 0 && inbox_open_) inbox_->shut_down(signal);
+    } else if (stop_signal_ == 0) {
+      stop_signal_ = signal;
+    }
     bool all_done = true;
     for (int c = 0; c < coordinators_; ++c) {
       coordinator_done_[c] = reports[c * kReportSize + kFinished] != 0;
@@ -176,6 +223,7 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
       for (size_t i = 0; i < n; ++i) {
         auto& [id, req] = pending_.front();
         if (fill_) fill_(id, req);
+        if (serving_) running_on_[id] = c;
         const int32_t mask = req.mask != nullptr ? req.mask->id : 0;
         a.requests.push_back({static_cast<uint64_t>(id), std::move(req), mask});
         pending_.pop_front();
@@ -183,8 +231,13 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
       ran_by_[c] += n;
       in_flight_[c] += n;
     }
+    for (const size_t id : cancel_) {
+      const auto on = running_on_.find(id);
+      if (on != running_on_.end()) each[static_cast<size_t>(on->second)].cancel.push_back(id);
+    }
+    cancel_.clear();
     for (int c = 0; c < coordinators_; ++c) {
-      each[static_cast<size_t>(c)].exhausted = pending_.empty();
+      each[static_cast<size_t>(c)].exhausted = pending_.empty() && (!serving_ || !inbox_open_);
       const std::string bytes = to_bytes(each[static_cast<size_t>(c)]);
       answer_counts[c] = to_count(bytes.size(), "a batch of requests");
       answers.insert(answers.end(), bytes.begin(), bytes.end());
@@ -214,6 +267,7 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
     sent.request.mask = sent.mask == 0 ? nullptr : &masks_[static_cast<size_t>(sent.mask)];
     out.emplace_back(static_cast<size_t>(sent.id), std::move(sent.request));
   }
+  cancel_.assign(got.cancel.begin(), got.cancel.end());
   block_rounds_ = exchange_.rounds();
   block_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -224,7 +278,25 @@ void RequestQueue::take(int free_slots, std::vector<std::pair<size_t, Generation
 
 void RequestQueue::wait() { serve_rest_of_block(); }
 
+void RequestQueue::cancelled(std::vector<size_t>& ids) {
+  ids.insert(ids.end(), cancel_.begin(), cancel_.end());
+  cancel_.clear();
+}
+
 void RequestQueue::done(size_t id, GenerationResult&& result) { finished_.emplace_back(id, std::move(result)); }
+
+void RequestQueue::sampled(size_t id, const GenerationResult& so_far) {
+  TokenProgress token;
+  token.id = id;
+  token.token = so_far.generated.back();
+  if (!so_far.token_logprobs.empty()) {
+    token.logprob = so_far.token_logprobs.back();
+    const size_t top = so_far.top_ids.size() / so_far.token_logprobs.size();
+    token.top_ids.assign(so_far.top_ids.end() - static_cast<std::ptrdiff_t>(top), so_far.top_ids.end());
+    token.top_logprobs.assign(so_far.top_logprobs.end() - static_cast<std::ptrdiff_t>(top), so_far.top_logprobs.end());
+  }
+  progress_.push_back(std::move(token));
+}
 
 void RequestQueue::finish() {
   std::vector<std::pair<size_t, GenerationRequest>> none;

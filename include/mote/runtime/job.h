@@ -47,6 +47,9 @@ struct JobOptions {
   // messages and provenance), and mask sets beside --mask's, each named.
   std::optional<std::vector<PromptSpec>> built_requests;
   std::vector<ExpertMask> built_masks;
+  // Set on every rank by a server: requests arrive while the job runs
+  // (runtime/server.h), and a signal drains them instead of stopping it.
+  bool serving = false;
   // Tokens (or #IDs, comma-separated) whose log-probabilities every request
   // keeps at the first answer position (GenerationOptions::score_ids).
   std::string score_tokens;
@@ -68,6 +71,9 @@ struct JobOptions {
 
 // Refuses options that cannot make a job, naming the option.
 void validate(const JobOptions& options);
+// The options every run of the model has (generation, threads,
+// coordinators), without a job's inputs and outputs: a server's.
+void validate_generation(const JobOptions& options);
 
 // What a finished job hands to JobFinish, per request in prompt-file order.
 struct JobOutcome {

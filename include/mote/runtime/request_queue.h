@@ -15,8 +15,10 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <deque>
 #include <functional>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -31,6 +33,39 @@ using ResultHandler = std::function<void(size_t, GenerationResult&&)>;
 // residuals, too large to hold for every queued request at once).
 using RequestFiller = std::function<void(size_t, GenerationRequest&)>;
 
+// A token a running request sampled (a server streams it).
+struct TokenProgress {
+  uint64_t id = 0;
+  int32_t token = 0;
+  float logprob = 0;  // with GenerationRequest::logprobs_from
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_logprobs;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(id, token, logprob, top_ids, top_logprobs);
+  }
+};
+
+// Requests that arrive while the job runs (a server's), on rank 0. The
+// queue calls it at every block start, from the thread that runs rank 0's
+// generator; the other side (the server's connections) is its own.
+class RequestInbox {
+ public:
+  virtual ~RequestInbox() = default;
+  // Moves the requests that arrived into `arrived`, with their ids, and
+  // appends the ids of requests to end (queued or running) to `cancel`.
+  // Returns false once no more will arrive.
+  virtual bool collect(std::deque<std::pair<size_t, GenerationRequest>>& arrived, std::vector<size_t>& cancel) = 0;
+  // Nothing is queued or running: returns when a request arrives, the
+  // inbox closes, or `timeout` has passed.
+  virtual void wait_for_work(std::chrono::milliseconds timeout) = 0;
+  // A signal reached a rank: stop taking requests and let the running
+  // ones finish (or cancel them once a deadline passes).
+  virtual void shut_down(int signal) = 0;
+  // Tokens of running requests, in the order each coordinator sampled them.
+  virtual void progress(TokenProgress&& token) = 0;
+};
+
 class RequestQueue : public RequestSource {
  public:
   // On every coordinator, with `comm` holding exactly the coordinators
@@ -38,9 +73,12 @@ class RequestQueue : public RequestSource {
   // with the ids results are reported under, and its `on_done` takes every
   // result; other coordinators pass none. `masks`: the job's mask sets,
   // which every rank holds (requests travel with their set's id).
+  // `serving`: requests come from rank 0's `inbox` while the job runs (it
+  // ends when the inbox closes); every coordinator reports each token
+  // sampled; a signal shuts the inbox down instead of stopping the job.
   RequestQueue(MPI_Comm comm, ExpertExchange& exchange, int moe_layers, const std::vector<ExpertMask>& masks,
                std::vector<std::pair<size_t, GenerationRequest>> todo = {}, ResultHandler on_done = {},
-               RequestFiller fill = {});
+               RequestFiller fill = {}, bool serving = false, RequestInbox* inbox = nullptr);
   // A block starts: reports and receives (a collective among coordinators).
   void take(int free_slots, std::vector<std::pair<size_t, GenerationRequest>>& out) override;
   bool exhausted() const override { return exhausted_ || stop_signal_ != 0; }
@@ -50,8 +88,12 @@ class RequestQueue : public RequestSource {
   // block start: the signal that stopped it, 0 while it runs.
   bool stopped() const { return stop_signal_ != 0; }
   int stop_signal() const { return stop_signal_; }
+  void cancelled(std::vector<size_t>& ids) override;
   // A result of this coordinator's generator.
   void done(size_t id, GenerationResult&& result);
+  // A token this coordinator's generator sampled (when serving).
+  void sampled(size_t id, const GenerationResult& so_far);
+  bool serving() const { return serving_; }
   // Once this coordinator's generator has returned: completes its block,
   // then takes part in block starts, serving rounds, until every
   // coordinator is done; its last results reach rank 0 on the way.
@@ -75,7 +117,14 @@ class RequestQueue : public RequestSource {
   std::deque<std::pair<size_t, GenerationRequest>> pending_;  // rank 0
   ResultHandler on_done_;
   RequestFiller fill_;
+  void collect_arrivals();
   std::vector<std::pair<size_t, GenerationResult>> finished_;  // since the last block start
+  std::vector<TokenProgress> progress_;                        // since the last block start
+  std::vector<size_t> cancel_;                                 // received at the last block start
+  bool serving_ = false;
+  RequestInbox* inbox_ = nullptr;
+  bool inbox_open_ = true;
+  std::unordered_map<size_t, int> running_on_;  // serving, rank 0: request -> coordinator
   std::vector<uint8_t> coordinator_done_;
   std::vector<size_t> ran_by_, in_flight_;
   bool exhausted_ = false, all_done_ = false;
