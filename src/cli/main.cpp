@@ -21,6 +21,7 @@ void print_usage() {
          "Commands:\n"
          "  generate      generate text for a prompt file, optionally steered by MoTE masks; HDF5 output\n"
          "  profile       fTRI profiling: count which routed experts fire per prompt class into HDF5\n"
+         "  serve         an OpenAI-compatible HTTP server; each request may name its own mask set\n"
          "  experiment    a behaviour under no mask, a target mask and K random masks of the same size\n"
          "  scan          causal fTRI: switch experts off one at a time and measure a behaviour's change\n"
          "  rank          rank experts of a profile (target vs control class) or of a scan; write the top as a mask\n"
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
     if (command == "inspect") return mote::run_inspect(args, command_line, mpi);
     if (command == "diff") return mote::run_diff(args, command_line, mpi);
     if (command == "tokenize") return mote::run_tokenize(args, command_line, mpi);
+    if (command == "serve") return mote::run_serve(args, command_line, mpi);
     if (mpi.rank() == 0) std::cerr << "mote: unknown command '" << command << "' (run 'mote --help' for the list)\n";
     return 2;
   } catch (const mote::EarlyExit& e) {

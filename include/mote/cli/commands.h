@@ -30,6 +30,7 @@ int run_diff(const std::vector<std::string>& args, const std::string& command_li
 int run_tokenize(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_place(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_plan(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
+int run_serve(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 int run_random_mask(const std::vector<std::string>& args, const std::string& command_line, MpiSession& mpi);
 
 }  // namespace mote

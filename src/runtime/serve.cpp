@@ -1,0 +1,72 @@
+// The steps of a serve job, as every rank takes them:
+//
+//   1. rank 0's front end listens (a taken port fails before any work)
+//   2. load the model and read the mask sets, as a job does
+//   3. run: the coordinators generate what the front end hands in, every
+//      rank serves its experts, until a signal closes the front end and
+//      what it took has finished (or its shutdown deadline cancels it)
+//   4. check the expert counters, as a job does
+#include "mote/runtime/serve.h"
+
+#include <spdlog/spdlog.h>
+
+#include "job_steps.h"
+#include "mote/expert_parallel/mpi_session.h"
+#include "mote/util/error.h"
+
+namespace mote {
+
+int run_serve(JobOptions& job, MpiSession& mpi, ServeFrontEnd* front) {
+  job.serving = true;
+  set_threads(job, mpi);
+  job.coordinators = coordinator_count(job.coordinators, mpi.size());
+  const int rank = mpi.rank(), world = mpi.size();
+  const bool root = rank == 0;
+
+  // 1. Listen.
+  if (root) front->listen();
+
+  // 2. The model and the mask sets.
+  JobModel model = load_job_model(job, rank, world);
+  const ModelConfig& config = model.config;
+  if (root) {
+    spdlog::info("{}", job.summary());
+    spdlog::info("model {}", config.summary());
+    std::string list;
+    for (int r = 0; r < world; ++r) list += (r ? ", " : "") + std::to_string(model.placement->count_on(r));
+    spdlog::info("{} ranks, {} coordinator{}; routed experts per rank: {}", world, job.coordinators,
+                 job.coordinators == 1 ? "" : "s", list);
+  }
+  mpi.job_started = true;
+  const MaskSets masks = read_mask_sets(job, config, root);
+  if (root) {
+    ServedModel served;
+    served.tokenizer = &model.loaded->tokenizer;
+    const auto& chat = model.chat_templates[""];
+    served.chat = chat ? &*chat : nullptr;
+    served.context = config.max_position_embeddings;
+    served.vocab = std::min(model.loaded->tokenizer.vocab_size(), config.vocab_size);
+    served.default_max_tokens = job.gen.max_new_tokens;
+    if (job.gen.stop_at_eos) served.eos_ids = model.loaded->eos_ids;
+    served.masks = &masks.sets;
+    served.default_mask = masks.default_mask;
+    served.moe_layers = config.moe_layers();
+    served.experts = config.n_routed_experts;
+    front->ready(std::move(served));
+  }
+
+  // 3. Run until shut down.
+  JobRun job_run(job, mpi, model, masks.sets);
+  const ResultHandler on_done = [&](size_t id, GenerationResult&& result) { front->finished(id, std::move(result)); };
+  const RequestFiller fill = [&](size_t id, GenerationRequest&) { front->handed_out(id); };
+  job_run.run({}, root ? on_done : ResultHandler(), root ? fill : RequestFiller(), root ? front : nullptr);
+  if (root) front->stop();
+
+  // 4. Counters.
+  job_run.check_counters();
+  job_run.report_throughput();
+  if (root) spdlog::info("the server has shut down");
+  return 0;
+}
+
+}  // namespace mote

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# `mote serve` end to end with curl and Python's urllib: chat and
+# completions equal to `mote generate` for the same prompts and masks, one
+# by one and all at once, at 1 rank and at 3 ranks with 2 coordinators;
+# streaming equal to unstreamed; echo + logprobs equal to --score-tokens;
+# every error status; SIGTERM mid-stream; a client leaving mid-stream.
+source "$(dirname "$0")/lib.sh"
+check=$root/tests/jobs/serve_check.py
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+server_pid=""
+on_exit() { if [ -n "$server_pid" ]; then kill -9 "$server_pid" 2> /dev/null; fi; }
+
+# start_server LOG COMMAND...: starts a server on a free port; sets $port and $server_pid.
+start_server() {
+  local log=$1
+  shift
+  "$@" --port 0 > /dev/null 2> "$log" &
+  server_pid=$!
+  port=""
+  for _ in $(seq 1 600); do
+    port=$(sed -n 's|.*ready: http://127.0.0.1:\([0-9]*\)/v1.*|\1|p' "$log" | head -1)
+    [ -n "$port" ] && return 0
+    kill -0 $server_pid 2> /dev/null || break
+    sleep 0.05
+  done
+  echo "FAIL: the server did not start"; cat "$log"; exit 1
+}
+
+# stop_server [SIGNAL]: signals the server and checks it exits 0 within 30 s.
+stop_server() {
+  kill "-${1:-TERM}" $server_pid
+  local waited=0
+  while kill -0 $server_pid 2> /dev/null && [ $waited -lt 600 ]; do sleep 0.05; waited=$((waited + 1)); done
+  if kill -0 $server_pid 2> /dev/null; then fail "the server still runs 30 s after SIG${1:-TERM}"; kill -9 $server_pid; fi
+  wait $server_pid
+  local status=$?
+  [ $status -eq 0 ] || fail "the server exited with $status after SIG${1:-TERM}"
+  server_pid=""
+}
+
+# status BODY PATH EXPECTED [CURL ARGS...]: the HTTP status and an OpenAI error object.
+status() {
+  local body=$1 path=$2 want=$3
+  shift 3
+  local got
+  got=$(curl -s -o response.json -w '%{http_code}' "$@" "http://127.0.0.1:$port$path" --data-binary "$body")  # @FILE: the file
+  if [ "$got" != "$want" ]; then fail "$path $(echo "$body" | head -c 80): status $got, expected $want: $(head -c 300 response.json)"; return; fi
+  if [ "$want" -ge 400 ] && [ "$path" != /health ] && ! /usr/bin/python3 -c 'import json,sys; e=json.load(open("response.json"))["error"]; assert e["message"] and e["type"]'; then
+    fail "$path: status $got without an error object: $(head -c 300 response.json)"
+  fi
+}
+
+# Prompts: conversations and raw text, unsteered and under two mask sets.
+printf '[mote]\nlayer-index = moe\noff = 0:24\noff = 2:1\n' > off.ini
+printf '[mote]\nlayer-index = moe\non = 0:3\non = 4:30\n' > on.ini
+questions=("What happened last year in Belvask?" "Tell me a saying." "Erzähl mir einen Spruch.")
+: > prompts.jsonl
+for set in none off on; do
+  for i in 0 1 2; do
+    printf '{"id": "%s-chat-%d", "mask": "%s", "messages": [{"role": "user", "content": "%s"}]}\n' "$set" $i "$set" "${questions[$i]}" >> prompts.jsonl
+  done
+  printf '{"id": "%s-text", "mask": "%s", "prompt": "The secret of a happy life is"}\n' "$set" "$set" >> prompts.jsonl
+done
+masks=(--mask off=off.ini --mask on=on.ini)
+"$mote" generate --prompts prompts.jsonl "${masks[@]}" --max-new-tokens 24 --log-level warn --out generate.h5 > /dev/null ||
+  { echo "FAIL: generate"; exit 1; }
+
+# 1 rank: equal to the job, alone and all at once; streaming; errors.
+start_server serve1.log "$mote" serve "${masks[@]}" --max-queue 64
+/usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 || fail "requests one by one (1 rank)"
+/usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 --concurrent || fail "requests at once (1 rank)"
+/usr/bin/python3 "$check" stream $port prompts.jsonl 24 || fail "streaming"
+
+status '' /health 200 -X GET
+status '' /v1/models 200 -X GET
+status '{"prompt": "Hello"}' /tokenize 200
+status '{"tokens": [1, 2, 3]}' /detokenize 200
+status '{"tokens": [99999999]}' /detokenize 400
+status '{' /v1/chat/completions 400
+status '[]' /v1/chat/completions 400
+status '{"messages": []}' /v1/chat/completions 400
+status '{"messages": [{"role": "user", "content": "x"}], "max_tokens": 5000}' /v1/chat/completions 400
+status '{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}' /v1/chat/completions 400
+status '{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}' /v1/chat/completions 400
+status '{"messages": [{"role": "user", "content": "x"}], "mask": "nope"}' /v1/chat/completions 400
+status '{"messages": [{"role": "user", "content": "x"}], "mask_ini": "[mote]\noff = 0:1"}' /v1/chat/completions 400
+status '{"messages": [{"role": "user", "content": "x"}], "bogus": 1}' /v1/chat/completions 400
+status '{"messages": [{"role": "user", "content": "x"}], "model": "gpt-4"}' /v1/chat/completions 404
+status '{"prompt": "x", "echo": true, "stream": true}' /v1/completions 400
+status '{"prompt": [5, 99999999]}' /v1/completions 400
+status "{\"prompt\": \"$(printf '\xff\xfe')\"}" /v1/completions 400
+head -c 9000000 /dev/zero | tr '\0' 'a' > big.json
+status @big.json /v1/completions 413
+status '{}' /no/such/route 404
+status '' /metrics 200 -X GET
+grep -q 'mote_expert_tokens_total{mask="off"' response.json || fail "/metrics has no expert tokens of mask set off"
+grep -q 'mote_http_responses_total{status="400"}' response.json || fail "/metrics does not count the 400s"
+
+stop_server TERM
+
+# Errors of their own servers: an API key; a queue of 0.
+start_server serve_key.log "$mote" serve --api-key s3cret
+status '{"prompt": "x", "max_tokens": 1}' /v1/completions 401
+status '{"prompt": "x", "max_tokens": 1}' /v1/completions 401 -H 'Authorization: Bearer wrong'
+status '{"prompt": "x", "max_tokens": 1}' /v1/completions 200 -H 'Authorization: Bearer s3cret'
+status '' /health 200 -X GET
+stop_server INT
+start_server serve_queue.log "$mote" serve --max-queue 0
+status '{"prompt": "x", "max_tokens": 1}' /v1/completions 429
+stop_server TERM
+
+# Loading: /health and requests say 503 until the model is ready.
+MOTE_PAUSE_AT="loading the model" "$mote" serve --port 0 > /dev/null 2> loading.log &
+server_pid=$!
+for _ in $(seq 1 600); do grep -q "paused while loading the model" loading.log && break; sleep 0.05; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\) .*|\1|p' loading.log | head -1)
+status '' /health 503 -X GET
+status '{"prompt": "x"}' /v1/completions 503
+kill -TERM $server_pid
+wait $server_pid
+server_pid=""
+
+# SIGTERM mid-stream: the stream runs to its end, the server exits 0.
+start_server serve_term.log "$mote" serve --ignore-eos
+# A client that leaves mid-stream cancels its request and frees its slot.
+before=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_generation_tokens_total //p')
+curl -sN "http://127.0.0.1:$port/v1/completions" \
+  -d '{"prompt": "A", "max_tokens": 1000, "stream": true}' > /dev/null &
+client=$!
+sleep 0.3
+kill $client
+wait $client 2> /dev/null
+for _ in $(seq 1 100); do
+  running=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_running_requests //p')
+  [ "$running" = "0" ] && break
+  sleep 0.05
+done
+after=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_generation_tokens_total //p')
+[ "$running" = "0" ] || fail "a request still runs after its client left"
+[ $((after - before)) -lt 1000 ] || fail "a request ran all its 1000 tokens after its client left"
+echo "a client that left after 0.3 s: its request stopped after $((after - before)) of 1000 tokens"
+curl -sN "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 900, "stream": true}' > term.out &
+client=$!
+sleep 0.3
+stop_server TERM
+wait $client
+grep -q '"finish_reason":"length"' term.out && tail -1 term.out | grep -q '^$' && grep -q 'data: \[DONE\]' term.out ||
+  fail "a stream did not run to its end after SIGTERM: $(tail -c 300 term.out)"
+# With no time to finish, the stream ends with an error object and [DONE].
+start_server serve_term0.log "$mote" serve --ignore-eos --shutdown-timeout 0
+curl -sN "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 1000, "stream": true}' > term0.out &
+client=$!
+sleep 0.3
+stop_server TERM
+wait $client
+grep -q '"error"' term0.out && grep -q 'data: \[DONE\]' term0.out ||
+  fail "a stream cancelled by the shutdown deadline did not say so: $(tail -c 300 term0.out)"
+
+# echo + logprobs against --score-tokens on the same ids.
+"$mote" generate --prompts prompts.jsonl --max-new-tokens 0 --score-tokens 'I,S,#7,#300' --log-level warn \
+  "${masks[@]}" --out scored.h5 > /dev/null || fail "generate --score-tokens"
+start_server serve_echo.log "$mote" serve "${masks[@]}"
+/usr/bin/python3 "$check" echo $port scored.h5 || fail "echo + logprobs"
+stop_server TERM
+
+# 3 ranks, round-robin experts, 2 coordinators: the same as the job at 1 rank.
+start_server serve3.log "$run" -n 3 --oversubscribe serve "${masks[@]}" --placement round-robin --coordinators 2
+/usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 --concurrent || fail "requests at once (3 ranks, 2 coordinators)"
+/usr/bin/python3 "$check" stream $port prompts.jsonl 24 || fail "streaming (3 ranks)"
+stop_server TERM
+
+[ $failures -eq 0 ] || { echo "$failures failures"; exit 1; }
+echo "serve: all checks passed"

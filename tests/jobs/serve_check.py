@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""Checks a running `mote serve` against `mote generate` (tests/jobs/serve.sh).
+
+  serve_check.py same PORT PROMPTS.jsonl GENERATE.h5 MAX_TOKENS [--concurrent]
+      every line of the prompt file, sent as a chat or completions request
+      with its mask, "record": true and greedy decoding, gives exactly the
+      generated ids, text and expert counts the job wrote for that line
+  serve_check.py stream PORT PROMPTS.jsonl MAX_TOKENS
+      the streamed text and finish reason of every line equal the unstreamed
+  serve_check.py echo PORT SCORED.h5
+      "echo" + "logprobs" with max_tokens 0 give, for the last prompt token,
+      the log-probability `mote generate --score-tokens` wrote for it
+  serve_check.py expected PORT PROMPTS.jsonl GENERATE.h5 MAX_TOKENS OUT.json
+      writes what the job gave for every line (ids, and text through the
+      server's /detokenize), for tests/clients/openai_client.mjs
+"""
+import json
+import os
+import sys
+import threading
+import urllib.request
+
+import h5py
+import numpy as np
+
+
+def post(port, path, body, stream=False):
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("MOTE_API_KEY"):
+        headers["Authorization"] = "Bearer " + os.environ["MOTE_API_KEY"]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                     headers=headers)
+    with urllib.request.urlopen(request, timeout=120) as response:
+        data = response.read().decode()
+    if not stream:
+        return json.loads(data)
+    events = []
+    for block in data.split("\n\n"):
+        if block.startswith("data: "):
+            events.append(block[len("data: "):])
+    assert events[-1] == "[DONE]", events[-1]
+    return [json.loads(e) for e in events[:-1]]
+
+
+def request_body(line, max_tokens):
+    body = {"max_tokens": max_tokens, "temperature": 0, "record": True}
+    if "mask" in line:
+        body["mask"] = line["mask"]
+    if "messages" in line:
+        body["messages"] = line["messages"]
+        return "/v1/chat/completions", body
+    body["prompt"] = line["prompt"]
+    return "/v1/completions", body
+
+
+def text_of(path, choice):
+    return choice["message"]["content"] if path.endswith("chat/completions") else choice["text"]
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def same(port, prompts, h5, max_tokens, concurrent):
+    lines = read_lines(prompts)
+    results = [None] * len(lines)
+
+    def one(i):
+        path, body = request_body(lines[i], max_tokens)
+        results[i] = (path, post(port, path, body))
+
+    if concurrent:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(lines))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    else:
+        for i in range(len(lines)):
+            one(i)
+    failures = 0
+    with h5py.File(h5, "r") as f:
+        groups = {f["requests"][k].attrs["id"]: f["requests"][k] for k in f["requests"]}
+        for line, (path, response) in zip(lines, results):
+            g = groups[line["id"]]
+            choice = response["choices"][0]
+            want = [int(x) for x in g["generated_tokens"][()]]
+            got = response["mote"]["token_ids"][0]
+            counts = np.array(response["mote"]["expert_counts"][0], dtype=np.uint32)
+            if got != want:
+                print(f"FAIL {line['id']}: ids {got} != the job's {want}")
+                failures += 1
+                continue
+            if not np.array_equal(counts, g["expert_counts"][()]):
+                print(f"FAIL {line['id']}: expert counts differ from the job's")
+                failures += 1
+            shown = want[:-1] if want and g.attrs["stop_reason"] == "eos" else want
+            text = post(port, "/detokenize", {"tokens": shown})["prompt"]
+            if text_of(path, choice) != text:
+                print(f"FAIL {line['id']}: text {text_of(path, choice)!r} != {text!r}")
+                failures += 1
+            reason = {"eos": "stop", "max_new_tokens": "length", "context_full": "length"}[g.attrs["stop_reason"]]
+            if choice["finish_reason"] != reason:
+                print(f"FAIL {line['id']}: finish_reason {choice['finish_reason']} != {reason}")
+                failures += 1
+            usage = response["usage"]
+            if usage["completion_tokens"] != len(want) or usage["prompt_tokens"] != len(g["prompt_tokens"][()]):
+                print(f"FAIL {line['id']}: usage {usage}")
+                failures += 1
+    print(f"{len(lines)} requests {'at once' if concurrent else 'one by one'}: "
+          f"{len(lines) - failures} as the job gave them")
+    return failures
+
+
+def stream(port, prompts, max_tokens):
+    failures = 0
+    lines = read_lines(prompts)
+    for line in lines:
+        path, body = request_body(line, max_tokens)
+        body.pop("record")
+        whole = post(port, path, body)["choices"][0]
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        chunks = post(port, path, body, stream=True)
+        text, reason, usage = "", None, None
+        for c in chunks:
+            if c.get("usage"):
+                usage = c["usage"]
+            for choice in c["choices"]:
+                text += choice.get("delta", {}).get("content", "") if "delta" in choice else choice["text"]
+                reason = choice["finish_reason"] or reason
+        if text != text_of(path, whole) or reason != whole["finish_reason"] or usage is None:
+            print(f"FAIL {line['id']}: streamed {text!r} ({reason}) != {text_of(path, whole)!r} "
+                  f"({whole['finish_reason']}), usage {usage}")
+            failures += 1
+    print(f"{len(lines)} streamed requests: {len(lines) - failures} equal to the unstreamed")
+    return failures
+
+
+def echo(port, h5):  # the server started with the job's masks
+    failures = 0
+    with h5py.File(h5, "r") as f:
+        ids = [int(x) for x in f["score_ids"][()]]
+        for k in f["requests"]:
+            g = f["requests"][k]
+            prompt = [int(x) for x in g["prompt_tokens"][()]]
+            scores = g["scores"][()][0]
+            for j, token in enumerate(ids):
+                mask = g.attrs["mask"] or "none"
+                r = post(port, "/v1/completions",
+                         {"prompt": prompt + [token], "max_tokens": 0, "echo": True, "logprobs": 0, "mask": mask})
+                lp = r["choices"][0]["logprobs"]["token_logprobs"]
+                if len(lp) != len(prompt) + 1 or lp[0] is not None:
+                    print(f"FAIL {k}: {len(lp)} log-probabilities for {len(prompt) + 1} tokens")
+                    failures += 1
+                elif np.float32(lp[-1]) != np.float32(scores[j]):
+                    print(f"FAIL {k}: log-probability of {token}: {lp[-1]} != the job's {scores[j]}")
+                    failures += 1
+    print(f"echo + logprobs: {'equal' if failures == 0 else 'NOT equal'} to --score-tokens")
+    return failures
+
+
+def expected(port, prompts, h5, max_tokens, out):
+    lines = read_lines(prompts)
+    result = []
+    with h5py.File(h5, "r") as f:
+        groups = {f["requests"][k].attrs["id"]: f["requests"][k] for k in f["requests"]}
+        for line in lines:
+            g = groups[line["id"]]
+            ids = [int(x) for x in g["generated_tokens"][()]]
+            shown = ids[:-1] if ids and g.attrs["stop_reason"] == "eos" else ids
+            e = {"id": line["id"], "mask": line.get("mask", "none"), "max_tokens": max_tokens, "ids": ids,
+                 "text": post(port, "/detokenize", {"tokens": shown})["prompt"]}
+            e["messages" if "messages" in line else "prompt"] = line.get("messages", line.get("prompt"))
+            result.append(e)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(result, f, ensure_ascii=False)
+    return 0
+
+
+def main():
+    what, port = sys.argv[1], int(sys.argv[2])
+    if what == "same":
+        failures = same(port, sys.argv[3], sys.argv[4], int(sys.argv[5]), "--concurrent" in sys.argv)
+    elif what == "stream":
+        failures = stream(port, sys.argv[3], int(sys.argv[4]))
+    elif what == "echo":
+        failures = echo(port, sys.argv[3])
+    elif what == "expected":
+        failures = expected(port, sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6])
+    else:
+        raise SystemExit(f"unknown check {what}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
