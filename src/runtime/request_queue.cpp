@@ -133,6 +133,8 @@ void RequestQueue::collect_arrivals() {
 
 void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::pair<size_t, GenerationRequest>>& out) {
   if (rank_ == 0 && serving_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (last_block_ran_) inbox_->step_time(std::chrono::duration<double>(now - last_block_).count());
     collect_arrivals();
     // Nothing queued or running anywhere: sleep until a request arrives
     // (an idle server costs next to nothing; the other ranks nap in their
@@ -268,6 +270,10 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
     out.emplace_back(static_cast<size_t>(sent.id), std::move(sent.request));
   }
   cancel_.assign(got.cancel.begin(), got.cancel.end());
+  if (rank_ == 0 && serving_) {
+    last_block_ = std::chrono::steady_clock::now();
+    last_block_ran_ = std::any_of(in_flight_.begin(), in_flight_.end(), [](size_t n) { return n != 0; });
+  }
   block_rounds_ = exchange_.rounds();
   block_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }

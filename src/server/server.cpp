@@ -742,6 +742,8 @@ void Server::handle_metrics(httplib::Response& res) {
                      ttft_seconds_, ttft_count_);
   metric("mote_request_seconds", "summary", "from a request's arrival to its last token");
   out += fmt::format("mote_request_seconds_sum {}\nmote_request_seconds_count {}\n", request_seconds_, request_count_);
+  metric("mote_step_seconds", "summary", "steps of the model that ran requests (every MoE layer once)");
+  out += fmt::format("mote_step_seconds_sum {}\nmote_step_seconds_count {}\n", step_seconds_, step_count_);
   metric("mote_expert_tokens_total", "counter",
          "tokens each routed expert processed, per mask set and MoE layer (a live fTRI profile)");
   const size_t experts = static_cast<size_t>(model_.experts);
@@ -792,6 +794,12 @@ void Server::shut_down(int signal) {
                  live_.size(), options_.shutdown_seconds);
   }
   arrivals_.notify_all();
+}
+
+void Server::step_time(double seconds) {
+  std::lock_guard lock(mutex_);
+  step_seconds_ += seconds;
+  ++step_count_;
 }
 
 void Server::handed_out(size_t id) {

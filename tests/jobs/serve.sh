@@ -97,6 +97,11 @@ status '{}' /no/such/route 404
 status '' /metrics 200 -X GET
 grep -q 'mote_expert_tokens_total{mask="off"' response.json || fail "/metrics has no expert tokens of mask set off"
 grep -q 'mote_http_responses_total{status="400"}' response.json || fail "/metrics does not count the 400s"
+for metric in mote_prompt_tokens_total mote_generation_tokens_total mote_queue_depth mote_running_requests \
+  mote_time_to_first_token_seconds_count mote_request_seconds_count mote_step_seconds_count; do
+  grep -q "^$metric [0-9]" response.json || fail "/metrics has no $metric"
+done
+[ "$(sed -n 's/^mote_step_seconds_count //p' response.json)" -gt 0 ] || fail "/metrics counts no steps"
 
 stop_server TERM
 

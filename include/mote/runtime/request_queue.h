@@ -64,6 +64,8 @@ class RequestInbox {
   virtual void shut_down(int signal) = 0;
   // Tokens of running requests, in the order each coordinator sampled them.
   virtual void progress(TokenProgress&& token) = 0;
+  // A step that ran requests took this long (block start to block start).
+  virtual void step_time(double /*seconds*/) {}
 };
 
 class RequestQueue : public RequestSource {
@@ -125,6 +127,8 @@ class RequestQueue : public RequestSource {
   RequestInbox* inbox_ = nullptr;
   bool inbox_open_ = true;
   std::unordered_map<size_t, int> running_on_;  // serving, rank 0: request -> coordinator
+  std::chrono::steady_clock::time_point last_block_;
+  bool last_block_ran_ = false;  // serving, rank 0: a request was running in the last block
   std::vector<uint8_t> coordinator_done_;
   std::vector<size_t> ran_by_, in_flight_;
   bool exhausted_ = false, all_done_ = false;

@@ -64,6 +64,7 @@ class Server : public ServeFrontEnd {
   void wait_for_work(std::chrono::milliseconds timeout) override;
   void shut_down(int signal) override;
   void progress(TokenProgress&& token) override;
+  void step_time(double seconds) override;
 
  private:
   struct Call;
@@ -100,8 +101,8 @@ class Server : public ServeFrontEnd {
   // /metrics
   std::map<int, uint64_t> responses_;  // by status
   uint64_t prompt_tokens_ = 0, generated_tokens_ = 0;
-  double ttft_seconds_ = 0, request_seconds_ = 0;
-  uint64_t ttft_count_ = 0, request_count_ = 0;
+  double ttft_seconds_ = 0, request_seconds_ = 0, step_seconds_ = 0;
+  uint64_t ttft_count_ = 0, request_count_ = 0, step_count_ = 0;
   std::map<std::string, std::vector<uint64_t>> expert_tokens_;  // mask set -> [moe_layer, expert]
   void count_response(int status);
 };
