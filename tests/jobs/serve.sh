@@ -40,6 +40,12 @@ stop_server() {
   server_pid=""
 }
 
+# first_bytes FILE: waits until a streamed response has begun.
+first_bytes() {
+  for _ in $(seq 1 400); do [ -s "$1" ] && return 0; sleep 0.02; done
+  fail "no stream began in $1"
+}
+
 # status BODY PATH EXPECTED [CURL ARGS...]: the HTTP status and an OpenAI error object.
 status() {
   local body=$1 path=$2 want=$3
@@ -132,9 +138,9 @@ start_server serve_term.log "$mote" serve --ignore-eos
 # A client that leaves mid-stream cancels its request and frees its slot.
 before=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_generation_tokens_total //p')
 curl -sN "http://127.0.0.1:$port/v1/completions" \
-  -d '{"prompt": "A", "max_tokens": 1000, "stream": true}' > /dev/null &
+  -d '{"prompt": "A", "max_tokens": 1000, "stream": true}' > left.out &
 client=$!
-sleep 0.3
+first_bytes left.out
 kill $client
 wait $client 2> /dev/null
 for _ in $(seq 1 100); do
@@ -145,10 +151,10 @@ done
 after=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_generation_tokens_total //p')
 [ "$running" = "0" ] || fail "a request still runs after its client left"
 [ $((after - before)) -lt 1000 ] || fail "a request ran all its 1000 tokens after its client left"
-echo "a client that left after 0.3 s: its request stopped after $((after - before)) of 1000 tokens"
+echo "a client that left at its first tokens: its request stopped after $((after - before)) of 1000 tokens"
 curl -sN "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 900, "stream": true}' > term.out &
 client=$!
-sleep 0.3
+first_bytes term.out
 stop_server TERM
 wait $client
 grep -q '"finish_reason":"length"' term.out && tail -1 term.out | grep -q '^$' && grep -q 'data: \[DONE\]' term.out ||
@@ -157,7 +163,7 @@ grep -q '"finish_reason":"length"' term.out && tail -1 term.out | grep -q '^$' &
 start_server serve_term0.log "$mote" serve --ignore-eos --shutdown-timeout 0
 curl -sN "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 1000, "stream": true}' > term0.out &
 client=$!
-sleep 0.3
+first_bytes term0.out
 stop_server TERM
 wait $client
 grep -q '"error"' term0.out && grep -q 'data: \[DONE\]' term0.out ||
