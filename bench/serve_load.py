@@ -1,25 +1,26 @@
 #!/usr/bin/env python3
 """A bounded load test of `mote serve` on the bundled model (loopback only).
 
-  bench/serve_load.py [--clients 64] [--seconds 60] [--threads 2] [--batch-size 16] [--max-tokens 32]
+  bench/serve_load.py [--clients 64] [--seconds 60] [--rounds 3] [--threads 2] [--batch-size 16] [--max-tokens 32]
 
-CLIENTS clients each send streamed chat requests one after another for
-SECONDS seconds; then the same requests run as one `mote generate` job with
-the same threads and batch size. Prints one JSON object: requests, errors
-and lost requests (sent but never answered), time to first token (p50,
-p99), tokens/s of the server and of the job and their ratio
-(serve_vs_generate_ratio), and the CPU an idle server uses.
+In each round CLIENTS clients send streamed chat requests one after another
+for SECONDS seconds; then the same requests run as one `mote generate` job
+with the same threads and batch size while the server idles. Prints one
+JSON object: requests, errors and lost requests (sent but never answered),
+time to first token (p50, p99), tokens/s of the server and of the job and
+their ratio (serve_vs_generate_ratio, the median over rounds), and the CPU
+an idle server uses. The clients run on the same cores as the server.
 """
 import argparse
+import asyncio
 import json
 import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
-import threading
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOTE = os.path.join(ROOT, "build", "mote")
@@ -53,6 +54,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--idle-seconds", type=float, default=10)
+    p.add_argument("--rounds", type=int, default=3, help="rounds of load, each followed by the same requests as a job")
     args = p.parse_args()
     texts = questions()
     work = tempfile.mkdtemp(prefix="mote-serve-load-")
@@ -72,53 +74,92 @@ def main():
         server.kill()
         raise SystemExit("the server did not start")
 
-    lock = threading.Lock()
-    done, errors, ttft, sent = [], [], [], [0]
-    next_prompt = [0]
-    deadline = time.time() + args.seconds
+    def load_round():
+        """CLIENTS clients for SECONDS seconds: (completed (prompt, usage, end), errors, ttft, sent, seconds).
+        The clients are asyncio tasks on raw HTTP/1.1 connections: the load generator shares the server's cores,
+        so it must cost little."""
+        done, errors, ttft, sent = [], [], [], [0]
+        next_prompt = [0]
 
-    def client():
-        while time.time() < deadline:
-            with lock:
+        async def one(k):
+            body = json.dumps({"messages": [{"role": "user", "content": texts[k]}], "max_tokens": args.max_tokens,
+                               "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}).encode()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            start = time.time()
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            first = usage = None
+            status = await reader.readline()
+            if b" 200 " not in status:
+                raise RuntimeError(status.decode().strip())
+            finished = False
+            while not finished:
+                line = await reader.readline()
+                if not line:
+                    break
+                if line.startswith(b"data: [DONE]"):
+                    finished = True
+                elif line.startswith(b"data: {"):
+                    if first is None and b'"content":"' in line and b'"content":""' not in line:
+                        first = time.time()
+                    if b'"usage"' in line:
+                        usage = json.loads(line[6:])["usage"]
+            writer.close()
+            if not finished or usage is None:
+                raise RuntimeError("the stream ended without [DONE] and usage")
+            done.append((k, usage, time.time()))
+            if first is not None:
+                ttft.append(first - start)
+
+        async def client(deadline):
+            while time.time() < deadline:
                 k = next_prompt[0] % len(texts)
                 next_prompt[0] += 1
                 sent[0] += 1
-            body = {"messages": [{"role": "user", "content": texts[k]}], "max_tokens": args.max_tokens,
-                    "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode())
-            start = time.time()
-            first = None
-            usage = None
-            try:
-                with urllib.request.urlopen(req, timeout=300) as r:
-                    for line in r:
-                        line = line.decode().strip()
-                        if not line.startswith("data: ") or line == "data: [DONE]":
-                            continue
-                        chunk = json.loads(line[6:])
-                        if chunk.get("usage"):
-                            usage = chunk["usage"]
-                        for c in chunk["choices"]:
-                            if first is None and c.get("delta", {}).get("content"):
-                                first = time.time()
-                if usage is None:
-                    raise RuntimeError("no usage chunk")
-                with lock:
-                    done.append((k, usage, time.time()))
-                    if first is not None:
-                        ttft.append(first - start)
-            except Exception as exc:  # noqa: BLE001 - counted
-                with lock:
+                try:
+                    await one(k)
+                except Exception as exc:  # noqa: BLE001 - counted
                     errors.append(str(exc))
 
-    t0 = time.time()
-    threads = [threading.Thread(target=client) for _ in range(args.clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    served_seconds = max(d[2] for d in done) - t0
-    served_tokens = sum(d[1]["prompt_tokens"] + d[1]["completion_tokens"] for d in done)
+        async def all_clients():
+            deadline = time.time() + args.seconds
+            await asyncio.gather(*(client(deadline) for _ in range(args.clients)))
+
+        t0 = time.time()
+        asyncio.run(all_clients())
+        return done, errors, ttft, sent[0], max(d[2] for d in done) - t0
+
+    def job_rate(done, n):
+        """The same requests as one generate job: tokens/s of its run."""
+        prompts = os.path.join(work, f"prompts-{n}.jsonl")
+        with open(prompts, "w", encoding="utf-8") as f:
+            for i, (k, _, _) in enumerate(done):
+                line = {"id": str(i), "messages": [{"role": "user", "content": texts[k]}]}
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        job = subprocess.run([MOTE, "generate", "--prompts", prompts, "--max-new-tokens", str(args.max_tokens)] + common,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+        m = re.search(r"job: (\d+) prompt and (\d+) generated tokens in ([\d.]+) s", job.stderr)
+        return (int(m.group(1)) + int(m.group(2))) / float(m.group(3))
+
+    # Rounds of load and the same requests as a job, interleaved (the
+    # server idles while the job runs): the ratio of each round, medians.
+    ratios, serve_rates, job_rates, all_ttft = [], [], [], []
+    requests = errors = lost = 0
+    seconds = 0.0
+    for n in range(args.rounds):
+        done, errs, ttft, sent, took = load_round()
+        rate = sum(d[1]["prompt_tokens"] + d[1]["completion_tokens"] for d in done) / took
+        job = job_rate(done, n)
+        ratios.append(rate / job)
+        serve_rates.append(rate)
+        job_rates.append(job)
+        all_ttft += ttft
+        requests += len(done)
+        errors += len(errs)
+        lost += sent - len(done) - len(errs)
+        seconds += took
+        if errs:
+            print(json.dumps({"serve_first_errors": errs[:3]}), file=sys.stderr)
 
     # An idle server: CPU over a quiet while.
     time.sleep(1)
@@ -127,32 +168,22 @@ def main():
     idle = (cpu_ticks(server.pid) - before) / os.sysconf("SC_CLK_TCK") / args.idle_seconds
     server.terminate()
     server.wait(timeout=60)
-
-    # The same requests as one job.
-    prompts = os.path.join(work, "prompts.jsonl")
-    with open(prompts, "w", encoding="utf-8") as f:
-        for i, (k, _, _) in enumerate(done):
-            f.write(json.dumps({"id": str(i), "messages": [{"role": "user", "content": texts[k]}]}, ensure_ascii=False) + "\n")
-    job = subprocess.run([MOTE, "generate", "--prompts", prompts, "--max-new-tokens", str(args.max_tokens)] + common,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
-    m = re.search(r"job: (\d+) prompt and (\d+) generated tokens in ([\d.]+) s", job.stderr)
-    job_rate = (int(m.group(1)) + int(m.group(2))) / float(m.group(3))
-    serve_rate = served_tokens / served_seconds
     print(json.dumps({
         "serve_clients": args.clients,
-        "serve_seconds": round(served_seconds, 1),
-        "serve_requests": len(done),
-        "serve_errors": len(errors),
-        "serve_lost_requests": sent[0] - len(done) - len(errors),
-        "serve_ttft_p50_ms": round(1000 * percentile(ttft, 0.5), 1),
-        "serve_ttft_p99_ms": round(1000 * percentile(ttft, 0.99), 1),
-        "serve_tokens_per_s": round(serve_rate, 1),
-        "serve_generate_tokens_per_s": round(job_rate, 1),
-        "serve_vs_generate_ratio": round(serve_rate / job_rate, 3),
+        "serve_rounds": args.rounds,
+        "serve_seconds": round(seconds, 1),
+        "serve_requests": requests,
+        "serve_errors": errors,
+        "serve_lost_requests": lost,
+        "serve_exit_status": server.returncode,
+        "serve_ttft_p50_ms": round(1000 * percentile(all_ttft, 0.5), 1),
+        "serve_ttft_p99_ms": round(1000 * percentile(all_ttft, 0.99), 1),
+        "serve_tokens_per_s": round(statistics.median(serve_rates), 1),
+        "serve_generate_tokens_per_s": round(statistics.median(job_rates), 1),
+        "serve_vs_generate_ratio": round(statistics.median(ratios), 3),
+        "serve_vs_generate_ratios": [round(r, 3) for r in ratios],
         "serve_idle_cpu_fraction": round(idle, 4),
     }))
-    if errors:
-        print(json.dumps({"serve_first_errors": errors[:3]}))
 
 
 if __name__ == "__main__":
