@@ -132,6 +132,12 @@ void Server::listen() {
   h.set_read_timeout(options_.timeout_seconds, 0);
   h.set_write_timeout(options_.timeout_seconds, 0);
   h.set_keep_alive_timeout(5);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
+  // second server on the same port would start and silently share it.
+  h.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   route();
   const int port = options_.port == 0 ? h.bind_to_any_port(options_.host) : options_.port;
   if (port < 0 || (options_.port != 0 && !h.bind_to_port(options_.host, options_.port))) {

@@ -58,6 +58,14 @@ status() {
   fi
 }
 
+# refuses MESSAGE ARGS...: serve with ARGS exits non-zero at once, saying MESSAGE.
+refuses() {
+  local want=$1
+  shift
+  if timeout 60 "$mote" serve "$@" > /dev/null 2> refused.txt; then fail "serve $* started"; return; fi
+  grep -q -- "$want" refused.txt || fail "serve $*: no message naming $want: $(cat refused.txt)"
+}
+
 # Prompts: conversations and raw text, unsteered and under two mask sets.
 printf '[mote]\nlayer-index = moe\noff = 0:24\noff = 2:1\n' > off.ini
 printf '[mote]\nlayer-index = moe\non = 0:3\non = 4:30\n' > on.ini
@@ -109,7 +117,17 @@ for metric in mote_prompt_tokens_total mote_generation_tokens_total mote_queue_d
 done
 [ "$(sed -n 's/^mote_step_seconds_count //p' response.json)" -gt 0 ] || fail "/metrics counts no steps"
 
+# A taken port and an address not of this host fail before the model loads.
+refuses "cannot listen on 127.0.0.1:$port" --port "$port"
+refuses "cannot listen on 10.255.255.1" --host 10.255.255.1 --port "$port"
 stop_server TERM
+
+# Options that cannot make a server fail at once, naming the option.
+refuses "--port 70000" --port 70000
+refuses "--max-body" --max-body 10
+refuses "--max-queue" --max-queue -1
+refuses "--shutdown-timeout" --shutdown-timeout -1
+refuses "--temperature" --temperature -1
 
 # Errors of their own servers: an API key; a queue of 0.
 start_server serve_key.log "$mote" serve --api-key s3cret
