@@ -111,7 +111,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   job.gen.save_last_logits = job.save_logits == "last";
   set_threads(job, mpi);
   job.coordinators = coordinator_count(job.coordinators, mpi.size());
-  const int rank = mpi.rank(), world = mpi.size(), coordinators = job.coordinators;
+  const int rank = mpi.rank(), world = mpi.size();
   const bool root = rank == 0;
 
   // 1. The output. It must not be one of the job's inputs (checked again
@@ -122,15 +122,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   // 2. The model.
   JobModel model = load_job_model(job, rank, world);
   const ModelConfig& config = model.config;
-  const Placement& placement = *model.placement;
-  if (root) {
-    spdlog::info("{}", job.summary());
-    spdlog::info("model {}", config.summary());
-    std::string list;
-    for (int r = 0; r < world; ++r) list += (r ? ", " : "") + std::to_string(placement.count_on(r));
-    spdlog::info("{} ranks, {} coordinator{}; routed experts per rank: {}", world, coordinators,
-                 coordinators == 1 ? "" : "s", list);
-  }
+  if (root) log_job_start(job, model, world);
   mpi.job_started = true;
 
   // 3. Mask sets.

@@ -134,6 +134,15 @@ JobModel load_job_model(const JobOptions& options, int rank, int world_size) {
   return m;
 }
 
+void log_job_start(const JobOptions& options, const JobModel& model, int world_size) {
+  spdlog::info("{}", options.summary());
+  spdlog::info("model {}", model.config.summary());
+  std::string list;
+  for (int r = 0; r < world_size; ++r) list += (r ? ", " : "") + std::to_string(model.placement->count_on(r));
+  spdlog::info("{} ranks, {} coordinator{}; routed experts per rank: {}", world_size, options.coordinators,
+               options.coordinators == 1 ? "" : "s", list);
+}
+
 MaskSets read_mask_sets(const JobOptions& options, const ModelConfig& config, bool root) {
   MaskSets m;
   m.sets.resize(1);

@@ -42,6 +42,10 @@ struct JobModel {
 };
 JobModel load_job_model(const JobOptions& options, int rank, int world_size);
 
+// The start of a job's log (rank 0): its options, the model, and how the
+// routed experts are spread over the ranks.
+void log_job_start(const JobOptions& options, const JobModel& model, int world_size);
+
 // Mask sets: id 0 is "unsteered"; requests name the others.
 struct MaskSets {
   std::vector<ExpertMask> sets;

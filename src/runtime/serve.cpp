@@ -29,14 +29,7 @@ int run_serve(JobOptions& job, MpiSession& mpi, ServeFrontEnd* front) {
   // 2. The model and the mask sets.
   JobModel model = load_job_model(job, rank, world);
   const ModelConfig& config = model.config;
-  if (root) {
-    spdlog::info("{}", job.summary());
-    spdlog::info("model {}", config.summary());
-    std::string list;
-    for (int r = 0; r < world; ++r) list += (r ? ", " : "") + std::to_string(model.placement->count_on(r));
-    spdlog::info("{} ranks, {} coordinator{}; routed experts per rank: {}", world, job.coordinators,
-                 job.coordinators == 1 ? "" : "s", list);
-  }
+  if (root) log_job_start(job, model, world);
   mpi.job_started = true;
   const MaskSets masks = read_mask_sets(job, config, root);
   if (root) {
