@@ -426,42 +426,67 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   return ids;
 }
 
-std::string Tokenizer::decode(std::span<const int32_t> ids) const {
-  std::string bytes;
-  for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_size()) fail("token id {} is outside the vocabulary (size {})", id, vocab_size());
-    const std::string& tok = id_to_token_[id];
-    if (is_added_[id]) {
-      bytes += tok;
-      continue;
-    }
-    if (byte_fallback_) {
-      if (const int byte = byte_token_value(tok); byte >= 0 && byte_ids_[static_cast<size_t>(byte)] == id) {
-        bytes += static_cast<char>(byte);
-        continue;
-      }
-      std::string piece = tok;
-      for (const auto& [from, to] : decode_replace_) piece = replace_all(piece, from, to);
-      bytes += piece;
-      continue;
-    }
-    size_t pos = 0;
-    while (pos < tok.size()) {
-      const size_t start = pos;
-      const char32_t cp = next_code_point(tok, pos);
-      if (const auto b = char_to_byte(cp)) {
-        bytes += static_cast<char>(*b);
-      } else {
-        bytes.append(tok, start, pos - start);  // not a byte-level character: keep it as written
-      }
-    }
+void Tokenizer::append_bytes(int32_t id, std::string& bytes) const {
+  if (id < 0 || id >= vocab_size()) fail("token id {} is outside the vocabulary (size {})", id, vocab_size());
+  const std::string& tok = id_to_token_[id];
+  if (is_added_[id]) {
+    bytes += tok;
+    return;
   }
   if (byte_fallback_) {
-    size_t strip = 0;
-    while (strip < static_cast<size_t>(decode_strip_) && strip < bytes.size() && bytes[strip] == ' ') ++strip;
-    bytes.erase(0, strip);
+    if (const int byte = byte_token_value(tok); byte >= 0 && byte_ids_[static_cast<size_t>(byte)] == id) {
+      bytes += static_cast<char>(byte);
+      return;
+    }
+    std::string piece = tok;
+    for (const auto& [from, to] : decode_replace_) piece = replace_all(piece, from, to);
+    bytes += piece;
+    return;
   }
-  return repair_utf8(bytes);
+  size_t pos = 0;
+  while (pos < tok.size()) {
+    const size_t start = pos;
+    const char32_t cp = next_code_point(tok, pos);
+    if (const auto b = char_to_byte(cp)) {
+      bytes += static_cast<char>(*b);
+    } else {
+      bytes.append(tok, start, pos - start);  // not a byte-level character: keep it as written
+    }
+  }
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids) const {
+  std::string bytes;
+  for (const int32_t id : ids) append_bytes(id, bytes);
+  size_t strip = 0;
+  while (strip < static_cast<size_t>(leading_spaces_stripped()) && strip < bytes.size() && bytes[strip] == ' ') ++strip;
+  return repair_utf8(std::string_view(bytes).substr(strip));
+}
+
+void TextStream::push(int32_t id) {
+  tokenizer_->append_bytes(id, bytes_);
+  ++ids_;
+  if (leading_) {
+    // decode() strips leading spaces of the whole text, as many as the tokenizer's decoder says.
+    const auto strip = static_cast<size_t>(tokenizer_->leading_spaces_stripped());
+    while (stripped_ < strip && used_ < bytes_.size() && bytes_[used_] == ' ') {
+      ++used_;
+      ++stripped_;
+    }
+    leading_ = stripped_ < strip && used_ == bytes_.size();  // only spaces so far: more may come
+  }
+  used_ += repair_utf8_prefix(std::string_view(bytes_).substr(used_), text_);
+  // Only the cut character's bytes need keeping.
+  if (used_ > 64 && used_ * 2 > bytes_.size()) {
+    bytes_.erase(0, used_);
+    used_ = 0;
+  }
+}
+
+std::string TextStream::decoded() const {
+  std::string out = text_;
+  for (size_t i = used_; i < bytes_.size(); ++i) out += "\xEF\xBF\xBD";
+  return out;
 }
 
 }  // namespace mote

@@ -37,6 +37,24 @@ size_t valid_sequence_length(std::string_view s, size_t pos) {
   return len;
 }
 
+// Whether the bytes from `pos` to the end begin a sequence that more bytes
+// could make valid. Only the second byte has a range of its own (overlongs,
+// surrogates, past U+10FFFF), so trying each value for it is enough.
+bool could_complete(std::string_view s, size_t pos) {
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  const size_t len = (b0 & 0xE0) == 0xC0 ? 2 : (b0 & 0xF0) == 0xE0 ? 3 : (b0 & 0xF8) == 0xF0 ? 4 : 0;
+  const size_t have = s.size() - pos;
+  if (len == 0 || have >= len) return false;
+  std::string probe(s.substr(pos));
+  probe.resize(len, '\x80');
+  if (have >= 2) return valid_sequence_length(probe, 0) == len;
+  for (int b = 0x80; b <= 0xBF; ++b) {
+    probe[1] = static_cast<char>(b);
+    if (valid_sequence_length(probe, 0) == len) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::optional<size_t> find_invalid_utf8(std::string_view text) {
@@ -49,13 +67,12 @@ std::optional<size_t> find_invalid_utf8(std::string_view text) {
   return std::nullopt;
 }
 
-std::string repair_utf8(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size());
+size_t repair_utf8_prefix(std::string_view bytes, std::string& out) {
   size_t pos = 0;
   while (pos < bytes.size()) {
     const size_t len = valid_sequence_length(bytes, pos);
     if (len == 0) {
+      if (could_complete(bytes, pos)) break;
       out += "\xEF\xBF\xBD";
       ++pos;
     } else {
@@ -63,6 +80,13 @@ std::string repair_utf8(std::string_view bytes) {
       pos += len;
     }
   }
+  return pos;
+}
+
+std::string repair_utf8(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (size_t pos = repair_utf8_prefix(bytes, out); pos < bytes.size(); ++pos) out += "\xEF\xBF\xBD";
   return out;
 }
 

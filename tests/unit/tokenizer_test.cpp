@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -102,6 +103,43 @@ TEST(Tokenizer, DecodesCutCharactersAsReplacement) {
   EXPECT_EQ(bundled().decode(first_byte), "\xEF\xBF\xBD");
   EXPECT_EQ(bundled().decode(ids), "ä");
   EXPECT_ERROR_CONTAINS(bundled().decode(std::vector<int32_t>{5000}), "outside the vocabulary");
+}
+
+// A server decodes as tokens come: at every id, the stream's text is
+// decode() of the ids so far without the cut character at the end, and
+// decoded() is decode() itself. Random ids, half of them bytes (which cut
+// characters, or make invalid ones) and spaces (which the SentencePiece
+// decoder strips at the start).
+TEST(Tokenizer, TextStreamDecodesAsDecodeDoes) {
+  const Tokenizer mistral = Tokenizer::load(std::filesystem::path(MOTE_TEST_DATA) / "tokenizers/mistral-7b-mixtral");
+  for (const Tokenizer* t : {&bundled(), &mistral}) {
+    std::vector<int32_t> bytes;  // ids of byte tokens and spaces
+    for (const char* s : {"ä", "€", "😀", " ", "  ", " a"}) {
+      for (const int32_t id : t->encode(s, false)) bytes.push_back(id);
+    }
+    for (int b = 0x80; b < 0x100; b += 7) {
+      // A byte's token: <0xNN> with byte fallback, else its byte-level character.
+      int32_t id = t->token_id(fmt::format("<0x{:02X}>", b));
+      if (id < 0) id = t->token_id(bytes_to_byte_level(std::string(1, static_cast<char>(b))));
+      ASSERT_GE(id, 0) << b;
+      bytes.push_back(id);
+    }
+    std::mt19937 rng(7);
+    for (int round = 0; round < 200; ++round) {
+      TextStream stream(*t);
+      std::vector<int32_t> ids;
+      for (int k = 0; k < 40; ++k) {
+        const bool byte = rng() % 2 == 0;
+        ids.push_back(byte ? bytes[rng() % bytes.size()] : static_cast<int32_t>(rng() % 3000));
+        stream.push(ids.back());
+        const std::string want = t->decode(ids);
+        ASSERT_EQ(stream.decoded(), want) << "round " << round << ", id " << k;
+        ASSERT_EQ(stream.decoded_size(), want.size());
+        ASSERT_EQ(want.compare(0, stream.text().size(), stream.text()), 0);
+        ASSERT_EQ(stream.size(), ids.size());
+      }
+    }
+  }
 }
 
 TEST(Tokenizer, LongInputWithoutSpacesIsFast) {

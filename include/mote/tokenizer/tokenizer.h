@@ -44,6 +44,11 @@ class Tokenizer {
   // Decodes ids to text, special tokens kept; byte sequences that are not
   // valid UTF-8 (a character cut between tokens) become U+FFFD.
   std::string decode(std::span<const int32_t> ids) const;
+  // The bytes decode() joins for one id, before the repair of UTF-8 and the
+  // strip of leading spaces (TextStream decodes with them).
+  void append_bytes(int32_t id, std::string& bytes) const;
+  // How many leading spaces of the joined bytes decode() strips at most.
+  int leading_spaces_stripped() const { return byte_fallback_ ? decode_strip_ : 0; }
 
   int32_t vocab_size() const { return static_cast<int32_t>(id_to_token_.size()); }
   int32_t bos_id() const { return bos_id_; }
@@ -79,13 +84,35 @@ class Tokenizer {
   Normalizer normalizer_;
   PreTokenizer pre_tokenizer_;
   std::vector<int32_t> template_prefix_, template_suffix_;
-  bool ignore_merges_ = false;
+  bool ignore_merges_ = false;  // a pre-tokenized piece that is a vocabulary entry skips the merges
   bool byte_fallback_ = false;  // SentencePiece-style BPE: characters, bytes as <0xNN> tokens
   std::vector<std::pair<std::string, std::string>> decode_replace_;  // its decoder's Replace steps
-  int decode_strip_ =
-      0;  // leading spaces its decoder strips  // a pre-tokenized piece that is a vocabulary entry skips the merges
+  int decode_strip_ = 0;                                             // leading spaces its decoder strips
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
+};
+
+// decode() for ids that come one at a time, each in time proportional to
+// its own bytes. text() only grows: a character still cut between tokens
+// waits for its last byte (decode() would show it as U+FFFD).
+class TextStream {
+ public:
+  explicit TextStream(const Tokenizer& tokenizer) : tokenizer_(&tokenizer) {}
+  void push(int32_t id);
+  size_t size() const { return ids_; }  // ids pushed
+  // The complete characters so far.
+  const std::string& text() const { return text_; }
+  // decode() of the ids so far, and its length in bytes.
+  std::string decoded() const;
+  size_t decoded_size() const { return text_.size() + 3 * (bytes_.size() - used_); }
+
+ private:
+  const Tokenizer* tokenizer_;
+  std::string bytes_, text_;
+  size_t used_ = 0;      // bytes_ repaired into text_ (or stripped)
+  size_t stripped_ = 0;  // leading spaces stripped
+  bool leading_ = true;  // nothing but stripped spaces has come
+  size_t ids_ = 0;
 };
 
 }  // namespace mote

@@ -18,6 +18,13 @@ std::optional<size_t> find_invalid_utf8(std::string_view text);
 // way Hugging Face tokenizers decode byte-level tokens.
 std::string repair_utf8(std::string_view bytes);
 
+// repair_utf8 for bytes that arrive in pieces: appends to `out` the repair
+// of as much of `bytes` as later bytes cannot change, and returns how many
+// bytes that was. What is left is the start of a character that more bytes
+// may complete; repair_utf8 of all of `bytes` is `out` plus one U+FFFD for
+// each byte left.
+size_t repair_utf8_prefix(std::string_view bytes, std::string& out);
+
 // Decodes one code point at `pos` of valid UTF-8 and advances `pos`.
 char32_t next_code_point(std::string_view text, size_t& pos);
 
