@@ -45,7 +45,7 @@ std::string random_id(const char* prefix) {
 
 // The longest end of `text` that is the start of a stop string: held back
 // while streaming, as the next token may complete the stop string.
-size_t stop_prefix_at_end(const std::string& text, const std::vector<std::string>& stops) {
+size_t stop_prefix_at_end(std::string_view text, const std::vector<std::string>& stops) {
   size_t hold = 0;
   for (const auto& s : stops) {
     for (size_t k = std::min(s.size() - 1, text.size()); k > hold; --k) {
@@ -70,10 +70,28 @@ const char* finish_reason(StopReason stop) {
   }
 }
 
+// Characters of valid UTF-8 (OpenAI's text offsets count characters, as Python's len does).
+size_t code_points(std::string_view s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
 json bytes_of(const std::string& s) {
   json b = json::array();
   for (const unsigned char c : s) b.push_back(static_cast<int>(c));
   return b;
+}
+
+// One entry of a chat completion's logprobs.content: a token, its
+// log-probability and its `top` alternatives.
+json chat_logprob(const Tokenizer& tokenizer, int32_t id, float logprob, const int32_t* top_ids,
+                  const float* top_logprobs, size_t top) {
+  const std::string text = tokenizer.decode(std::span(&id, 1));
+  json alternatives = json::array();
+  for (size_t t = 0; t < top; ++t) {
+    const std::string alt = tokenizer.decode(std::span(&top_ids[t], 1));
+    alternatives.push_back({{"token", alt}, {"logprob", top_logprobs[t]}, {"bytes", bytes_of(alt)}});
+  }
+  return {{"token", text}, {"logprob", logprob}, {"bytes", bytes_of(text)}, {"top_logprobs", alternatives}};
 }
 
 }  // namespace
@@ -88,6 +106,8 @@ struct Server::Choice {
   std::vector<int32_t> top_ids;
   std::vector<float> top_logprobs;
   GenerationResult result;             // once done
+  std::optional<TextStream> decoder;   // of `tokens`
+  size_t searched = 0;                 // bytes of text searched for stop strings
   std::string text;                    // decoded, cut at a stop string
   size_t stable = 0;                   // bytes of text that cannot change any more
   size_t sent = 0, logprobs_sent = 0;  // streamed so far
@@ -108,6 +128,16 @@ struct Server::Call {
   std::chrono::steady_clock::time_point start;
   bool first_token = false;
   std::condition_variable changed;
+
+  // OpenAI's usage object, once every choice is done.
+  json usage() const {
+    int64_t prompt_tokens = 0, completion_tokens = 0;
+    for (const auto& p : prompts) prompt_tokens += static_cast<int64_t>(p.size());
+    for (const Choice& c : choices) completion_tokens += static_cast<int64_t>(c.result.generated.size());
+    return {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", completion_tokens},
+            {"total_tokens", prompt_tokens + completion_tokens}};
+  }
 };
 
 void validate(const ServerOptions& s) {
@@ -358,6 +388,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
     for (int k = 0; k < r.n; ++k) {
       Choice c;
       c.prompt = p;
+      c.decoder.emplace(*model_.tokenizer);
       call->choices.push_back(std::move(c));
     }
   }
@@ -408,7 +439,6 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
     }
     if (cancelled) throw ApiError(503, "server_error", "the server shut down before the request finished");
     json choices = json::array();
-    int64_t completion_tokens = 0;
     json mote = json::object();
     if (r.record) {
       mote["mask"] = call->mask_name;
@@ -419,16 +449,16 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
     }
     for (size_t i = 0; i < call->choices.size(); ++i) {
       const Choice& c = call->choices[i];
-      completion_tokens += static_cast<int64_t>(c.result.generated.size());
       const char* reason = c.stopped_by_string ? "stop" : finish_reason(c.result.stop);
       json choice = {{"index", i}};
       const auto& tokenizer = *model_.tokenizer;
       // The generated tokens the text holds (a stop string may cut it).
       const size_t shown = [&] {
         if (!c.stopped_by_string) return c.tokens.size();
-        size_t k = 0;
-        while (k < c.tokens.size() && tokenizer.decode(std::span(c.tokens.data(), k)).size() < c.text.size()) ++k;
-        return k;
+        TextStream prefix(tokenizer);
+        while (prefix.size() < c.tokens.size() && prefix.decoded_size() < c.text.size())
+          prefix.push(c.tokens[prefix.size()]);
+        return prefix.size();
       }();
       json logprobs = nullptr;
       if (r.logprobs) {
@@ -443,25 +473,23 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
         if (chat) {
           json content = json::array();
           for (size_t e = 0; e < entries; ++e) {
-            const std::string text = tokenizer.decode(std::span(&c.result.generated[e], 1));
-            json alternatives = json::array();
-            for (size_t t = 0; t < top; ++t) {
-              const int32_t id = c.result.top_ids[e * top + t];
-              const std::string alt = tokenizer.decode(std::span(&id, 1));
-              alternatives.push_back(
-                  {{"token", alt}, {"logprob", c.result.top_logprobs[e * top + t]}, {"bytes", bytes_of(alt)}});
-            }
-            content.push_back({{"token", text},
-                               {"logprob", c.result.token_logprobs[e]},
-                               {"bytes", bytes_of(text)},
-                               {"top_logprobs", alternatives}});
+            content.push_back(chat_logprob(tokenizer, c.result.generated[e], c.result.token_logprobs[e],
+                                           c.result.top_ids.data() + e * top, c.result.top_logprobs.data() + e * top,
+                                           top));
           }
           logprobs = {{"content", content}, {"refusal", nullptr}};
         } else {
           json tokens = json::array(), values = json::array(), tops = json::array(), offsets = json::array();
-          std::vector<int32_t> sequence;
+          TextStream sequence(tokenizer);
           // Offsets into the prompt and completion, as OpenAI gives them.
-          const size_t offset_base = r.echo ? 0 : call->prompt_texts[c.prompt].size();
+          const size_t offset_base = r.echo ? 0 : code_points(call->prompt_texts[c.prompt]);
+          size_t counted = 0, characters = 0;  // of sequence.text()
+          const auto offset = [&] {
+            characters += code_points(std::string_view(sequence.text()).substr(counted));
+            counted = sequence.text().size();
+            // A character still cut decodes as one U+FFFD per byte.
+            return offset_base + characters + (sequence.decoded_size() - counted) / 3;
+          };
           if (r.echo) {
             // The prompt's first token has no log-probability.
             const int32_t first = call->prompts[c.prompt][0];
@@ -470,12 +498,12 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
             values.push_back(nullptr);
             tops.push_back(nullptr);
             offsets.push_back(0);
-            sequence.push_back(first);
+            sequence.push(first);
           }
           for (size_t e = 0; e < entries; ++e) {
             const int32_t id = token_at(from + e);
-            offsets.push_back(offset_base + tokenizer.decode(sequence).size());
-            sequence.push_back(id);
+            offsets.push_back(offset());
+            sequence.push(id);
             tokens.push_back(tokenizer.decode(std::span(&id, 1)));
             values.push_back(c.result.token_logprobs[e]);
             json alternatives = json::object();
@@ -511,17 +539,9 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
         mote["token_ids"].push_back(c.result.generated);
       }
     }
-    int64_t prompt_tokens = 0;
-    for (const auto& p : call->prompts) prompt_tokens += static_cast<int64_t>(p.size());
-    json body = {{"id", call->id},
-                 {"object", chat ? "chat.completion" : "text_completion"},
-                 {"created", call->created},
-                 {"model", options_.served_model_name},
-                 {"choices", choices},
-                 {"usage",
-                  {{"prompt_tokens", prompt_tokens},
-                   {"completion_tokens", completion_tokens},
-                   {"total_tokens", prompt_tokens + completion_tokens}}}};
+    json body = {{"id", call->id},           {"object", chat ? "chat.completion" : "text_completion"},
+                 {"created", call->created}, {"model", options_.served_model_name},
+                 {"choices", choices},       {"usage", call->usage()}};
     if (r.record) body["mote"] = mote;
     lock.unlock();
     send_json(res, 200, body);
@@ -585,29 +605,37 @@ void Server::cancel_locked(const Call& call) {
 }
 
 // The choice's text from its tokens: cut at the first stop string (which
-// cancels the request), and how much of it can no longer change.
+// cancels the request), and how much of it can no longer change. Each
+// token costs its own bytes, not the text's.
 void Server::update_text_locked(Call& call, Choice& c, bool final) {
   if (c.stopped_by_string) return;
-  std::string text = model_.tokenizer->decode(c.tokens);
+  TextStream& decoder = *c.decoder;
+  if (decoder.size() > c.tokens.size()) decoder = TextStream(*model_.tokenizer);
+  while (decoder.size() < c.tokens.size()) decoder.push(c.tokens[decoder.size()]);
+  // Final: a character still cut shows as decode() shows it (U+FFFD).
+  if (final) {
+    c.text = decoder.decoded();
+  } else {
+    c.text.append(decoder.text(), c.text.size());
+  }
+  // A stop string not found before ends past what was searched.
   const auto& stops = call.request.stop;
+  size_t longest = 0;
+  for (const auto& s : stops) longest = std::max(longest, s.size());
+  const size_t from = c.searched >= longest ? c.searched - longest + 1 : 0;
   size_t cut = std::string::npos;
-  for (const auto& s : stops) cut = std::min(cut, text.find(s));
+  for (const auto& s : stops) cut = std::min(cut, c.text.find(s, from));
   if (cut != std::string::npos) {
-    text.resize(cut);
+    c.text.resize(cut);
     c.stopped_by_string = true;
     if (!c.done) to_cancel_.push_back(c.id);
     arrivals_.notify_all();
     final = true;
   }
-  size_t stable = text.size();
-  if (!final) {
-    // A character cut between tokens decodes as U+FFFD until its last byte comes.
-    static const std::string kReplacement = "\xEF\xBF\xBD";
-    if (text.size() >= 3 && text.compare(text.size() - 3, 3, kReplacement) == 0) stable -= 3;
-    stable -= std::min(stable, stop_prefix_at_end(text.substr(0, stable), stops));
-  }
-  c.text = std::move(text);
-  c.stable = std::max(c.stable, std::min(stable, c.text.size()));
+  c.searched = c.text.size();
+  size_t stable = c.text.size();
+  if (!final) stable -= stop_prefix_at_end(c.text, stops);
+  c.stable = std::min(std::max(c.stable, stable), c.text.size());
 }
 
 std::string Server::stream_events_locked(Call& call, bool final) {
@@ -643,15 +671,8 @@ std::string Server::stream_events_locked(Call& call, bool final) {
       const size_t have = c.stopped_by_string ? c.logprobs_sent : c.logprobs.size();
       json content = json::array();
       for (size_t e = c.logprobs_sent; e < have; ++e) {
-        const std::string text = model_.tokenizer->decode(std::span(&c.tokens[e], 1));
-        json alternatives = json::array();
-        for (size_t t = 0; t < top; ++t) {
-          const int32_t id = c.top_ids[e * top + t];
-          const std::string alt = model_.tokenizer->decode(std::span(&id, 1));
-          alternatives.push_back({{"token", alt}, {"logprob", c.top_logprobs[e * top + t]}, {"bytes", bytes_of(alt)}});
-        }
-        content.push_back(
-            {{"token", text}, {"logprob", c.logprobs[e]}, {"bytes", bytes_of(text)}, {"top_logprobs", alternatives}});
+        content.push_back(chat_logprob(*model_.tokenizer, c.tokens[e], c.logprobs[e], c.top_ids.data() + e * top,
+                                       c.top_logprobs.data() + e * top, top));
       }
       c.logprobs_sent = have;
       if (!content.empty()) logprobs = {{"content", content}};
@@ -694,12 +715,7 @@ std::string Server::stream_events_locked(Call& call, bool final) {
              "\n\n";
     }
     if (call.request.include_usage) {
-      int64_t prompt_tokens = 0, completion_tokens = 0;
-      for (const auto& p : call.prompts) prompt_tokens += static_cast<int64_t>(p.size());
-      for (const Choice& c : call.choices) completion_tokens += static_cast<int64_t>(c.result.generated.size());
-      const json usage = {{"prompt_tokens", prompt_tokens},
-                          {"completion_tokens", completion_tokens},
-                          {"total_tokens", prompt_tokens + completion_tokens}};
+      const json usage = call.usage();
       event(json::array(), &usage);
     }
     out += "data: [DONE]\n\n";

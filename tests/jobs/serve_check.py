@@ -134,6 +134,28 @@ def stream(port, prompts, max_tokens):
             print(f"FAIL {line['id']}: streamed {text!r} ({reason}) != {text_of(path, whole)!r} "
                   f"({whole['finish_reason']}), usage {usage}")
             failures += 1
+        # A stop string from the middle of the text cuts it at its first place, streamed or not.
+        full = text_of(path, whole)
+        if len(full) >= 12:
+            stop = full[len(full) // 2:len(full) // 2 + 3]
+            want = full[:full.find(stop)]
+            body.pop("stream_options")
+            for streamed in (False, True):
+                body.update({"stream": streamed, "stop": ["\u0000never", stop]})
+                if streamed:
+                    got, reason = "", None
+                    for c in post(port, path, body, stream=True):
+                        for choice in c["choices"]:
+                            got += choice["delta"].get("content", "") if "delta" in choice else choice["text"]
+                            reason = choice["finish_reason"] or reason
+                else:
+                    choice = post(port, path, body)["choices"][0]
+                    got, reason = text_of(path, choice), choice["finish_reason"]
+                if got != want or reason != "stop":
+                    print(f"FAIL {line['id']}: stop {stop!r}{' streamed' if streamed else ''}: {got!r} ({reason}), "
+                          f"expected {want!r}")
+                    failures += 1
+            body.pop("stop")
     print(f"{len(lines)} streamed requests: {len(lines) - failures} equal to the unstreamed")
     return failures
 
@@ -157,6 +179,15 @@ def echo(port, h5):  # the server started with the job's masks
                 elif np.float32(lp[-1]) != np.float32(scores[j]):
                     print(f"FAIL {k}: log-probability of {token}: {lp[-1]} != the job's {scores[j]}")
                     failures += 1
+                if j == 0:
+                    # Text offsets: characters before each token, as the decoded prefix has them.
+                    full = prompt + [token]
+                    text = post(port, "/detokenize", {"tokens": full})["prompt"]
+                    offsets = r["choices"][0]["logprobs"]["text_offset"]
+                    want = [len(post(port, "/detokenize", {"tokens": full[:i]})["prompt"]) for i in range(len(full))]
+                    if r["choices"][0]["text"] != text or offsets != want:
+                        print(f"FAIL {k}: echoed text or text offsets {offsets} != {want}")
+                        failures += 1
     print(f"echo + logprobs: {'equal' if failures == 0 else 'NOT equal'} to --score-tokens")
     return failures
 
