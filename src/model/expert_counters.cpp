@@ -1,5 +1,6 @@
 #include "mote/model/expert_counters.h"
 
+#include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -20,11 +21,14 @@ ExpertCounters::ExpertCounters(int n_classes, int n_layers, int n_experts)
       tokens(static_cast<size_t>(n_classes) * kPhaseCount * n_layers * n_experts, 0),
       gate_sum(tokens.size(), 0.0) {}
 
-std::optional<std::string> ExpertCounters::first_difference(const ExpertCounters& o) const {
+std::optional<std::string> ExpertCounters::first_difference(const ExpertCounters& o, double gate_tolerance) const {
   if (tokens.size() != o.tokens.size())
     return fmt::format("shapes differ ({} vs {} entries)", tokens.size(), o.tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] != o.tokens[i] || std::memcmp(&gate_sum[i], &o.gate_sum[i], sizeof(double)) != 0) {
+    const double a = gate_sum[i], b = o.gate_sum[i];
+    const bool gate_differs = gate_tolerance == 0 ? std::memcmp(&a, &b, sizeof(double)) != 0
+                                                  : std::abs(a - b) > gate_tolerance * std::max(1.0, std::abs(a));
+    if (tokens[i] != o.tokens[i] || gate_differs) {
       const size_t e = i % experts, l = i / experts % moe_layers, p = i / experts / moe_layers % kPhaseCount,
                    c = i / experts / moe_layers / kPhaseCount;
       return fmt::format("class {} phase {} MoE layer {} expert {}: {} tokens / gate sum {:.17g} vs {} / {:.17g}", c, p,

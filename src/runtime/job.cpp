@@ -27,7 +27,6 @@
 #include "mote/runtime/request_queue.h"
 #include "mote/runtime/scan_metric.h"
 #include "mote/util/error.h"
-#include "mote/util/memory.h"
 #include "mote/util/parallel.h"
 #include "mote/util/stop_signal.h"
 
@@ -202,14 +201,7 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   // 6. Counters, per coordinator: what the experts processed against
   // what that coordinator's router decided.
   const ExpertCounters run_routed = job_run.check_counters();
-  std::vector<uint64_t> rank_memory(2 * static_cast<size_t>(world));
-  {
-    // Per-rank memory: peak RSS and the resident part of the weight files
-    // (falls as 1/N for expert weights), plus the copies (--weights copy).
-    const uint64_t mine[2] = {peak_rss_bytes(),
-                              mapped_rss_bytes(model.loaded->store.paths()) + model.loaded->weights.copied_bytes};
-    MPI_Gather(mine, 2, MPI_UINT64_T, rank_memory.data(), 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
-  }
+  const std::vector<uint64_t> rank_memory = gather_rank_memory(model, world);
   job_run.report_throughput();
   if (!root) return exit_code();
 
@@ -236,14 +228,8 @@ int run_job(JobOptions& job, MpiSession& mpi, const JobFinish& finish) {
   // The per-request counts add up to the same totals: token counts exactly,
   // gate sums up to summation order.
   collector->print_ready();
-  const ExpertCounters& per_request = collector->run_totals();
-  for (size_t i = 0; i < run_routed.tokens.size(); ++i) {
-    const double a = run_routed.gate_sum[i], b = per_request.gate_sum[i];
-    if (run_routed.tokens[i] != per_request.tokens[i] || std::abs(a - b) > 1e-9 * std::max(1.0, std::abs(a))) {
-      fail("per-request expert counts do not add up to the ranks' counters at entry {}: {} / {} vs {} / {}", i,
-           per_request.tokens[i], b, run_routed.tokens[i], a);
-    }
-  }
+  if (const auto diff = run_routed.first_difference(collector->run_totals(), kGateSumOrderTolerance))
+    fail("per-request expert counts do not add up to the ranks' counters: {}", *diff);
   collector->write_result(mpi, masks, rank_memory, finish);
   return 0;
 }

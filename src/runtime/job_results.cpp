@@ -15,6 +15,7 @@
 #include "mote/results/request_output.h"
 #include "mote/util/error.h"
 #include "mote/util/hash.h"
+#include "mote/util/memory.h"
 #include "mote/util/stop_signal.h"
 #include "mote/util/utf8.h"
 
@@ -75,13 +76,13 @@ void ResultCollector::write(hid_t group, size_t index, const GenerationResult& r
   static const std::vector<int32_t> kNoTokens;
   const bool never_ran = requests_.failed(index);
   const PreparedPrompt& p = prompt(index);
-  write_request(group, RequestRecord{index, p.spec.id, p.spec.cls, mask_name,
-                                     p.encoded.text, tokenizer.decode(result.generated),
-                                     result.error.empty() ? requests_.error(index) : result.error,
-                                     never_ran ? &kNoTokens : &p.encoded.tokens, &result,
-                                     model_.config.vocab_size, model_.moe_layers(), model_.config.num_experts_per_tok,
-                                     model_.config.n_routed_experts, static_cast<int>(options_.gen.score_ids.size()),
-                                     options_.gen.save_last_logits, options_.request_counts});
+  write_request(
+      group, RequestRecord{index, p.spec.id, p.spec.cls, mask_name, p.encoded.text, tokenizer.decode(result.generated),
+                           result.error.empty() ? requests_.error(index) : result.error,
+                           never_ran ? &kNoTokens : &p.encoded.tokens, &result, model_.config.vocab_size,
+                           model_.moe_layers(), model_.config.num_experts_per_tok, model_.config.n_routed_experts,
+                           static_cast<int>(options_.gen.score_ids.size()), options_.gen.save_last_logits,
+                           options_.request_counts});
 }
 
 void ResultCollector::operator()(size_t index, GenerationResult&& result) {
@@ -187,6 +188,72 @@ bool ResultCollector::save_checkpoint() {
   return true;
 }
 
+std::vector<uint64_t> gather_rank_memory(const JobModel& model, int world_size) {
+  // Peak RSS and the resident part of the weight files (falls as 1/N for
+  // expert weights), plus the copies (--weights copy).
+  std::vector<uint64_t> all(2 * static_cast<size_t>(world_size));
+  const uint64_t mine[2] = {peak_rss_bytes(),
+                            mapped_rss_bytes(model.loaded->store.paths()) + model.loaded->weights.copied_bytes};
+  MPI_Gather(mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  return all;
+}
+
+void log_rank_memory(const std::vector<uint64_t>& rank_memory) {
+  std::string line;
+  for (size_t r = 0; r < rank_memory.size() / 2; ++r) {
+    line +=
+        fmt::format("{}rank {}: {:.1f} MB peak, {:.1f} MB of weights resident", r ? "; " : "", r,
+                    static_cast<double>(rank_memory[2 * r]) / 1e6, static_cast<double>(rank_memory[2 * r + 1]) / 1e6);
+  }
+  spdlog::info("memory: {}", line);
+}
+
+void write_ranks(hid_t root, const Placement& placement, const std::vector<uint64_t>& rank_memory) {
+  const size_t world = rank_memory.size() / 2;
+  std::vector<uint64_t> peak_rss, weights_resident;
+  std::vector<int32_t> experts;
+  for (size_t r = 0; r < world; ++r) {
+    peak_rss.push_back(rank_memory[2 * r]);
+    weights_resident.push_back(rank_memory[2 * r + 1]);
+    experts.push_back(placement.count_on(static_cast<int>(r)));
+  }
+  H5Handle ranks = h5_create_group(root, "ranks");
+  h5_dataset(ranks.id(), "peak_rss_bytes", {world}, peak_rss.data());
+  h5_dataset(ranks.id(), "weights_resident_bytes", {world}, weights_resident.data());
+  h5_dataset(ranks.id(), "routed_experts", {world}, experts.data());
+}
+
+void write_totals(hid_t root, const ExpertCounters& counters, const std::vector<std::string>& classes,
+                  const std::vector<uint64_t>& class_tokens, const ModelConfig& config) {
+  write_counters(root, counters, classes, config.moe_layers());
+  h5_dataset(root, "tokens", {static_cast<hsize_t>(classes.size()), kPhaseCount}, class_tokens.data());
+  h5_axes(root, "tokens", "class,phase");
+  h5_attr_string(
+      root, "axes_note",
+      "a moe_layer axis counts MoE layers only, in order (0 = the first MoE layer); /moe_layer_decoder_index gives "
+      "each one's decoder-layer index; class and phase axes follow /classes and /phases");
+}
+
+void order_requests(hid_t root, size_t count, const std::string& where) {
+  // Requests finish in any order and parts are copied by name; the result
+  // lists them in index order (a group that tracks creation order, links
+  // moved in index order).
+  if (H5Lmove(root, "requests", root, "requests_unordered", H5P_DEFAULT, H5P_DEFAULT) < 0) {
+    fail("{}: cannot reorder /requests", where);
+  }
+  {
+    H5Handle ordered = h5_create_ordered_group(root, "requests");
+    H5Handle unordered(H5Gopen2(root, "requests_unordered", H5P_DEFAULT), H5Gclose);
+    for (size_t i = 0; i < count; ++i) {
+      const std::string name = std::to_string(i);
+      if (H5Lmove(unordered.id(), name.c_str(), ordered.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
+        fail("{}: cannot move request {} into /requests", where, i);
+      }
+    }
+  }
+  H5Ldelete(root, "requests_unordered", H5P_DEFAULT);
+}
+
 void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement,
                           int world_size, const char* job) {
   const auto& gen = options.gen;
@@ -218,16 +285,7 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
   print_ready();  // requests all finished before a resume print here
   const ModelConfig& config = model_.config;
   const Placement& placement = *model_.placement;
-  std::vector<uint64_t> peak_rss, weights_resident;
-  std::string memory_line;
-  for (int r = 0; r < mpi.size(); ++r) {
-    peak_rss.push_back(rank_memory[2 * static_cast<size_t>(r)]);
-    weights_resident.push_back(rank_memory[2 * static_cast<size_t>(r) + 1]);
-    memory_line +=
-        fmt::format("{}rank {}: {:.1f} MB peak, {:.1f} MB of weights resident", r ? "; " : "", r,
-                    static_cast<double>(peak_rss.back()) / 1e6, static_cast<double>(weights_resident.back()) / 1e6);
-  }
-  spdlog::info("memory: {}", memory_line);
+  log_rank_memory(rank_memory);
   size_t failed = run_errors_.size();
   for (size_t i = 0; i < requests_.size(); ++i) failed += requests_.failed(i);
   if (failed > 0) {
@@ -239,7 +297,8 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
     std::vector<std::string> errors(requests_.size());
     for (size_t i = 0; i < requests_.size(); ++i) errors[i] = requests_.error(i);
     for (const auto& [i, error] : run_errors_) errors[i] = error;
-    finish(out_ != nullptr ? out_->root() : -1, JobOutcome{texts_, errors, first_tokens_, scores_, model_.loaded->tokenizer});
+    finish(out_ != nullptr ? out_->root() : -1,
+           JobOutcome{texts_, errors, first_tokens_, scores_, model_.loaded->tokenizer});
   }
   if (out_ == nullptr) return;
   OutputFile& out = *out_;
@@ -265,48 +324,21 @@ void ResultCollector::write_result(const MpiSession& mpi, const MaskSets& masks,
     fail("{}: the result holds {} of the job's {} requests; it is not moved into place (the checkpoint is kept)",
          options_.out, info.nlinks, requests_.size());
   }
-  // Requests finish in any order; the result lists them in prompt-file
-  // order (a group that tracks creation order, links moved in index order).
   requests_group_->reset();
-  if (H5Lmove(out.root(), "requests", out.root(), "requests_unordered", H5P_DEFAULT, H5P_DEFAULT) < 0) {
-    fail("{}: cannot reorder /requests", options_.out);
-  }
-  {
-    H5Handle ordered = h5_create_ordered_group(out.root(), "requests");
-    H5Handle unordered(H5Gopen2(out.root(), "requests_unordered", H5P_DEFAULT), H5Gclose);
-    for (size_t i = 0; i < requests_.size(); ++i) {
-      const std::string name = std::to_string(i);
-      if (H5Lmove(unordered.id(), name.c_str(), ordered.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
-        fail("{}: cannot move request {} into /requests", options_.out, i);
-      }
-    }
-  }
-  H5Ldelete(out.root(), "requests_unordered", H5P_DEFAULT);
+  order_requests(out.root(), requests_.size(), options_.out);
   const hid_t root = out.root();
   write_job_attributes(root, options_, config, placement, mpi.size(), options_.profile ? "profile" : "generate");
   h5_attr_int(root, "request_count", static_cast<int64_t>(requests_.size()));
   h5_attr_string(root, "job_fingerprint", options_.fingerprint);
   h5_attr_int(root, "failed_request_count", static_cast<int64_t>(failed));
   h5_attr_int(root, "request_counts", options_.request_counts ? 1 : 0);
-  write_counters(root, class_totals_, requests_.classes(), config.moe_layers());
-  h5_dataset(root, "tokens", {static_cast<hsize_t>(requests_.classes().size()), kPhaseCount}, class_tokens_.data());
-  h5_axes(root, "tokens", "class,phase");
-  h5_attr_string(
-      root, "axes_note",
-      "a moe_layer axis counts MoE layers only, in order (0 = the first MoE layer); /moe_layer_decoder_index gives "
-      "each one's decoder-layer index; class and phase axes follow /classes and /phases");
+  write_totals(root, class_totals_, requests_.classes(), class_tokens_, config);
   write_masks(root, masks.sets);
   if (!options_.gen.score_ids.empty()) {
     h5_dataset(root, "score_ids", {options_.gen.score_ids.size()}, options_.gen.score_ids.data());
     h5_attr_string(root, "score_tokens", options_.score_tokens);
   }
-  H5Handle ranks = h5_create_group(root, "ranks");
-  h5_dataset(ranks.id(), "peak_rss_bytes", {peak_rss.size()}, peak_rss.data());
-  h5_dataset(ranks.id(), "weights_resident_bytes", {weights_resident.size()}, weights_resident.data());
-  std::vector<int32_t> counts;
-  for (int r = 0; r < mpi.size(); ++r) counts.push_back(placement.count_on(r));
-  h5_dataset(ranks.id(), "routed_experts", {static_cast<hsize_t>(mpi.size())}, counts.data());
-  ranks.reset();
+  write_ranks(root, placement, rank_memory);
   out.commit();
   checkpoint_->remove();
   spdlog::info("wrote {}", options_.out);

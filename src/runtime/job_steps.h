@@ -230,6 +230,23 @@ std::string model_fingerprint(const std::filesystem::path& dir, const WeightStor
 void write_job_attributes(hid_t root, const JobOptions& options, const ModelConfig& config, const Placement& placement,
                           int world_size, const char* job);
 
+// Every rank's peak RSS and resident weight bytes, [rank][2], on rank 0
+// (every rank calls it); logged and written as /ranks.
+std::vector<uint64_t> gather_rank_memory(const JobModel& model, int world_size);
+void log_rank_memory(const std::vector<uint64_t>& rank_memory);
+void write_ranks(hid_t root, const Placement& placement, const std::vector<uint64_t>& rank_memory);
+// Per-request gate sums added up in request order against the ranks' own
+// sums: equal up to the order of summation.
+constexpr double kGateSumOrderTolerance = 1e-9;
+
+// The fTRI totals of a profile: counts and gate sums per class, the tokens
+// fed per class and phase ([class, phase]), and the axes' note.
+void write_totals(hid_t root, const ExpertCounters& counters, const std::vector<std::string>& classes,
+                  const std::vector<uint64_t>& class_tokens, const ModelConfig& config);
+// Moves /requests/0 .. count-1 into a new /requests that lists them in
+// index order (`where` names the file in errors).
+void order_requests(hid_t root, size_t count, const std::string& where);
+
 // Threads per rank: --threads, else OMP_NUM_THREADS, else the host's cores
 // shared among the job's ranks on it.
 void set_threads(JobOptions& job, const MpiSession& mpi);

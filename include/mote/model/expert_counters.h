@@ -43,8 +43,10 @@ struct ExpertCounters {
     ++tokens[i];
     gate_sum[i] += weight;
   }
-  // Where two counters differ, described; nullopt when they are equal bit for bit.
-  std::optional<std::string> first_difference(const ExpertCounters& other) const;
+  // Where two counters differ, described; nullopt when they are equal bit
+  // for bit, or with `gate_tolerance`, when the token counts are and the
+  // gate sums are within that relative difference (sums in another order).
+  std::optional<std::string> first_difference(const ExpertCounters& other, double gate_tolerance = 0) const;
 };
 
 }  // namespace mote
