@@ -35,7 +35,12 @@ int run_serve(const std::vector<std::string>& args, const std::string& command_l
       ("timeout", po::value(&s.timeout_seconds)->default_value(s.timeout_seconds),
        "seconds a client may take to send a request or to read a response")
       ("shutdown-timeout", po::value(&s.shutdown_seconds)->default_value(s.shutdown_seconds, "30"),
-       "after SIGTERM or SIGINT, seconds the running requests get to finish before they are cancelled");
+       "after SIGTERM or SIGINT, seconds the running requests get to finish before they are cancelled")
+      ("record", po::value(&job.out),
+       "append every request served to this HDF5 profile (docs/hdf5-format.md), written at shutdown; until then "
+       "requests are kept in FILE.checkpoint/ within 2 s of finishing")
+      ("resume", po::bool_switch(&job.resume),
+       "continue the --record of a server that did not shut down (its FILE.checkpoint/)");
   // clang-format on
   // The job's options that a server has: the model, its generation
   // defaults, masks and how it spreads over the ranks.
@@ -81,6 +86,7 @@ int run_serve(const std::vector<std::string>& args, const std::string& command_l
   }
   validate(s);
   validate_generation(job);
+  if (job.resume && job.out.empty()) fail("--resume continues a --record: give --record FILE");
   parse_wire_dtype(job.wire_dtype);
   parse_weight_memory(job.weights);
   setup_logging(job.log_level, mpi.rank());

@@ -178,7 +178,7 @@ FinishedRequests Checkpoint::load() const {
       if (H5Lexists(g.id(), "scores", H5P_DEFAULT) > 0)
         r.scores = read_vector<double>(g.id(), "scores", H5T_NATIVE_DOUBLE, at);
       int64_t stop = -1;
-      if (!h5_read_int_attr(g.id(), "stop_code", stop) || stop < 0 || stop > 3)
+      if (!h5_read_int_attr(g.id(), "stop_code", stop) || stop < 0 || stop > 4)
         fail("{}: missing or bad 'stop_code'", at);
       r.stop = static_cast<StopReason>(stop);
       if (r.stop == StopReason::Error)

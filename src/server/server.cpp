@@ -857,6 +857,21 @@ void Server::progress(TokenProgress&& token) {
   call.changed.notify_all();
 }
 
+ServedRequest Server::describe(size_t id) {
+  std::lock_guard lock(mutex_);
+  ServedRequest r;
+  const auto it = live_.find(id);
+  if (it == live_.end()) return r;
+  const Call& call = *it->second.first;
+  const size_t choice = it->second.second;
+  const size_t prompt = call.choices[choice].prompt;
+  r.id = fmt::format("{}/{}", call.id, choice);
+  r.mask = call.mask_name == "none" ? "" : call.mask_name;
+  r.prompt_text = call.prompt_texts[prompt];
+  r.prompt = call.prompts[prompt];
+  return r;
+}
+
 void Server::finished(size_t id, GenerationResult&& result) {
   std::lock_guard lock(mutex_);
   const auto it = live_.find(id);

@@ -82,7 +82,7 @@ masks=(--mask off=off.ini --mask on=on.ini)
   { echo "FAIL: generate"; exit 1; }
 
 # 1 rank: equal to the job, alone and all at once; streaming; errors.
-start_server serve1.log "$mote" serve "${masks[@]}" --max-queue 64
+start_server serve1.log "$mote" serve "${masks[@]}" --max-queue 64 --record served1.h5
 /usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 || fail "requests one by one (1 rank)"
 /usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 --concurrent || fail "requests at once (1 rank)"
 /usr/bin/python3 "$check" stream $port prompts.jsonl 24 || fail "streaming"
@@ -121,6 +121,8 @@ done
 refuses "cannot listen on 127.0.0.1:$port" --port "$port"
 refuses "cannot listen on 10.255.255.1" --host 10.255.255.1 --port "$port"
 stop_server TERM
+[ -e served1.h5.checkpoint ] && fail "the record's checkpoint is left after a clean shutdown"
+/usr/bin/python3 "$check" record served1.h5 generate.h5 24 || fail "the record (1 rank)"
 
 # Options that cannot make a server fail at once, naming the option.
 refuses "--port 70000" --port 70000
@@ -195,10 +197,37 @@ start_server serve_echo.log "$mote" serve "${masks[@]}"
 stop_server TERM
 
 # 3 ranks, round-robin experts, 2 coordinators: the same as the job at 1 rank.
-start_server serve3.log "$run" -n 3 --oversubscribe serve "${masks[@]}" --placement round-robin --coordinators 2
+start_server serve3.log "$run" -n 3 --oversubscribe serve "${masks[@]}" --placement round-robin --coordinators 2 \
+  --record served3.h5
 /usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 --concurrent || fail "requests at once (3 ranks, 2 coordinators)"
 /usr/bin/python3 "$check" stream $port prompts.jsonl 24 || fail "streaming (3 ranks)"
 stop_server TERM
+/usr/bin/python3 "$check" record served3.h5 generate.h5 12 || fail "the record (3 ranks, 2 coordinators)"
+"$mote" diff served1.h5 served3.h5 > diff.txt || fail "mote diff of two records"
+"$mote" inspect served3.h5 > inspect.txt || fail "mote inspect of a record"
+
+# A server killed outright keeps what it recorded up to 2 s before; a new
+# one refuses the record's checkpoint unless --resume continues it.
+start_server crash.log "$mote" serve --record crash.h5
+for i in 1 2; do status "{\"prompt\": \"Crash $i\", \"max_tokens\": 4}" /v1/completions 200; done
+sleep 3
+kill -9 $server_pid
+wait $server_pid 2> /dev/null
+server_pid=""
+ls crash.h5.checkpoint/part-*.h5 > /dev/null 2>&1 || fail "a killed server left no part of its record"
+[ -e crash.h5 ] && fail "a killed server left a record file"
+refuses "holds the record of a server that did not shut down" --record crash.h5 --port 0
+start_server resumed.log "$mote" serve --record crash.h5 --resume
+status '{"prompt": "After", "max_tokens": 4}' /v1/completions 200
+stop_server TERM
+/usr/bin/python3 -c '
+import h5py, sys
+f = h5py.File("crash.h5")
+r = f["requests"]
+prompts = [r[str(i)]["prompt_text"][()].decode() for i in range(len(r))]
+sys.exit(0 if prompts == ["Crash 1", "Crash 2", "After"] and f.attrs["request_count"] == 3 else f"{prompts}")
+' || fail "the resumed record does not hold the requests before and after the kill"
+[ -e crash.h5.checkpoint ] && fail "the resumed record kept its checkpoint"
 
 [ $failures -eq 0 ] || { echo "$failures failures"; exit 1; }
 echo "serve: all checks passed"

@@ -210,14 +210,64 @@ def expected(port, prompts, h5, max_tokens, out):
     return 0
 
 
+def record(path, h5, at_least):
+    """The record of a server: every request the job also ran gives the job's
+    tokens and counts; the totals add up; ids are unique."""
+    failures = 0
+    with h5py.File(h5, "r") as f:
+        job = {}
+        for k in f["requests"]:
+            g = f["requests"][k]
+            key = (g.attrs["mask"], tuple(int(x) for x in g["prompt_tokens"][()]))
+            job[key] = ([int(x) for x in g["generated_tokens"][()]], g["expert_counts"][()])
+    with h5py.File(path, "r") as f:
+        requests = f["requests"]
+        n = len(requests)
+        if f.attrs["job"] != "serve" or f.attrs["request_count"] != n or list(requests) != [str(i) for i in range(n)]:
+            print(f"FAIL {path}: job {f.attrs['job']}, request_count {f.attrs['request_count']}, groups {list(requests)}")
+            failures += 1
+        ids = [requests[str(i)].attrs["id"] for i in range(n)]
+        if len(set(ids)) != n:
+            print(f"FAIL {path}: request ids repeat")
+            failures += 1
+        matched, counts, tokens = 0, np.zeros_like(f["counts"][()]), np.zeros_like(f["tokens"][()])
+        for i in range(n):
+            g = requests[str(i)]
+            c = g["expert_counts"][()]
+            if "error" not in g.attrs:
+                counts[0] += c.astype(np.uint64)
+                prompt = len(g["prompt_tokens"][()])
+                tokens[0] += np.array([prompt, max(len(g["generated_tokens"][()]) - 1, 0)], dtype=np.uint64)
+            key = (g.attrs["mask"], tuple(int(x) for x in g["prompt_tokens"][()]))
+            if key in job and g.attrs["stop_reason"] in ("eos", "max_new_tokens"):
+                want_ids, want_counts = job[key]
+                got_ids = [int(x) for x in g["generated_tokens"][()]]
+                if got_ids != want_ids or not np.array_equal(c, want_counts):
+                    print(f"FAIL {path}: request {i} ({ids[i]}) differs from the job's: {got_ids} vs {want_ids}")
+                    failures += 1
+                matched += 1
+        if not np.array_equal(counts, f["counts"][()]) or not np.array_equal(tokens, f["tokens"][()]):
+            print(f"FAIL {path}: the totals are not the sum of the requests")
+            failures += 1
+        if matched < at_least:
+            print(f"FAIL {path}: {matched} requests like the job's, expected at least {at_least}")
+            failures += 1
+    print(f"record {path}: {n} requests, {matched} equal to the job's, totals add up" if failures == 0 else
+          f"record {path}: {failures} failures")
+    return failures
+
+
 def main():
-    what, port = sys.argv[1], int(sys.argv[2])
+    what = sys.argv[1]
+    port = int(sys.argv[2]) if what != "record" else 0
     if what == "same":
         failures = same(port, sys.argv[3], sys.argv[4], int(sys.argv[5]), "--concurrent" in sys.argv)
     elif what == "stream":
         failures = stream(port, sys.argv[3], int(sys.argv[4]))
     elif what == "echo":
         failures = echo(port, sys.argv[3])
+    elif what == "record":
+        failures = record(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif what == "expected":
         failures = expected(port, sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6])
     else:

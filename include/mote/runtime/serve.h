@@ -32,6 +32,14 @@ struct ServedModel {
   int experts = 0;
 };
 
+// What the record (--record) keeps of a served request besides its result.
+struct ServedRequest {
+  std::string id;    // the API's id, and the choice: "chatcmpl-.../0"
+  std::string mask;  // the mask set's name; empty: unsteered
+  std::string prompt_text;
+  std::vector<int32_t> prompt;
+};
+
 // Rank 0's side of a serve job: where requests come from (RequestInbox)
 // and where their tokens and results go.
 class ServeFrontEnd : public RequestInbox {
@@ -42,6 +50,8 @@ class ServeFrontEnd : public RequestInbox {
   virtual void ready(ServedModel model) = 0;
   // A request leaves the queue for a coordinator's slot.
   virtual void handed_out(size_t id) = 0;
+  // What the record keeps of a request, asked just before finished().
+  virtual ServedRequest describe(size_t id) = 0;
   virtual void finished(size_t id, GenerationResult&& result) = 0;
   // The job has ended (every request it took has finished): stop taking connections.
   virtual void stop() = 0;

@@ -59,6 +59,7 @@ class Server : public ServeFrontEnd {
 
   // From the thread that runs rank 0's generator (the job's queue):
   void handed_out(size_t id) override;
+  ServedRequest describe(size_t id) override;
   void finished(size_t id, GenerationResult&& result) override;
   bool collect(std::deque<std::pair<size_t, GenerationRequest>>& arrived, std::vector<size_t>& cancel) override;
   void wait_for_work(std::chrono::milliseconds timeout) override;
