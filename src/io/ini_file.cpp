@@ -19,8 +19,12 @@ std::string trim(std::string s) {
 }  // namespace
 
 std::string read_ini_file(const std::filesystem::path& path, const char* what) {
-  std::string text = read_input_file(path, what, 1u << 20);
-  if (const auto bad = find_invalid_utf8(text)) fail("{}: invalid UTF-8 at byte {}", path.string(), *bad);
+  return check_ini_text(read_input_file(path, what, 1u << 20), path.string(), what);
+}
+
+std::string check_ini_text(const std::string& text, const std::string& where, const char* what) {
+  const std::filesystem::path path = where;
+  if (const auto bad = find_invalid_utf8(text)) fail("{}: invalid UTF-8 at byte {}", where, *bad);
   check_line_endings(text, path, what);
   std::istringstream in(text);
   std::string line, parsed;  // what Boost reads: the same lines, values unquoted

@@ -49,31 +49,43 @@ class MaskReader {
     if (bytes_ > kMaxBytes)
       fail("{}: the mask and its includes hold more than {} MiB in all",
            files_.empty() ? path.string() : files_.front().string(), kMaxBytes >> 20);
-    const auto key_lines = ini_key_lines(text);
-    std::istringstream in(text);
     files_.push_back(path);
+    const bool any = read_text(text, path.string(), &path, allow_other_keys);
+    open_.erase(id);
+    done_[id] = any;
+    return any;
+  }
+
+  // Reads checked INI text (check_ini_text); `path` is where includes are
+  // relative to, or null for text that may not include files.
+  bool read_text(const std::string& text, const std::string& where, const std::filesystem::path* path,
+                 bool allow_other_keys) {
+    const auto key_lines = ini_key_lines(text);
+    const auto line_of = [&](const std::string& key, int occurrence = 0) {
+      const auto it = key_lines.find(key);
+      return it == key_lines.end() || static_cast<size_t>(occurrence) >= it->second.size()
+                 ? 0
+                 : it->second[static_cast<size_t>(occurrence)];
+    };
+    std::istringstream in(text);
     po::variables_map vm;
     try {
       po::store(po::parse_config_file(in, mask_file_options(), allow_other_keys), vm);
     } catch (const po::error_with_option_name& e) {
       const std::string key =
           e.get_option_name().starts_with("--") ? e.get_option_name().substr(2) : e.get_option_name();
-      fail("{}:{}: key '{}': {}", path.string(), find_ini_line(path, key), key, e.what());
+      fail("{}:{}: key '{}': {}", where, line_of(key), key, e.what());
     } catch (const po::error& e) {
-      fail("{}: {}", path.string(), e.what());
+      fail("{}: {}", where, e.what());
     }
 
-    const std::string where = path.string();
     const auto single = [&](const char* key) -> std::optional<std::string> {
       const std::string full = std::string("mote.") + key;
       if (vm.count(full) == 0) return std::nullopt;
       return vm[full].as<std::string>();
     };
-    const auto line_of = [&](const char* key, int occurrence = 0) {
-      const auto it = key_lines.find(std::string("mote.") + key);
-      return it == key_lines.end() || static_cast<size_t>(occurrence) >= it->second.size()
-                 ? 0
-                 : it->second[static_cast<size_t>(occurrence)];
+    const auto mote_line = [&](const char* key, int occurrence = 0) {
+      return line_of(std::string("mote.") + key, occurrence);
     };
     const auto list = [&](const char* key) {
       const std::string full = std::string("mote.") + key;
@@ -84,18 +96,18 @@ class MaskReader {
 
     if (const auto v = single("off-policy")) {
       const auto p = parse_off_policy(*v);
-      if (!p) fail("{}:{}: off-policy = {}: not one of reroute, drop, zero", where, line_of("off-policy"), *v);
-      set_policy(off_policy_, *p, where, line_of("off-policy"), "off-policy");
+      if (!p) fail("{}:{}: off-policy = {}: not one of reroute, drop, zero", where, mote_line("off-policy"), *v);
+      set_policy(off_policy_, *p, where, mote_line("off-policy"), "off-policy");
     }
     if (const auto v = single("on-policy")) {
       const auto p = parse_on_policy(*v);
-      if (!p) fail("{}:{}: on-policy = {}: not one of natural, max", where, line_of("on-policy"), *v);
-      set_policy(on_policy_, *p, where, line_of("on-policy"), "on-policy");
+      if (!p) fail("{}:{}: on-policy = {}: not one of natural, max", where, mote_line("on-policy"), *v);
+      set_policy(on_policy_, *p, where, mote_line("on-policy"), "on-policy");
     }
     if (const auto v = single("shared-gain")) {
-      const float g = parse_gain(*v, where, line_of("shared-gain"), "shared-gain");
+      const float g = parse_gain(*v, where, mote_line("shared-gain"), "shared-gain");
       if (shared_gain_ && *shared_gain_ != g)
-        fail("{}:{}: shared-gain = {} conflicts with shared-gain = {} set before", where, line_of("shared-gain"), *v,
+        fail("{}:{}: shared-gain = {} conflicts with shared-gain = {} set before", where, mote_line("shared-gain"), *v,
              *shared_gain_);
       shared_gain_ = g;
     }
@@ -110,11 +122,11 @@ class MaskReader {
             "'layer-index = decoder' to [mote]",
             where);
       if (*li != "moe" && *li != "decoder")
-        fail("{}:{}: layer-index = {}: not one of moe, decoder", where, line_of("layer-index"), *li);
+        fail("{}:{}: layer-index = {}: not one of moe, decoder", where, mote_line("layer-index"), *li);
       decoder_index = *li == "decoder";
     }
     for (size_t i = 0; i < off.size(); ++i) {
-      const int line = line_of("off", static_cast<int>(i));
+      const int line = mote_line("off", static_cast<int>(i));
       const auto [l, e, g] = parse_entry(off[i], false, decoder_index, where, line, "off");
       (void)g;
       if (mask_.is_on(l, e))
@@ -122,7 +134,7 @@ class MaskReader {
       mask_.set_off(l, e);
     }
     for (size_t i = 0; i < on.size(); ++i) {
-      const int line = line_of("on", static_cast<int>(i));
+      const int line = mote_line("on", static_cast<int>(i));
       const auto [l, e, g] = parse_entry(on[i], false, decoder_index, where, line, "on");
       (void)g;
       if (mask_.is_off(l, e))
@@ -133,7 +145,7 @@ class MaskReader {
       }
     }
     for (size_t i = 0; i < gain.size(); ++i) {
-      const int line = line_of("gain", static_cast<int>(i));
+      const int line = mote_line("gain", static_cast<int>(i));
       const auto [l, e, g] = parse_entry(gain[i], true, decoder_index, where, line, "gain");
       if (mask_.is_off(l, e)) fail("{}:{}: gain = {} is for an expert that is switched off", where, line, gain[i]);
       float& slot = mask_.gains[mask_.index(l, e)];
@@ -143,11 +155,12 @@ class MaskReader {
       gain_set_.insert(mask_.index(l, e));
     }
     for (size_t i = 0; const auto& inc : list("include")) {
-      const int line = line_of("include", static_cast<int>(i++));
+      const int line = mote_line("include", static_cast<int>(i++));
+      if (path == nullptr) fail("{}:{}: include = {}: this mask cannot include files", where, line, short_excerpt(inc));
       if (inc.empty()) fail("{}:{}: include = (empty)", where, line);
       // Relative to the including file, as C, ssh and nginx resolve includes.
       const std::filesystem::path target =
-          std::filesystem::path(inc).is_absolute() ? std::filesystem::path(inc) : path.parent_path() / inc;
+          std::filesystem::path(inc).is_absolute() ? std::filesystem::path(inc) : path->parent_path() / inc;
       try {
         if (!read(target, false)) fail("{}: holds no [mote] entries (an empty mask file)", target.string());
       } catch (const Error& e) {
@@ -155,8 +168,6 @@ class MaskReader {
         fail("{}:{}: include = {}: {}", where, line, short_excerpt(inc, 200), e.what());
       }
     }
-    open_.erase(id);
-    done_[id] = any;
     return any;
   }
 
@@ -284,6 +295,18 @@ ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& 
   ExpertMask mask = new_mask(config, name);
   MaskReader reader(config, mask);
   if (!reader.read(path, false)) fail("{}: holds no [mote] entries (an empty mask file)", path.string());
+  reader.finish();
+  mask.description = format_mask_file(mask);
+  return mask;
+}
+
+ExpertMask parse_mask_text(const std::string& text, const ModelConfig& config, const std::string& name,
+                           const std::string& where) {
+  if (text.size() > (1u << 20)) fail("{}: a mask of {} bytes; at most 1 MiB", where, text.size());
+  ExpertMask mask = new_mask(config, name);
+  MaskReader reader(config, mask);
+  if (!reader.read_text(check_ini_text(text, where, "mask"), where, nullptr, false))
+    fail("{}: holds no [mote] entries (an empty mask)", where);
   reader.finish();
   mask.description = format_mask_file(mask);
   return mask;

@@ -2,6 +2,7 @@
 // with includes: the input up to its first 0xFF byte is the mask file, the
 // rest is "inc.ini" beside it, and beside them lie what an include must
 // refuse: a FIFO, a link to /dev/zero, a directory and a file over 1 MiB.
+// The first part is also read as the text of a server request's mask.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -47,6 +48,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     (void)read_job_file_mask(path, config, "fuzz");
+  } catch (const Error&) {
+  }
+  // The same bytes as a server's request gives them (mask_ini): what a
+  // file gives, or an error; never a file read.
+  try {
+    (void)parse_mask_text(std::string(reinterpret_cast<const char*>(data), static_cast<size_t>(split - data)), config,
+                          "fuzz", "mask_ini");
   } catch (const Error&) {
   }
   return 0;

@@ -120,6 +120,27 @@ TEST_F(MaskFile, BadEntriesNameFileLineAndEntry) {
   expect_error("[other]\nx = 1\n", 2, "key 'other.x'");
 }
 
+// A mask written in a server's request: what the same file gives, the same
+// messages (named by where it came from), and no include.
+TEST_F(MaskFile, TextMasksReadAsFilesButIncludeNothing) {
+  const std::string text = "[mote]\nlayer-index = moe\noff = 0:24\non = 2:3\ngain = 4:1:0.5\noff-policy = drop\n";
+  const ExpertMask file = read(text);
+  const ExpertMask inline_mask = parse_mask_text(text, bundled_config(), "m", "mask_ini");
+  EXPECT_EQ(inline_mask.off_bits, file.off_bits);
+  EXPECT_EQ(inline_mask.on_bits, file.on_bits);
+  EXPECT_EQ(inline_mask.gains, file.gains);
+  EXPECT_EQ(inline_mask.description, file.description);
+  EXPECT_TRUE(inline_mask.well_formed());
+  EXPECT_ERROR_CONTAINS(parse_mask_text("[mote]\nlayer-index = moe\noff = 5:0\n", bundled_config(), "m", "mask_ini"),
+                        "mask_ini:3: off = 5:0: MoE layer 5 does not exist");
+  EXPECT_ERROR_CONTAINS(parse_mask_text("[mote]\ninclude = " + write("other.ini", text).string() + "\n",
+                                        bundled_config(), "m", "mask_ini"),
+                        "mask_ini:2: include");
+  EXPECT_ERROR_CONTAINS(parse_mask_text("[mote]\n", bundled_config(), "m", "mask_ini"), "no [mote] entries");
+  EXPECT_ERROR_CONTAINS(parse_mask_text("[mote]\nbogus = 1\n", bundled_config(), "m", "mask_ini"), "mask_ini:2");
+  EXPECT_ERROR_CONTAINS(parse_mask_text("[mote]\r\noff = 0:1\r\n", bundled_config(), "m", "mask_ini"), "mask_ini");
+}
+
 TEST_F(MaskFile, TooManyForcedExpertsAreRefused) {
   // top_k 4 per token; 5 forced in one layer.
   expect_error("[mote]\nlayer-index = moe\non = 0:0\non = 0:1\non = 0:2\non = 0:3\non = 0:4\n", 7,

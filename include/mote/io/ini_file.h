@@ -17,6 +17,8 @@ namespace mote {
 // at most a short escaped excerpt, whatever file was named. Returns the
 // text as Boost should read it: values unquoted, comments blanked.
 std::string read_ini_file(const std::filesystem::path& path, const char* what);
+// The same checks for INI text that is not a file (`where` names it).
+std::string check_ini_text(const std::string& text, const std::string& where, const char* what);
 
 // The 1-based lines of every key of an INI text ("section.key" for keys
 // under [section]), in order: one pass for a file's many messages.

@@ -37,6 +37,11 @@ boost::program_options::options_description mask_file_options();
 // file it includes are noted as inputs of the command (io/file_guard.h).
 ExpertMask read_mask_file(const std::filesystem::path& path, const ModelConfig& config, const std::string& name);
 
+// A mask given as text in mask-file syntax (a server's request carries
+// one): the same keys and checks, but no include. `where` names it in errors.
+ExpertMask parse_mask_text(const std::string& text, const ModelConfig& config, const std::string& name,
+                           const std::string& where);
+
 // Reads the [mote] section of a job file (its other keys belong to the
 // command); nullopt when it has no [mote] keys.
 std::optional<ExpertMask> read_job_file_mask(const std::filesystem::path& path, const ModelConfig& config,
