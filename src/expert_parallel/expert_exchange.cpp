@@ -137,7 +137,7 @@ void ExpertWorker::process(const std::vector<char>& recv, const std::vector<int>
         fail("protocol error: rank {} received a record with {} experts from rank {}", rank_, entries, src);
       const int32_t mask_id = read_i32(record, 3);
       const ExpertMask* mask = nullptr;
-      if (mask_id != 0) {
+      if (mask_id != 0 && mask_id != kOwnMaskId) {
         if (masks_ == nullptr || mask_id < 0 || static_cast<size_t>(mask_id) >= masks_->size()) {
           fail("protocol error: rank {} received a token under unknown mask set {} from rank {}", rank_, mask_id, src);
         }
@@ -334,6 +334,13 @@ void ExpertExchange::begin(const ExpertBatch& b) {
       for (int s = 0; s < k; ++s) {
         const int32_t e = b.experts[row * k + s];
         if (e < 0 || placement_.owner(b.moe_layer, e) != d) continue;
+        const ExpertMask* own = b.rows[row].mask;
+        if (own != nullptr && own->id == kOwnMaskId && own->is_off(b.moe_layer, e)) {
+          fail(
+              "internal error: rank {} routed a token to expert {} of MoE layer {}, which its request's own mask "
+              "switches off",
+              rank_, e, b.moe_layer);
+        }
         if (d == rank_) {
           entries_[d].push_back(row * k + s);
           continue;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <deque>
+#include <memory>
 #include <optional>
 
 #include "mote/ops/matmul.h"
@@ -18,6 +19,7 @@ struct Slot {
   bool active = false;
   size_t request = 0;  // the id on_done reports
   const ExpertMask* mask = nullptr;
+  std::shared_ptr<const ExpertMask> own_mask;  // what `mask` points to, for a mask of the request's own
   int16_t cls = 0;
   std::vector<int32_t> tokens;  // prompt, then generated tokens as they are fed back
   int fed = 0;                  // positions already in the KV cache
@@ -221,6 +223,7 @@ class GenerationRun {
       slot.active = true;
       slot.request = id;
       slot.mask = req.mask;
+      slot.own_mask = std::move(req.own_mask);
       slot.cls = req.cls;
       slot.tokens = std::move(req.prompt);
       slot.prompt_len = slot.tokens.size();

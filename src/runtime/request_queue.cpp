@@ -26,16 +26,18 @@ void serialize(Archive& ar, GenerationResult& r) {
 
 namespace {
 
-// A request as it travels: its mask set by id.
+// A request as it travels: its mask set by id, or its own mask whole.
 struct SentRequest {
   uint64_t id = 0;
   GenerationRequest request;
   int32_t mask = 0;
+  ExpertMask own;  // mask == kOwnMaskId
   template <class Archive>
   void serialize(Archive& ar) {
     auto& r = request;
     ar(id, r.prompt, mask, r.stream, r.cls, r.score_from, r.capture, r.resume_moe_layer, r.resume_h, r.max_new_tokens,
        r.temperature, r.top_p, r.own_seed, r.seed, r.logprobs_from, r.top_logprobs);
+    if (mask == kOwnMaskId) ar(own);
   }
 };
 
@@ -227,7 +229,9 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
         if (fill_) fill_(id, req);
         if (serving_) running_on_[id] = c;
         const int32_t mask = req.mask != nullptr ? req.mask->id : 0;
-        a.requests.push_back({static_cast<uint64_t>(id), std::move(req), mask});
+        ExpertMask own = mask == kOwnMaskId ? *req.own_mask : ExpertMask();
+        req.own_mask.reset();
+        a.requests.push_back({static_cast<uint64_t>(id), std::move(req), mask, std::move(own)});
         pending_.pop_front();
       }
       ran_by_[c] += n;
@@ -264,6 +268,14 @@ void RequestQueue::block_start(int free_slots, bool finished, std::vector<std::p
   exhausted_ = got.exhausted;
   all_done_ = got.all_done;
   for (SentRequest& sent : got.requests) {
+    if (sent.mask == kOwnMaskId) {
+      if (!sent.own.well_formed() || sent.own.moe_layers != moe_layers_ || sent.own.id != kOwnMaskId)
+        fail("protocol error: request {} has a mask of its own of another shape", sent.id);
+      sent.request.own_mask = std::make_shared<const ExpertMask>(std::move(sent.own));
+      sent.request.mask = sent.request.own_mask.get();
+      out.emplace_back(static_cast<size_t>(sent.id), std::move(sent.request));
+      continue;
+    }
     if (sent.mask < 0 || static_cast<size_t>(sent.mask) >= masks_.size())
       fail("protocol error: request {} under unknown mask set {}", sent.id, sent.mask);
     sent.request.mask = sent.mask == 0 ? nullptr : &masks_[static_cast<size_t>(sent.mask)];

@@ -42,6 +42,7 @@ int run_serve(JobOptions& job, MpiSession& mpi, ServeFrontEnd* front) {
   if (record) record->start(model, masks);
   if (root) {
     ServedModel served;
+    served.config = &config;
     served.tokenizer = &model.loaded->tokenizer;
     const auto& chat = model.chat_templates[""];
     served.chat = chat ? &*chat : nullptr;

@@ -95,6 +95,10 @@ void ServeRecord::add(const ServedRequest& request, const GenerationResult& resu
                               model_->loaded->tokenizer.decode(result.generated), result.error, &request.prompt,
                               &result, config.vocab_size, model_->moe_layers(), config.num_experts_per_tok,
                               config.n_routed_experts, 0, false, true});
+  if (!request.mask_ini.empty()) {
+    H5Handle g(H5Gopen2(checkpoint_->requests_group(), std::to_string(count_).c_str(), H5P_DEFAULT), H5Gclose);
+    h5_attr_string(g.id(), "mask_ini", request.mask_ini);
+  }
   ++count_;
   if (in_part_++ == 0) part_opened_ = std::chrono::steady_clock::now();
   checkpoint_->request_written();  // closes the part after kPartRequests

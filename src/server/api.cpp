@@ -238,9 +238,8 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body,
       r.mask = get_string(v, key);
       if (r.mask->empty()) bad_request(key, "'mask' is empty (\"none\" runs unsteered)");
     } else if (key == "mask_ini") {
-      bad_request(key,
-                  "'mask_ini' (a mask written in the request) is not supported; start the server with --mask "
-                  "NAME=FILE and name the set in 'mask'");
+      r.mask_ini = get_string(v, key);
+      if (r.mask_ini->empty()) bad_request(key, "'mask_ini' is empty");
     } else if (key == "record") {
       r.record = get_bool(v, key);
     } else if (kNeutral.count(key) != 0) {
@@ -259,6 +258,9 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body,
   if (!has_input) bad_request(chat ? "messages" : "prompt", chat ? "'messages' is required" : "'prompt' is required");
   if (chat && r.top_logprobs > 0 && !r.logprobs) bad_request("top_logprobs", "'top_logprobs' needs 'logprobs': true");
   if (r.echo && r.stream) bad_request("echo", "'echo' cannot go with 'stream'");
+  if (r.mask && r.mask_ini)
+    bad_request("mask_ini",
+                "give 'mask' (a set the server was started with) or 'mask_ini' (a mask of its own), not both");
   if (r.include_usage && !r.stream) bad_request("stream_options", "'stream_options' needs 'stream': true");
   if (chat) {
     for (const auto& [key, v] : variables.items()) (*r.chat)[key] = v;

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "mote/model/expert_counters.h"
+#include "mote/model/mask_file.h"
 #include "mote/runtime/prompt_encoding.h"
 #include "mote/server/api.h"
 #include "mote/tokenizer/chat_template.h"
@@ -121,7 +122,8 @@ struct Server::Call {
   std::vector<std::string> prompt_texts;
   std::vector<Choice> choices;
   std::string mask_name = "none";
-  size_t open = 0;  // choices not done
+  std::string mask_description;  // of a mask of its own
+  size_t open = 0;               // choices not done
   bool role_sent = false, done_sent = false;
   std::string id;
   int64_t created = 0;
@@ -366,9 +368,18 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
                                    model_.context, static_cast<int64_t>(len) + max_tokens, len, max_tokens));
     }
   }
-  // The mask set.
+  // The mask set, or the request's own mask.
   const ExpertMask* mask = model_.default_mask;
-  if (r.mask) {
+  std::shared_ptr<ExpertMask> own;
+  if (r.mask_ini) {
+    try {
+      own = std::make_shared<ExpertMask>(parse_mask_text(*r.mask_ini, *model_.config, "inline", "mask_ini"));
+    } catch (const Error& e) {
+      api::bad_request("mask_ini", e.what());
+    }
+    own->id = kOwnMaskId;
+    mask = own.get();
+  } else if (r.mask) {
     mask = nullptr;
     if (*r.mask != "none") {
       std::string names = "none";
@@ -381,6 +392,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
     }
   }
   if (mask != nullptr) call->mask_name = mask->name;
+  if (own) call->mask_description = own->description;
   call->id = random_id(chat ? "chatcmpl" : "cmpl");
   call->created = unix_seconds();
   call->start = std::chrono::steady_clock::now();
@@ -408,6 +420,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
       const auto& prompt = call->prompts[c.prompt];
       const int len = static_cast<int>(prompt.size());
       GenerationRequest g(prompt, mask, r.seed ? i : c.id);
+      g.own_mask = own;
       g.max_new_tokens = r.max_tokens.value_or(std::min(model_.default_max_tokens, model_.context - len));
       if (r.temperature) g.temperature = *r.temperature;
       if (r.top_p) g.top_p = *r.top_p;
@@ -867,6 +880,7 @@ ServedRequest Server::describe(size_t id) {
   const size_t prompt = call.choices[choice].prompt;
   r.id = fmt::format("{}/{}", call.id, choice);
   r.mask = call.mask_name == "none" ? "" : call.mask_name;
+  if (call.request.mask_ini) r.mask_ini = call.mask_description;
   r.prompt_text = call.prompt_texts[prompt];
   r.prompt = call.prompts[prompt];
   return r;

@@ -85,6 +85,8 @@ masks=(--mask off=off.ini --mask on=on.ini)
 start_server serve1.log "$mote" serve "${masks[@]}" --max-queue 64 --record served1.h5
 /usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 || fail "requests one by one (1 rank)"
 /usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 --concurrent || fail "requests at once (1 rank)"
+/usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 --concurrent --inline=off=off.ini --inline=on=on.ini ||
+  fail "masks written in the requests (1 rank)"
 /usr/bin/python3 "$check" stream $port prompts.jsonl 24 || fail "streaming"
 
 status '' /health 200 -X GET
@@ -100,6 +102,11 @@ status '{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}' /v1/
 status '{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}' /v1/chat/completions 400
 status '{"messages": [{"role": "user", "content": "x"}], "mask": "nope"}' /v1/chat/completions 400
 status '{"messages": [{"role": "user", "content": "x"}], "mask_ini": "[mote]\noff = 0:1"}' /v1/chat/completions 400
+status '{"messages": [{"role": "user", "content": "x"}], "mask_ini": "[mote]\nlayer-index = moe\noff = 9:1"}' /v1/chat/completions 400
+grep -q 'MoE layer 9 does not exist' response.json || fail "a bad mask_ini without the parser's message: $(cat response.json)"
+status '{"messages": [{"role": "user", "content": "x"}], "mask_ini": "[mote]\ninclude = /etc/passwd"}' /v1/chat/completions 400
+grep -q 'cannot include files' response.json || fail "mask_ini may include a file: $(cat response.json)"
+status '{"messages": [{"role": "user", "content": "x"}], "mask": "off", "mask_ini": "[mote]"}' /v1/chat/completions 400
 status '{"messages": [{"role": "user", "content": "x"}], "bogus": 1}' /v1/chat/completions 400
 status '{"messages": [{"role": "user", "content": "x"}], "model": "gpt-4"}' /v1/chat/completions 404
 status '{"prompt": "x", "echo": true, "stream": true}' /v1/completions 400
@@ -200,6 +207,8 @@ stop_server TERM
 start_server serve3.log "$run" -n 3 --oversubscribe serve "${masks[@]}" --placement round-robin --coordinators 2 \
   --record served3.h5
 /usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 --concurrent || fail "requests at once (3 ranks, 2 coordinators)"
+/usr/bin/python3 "$check" same $port prompts.jsonl generate.h5 24 --concurrent --inline=off=off.ini --inline=on=on.ini ||
+  fail "masks written in the requests (3 ranks, 2 coordinators)"
 /usr/bin/python3 "$check" stream $port prompts.jsonl 24 || fail "streaming (3 ranks)"
 stop_server TERM
 /usr/bin/python3 "$check" record served3.h5 generate.h5 12 || fail "the record (3 ranks, 2 coordinators)"

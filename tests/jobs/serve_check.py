@@ -42,9 +42,15 @@ def post(port, path, body, stream=False):
     return [json.loads(e) for e in events[:-1]]
 
 
+INLINE = {}  # mask set name -> mask file text, sent as "mask_ini" instead of "mask" (--inline NAME=FILE)
+
+
 def request_body(line, max_tokens):
     body = {"max_tokens": max_tokens, "temperature": 0, "record": True}
-    if "mask" in line:
+    if line.get("mask") in INLINE:
+        with open(INLINE[line["mask"]], encoding="utf-8") as f:
+            body["mask_ini"] = f.read()
+    elif "mask" in line:
         body["mask"] = line["mask"]
     if "messages" in line:
         body["messages"] = line["messages"]
@@ -108,8 +114,8 @@ def same(port, prompts, h5, max_tokens, concurrent):
             if usage["completion_tokens"] != len(want) or usage["prompt_tokens"] != len(g["prompt_tokens"][()]):
                 print(f"FAIL {line['id']}: usage {usage}")
                 failures += 1
-    print(f"{len(lines)} requests {'at once' if concurrent else 'one by one'}: "
-          f"{len(lines) - failures} as the job gave them")
+    print(f"{len(lines)} requests {'at once' if concurrent else 'one by one'}"
+          f"{' (masks ' + ', '.join(INLINE) + ' inline)' if INLINE else ''}: {len(lines) - failures} as the job gave them")
     return failures
 
 
@@ -258,6 +264,10 @@ def record(path, h5, at_least):
 
 
 def main():
+    for arg in sys.argv:
+        if arg.startswith("--inline="):
+            name, path = arg[len("--inline="):].split("=", 1)
+            INLINE[name] = path
     what = sys.argv[1]
     port = int(sys.argv[2]) if what != "record" else 0
     if what == "same":

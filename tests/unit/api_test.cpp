@@ -93,7 +93,9 @@ TEST(ApiRequest, RefusesEachBadFieldByName) {
   EXPECT_EQ(refused(c, "{" + m + R"(, "stream_options": {"include_usage": true}})"), "stream_options");
   EXPECT_EQ(refused(c, "{" + m + R"(, "presence_penalty": 0.5})"), "presence_penalty");
   EXPECT_EQ(refused(c, "{" + m + R"(, "mask": ""})"), "mask");
-  EXPECT_EQ(refused(c, "{" + m + R"(, "mask_ini": "[mote]"})"), "mask_ini");
+  EXPECT_EQ(refused(c, "{" + m + R"(, "mask_ini": ""})"), "mask_ini");
+  EXPECT_EQ(refused(c, "{" + m + R"(, "mask_ini": 7})"), "mask_ini");
+  EXPECT_EQ(refused(c, "{" + m + R"(, "mask": "a", "mask_ini": "[mote]"})"), "mask_ini");
   EXPECT_EQ(refused(c, "{" + m + R"(, "reasoning_effort": "high"})"), "reasoning_effort");  // not the template's
   EXPECT_EQ(refused(c, "{" + m + R"(, "echo": true})"), "echo");                            // completions only
   EXPECT_EQ(refused(t, R"({"prompt": ""})"), "prompt");

@@ -34,6 +34,11 @@ const char* on_policy_name(OnPolicy p);
 std::optional<OffPolicy> parse_off_policy(std::string_view name);
 std::optional<OnPolicy> parse_on_policy(std::string_view name);
 
+// The id a request's own mask travels under (a server's "mask_ini"): only
+// the request's coordinator holds that mask, and it checks the experts it
+// sends a token to against it (expert ranks check the job's sets).
+constexpr int32_t kOwnMaskId = -1;
+
 struct ExpertMask {
   std::string name;  // mask-set name requests refer to
   int32_t id = 0;    // index among the job's mask sets, travels with each token
@@ -64,6 +69,12 @@ struct ExpertMask {
   bool switches_nothing() const;
   int count_on(int layer) const;
   int count_on() const;  // over every layer
+  // Its bitsets and gains hold exactly moe_layers x experts entries (a mask that came over the wire).
+  bool well_formed() const {
+    const size_t n = static_cast<size_t>(moe_layers) * static_cast<size_t>(experts), words = (n + 63) / 64;
+    return moe_layers >= 0 && experts >= 0 && off_bits.size() == words && on_bits.size() == words &&
+           (gains.empty() || gains.size() == n);
+  }
 
   template <class Archive>
   void serialize(Archive& ar) {

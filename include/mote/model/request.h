@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,8 @@ struct GenerationRequest {
 
   std::vector<int32_t> prompt;
   const ExpertMask* mask = nullptr;
+  // A mask of the request's own (id kOwnMaskId), which `mask` points to.
+  std::shared_ptr<const ExpertMask> own_mask;
   uint64_t stream = 0;  // random stream; the request's index keeps sampling batch-independent
   int16_t cls = 0;      // class index, for the counters
   // Scoring (needs max_new_tokens 0): the log-probabilities of the score_ids

@@ -17,9 +17,11 @@ namespace mote {
 
 class Tokenizer;
 class ChatTemplate;
+struct ModelConfig;
 
 // What a front end needs of the loaded model (rank 0 holds it).
 struct ServedModel {
+  const ModelConfig* config = nullptr;  // for masks written in requests
   const Tokenizer* tokenizer = nullptr;
   const ChatTemplate* chat = nullptr;  // null: the model has no chat template
   int context = 0;                     // max_position_embeddings
@@ -34,8 +36,9 @@ struct ServedModel {
 
 // What the record (--record) keeps of a served request besides its result.
 struct ServedRequest {
-  std::string id;    // the API's id, and the choice: "chatcmpl-.../0"
-  std::string mask;  // the mask set's name; empty: unsteered
+  std::string id;        // the API's id, and the choice: "chatcmpl-.../0"
+  std::string mask;      // the mask set's name ("inline": the request's own); empty: unsteered
+  std::string mask_ini;  // the request's own mask, in mask-file syntax
   std::string prompt_text;
   std::vector<int32_t> prompt;
 };

@@ -69,6 +69,7 @@ struct ApiRequest {
   // mote's extensions: the mask set by name ("none": unsteered), and the
   // request's expert counts in the response.
   std::optional<std::string> mask;
+  std::optional<std::string> mask_ini;  // a mask in mask-file syntax, without include
   bool record = false;
 };
 
