@@ -1,9 +1,14 @@
 #include "mote/server/server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 
 #include "mote/model/expert_counters.h"
@@ -57,6 +62,56 @@ size_t stop_prefix_at_end(std::string_view text, const std::vector<std::string>&
     }
   }
   return hold;
+}
+
+// The socket of a request's connection, found by its two ends among this
+// process's descriptors (cpp-httplib 0.11 does not hand it to handlers),
+// or -1. The handler's thread owns the connection while it runs, so the
+// descriptor stays this connection's until the handler returns.
+int connection_socket(const httplib::Request& req) {
+  DIR* fds = opendir("/proc/self/fd");
+  if (fds == nullptr) return -1;
+  int found = -1;
+  while (const dirent* entry = readdir(fds)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0') continue;
+    sockaddr_storage peer{}, local{};
+    socklen_t peer_len = sizeof peer, local_len = sizeof local;
+    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0 ||
+        getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &local_len) != 0)
+      continue;
+    const auto port_and_address = [](const sockaddr_storage& a) -> std::pair<int, std::string> {
+      char text[INET6_ADDRSTRLEN] = {};
+      if (a.ss_family == AF_INET) {
+        const auto& v4 = reinterpret_cast<const sockaddr_in&>(a);
+        inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
+        return {ntohs(v4.sin_port), text};
+      }
+      if (a.ss_family == AF_INET6) {
+        const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
+        inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
+        return {ntohs(v6.sin6_port), text};
+      }
+      return {-1, ""};
+    };
+    if (port_and_address(peer) == std::make_pair(req.remote_port, req.remote_addr) &&
+        port_and_address(local).first == req.local_port) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  closedir(fds);
+  return found;
+}
+
+// Whether the client has closed its end: a read would find the end of the
+// stream (a pipelined next request is data, not an end).
+bool client_closed(int fd) {
+  if (fd < 0) return false;
+  char byte = 0;
+  const ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 const char* finish_reason(StopReason stop) {
@@ -441,8 +496,19 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
   arrivals_.notify_all();
 
   if (!r.stream) {
+    // A client that leaves cancels what it asked, as a stream's does.
+    const int fd = connection_socket(req);
     std::unique_lock lock(mutex_);
-    call->changed.wait(lock, [&] { return call->open == 0 || abandoned_; });
+    bool left = false;
+    while (
+        !call->changed.wait_for(lock, std::chrono::milliseconds(250), [&] { return call->open == 0 || abandoned_; })) {
+      if (!left && client_closed(fd)) {
+        left = true;
+        cancel_locked(*call);
+        arrivals_.notify_all();
+      }
+    }
+    if (left) throw ApiError(499, "invalid_request_error", "the client closed the connection");
     if (call->open != 0) throw ApiError(500, "server_error", "the server stopped before the request finished");
     bool cancelled = false;
     for (const Choice& c : call->choices) {

@@ -162,23 +162,33 @@ server_pid=""
 
 # SIGTERM mid-stream: the stream runs to its end, the server exits 0.
 start_server serve_term.log "$mote" serve --ignore-eos
-# A client that leaves mid-stream cancels its request and frees its slot.
-before=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_generation_tokens_total //p')
+# A client that leaves cancels its request and frees its slot, streamed or not.
+generated() { curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_generation_tokens_total //p'; }
+# left_after BEFORE WHAT: no request runs within 5 s, and fewer than 1000 tokens were generated since BEFORE.
+left_after() {
+  local running=""
+  for _ in $(seq 1 100); do
+    running=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_running_requests //p')
+    [ "$running" = "0" ] && break
+    sleep 0.05
+  done
+  local after
+  after=$(generated)
+  [ "$running" = "0" ] || fail "$2: the request still runs after its client left"
+  [ $((after - $1)) -lt 1000 ] || fail "$2: the request ran all its 1000 tokens after its client left"
+  echo "$2: the request stopped after $((after - $1)) of 1000 tokens"
+}
+before=$(generated)
 curl -sN "http://127.0.0.1:$port/v1/completions" \
   -d '{"prompt": "A", "max_tokens": 1000, "stream": true}' > left.out &
 client=$!
 first_bytes left.out
 kill $client
 wait $client 2> /dev/null
-for _ in $(seq 1 100); do
-  running=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_running_requests //p')
-  [ "$running" = "0" ] && break
-  sleep 0.05
-done
-after=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^mote_generation_tokens_total //p')
-[ "$running" = "0" ] || fail "a request still runs after its client left"
-[ $((after - before)) -lt 1000 ] || fail "a request ran all its 1000 tokens after its client left"
-echo "a client that left at its first tokens: its request stopped after $((after - before)) of 1000 tokens"
+left_after "$before" "a client that left a stream at its first tokens"
+before=$(generated)
+curl -s --max-time 1 "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 1000}' > /dev/null
+left_after "$before" "a client that gave up waiting 1 s for an unstreamed answer"
 curl -sN "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 900, "stream": true}' > term.out &
 client=$!
 first_bytes term.out
