@@ -9,13 +9,18 @@ with the same threads and batch size while the server idles. Prints one
 JSON object: requests, errors and lost requests (sent but never answered),
 time to first token (p50, p99), tokens/s of the server and of the job and
 their ratio (serve_vs_generate_ratio, the median over rounds), and the CPU
-an idle server uses. The clients run on the same cores as the server.
+an idle server uses. The clients run on the same cores as the server: the
+cores they take (serve_client_cpu_cores) are missing from the server's, so
+the output also compares tokens per CPU-second of the server process with
+those of the job process (serve_vs_generate_per_cpu_ratio; the job's CPU
+includes loading and encoding its prompts, a few percent).
 """
 import argparse
 import asyncio
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,12 +60,19 @@ def main():
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--idle-seconds", type=float, default=10)
     p.add_argument("--rounds", type=int, default=3, help="rounds of load, each followed by the same requests as a job")
+    p.add_argument("--stream-interval", type=int, default=None, help="the server's --stream-interval (ms)")
+    p.add_argument("--unstreamed", action="store_true",
+                   help="unstreamed requests, as evaluation harnesses send them (no time to first token then)")
+    p.add_argument("--client-nice", type=int, default=0,
+                   help="niceness of the load generator (the server keeps its own): 19 lets the clients take the "
+                        "cores only when the server leaves them, as clients on other machines would")
     args = p.parse_args()
     texts = questions()
     work = tempfile.mkdtemp(prefix="mote-serve-load-")
     log = open(os.path.join(work, "serve.log"), "w+")
     common = ["--threads", str(args.threads), "--batch-size", str(args.batch_size), "--log-level", "info"]
-    server = subprocess.Popen([MOTE, "serve", "--port", "0", "--max-queue", str(4 * args.clients)] + common,
+    interval = [] if args.stream_interval is None else ["--stream-interval", str(args.stream_interval)]
+    server = subprocess.Popen([MOTE, "serve", "--port", "0", "--max-queue", str(4 * args.clients)] + interval + common,
                               stdout=subprocess.DEVNULL, stderr=log)
     port = None
     for _ in range(1200):
@@ -73,6 +85,10 @@ def main():
     if port is None:
         server.kill()
         raise SystemExit("the server did not start")
+    if args.client_nice:
+        # This process only (the server started before); the jobs below inherit it, which changes nothing
+        # for a process that runs alone.
+        os.nice(args.client_nice)
 
     def load_round():
         """CLIENTS clients for SECONDS seconds: (completed (prompt, usage, end), errors, ttft, sent, seconds).
@@ -82,8 +98,11 @@ def main():
         next_prompt = [0]
 
         async def one(k):
-            body = json.dumps({"messages": [{"role": "user", "content": texts[k]}], "max_tokens": args.max_tokens,
-                               "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}).encode()
+            request = {"messages": [{"role": "user", "content": texts[k]}], "max_tokens": args.max_tokens,
+                       "temperature": 0}
+            if not args.unstreamed:
+                request.update({"stream": True, "stream_options": {"include_usage": True}})
+            body = json.dumps(request).encode()
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             start = time.time()
             writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
@@ -93,6 +112,9 @@ def main():
             if b" 200 " not in status:
                 raise RuntimeError(status.decode().strip())
             finished = False
+            if args.unstreamed:
+                usage = json.loads((await reader.read()).split(b"\r\n\r\n", 1)[1])["usage"]
+                finished = True
             while not finished:
                 line = await reader.readline()
                 if not line:
@@ -129,6 +151,14 @@ def main():
         asyncio.run(all_clients())
         return done, errors, ttft, sent[0], max(d[2] for d in done) - t0
 
+    def own_cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def children_cpu():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
     def job_rate(done, n):
         """The same requests as one generate job: tokens/s of its run."""
         prompts = os.path.join(work, f"prompts-{n}.jsonl")
@@ -139,17 +169,27 @@ def main():
         job = subprocess.run([MOTE, "generate", "--prompts", prompts, "--max-new-tokens", str(args.max_tokens)] + common,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
         m = re.search(r"job: (\d+) prompt and (\d+) generated tokens in ([\d.]+) s", job.stderr)
-        return (int(m.group(1)) + int(m.group(2))) / float(m.group(3))
+        return int(m.group(1)) + int(m.group(2)), float(m.group(3))
 
     # Rounds of load and the same requests as a job, interleaved (the
     # server idles while the job runs): the ratio of each round, medians.
-    ratios, serve_rates, job_rates, all_ttft = [], [], [], []
+    ratios, serve_rates, job_rates, all_ttft, client_cores, cpu_ratios = [], [], [], [], [], []
     requests = errors = lost = 0
     seconds = 0.0
     for n in range(args.rounds):
+        client0, server0 = own_cpu(), cpu_ticks(server.pid)
         done, errs, ttft, sent, took = load_round()
-        rate = sum(d[1]["prompt_tokens"] + d[1]["completion_tokens"] for d in done) / took
-        job = job_rate(done, n)
+        client_cpu = own_cpu() - client0
+        server_cpu = (cpu_ticks(server.pid) - server0) / os.sysconf("SC_CLK_TCK")
+        tokens = sum(d[1]["prompt_tokens"] + d[1]["completion_tokens"] for d in done)
+        rate = tokens / took
+        job0 = children_cpu()
+        job_tokens, job_seconds = job_rate(done, n)
+        job = job_tokens / job_seconds
+        # Tokens per CPU-second: the server's (HTTP, JSON and tokenizing included) against the whole job
+        # process's (its loading and encoding included, which favours the server a little).
+        cpu_ratios.append((tokens / server_cpu) / (job_tokens / (children_cpu() - job0)))
+        client_cores.append(client_cpu / took)
         ratios.append(rate / job)
         serve_rates.append(rate)
         job_rates.append(job)
@@ -176,12 +216,14 @@ def main():
         "serve_errors": errors,
         "serve_lost_requests": lost,
         "serve_exit_status": server.returncode,
-        "serve_ttft_p50_ms": round(1000 * percentile(all_ttft, 0.5), 1),
-        "serve_ttft_p99_ms": round(1000 * percentile(all_ttft, 0.99), 1),
+        "serve_ttft_p50_ms": round(1000 * percentile(all_ttft, 0.5), 1) if all_ttft else None,
+        "serve_ttft_p99_ms": round(1000 * percentile(all_ttft, 0.99), 1) if all_ttft else None,
         "serve_tokens_per_s": round(statistics.median(serve_rates), 1),
         "serve_generate_tokens_per_s": round(statistics.median(job_rates), 1),
         "serve_vs_generate_ratio": round(statistics.median(ratios), 3),
         "serve_vs_generate_ratios": [round(r, 3) for r in ratios],
+        "serve_client_cpu_cores": round(statistics.median(client_cores), 3),
+        "serve_vs_generate_per_cpu_ratio": round(statistics.median(cpu_ratios), 3),
         "serve_idle_cpu_fraction": round(idle, 4),
     }))
 

@@ -36,6 +36,9 @@ int run_serve(const std::vector<std::string>& args, const std::string& command_l
        "seconds a client may take to send a request or to read a response")
       ("shutdown-timeout", po::value(&s.shutdown_seconds)->default_value(s.shutdown_seconds, "30"),
        "after SIGTERM or SIGINT, seconds the running requests get to finish before they are cancelled")
+      ("stream-interval", po::value(&s.stream_interval_ms)->default_value(s.stream_interval_ms),
+       "milliseconds a stream waits after a write before the next, gathering the tokens between (0: every token "
+       "at once; the first token is never held)")
       ("record", po::value(&job.out),
        "append every request served to this HDF5 profile (docs/hdf5-format.md), written at shutdown; until then "
        "requests are kept in FILE.checkpoint/ within 2 s of finishing")

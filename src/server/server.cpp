@@ -185,6 +185,7 @@ struct Server::Call {
   std::chrono::steady_clock::time_point start;
   bool first_token = false;
   std::condition_variable changed;
+  std::optional<std::chrono::steady_clock::time_point> last_text_write;  // of a stream, once it sent text
 
   // OpenAI's usage object, once every choice is done.
   json usage() const {
@@ -205,6 +206,8 @@ void validate(const ServerOptions& s) {
   if (s.max_body_bytes < 1024) fail("--max-body {} must be at least 1024 bytes", s.max_body_bytes);
   if (!(s.shutdown_seconds >= 0)) fail("--shutdown-timeout {} must not be negative", s.shutdown_seconds);
   if (s.served_model_name.empty()) fail("--served-model-name is empty");
+  if (s.stream_interval_ms < 0 || s.stream_interval_ms > 10000)
+    fail("--stream-interval {} must be between 0 and 10000 ms", s.stream_interval_ms);
 }
 
 Server::Server(ServerOptions options) : options_(std::move(options)), http_(std::make_unique<httplib::Server>()) {}
@@ -641,6 +644,13 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
         bool finished = false;
         {
           std::unique_lock lock(mutex_);
+          // Tokens that come soon after a write wait for the next one (progress() does not wake a stream
+          // then), unless the call ends first.
+          if (call->last_text_write && options_.stream_interval_ms > 0) {
+            call->changed.wait_until(lock,
+                                     *call->last_text_write + std::chrono::milliseconds(options_.stream_interval_ms),
+                                     [&] { return call->open == 0 || abandoned_; });
+          }
           call->changed.wait_for(lock, std::chrono::seconds(10), [&] { return has_news_locked(*call) || abandoned_; });
           if (abandoned_ && call->open != 0) {
             events = "data: " + dump(ApiError(500, "server_error", "the server stopped").body()) + "\n\n";
@@ -649,6 +659,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
           }
           events = stream_events_locked(*call, call->open == 0);
           finished = call->done_sent;
+          if (call->first_token) call->last_text_write = std::chrono::steady_clock::now();
         }
         if (events.empty()) events = ": waiting\n\n";  // keeps the connection from timing out
         if (!sink.write(events.data(), events.size())) return false;
@@ -933,7 +944,12 @@ void Server::progress(TokenProgress&& token) {
     c.top_logprobs.insert(c.top_logprobs.end(), token.top_logprobs.begin(), token.top_logprobs.end());
   }
   update_text_locked(call, c, false);
-  call.changed.notify_all();
+  // A stream holding its tokens until its next write wakes by itself then;
+  // waking it at every token would cost what the hold saves.
+  const bool holding =
+      call.last_text_write &&
+      std::chrono::steady_clock::now() < *call.last_text_write + std::chrono::milliseconds(options_.stream_interval_ms);
+  if (!holding || c.stopped_by_string) call.changed.notify_all();
 }
 
 ServedRequest Server::describe(size_t id) {

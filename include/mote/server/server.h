@@ -37,6 +37,9 @@ struct ServerOptions {
   int timeout_seconds = 60;  // reading a request, writing a response
   int max_connections = 128;
   double shutdown_seconds = 30;  // after SIGTERM: running requests get this long to finish
+  // A stream writes at most this often: the tokens of the steps between
+  // gather into one write (each write wakes a thread and a client).
+  int stream_interval_ms = 50;
 };
 
 // Refuses options that cannot make a server, naming the option.
