@@ -504,7 +504,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
     std::unique_lock lock(mutex_);
     bool left = false;
     while (
-        !call->changed.wait_for(lock, std::chrono::milliseconds(250), [&] { return call->open == 0 || abandoned_; })) {
+        !call->changed.wait_for(lock, std::chrono::milliseconds(100), [&] { return call->open == 0 || abandoned_; })) {
       if (!left && client_closed(fd)) {
         left = true;
         cancel_locked(*call);

@@ -187,8 +187,8 @@ kill $client
 wait $client 2> /dev/null
 left_after "$before" "a client that left a stream at its first tokens"
 before=$(generated)
-curl -s --max-time 1 "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 1000}' > /dev/null
-left_after "$before" "a client that gave up waiting 1 s for an unstreamed answer"
+curl -s --max-time 0.5 "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 1000}' > /dev/null
+left_after "$before" "a client that gave up waiting 0.5 s for an unstreamed answer"
 curl -sN "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "A", "max_tokens": 900, "stream": true}' > term.out &
 client=$!
 first_bytes term.out
