@@ -512,7 +512,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
       }
     }
     if (left) throw ApiError(499, "invalid_request_error", "the client closed the connection");
-    if (call->open != 0) throw ApiError(500, "server_error", "the server stopped before the request finished");
+    if (call->open != 0) throw ApiError(500, "server_error", stopped_message_locked());
     bool cancelled = false;
     for (const Choice& c : call->choices) {
       if (!c.result.error.empty())
@@ -653,7 +653,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
           }
           call->changed.wait_for(lock, std::chrono::seconds(10), [&] { return has_news_locked(*call) || abandoned_; });
           if (abandoned_ && call->open != 0) {
-            events = "data: " + dump(ApiError(500, "server_error", "the server stopped").body()) + "\n\n";
+            events = "data: " + dump(ApiError(500, "server_error", stopped_message_locked()).body()) + "\n\n";
             sink.write(events.data(), events.size());
             return false;
           }
@@ -906,6 +906,21 @@ void Server::shut_down(int signal) {
                  live_.size(), options_.shutdown_seconds);
   }
   arrivals_.notify_all();
+}
+
+void Server::fail_running(const std::string& why) {
+  std::lock_guard lock(mutex_);
+  if (abandoned_) return;
+  spdlog::error("{}: the {} requests in flight fail with status 500", why, live_.size());
+  abandoned_ = true;
+  closing_ = true;
+  failure_ = why;
+  for (const auto& [id, where] : live_) where.first->changed.notify_all();
+}
+
+std::string Server::stopped_message_locked() const {
+  if (failure_.empty()) return "the server stopped before the request finished";
+  return fmt::format("the server failed before the request finished: {}", failure_);
 }
 
 void Server::step_time(double seconds) {

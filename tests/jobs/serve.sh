@@ -3,7 +3,8 @@
 # completions equal to `mote generate` for the same prompts and masks, one
 # by one and all at once, at 1 rank and at 3 ranks with 2 coordinators;
 # streaming equal to unstreamed; echo + logprobs equal to --score-tokens;
-# every error status; SIGTERM mid-stream; a client leaving mid-stream.
+# every error status; SIGTERM mid-stream; a client leaving mid-stream; a
+# rank dying mid-request.
 source "$(dirname "$0")/lib.sh"
 check=$root/tests/jobs/serve_check.py
 failures=0
@@ -224,6 +225,29 @@ stop_server TERM
 /usr/bin/python3 "$check" record served3.h5 generate.h5 12 || fail "the record (3 ranks, 2 coordinators)"
 "$mote" diff served1.h5 served3.h5 > diff.txt || fail "mote diff of two records"
 "$mote" inspect served3.h5 > inspect.txt || fail "mote inspect of a record"
+
+# A rank that dies fails the requests in flight with a 500 (an error event
+# in a stream) naming it, and the server exits non-zero.
+source "$root/tests/jobs/same_results.sh"
+start_server dies.log "$run" -n 3 --oversubscribe serve --ignore-eos
+curl -s -o died.json -w '%{http_code}' "http://127.0.0.1:$port/v1/completions" \
+  -d '{"prompt": "Hello", "max_tokens": 1000}' > died.status &
+unstreamed=$!
+curl -s -N "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "Hello", "max_tokens": 1000, "stream": true}' \
+  > died.stream &
+streamed=$!
+first_bytes died.stream
+victim=$(rank_pids 2 "$mote serve" | tail -n 1)
+[ -n "$victim" ] && kill -9 "$victim"
+wait $unstreamed $streamed
+[ "$(cat died.status)" = 500 ] && grep -q 'rank 2 (process [0-9]*) died' died.json ||
+  fail "an unstreamed request when a rank died: status $(cat died.status): $(head -c 300 died.json)"
+grep -q '^data: {"error":{"message":"the server failed before the request finished: rank 2 ' died.stream ||
+  fail "a stream when a rank died ends: $(tail -c 300 died.stream)"
+for _ in $(seq 1 300); do kill -0 $server_pid 2> /dev/null || break; sleep 0.1; done
+if kill -0 $server_pid 2> /dev/null; then fail "the server still runs 30 s after a rank died"; kill -9 $server_pid; fi
+wait $server_pid && fail "the server exited 0 after a rank died"
+server_pid=""
 
 # A server killed outright keeps what it recorded up to 2 s before; a new
 # one refuses the record's checkpoint unless --resume continues it.

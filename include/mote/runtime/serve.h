@@ -58,6 +58,9 @@ class ServeFrontEnd : public RequestInbox {
   virtual void finished(size_t id, GenerationResult&& result) = 0;
   // The job has ended (every request it took has finished): stop taking connections.
   virtual void stop() = 0;
+  // The job cannot finish what it took (a rank died): every request in
+  // flight fails now, saying why, and no more are taken. From any thread.
+  virtual void fail_running(const std::string& why) = 0;
 };
 
 // Every rank calls it; rank 0 passes its front end. Returns 0 once a signal

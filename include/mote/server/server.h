@@ -69,6 +69,7 @@ class Server : public ServeFrontEnd {
   void shut_down(int signal) override;
   void progress(TokenProgress&& token) override;
   void step_time(double seconds) override;
+  void fail_running(const std::string& why) override;
 
  private:
   struct Call;
@@ -84,12 +85,14 @@ class Server : public ServeFrontEnd {
   bool has_news_locked(const Call& call) const;
   void update_text_locked(Call& call, Choice& choice, bool final);
   std::string stream_events_locked(Call& call, bool final);
+  std::string stopped_message_locked() const;
 
   ServerOptions options_;
   ServedModel model_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   bool ready_ = false, abandoned_ = false;
+  std::string failure_;  // why the job cannot finish what it took (fail_running)
 
   std::mutex mutex_;
   std::condition_variable arrivals_, streams_closed_;
