@@ -31,9 +31,9 @@ int run_serve(const std::vector<std::string>& args, const std::string& command_l
        "requests that may wait for a slot; more are refused with 429")
       ("max-body", po::value(&max_body)->default_value(max_body), "largest request body (413 past it), e.g. 8MiB")
       ("max-connections", po::value(&s.max_connections)->default_value(s.max_connections),
-       "connections answered at once (one thread each)")
+       "connections held at once (one thread each); more clients wait in the listen backlog until one closes")
       ("timeout", po::value(&s.timeout_seconds)->default_value(s.timeout_seconds),
-       "seconds a client may take to send a request or to read a response")
+       "seconds a client may take to send a request or to read a response (an idle connection closes after 5 s)")
       ("shutdown-timeout", po::value(&s.shutdown_seconds)->default_value(s.shutdown_seconds, "30"),
        "after SIGTERM or SIGINT, seconds the running requests get to finish before they are cancelled")
       ("stream-interval", po::value(&s.stream_interval_ms)->default_value(s.stream_interval_ms),

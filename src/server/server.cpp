@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "connection_pool.h"
 #include "mote/model/expert_counters.h"
 #include "mote/model/mask_file.h"
 #include "mote/runtime/prompt_encoding.h"
@@ -217,7 +218,11 @@ Server::~Server() { stop(); }
 void Server::listen() {
   auto& h = *http_;
   const size_t threads = static_cast<size_t>(std::max(options_.max_connections, 1));
-  h.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  h.new_task_queue = [this, threads] {
+    auto* pool = new ConnectionPool(threads);
+    pool_.store(pool);
+    return pool;
+  };
   h.set_payload_max_length(options_.max_body_bytes);
   h.set_read_timeout(options_.timeout_seconds, 0);
   h.set_write_timeout(options_.timeout_seconds, 0);
@@ -261,8 +266,10 @@ void Server::stop() {
     for (const auto& [id, where] : live_) where.first->changed.notify_all();
     streams_closed_.wait_for(lock, std::chrono::seconds(options_.timeout_seconds), [&] { return open_streams_ == 0; });
   }
+  if (ConnectionPool* pool = pool_.load()) pool->close();
   if (http_) http_->stop();
   if (thread_.joinable()) thread_.join();
+  pool_.store(nullptr);
 }
 
 void Server::count_response(int status) {

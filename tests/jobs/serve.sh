@@ -149,6 +149,10 @@ stop_server INT
 start_server serve_queue.log "$mote" serve --max-queue 0
 status '{"prompt": "x", "max_tokens": 1}' /v1/completions 429
 stop_server TERM
+# Idle clients cannot take more than --max-connections; they time out.
+start_server serve_connections.log "$mote" serve --max-connections 2
+/usr/bin/python3 "$check" connections $port $server_pid 2 || fail "the connection limit"
+stop_server TERM
 
 # Loading: /health and requests say 503 until the model is ready.
 MOTE_PAUSE_AT="loading the model" "$mote" serve --port 0 > /dev/null 2> loading.log &

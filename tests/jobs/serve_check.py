@@ -10,14 +10,21 @@
   serve_check.py echo PORT SCORED.h5
       "echo" + "logprobs" with max_tokens 0 give, for the last prompt token,
       the log-probability `mote generate --score-tokens` wrote for it
+  serve_check.py connections PORT PID LIMIT
+      idle clients past --max-connections LIMIT wait in the listen backlog
+      (the server holds at most LIMIT + 1 of them), the server closes an
+      idle one after its keep-alive timeout, and once they leave a request
+      is answered at once
   serve_check.py expected PORT PROMPTS.jsonl GENERATE.h5 MAX_TOKENS OUT.json
       writes what the job gave for every line (ids, and text through the
       server's /detokenize), for tests/clients/openai_client.mjs
 """
 import json
 import os
+import socket
 import sys
 import threading
+import time
 import urllib.request
 
 import h5py
@@ -263,6 +270,52 @@ def record(path, h5, at_least):
     return failures
 
 
+def open_sockets(pid):
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
+def connections(port, pid, limit):
+    failures = 0
+    before = open_sockets(pid)
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4 * limit)]
+    time.sleep(1)
+    held = open_sockets(pid) - before
+    if held > limit + 1:
+        print(f"FAIL: {len(idle)} idle clients hold {held} sockets of the server (--max-connections {limit})")
+        failures += 1
+    # The connections held are closed after the keep-alive timeout (5 s).
+    closed_by_server = 0
+    deadline = time.time() + 10
+    while closed_by_server == 0 and time.time() < deadline:
+        time.sleep(0.2)
+        for s in idle:
+            s.setblocking(False)
+            try:
+                closed_by_server += s.recv(1) == b""
+            except BlockingIOError:
+                pass
+    if closed_by_server == 0:
+        print("FAIL: the server did not close an idle connection within 10 s")
+        failures += 1
+    for s in idle:
+        s.close()
+    start = time.time()
+    reply = post(port, "/v1/completions", {"prompt": "Hello", "max_tokens": 2})
+    waited = time.time() - start
+    if waited > 3 or not reply["choices"]:
+        print(f"FAIL: after the idle clients left, a request took {waited:.1f} s")
+        failures += 1
+    print(f"connections: {len(idle)} idle clients held {held} sockets (limit {limit}); "
+          f"the server closed idle ones; then a request took {waited:.2f} s")
+    return failures
+
+
 def main():
     for arg in sys.argv:
         if arg.startswith("--inline="):
@@ -278,6 +331,8 @@ def main():
         failures = echo(port, sys.argv[3])
     elif what == "record":
         failures = record(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif what == "connections":
+        failures = connections(port, int(sys.argv[3]), int(sys.argv[4]))
     elif what == "expected":
         failures = expected(port, sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6])
     else:

@@ -5,6 +5,7 @@
 // job (runtime/serve.h) owns the model and the ranks.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -27,6 +28,8 @@ struct Response;
 
 namespace mote {
 
+class ConnectionPool;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
@@ -34,8 +37,8 @@ struct ServerOptions {
   std::string served_model_name;  // the "model" clients name
   int max_queue = 256;            // requests waiting for a slot before 429
   size_t max_body_bytes = 8u << 20;
-  int timeout_seconds = 60;  // reading a request, writing a response
-  int max_connections = 128;
+  int timeout_seconds = 60;      // reading a request, writing a response
+  int max_connections = 128;     // held at once, a thread each; more wait in the listen backlog
   double shutdown_seconds = 30;  // after SIGTERM: running requests get this long to finish
   // A stream writes at most this often: the tokens of the steps between
   // gather into one write (each write wakes a thread and a client).
@@ -91,6 +94,7 @@ class Server : public ServeFrontEnd {
   ServedModel model_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
+  std::atomic<ConnectionPool*> pool_{nullptr};  // httplib's, while it listens
   bool ready_ = false, abandoned_ = false;
   std::string failure_;  // why the job cannot finish what it took (fail_running)
 
