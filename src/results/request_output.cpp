@@ -12,6 +12,7 @@ void write_request(hid_t requests_group, const RequestRecord& r) {
   h5_attr_string(g.id(), "id", r.id);
   h5_attr_string(g.id(), "class", r.cls);
   h5_attr_string(g.id(), "mask", r.mask);
+  if (!r.mask_ini.empty()) h5_attr_string(g.id(), "mask_ini", r.mask_ini);
   h5_attr_string(g.id(), "stop_reason", stop_reason_name(res.stop));
   h5_attr_int(g.id(), "stop_code",
               static_cast<int64_t>(res.stop));  // the same, fixed-size for readers of untrusted files

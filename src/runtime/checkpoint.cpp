@@ -202,6 +202,7 @@ hid_t Checkpoint::requests_group() {
     if (id < 0) fail("{}: cannot create checkpoint part", part_temp_.string());
     part_ = H5Handle(id, H5Fclose);
     part_requests_ = h5_create_group(part_.id(), "requests");
+    opened_ = std::chrono::steady_clock::now();
   }
   return part_requests_.id();
 }

@@ -30,12 +30,7 @@ ServeRecord::ServeRecord(const JobOptions& options) : options_(options) {
 }
 
 ServeRecord::~ServeRecord() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (flusher_.joinable()) flusher_.join();
+  stop_flusher();
   // Stopped by an error: the parts written so far stay for --resume.
   if (checkpoint_) {
     try {
@@ -94,15 +89,9 @@ void ServeRecord::add(const ServedRequest& request, const GenerationResult& resu
                 RequestRecord{count_, request.id, kClasses[0], request.mask, request.prompt_text,
                               model_->loaded->tokenizer.decode(result.generated), result.error, &request.prompt,
                               &result, config.vocab_size, model_->moe_layers(), config.num_experts_per_tok,
-                              config.n_routed_experts, 0, false, true});
-  if (!request.mask_ini.empty()) {
-    H5Handle g(H5Gopen2(checkpoint_->requests_group(), std::to_string(count_).c_str(), H5P_DEFAULT), H5Gclose);
-    h5_attr_string(g.id(), "mask_ini", request.mask_ini);
-  }
+                              config.n_routed_experts, 0, false, true, request.mask_ini});
   ++count_;
-  if (in_part_++ == 0) part_opened_ = std::chrono::steady_clock::now();
   checkpoint_->request_written();  // closes the part after kPartRequests
-  if (in_part_ == kPartRequests) in_part_ = 0;
   // Every request's routing is in the ranks' counters; a failed one's
   // describes a broken computation and stays out of the profile's totals.
   for (size_t i = 0; i < result.expert_counts.size() && i < run_totals_.tokens.size(); ++i) {
@@ -125,25 +114,28 @@ void ServeRecord::flush_when_due() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     wake_.wait_for(lock, std::chrono::milliseconds(500));
-    if (in_part_ > 0 && std::chrono::steady_clock::now() - part_opened_ >= kPartSeconds) {
+    if (checkpoint_->open_requests() > 0 && std::chrono::steady_clock::now() - checkpoint_->opened() >= kPartSeconds) {
       try {
         checkpoint_->flush();
       } catch (const std::exception& e) {
         // The disk is full or gone: the next flush (or shutdown) tries again and fails loudly.
         spdlog::error("--record: {}", e.what());
       }
-      in_part_ = 0;
     }
   }
 }
 
-void ServeRecord::finish(const MaskSets& masks, const std::vector<uint64_t>& rank_memory, int world_size) {
+void ServeRecord::stop_flusher() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   if (flusher_.joinable()) flusher_.join();
+}
+
+void ServeRecord::finish(const MaskSets& masks, const std::vector<uint64_t>& rank_memory, int world_size) {
+  stop_flusher();
   checkpoint_->flush();
   OutputFile& out = *out_;
   const hid_t root = out.root();

@@ -40,6 +40,7 @@ class ServeRecord {
 
  private:
   void flush_when_due();  // the background flusher's loop
+  void stop_flusher();
 
   const JobOptions& options_;
   const JobModel* model_ = nullptr;
@@ -50,8 +51,6 @@ class ServeRecord {
   ExpertCounters totals_, run_totals_;  // all recorded requests; this run's
   std::vector<uint64_t> tokens_;        // [phase]
   size_t failed_ = 0;
-  std::chrono::steady_clock::time_point part_opened_;
-  int in_part_ = 0;  // requests in the open part
   bool stopping_ = false;
   std::mutex mutex_;
   std::condition_variable wake_;

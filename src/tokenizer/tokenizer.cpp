@@ -484,9 +484,8 @@ void TextStream::push(int32_t id) {
 }
 
 std::string TextStream::decoded() const {
-  std::string out = text_;
-  for (size_t i = used_; i < bytes_.size(); ++i) out += "\xEF\xBF\xBD";
-  return out;
+  // The bytes held are the start of a cut character: one U+FFFD each, as decode() shows them.
+  return text_ + repair_utf8(std::string_view(bytes_).substr(used_));
 }
 
 }  // namespace mote

@@ -38,6 +38,7 @@ struct RequestRecord {
   int score_width = 0;            // ids per scored position
   bool last_logits_only = false;  // --save-logits last: one row, the last prompt position's
   bool counts = true;             // expert_counts and expert_gate_sum (not with --no-request-counts)
+  std::string mask_ini;           // a served request's own mask, in mask-file syntax (empty: none)
 };
 
 void write_request(hid_t requests_group, const RequestRecord& record);

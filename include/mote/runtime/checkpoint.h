@@ -12,6 +12,7 @@
 
 #include <hdf5.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -50,6 +51,9 @@ class Checkpoint {
   // into place as the next part (a job without --checkpoint-every, stopped).
   void adopt(OutputFile& file);
   int parts() const { return next_part_; }
+  // Requests in the open part, and when it opened.
+  int open_requests() const { return in_part_; }
+  std::chrono::steady_clock::time_point opened() const { return opened_; }
   uint64_t bytes() const;  // size of the complete parts on disk
   void remove() const;
   const std::filesystem::path& dir() const { return dir_; }
@@ -63,6 +67,7 @@ class Checkpoint {
   int every_;
   int next_part_ = 0;
   int in_part_ = 0;
+  std::chrono::steady_clock::time_point opened_;
   H5Handle part_, part_requests_;
   std::filesystem::path part_temp_, part_final_;
 };
