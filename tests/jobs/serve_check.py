@@ -228,6 +228,8 @@ def record(path, h5, at_least):
     tokens and counts; the totals add up; ids are unique."""
     failures = 0
     with h5py.File(h5, "r") as f:
+        # A request's own mask (mask "inline") is the job's mask set of the same text.
+        set_of_text = {f["masks"][m].attrs["description"]: m for m in f["masks"]}
         job = {}
         for k in f["requests"]:
             g = f["requests"][k]
@@ -243,7 +245,7 @@ def record(path, h5, at_least):
         if len(set(ids)) != n:
             print(f"FAIL {path}: request ids repeat")
             failures += 1
-        matched, counts, tokens = 0, np.zeros_like(f["counts"][()]), np.zeros_like(f["tokens"][()])
+        matched, inline, counts, tokens = 0, 0, np.zeros_like(f["counts"][()]), np.zeros_like(f["tokens"][()])
         for i in range(n):
             g = requests[str(i)]
             c = g["expert_counts"][()]
@@ -251,7 +253,15 @@ def record(path, h5, at_least):
                 counts[0] += c.astype(np.uint64)
                 prompt = len(g["prompt_tokens"][()])
                 tokens[0] += np.array([prompt, max(len(g["generated_tokens"][()]) - 1, 0)], dtype=np.uint64)
-            key = (g.attrs["mask"], tuple(int(x) for x in g["prompt_tokens"][()]))
+            mask = g.attrs["mask"]
+            if mask == "inline":
+                if "mask_ini" not in g.attrs or g.attrs["mask_ini"] not in set_of_text:
+                    print(f"FAIL {path}: request {i} has its own mask, but not the text of one of the job's")
+                    failures += 1
+                    continue
+                mask = set_of_text[g.attrs["mask_ini"]]
+                inline += 1
+            key = (mask, tuple(int(x) for x in g["prompt_tokens"][()]))
             if key in job and g.attrs["stop_reason"] in ("eos", "max_new_tokens"):
                 want_ids, want_counts = job[key]
                 got_ids = [int(x) for x in g["generated_tokens"][()]]
@@ -265,7 +275,8 @@ def record(path, h5, at_least):
         if matched < at_least:
             print(f"FAIL {path}: {matched} requests like the job's, expected at least {at_least}")
             failures += 1
-    print(f"record {path}: {n} requests, {matched} equal to the job's, totals add up" if failures == 0 else
+    print(f"record {path}: {n} requests ({inline} with their own mask), {matched} equal to the job's, totals add up"
+          if failures == 0 else
           f"record {path}: {failures} failures")
     return failures
 
