@@ -4,7 +4,8 @@
   bench/serve_load.py [--clients 64] [--seconds 60] [--rounds 3] [--threads 2] [--batch-size 16] [--max-tokens 32]
 
 In each round CLIENTS clients send streamed chat requests one after another
-for SECONDS seconds; then the same requests run as one `mote generate` job
+for SECONDS seconds, each on a connection it keeps, as the OpenAI clients'
+connection pools do (--close: a new connection per request); then the same requests run as one `mote generate` job
 with the same threads and batch size while the server idles. Prints one
 JSON object: requests, errors and lost requests (sent but never answered),
 time to first token (p50, p99), tokens/s of the server and of the job and
@@ -69,6 +70,9 @@ def main():
     p.add_argument("--client-nice", type=int, default=0,
                    help="niceness of the load generator (the server keeps its own): 19 lets the clients take the "
                         "cores only when the server leaves them, as clients on other machines would")
+    p.add_argument("--close", action="store_true",
+                   help="one connection per request (default: each client keeps its connection, as the OpenAI "
+                        "clients' connection pools do)")
     args = p.parse_args()
     texts = questions()
     work = tempfile.mkdtemp(prefix="mote-serve-load-")
@@ -100,54 +104,87 @@ def main():
         done, errors, ttft, sent = [], [], [], [0]
         next_prompt = [0]
 
-        async def one(k):
+        async def one(k, conn):
+            """One request on the client's connection conn = [reader, writer] (opened when None), kept open for
+            the next request as the OpenAI clients' connection pools do (--close: one connection per request)."""
             request = {"messages": [{"role": "user", "content": texts[k]}], "max_tokens": args.max_tokens,
                        "temperature": 0}
             if not args.unstreamed:
                 request.update({"stream": True, "stream_options": {"include_usage": True}})
             body = json.dumps(request).encode()
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            start = time.time()
-            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                         b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            # Whole reads, not lines: the clients share the server's cores, and each wakeup of theirs is CPU
-            # the server does not get.
-            first = usage = None
-            data = b""
-            finished = False
-            while not finished:
-                chunk = await reader.read(1 << 16)
-                if not chunk:
+            message = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                       (b"Connection: close\r\n" if args.close else b"") +
+                       b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" +
+                       body)
+            for attempt in range(2):
+                reused = conn[0] is not None
+                if not reused:
+                    conn[:] = await asyncio.open_connection("127.0.0.1", port)
+                reader, writer = conn
+                start = time.time()
+                writer.write(message)
+                data, first, complete = await response(reader)
+                if data or not reused:
                     break
-                if first is None and not args.unstreamed and CONTENT.search(chunk):
-                    first = time.time()
-                data += chunk
-                finished = not args.unstreamed and b"data: [DONE]" in data[-len(chunk) - 16:]
+                # The server closed the idle connection before this request: once more on a new one.
+                writer.close()
+                conn[:] = [None, None]
+            head = data.split(b"\r\n\r\n", 1)[0].lower()
+            if args.close or not complete or b"connection: close" in head:
+                conn[1].close()
+                conn[:] = [None, None]
             if not data.startswith(b"HTTP/1.1 200 "):
-                raise RuntimeError(data.split(b"\r\n", 1)[0].decode(errors="replace"))
+                raise RuntimeError(data.split(b"\r\n", 1)[0].decode(errors="replace") or "no response")
+            usage = None
             if args.unstreamed:
                 usage = json.loads(data.split(b"\r\n\r\n", 1)[1])["usage"]
-                finished = True
             else:
                 for line in data.split(b"\n"):
                     if line.startswith(b"data: {") and b'"usage"' in line:
                         usage = json.loads(line[6:])["usage"]
-            writer.close()
-            if not finished or usage is None:
-                raise RuntimeError("the stream ended without [DONE] and usage")
+            if not complete or usage is None:
+                raise RuntimeError("the response ended early" + ("" if args.unstreamed else " (no [DONE] and usage)"))
             done.append((k, usage, time.time()))
             if first is not None:
                 ttft.append(first - start)
 
+        async def response(reader):
+            """(bytes, time of the first text, complete): whole reads, not lines, since the clients share the
+            server's cores and each wakeup of theirs is CPU the server does not get."""
+            data, first, length = b"", None, None
+            while True:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    return data, first, False
+                if first is None and not args.unstreamed and CONTENT.search(chunk):
+                    first = time.time()
+                data += chunk
+                if args.unstreamed:
+                    if length is None and b"\r\n\r\n" in data:
+                        m = re.search(rb"\r\ncontent-length: *(\d+)", data.split(b"\r\n\r\n", 1)[0], re.I)
+                        length = int(m.group(1)) if m else -1
+                    if length is not None and length >= 0 and len(data.split(b"\r\n\r\n", 1)[1]) >= length:
+                        return data, first, True
+                elif b"data: [DONE]" in data[-len(chunk) - 16:] or b"data: [DONE]" in data:
+                    # Chunked: the last chunk (size 0) ends the response.
+                    if data.endswith(b"\r\n0\r\n\r\n"):
+                        return data, first, True
+
         async def client(deadline):
+            conn = [None, None]
             while time.time() < deadline:
                 k = next_prompt[0] % len(texts)
                 next_prompt[0] += 1
                 sent[0] += 1
                 try:
-                    await one(k)
+                    await one(k, conn)
                 except Exception as exc:  # noqa: BLE001 - counted
                     errors.append(str(exc))
+                    if conn[1] is not None:
+                        conn[1].close()
+                    conn[:] = [None, None]
+            if conn[1] is not None:
+                conn[1].close()
 
         async def all_clients():
             deadline = time.time() + args.seconds
