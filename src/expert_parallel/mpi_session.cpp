@@ -2,10 +2,7 @@
 
 #include <mpi.h>
 
-#include <unistd.h>
-
 #include <cstdlib>
-#include <vector>
 
 namespace mote {
 
@@ -19,11 +16,6 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local) == MPI_SUCCESS &&
       local != MPI_COMM_NULL) {
     MPI_Comm_size(local, &local_ranks_);
-    const int mine[2] = {rank_, static_cast<int>(::getpid())};
-    std::vector<int> all(2 * static_cast<size_t>(local_ranks_));
-    MPI_Allgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, local);
-    for (size_t i = 0; i + 1 < all.size(); i += 2)
-      if (all[i] != rank_) local_peers_.push_back({all[i], all[i + 1]});
     MPI_Comm_free(&local);
   }
 }

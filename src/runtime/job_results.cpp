@@ -82,7 +82,7 @@ void ResultCollector::write(hid_t group, size_t index, const GenerationResult& r
                            never_ran ? &kNoTokens : &p.encoded.tokens, &result, model_.config.vocab_size,
                            model_.moe_layers(), model_.config.num_experts_per_tok, model_.config.n_routed_experts,
                            static_cast<int>(options_.gen.score_ids.size()), options_.gen.save_last_logits,
-                           options_.request_counts});
+                           options_.request_counts, ""});
 }
 
 void ResultCollector::operator()(size_t index, GenerationResult&& result) {

@@ -3,8 +3,6 @@
 // path, with collectives over a single rank.
 #pragma once
 
-#include <vector>
-
 namespace mote {
 
 class MpiSession {
@@ -20,14 +18,6 @@ class MpiSession {
   // shared-memory split: a rank's fair share of the host's cores is
   // cores / local_ranks().
   int local_ranks() const { return local_ranks_; }
-  // The other ranks on this host and their process ids: a rank can see
-  // whether they are still alive without asking MPI, which waits forever
-  // on a peer that died.
-  struct Peer {
-    int rank;
-    int pid;
-  };
-  const std::vector<Peer>& local_peers() const { return local_peers_; }
   // Ends every rank of the job with `code`; mpirun reports which rank asked.
   [[noreturn]] void abort(int code);
 
@@ -39,7 +29,6 @@ class MpiSession {
   int rank_ = 0;
   int size_ = 1;
   int local_ranks_ = 1;
-  std::vector<Peer> local_peers_;
 };
 
 }  // namespace mote
