@@ -6,8 +6,8 @@
 //   3. run: the coordinators generate what the front end hands in, every
 //      rank serves its experts, until a signal closes the front end and
 //      what it took has finished (or its shutdown deadline cancels it);
-//      each finished request goes into the record; a rank on rank 0's host
-//      that dies fails the requests in flight at once
+//      each finished request goes into the record; a rank that dies fails
+//      the requests in flight at once
 //   4. check the expert counters, as a job does, and write the record
 #include "mote/runtime/serve.h"
 
@@ -61,8 +61,7 @@ int run_serve(JobOptions& job, MpiSession& mpi, ServeFrontEnd* front) {
 
   // 3. Run until shut down. A rank that dies stops the others in MPI
   // until mpirun kills them; rank 0 sees it and fails its requests first.
-  std::optional<PeerWatch> peers;
-  if (root) peers.emplace(mpi.local_peers(), [front](const std::string& why) { front->fail_running(why); });
+  PeerWatch peers(mpi, [front](const std::string& why) { front->fail_running(why); });
   JobRun job_run(job, mpi, model, masks.sets);
   const ResultHandler on_done = [&](size_t id, GenerationResult&& result) {
     if (record) record->add(front->describe(id), result);
@@ -70,7 +69,7 @@ int run_serve(JobOptions& job, MpiSession& mpi, ServeFrontEnd* front) {
   };
   const RequestFiller fill = [&](size_t id, GenerationRequest&) { front->handed_out(id); };
   job_run.run({}, root ? on_done : ResultHandler(), root ? fill : RequestFiller(), root ? front : nullptr);
-  peers.reset();
+  peers.stop();
   if (root) front->stop();
 
   // 4. Counters, and the record: the requests it holds add up to what the
