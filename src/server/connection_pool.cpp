@@ -2,7 +2,8 @@
 
 namespace mote {
 
-ConnectionPool::ConnectionPool(size_t threads) : limit_(threads) {
+ConnectionPool::ConnectionPool(size_t threads, std::shared_ptr<std::atomic<bool>> stopping)
+    : limit_(threads), stopping_(std::move(stopping)) {
   for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
 }
 
@@ -10,25 +11,20 @@ ConnectionPool::~ConnectionPool() { shutdown(); }
 
 void ConnectionPool::enqueue(std::function<void()> connection) {
   std::unique_lock lock(mutex_);
-  room_.wait(lock, [&] { return held_ < limit_ || closing_; });
+  // The server's stop flag is not this pool's to be notified of: look at it now and then.
+  while (!room_.wait_for(lock, std::chrono::milliseconds(100), [&] { return held_ < limit_ || ended_; }) &&
+         !stopping_->load()) {
+  }
   ++held_;
   waiting_.push_back(std::move(connection));
   work_.notify_one();
-}
-
-void ConnectionPool::close() {
-  {
-    std::lock_guard lock(mutex_);
-    closing_ = true;
-  }
-  room_.notify_all();
 }
 
 void ConnectionPool::shutdown() {
   {
     std::lock_guard lock(mutex_);
     if (ended_) return;
-    ended_ = closing_ = true;
+    ended_ = true;
   }
   work_.notify_all();
   room_.notify_all();

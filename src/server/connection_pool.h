@@ -10,9 +10,11 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -21,7 +23,9 @@ namespace mote {
 
 class ConnectionPool : public httplib::TaskQueue {
  public:
-  explicit ConnectionPool(size_t threads);
+  // `stopping`: set by the server when it stops, after which the accept
+  // loop no longer waits (it is about to end and must not hold stop() up).
+  ConnectionPool(size_t threads, std::shared_ptr<std::atomic<bool>> stopping);
   ~ConnectionPool() override;
 
   // From httplib's accept loop: waits until a thread is free.
@@ -29,19 +33,17 @@ class ConnectionPool : public httplib::TaskQueue {
   // From httplib once it has stopped accepting: finishes the connections
   // held and ends the threads.
   void shutdown() override;
-  // The server is stopping: the accept loop no longer waits (it is about
-  // to end and must not hold stop() up).
-  void close();
 
  private:
   void work();
 
   size_t limit_;
+  std::shared_ptr<std::atomic<bool>> stopping_;
   std::mutex mutex_;
   std::condition_variable work_, room_;
   std::deque<std::function<void()>> waiting_;
   size_t held_ = 0;  // connections accepted and not yet closed
-  bool closing_ = false, ended_ = false;
+  bool ended_ = false;
   std::vector<std::thread> threads_;
 };
 

@@ -218,11 +218,7 @@ Server::~Server() { stop(); }
 void Server::listen() {
   auto& h = *http_;
   const size_t threads = static_cast<size_t>(std::max(options_.max_connections, 1));
-  h.new_task_queue = [this, threads] {
-    auto* pool = new ConnectionPool(threads);
-    pool_.store(pool);
-    return pool;
-  };
+  h.new_task_queue = [this, threads] { return new ConnectionPool(threads, stopping_); };
   h.set_payload_max_length(options_.max_body_bytes);
   h.set_read_timeout(options_.timeout_seconds, 0);
   h.set_write_timeout(options_.timeout_seconds, 0);
@@ -266,10 +262,9 @@ void Server::stop() {
     for (const auto& [id, where] : live_) where.first->changed.notify_all();
     streams_closed_.wait_for(lock, std::chrono::seconds(options_.timeout_seconds), [&] { return open_streams_ == 0; });
   }
-  if (ConnectionPool* pool = pool_.load()) pool->close();
+  stopping_->store(true);
   if (http_) http_->stop();
   if (thread_.joinable()) thread_.join();
-  pool_.store(nullptr);
 }
 
 void Server::count_response(int status) {

@@ -28,8 +28,6 @@ struct Response;
 
 namespace mote {
 
-class ConnectionPool;
-
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
@@ -94,7 +92,8 @@ class Server : public ServeFrontEnd {
   ServedModel model_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
-  std::atomic<ConnectionPool*> pool_{nullptr};  // httplib's, while it listens
+  // Set when the server stops: httplib's accept loop no longer waits for a free thread.
+  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
   bool ready_ = false, abandoned_ = false;
   std::string failure_;  // why the job cannot finish what it took (fail_running)
 
