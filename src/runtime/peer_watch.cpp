@@ -118,8 +118,16 @@ PeerWatch::PeerWatch(const MpiSession& mpi, std::function<void(const std::string
     const std::string host = invitation.host == host_name() ? "127.0.0.1" : std::string(invitation.host);
     std::string why;
     own_socket_ = connect_to(host, invitation.port, why);
-    const Hello hello{mpi.rank(), invitation.token};
-    if (own_socket_ < 0 || ::send(own_socket_, &hello, sizeof hello, MSG_NOSIGNAL) != sizeof hello) {
+    Hello hello;
+    std::memset(&hello, 0, sizeof hello);  // padding included: all of it goes out
+    hello.rank = mpi.rank();
+    hello.token = invitation.token;
+    if (own_socket_ >= 0 && ::send(own_socket_, &hello, sizeof hello, MSG_NOSIGNAL) != sizeof hello) {
+      why = std::strerror(errno);
+      ::close(own_socket_);
+      own_socket_ = -1;
+    }
+    if (own_socket_ < 0) {
       spdlog::warn("rank {} cannot reach rank 0 at {}:{} ({}): if it dies, clients see their connections close",
                    mpi.rank(), host, invitation.port, why);
     }
