@@ -15,18 +15,9 @@
 
 #include "mote/io/file_guard.h"
 #include "mote/util/error.h"
+#include "mote/util/host.h"
 
 namespace mote {
-
-namespace {
-
-std::string host_name() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) != 0) return "?";
-  return name;
-}
-
-}  // namespace
 
 OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested) {
   h5_silence_errors();
@@ -70,7 +61,7 @@ OutputFile::OutputFile(const std::filesystem::path& requested) : path_(requested
     fail("{}: another mote job is writing this output ({}); wait for it to end, or choose another --out",
          path_.string(), who.empty() ? "its lock is " + lock_path_.string() : who);
   }
-  const std::string me = fmt::format("pid {} on host {}\n", ::getpid(), host_name());
+  const std::string me = fmt::format("pid {} on host {}\n", ::getpid(), host_name().empty() ? "?" : host_name());
   if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
     fail("{}: cannot write the lock file: {}", lock_path_.string(), std::strerror(errno));
   }

@@ -17,6 +17,8 @@
 #include <random>
 #include <vector>
 
+#include "mote/util/host.h"
+
 namespace mote {
 namespace {
 
@@ -33,12 +35,6 @@ struct Hello {
   int32_t rank;
   uint64_t token;
 };
-
-std::string host_name() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) != 0) return "";
-  return name;
-}
 
 // Waits for `events` on fd until the deadline; false when it passed.
 bool wait_for(int fd, short events, std::chrono::steady_clock::time_point deadline) {
