@@ -258,8 +258,7 @@ void Server::stop() {
     // requests get the time to send their last events (stopping the HTTP
     // server cuts them).
     std::unique_lock lock(mutex_);
-    abandoned_ = true;
-    for (const auto& [id, where] : live_) where.first->changed.notify_all();
+    abandon_locked();
     streams_closed_.wait_for(lock, std::chrono::seconds(options_.timeout_seconds), [&] { return open_streams_ == 0; });
   }
   stopping_->store(true);
@@ -648,11 +647,8 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
           std::unique_lock lock(mutex_);
           // Tokens that come soon after a write wait for the next one (progress() does not wake a stream
           // then), unless the call ends first.
-          if (call->last_text_write && options_.stream_interval_ms > 0) {
-            call->changed.wait_until(lock,
-                                     *call->last_text_write + std::chrono::milliseconds(options_.stream_interval_ms),
-                                     [&] { return call->open == 0 || abandoned_; });
-          }
+          if (const auto due = next_write_locked(*call))
+            call->changed.wait_until(lock, *due, [&] { return call->open == 0 || abandoned_; });
           call->changed.wait_for(lock, std::chrono::seconds(10), [&] { return has_news_locked(*call) || abandoned_; });
           if (abandoned_ && call->open != 0) {
             events = "data: " + dump(ApiError(500, "server_error", stopped_message_locked()).body()) + "\n\n";
@@ -914,10 +910,19 @@ void Server::fail_running(const std::string& why) {
   std::lock_guard lock(mutex_);
   if (abandoned_) return;
   spdlog::error("{}: the {} requests in flight fail with status 500", why, live_.size());
-  abandoned_ = true;
   closing_ = true;
   failure_ = why;
+  abandon_locked();
+}
+
+void Server::abandon_locked() {
+  abandoned_ = true;
   for (const auto& [id, where] : live_) where.first->changed.notify_all();
+}
+
+std::optional<std::chrono::steady_clock::time_point> Server::next_write_locked(const Call& call) const {
+  if (!call.last_text_write || options_.stream_interval_ms == 0) return std::nullopt;
+  return *call.last_text_write + std::chrono::milliseconds(options_.stream_interval_ms);
 }
 
 std::string Server::stopped_message_locked() const {
@@ -963,9 +968,8 @@ void Server::progress(TokenProgress&& token) {
   update_text_locked(call, c, false);
   // A stream holding its tokens until its next write wakes by itself then;
   // waking it at every token would cost what the hold saves.
-  const bool holding =
-      call.last_text_write &&
-      std::chrono::steady_clock::now() < *call.last_text_write + std::chrono::milliseconds(options_.stream_interval_ms);
+  const auto due = next_write_locked(call);
+  const bool holding = due && std::chrono::steady_clock::now() < *due;
   if (!holding || c.stopped_by_string) call.changed.notify_all();
 }
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -87,6 +88,10 @@ class Server : public ServeFrontEnd {
   void update_text_locked(Call& call, Choice& choice, bool final);
   std::string stream_events_locked(Call& call, bool final);
   std::string stopped_message_locked() const;
+  // Requests in flight get no result: wake every waiting handler.
+  void abandon_locked();
+  // When a stream holding its tokens writes next; none if it holds nothing.
+  std::optional<std::chrono::steady_clock::time_point> next_write_locked(const Call& call) const;
 
   ServerOptions options_;
   ServedModel model_;
