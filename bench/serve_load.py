@@ -116,7 +116,7 @@ def main():
                        (b"Connection: close\r\n" if args.close else b"") +
                        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" +
                        body)
-            for attempt in range(2):
+            for _ in range(2):
                 reused = conn[0] is not None
                 if not reused:
                     conn[:] = await asyncio.open_connection("127.0.0.1", port)
@@ -151,7 +151,7 @@ def main():
         async def response(reader):
             """(bytes, time of the first text, complete): whole reads, not lines, since the clients share the
             server's cores and each wakeup of theirs is CPU the server does not get."""
-            data, first, length = b"", None, None
+            data, first, end = b"", None, None  # end: where an unstreamed body ends
             while True:
                 chunk = await reader.read(1 << 16)
                 if not chunk:
@@ -160,15 +160,15 @@ def main():
                     first = time.time()
                 data += chunk
                 if args.unstreamed:
-                    if length is None and b"\r\n\r\n" in data:
-                        m = re.search(rb"\r\ncontent-length: *(\d+)", data.split(b"\r\n\r\n", 1)[0], re.I)
-                        length = int(m.group(1)) if m else -1
-                    if length is not None and length >= 0 and len(data.split(b"\r\n\r\n", 1)[1]) >= length:
+                    head = data.find(b"\r\n\r\n")
+                    if end is None and head >= 0:
+                        m = re.search(rb"\r\ncontent-length: *(\d+)", data[:head], re.I)
+                        end = head + 4 + int(m.group(1)) if m else -1
+                    if end is not None and 0 <= end <= len(data):
                         return data, first, True
-                elif b"data: [DONE]" in data[-len(chunk) - 16:] or b"data: [DONE]" in data:
-                    # Chunked: the last chunk (size 0) ends the response.
-                    if data.endswith(b"\r\n0\r\n\r\n"):
-                        return data, first, True
+                # Chunked: the last chunk (size 0) ends the response, after [DONE].
+                elif data.endswith(b"\r\n0\r\n\r\n") and b"data: [DONE]" in data:
+                    return data, first, True
 
         async def client(deadline):
             conn = [None, None]
