@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "mote/util/error.h"
 #include "mote/util/parallel.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -33,7 +34,10 @@ constexpr size_t kElementSize = DT == DType::F32       ? 4
 // scale (the callers multiply by it).
 template <DType DT>
 inline float load_scalar(const std::byte* row, int i) {
-  if constexpr (DT == DType::F8_E4M3) {
+  if constexpr (DT == DType::MXFP4) {
+    const auto byte = static_cast<uint8_t>(row[i / 2]);
+    return e2m1_to_float(i % 2 == 0 ? byte & 0xF : byte >> 4);
+  } else if constexpr (DT == DType::F8_E4M3) {
     return e4m3_to_float(static_cast<uint8_t>(row[i]));
   } else if constexpr (DT == DType::F32) {
     float f;
@@ -64,7 +68,7 @@ inline float load_scalar(const std::byte* row, int i) {
 // block scale in one rounding, other dtypes widened exactly.
 template <DType DT>
 inline float weight_value(const Weight& w, const std::byte* row_data, int row, int i) {
-  if constexpr (DT == DType::F8_E4M3) {
+  if constexpr (DT == DType::F8_E4M3 || DT == DType::MXFP4) {
     return load_scalar<DT>(row_data, i) * w.scale(row, i);
   } else {
     return load_scalar<DT>(row_data, i);
@@ -460,6 +464,88 @@ void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std
   }
 }
 
+// One MXFP4 block (16 bytes, 32 values) as four vectors of 8 fp32 values in
+// column order, each value twice its e2m1 value: a byte shuffle looks the
+// nibbles up as small integers (0, 1, 2, 3, 4, 6, 8, 12 and negatives),
+// interleaving puts low and high nibbles back in column order, and the
+// integers widen exactly. The block's scale, halved, makes them weights.
+inline void load32_mxfp4(const std::byte* p, __m256 out[4]) {
+  const __m128i table = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  const __m128i nibble = _mm_set1_epi8(0x0F);
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i low = _mm_shuffle_epi8(table, _mm_and_si128(bytes, nibble));
+  const __m128i high = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));
+  const __m128i first = _mm_unpacklo_epi8(low, high), second = _mm_unpackhi_epi8(low, high);
+  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(first));
+  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(first, 8)));
+  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(second));
+  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(second, 8)));
+}
+
+// NT tokens x NR rows of an MXFP4 weight. Each (token, row) accumulator sees
+// the same operations whatever NT and NR are: per block, four multiply-adds
+// of exactly dequantized weights (2 e2m1 x 2^(s - 128) is a float32 the
+// loader has checked to be finite), then one fixed-order sum.
+template <int NT, int NR>
+void mxfp4_kernel(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y,
+                  size_t ys) {
+  const int blocks = w.cols / kMxfp4Block;
+  const auto* sp = reinterpret_cast<const uint8_t*>(w.scales) + static_cast<size_t>(row) * blocks;
+  __m256 acc[NT][NR];
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_setzero_ps();
+  for (int b = 0; b < blocks; ++b) {
+    const size_t col = static_cast<size_t>(b) * kMxfp4Block;
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      __m256 wv[4];
+      load32_mxfp4(wp + r * ws + col / 2, wv);
+      const __m256 scale = _mm256_set1_ps(0.5f * Weight::e8m0_to_float(sp[r * blocks + b]));
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) wv[j] = _mm256_mul_ps(wv[j], scale);
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j)
+          acc[t][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t * xs + col + 8 * j), wv[j], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    for (int r = 0; r < NR; ++r) y[t * ys + r] = hsum(acc[t][r]);
+}
+
+template <int NR>
+void mxfp4_rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws,
+                      float* y, size_t ys) {
+  if (n <= 2) {
+    if (n == 2)
+      mxfp4_kernel<2, NR>(x, xs, w, row, wp, ws, y, ys);
+    else
+      mxfp4_kernel<1, NR>(x, xs, w, row, wp, ws, y, ys);
+    return;
+  }
+  // Prefill: 4 tokens x 2 rows at a time (8 accumulators, 4 weight vectors).
+  for (int r = 0; r < NR; r += 2) {
+    const int nr = std::min(2, NR - r);
+    const std::byte* wr = wp + r * ws;
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
+      if (nr == 2)
+        mxfp4_kernel<4, 2>(x + t * xs, xs, w, row + r, wr, ws, y + t * ys + r, ys);
+      else
+        mxfp4_kernel<4, 1>(x + t * xs, xs, w, row + r, wr, ws, y + t * ys + r, ys);
+    }
+    for (; t < n; ++t) {
+      if (nr == 2)
+        mxfp4_kernel<1, 2>(x + t * xs, xs, w, row + r, wr, ws, y + t * ys + r, ys);
+      else
+        mxfp4_kernel<1, 1>(x + t * xs, xs, w, row + r, wr, ws, y + t * ys + r, ys);
+    }
+  }
+}
+
 #ifndef MOTE_AVX512
 // Prefill on 256-bit registers: 6 tokens x 2 rows (12 accumulators), each
 // pair of rows of the block in turn. Each widened weight vector then feeds
@@ -507,6 +593,10 @@ void prefill_rows_256(const float* x, size_t xs, int n, const Weight& w, int row
 template <DType DT, int NR>
 void rows_block(const float* x, size_t xs, int n, const Weight& w, int row, const std::byte* wp, size_t ws, float* y,
                 size_t ys) {
+  if constexpr (DT == DType::MXFP4) {
+    mxfp4_rows_block<NR>(x, xs, n, w, row, wp, ws, y, ys);
+    return;
+  }
   if constexpr (DT == DType::F8_E4M3) {
     // The scale is folded into the activations where a row block shares it
     // (always, but in row slices that start inside a block), else into each weight.
@@ -615,6 +705,9 @@ void product_rows(const MatmulJob& job, int b_begin, int b_end) {
 
 void product_rows(const MatmulJob& job, int b_begin, int b_end) {
   switch (job.w->dtype) {
+    case DType::MXFP4:
+      product_rows<DType::MXFP4>(job, b_begin, b_end);
+      break;
     case DType::F8_E4M3:
       product_rows<DType::F8_E4M3>(job, b_begin, b_end);
       break;
@@ -850,6 +943,8 @@ void matmul_by_columns(const float* x, size_t x_stride, int n, const Weight& w, 
   if (n <= 0 || w.cols == 0) return;
   g_weight_bytes.fetch_add(w.bytes() + w.scale_bytes(), std::memory_order_relaxed);
   switch (w.dtype) {
+    case DType::MXFP4:
+      fail("matmul_by_columns: MXFP4 weights are only multiplied by rows");
     case DType::F8_E4M3:
       matmul_by_columns_typed<DType::F8_E4M3>(x, x_stride, n, w, y, y_stride);
       break;

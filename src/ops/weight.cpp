@@ -58,6 +58,12 @@ float e4m3_to_float(uint8_t byte) {
   return (byte & 0x80) ? -magnitude : magnitude;
 }
 
+float e2m1_to_float(uint8_t nibble) {
+  static constexpr float kValues[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  const float magnitude = kValues[nibble & 7];
+  return (nibble & 8) ? -magnitude : magnitude;
+}
+
 void widen_row(const Weight& w, int row, float* out) {
   const std::byte* p = w.data + static_cast<size_t>(row) * w.row_bytes();
   for (int i = 0; i < w.cols; ++i) {
@@ -80,6 +86,11 @@ void widen_row(const Weight& w, int row, float* out) {
       case DType::F8_E4M3:
         out[i] = e4m3_to_float(static_cast<uint8_t>(p[i])) * w.scale(row, i);
         break;
+      case DType::MXFP4: {
+        const auto byte = static_cast<uint8_t>(p[i / 2]);
+        out[i] = e2m1_to_float(i % 2 == 0 ? byte & 0xF : byte >> 4) * w.scale(row, i);
+        break;
+      }
       default:
         out[i] = 0.0f;  // the loader admits only the dtypes above
     }

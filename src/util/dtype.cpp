@@ -13,10 +13,12 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {"F32", DType::F32, 4},   {"F16", DType::F16, 2},         {"BF16", DType::BF16, 2},       {"F64", DType::F64, 8},
-    {"I64", DType::I64, 8},   {"I32", DType::I32, 4},         {"I16", DType::I16, 2},         {"I8", DType::I8, 1},
-    {"U8", DType::U8, 1},     {"U64", DType::U64, 8},         {"U32", DType::U32, 4},         {"U16", DType::U16, 2},
-    {"BOOL", DType::BOOL, 1}, {"F8_E4M3", DType::F8_E4M3, 1}, {"F8_E5M2", DType::F8_E5M2, 1},
+    {"F32", DType::F32, 4},     {"F16", DType::F16, 2},         {"BF16", DType::BF16, 2},
+    {"F64", DType::F64, 8},     {"I64", DType::I64, 8},         {"I32", DType::I32, 4},
+    {"I16", DType::I16, 2},     {"I8", DType::I8, 1},           {"U8", DType::U8, 1},
+    {"U64", DType::U64, 8},     {"U32", DType::U32, 4},         {"U16", DType::U16, 2},
+    {"BOOL", DType::BOOL, 1},   {"F8_E4M3", DType::F8_E4M3, 1}, {"F8_E5M2", DType::F8_E5M2, 1},
+    {"MXFP4", DType::MXFP4, 0},
 };
 
 const DTypeInfo& info(DType dtype) {
@@ -33,7 +35,7 @@ size_t dtype_size(DType dtype) { return info(dtype).size; }
 
 std::optional<DType> dtype_from_name(std::string_view name) {
   for (const auto& entry : kDTypes) {
-    if (entry.name == name) return entry.dtype;
+    if (entry.name == name && entry.dtype != DType::MXFP4) return entry.dtype;
   }
   return std::nullopt;
 }

@@ -126,6 +126,55 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, MatmulTest, testing::Values(DType::F32, DType::
                            return std::string(dtype_name(param.param));
                          });
 
+// MXFP4 with random nibbles and scales around 2^0, against the weights
+// widen_row decodes, whose own values are checked by hand first.
+TEST(Ops, Mxfp4DecodesLowNibbleFirstWithE8m0Scales) {
+  const std::vector<uint8_t> blocks{0x21, 0xF8, 0x7E, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<uint8_t> scales{128};
+  const Weight w{DType::MXFP4, 1, 32, reinterpret_cast<const std::byte*>(blocks.data()),
+                 reinterpret_cast<const std::byte*>(scales.data())};
+  const auto v = widen_all(w);
+  const std::vector<float> expected{1.0f, 2.0f, -0.0f, -12.0f, -8.0f, 12.0f, 0.0f, 0.0f};
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(v[i], expected[i]) << "column " << i;
+  EXPECT_EQ(Weight::e8m0_to_float(0), std::ldexp(1.0f, -127));
+  EXPECT_EQ(Weight::e8m0_to_float(254), std::ldexp(1.0f, 127));
+  EXPECT_TRUE(std::isnan(Weight::e8m0_to_float(kE8m0Nan)));
+  EXPECT_EQ(w.row_bytes(), 16u);
+  EXPECT_EQ(w.scale_bytes(), 1u);
+}
+
+TEST(Ops, Mxfp4MatmulMatchesOpenBlasAndDoesNotDependOnBatch) {
+  for (const auto& [n, rows, cols] : {std::tuple{1, 7, 32}, std::tuple{2, 5, 64}, std::tuple{5, 33, 64},
+                                      std::tuple{16, 130, 256}, std::tuple{200, 37, 1088}}) {
+    std::mt19937 gen(static_cast<uint32_t>(rows * cols));
+    std::vector<uint8_t> blocks(static_cast<size_t>(rows) * cols / 2 + 1),
+        scales(static_cast<size_t>(rows) * cols / 32 + 1);
+    for (auto& b : blocks) b = static_cast<uint8_t>(gen());
+    for (auto& e : scales) e = static_cast<uint8_t>(120 + gen() % 12);
+    // Unaligned, as tensors in a file may be.
+    const Weight w{DType::MXFP4, rows, cols, reinterpret_cast<const std::byte*>(blocks.data() + 1),
+                   reinterpret_cast<const std::byte*>(scales.data() + 1)};
+    const auto widened = widen_all(w);
+    const auto x = random_vector(static_cast<size_t>(n) * cols, 7);
+    std::vector<float> y(static_cast<size_t>(n) * rows), ref(y.size());
+    matmul(x.data(), n, w, y.data());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x.data(), cols, widened.data(), cols,
+                0.0f, ref.data(), rows);
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-3f * std::sqrt(static_cast<float>(cols)));
+    for (int t = 0; t < n; ++t) {
+      std::vector<float> alone(rows);
+      matmul(x.data() + static_cast<size_t>(t) * cols, 1, w, alone.data());
+      for (int r = 0; r < rows; ++r)
+        ASSERT_EQ(alone[r], y[static_cast<size_t>(t) * rows + r]) << "row " << t << " out " << r;
+    }
+    // A slice of rows reads its own scales.
+    const Weight tail = w.row_slice(rows / 2, rows - rows / 2);
+    std::vector<float> part(static_cast<size_t>(tail.rows));
+    matmul(x.data(), 1, tail, part.data());
+    for (int r = 0; r < tail.rows; ++r) ASSERT_EQ(part[r], y[static_cast<size_t>(rows / 2 + r)]);
+  }
+}
+
 TEST(Ops, RmsNorm) {
   const auto x = random_vector(100, 1);
   const auto w = random_vector(100, 2);
