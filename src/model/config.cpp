@@ -1,5 +1,6 @@
 #include "mote/model/config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -16,14 +17,31 @@ namespace {
 using nlohmann::json;
 using Reader = ConfigReader;
 
-// quantization_config: accepted only as DeepSeek ships FP8 checkpoints;
-// anything else is refused by name rather than misread.
-Fp8Quantization parse_quantization(const json& q, const std::string& where) {
+// quantization_config: accepted only as DeepSeek ships FP8 checkpoints and
+// gpt-oss its MXFP4 experts; anything else is refused by name rather than
+// misread.
+void parse_quantization(const json& q, const std::string& where, ModelConfig& c) {
   constexpr const char* kSupported =
-      "supported: quant_method fp8, fmt e4m3, activation_scheme dynamic, weight_block_size [128, 128]";
+      "supported: quant_method fp8 (fmt e4m3, activation_scheme dynamic, weight_block_size [128, 128]), or mxfp4 "
+      "(gpt_oss)";
   if (!q.is_object()) fail("{}: key 'quantization_config' must be an object", where);
   const Reader r(q, where + " quantization_config");
   const std::string method = r.get_string_or("quant_method", "");
+  if (method == "mxfp4") {
+    if (c.model_type != "gpt_oss")
+      fail("{}: quantization_config quant_method mxfp4 is supported for gpt_oss only, not {}", where, c.model_type);
+    for (const auto& [key, value] : q.items()) {
+      if (key == "modules_to_not_convert") {
+        // Which tensors stay unquantized: the loader reads each tensor's own dtype.
+        if (!value.is_array() || !std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_string(); }))
+          fail("{}: quantization_config modules_to_not_convert must be a list of names", where);
+      } else if (key != "quant_method") {
+        fail("{}: quantization_config key '{}' is not supported ({})", where, key, kSupported);
+      }
+    }
+    c.mxfp4 = Mxfp4Quantization{};
+    return;
+  }
   if (method != "fp8")
     fail("{}: quantization_config quant_method '{}' is not supported ({})", where, method, kSupported);
   const std::string fmt_name = r.get_string_or("fmt", "e4m3");
@@ -42,7 +60,7 @@ Fp8Quantization parse_quantization(const json& q, const std::string& where) {
       fail("{}: quantization_config key '{}' is not supported ({})", where, key, kSupported);
     }
   }
-  return {};
+  c.fp8 = Fp8Quantization{};
 }
 
 // Consistency of what every family's reader filled in.
@@ -111,16 +129,22 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
   const Family* family = find_family(c.model_type);
   if (family == nullptr)
     fail("{}: model_type '{}' is not supported (supported: {})", where, c.model_type, supported_families());
-  if (const auto* q = r.find("quantization_config")) c.fp8 = parse_quantization(*q, where);
+  if (const auto* q = r.find("quantization_config")) parse_quantization(*q, where, c);
   c.vocab_size = r.get_int("vocab_size", 1);
   c.hidden_size = r.get_int("hidden_size", 1);
   c.num_hidden_layers = r.get_int("num_hidden_layers", 1);
   c.num_attention_heads = r.get_int("num_attention_heads", 1);
   const std::string act = r.get_string_or("hidden_act", "silu");
   if (act != "silu") fail("{}: hidden_act '{}' is not supported (supported: silu)", where, act);
-  if (r.get_bool_or("attention_bias", false))
-    fail("{}: attention_bias true is not supported ({} has no attention biases)", where, c.model_type);
   family->read_config(r, c);
+  if (r.get_bool_or("attention_bias", false) && !c.attention_bias)
+    fail("{}: attention_bias true is not supported ({} has no attention biases)", where, c.model_type);
+  if (c.experts_stacked && !c.mxfp4) {
+    fail(
+        "{}: {} without quantization_config quant_method mxfp4 is not supported (experts are read as the published "
+        "checkpoints store them, in MXFP4)",
+        where, c.model_type);
+  }
   check_moe(c, where);
 
   c.rms_norm_eps = r.get_double_or("rms_norm_eps", 1e-6);
@@ -153,6 +177,7 @@ static ModelConfig parse_model_config_checked(const nlohmann::json& j, const std
     y.beta_slow = s.get_double_or("beta_slow", 1.0);
     y.mscale = s.get_double_or("mscale", 1.0);
     y.mscale_all_dim = s.get_double_or("mscale_all_dim", 0.0);
+    y.truncate = s.get_bool_or("truncate", true);
     if (!(y.beta_fast > 0.0 && y.beta_slow > 0.0))
       fail("{}: rope_scaling beta_fast {} and beta_slow {} must be positive", where, y.beta_fast, y.beta_slow);
     if (y.mscale < 0.0 || y.mscale_all_dim < 0.0)
@@ -198,10 +223,20 @@ std::string ModelConfig::summary() const {
       n_routed_experts, n_shared_experts, moe_intermediate_size, kRouters[static_cast<int>(router)],
       num_experts_per_tok, n_group, topk_group, routed_scaling_factor, norm_topk_prob);
   if (fp8) out += fmt::format("\n  weights: FP8 e4m3 with {}x{} block scales", fp8->block_rows, fp8->block_cols);
+  if (mxfp4) out += "\n  weights: experts in MXFP4 (e2m1 with an e8m0 scale per 32 values)";
+  if (attention_bias || attention_sinks || sliding_window > 0) {
+    int sliding = 0;
+    for (const uint8_t l : sliding_layers) sliding += l;
+    out += fmt::format("\n  attention extras: biases {}, sinks {}, {} sliding layers of window {}", attention_bias,
+                       attention_sinks, sliding, sliding_window);
+  }
+  if (swiglu_limit > 0.0f)
+    out += fmt::format("\n  experts: clamped SwiGLU (limit {}, alpha {}), biases", swiglu_limit, swiglu_alpha);
   if (yarn) {
-    out += fmt::format("\n  rope: theta {}, yarn factor {} (original {} positions, mscale {}, mscale_all_dim {})",
-                       rope_theta, yarn->factor, yarn->original_max_position_embeddings, yarn->mscale,
-                       yarn->mscale_all_dim);
+    out += fmt::format(
+        "\n  rope: theta {}, {} layout, yarn factor {} (original {} positions, mscale {}, mscale_all_dim {}, ramp {})",
+        rope_theta, rope_neox ? "neox" : "interleaved", yarn->factor, yarn->original_max_position_embeddings,
+        yarn->mscale, yarn->mscale_all_dim, yarn->truncate ? "truncated" : "not truncated");
   } else {
     out += fmt::format("\n  rope: theta {}, {} layout, no scaling", rope_theta, rope_neox ? "neox" : "interleaved");
   }

@@ -9,10 +9,11 @@ extern const Family kDeepseekV2Family;
 extern const Family kQwen3MoeFamily;
 extern const Family kMixtralFamily;
 extern const Family kOlmoeFamily;
+extern const Family kGptOssFamily;
 
 namespace {
-const Family* const kFamilies[] = {&kDeepseekV3Family, &kDeepseekV2Family, &kQwen3MoeFamily, &kMixtralFamily,
-                                   &kOlmoeFamily};
+const Family* const kFamilies[] = {&kDeepseekV3Family, &kDeepseekV2Family, &kQwen3MoeFamily,
+                                   &kMixtralFamily,    &kOlmoeFamily,      &kGptOssFamily};
 }
 
 const Family* find_family(std::string_view model_type) {

@@ -29,6 +29,13 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
   matmul(x, n, w.q, q_.data());
   matmul(x, n, w.k, k_.data());
   matmul(x, n, w.v, v_.data());
+  if (!w.q_bias.empty()) {
+    for (int r = 0; r < n; ++r) {
+      add_in_place(q_.data() + static_cast<size_t>(r) * q_width, w.q_bias.data(), q_width);
+      add_in_place(k_.data() + static_cast<size_t>(r) * kv_width, w.k_bias.data(), kv_width);
+      add_in_place(v_.data() + static_cast<size_t>(r) * kv_width, w.v_bias.data(), kv_width);
+    }
+  }
 
   // Norms before rope, then the new keys and values into the cache.
   for (int r = 0; r < n; ++r) {
@@ -53,7 +60,12 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
   int max_context = 0;
   for (const auto& row : rows) max_context = std::max(max_context, row.pos + 1);
   const int threads = parallel_threads();
-  scores_.resize(static_cast<size_t>(threads) * max_context);
+  // A sliding layer's queries see the last sliding_window positions, their own included.
+  const int window = c_.is_sliding_layer(layer) ? c_.sliding_window : 0;
+  // One more score per row: the head's sink, a softmax column then dropped.
+  const bool sinks = !w.sinks.empty();
+  const int stride = max_context + 1;
+  scores_.resize(static_cast<size_t>(threads) * stride);
   attn_.resize(un * q_width);
   const int tasks = n * heads;
   const bool parallel = static_cast<long>(tasks) * max_context * d > 65536;
@@ -62,20 +74,26 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     const int h = task % heads;
     const int kv = h / group;
     const StepRow& row = rows[r];
-    float* scores = scores_.data() + static_cast<size_t>(thread) * max_context;
+    float* scores = scores_.data() + static_cast<size_t>(thread) * stride;
     const float* q = q_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
-    const int context = row.pos + 1;
+    const int first = window > 0 ? std::max(0, row.pos + 1 - window) : 0;
+    const int context = row.pos + 1 - first;
     for (int s = 0; s < context; ++s) {
-      scores[s] = dot(q, cache.entry(row.slot, layer, s) + static_cast<size_t>(kv) * d, d) * scale_;
+      scores[s] = dot(q, cache.entry(row.slot, layer, first + s) + static_cast<size_t>(kv) * d, d) * scale_;
     }
-    softmax(scores, context);
+    if (sinks) scores[context] = w.sinks[static_cast<size_t>(h)];
+    softmax(scores, context + (sinks ? 1 : 0));
     float* o = attn_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
     std::fill(o, o + d, 0.0f);
     for (int s = 0; s < context; ++s)
-      add_scaled(o, scores[s], cache.entry(row.slot, layer, s) + kv_width + static_cast<size_t>(kv) * d, d);
+      add_scaled(o, scores[s], cache.entry(row.slot, layer, first + s) + kv_width + static_cast<size_t>(kv) * d, d);
   };
   parallel_for(tasks, one_task, parallel);
   matmul(attn_.data(), n, w.o, out);
+  if (!w.o_bias.empty()) {
+    for (int r = 0; r < n; ++r)
+      add_in_place(out + static_cast<size_t>(r) * c_.hidden_size, w.o_bias.data(), c_.hidden_size);
+  }
 }
 
 }  // namespace mote

@@ -201,6 +201,10 @@ void MoeTransformer::route(const LayerWeights& w, int moe_layer, const float* x,
   gate_weights_.assign(static_cast<size_t>(n) * k, 0.0f);
   dispatch_.assign(static_cast<size_t>(n) * k, 0);
   matmul(x, n, w.router.gate, router_logits_.data());
+  if (!w.router.logit_bias.empty()) {
+    for (int r = 0; r < n; ++r)
+      add_in_place(&router_logits_[static_cast<size_t>(r) * n_experts], w.router.logit_bias.data(), n_experts);
+  }
   if (taps.router_nonfinite != nullptr) {
     for (int r = 0; r < n; ++r) {
       const float* l = &router_logits_[static_cast<size_t>(r) * n_experts];

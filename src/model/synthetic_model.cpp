@@ -75,6 +75,18 @@ class Generator {
       return {std::move(t)};
     }
     if (fp8 && spec.quantizable && spec.shape.size() == 2) return quantized(std::move(t));
+    if (spec.packed != TensorSpec::Packed::No) {
+      // MXFP4: random e2m1 pairs; scales 2^-8 .. 2^-5, so that weights have
+      // about the spread of the bf16 ones (0.02).
+      t.dtype = DType::U8;
+      t.bytes.resize(n);
+      const bool blocks = spec.packed == TensorSpec::Packed::Blocks;
+      for (uint64_t i = 0; i < n; ++i) {
+        const auto u = static_cast<uint32_t>(rng_.uniform() * 256.0);
+        t.bytes[i] = static_cast<std::byte>(blocks ? u : 119 + u % 4);
+      }
+      return {std::move(t)};
+    }
     t.dtype = DType::BF16;
     t.bytes.resize(n * 2);
     for (uint64_t i = 0; i < n; ++i) {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <tuple>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -156,6 +158,94 @@ class Loader {
     }
   }
 
+  // gpt-oss: one projection of every expert of a layer, stacked and stored
+  // as MXFP4: "<name>_blocks" U8 [experts, rows, cols / 32, 16],
+  // "<name>_scales" U8 [experts, rows, cols / 32], "<name>_bias" [experts, rows].
+  struct Stacked {
+    std::string name;
+    const TensorView* blocks;
+    const TensorView* scales;
+    const TensorView* bias;
+    int rows, cols;
+  };
+  Stacked stacked(const std::string& name, int experts, int rows, int cols) const {
+    Stacked t{name, store_.find(name + "_blocks"), store_.find(name + "_scales"), store_.find(name + "_bias"), rows,
+              cols};
+    const int64_t groups = cols / kMxfp4Block;
+    if (t.blocks == nullptr) fail("tensor '{}_blocks' is not in {}", name, store_.describe());
+    if (t.scales == nullptr)
+      fail("tensor '{}_blocks' in {}: MXFP4 blocks without their scales '{}_scales'", name, store_.describe(), name);
+    if (t.bias == nullptr) fail("tensor '{}_bias' is not in {}", name, store_.describe());
+    for (const auto& [view, suffix, shape] :
+         {std::tuple{t.blocks, "_blocks", std::vector<int64_t>{experts, rows, groups, kMxfp4Block / 2}},
+          std::tuple{t.scales, "_scales", std::vector<int64_t>{experts, rows, groups}}}) {
+      if (view->dtype != DType::U8) {
+        fail("tensor '{}{}' in {}: dtype {} but MXFP4 {} are U8", name, suffix, store_.describe(),
+             dtype_name(view->dtype), suffix + 1);
+      }
+      if (view->shape != shape) {
+        fail("tensor '{}{}' in {}: shape {} but config.json implies [{}, {}, {}{}]", name, suffix, store_.describe(),
+             view->shape_string(), experts, rows, groups, suffix == std::string_view("_blocks") ? ", 16" : "");
+      }
+    }
+    if (t.bias->shape != std::vector<int64_t>{experts, rows}) {
+      fail("tensor '{}_bias' in {}: shape {} but config.json implies [{}, {}]", name, store_.describe(),
+           t.bias->shape_string(), experts, rows);
+    }
+    if (t.bias->dtype != DType::F32 && t.bias->dtype != DType::BF16 && t.bias->dtype != DType::F16) {
+      fail("tensor '{}_bias' in {}: dtype {} is not supported (supported: F32, F16, BF16)", name, store_.describe(),
+           dtype_name(t.bias->dtype));
+    }
+    if (t.blocks->data == nullptr || t.scales->data == nullptr || t.bias->data == nullptr)
+      fail("tensor '{}_blocks' in {}: its file is not mapped", name, store_.describe());
+    return t;
+  }
+
+  // Expert `e` of a stacked projection: its matrix, checked scales, and bias.
+  Weight stacked_matrix(const Stacked& t, int e, std::vector<float>& bias) {
+    const int groups = t.cols / kMxfp4Block;
+    const size_t block_bytes = static_cast<size_t>(t.rows) * t.cols / 2,
+                 scale_bytes = static_cast<size_t>(t.rows) * groups;
+    const std::byte* blocks = t.blocks->data + static_cast<size_t>(e) * block_bytes;
+    const std::byte* scales = t.scales->data + static_cast<size_t>(e) * scale_bytes;
+    // e8m0 has no infinities: 255 is NaN. Scales near the top of the range
+    // would overflow float32 with the larger e2m1 values; both are refused.
+    const Weight w{DType::MXFP4, t.rows, t.cols, blocks, scales};
+    for (int r = 0; r < t.rows; ++r) {
+      for (int g = 0; g < groups; ++g) {
+        const auto byte = static_cast<uint8_t>(scales[static_cast<size_t>(r) * groups + g]);
+        if (byte == kE8m0Nan) {
+          fail("tensor '{}_scales' in {}: scale byte 255 (NaN in e8m0) at [{}, {}, {}]", t.name, store_.describe(), e,
+               r, g);
+        }
+        if (byte < 253) continue;
+        std::vector<float> row(static_cast<size_t>(t.cols));
+        widen_row(w, r, row.data());
+        for (int k = g * kMxfp4Block; k < (g + 1) * kMxfp4Block; ++k) {
+          if (!std::isfinite(row[static_cast<size_t>(k)])) {
+            fail("tensor '{}_scales' in {}: scale byte {} at [{}, {}, {}] makes a weight overflow float32", t.name,
+                 store_.describe(), byte, e, r, g);
+          }
+        }
+      }
+    }
+    Weight b{t.bias->dtype, 1, t.rows, t.bias->data + static_cast<size_t>(e) * t.rows * dtype_size(t.bias->dtype)};
+    bias = widen_all(b);
+    for (size_t i = 0; i < bias.size(); ++i) {
+      if (!std::isfinite(bias[i]))
+        fail("tensor '{}_bias' in {}: element [{}, {}] is {}; biases must be finite", t.name, store_.describe(), e, i,
+             bias[i]);
+    }
+    out_.file_bytes += block_bytes + scale_bytes + static_cast<size_t>(t.rows) * dtype_size(t.bias->dtype);
+    Weight out = w;
+    if (memory_ == WeightMemory::Copy) {
+      out.data = copy(blocks, block_bytes);
+      out.scales = copy(scales, scale_bytes);
+    }
+    other_.push_back(out);
+    return out;
+  }
+
   FfnWeights ffn(int layer, const std::string& prefix, int hidden, int width) {
     FfnWeights f;
     f.gate = matrix(Names::layer(layer, fmt::format("{}.{}.weight", prefix, names_.gate)), width, hidden);
@@ -206,6 +296,11 @@ class Loader {
   WeightMemory memory_;
   ModelWeights& out_;  // holds the copies
 };
+
+// "x.weight" -> "x.bias": the bias of a Linear layer.
+std::string bias_name(const std::string& weight) {
+  return weight.substr(0, weight.size() - std::string_view(".weight").size()) + ".bias";
+}
 
 // Decoder layer of a "model.layers.N...." name, or -1.
 int layer_of(std::string_view name) {
@@ -271,6 +366,13 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
       matrix(Names::layer(l, n.k), kv_width, hidden);
       matrix(Names::layer(l, n.v), kv_width, hidden);
       matrix(Names::layer(l, n.o), hidden, q_width);
+      if (c.attention_bias) {
+        add({.name = bias_name(Names::layer(l, n.q)), .shape = {q_width}});
+        add({.name = bias_name(Names::layer(l, n.k)), .shape = {kv_width}});
+        add({.name = bias_name(Names::layer(l, n.v)), .shape = {kv_width}});
+        add({.name = bias_name(Names::layer(l, n.o)), .shape = {hidden}});
+      }
+      if (c.attention_sinks) add({.name = Names::layer(l, n.sinks), .shape = {heads}});
       if (c.qk_norm == QkNorm::PerHead) {
         norm(Names::layer(l, n.q_norm), c.head_dim);
         norm(Names::layer(l, n.k_norm), c.head_dim);
@@ -287,11 +389,26 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
     part = TensorPart::RouterAndNorms;
     matrix(Names::layer(l, n.router), c.n_routed_experts, hidden, false);
     if (c.router_bias) add({.name = Names::layer(l, n.router_bias), .shape = {c.n_routed_experts}, .is_bias = true});
+    if (c.router_logit_bias) add({.name = Names::layer(l, n.router_bias), .shape = {c.n_routed_experts}});
     part = TensorPart::Shared;
     if (c.n_shared_experts > 0) ffn(l, n.shared, static_cast<int64_t>(c.moe_intermediate_size) * c.n_shared_experts);
     part = TensorPart::Routed;
     moe_layer = moe_index++;
-    for (expert = 0; expert < c.n_routed_experts; ++expert) ffn(l, Names::expert(n, expert), c.moe_intermediate_size);
+    if (c.experts_stacked) {
+      const int64_t experts = c.n_routed_experts, width = c.moe_intermediate_size;
+      for (const auto& [proj, rows, cols] :
+           {std::tuple{n.gate, 2 * width, hidden}, std::tuple{n.down, hidden, width}}) {
+        const std::string base = Names::layer(l, fmt::format("{}.{}", n.experts, proj));
+        const int64_t groups = cols / kMxfp4Block;
+        add({.name = base + "_blocks",
+             .shape = {experts, rows, groups, kMxfp4Block / 2},
+             .packed = TensorSpec::Packed::Blocks});
+        add({.name = base + "_scales", .shape = {experts, rows, groups}, .packed = TensorSpec::Packed::Scales});
+        add({.name = base + "_bias", .shape = {experts, rows}});
+      }
+    } else {
+      for (expert = 0; expert < c.n_routed_experts; ++expert) ffn(l, Names::expert(n, expert), c.moe_intermediate_size);
+    }
     moe_layer = expert = -1;
   }
   part = TensorPart::RouterAndNorms;
@@ -330,6 +447,25 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
   // The routed experts of decoder layer l (MoE layer m) this rank holds.
   const auto load_routed_experts = [&](LayerWeights& lw, int l, int m) {
     lw.experts.resize(static_cast<size_t>(c.n_routed_experts));
+    if (c.experts_stacked) {
+      const int width = c.moe_intermediate_size;
+      std::optional<Loader::Stacked> gate_up, down;
+      for (int e = 0; e < c.n_routed_experts; ++e) {
+        if (!load_expert(m, e)) continue;
+        if (!gate_up) {
+          gate_up = load.stacked(Names::layer(l, fmt::format("{}.{}", n.experts, n.gate)), c.n_routed_experts,
+                                 2 * width, hidden);
+          down =
+              load.stacked(Names::layer(l, fmt::format("{}.{}", n.experts, n.down)), c.n_routed_experts, hidden, width);
+        }
+        FfnWeights& f = lw.experts[static_cast<size_t>(e)];
+        f.gate_up = load.stacked_matrix(*gate_up, e, f.gate_up_bias);
+        f.down = load.stacked_matrix(*down, e, f.down_bias);
+        f.swiglu_limit = c.swiglu_limit;
+        f.swiglu_alpha = c.swiglu_alpha;
+      }
+      return;
+    }
     for (int e = 0; e < c.n_routed_experts; ++e) {
       if (load_expert(m, e)) lw.experts[e] = load.ffn(l, Names::expert(n, e), hidden, c.moe_intermediate_size);
     }
@@ -383,6 +519,13 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
       a.k = load.matrix(Names::layer(l, n.k), kv_width, hidden);
       a.v = load.matrix(Names::layer(l, n.v), kv_width, hidden);
       a.o = load.matrix(Names::layer(l, n.o), hidden, q_width);
+      if (c.attention_bias) {
+        a.q_bias = load.vector(bias_name(Names::layer(l, n.q)), q_width);
+        a.k_bias = load.vector(bias_name(Names::layer(l, n.k)), kv_width);
+        a.v_bias = load.vector(bias_name(Names::layer(l, n.v)), kv_width);
+        a.o_bias = load.vector(bias_name(Names::layer(l, n.o)), hidden);
+      }
+      if (c.attention_sinks) a.sinks = load.vector(Names::layer(l, n.sinks), heads);
       if (c.qk_norm != QkNorm::None) {
         const bool per_head = c.qk_norm == QkNorm::PerHead;
         a.q_norm = load.vector(Names::layer(l, n.q_norm), per_head ? c.head_dim : q_width);
@@ -396,6 +539,7 @@ ModelWeights load_model_weights(const WeightStore& store, const ModelConfig& c, 
     } else {
       lw.router.gate = load.router_matrix(Names::layer(l, n.router), c.n_routed_experts, hidden);
       if (c.router_bias) lw.router.bias = load.vector(Names::layer(l, n.router_bias), c.n_routed_experts);
+      if (c.router_logit_bias) lw.router.logit_bias = load.vector(Names::layer(l, n.router_bias), c.n_routed_experts);
       if (c.n_shared_experts > 0)
         lw.shared = load.ffn(l, n.shared, hidden, c.moe_intermediate_size * c.n_shared_experts);
       load_routed_experts(lw, l, moe_index++);

@@ -21,6 +21,14 @@ void silu_mul(const float* gate, const float* up, float* out, int n) {
   for (int i = 0; i < n; ++i) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
+void clamped_swiglu(const float* gate_up, float limit, float alpha, float* out, int n) {
+  for (int i = 0; i < n; ++i) {
+    const float g = std::min(gate_up[2 * i], limit);
+    const float u = std::clamp(gate_up[2 * i + 1], -limit, limit);
+    out[i] = (u + 1.0f) * (g * sigmoid(alpha * g));
+  }
+}
+
 #if defined(__AVX512F__)
 // glibc's vector math library (libmvec): expf on 16 lanes, within 1 ulp like
 // expf itself. Attention's softmax spent more time in one expf call per

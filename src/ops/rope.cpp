@@ -26,8 +26,12 @@ Rope::Rope(const RopeParams& c) : dim_(c.dim), neox_(c.neox), inv_freq_(static_c
   }
   if (!c.yarn) return;
   const YarnScaling& y = *c.yarn;
-  double low = std::floor(correction_dim(y.beta_fast, dim_, c.theta, y.original_max_position_embeddings));
-  double high = std::ceil(correction_dim(y.beta_slow, dim_, c.theta, y.original_max_position_embeddings));
+  double low = correction_dim(y.beta_fast, dim_, c.theta, y.original_max_position_embeddings);
+  double high = correction_dim(y.beta_slow, dim_, c.theta, y.original_max_position_embeddings);
+  if (y.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
   low = std::max(low, 0.0);
   high = std::min(high, static_cast<double>(dim_ - 1));
   if (low == high) high += 0.001;

@@ -40,6 +40,7 @@ uint64_t derived_bytes(const TensorSpec& spec, const ModelConfig& c, size_t elem
   uint64_t n = 1;
   for (int64_t d : spec.shape) n *= static_cast<uint64_t>(d);
   if (spec.is_bias) return n * 4;
+  if (spec.packed != TensorSpec::Packed::No) return n;
   if (c.fp8 && spec.quantizable && spec.shape.size() == 2) {
     const uint64_t blocks = static_cast<uint64_t>((spec.shape[0] + kFp8Block - 1) / kFp8Block) *
                             ((spec.shape[1] + kFp8Block - 1) / kFp8Block);
@@ -132,7 +133,17 @@ MemoryPlan plan_memory(const PlanRequest& req) {
       from_header = false;
     }
     if (!from_header) bytes = derived_bytes(spec, c, element);
-    if (spec.part == TensorPart::Routed) {
+    if (spec.part == TensorPart::Routed && spec.expert < 0) {
+      // All the layer's experts stacked in one tensor: an equal slice each,
+      // an expert counted at its slice of the layer's first tensor.
+      const bool first = std::pair(spec.moe_layer, 0) != last_expert;
+      for (int e = 0; e < c.n_routed_experts; ++e) {
+        RankPlan& owner = plan.ranks[static_cast<size_t>(placement.owner(spec.moe_layer, e))];
+        owner.routed += bytes / static_cast<uint64_t>(c.n_routed_experts);
+        if (first) ++owner.routed_experts;
+      }
+      last_expert = {spec.moe_layer, 0};
+    } else if (spec.part == TensorPart::Routed) {
       RankPlan& owner = plan.ranks[static_cast<size_t>(placement.owner(spec.moe_layer, spec.expert))];
       owner.routed += bytes;
       // An expert's tensors come together: count it at its first.

@@ -56,7 +56,8 @@ std::vector<FamilyCase> all_cases() {
                                                         {"tiny-mixtral", "golden"},
                                                         {"tiny-olmoe", "golden"},
                                                         {"tiny-deepseek-v2-lite", "golden"},
-                                                        {"tiny-deepseek-v2-lite", "golden/group_limited"}}) {
+                                                        {"tiny-deepseek-v2-lite", "golden/group_limited"},
+                                                        {"tiny-gpt-oss", "golden"}}) {
     const auto g = read_json_file(kModels / model / golden / "golden.json");
     for (const auto& p : g["prompts"]) {
       FamilyCase fc{model, golden, p["name"].get<std::string>()};

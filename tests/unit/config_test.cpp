@@ -36,7 +36,8 @@ TEST(Config, RefusesUnsupportedOptionsByName) {
   json j = test::small_config();
   j["model_type"] = "grok";
   expect_config_error(
-      j, "model_type 'grok' is not supported (supported: deepseek_v3, deepseek_v2, qwen3_moe, mixtral, olmoe)");
+      j,
+      "model_type 'grok' is not supported (supported: deepseek_v3, deepseek_v2, qwen3_moe, mixtral, olmoe, gpt_oss)");
   j = test::small_config();
   j["scoring_func"] = "softmax";
   expect_config_error(j, "scoring_func 'softmax' is not supported");

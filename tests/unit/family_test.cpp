@@ -189,9 +189,9 @@ TEST(Families, ReadTheirConfigs) {
 TEST(Families, RefuseWhatMoteDoesNotImplementByName) {
   json j = family_config("tiny-qwen3-moe");
   j["model_type"] = "grok";
-  expect_config_message(
-      j,
-      "cfg.json: model_type 'grok' is not supported (supported: deepseek_v3, deepseek_v2, qwen3_moe, mixtral, olmoe)");
+  expect_config_message(j,
+                        "cfg.json: model_type 'grok' is not supported (supported: deepseek_v3, deepseek_v2, qwen3_moe, "
+                        "mixtral, olmoe, gpt_oss)");
   j = family_config("tiny-qwen3-moe");
   j["use_sliding_window"] = true;
   expect_config_message(j, "cfg.json: use_sliding_window true is not supported (sliding-window attention)");

@@ -202,8 +202,8 @@ TEST(Fp8, UnsupportedQuantizationIsRefusedByName) {
   j["quantization_config"]["quant_method"] = "gptq";
   expect_config_error(
       j,
-      "cfg.json: quantization_config quant_method 'gptq' is not supported (supported: quant_method fp8, fmt e4m3, "
-      "activation_scheme dynamic, weight_block_size [128, 128])");
+      "cfg.json: quantization_config quant_method 'gptq' is not supported (supported: quant_method fp8 (fmt e4m3, "
+      "activation_scheme dynamic, weight_block_size [128, 128]), or mxfp4 (gpt_oss))");
   j = fp8_config();
   j["quantization_config"]["weight_block_size"] = {64, 64};
   expect_config_error(j, "cfg.json: quantization_config weight_block_size [64,64] is not supported");

@@ -23,6 +23,10 @@ struct Fp8Quantization {
   int block_cols = 128;
 };
 
+// gpt-oss's experts (quant_method mxfp4): every expert's projections stored
+// as MXFP4 blocks and e8m0 scales, the other tensors in bf16.
+struct Mxfp4Quantization {};
+
 // How a family is put together from the shared parts (filled in by the
 // family's file in src/model/families/).
 enum class AttentionKind { Mla, Gqa };       // latent attention, or grouped-query/multi-head
@@ -80,6 +84,24 @@ struct ModelConfig {
   std::vector<int> eos_token_ids;
   int bos_token_id = -1;
   std::optional<Fp8Quantization> fp8;  // set by quantization_config
+  std::optional<Mxfp4Quantization> mxfp4;
+
+  // gpt-oss's attention: q/k/v/o biases, one learned sink logit per head
+  // (an extra softmax column, then dropped), and layers that attend to the
+  // last `sliding_window` positions only.
+  bool attention_bias = false;
+  bool attention_sinks = false;
+  int sliding_window = 0;
+  std::vector<uint8_t> sliding_layers;  // per decoder layer; empty: none
+
+  // gpt-oss's MoE block: the router a Linear with bias (the bias is part of
+  // the logits); each layer's experts stored stacked, gate and up rows
+  // interleaved in one gate_up_proj, with biases; the clamped SwiGLU
+  // (up + 1) * g * sigmoid(alpha g), g = min(gate, limit), up within +-limit.
+  bool router_logit_bias = false;
+  bool experts_stacked = false;
+  float swiglu_limit = 0.0f;  // 0: the plain SwiGLU silu(gate) * up
+  float swiglu_alpha = 1.0f;
 
   int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   // Dimensions rope rotates: MLA's rope part, or a whole GQA head.
@@ -90,6 +112,9 @@ struct ModelConfig {
     return attention == AttentionKind::Mla ? kv_lora_rank + qk_rope_head_dim : 2 * num_key_value_heads * head_dim;
   }
   bool is_moe_layer(int layer) const;
+  bool is_sliding_layer(int layer) const {
+    return !sliding_layers.empty() && sliding_layers[static_cast<size_t>(layer)] != 0;
+  }
   // Decoder-layer index of each MoE layer, in order.
   std::vector<int> moe_layers() const;
   int experts_per_group() const { return n_routed_experts / n_group; }

@@ -38,7 +38,12 @@ struct TensorNames {
   const char* q_norm = "self_attn.q_norm.weight";
   const char* k_norm = "self_attn.k_norm.weight";
   const char* o = "self_attn.o_proj.weight";
-  // Feed-forward blocks
+  // One sink logit per head (gpt-oss); q/k/v/o biases are the weights'
+  // names with ".bias" for ".weight".
+  const char* sinks = "self_attn.sinks";
+  // Feed-forward blocks. With ModelConfig::experts_stacked, a layer's
+  // experts are "model.layers.L.<experts>.<gate>_blocks" (gate and up
+  // interleaved), "_scales" and "_bias", and the same for <down>.
   const char* dense = "mlp";
   const char* router = "mlp.gate.weight";
   const char* router_bias = "mlp.gate.e_score_correction_bias";

@@ -1,4 +1,5 @@
-// SwiGLU feed-forward over a batch of rows: down(silu(gate(x)) * up(x)).
+// SwiGLU feed-forward over a batch of rows: down(silu(gate(x)) * up(x)),
+// or gpt-oss's expert: down(clamped_swiglu(gate_up(x) + b1)) + b2.
 // Dense layers, shared experts and routed experts all use it; a routed
 // expert runs it once over all the tokens routed to it.
 #pragma once

@@ -5,6 +5,10 @@
 //                                          projection (OLMoE)]
 //   rope on every head of q and k; query head h reads KV head h / (heads / kv_heads)
 //   out = W_o concat_h softmax(q_h k^T * head_dim^-0.5) v
+// and as gpt-oss adds to it: biases on q, k, v and out; a sink logit per
+// head appended to the scores before the softmax and dropped after it (the
+// weights of the keys then sum to less than 1); on sliding layers, keys of
+// the last sliding_window positions only.
 #pragma once
 
 #include <span>

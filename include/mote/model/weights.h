@@ -17,10 +17,17 @@
 
 namespace mote {
 
-// SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
+// SwiGLU feed-forward: down(silu(gate(x)) * up(x)); or, for gpt-oss's
+// experts, one gate_up product whose even rows are the gate and odd rows
+// the up projection, with biases on both products.
 struct FfnWeights {
   Weight gate, up, down;
-  bool empty() const { return gate.empty(); }
+  Weight gate_up;                   // [2 * width, hidden], rows gate, up, gate, up, ...
+  std::vector<float> gate_up_bias;  // [2 * width]; empty without biases
+  std::vector<float> down_bias;     // [hidden]
+  float swiglu_limit = 0.0f;        // > 0: the clamped SwiGLU of ops/elementwise.h
+  float swiglu_alpha = 1.0f;
+  bool empty() const { return gate.empty() && gate_up.empty(); }
 };
 
 struct AttentionWeights {
@@ -34,11 +41,14 @@ struct AttentionWeights {
   std::vector<float> kv_a_norm;       // [kv_lora_rank]
   Weight kv_b;                        // [heads*(qk_nope + v), kv_lora_rank]
   Weight o;                           // [hidden, heads*v]
+  std::vector<float> q_bias, k_bias, v_bias, o_bias;  // attention_bias
+  std::vector<float> sinks;                           // [heads]: attention_sinks
 };
 
 struct RouterWeights {
-  Weight gate;              // [n_routed, hidden]
-  std::vector<float> bias;  // e_score_correction_bias [n_routed]; empty where the family has none
+  Weight gate;                    // [n_routed, hidden]
+  std::vector<float> bias;        // e_score_correction_bias [n_routed]; empty where the family has none
+  std::vector<float> logit_bias;  // the router Linear's own bias (gpt-oss), added to the logits
 };
 
 struct LayerWeights {
@@ -90,9 +100,11 @@ struct TensorSpec {
   bool is_norm = false;      // 1-D norm weight (ones in synthetic models)
   bool is_bias = false;      // router bias (kept in F32, as DeepSeek ships it)
   bool quantizable = false;  // stored FP8 with block scales in FP8 checkpoints
+  // MXFP4 bytes (U8): a stacked projection's _blocks (e2m1 pairs) or _scales (e8m0).
+  enum class Packed : uint8_t { No, Blocks, Scales } packed = Packed::No;
   TensorPart part = TensorPart::RouterAndNorms;
-  int moe_layer = -1;  // a routed expert's MoE-layer index and expert
-  int expert = -1;
+  int moe_layer = -1;  // a routed expert's MoE-layer index and expert; expert -1 for a
+  int expert = -1;     // tensor of all the layer's experts stacked (an equal slice each)
 };
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 

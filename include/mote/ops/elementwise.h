@@ -13,6 +13,11 @@ void rms_norm(const float* x, const float* weight, float eps, float* out, int n)
 // out[i] = silu(gate[i]) * up[i], silu(g) = g * sigmoid(g).
 void silu_mul(const float* gate, const float* up, float* out, int n);
 
+// gpt-oss's clamped SwiGLU over n (gate, up) pairs stored interleaved:
+// g = min(gate, limit), u = clamp(up, -limit, limit),
+// out[i] = (u + 1) * g * sigmoid(alpha * g).
+void clamped_swiglu(const float* gate_up, float limit, float alpha, float* out, int n);
+
 // In-place softmax over n values.
 void softmax(float* x, int n);
 

@@ -17,6 +17,9 @@ struct YarnScaling {
   double beta_slow = 1.0;
   double mscale = 1.0;
   double mscale_all_dim = 0.0;
+  // Whether the ramp's ends are rounded to whole dimensions (floor/ceil),
+  // as DeepSeek's code does; gpt-oss sets "truncate": false.
+  bool truncate = true;
 };
 
 struct RopeParams {
