@@ -21,6 +21,8 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
         # Chat prompts go in as conversations: the fixture's own chat template renders them.
         line = {"id": p["name"], "class": p["kind"]}
         line.update({"prompt": p["text"]} if p["kind"] == "raw" else {"messages": p["messages"]})
+        if "current_date" in p:
+            line["current_date"] = p["current_date"]  # the date the reference rendered the template with
         f.write(json.dumps(line, ensure_ascii=False) + "\n")
 PY
   local common=(--model "$model" --prompts "$work/$name.jsonl" --max-new-tokens "$n_gen" --ignore-eos --save-logits --trace --log-level warn)
@@ -28,6 +30,13 @@ PY
   /usr/bin/python3 "$root/tests/jobs/check_npz_golden.py" "$golden" "$work/$name-1.h5" "$name, world size 1" --relative 1e-3 --route-margin 1e-3
   "$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --out "$work/$name-3.h5" > /dev/null
   same "$work/$name-1.h5" "$work/$name-3.h5"
+  if [ -f "$golden/masked/mask.ini" ]; then
+    # The reference's own masked run, in mote's mask-file syntax.
+    "$MOTE_BIN" generate "${common[@]}" --mask "$golden/masked/mask.ini" --out "$work/$name-g1.h5" > /dev/null
+    /usr/bin/python3 "$root/tests/jobs/check_npz_golden.py" "$golden/masked" "$work/$name-g1.h5" "$name masked, world size 1" --relative 1e-3 --route-margin 1e-3
+    "$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --mask "$golden/masked/mask.ini" --out "$work/$name-g3.h5" > /dev/null
+    same "$work/$name-g1.h5" "$work/$name-g3.h5"
+  fi
   for policy in reroute drop zero; do
     printf '[mote]\nlayer-index = moe\noff-policy = %s\noff = 0:1\noff = 1:0\non = 2:3\ngain = 1:2:1.5\n' "$policy" > "$work/mask.ini"
     "$MOTE_BIN" generate "${common[@]}" --mask "$work/mask.ini" --out "$work/$name-m1.h5" > /dev/null
@@ -51,6 +60,7 @@ check qwen3-moe "$root/models/tiny-qwen3-moe" "$root/models/tiny-qwen3-moe/golde
 check mixtral "$root/models/tiny-mixtral" "$root/models/tiny-mixtral/golden"
 check olmoe "$root/models/tiny-olmoe" "$root/models/tiny-olmoe/golden"
 check deepseek-v2-lite "$root/models/tiny-deepseek-v2-lite" "$root/models/tiny-deepseek-v2-lite/golden"
+check gpt-oss "$root/models/tiny-gpt-oss" "$root/models/tiny-gpt-oss/golden"
 # DeepSeek-V2's group-limited routing: the same weights under config_override.json.
 v2=$root/models/tiny-deepseek-v2-lite
 mkdir "$work/v2-group-limited"
