@@ -4,6 +4,7 @@
 
 #include "mote/ops/elementwise.h"
 #include "mote/ops/matmul.h"
+#include "mote/util/error.h"
 #include "mote/util/parallel.h"
 
 namespace mote {
@@ -37,7 +38,22 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     }
   }
 
-  // Norms before rope, then the new keys and values into the cache.
+  // Norms before rope. The new keys and values go into the cache after the
+  // step's attention, which reads them from here: a sliding layer's ring
+  // holds only the window, and a prompt chunk longer than the window would
+  // overwrite keys its own earlier queries still need.
+  run_row_.resize(un);
+  for (int r = 0; r < n; ++r) {
+    // Rows of one slot come in runs of consecutive positions.
+    const bool continues = r > 0 && rows[r].slot == rows[r - 1].slot && rows[r].pos == rows[r - 1].pos + 1;
+    run_row_[r] = continues ? run_row_[r - 1] : r;
+    if (!continues) {
+      for (int p = 0; p < r; ++p) {
+        if (rows[p].slot == rows[r].slot)
+          fail("rows {} and {} of a step are slot {} in separate runs of positions", p, r, rows[r].slot);
+      }
+    }
+  }
   for (int r = 0; r < n; ++r) {
     float* q = q_.data() + static_cast<size_t>(r) * q_width;
     float* k = k_.data() + static_cast<size_t>(r) * kv_width;
@@ -50,10 +66,6 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     }
     for (int h = 0; h < heads; ++h) rope_.apply(q + h * d, rope_cos + r * half, rope_sin + r * half);
     for (int h = 0; h < kv_heads; ++h) rope_.apply(k + h * d, rope_cos + r * half, rope_sin + r * half);
-    float* entry = cache.entry(rows[r].slot, layer, rows[r].pos);
-    std::copy(k, k + kv_width, entry);
-    const float* v = v_.data() + static_cast<size_t>(r) * kv_width;
-    std::copy(v, v + kv_width, entry + kv_width);
   }
 
   // Scores and weighted values, one (row, head) per task.
@@ -78,17 +90,30 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
     const float* q = q_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
     const int first = window > 0 ? std::max(0, row.pos + 1 - window) : 0;
     const int context = row.pos + 1 - first;
-    for (int s = 0; s < context; ++s) {
-      scores[s] = dot(q, cache.entry(row.slot, layer, first + s) + static_cast<size_t>(kv) * d, d) * scale_;
-    }
+    // Position p's key and value: this step's own rows from p0 on, the cache before.
+    const int run = run_row_[r], p0 = rows[run].pos;
+    const auto key = [&](int p) {
+      return p >= p0 ? k_.data() + static_cast<size_t>(run + p - p0) * kv_width : cache.entry(row.slot, layer, p);
+    };
+    const auto value = [&](int p) {
+      return p >= p0 ? v_.data() + static_cast<size_t>(run + p - p0) * kv_width
+                     : cache.entry(row.slot, layer, p) + kv_width;
+    };
+    for (int s = 0; s < context; ++s) scores[s] = dot(q, key(first + s) + static_cast<size_t>(kv) * d, d) * scale_;
     if (sinks) scores[context] = w.sinks[static_cast<size_t>(h)];
     softmax(scores, context + (sinks ? 1 : 0));
     float* o = attn_.data() + static_cast<size_t>(r) * q_width + static_cast<size_t>(h) * d;
     std::fill(o, o + d, 0.0f);
-    for (int s = 0; s < context; ++s)
-      add_scaled(o, scores[s], cache.entry(row.slot, layer, first + s) + kv_width + static_cast<size_t>(kv) * d, d);
+    for (int s = 0; s < context; ++s) add_scaled(o, scores[s], value(first + s) + static_cast<size_t>(kv) * d, d);
   };
   parallel_for(tasks, one_task, parallel);
+  for (int r = 0; r < n; ++r) {
+    float* entry = cache.entry(rows[r].slot, layer, rows[r].pos);
+    const float* k = k_.data() + static_cast<size_t>(r) * kv_width;
+    const float* v = v_.data() + static_cast<size_t>(r) * kv_width;
+    std::copy(k, k + kv_width, entry);
+    std::copy(v, v + kv_width, entry + kv_width);
+  }
   matmul(attn_.data(), n, w.o, out);
   if (!w.o_bias.empty()) {
     for (int r = 0; r < n; ++r)

@@ -158,7 +158,18 @@ MemoryPlan plan_memory(const PlanRequest& req) {
   // layer and position) and the
   // largest working buffers of one step, on the coordinator; an expert
   // shard's buffers are the tokens it may be sent in one step.
-  plan.kv_bytes_per_token = static_cast<uint64_t>(c.num_hidden_layers) * c.kv_entry_size() * 4;
+  // Sliding-window layers (gpt-oss) hold their window, whatever the context.
+  const int context = std::min(req.context_tokens, c.max_position_embeddings);
+  uint64_t full_layers = 0, window_rows = 0;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    if (c.is_sliding_layer(l))
+      window_rows += static_cast<uint64_t>(std::min(c.sliding_window, context));
+    else
+      ++full_layers;
+  }
+  const uint64_t entry_bytes = static_cast<uint64_t>(c.kv_entry_size()) * 4;
+  plan.kv_bytes_per_token = full_layers * entry_bytes;
+  plan.kv_window_bytes = window_rows * entry_bytes;
   const uint64_t rows = static_cast<uint64_t>(std::max(req.max_step_tokens, req.batch_size));
   const uint64_t hidden = static_cast<uint64_t>(c.hidden_size), heads = static_cast<uint64_t>(c.num_attention_heads);
   const uint64_t k = static_cast<uint64_t>(c.num_experts_per_tok);
@@ -187,8 +198,8 @@ MemoryPlan plan_memory(const PlanRequest& req) {
     rp.process = 30'000'000 + tokenizer;
     rp.buffers = shard_work + exchange;
     if (r < coordinators) {
-      rp.kv_cache = plan.kv_bytes_per_token * static_cast<uint64_t>(req.batch_size) *
-                    std::min(req.context_tokens, c.max_position_embeddings);
+      rp.kv_cache = (plan.kv_bytes_per_token * static_cast<uint64_t>(context) + plan.kv_window_bytes) *
+                    static_cast<uint64_t>(req.batch_size);
       rp.buffers += coordinator_rows + static_cast<uint64_t>(req.batch_size) * c.vocab_size * 4;
     }
     if (req.mem_per_rank > 0 && rp.total() > req.mem_per_rank) plan.over_limit.push_back(r);
@@ -203,8 +214,12 @@ std::string format_plan_text(const MemoryPlan& p) {
   out += fmt::format("world size {}, {} coordinator{}, placement {}, coordinators hold experts: {}\n",
                      p.request.world_size, p.request.coordinators, p.request.coordinators == 1 ? "" : "s",
                      p.placement_name, p.request.coordinator_experts);
-  out += fmt::format("KV cache: {:.1f} KB per token; {} requests x {} tokens = {:.1f} MB on each coordinator\n",
-                     static_cast<double>(p.kv_bytes_per_token) / 1e3, p.request.batch_size,
+  const std::string window = p.kv_window_bytes > 0
+                                 ? fmt::format(" (full layers) + {:.1f} KB per request (sliding layers' windows)",
+                                               static_cast<double>(p.kv_window_bytes) / 1e3)
+                                 : "";
+  out += fmt::format("KV cache: {:.1f} KB per token{}; {} requests x {} tokens = {:.1f} MB on each coordinator\n",
+                     static_cast<double>(p.kv_bytes_per_token) / 1e3, window, p.request.batch_size,
                      std::min(p.request.context_tokens, c.max_position_embeddings),
                      static_cast<double>(p.ranks[0].kv_cache) / 1e6);
   uint64_t largest = 0;
@@ -267,6 +282,7 @@ std::string format_plan_json(const MemoryPlan& p) {
                          {"batch_size", p.request.batch_size},
                          {"context_tokens", p.request.context_tokens},
                          {"kv_bytes_per_token", p.kv_bytes_per_token},
+                         {"kv_window_bytes_per_request", p.kv_window_bytes},
                          {"mem_per_rank_bytes", p.request.mem_per_rank},
                          {"ranks_over_limit", p.over_limit},
                          {"ranks", ranks}};

@@ -3,7 +3,8 @@
 # 3: the golden prompts (chat ones rendered by each fixture's own chat
 # template) match the reference (tokens, logits within 1e-3 of
 # the prompt's largest logit, routed experts where the routing margin
-# exceeds 1e-3, greedy continuation), 1 and 3 ranks are bit-identical, and
+# exceeds 1e-3, greedy continuation), 1 and 3 ranks (with 1 or 2
+# coordinators) are bit-identical, a fixture's masked reference matches, and
 # with a mask (each off policy, an expert forced on, a gain) 1 and 3 ranks
 # are bit-identical and a switched-off expert is never sent a token.
 source "$(dirname "$0")/lib.sh"
@@ -30,6 +31,8 @@ PY
   /usr/bin/python3 "$root/tests/jobs/check_npz_golden.py" "$golden" "$work/$name-1.h5" "$name, world size 1" --relative 1e-3 --route-margin 1e-3
   "$run" -n 3 --oversubscribe generate "${common[@]}" --placement round-robin --out "$work/$name-3.h5" > /dev/null
   same "$work/$name-1.h5" "$work/$name-3.h5"
+  "$run" -n 3 --oversubscribe generate "${common[@]}" --coordinators 2 --out "$work/$name-3c2.h5" > /dev/null
+  same "$work/$name-1.h5" "$work/$name-3c2.h5"
   if [ -f "$golden/masked/mask.ini" ]; then
     # The reference's own masked run, in mote's mask-file syntax.
     "$MOTE_BIN" generate "${common[@]}" --mask "$golden/masked/mask.ini" --out "$work/$name-g1.h5" > /dev/null
@@ -53,7 +56,7 @@ with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "r") as base:
     assert not np.array_equal(counts, base["counts"][()]), "the mask changed nothing"
 PY
   done
-  echo "$name: world size 3 bit-identical to 1, unmasked and with reroute, drop and zero masks"
+  echo "$name: world size 3 (1 and 2 coordinators) bit-identical to 1, unmasked and with reroute, drop and zero masks"
 }
 
 check qwen3-moe "$root/models/tiny-qwen3-moe" "$root/models/tiny-qwen3-moe/golden"

@@ -7,8 +7,11 @@
 #include <fstream>
 
 #include "model_files.h"
+#include "mote/expert_parallel/local_experts.h"
 #include "mote/io/json_file.h"
+#include "mote/model/kv_cache.h"
 #include "mote/model/loaded_model.h"
+#include "mote/model/moe_transformer.h"
 #include "mote/ops/elementwise.h"
 #include "mote/ops/rope.h"
 
@@ -113,6 +116,57 @@ TEST(GptOss, ExpertsAreMxfp4ViewsOfTheStackedTensors) {
   EXPECT_EQ(attention.o_bias.size(), 32u);
   EXPECT_EQ(attention.sinks.size(), 4u);
   EXPECT_EQ(model->weights.layers[0].router.logit_bias.size(), 16u);
+}
+
+TEST(GptOss, SlidingLayersKeepOnlyTheirWindowInTheKvCache) {
+  const ModelConfig c = load_model_config(kFixture / "config.json");
+  KvCache cache(c, 2);
+  cache.reset(0, 80);  // 10 windows
+  cache.reset(1, 5);   // shorter than a window
+  EXPECT_EQ(cache.rows(0, 0), 8);
+  EXPECT_EQ(cache.rows(0, 1), 80);
+  EXPECT_EQ(cache.rows(1, 2), 5);
+  EXPECT_EQ(cache.floats(0), static_cast<size_t>(8 + 80 + 8 + 80) * c.kv_entry_size());
+  // Positions a window apart share a sliding layer's entry, never a full one's.
+  EXPECT_EQ(cache.entry(0, 0, 3), cache.entry(0, 0, 11));
+  EXPECT_NE(cache.entry(0, 1, 3), cache.entry(0, 1, 11));
+}
+
+// An 80-token prompt (10 windows) fed in one step, in chunks of 3 and 13,
+// and token by token, beside a second sequence in the same steps: the same
+// logits at every position, bit for bit, whichever keys the ring still holds.
+TEST(GptOss, WindowedCacheGivesTheSameBitsForAnyChunking) {
+  const auto model = load_model(kFixture);
+  const ModelConfig& c = model->config;
+  LocalExperts experts(model->weights, c);
+  MoeTransformer transformer(c, model->weights, experts);
+  const int n = 80, vocab = c.vocab_size;
+  std::vector<int32_t> ids(n);
+  for (int p = 0; p < n; ++p) ids[p] = (p * 7919 + 13) % 199998;
+  const auto run = [&](int chunk) {
+    KvCache cache(c, 2);
+    cache.reset(0, n);
+    cache.reset(1, n);
+    std::vector<float> logits(static_cast<size_t>(n) * vocab);
+    for (int p0 = 0; p0 < n; p0 += chunk) {
+      std::vector<StepRow> rows;
+      const int end = std::min(n, p0 + chunk);
+      for (int p = p0; p < end; ++p) rows.push_back({1, p, ids[static_cast<size_t>(n - 1 - p)]});
+      for (int p = p0; p < end; ++p) rows.push_back({0, p, ids[static_cast<size_t>(p)]});
+      std::vector<int32_t> wanted;
+      for (int p = p0; p < end; ++p) wanted.push_back(end - p0 + p - p0);
+      std::vector<float> step(wanted.size() * static_cast<size_t>(vocab));
+      transformer.forward(rows, cache, wanted, step.data(), {});
+      std::copy(step.begin(), step.end(), logits.begin() + static_cast<ptrdiff_t>(p0) * vocab);
+    }
+    return logits;
+  };
+  const auto whole = run(n);
+  for (const int chunk : {1, 3, 13}) {
+    const auto chunked = run(chunk);
+    for (size_t i = 0; i < whole.size(); ++i)
+      ASSERT_EQ(chunked[i], whole[i]) << "chunks of " << chunk << ", position " << i / vocab;
+  }
 }
 
 TEST(GptOss, MalformedMxfp4TensorsAreNamed) {

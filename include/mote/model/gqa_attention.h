@@ -35,6 +35,7 @@ class GqaAttention {
   const Rope& rope_;
   float scale_;
   std::vector<float> q_, k_, v_, attn_, scores_;
+  std::vector<int> run_row_;  // per row: the first row of its slot's run in the step
 };
 
 }  // namespace mote

@@ -47,7 +47,8 @@ struct MemoryPlan {
   PlanRequest request;
   std::string placement_name;
   std::string sizes_from;           // where tensor sizes came from
-  uint64_t kv_bytes_per_token = 0;  // on the coordinator, all layers
+  uint64_t kv_bytes_per_token = 0;  // on the coordinator, all layers but sliding-window ones
+  uint64_t kv_window_bytes = 0;     // per request: the sliding-window layers' windows
   std::vector<RankPlan> ranks;
   std::vector<int> over_limit;  // ranks whose total exceeds mem_per_rank
 };
