@@ -13,6 +13,7 @@
 #include "mote/results/counters_output.h"
 #include "mote/results/mask_output.h"
 #include "mote/results/request_output.h"
+#include "mote/tokenizer/harmony.h"
 #include "mote/util/error.h"
 #include "mote/util/hash.h"
 #include "mote/util/memory.h"
@@ -163,7 +164,12 @@ void ResultCollector::print_ready() {
     std::vector<int32_t> shown = done.generated;
     if (done.stop == StopReason::Eos) shown.pop_back();
     std::string text = tokenizer.decode(shown);
-    show(next_to_print_, done.error.empty() ? text : "[request failed: " + done.error + "]");
+    // A harmony reply (gpt-oss) shows its final channel; the output file
+    // keeps the whole reply, analysis included.
+    const std::optional<std::string> final_text = harmony_final_text(tokenizer, shown);
+    show(next_to_print_, !done.error.empty() ? "[request failed: " + done.error + "]"
+                         : final_text        ? *final_text
+                                             : text);
     if (keep_outcome_) {
       texts_[next_to_print_] = std::move(text);
       if (!done.generated.empty()) first_tokens_[next_to_print_] = done.generated.front();

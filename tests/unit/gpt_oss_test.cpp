@@ -14,6 +14,7 @@
 #include "mote/model/moe_transformer.h"
 #include "mote/ops/elementwise.h"
 #include "mote/ops/rope.h"
+#include "mote/tokenizer/harmony.h"
 
 namespace mote {
 namespace {
@@ -167,6 +168,23 @@ TEST(GptOss, WindowedCacheGivesTheSameBitsForAnyChunking) {
     for (size_t i = 0; i < whole.size(); ++i)
       ASSERT_EQ(chunked[i], whole[i]) << "chunks of " << chunk << ", position " << i / vocab;
   }
+}
+
+TEST(GptOss, HarmonyRepliesShowTheirFinalChannel) {
+  const Tokenizer tokenizer = Tokenizer::load(kFixture);
+  const auto final_of = [&](const std::string& reply) {
+    return harmony_final_text(tokenizer, tokenizer.encode(reply, false));
+  };
+  EXPECT_EQ(final_of("<|channel|>analysis<|message|>The user greets.<|end|><|start|>assistant<|channel|>final"
+                     "<|message|>Hello there!<|return|>"),
+            "Hello there!");
+  // Cut off in the final message: what it has so far.
+  EXPECT_EQ(final_of("<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>Hel"),
+            "Hel");
+  EXPECT_EQ(final_of("<|channel|>final <|constrain|>json<|message|>{}<|call|>"), "{}");
+  // Only reasoning, or no harmony at all: nothing to pick out.
+  EXPECT_EQ(final_of("<|channel|>analysis<|message|>Still thinking"), std::nullopt);
+  EXPECT_EQ(final_of("plain text"), std::nullopt);
 }
 
 TEST(GptOss, MalformedMxfp4TensorsAreNamed) {
