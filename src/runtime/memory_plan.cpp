@@ -115,6 +115,11 @@ MemoryPlan plan_memory(const PlanRequest& req) {
   plan.ranks.assign(static_cast<size_t>(req.world_size), RankPlan{});
   std::pair<int, int> last_expert{-1, -1};
   for (const TensorSpec& spec : expected_tensors(c)) {
+    uint64_t values = spec.packed == TensorSpec::Packed::Scales ? 0 : 1;
+    for (const int64_t d : spec.shape) values *= static_cast<uint64_t>(d);
+    if (spec.packed == TensorSpec::Packed::Blocks) values *= 2;  // two e2m1 values a byte
+    plan.parameters += values;
+    if (spec.part == TensorPart::Routed) plan.routed_parameters += values;
     std::vector<std::string> names{spec.name};
     if (c.fp8 && spec.quantizable && spec.shape.size() == 2) names.push_back(spec.name + "_scale_inv");
     uint64_t bytes = 0;
@@ -133,6 +138,7 @@ MemoryPlan plan_memory(const PlanRequest& req) {
       from_header = false;
     }
     if (!from_header) bytes = derived_bytes(spec, c, element);
+    plan.model_bytes += bytes;
     if (spec.part == TensorPart::Routed && spec.expert < 0) {
       // All the layer's experts stacked in one tensor: an equal slice each,
       // an expert counted at its slice of the layer's first tensor.
@@ -210,6 +216,9 @@ MemoryPlan plan_memory(const PlanRequest& req) {
 std::string format_plan_text(const MemoryPlan& p) {
   const ModelConfig& c = p.config;
   std::string out = fmt::format("model {}: {}\n", p.request.model_dir.string(), c.summary());
+  out += fmt::format("{:.2f} B parameters ({:.2f} B in routed experts), {:.2f} GB of weights; ",
+                     static_cast<double>(p.parameters) / 1e9, static_cast<double>(p.routed_parameters) / 1e9,
+                     static_cast<double>(p.model_bytes) / 1e9);
   out += fmt::format("sizes from {}\n", p.sizes_from);
   out += fmt::format("world size {}, {} coordinator{}, placement {}, coordinators hold experts: {}\n",
                      p.request.world_size, p.request.coordinators, p.request.coordinators == 1 ? "" : "s",
@@ -283,6 +292,9 @@ std::string format_plan_json(const MemoryPlan& p) {
                          {"context_tokens", p.request.context_tokens},
                          {"kv_bytes_per_token", p.kv_bytes_per_token},
                          {"kv_window_bytes_per_request", p.kv_window_bytes},
+                         {"parameters", p.parameters},
+                         {"routed_parameters", p.routed_parameters},
+                         {"model_bytes", p.model_bytes},
                          {"mem_per_rank_bytes", p.request.mem_per_rank},
                          {"ranks_over_limit", p.over_limit},
                          {"ranks", ranks}};

@@ -56,6 +56,37 @@ TEST(Plan, DeepSeekR1ShapesFromTheIndexAlone) {
   EXPECT_EQ(plan_memory(req).over_limit, std::vector<int>{0});  // only the coordinator needs more than 100 GiB
 }
 
+// gpt-oss-20b and -120b as published: 20.91 B and 116.83 B parameters,
+// checkpoints of 12.8 GiB and 60.8 GiB (OpenAI's model card), from the
+// index alone; each rank holds its share of the stacked MXFP4 experts.
+TEST(Plan, GptOssShapesMatchThePublishedCheckpoints) {
+  for (const auto& [name, parameters, gib, experts] :
+       {std::tuple{"gpt-oss-20b", 20.91e9, 12.8, 24 * 32}, std::tuple{"gpt-oss-120b", 116.83e9, 60.8, 36 * 128}}) {
+    SCOPED_TRACE(name);
+    test::ScratchDir dir;
+    const auto config =
+        read_json_file(std::filesystem::path(MOTE_SOURCE_DIR) / "bench/configs" / (std::string(name) + ".json"));
+    write_synthetic_model(dir.path(), config, 1, test::bundled_model(), {.layers_per_shard = 4, .index_only = true});
+    PlanRequest req;
+    req.model_dir = dir.path();
+    req.world_size = 4;
+    req.coordinators = 1;
+    const MemoryPlan plan = plan_memory(req);
+    EXPECT_EQ(plan.sizes_from, "config.json and the index (no weight files present)");
+    EXPECT_NEAR(static_cast<double>(plan.parameters) / parameters, 1.0, 0.01) << plan.parameters;
+    EXPECT_NEAR(static_cast<double>(plan.model_bytes) / (gib * (1ull << 30)), 1.0, 0.01) << plan.model_bytes;
+    uint64_t routed = 0;
+    for (const auto& r : plan.ranks) {
+      EXPECT_EQ(r.routed_experts, experts / 4);
+      EXPECT_EQ(r.routed, plan.ranks[0].routed);  // 1/N of the experts' bytes each
+      routed += r.routed;
+    }
+    // MXFP4: half a byte and 1/32 of a scale byte per value, and bf16 biases.
+    const uint64_t width = 2880, per_expert = 3 * width * width;
+    EXPECT_EQ(routed, experts * (per_expert / 2 + per_expert / 32 + 3 * width * 2));
+  }
+}
+
 TEST(Plan, HeadersOfTheBundledModelAddUpToItsTensors) {
   PlanRequest req;
   req.model_dir = test::bundled_model();

@@ -49,6 +49,10 @@ struct MemoryPlan {
   std::string sizes_from;           // where tensor sizes came from
   uint64_t kv_bytes_per_token = 0;  // on the coordinator, all layers but sliding-window ones
   uint64_t kv_window_bytes = 0;     // per request: the sliding-window layers' windows
+  // Parameters (MXFP4 values counted one each, their scales not at all),
+  // and those of the routed experts.
+  uint64_t parameters = 0, routed_parameters = 0;
+  uint64_t model_bytes = 0;  // every tensor once
   std::vector<RankPlan> ranks;
   std::vector<int> over_limit;  // ranks whose total exceeds mem_per_rank
 };
