@@ -1,6 +1,7 @@
 #include "mote/ops/matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -464,29 +465,52 @@ void micro_kernel(const float* x, size_t xs, const Weight& w, int row, const std
   }
 }
 
-// One MXFP4 block (16 bytes, 32 values) as four vectors of 8 fp32 values in
-// column order, each value twice its e2m1 value: a byte shuffle looks the
-// nibbles up as small integers (0, 1, 2, 3, 4, 6, 8, 12 and negatives),
-// interleaving puts low and high nibbles back in column order, and the
-// integers widen exactly. The block's scale, halved, makes them weights.
-inline void load32_mxfp4(const std::byte* p, __m256 out[4]) {
+// 2^(e - 128) for each e8m0 byte e: an MXFP4 block's scale, halved because
+// the kernel's codes are twice their e2m1 values (255, NaN, is refused at load).
+const std::array<float, 256> kHalfE8m0 = [] {
+  std::array<float, 256> t{};
+  for (int e = 0; e < 256; ++e) t[static_cast<size_t>(e)] = 0.5f * Weight::e8m0_to_float(static_cast<uint8_t>(e));
+  return t;
+}();
+
+// The 32 codes of one MXFP4 block (16 bytes) as twice their e2m1 values,
+// small integers (0, 1, 2, 3, 4, 6, 8, 12 and negatives) looked up with a
+// byte shuffle: the even columns (low nibbles) and the odd ones (high).
+inline void mxfp4_codes(const std::byte* p, __m128i& even, __m128i& odd) {
   const __m128i table = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
   const __m128i nibble = _mm_set1_epi8(0x0F);
   const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i low = _mm_shuffle_epi8(table, _mm_and_si128(bytes, nibble));
-  const __m128i high = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));
-  const __m128i first = _mm_unpacklo_epi8(low, high), second = _mm_unpackhi_epi8(low, high);
-  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(first));
-  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(first, 8)));
-  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(second));
-  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(second, 8)));
+  even = _mm_shuffle_epi8(table, _mm_and_si128(bytes, nibble));
+  odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));
 }
 
-// NT tokens x NR rows of an MXFP4 weight. Each (token, row) accumulator sees
-// the same operations whatever NT and NR are: per block, four multiply-adds
-// of exactly dequantized weights (2 e2m1 x 2^(s - 128) is a float32 the
-// loader has checked to be finite), then one fixed-order sum.
-template <int NT, int NR>
+inline __m256 widen8_codes(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+// The activations in the order the kernel reads a block's codes: for each
+// block of 32 columns, its 16 even columns, then its 16 odd ones. One
+// buffer per thread, reused.
+const float* mxfp4_activation_order(const float* x, size_t xs, int n, int cols) {
+  thread_local std::vector<float> ordered;
+  ordered.resize(static_cast<size_t>(n) * cols);
+  for (int t = 0; t < n; ++t) {
+    const float* in = x + static_cast<size_t>(t) * xs;
+    float* out = ordered.data() + static_cast<size_t>(t) * cols;
+    for (int c = 0; c < cols; c += kMxfp4Block) {
+      for (int j = 0; j < kMxfp4Block / 2; ++j) {
+        out[c + j] = in[c + 2 * j];
+        out[c + kMxfp4Block / 2 + j] = in[c + 2 * j + 1];
+      }
+    }
+  }
+  return ordered.data();
+}
+
+// NT tokens x NR rows of an MXFP4 weight, the activations in
+// mxfp4_activation_order. Per block, each (token, row) pair sums its 32
+// products of codes and activations (one multiply, three multiply-adds of
+// 8 lanes) and adds that sum times the block's scale (a power of two, so
+// exact) to its accumulator: the same operations whatever NT and NR are.
+template <int NT, int NR, bool kPrefetch = false>
 void mxfp4_kernel(const float* x, size_t xs, const Weight& w, int row, const std::byte* wp, size_t ws, float* y,
                   size_t ys) {
   const int blocks = w.cols / kMxfp4Block;
@@ -498,18 +522,29 @@ void mxfp4_kernel(const float* x, size_t xs, const Weight& w, int row, const std
     for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_setzero_ps();
   for (int b = 0; b < blocks; ++b) {
     const size_t col = static_cast<size_t>(b) * kMxfp4Block;
+    // Decode waits on memory: the next row block's line, one instruction
+    // per row each 64 bytes (4 blocks), as the other decode kernels do.
+    if (kPrefetch && b % 4 == 0) {
+#pragma GCC unroll 1
+      for (int r = 0; r < NR; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(wp + (kRowBlock + r) * ws + col / 2), _MM_HINT_T0);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
-      __m256 wv[4];
-      load32_mxfp4(wp + r * ws + col / 2, wv);
-      const __m256 scale = _mm256_set1_ps(0.5f * Weight::e8m0_to_float(sp[r * blocks + b]));
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) wv[j] = _mm256_mul_ps(wv[j], scale);
+      __m128i even, odd;
+      mxfp4_codes(wp + r * ws + col / 2, even, odd);
+      const __m256 w0 = widen8_codes(even), w1 = widen8_codes(_mm_srli_si128(even, 8));
+      const __m256 w2 = widen8_codes(odd), w3 = widen8_codes(_mm_srli_si128(odd, 8));
+      const __m256 scale = _mm256_set1_ps(kHalfE8m0[sp[r * blocks + b]]);
 #pragma GCC unroll 8
-      for (int t = 0; t < NT; ++t)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j)
-          acc[t][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t * xs + col + 8 * j), wv[j], acc[t][r]);
+      for (int t = 0; t < NT; ++t) {
+        const float* xb = x + t * xs + col;
+        __m256 sum = _mm256_mul_ps(_mm256_loadu_ps(xb), w0);
+        sum = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 8), w1, sum);
+        sum = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 16), w2, sum);
+        sum = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), w3, sum);
+        acc[t][r] = _mm256_fmadd_ps(sum, scale, acc[t][r]);
+      }
     }
   }
   for (int t = 0; t < NT; ++t)
@@ -521,9 +556,9 @@ void mxfp4_rows_block(const float* x, size_t xs, int n, const Weight& w, int row
                       float* y, size_t ys) {
   if (n <= 2) {
     if (n == 2)
-      mxfp4_kernel<2, NR>(x, xs, w, row, wp, ws, y, ys);
+      mxfp4_kernel<2, NR, true>(x, xs, w, row, wp, ws, y, ys);
     else
-      mxfp4_kernel<1, NR>(x, xs, w, row, wp, ws, y, ys);
+      mxfp4_kernel<1, NR, true>(x, xs, w, row, wp, ws, y, ys);
     return;
   }
   // Prefill: 4 tokens x 2 rows at a time (8 accumulators, 4 weight vectors).
@@ -680,11 +715,18 @@ void product_rows(const MatmulJob& job, int b_begin, int b_end) {
   for (int t0 = 0; t0 < job.n; t0 += tokens_per_block) {
     const int nt = std::min(tokens_per_block, job.n - t0);
     const float* xt = job.x + static_cast<size_t>(t0) * job.x_stride;
+    size_t xs = job.x_stride;
+#ifdef MOTE_AVX2
+    if constexpr (DT == DType::MXFP4) {
+      xt = mxfp4_activation_order(xt, xs, nt, w.cols);
+      xs = static_cast<size_t>(w.cols);
+    }
+#endif
     for (int b = b_begin; b < b_end; ++b) {
       const int r0 = b * kRowBlock;
       const std::byte* wr = w.data + static_cast<size_t>(r0) * ws;
       float* yr = job.y + static_cast<size_t>(t0) * job.y_stride + r0;
-      const size_t xs = job.x_stride, ys = job.y_stride;
+      const size_t ys = job.y_stride;
       switch (std::min(kRowBlock, w.rows - r0)) {
         case 4:
           rows_block<DT, 4>(xt, xs, nt, w, r0, wr, ws, yr, ys);
