@@ -5,7 +5,7 @@
 // the top-k of its logits, softmax over those k. Each layer's experts are
 // stored stacked in MXFP4 (mlp.experts.gate_up_proj_blocks/_scales/_bias,
 // down_proj_*), gate and up rows interleaved, with the clamped SwiGLU.
-#include "../config_reader.h"
+#include "gqa_common.h"
 #include "mote/model/family.h"
 
 namespace mote {
@@ -14,11 +14,8 @@ namespace {
 constexpr float kSwigluAlpha = 1.702f;  // fixed in the reference code, not a config key
 
 void read_config(const ConfigReader& r, ModelConfig& c) {
-  c.attention = AttentionKind::Gqa;
-  c.rope_neox = true;
+  gqa::read_attention(r, c, gqa::RopeScaling::AsConfigured);  // YaRN: config.cpp reads rope_scaling
   c.qk_norm = QkNorm::None;
-  c.num_key_value_heads = r.get_int_or("num_key_value_heads", c.num_attention_heads, 1);
-  c.head_dim = r.get_int_or("head_dim", c.hidden_size / c.num_attention_heads, 2);
   c.attention_bias = r.get_bool_or("attention_bias", true);
   c.attention_sinks = true;
 
@@ -57,11 +54,6 @@ void read_config(const ConfigReader& r, ModelConfig& c) {
   c.moe_intermediate_size = r.get_int("intermediate_size", 1);
   c.intermediate_size = c.moe_intermediate_size;
   c.norm_topk_prob = true;
-  c.first_k_dense_replace = 0;
-  c.n_shared_experts = 0;
-  c.n_group = 1;
-  c.topk_group = 1;
-  c.routed_scaling_factor = 1.0;
   c.experts_stacked = true;
   c.swiglu_limit = static_cast<float>(r.get_double_or("swiglu_limit", 7.0));
   if (!(c.swiglu_limit > 0.0f)) fail("{}: swiglu_limit {} must be positive", r.where(), c.swiglu_limit);

@@ -1,6 +1,6 @@
 // What the GQA families share: num_key_value_heads, head_dim (default
-// hidden / heads), neox rope without scaling, every layer an MoE layer and
-// no shared experts.
+// hidden / heads), neox rope (without scaling, but where the family reads
+// rope_scaling itself), every layer an MoE layer and no shared experts.
 #pragma once
 
 #include "../config_reader.h"
@@ -8,7 +8,9 @@
 
 namespace mote::gqa {
 
-inline void read_attention(const ConfigReader& r, ModelConfig& c) {
+enum class RopeScaling { Refused, AsConfigured };
+
+inline void read_attention(const ConfigReader& r, ModelConfig& c, RopeScaling scaling = RopeScaling::Refused) {
   c.attention = AttentionKind::Gqa;
   c.rope_neox = true;
   c.num_key_value_heads = r.get_int_or("num_key_value_heads", c.num_attention_heads, 1);
@@ -18,7 +20,7 @@ inline void read_attention(const ConfigReader& r, ModelConfig& c) {
   c.n_group = 1;
   c.topk_group = 1;
   c.routed_scaling_factor = 1.0;
-  if (r.find("rope_scaling") != nullptr)
+  if (scaling == RopeScaling::Refused && r.find("rope_scaling") != nullptr)
     fail("{}: rope_scaling is not supported for {} (only null)", r.where(), c.model_type);
 }
 
