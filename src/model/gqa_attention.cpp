@@ -42,17 +42,18 @@ void GqaAttention::forward(const AttentionWeights& w, int layer, const float* x,
   // step's attention, which reads them from here: a sliding layer's ring
   // holds only the window, and a prompt chunk longer than the window would
   // overwrite keys its own earlier queries still need.
+  // Rows of one slot come in one run of consecutive positions: a slot's
+  // run starts once per step (slot_run_ holds the row it started at).
   run_row_.resize(un);
+  slot_run_.assign(static_cast<size_t>(cache.slots()), -1);
   for (int r = 0; r < n; ++r) {
-    // Rows of one slot come in runs of consecutive positions.
     const bool continues = r > 0 && rows[r].slot == rows[r - 1].slot && rows[r].pos == rows[r - 1].pos + 1;
     run_row_[r] = continues ? run_row_[r - 1] : r;
-    if (!continues) {
-      for (int p = 0; p < r; ++p) {
-        if (rows[p].slot == rows[r].slot)
-          fail("rows {} and {} of a step are slot {} in separate runs of positions", p, r, rows[r].slot);
-      }
-    }
+    if (continues) continue;
+    int& started = slot_run_[static_cast<size_t>(rows[r].slot)];
+    if (started >= 0)
+      fail("rows {} and {} of a step are slot {} in separate runs of positions", started, r, rows[r].slot);
+    started = r;
   }
   for (int r = 0; r < n; ++r) {
     float* q = q_.data() + static_cast<size_t>(r) * q_width;

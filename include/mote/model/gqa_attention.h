@@ -35,7 +35,8 @@ class GqaAttention {
   const Rope& rope_;
   float scale_;
   std::vector<float> q_, k_, v_, attn_, scores_;
-  std::vector<int> run_row_;  // per row: the first row of its slot's run in the step
+  std::vector<int> run_row_;   // per row: the first row of its slot's run in the step
+  std::vector<int> slot_run_;  // per cache slot: the row its run started at, or -1
 };
 
 }  // namespace mote
